@@ -1,0 +1,52 @@
+"""Events published on Redis pub/sub by api and worker, read by the bus."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+# Redis pub/sub channels (the seed's names).
+CHANNEL_UPLOAD = "photo:upload"
+CHANNEL_PROCESSING = "photo:processing"
+CHANNEL_COMPLETION = "photo:completion"
+CHANNELS = (CHANNEL_UPLOAD, CHANNEL_PROCESSING, CHANNEL_COMPLETION)
+
+# Event types.
+PHOTO_UPLOADED = "photo.uploaded"
+STAGE_COMPLETED = "photo.processing.stage.completed"
+PHOTO_PROCESSING_STARTED = "photo.processing.started"
+PHOTO_PROGRESS = "photo.processing.progress"
+PHOTO_COMPLETED = "photo.processing.completed"
+PHOTO_FAILED = "photo.processing.failed"
+
+CHANNEL_OF_TYPE: dict[str, str] = {
+    PHOTO_UPLOADED: CHANNEL_UPLOAD,
+    PHOTO_PROCESSING_STARTED: CHANNEL_PROCESSING,
+    STAGE_COMPLETED: CHANNEL_PROCESSING,
+    PHOTO_PROGRESS: CHANNEL_PROCESSING,
+    PHOTO_COMPLETED: CHANNEL_COMPLETION,
+    PHOTO_FAILED: CHANNEL_COMPLETION,
+}
+
+Channel = Literal["photo:upload", "photo:processing", "photo:completion"]
+
+
+class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """Routing and tracing facts every event carries."""
+
+    client_id: str
+    trace_id: str
+    session_id: str | None = None
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One event. ``id`` is unique and sortable (time-ordered)."""
+
+    id: str
+    type: str
+    channel: Channel
+    photo_id: str
+    data: dict[str, Any]
+    metadata: EventMetadata
+    timestamp: str

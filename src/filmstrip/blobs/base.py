@@ -1,0 +1,102 @@
+"""The blob store interface: originals and derivatives by key, streamed in and out."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from filmstrip.errors import DataError, FilmstripError, TemporaryError
+
+CHUNK_SIZE = 256 * 1024
+
+
+class BlobInfo(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    size: int
+    etag: str
+    content_type: str
+    modified: float  # seconds since the epoch
+
+
+class BlobNotFound(FilmstripError):
+    """No blob at that key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no blob at {key!r}", code="blob_not_found")
+        self.key = key
+
+
+class BlobTooLarge(DataError):
+    """A streamed upload passed ``max_bytes``; nothing was kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"upload is larger than the limit of {limit} bytes", code="too_large")
+        self.limit = limit
+
+
+class BlobStoreUnavailable(TemporaryError):
+    """The store could not be reached or answered with a server error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="blob_store_unavailable")
+
+
+class BlobStore(abc.ABC):
+    """Keys are ``/``-separated relative paths. Writes are atomic: a reader sees the whole
+    blob or none, and a failed or oversized write leaves nothing behind."""
+
+    #: A name for the container (bucket, or the root directory), recorded in jobs.
+    bucket: str
+
+    @abc.abstractmethod
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str,
+        max_bytes: int | None = None,
+    ) -> BlobInfo:
+        """Store the chunks under ``key``; raise :class:`BlobTooLarge` past ``max_bytes``."""
+
+    @abc.abstractmethod
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
+        """Store ``data`` under ``key`` (replacing any blob there)."""
+
+    @abc.abstractmethod
+    async def get_bytes(self, key: str) -> bytes:
+        """The whole blob; :class:`BlobNotFound` if absent."""
+
+    @abc.abstractmethod
+    async def open_stream(
+        self, key: str, *, chunk_size: int = CHUNK_SIZE
+    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+        """The blob's info and an iterator over its bytes; :class:`BlobNotFound` if absent."""
+
+    @abc.abstractmethod
+    async def stat(self, key: str) -> BlobInfo | None:
+        """The blob's info, or ``None``."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove the blob; absent is fine."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
+        """Every blob whose key starts with ``prefix``."""
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every blob under ``prefix``; return how many."""
+        keys = [info.key async for info in self.list(prefix)]
+        for key in keys:
+            await self.delete(key)
+        return len(keys)
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise :class:`BlobStoreUnavailable` unless the store answers."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,40 @@
+"""Run blocking (CPU or C-library) work off the event loop in one bounded pool."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def configure_pool(threads: int) -> ThreadPoolExecutor:
+    """Create the process-wide pool (``threads`` <= 0 means one per CPU)."""
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False)
+    size = threads if threads > 0 else (os.cpu_count() or 2)
+    _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="filmstrip-cpu")
+    return _pool
+
+
+def shutdown_pool() -> None:
+    """Stop the pool; running calls finish, queued ones are dropped."""
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+async def run_blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Await ``fn(*args, **kwargs)`` run in the bounded pool."""
+    pool = _pool or configure_pool(0)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))

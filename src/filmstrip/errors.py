@@ -1,0 +1,58 @@
+"""Errors as values with a category that decides what the queue does with them."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Category(enum.StrEnum):
+    """Why something failed; the queue's retry policy keys on this, never on messages."""
+
+    DATA = "DATA"  # the input is bad: never retry
+    TEMPORARY = "TEMPORARY"  # a dependency hiccuped: retry with backoff
+    RESOURCE = "RESOURCE"  # out of time/memory/capacity: defer without spending an attempt
+    LOGIC = "LOGIC"  # a bug or a misconfiguration: fail at once, loudly
+
+    @property
+    def retryable(self) -> bool:
+        return self in (Category.TEMPORARY, Category.RESOURCE)
+
+
+class FilmstripError(Exception):
+    """An error with a category and a machine-readable code."""
+
+    category: Category = Category.LOGIC
+
+    def __init__(self, message: str, *, code: str = "error", category: Category | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        if category is not None:
+            self.category = category
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DataError(FilmstripError):
+    """The input itself is unusable (corrupt, unsupported, over a limit)."""
+
+    category = Category.DATA
+
+
+class TemporaryError(FilmstripError):
+    """A dependency failed in a way that a later retry may not."""
+
+    category = Category.TEMPORARY
+
+
+class ResourceError(FilmstripError):
+    """Time, memory or capacity ran out; try again later without counting an attempt."""
+
+    category = Category.RESOURCE
+
+
+class LogicError(FilmstripError):
+    """A programming or configuration error; retrying will not help."""
+
+    category = Category.LOGIC

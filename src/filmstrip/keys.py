@@ -1,0 +1,17 @@
+"""Every Redis key and channel name Filmstrip uses, in one place.
+
+All keys of one queue share the ``{queue}`` hash tag so a Redis Cluster keeps them on one
+slot (Lua scripts touch several at once).
+"""
+
+from __future__ import annotations
+
+# --- events -----------------------------------------------------------------------------
+
+
+def client_events(client_id: str) -> str:
+    """The capped per-client stream of events, for replay after a reconnect."""
+    return f"filmstrip:events:client:{client_id}"
+
+
+# --- queue (see filmstrip.queue) ---------------------------------------------------------

@@ -1,0 +1,155 @@
+"""One typed settings object, parsed once from ``FILMSTRIP_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+PREFIX = "FILMSTRIP_"
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Quality = Annotated[int, msgspec.Meta(ge=1, le=100)]
+Priority = Annotated[int, msgspec.Meta(ge=1, le=10)]
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every knob of every role. Defaults make the embedded (``filmstrip dev``) mode work."""
+
+    # Where embedded state lives: private Redis data, filesystem blobs, SQLite.
+    data_dir: str = "./var"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # file:///abs/path or s3://bucket[/prefix]; empty means file://<data_dir>/blobs.
+    blob_url: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # Empty means <data_dir>/filmstrip.db.
+    db_path: str = ""
+
+    api_host: str = "127.0.0.1"
+    api_port: Port = 8080
+    bus_host: str = "127.0.0.1"
+    bus_port: Port = 8081
+    # Where browsers reach the bus; empty means ws://<api host>:<bus_port>/ws.
+    public_bus_url: str = ""
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Upload limits.
+    max_upload_bytes: Positive = 200 * 1024 * 1024
+
+    # Queue.
+    queue_name: str = "photo-processing"
+    worker_concurrency: Positive = 3
+    job_attempts: Positive = 3
+    job_backoff_ms: NonNegative = 5000
+    job_backoff_jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    job_priority: Priority = 5
+    visibility_timeout_ms: Positive = 30_000
+    max_stalled: NonNegative = 1
+    resource_max_deferrals: NonNegative = 5
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 25.0
+    limiter_max: NonNegative = 0  # 0 = rate limiter off
+    limiter_duration_ms: Positive = 1000
+    queue_max_waiting: Positive = 10_000
+
+    # Pipeline.
+    default_pipeline: str = "full_processing"
+    pipeline_threads: NonNegative = 0  # 0 = number of CPUs
+    stage_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    max_pixels: Positive = 100_000_000
+    max_dimension: Positive = 65_500
+    max_frames: Positive = 1000
+    thumbnail_size: Positive = 256
+    thumbnail_format: str = "webp"
+    thumbnail_quality: Quality = 80
+    preview_size: Positive = 1440
+    preview_format: str = "jpeg"
+    preview_quality: Quality = 80
+    optimize_quality: Quality = 80
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def effective_blob_url(self) -> str:
+        if self.blob_url:
+            return self.blob_url
+        return (self.data_path / "blobs").resolve().as_uri()
+
+    @property
+    def effective_db_path(self) -> str:
+        return self.db_path or str(self.data_path / "filmstrip.db")
+
+
+def _env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse ``FILMSTRIP_*`` variables (and the PaaS ``PORT``) into :class:`Settings`.
+
+    Raises :class:`SettingsError` naming the offending variable.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    hints = msgspec.structs.fields(Settings)
+    for field in hints:
+        name = _env_name(field.name)
+        raw = env.get(name)
+        if raw is None:
+            continue
+        try:
+            values[field.name] = msgspec.convert(_coerce(raw, field.type), field.type, strict=False)
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise SettingsError(f"{name}={raw!r} is not valid: {exc}") from None
+    # A PaaS hands us PORT for the web role; it wins over our own setting and must be
+    # reachable from outside the container.
+    if env.get("PORT"):
+        try:
+            values["api_port"] = msgspec.convert(env["PORT"], Port, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"PORT={env['PORT']!r} is not valid: {exc}") from None
+        values.setdefault("api_host", "0.0.0.0")
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _coerce(raw: str, typ: Any) -> Any:
+    if typ is bool or typ == bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError("expected true/false")
+    return raw
+
+
+def _check(s: Settings) -> None:
+    url = s.effective_blob_url
+    if not (url.startswith("file://") or url.startswith("s3://")):
+        raise SettingsError(f"{_env_name('blob_url')}={url!r} must start with file:// or s3://")
+    if not (s.redis_url.startswith(("redis://", "rediss://", "unix://"))):
+        raise SettingsError(
+            f"{_env_name('redis_url')}={s.redis_url!r} must be a redis://, rediss:// or unix:// URL"
+        )
+    for name in ("thumbnail_format", "preview_format"):
+        if getattr(s, name) not in ("webp", "jpeg", "avif", "png"):
+            raise SettingsError(f"{_env_name(name)} must be one of webp, jpeg, avif, png")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"{_env_name('log_level')} must be DEBUG, INFO, WARNING or ERROR")

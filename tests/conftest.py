@@ -1,0 +1,48 @@
+"""Session-wide real services: a private redis-server; helpers for the corpus."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.support.redis_server import RedisServer
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private redis-server (appendonly) for the whole run."""
+    server = RedisServer(appendonly=True)
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client on the private server; the database is emptied after each test."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus folder {CORPUS} is absent (tests that need photos are skipped)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def manifest(corpus: Path) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = json.loads((corpus / "manifest.json").read_text())
+    return entries
