@@ -130,7 +130,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _coerce(raw: str, typ: Any) -> Any:
-    if typ is bool or typ == bool:
+    if typ is bool:
         low = raw.strip().lower()
         if low in ("1", "true", "yes", "on"):
             return True

@@ -1,0 +1,432 @@
+"""The catalog interface, written once in portable SQL over a few driver primitives.
+
+A driver (SQLite now; PostgreSQL later) supplies connection handling and the four
+primitives; every query here uses ``?`` placeholders that a driver may rewrite.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import orjson
+
+from filmstrip.catalog.models import (
+    ClientRecord,
+    DerivativeRecord,
+    OutboxEntry,
+    PhotoRecord,
+    PhotoStatus,
+    SessionRecord,
+)
+from filmstrip.catalog.schema import STATEMENTS
+
+Row = Sequence[Any]
+
+_PHOTO_COLUMNS = (
+    "id, client_id, session_id, blob_key, content_type, bytes, sha256, status, job_id, "
+    "trace_id, uploaded_at, taken_at, processed_at, processing_metadata, derivatives, "
+    "processing_error, error_category, updated_at"
+)
+
+_derivatives_decoder = msgspec.json.Decoder(list[DerivativeRecord])
+
+
+def utcnow() -> str:
+    """Now as the catalog stores times: ISO-8601 UTC with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _photo(row: Row) -> PhotoRecord:
+    return PhotoRecord(
+        id=row[0],
+        client_id=row[1],
+        session_id=row[2],
+        blob_key=row[3],
+        content_type=row[4],
+        bytes=int(row[5]),
+        sha256=row[6],
+        status=row[7],
+        job_id=row[8],
+        trace_id=row[9],
+        uploaded_at=row[10],
+        taken_at=row[11],
+        processed_at=row[12],
+        processing_metadata=orjson.loads(row[13]) if row[13] else None,
+        derivatives=_derivatives_decoder.decode(row[14]) if row[14] else [],
+        processing_error=row[15],
+        error_category=row[16],
+        updated_at=row[17],
+    )
+
+
+class Transaction(abc.ABC):
+    """Statements run inside one transaction."""
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of one query."""
+
+
+class Catalog(abc.ABC):
+    """Photos, their processing state, clients, tokens, sessions and the job outbox."""
+
+    # --- driver primitives -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections and create the schema if needed."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work that commits on success and rolls back on error."""
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self.transaction() as tx:
+            return await tx.fetchall(sql, params)
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    async def create_schema(self) -> None:
+        """Create tables and indexes that are missing."""
+        async with self.transaction() as tx:
+            for statement in STATEMENTS:
+                await tx.execute(statement)
+
+    async def ping(self) -> None:
+        """Raise unless the catalog answers a query."""
+        await self._fetchone("SELECT 1")
+
+    # --- photos ------------------------------------------------------------------------
+
+    async def insert_photo(self, photo: PhotoRecord, outbox: OutboxEntry | None) -> None:
+        """Insert a photo row and (atomically) its outbox entry."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    photo.id, photo.client_id, photo.session_id, photo.blob_key,
+                    photo.content_type, photo.bytes, photo.sha256, photo.status, photo.job_id,
+                    photo.trace_id, photo.uploaded_at, photo.taken_at, photo.processed_at,
+                    None, None, None, None, photo.updated_at or photo.uploaded_at,
+                ),
+            )  # fmt: skip
+            if outbox is not None:
+                await tx.execute(
+                    "INSERT INTO outbox (job_id, photo_id, payload, priority, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (outbox.job_id, outbox.photo_id, outbox.payload, outbox.priority,
+                     outbox.created_at),
+                )  # fmt: skip
+
+    async def get_photo(self, photo_id: str, client_id: str | None = None) -> PhotoRecord | None:
+        """One photo; with ``client_id``, only if that client owns it."""
+        if client_id is None:
+            row = await self._fetchone(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,)
+            )
+        else:
+            row = await self._fetchone(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ? AND client_id = ?",
+                (photo_id, client_id),
+            )
+        return _photo(row) if row else None
+
+    async def find_by_sha256(self, client_id: str, sha256: str) -> PhotoRecord | None:
+        """The client's photo with these bytes, if any."""
+        row = await self._fetchone(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE client_id = ? AND sha256 = ? "
+            "ORDER BY uploaded_at LIMIT 1",
+            (client_id, sha256),
+        )
+        return _photo(row) if row else None
+
+    async def existing_sha256(self, client_id: str, hashes: Sequence[str]) -> dict[str, str]:
+        """Map each of ``hashes`` the client already has to its photo id."""
+        found: dict[str, str] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = list(hashes[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._fetchall(
+                f"SELECT sha256, id FROM photos WHERE client_id = ? AND sha256 IN ({marks})",
+                (client_id, *chunk),
+            )
+            for sha, pid in rows:
+                found.setdefault(sha, pid)
+        return found
+
+    async def mark_processing(self, photo_id: str) -> bool:
+        """queued|processing|failed → processing; False if the photo is gone."""
+        changed = await self._execute(
+            "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
+            "updated_at = ? WHERE id = ?",
+            (PhotoStatus.PROCESSING, utcnow(), photo_id),
+        )
+        return changed > 0
+
+    async def complete_photo(
+        self,
+        photo_id: str,
+        *,
+        metadata: dict[str, Any],
+        derivatives: list[DerivativeRecord],
+        taken_at: str | None,
+    ) -> bool:
+        """Record a finished photo; False if it was deleted meanwhile."""
+        now = utcnow()
+        changed = await self._execute(
+            "UPDATE photos SET status = ?, processing_metadata = ?, derivatives = ?, "
+            "taken_at = ?, processed_at = ?, processing_error = NULL, error_category = NULL, "
+            "updated_at = ? WHERE id = ?",
+            (
+                PhotoStatus.COMPLETED,
+                orjson.dumps(metadata).decode(),
+                msgspec.json.encode(derivatives).decode(),
+                taken_at,
+                now,
+                now,
+                photo_id,
+            ),
+        )
+        return changed > 0
+
+    async def fail_photo(self, photo_id: str, *, error: str, category: str) -> bool:
+        """Record a photo that failed for good; False if it was deleted meanwhile."""
+        now = utcnow()
+        changed = await self._execute(
+            "UPDATE photos SET status = ?, processing_error = ?, error_category = ?, "
+            "processed_at = ?, updated_at = ? WHERE id = ?",
+            (PhotoStatus.FAILED, error, category, now, now, photo_id),
+        )
+        return changed > 0
+
+    async def requeue_photo(self, photo_id: str) -> bool:
+        """Back to queued (a failed job was retried)."""
+        changed = await self._execute(
+            "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
+            "updated_at = ? WHERE id = ?",
+            (PhotoStatus.QUEUED, utcnow(), photo_id),
+        )
+        return changed > 0
+
+    async def delete_photo(self, photo_id: str, client_id: str) -> PhotoRecord | None:
+        """Remove the client's photo row and its outbox entry; return what was removed."""
+        async with self.transaction() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ? AND client_id = ?",
+                (photo_id, client_id),
+            )
+            if not rows:
+                return None
+            await tx.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
+            await tx.execute("DELETE FROM outbox WHERE photo_id = ?", (photo_id,))
+            return _photo(rows[0])
+
+    async def photo_ids_present(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` have a photo row."""
+        present: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._fetchall(f"SELECT id FROM photos WHERE id IN ({marks})", chunk)
+            present.update(r[0] for r in rows)
+        return present
+
+    async def photos_in_status(
+        self, status: str, *, updated_before: str, limit: int = 500
+    ) -> list[PhotoRecord]:
+        """Photos that have sat in ``status`` since before ``updated_before``."""
+        rows = await self._fetchall(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at < ? "
+            "ORDER BY updated_at LIMIT ?",
+            (status, updated_before, limit),
+        )
+        return [_photo(r) for r in rows]
+
+    async def list_photos(
+        self,
+        client_id: str,
+        *,
+        limit: int,
+        status: str | None = None,
+        session_id: str | None = None,
+        taken_after: str | None = None,
+        taken_before: str | None = None,
+        sort: str = "uploaded",
+        after: tuple[str, str] | None = None,
+    ) -> list[PhotoRecord]:
+        """The client's photos, newest first, after the keyset cursor ``(sort key, id)``."""
+        column = "taken_at" if sort == "taken" else "uploaded_at"
+        where = ["client_id = ?"]
+        params: list[Any] = [client_id]
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if session_id:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if taken_after:
+            where.append("taken_at >= ?")
+            params.append(taken_after)
+        if taken_before:
+            where.append("taken_at < ?")
+            params.append(taken_before)
+        if sort == "taken":
+            # Photos without a date taken sort last and are not listed by this ordering's
+            # cursor arithmetic; COALESCE keeps the keyset total.
+            column = "COALESCE(taken_at, '')"
+        if after is not None:
+            where.append(f"({column} < ? OR ({column} = ? AND id < ?))")
+            params.extend([after[0], after[0], after[1]])
+        params.append(limit)
+        rows = await self._fetchall(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {' AND '.join(where)} "
+            f"ORDER BY {column} DESC, id DESC LIMIT ?",
+            params,
+        )
+        return [_photo(r) for r in rows]
+
+    # --- outbox ------------------------------------------------------------------------
+
+    async def outbox_pending(self, *, created_before: str, limit: int = 100) -> list[OutboxEntry]:
+        """Outbox entries older than ``created_before``, oldest first."""
+        rows = await self._fetchall(
+            "SELECT job_id, photo_id, payload, priority, created_at, attempts FROM outbox "
+            "WHERE created_at < ? ORDER BY created_at LIMIT ?",
+            (created_before, limit),
+        )
+        return [
+            OutboxEntry(
+                job_id=r[0], photo_id=r[1], payload=r[2], priority=int(r[3]),
+                created_at=r[4], attempts=int(r[5]),
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    async def outbox_done(self, job_id: str) -> None:
+        """The job is on the queue: forget the entry."""
+        await self._execute("DELETE FROM outbox WHERE job_id = ?", (job_id,))
+
+    # --- clients and tokens ------------------------------------------------------------
+
+    async def create_client(self, client_id: str, name: str, *, is_admin: bool) -> ClientRecord:
+        """Add a client."""
+        rec = ClientRecord(id=client_id, name=name, is_admin=is_admin, created_at=utcnow())
+        await self._execute(
+            "INSERT INTO clients (id, name, is_admin, created_at) VALUES (?, ?, ?, ?)",
+            (rec.id, rec.name, int(rec.is_admin), rec.created_at),
+        )
+        return rec
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        row = await self._fetchone(
+            "SELECT id, name, is_admin, created_at FROM clients WHERE id = ?", (client_id,)
+        )
+        if row is None:
+            return None
+        return ClientRecord(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3])
+
+    async def find_client_by_name(self, name: str) -> ClientRecord | None:
+        row = await self._fetchone(
+            "SELECT id, name, is_admin, created_at FROM clients WHERE name = ? "
+            "ORDER BY created_at LIMIT 1",
+            (name,),
+        )
+        if row is None:
+            return None
+        return ClientRecord(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3])
+
+    async def add_token(self, token_hash: str, client_id: str) -> None:
+        """Store a token (by its hash only) for a client."""
+        await self._execute(
+            "INSERT INTO tokens (token_hash, client_id, created_at) VALUES (?, ?, ?)",
+            (token_hash, client_id, utcnow()),
+        )
+
+    async def client_for_token(self, token_hash: str) -> ClientRecord | None:
+        """The client a live (unrevoked) token belongs to."""
+        row = await self._fetchone(
+            "SELECT c.id, c.name, c.is_admin, c.created_at FROM tokens t "
+            "JOIN clients c ON c.id = t.client_id "
+            "WHERE t.token_hash = ? AND t.revoked_at IS NULL",
+            (token_hash,),
+        )
+        if row is None:
+            return None
+        return ClientRecord(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3])
+
+    async def revoke_token(self, token_hash: str) -> bool:
+        """Revoke one token; False if unknown or already revoked."""
+        changed = await self._execute(
+            "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+            (utcnow(), token_hash),
+        )
+        return changed > 0
+
+    async def revoke_client_tokens(self, client_id: str) -> int:
+        """Revoke every token of a client."""
+        return await self._execute(
+            "UPDATE tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
+            (utcnow(), client_id),
+        )
+
+    # --- upload sessions ---------------------------------------------------------------
+
+    async def create_session(self, session_id: str, client_id: str) -> SessionRecord:
+        rec = SessionRecord(id=session_id, client_id=client_id, created_at=utcnow())
+        await self._execute(
+            "INSERT INTO upload_sessions (id, client_id, created_at) VALUES (?, ?, ?)",
+            (rec.id, rec.client_id, rec.created_at),
+        )
+        return rec
+
+    async def get_session(
+        self, session_id: str, client_id: str | None = None
+    ) -> SessionRecord | None:
+        """One session; with ``client_id``, only if that client created it."""
+        row = await self._fetchone(
+            "SELECT id, client_id, created_at FROM upload_sessions WHERE id = ?", (session_id,)
+        )
+        if row is None or (client_id is not None and row[1] != client_id):
+            return None
+        return SessionRecord(id=row[0], client_id=row[1], created_at=row[2])
+
+    async def session_photos(self, session_id: str) -> list[tuple[str, str]]:
+        """``(photo_id, status)`` of every photo in a session, oldest first."""
+        rows = await self._fetchall(
+            "SELECT id, status FROM photos WHERE session_id = ? ORDER BY uploaded_at, id",
+            (session_id,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def iter_all_photo_ids(self, batch: int = 1000) -> AsyncIterator[str]:
+        """Every photo id (for sweeps)."""
+        last = ""
+        while True:
+            rows = await self._fetchall(
+                "SELECT id FROM photos WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            )
+            for r in rows:
+                yield r[0]
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]

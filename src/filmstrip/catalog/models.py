@@ -1,0 +1,67 @@
+"""Rows of the catalog, as typed Structs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class PhotoStatus:
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ALL = ("queued", "processing", "completed", "failed")
+
+
+class DerivativeRecord(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    key: str
+    content_type: str
+    width: int
+    height: int
+    bytes: int
+
+
+class PhotoRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    client_id: str
+    session_id: str | None
+    blob_key: str
+    content_type: str
+    bytes: int
+    sha256: str | None
+    status: str
+    job_id: str
+    trace_id: str
+    uploaded_at: str
+    taken_at: str | None = None
+    processed_at: str | None = None
+    processing_metadata: dict[str, Any] | None = None
+    derivatives: list[DerivativeRecord] = msgspec.field(default_factory=list)
+    processing_error: str | None = None
+    error_category: str | None = None
+    updated_at: str = ""
+
+
+class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    photo_id: str
+    payload: str
+    priority: int
+    created_at: str
+    attempts: int = 0
+
+
+class ClientRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    is_admin: bool
+    created_at: str
+
+
+class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    client_id: str
+    created_at: str

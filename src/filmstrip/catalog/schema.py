@@ -1,0 +1,63 @@
+"""The catalog schema, in SQL that SQLite and PostgreSQL both accept.
+
+Timestamps are ISO-8601 UTC strings (sortable as text); JSON columns are TEXT.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+STATEMENTS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS clients (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        is_admin INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS tokens (
+        token_hash TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL REFERENCES clients(id),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS upload_sessions (
+        id TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS photos (
+        id TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        session_id TEXT,
+        blob_key TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        bytes BIGINT NOT NULL,
+        sha256 TEXT,
+        status TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        trace_id TEXT NOT NULL,
+        uploaded_at TEXT NOT NULL,
+        taken_at TEXT,
+        processed_at TEXT,
+        processing_metadata TEXT,
+        derivatives TEXT,
+        processing_error TEXT,
+        error_category TEXT,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS photos_client_uploaded ON photos (client_id, uploaded_at, id)",
+    "CREATE INDEX IF NOT EXISTS photos_client_taken ON photos (client_id, taken_at, id)",
+    "CREATE INDEX IF NOT EXISTS photos_client_sha ON photos (client_id, sha256)",
+    "CREATE INDEX IF NOT EXISTS photos_session ON photos (session_id)",
+    "CREATE INDEX IF NOT EXISTS photos_status ON photos (status, updated_at)",
+    # The outbox: written in the same transaction as the photo row; a relay moves each
+    # entry to the queue and deletes it, so an accepted upload always gets its job.
+    """CREATE TABLE IF NOT EXISTS outbox (
+        job_id TEXT PRIMARY KEY,
+        photo_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    )""",
+)

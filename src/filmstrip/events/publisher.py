@@ -1,0 +1,92 @@
+"""Publish events: one Lua call appends to the client's capped replay stream and PUBLISHes.
+
+The pub/sub message is ``<stream id> <json>``: the stream id is the event's id, so a client
+that reconnects can resume from the last id it saw without a gap or a duplicate.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from filmstrip import keys
+from filmstrip.errors import TemporaryError
+from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
+
+# KEYS[1] client stream; ARGV: channel, json body, maxlen, min id (ms) for age trimming.
+_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
+if ARGV[4] ~= '0' then
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
+return id
+"""
+
+_encoder = msgspec.json.Encoder()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventPublisher:
+    """Publishes events for api and worker; the bus is the only reader."""
+
+    def __init__(
+        self, redis: aioredis.Redis, *, replay_maxlen: int = 1000, replay_age_s: int = 86_400
+    ) -> None:
+        self._redis = redis
+        self._script = redis.register_script(_PUBLISH)
+        self._maxlen = replay_maxlen
+        self._age_ms = replay_age_s * 1000
+
+    async def publish(
+        self,
+        type_: str,
+        *,
+        photo_id: str,
+        client_id: str,
+        trace_id: str,
+        session_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        """Publish one event; return its id. Raises TemporaryError if Redis is unreachable."""
+        event = Event(
+            id="",
+            type=type_,
+            channel=CHANNEL_OF_TYPE[type_],  # type: ignore[arg-type]
+            photo_id=photo_id,
+            data={"photo_id": photo_id, **(data or {})},
+            metadata=EventMetadata(client_id=client_id, session_id=session_id, trace_id=trace_id),
+            timestamp=_now_iso(),
+        )
+        min_id = str(int(time.time() * 1000) - self._age_ms) if self._age_ms else "0"
+        try:
+            stream_id = await self._script(
+                keys=[keys.client_events(client_id)],
+                args=[
+                    event.channel,
+                    _encoder.encode(event),
+                    self._maxlen,
+                    min_id,
+                    self._age_ms or 86_400_000,
+                ],
+            )
+        except RedisError as exc:
+            raise TemporaryError(
+                f"could not publish {type_}: {exc}", code="redis_unavailable"
+            ) from exc
+        return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+
+
+def new_trace_id() -> str:
+    """A W3C-compatible 32-hex trace id."""
+    return uuid.uuid4().hex
