@@ -50,6 +50,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Upload limits.
     max_upload_bytes: Positive = 200 * 1024 * 1024
 
+    # HMAC secret for signed blob URLs; empty means one kept in <data_dir>/signing.key
+    # (fine on one machine; set it explicitly when api processes run on several).
+    signing_secret: str = ""
+    signed_url_ttl_s: Positive = 3600
+
     # Queue.
     queue_name: str = "photo-processing"
     worker_concurrency: Positive = 3

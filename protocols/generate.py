@@ -1,0 +1,50 @@
+"""Write the schema files in ``protocols/schemas`` from the Structs (``filmstrip schemas``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+
+from protocols import openapi
+from protocols.events import Event
+from protocols.jobs import PhotoProcessingJob
+from protocols.ws import ClientMessage, EventMessage, ServerMessage
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+def _schema(types: list[Any], title: str) -> dict[str, Any]:
+    refs, components = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        "oneOf" if len(refs) > 1 else "allOf": list(refs),
+        "$defs": components,
+    }
+
+
+def render_all() -> dict[str, bytes]:
+    """File name → exact bytes of every generated schema file."""
+    docs = {
+        "job.schema.json": _schema([PhotoProcessingJob], "PhotoProcessingJob"),
+        "event.schema.json": _schema([Event], "Event (Redis pub/sub)"),
+        "ws-client.schema.json": _schema([ClientMessage], "WebSocket: client to bus"),
+        "ws-server.schema.json": _schema([ServerMessage, EventMessage], "WebSocket: bus to client"),
+        "openapi.json": openapi.document(),
+    }
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+    return {name: orjson.dumps(doc, option=opts) + b"\n" for name, doc in docs.items()}
+
+
+def write_all() -> list[Path]:
+    """Regenerate every schema file; return their paths."""
+    SCHEMA_DIR.mkdir(exist_ok=True)
+    written = []
+    for name, data in render_all().items():
+        path = SCHEMA_DIR / name
+        path.write_bytes(data)
+        written.append(path)
+    return written

@@ -1,0 +1,71 @@
+"""The api application: routes, middlewares and the resources it holds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from filmstrip.auth.signing import load_or_create_secret
+from filmstrip.blobs import open_blob_store
+from filmstrip.catalog import open_catalog
+from filmstrip.events import EventPublisher
+from filmstrip.queue import JobQueue, QueueOptions
+from filmstrip.settings import Settings
+from services.api import health, photos, uploads
+from services.api.middleware import auth_middleware, error_middleware, trace_middleware
+from services.api.relay import run_relay
+from services.api.state import STATE, ApiState
+
+
+def create_app(settings: Settings, *, background: bool = True) -> web.Application:
+    """The api app; ``background=False`` skips the relay loop (for focused tests)."""
+    app = web.Application(
+        middlewares=[trace_middleware, error_middleware, auth_middleware],
+        # Uploads are streamed from multipart parts; this only bounds bodies read whole.
+        client_max_size=1024 * 1024,
+    )
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_post("/v1/photos", uploads.upload_photo)
+    app.router.add_get("/v1/photos/{photo_id}", photos.get_photo)
+    app.router.add_get("/v1/photos/{photo_id}/original", photos.get_original)
+    app.router.add_get("/v1/photos/{photo_id}/derivatives/{name}", photos.get_derivative)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=15,
+        )
+        catalog = await open_catalog(settings)
+        blobs = await open_blob_store(settings)
+        state = ApiState(
+            settings=settings,
+            redis=redis,
+            catalog=catalog,
+            blobs=blobs,
+            queue=JobQueue(redis, QueueOptions.from_settings(settings)),
+            events=EventPublisher(redis),
+            signing_secret=load_or_create_secret(settings.signing_secret, settings.data_dir),
+        )
+        app[STATE] = state
+        tasks: list[asyncio.Task[None]] = []
+        if background:
+            tasks.append(asyncio.create_task(run_relay(catalog, state.queue)))
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await blobs.close()
+        await catalog.close()
+        await redis.aclose()
+
+    app.cleanup_ctx.append(resources)
+    return app

@@ -1,0 +1,44 @@
+"""HTTP errors as values: a status, a machine-readable code and a human message."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from filmstrip.errors import Category, FilmstripError
+from protocols.http import ErrorBody, ErrorDetail
+from services.api.json import json_response
+
+
+class ApiError(Exception):
+    """Raised by handlers; the error middleware turns it into ``{"error": {...}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The JSON error body every non-2xx answer carries."""
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return json_response(body, status=status, headers=headers)
+
+
+def from_filmstrip_error(exc: FilmstripError) -> ApiError:
+    """Map a core error to HTTP by its category (TEMPORARY/RESOURCE are the server's problem)."""
+    if exc.category in (Category.TEMPORARY, Category.RESOURCE):
+        return ApiError(503, exc.code, exc.message, headers={"Retry-After": "5"})
+    if exc.category is Category.DATA:
+        return ApiError(422, exc.code, exc.message)
+    return ApiError(500, exc.code, exc.message)

@@ -1,0 +1,26 @@
+"""Run the api role."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from filmstrip.settings import Settings
+from services.api.app import create_app
+
+log = logging.getLogger("filmstrip.api")
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve HTTP on ``api_host:api_port`` until ``stop`` is set."""
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
+    await site.start()
+    log.info("api listening", extra={"url": f"http://{settings.api_host}:{settings.api_port}"})
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,132 @@
+"""Request middlewares: trace ids, JSON errors, and bearer-token authentication."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from filmstrip.auth import hash_token
+from filmstrip.catalog import ClientRecord
+from filmstrip.errors import FilmstripError
+from filmstrip.events import new_trace_id
+from filmstrip.logs import trace_id_var
+from services.api.errors import ApiError, error_response, from_filmstrip_error
+from services.api.state import state_of
+
+log = logging.getLogger("filmstrip.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+CLIENT: web.RequestKey[ClientRecord] = web.RequestKey("client", ClientRecord)
+
+# Paths reachable without a token (signed blob URLs check their own signature).
+_PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/v1/openapi.json")
+
+
+def trace_id_of(request: web.Request) -> str:
+    """The request's trace id (from ``traceparent``, ``X-Trace-Id`` or fresh)."""
+    return str(request["trace_id"])
+
+
+@web.middleware
+async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Adopt an incoming W3C ``traceparent`` (or ``X-Trace-Id``), log the request with it."""
+    incoming = request.headers.get("traceparent", "")
+    match = _TRACEPARENT.match(incoming.strip().lower())
+    trace_id = match.group(1) if match else None
+    if trace_id is None:
+        given = request.headers.get("X-Trace-Id", "")
+        trace_id = given if re.fullmatch(r"[0-9a-fA-F]{16,32}", given) else new_trace_id()
+    request["trace_id"] = trace_id
+    token = trace_id_var.set(trace_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Trace-Id"] = trace_id
+        return response
+    finally:
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        trace_id_var.reset(token)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as ``{"error": {"code", "message"}}`` with a fitting status."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        resp = error_response(exc.status, exc.code, exc.message, exc.headers)
+    except FilmstripError as exc:
+        api = from_filmstrip_error(exc)
+        if api.status >= 500:
+            log.warning("dependency failure: %s", exc, extra={"code": exc.code})
+        resp = error_response(api.status, api.code, api.message, api.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+            400: "bad_request",
+        }.get(exc.status, "http_error")
+        resp = error_response(exc.status, code, exc.reason or code)
+    except Exception:
+        log.exception("unhandled error")
+        resp = error_response(500, "internal", "internal server error")
+    resp.headers["X-Trace-Id"] = str(request.get("trace_id", ""))
+    return resp
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve ``Authorization: Bearer <token>`` to a client for every ``/v1`` route."""
+    path = request.path
+    if not path.startswith("/v1/") or path.startswith(_PUBLIC_PREFIXES):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        if _is_signed_blob_request(request):
+            return await handler(request)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send an API token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="filmstrip"'},
+        )
+    client = await state_of(request).catalog.client_for_token(hash_token(token.strip()))
+    if client is None:
+        raise ApiError(
+            401,
+            "invalid_token",
+            "the API token is unknown or revoked",
+            headers={"WWW-Authenticate": 'Bearer realm="filmstrip", error="invalid_token"'},
+        )
+    request[CLIENT] = client
+    return await handler(request)
+
+
+def _is_signed_blob_request(request: web.Request) -> bool:
+    return request.method in ("GET", "HEAD") and "sig" in request.query
+
+
+def client_of(request: web.Request) -> ClientRecord:
+    """The authenticated client (the auth middleware guarantees one on /v1 routes)."""
+    return request[CLIENT]

@@ -1,0 +1,136 @@
+"""Reading photos: their record, the original and the derivatives (streamed, cacheable)."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from filmstrip.auth.signing import signed_query, verify
+from filmstrip.blobs import BlobNotFound
+from filmstrip.catalog import PhotoRecord
+from protocols.http import Derivative, Photo
+from services.api.errors import ApiError
+from services.api.json import json_response
+from services.api.middleware import CLIENT
+from services.api.state import ApiState, state_of
+
+_PHOTO_ID = re.compile(r"^[0-9a-f-]{36}$")
+# Originals and derivatives never change under the same URL (a re-processed photo writes
+# the same bytes), so browsers may keep them; "private" keeps them out of shared caches.
+_CACHE = "private, max-age=86400, immutable"
+
+
+def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
+    """The public view of a photo, with signed URLs that work without headers."""
+    secret = state.signing_secret
+    ttl = state.settings.signed_url_ttl_s
+    base = f"/v1/photos/{photo.id}"
+    return Photo(
+        photo_id=photo.id,
+        status=photo.status,
+        client_id=photo.client_id,
+        session_id=photo.session_id,
+        content_type=photo.content_type,
+        bytes=photo.bytes,
+        sha256=photo.sha256,
+        uploaded_at=photo.uploaded_at,
+        processed_at=photo.processed_at,
+        original_url=signed_query(secret, f"{base}/original", ttl),
+        derivatives=[
+            Derivative(
+                name=d.name,
+                url=signed_query(secret, f"{base}/derivatives/{d.name}", ttl),
+                content_type=d.content_type,
+                width=d.width,
+                height=d.height,
+                bytes=d.bytes,
+            )
+            for d in photo.derivatives
+        ],
+        metadata=photo.processing_metadata,
+        error=photo.processing_error,
+    )
+
+
+async def _owned_photo(request: web.Request) -> PhotoRecord:
+    """The photo named in the path, if the caller may see it (token owner or valid signature).
+
+    Another client's photo is 404, exactly like a missing one: existence is not leaked.
+    """
+    state = state_of(request)
+    photo_id = request.match_info["photo_id"]
+    if not _PHOTO_ID.match(photo_id):
+        raise ApiError(404, "photo_not_found", f"no photo {photo_id!r}")
+    client = request.get(CLIENT)
+    if client is not None:
+        photo = await state.catalog.get_photo(photo_id, client.id)
+    else:
+        if not verify(
+            state.signing_secret,
+            request.path,
+            request.query.get("exp", ""),
+            request.query.get("sig", ""),
+        ):
+            raise ApiError(403, "bad_signature", "the signed URL is invalid or has expired")
+        photo = await state.catalog.get_photo(photo_id)
+    if photo is None:
+        raise ApiError(404, "photo_not_found", f"no photo {photo_id!r}")
+    return photo
+
+
+async def get_photo(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/photos/{id}``: status, metadata and derivative URLs."""
+    photo = await _owned_photo(request)
+    return json_response(photo_body(state_of(request), photo))
+
+
+async def get_original(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/photos/{id}/original``: the uploaded bytes."""
+    photo = await _owned_photo(request)
+    return await _stream_blob(request, photo.blob_key, photo.content_type)
+
+
+async def get_derivative(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/photos/{id}/derivatives/{name}``: one rendition."""
+    photo = await _owned_photo(request)
+    name = request.match_info["name"]
+    for d in photo.derivatives:
+        if d.name == name:
+            return await _stream_blob(request, d.key, d.content_type)
+    raise ApiError(404, "derivative_not_found", f"photo has no derivative {name!r} (yet)")
+
+
+async def _stream_blob(request: web.Request, key: str, content_type: str) -> web.StreamResponse:
+    state = state_of(request)
+    try:
+        info, body = await state.blobs.open_stream(key)
+    except BlobNotFound:
+        raise ApiError(404, "blob_not_found", "the file is gone") from None
+    etag = f'"{info.etag}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": _CACHE,
+        "Content-Type": content_type,
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
+        await _drain(body)
+        return web.Response(status=304, headers=headers)
+    response = web.StreamResponse(status=200, headers=headers)
+    response.content_length = info.size
+    await response.prepare(request)
+    if request.method != "HEAD":
+        async for chunk in body:
+            await response.write(chunk)
+    else:
+        await _drain(body)
+    await response.write_eof()
+    return response
+
+
+async def _drain(body: object) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,52 @@
+"""The outbox relay: moves jobs written beside their photo rows onto the queue.
+
+Every upload writes its job into the catalog's outbox in the same transaction as the row
+and tries to enqueue at once; this loop picks up whatever that first try could not (Redis
+was down, the process died in between). Enqueue dedupes by job id, so several api
+processes relaying the same entry still give one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from filmstrip.catalog import Catalog
+from filmstrip.errors import FilmstripError
+from filmstrip.queue import JobQueue
+
+log = logging.getLogger("filmstrip.api.relay")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def relay_once(catalog: Catalog, queue: JobQueue, *, min_age_s: float = 2.0) -> int:
+    """Enqueue outbox entries older than ``min_age_s``; return how many were moved."""
+    cutoff = _iso(datetime.now(UTC) - timedelta(seconds=min_age_s))
+    moved = 0
+    for entry in await catalog.outbox_pending(created_before=cutoff, limit=200):
+        try:
+            await queue.add(entry.job_id, entry.payload.encode(), priority=entry.priority)
+        except FilmstripError as exc:
+            log.warning("outbox relay paused: %s", exc)
+            break
+        await catalog.outbox_done(entry.job_id)
+        moved += 1
+    if moved:
+        log.info("outbox relay enqueued %d job(s)", moved)
+    return moved
+
+
+async def run_relay(catalog: Catalog, queue: JobQueue, *, interval_s: float = 2.0) -> None:
+    """Relay forever (until cancelled)."""
+    while True:
+        try:
+            await relay_once(catalog, queue)
+        except FilmstripError as exc:
+            log.warning("outbox relay failed: %s", exc)
+        except Exception:
+            log.exception("outbox relay crashed; retrying")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,33 @@
+"""What the api process holds for its lifetime, typed, on the aiohttp app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from filmstrip.blobs import BlobStore
+from filmstrip.catalog import Catalog
+from filmstrip.events import EventPublisher
+from filmstrip.queue import JobQueue
+from filmstrip.settings import Settings
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    redis: aioredis.Redis
+    catalog: Catalog
+    blobs: BlobStore
+    queue: JobQueue
+    events: EventPublisher
+    signing_secret: bytes
+
+
+STATE: web.AppKey[ApiState] = web.AppKey("filmstrip_api_state", ApiState)
+
+
+def state_of(request: web.Request) -> ApiState:
+    """The api's state from a request."""
+    return request.app[STATE]

@@ -1,0 +1,109 @@
+"""``filmstrip dev``: a private Redis plus the three roles as child processes.
+
+Children run in their own sessions so Ctrl-C reaches only this supervisor, which then
+stops the roles first (they hand back in-flight jobs) and Redis last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from filmstrip.auth import hash_token
+from filmstrip.catalog import open_catalog
+from filmstrip.embedded.redis_server import RedisServer, die_with_parent
+from filmstrip.settings import Settings
+from services.cli.tokens import issue_token
+
+ROLES = ("api", "worker", "bus")
+
+
+async def _dev_token(settings: Settings) -> str:
+    """The demo client's token, kept in ``<data_dir>/dev-token`` (embedded mode only)."""
+    path = Path(settings.data_dir) / "dev-token"
+    catalog = await open_catalog(settings)
+    try:
+        if path.exists():
+            token = path.read_text().strip()
+            if await catalog.client_for_token(hash_token(token)) is not None:
+                return token
+        _client, token = await issue_token(catalog, "demo", admin=True)
+    finally:
+        await catalog.close()
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def run_dev(settings: Settings) -> int:
+    """Run everything until Ctrl-C or SIGTERM; return the exit code."""
+    data = Path(settings.data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["FILMSTRIP_DATA_DIR"] = str(data)
+    redis: RedisServer | None = None
+    if "FILMSTRIP_REDIS_URL" not in os.environ:
+        redis = RedisServer(data / "redis", appendonly=True)
+        redis.start()
+        env["FILMSTRIP_REDIS_URL"] = redis.url
+    token = asyncio.run(_dev_token(settings))
+
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    code = 0
+    try:
+        for role in ROLES:
+            children[role] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli.main", role],
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        bus = f"ws://{settings.bus_host}:{settings.bus_port}/ws"
+        print(
+            "\nFilmstrip is running (Ctrl-C stops everything)\n"
+            f"  gallery & API  {api}/\n"
+            f"  event bus      {bus}\n"
+            f"  redis          {env['FILMSTRIP_REDIS_URL']}"
+            f"{' (private, data in ' + str(data / 'redis') + ')' if redis else ''}\n"
+            f"  blobs, catalog {data}\n"
+            f"  demo token     {token}\n"
+            f"  try: curl -H 'Authorization: Bearer {token}' -F file=@photo.jpg {api}/v1/photos\n",
+            flush=True,
+        )
+        while not stopping:
+            for role, child in children.items():
+                if child.poll() is not None:
+                    print(f"filmstrip dev: {role} exited with {child.returncode}", file=sys.stderr)
+                    code = 1
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + settings.shutdown_grace_s + 5
+        for child in children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if redis is not None:
+            redis.stop()
+        print("filmstrip dev: stopped", file=sys.stderr)
+    return code

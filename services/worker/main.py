@@ -1,0 +1,53 @@
+"""Run the worker role."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+import redis.asyncio as aioredis
+
+from filmstrip.blobs import open_blob_store
+from filmstrip.catalog import open_catalog
+from filmstrip.concurrency import configure_pool, shutdown_pool
+from filmstrip.events import EventPublisher
+from filmstrip.pipeline import PipelineOptions, configure_vips
+from filmstrip.queue import Consumer, JobQueue, QueueOptions
+from filmstrip.settings import Settings
+from services.worker.processor import PhotoProcessor
+
+log = logging.getLogger("filmstrip.worker")
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Consume photo jobs until ``stop`` is set, then hand back what is in flight."""
+    configure_vips(PipelineOptions.from_settings(settings))
+    configure_pool(settings.pipeline_threads)
+    redis = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, health_check_interval=15
+    )
+    catalog = await open_catalog(settings)
+    blobs = await open_blob_store(settings)
+    processor = PhotoProcessor(settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis))
+    consumer = Consumer(
+        JobQueue(redis, QueueOptions.from_settings(settings)),
+        processor.handle,
+        on_failed=processor.on_failed,
+        concurrency=settings.worker_concurrency,
+        name=f"worker-{socket.gethostname()}-{os.getpid()}",
+    )
+    run = asyncio.create_task(consumer.run())
+    log.info("worker consuming", extra={"concurrency": settings.worker_concurrency})
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await consumer.stop()
+        await run
+    finally:
+        stopper.cancel()
+        shutdown_pool()
+        await blobs.close()
+        await catalog.close()
+        await redis.aclose()

@@ -1,0 +1,211 @@
+"""The worker's job handler: wires pipeline stages to the blob store, catalog and events.
+
+Every step is idempotent because a job may be delivered more than once: derivatives are
+written under fixed keys, the catalog update is a plain overwrite, and a photo deleted
+while its job ran is detected at the end and its fresh derivatives removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+
+from filmstrip.blobs import BlobNotFound, BlobStore
+from filmstrip.catalog import Catalog, DerivativeRecord, PhotoStatus
+from filmstrip.errors import DataError, FilmstripError, LogicError, TemporaryError
+from filmstrip.events import EventPublisher
+from filmstrip.logs import trace_id_var
+from filmstrip.pipeline import PipelineOptions, StageContext, get_stage, resolve_stages, run_stage
+from filmstrip.queue import Job
+from filmstrip.settings import Settings
+from protocols.events import (
+    PHOTO_COMPLETED,
+    PHOTO_FAILED,
+    PHOTO_PROCESSING_STARTED,
+    STAGE_COMPLETED,
+)
+from protocols.jobs import PhotoProcessingJob
+
+log = logging.getLogger("filmstrip.worker")
+
+_job_decoder = msgspec.json.Decoder(PhotoProcessingJob)
+
+
+def decode_job(payload: bytes) -> PhotoProcessingJob:
+    """The job in a queue payload; a payload that is not one is a LOGIC error."""
+    try:
+        return _job_decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise LogicError(f"malformed job payload: {exc}", code="bad_job") from exc
+
+
+def derivative_key(photo_id: str, name: str, ext: str) -> str:
+    """Where a derivative lives in the blob store."""
+    return f"derivatives/{photo_id}/{name}.{ext}"
+
+
+class PhotoProcessor:
+    """Processes one photo job end to end."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: Catalog,
+        blobs: BlobStore,
+        events: EventPublisher,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.blobs = blobs
+        self.events = events
+        self.options = PipelineOptions.from_settings(settings)
+
+    async def handle(self, job: Job) -> None:
+        """Run the job's pipeline; raise a categorised error to fail or retry it."""
+        spec = decode_job(job.payload)
+        token = trace_id_var.set(spec.context.trace_id)
+        try:
+            await self._process(job, spec)
+        except FilmstripError:
+            raise
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise TemporaryError(f"{type(exc).__name__}: {exc}", code="io_error") from exc
+        finally:
+            trace_id_var.reset(token)
+
+    async def _process(self, job: Job, spec: PhotoProcessingJob) -> None:
+        photo_id = spec.photo_id
+        photo = await self.catalog.get_photo(photo_id)
+        if photo is None:
+            log.info("photo was deleted; job discarded", extra={"photo_id": photo_id})
+            return
+        if photo.status == PhotoStatus.COMPLETED:
+            log.info("photo already processed; duplicate delivery", extra={"photo_id": photo_id})
+            return
+        stages = resolve_stages(spec.pipeline.name, spec.pipeline.stages)
+        started = time.perf_counter()
+        await self.catalog.mark_processing(photo_id)
+        await self._publish(spec, PHOTO_PROCESSING_STARTED, {"attempt": job.attempt})
+        try:
+            data = await self.blobs.get_bytes(spec.storage.key)
+        except BlobNotFound:
+            if await self.catalog.get_photo(photo_id) is None:
+                return
+            raise DataError(
+                "the original file is missing from the blob store", code="original_missing"
+            ) from None
+
+        ctx = StageContext(data, self.options)
+        timings: dict[str, float] = {}
+        for index, name in enumerate(stages, start=1):
+            t0 = time.perf_counter()
+            summary = await run_stage(get_stage(name), ctx, timeout_s=self.settings.stage_timeout_s)
+            timings[name] = round((time.perf_counter() - t0) * 1000, 1)
+            progress = int(90 * index / len(stages))
+            await job.update_progress(progress)
+            await self._publish(
+                spec,
+                STAGE_COMPLETED,
+                {"stage": name, "progress": progress, "ms": timings[name], "result": summary},
+            )
+            log.info("stage done", extra={"photo_id": photo_id, "stage": name, "ms": timings[name]})
+
+        records: list[DerivativeRecord] = []
+        for name, d in ctx.derivatives.items():
+            key = derivative_key(photo_id, name, d.ext)
+            await self.blobs.put_bytes(key, d.data, content_type=d.content_type)
+            records.append(
+                DerivativeRecord(
+                    name=name,
+                    key=key,
+                    content_type=d.content_type,
+                    width=d.width,
+                    height=d.height,
+                    bytes=len(d.data),
+                )
+            )
+        metadata: dict[str, Any] = dict(ctx.metadata)
+        metadata["timings_ms"] = timings
+        exif = metadata.get("exif") or {}
+        taken_at = exif.get("taken_at") if isinstance(exif, dict) else None
+        stored = await self.catalog.complete_photo(
+            photo_id, metadata=metadata, derivatives=records, taken_at=taken_at
+        )
+        if not stored:
+            # Deleted while we worked: leave nothing behind.
+            await self.blobs.delete_prefix(f"derivatives/{photo_id}/")
+            log.info(
+                "photo deleted during processing; results discarded", extra={"photo_id": photo_id}
+            )
+            return
+        await job.update_progress(100)
+        total_ms = round((time.perf_counter() - started) * 1000, 1)
+        await self._publish(
+            spec,
+            PHOTO_COMPLETED,
+            {
+                "status": PhotoStatus.COMPLETED,
+                "derivatives": [r.name for r in records],
+                "width": metadata.get("width"),
+                "height": metadata.get("height"),
+                "thumbhash": metadata.get("thumbhash"),
+                "ms": total_ms,
+            },
+        )
+        log.info("photo completed", extra={"photo_id": photo_id, "ms": total_ms})
+
+    async def on_failed(self, job: Job, error: FilmstripError) -> None:
+        """A job failed for good: record it on the photo and tell the client."""
+        try:
+            spec = decode_job(job.payload)
+        except LogicError:
+            log.error("dead-lettered a malformed job %s: %s", job.id, error)
+            return
+        token = trace_id_var.set(spec.context.trace_id)
+        try:
+            log.warning(
+                "photo failed",
+                extra={
+                    "photo_id": spec.photo_id,
+                    "code": error.code,
+                    "category": str(error.category),
+                    "error": error.message,
+                },
+            )
+            if not await self.catalog.fail_photo(
+                spec.photo_id, error=error.message, category=str(error.category)
+            ):
+                return
+            await self._publish(
+                spec,
+                PHOTO_FAILED,
+                {
+                    "status": PhotoStatus.FAILED,
+                    "error": {
+                        "code": error.code,
+                        "message": error.message,
+                        "category": str(error.category),
+                    },
+                },
+            )
+        finally:
+            trace_id_var.reset(token)
+
+    async def _publish(self, spec: PhotoProcessingJob, type_: str, data: dict[str, Any]) -> None:
+        try:
+            await self.events.publish(
+                type_,
+                photo_id=spec.photo_id,
+                client_id=spec.context.client_id,
+                session_id=spec.context.session_id,
+                trace_id=spec.context.trace_id,
+                data=data,
+            )
+        except FilmstripError as exc:
+            # Events are notifications; the catalog is the truth, so a lost event must not
+            # fail the job (clients resync from GET /v1/photos/{id}).
+            log.warning("event %s not published: %s", type_, exc)

@@ -1,0 +1,104 @@
+"""An api on a real loopback port over the private Redis, a temp SQLite and temp blobs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from filmstrip.settings import Settings, load_settings
+from services.api.app import create_app
+from services.api.state import STATE, ApiState
+from services.cli.tokens import issue_token
+from tests.support.redis_server import RedisServer, free_port
+
+
+@dataclass
+class Api:
+    url: str
+    token: str
+    settings: Settings
+    state: ApiState
+    http: aiohttp.ClientSession
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def new_token(self, name: str | None = None) -> str:
+        _client, token = await issue_token(
+            self.state.catalog, name or f"client-{uuid.uuid4().hex[:8]}", admin=False
+        )
+        return token
+
+    async def upload(
+        self,
+        data: bytes,
+        *,
+        filename: str = "photo.jpg",
+        token: str | None = None,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        form = aiohttp.FormData()
+        for key, value in (fields or {}).items():
+            form.add_field(key, value)
+        form.add_field("file", data, filename=filename, content_type="image/jpeg")
+        return await self.http.post(
+            f"{self.url}/v1/photos",
+            data=form,
+            headers={"Authorization": f"Bearer {token or self.token}", **(headers or {})},
+        )
+
+    def blob_files(self) -> list[str]:
+        """Every file under the blob root, temp files included (nothing may leak)."""
+        root = Path(self.settings.effective_blob_url.removeprefix("file://"))
+        if not root.exists():
+            return []
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    async def photo_count(self) -> int:
+        rows = await self.state.catalog._fetchall("SELECT COUNT(*) FROM photos")
+        return int(rows[0][0])
+
+    async def waiting_jobs(self) -> int:
+        counts = await self.state.queue.counts()
+        return counts["waiting"] + counts.get("delayed", 0)
+
+
+def api_settings(tmp_path: Path, redis_url: str, **extra: str) -> Settings:
+    env = {
+        "FILMSTRIP_DATA_DIR": str(tmp_path),
+        "FILMSTRIP_REDIS_URL": redis_url,
+        "FILMSTRIP_LOG_JSON": "false",
+        **{f"FILMSTRIP_{k.upper()}": v for k, v in extra.items()},
+    }
+    return load_settings(env)
+
+
+async def start_api(settings: Settings) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(create_app(settings, background=False))
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def api(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[Api]:
+    settings = api_settings(tmp_path, redis_server.url, max_upload_bytes="400000")
+    runner, url = await start_api(settings)
+    state = runner.app[STATE]
+    _client, token = await issue_token(state.catalog, "alice", admin=False)
+    async with aiohttp.ClientSession() as http:
+        yield Api(url=url, token=token, settings=settings, state=state, http=http)
+    await runner.cleanup()
