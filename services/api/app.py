@@ -15,10 +15,17 @@ from filmstrip.catalog import open_catalog
 from filmstrip.events import EventPublisher
 from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.settings import Settings
+from protocols import openapi
 from services.api import health, photos, uploads
+from services.api.json import json_response
 from services.api.middleware import auth_middleware, error_middleware, trace_middleware
 from services.api.relay import run_relay
 from services.api.state import STATE, ApiState
+
+
+async def openapi_document(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/openapi.json``: the contract this server implements."""
+    return json_response(openapi.document())
 
 
 def create_app(settings: Settings, *, background: bool = True) -> web.Application:
@@ -29,6 +36,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         client_max_size=1024 * 1024,
     )
     app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/v1/openapi.json", openapi_document)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_post("/v1/photos", uploads.upload_photo)
     app.router.add_get("/v1/photos/{photo_id}", photos.get_photo)

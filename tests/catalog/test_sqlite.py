@@ -1,0 +1,119 @@
+"""The SQLite catalog: atomic row + outbox, ownership scoping, keyset listing, tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord, PhotoStatus
+from filmstrip.catalog.sqlite import SqliteCatalog
+
+
+@pytest.fixture
+async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
+    cat = SqliteCatalog(str(tmp_path / "catalog.db"))
+    await cat.connect()
+    yield cat
+    await cat.close()
+
+
+def _photo(
+    client: str = "c1", uploaded: str = "2026-01-01T00:00:00.000Z", **kw: object
+) -> PhotoRecord:
+    pid = str(uuid.uuid4())
+    base: dict[str, object] = dict(
+        id=pid, client_id=client, session_id=None, blob_key=f"originals/{pid}",
+        content_type="image/jpeg", bytes=10, sha256=uuid.uuid4().hex * 2,
+        status=PhotoStatus.QUEUED, job_id=f"photo:{pid}", trace_id="t" * 32,
+        uploaded_at=uploaded, updated_at=uploaded,
+    )  # fmt: skip
+    base.update(kw)
+    return PhotoRecord(**base)  # type: ignore[arg-type]
+
+
+async def test_wal_mode(catalog: Catalog) -> None:
+    rows = await catalog._fetchall("PRAGMA journal_mode")
+    assert rows[0][0] == "wal"
+
+
+async def test_row_and_outbox_are_atomic(catalog: Catalog) -> None:
+    photo = _photo()
+    entry = OutboxEntry(
+        job_id=photo.job_id, photo_id=photo.id, payload="{}", priority=5, created_at="2026"
+    )
+    await catalog.insert_photo(photo, entry)
+    assert [e.job_id for e in await catalog.outbox_pending(created_before="2027")] == [photo.job_id]
+    # A second insert of the same id fails as a whole: no second outbox entry appears.
+    with pytest.raises(Exception):  # noqa: B017 - the driver's IntegrityError
+        await catalog.insert_photo(photo, entry)
+    assert len(await catalog.outbox_pending(created_before="2027")) == 1
+    await catalog.outbox_done(photo.job_id)
+    assert await catalog.outbox_pending(created_before="2027") == []
+
+
+async def test_ownership_scoping(catalog: Catalog) -> None:
+    photo = _photo(client="alice")
+    await catalog.insert_photo(photo, None)
+    assert await catalog.get_photo(photo.id, "alice") is not None
+    assert await catalog.get_photo(photo.id, "bob") is None
+    assert await catalog.delete_photo(photo.id, "bob") is None
+    assert await catalog.delete_photo(photo.id, "alice") is not None
+    assert await catalog.get_photo(photo.id) is None
+
+
+async def test_processing_lifecycle(catalog: Catalog) -> None:
+    photo = _photo()
+    await catalog.insert_photo(photo, None)
+    assert await catalog.mark_processing(photo.id)
+    d = DerivativeRecord(
+        name="thumbnail", key="k", content_type="image/webp", width=1, height=2, bytes=3
+    )
+    assert await catalog.complete_photo(
+        photo.id, metadata={"width": 1}, derivatives=[d], taken_at="2020-01-01T00:00:00+02:00"
+    )
+    done = await catalog.get_photo(photo.id)
+    assert done is not None and done.status == "completed"
+    assert done.derivatives == [d] and done.processing_metadata == {"width": 1}
+    assert done.processed_at is not None
+    # A deleted photo cannot be completed or failed (the worker discards its results).
+    await catalog.delete_photo(photo.id, photo.client_id)
+    assert not await catalog.complete_photo(photo.id, metadata={}, derivatives=[], taken_at=None)
+    assert not await catalog.fail_photo(photo.id, error="x", category="DATA")
+
+
+async def test_keyset_listing_is_stable_under_inserts(catalog: Catalog) -> None:
+    for i in range(5):
+        await catalog.insert_photo(_photo(uploaded=f"2026-01-0{i + 1}T00:00:00.000Z"), None)
+    page1 = await catalog.list_photos("c1", limit=2)
+    await catalog.insert_photo(_photo(uploaded="2026-02-01T00:00:00.000Z"), None)  # newer
+    last = page1[-1]
+    page2 = await catalog.list_photos("c1", limit=2, after=(last.uploaded_at, last.id))
+    page3 = await catalog.list_photos("c1", limit=2, after=(page2[-1].uploaded_at, page2[-1].id))
+    seen = [p.uploaded_at[:10] for p in page1 + page2 + page3]
+    assert seen == ["2026-01-05", "2026-01-04", "2026-01-03", "2026-01-02", "2026-01-01"]
+
+
+async def test_tokens_are_looked_up_by_hash_and_revocable(catalog: Catalog) -> None:
+    client = await catalog.create_client("c9", "nine", is_admin=False)
+    await catalog.add_token("h1", client.id)
+    assert (await catalog.client_for_token("h1")) == client
+    assert await catalog.client_for_token("h2") is None
+    assert await catalog.revoke_token("h1")
+    assert await catalog.client_for_token("h1") is None
+
+
+async def test_two_connections_share_the_file(tmp_path: Path) -> None:
+    a = SqliteCatalog(str(tmp_path / "shared.db"))
+    b = SqliteCatalog(str(tmp_path / "shared.db"))
+    await a.connect()
+    await b.connect()
+    try:
+        photo = _photo()
+        await a.insert_photo(photo, None)
+        assert await b.get_photo(photo.id) is not None
+    finally:
+        await a.close()
+        await b.close()

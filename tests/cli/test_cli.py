@@ -1,0 +1,115 @@
+"""The ``filmstrip`` command: settings errors, tokens, and ``dev`` starting and stopping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.redis_server import env_without_filmstrip, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli.main", *args]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = env_without_filmstrip()
+    env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
+    env["FILMSTRIP_DATA_DIR"] = str(tmp_path / "var")
+    env.update(extra)
+    return env
+
+
+def test_bad_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    out = subprocess.run(
+        _cmd("api"), env=_env(tmp_path, FILMSTRIP_API_PORT="http"), capture_output=True,
+        text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "FILMSTRIP_API_PORT" in out.stderr
+
+
+def test_token_create_and_revoke(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    made = subprocess.run(
+        _cmd("token", "create", "ci-client"), env=env, capture_output=True, text=True,
+        timeout=60, cwd=ROOT, check=True,
+    )  # fmt: skip
+    token = made.stdout.strip()
+    assert token.startswith("fst_")
+    db = (tmp_path / "var" / "filmstrip.db").read_bytes()
+    assert token.encode() not in db  # only the hash is stored
+    revoked = subprocess.run(
+        _cmd("token", "revoke", token), env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert revoked.returncode == 0
+    again = subprocess.run(
+        _cmd("token", "revoke", token), env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert again.returncode == 1
+
+
+def _redis_pids_for(data_dir: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "redis-server" in cmdline and str(data_dir) in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return int(resp.status)
+    except Exception:
+        return 0
+
+
+def test_dev_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
+    api_port, bus_port = free_port(), free_port()
+    env = _env(tmp_path, FILMSTRIP_API_PORT=str(api_port), FILMSTRIP_BUS_PORT=str(bus_port))
+    proc = subprocess.Popen(
+        _cmd("dev"), env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            ready = (
+                _get(f"http://127.0.0.1:{api_port}/readyz") == 200
+                and _get(f"http://127.0.0.1:{bus_port}/healthz") == 200
+            )
+            time.sleep(0.3)
+        assert ready, "api and bus did not become ready"
+        assert _redis_pids_for(tmp_path / "var"), "no private redis-server under the data dir"
+        assert (tmp_path / "var" / "filmstrip.db").exists()
+        assert (tmp_path / "var" / "dev-token").exists()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        out = proc.stdout.read() if proc.stdout else ""
+        assert proc.returncode == 0
+        assert "demo token" in out and f":{api_port}" in out
+        assert _redis_pids_for(tmp_path / "var") == [], "a redis-server was left behind"
+        assert (tmp_path / "var" / "redis" / "appendonlydir").exists() or any(
+            (tmp_path / "var" / "redis").glob("appendonly*")
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
