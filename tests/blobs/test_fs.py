@@ -43,6 +43,20 @@ class TestFileBlobStore(BlobStoreContract):
             await store.put_bytes("../outside", b"x", content_type="image/jpeg")
         assert [name for name in os.listdir(tmp_path) if name != "blobs"] == []
 
+    async def test_key_that_collides_with_a_directory_is_a_logic_error(
+        self, store: FileBlobStore
+    ) -> None:
+        await store.put_bytes("a/b", b"1", content_type="image/jpeg")
+        await store.put_bytes("c", b"2", content_type="image/jpeg")
+        for key in ("a", "c/d"):
+            with pytest.raises(LogicError) as caught:
+                await store.put_bytes(key, b"x", content_type="image/jpeg")
+            assert caught.value.code == "blob_key_conflict"
+        assert [i.key async for i in store.list()] == ["a/b", "c"]
+        assert [i.key async for i in store.list("c/")] == []
+        assert await self.leftovers(store) == []
+        assert sorted(os.listdir(store.root / ".meta")) == ["a", "c.json"]
+
     async def test_sidecar_that_does_not_match_the_file_is_ignored(
         self, store: FileBlobStore
     ) -> None:

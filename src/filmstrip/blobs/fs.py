@@ -197,7 +197,18 @@ class FileBlobStore(BlobStore):
             except BaseException:
                 meta_tmp.discard()
                 raise
-            _replace(writer.path, dest)
+            try:
+                _replace(writer.path, dest)
+            except (NotADirectoryError, IsADirectoryError, FileExistsError):
+                self._meta_path(key).unlink(missing_ok=True)
+                _prune(self._meta_path(key).parent, self._meta)
+                raise
+        except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+            # S3 allows both "a" and "a/b"; a filesystem cannot. Retrying will not help.
+            raise LogicError(
+                f"blob key {key!r} collides with an existing blob or directory",
+                code="blob_key_conflict",
+            ) from exc
         except OSError as exc:
             raise _os_error(exc, f"writing {key!r}") from exc
         return BlobInfo(
@@ -455,6 +466,6 @@ def _is_file(st: os.stat_result) -> bool:
 
 
 def _raise(exc: OSError) -> None:
-    if isinstance(exc, FileNotFoundError):
-        return  # the prefix names a directory that does not exist: no blobs
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return  # the prefix names a directory that does not exist (or a blob): none below
     raise _os_error(exc, "listing")
