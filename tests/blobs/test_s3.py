@@ -109,6 +109,22 @@ class TestS3BlobStore(BlobStoreContract):
         assert info.size == 1
         assert await store.get_bytes("after") == b"a"
 
+    async def test_outage_mid_upload_is_unavailable(
+        self, store: S3BlobStore, moto_server: MotoServer
+    ) -> None:
+        async def dies_midway() -> AsyncIterator[bytes]:
+            for i in range(30):
+                if i == 12:  # one 8 MiB part is up (or in flight)
+                    moto_server.stop()
+                yield b"p" * (1024 * 1024)
+
+        try:
+            with pytest.raises(BlobStoreUnavailable):
+                await store.put_stream("cut", dies_midway(), content_type="image/jpeg")
+        finally:
+            moto_server.start()
+        assert await store.stat("cut") is None
+
     def test_parse_s3_url(self) -> None:
         assert parse_s3_url("s3://bucket") == ("bucket", "")
         assert parse_s3_url("s3://bucket/") == ("bucket", "")

@@ -191,42 +191,36 @@ class S3BlobStore(BlobStore):
         content_type: str,
         max_bytes: int | None = None,
     ) -> BlobInfo:
-        """PutObject up to 8 MiB, else a multipart upload aborted on any failure."""
+        """PutObject up to 8 MiB, else a multipart upload aborted on any failure.
+
+        One part uploads while the next one is received, so a large upload takes about
+        as long as the slower of the two sides, not their sum.
+        """
         full = self._key(key)
         buf = bytearray()
         total = 0
-        upload_id: str | None = None
-        parts: builtins.list[dict[str, Any]] = []
+        upload: _MultipartUpload | None = None
         try:
             async for chunk in chunks:
                 total += len(chunk)
                 if max_bytes is not None and total > max_bytes:
                     raise BlobTooLarge(max_bytes)
+                if upload is not None:
+                    upload.raise_if_failed()
                 buf += chunk
                 # Strictly greater: a body of exactly one part still goes as one PutObject.
                 while len(buf) > PART_SIZE:
-                    if upload_id is None:
-                        created = await self._writing(
-                            lambda: self.client.create_multipart_upload(
-                                Bucket=self.bucket, Key=full, ContentType=content_type
-                            )
-                        )
-                        upload_id = str(created["UploadId"])
+                    if upload is None:
+                        upload = await self._start_multipart(full, content_type)
                     body = bytes(buf[:PART_SIZE])
                     del buf[:PART_SIZE]
-                    parts.append(await self._upload_part(full, upload_id, len(parts) + 1, body))
-            if upload_id is None:
+                    await upload.add_part(body)
+            if upload is None:
                 return await self.put_bytes(key, bytes(buf), content_type=content_type)
             if buf:
-                parts.append(await self._upload_part(full, upload_id, len(parts) + 1, bytes(buf)))
-            with _errors(key):
-                resp = await self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=full,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
-            upload_id = None
+                await upload.add_part(bytes(buf))
+            resp = await upload.complete()
+            upload = None
             return BlobInfo(
                 key=key,
                 size=total,
@@ -235,26 +229,19 @@ class S3BlobStore(BlobStore):
                 modified=time.time(),
             )
         except BaseException:
-            if upload_id is not None:
+            if upload is not None:
                 # Shielded: the parts cost storage until aborted, so a cancellation must
                 # not skip this.
-                await asyncio.shield(self._abort(full, upload_id))
+                await asyncio.shield(upload.abort())
             raise
 
-    async def _upload_part(self, full: str, upload_id: str, number: int, body: bytes) -> Any:
-        with _errors():
-            resp = await self.client.upload_part(
-                Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body
+    async def _start_multipart(self, full: str, content_type: str) -> _MultipartUpload:
+        created = await self._writing(
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=full, ContentType=content_type
             )
-        return {"PartNumber": number, "ETag": resp["ETag"]}
-
-    async def _abort(self, full: str, upload_id: str) -> None:
-        # Best effort: if S3 is down the bucket's lifecycle rule for incomplete uploads
-        # has to clean up; the original error matters more than this one.
-        with contextlib.suppress(BotoCoreError, ClientError, OSError, asyncio.TimeoutError):
-            await self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=full, UploadId=upload_id
-            )
+        )
+        return _MultipartUpload(self.client, self.bucket, full, str(created["UploadId"]))
 
     async def delete(self, key: str) -> None:
         """DeleteObject; absent is fine."""
@@ -349,6 +336,68 @@ class S3BlobStore(BlobStore):
                 await self.client.head_bucket(Bucket=self.bucket)
         except (_NoSuchBucket, BlobNotFound):
             await self.ensure_bucket()
+
+
+class _MultipartUpload:
+    """One multipart upload with at most one part in flight."""
+
+    def __init__(self, client: Any, bucket: str, key: str, upload_id: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.upload_id = upload_id
+        self.parts: builtins.list[dict[str, Any]] = []
+        self._inflight: asyncio.Task[dict[str, Any]] | None = None
+
+    def raise_if_failed(self) -> None:
+        """Surface a failed part now rather than after reading the next 8 MiB."""
+        if self._inflight is not None and self._inflight.done():
+            self._inflight.result()
+
+    async def add_part(self, body: bytes) -> None:
+        """Wait for the previous part, then start uploading this one."""
+        await self._settle()
+        number = len(self.parts) + 1
+        self._inflight = asyncio.create_task(self._upload(number, body))
+
+    async def _settle(self) -> None:
+        if self._inflight is not None:
+            task, self._inflight = self._inflight, None
+            self.parts.append(await task)
+
+    async def _upload(self, number: int, body: bytes) -> dict[str, Any]:
+        with _errors():
+            resp = await self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    async def complete(self) -> Any:
+        await self._settle()
+        with _errors(self.key):
+            return await self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+
+    async def abort(self) -> None:
+        """Stop the part in flight and drop the upload. Best effort: if S3 is down, the
+        bucket's lifecycle rule for incomplete uploads has to clean up."""
+        if self._inflight is not None:
+            task, self._inflight = self._inflight, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(BotoCoreError, ClientError, OSError, TimeoutError):
+            await self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+            )
 
 
 class _BodyChunks:
