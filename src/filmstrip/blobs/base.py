@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import msgspec
 
-from filmstrip.errors import DataError, FilmstripError, TemporaryError
+from filmstrip.errors import Category, DataError, TemporaryError
 
 CHUNK_SIZE = 256 * 1024
 
@@ -20,8 +20,8 @@ class BlobInfo(msgspec.Struct, frozen=True, kw_only=True):
     modified: float  # seconds since the epoch
 
 
-class BlobNotFound(FilmstripError):
-    """No blob at that key."""
+class BlobNotFound(DataError):
+    """No blob at that key (DATA: retrying a job whose original is gone will not help)."""
 
     def __init__(self, key: str) -> None:
         super().__init__(f"no blob at {key!r}", code="blob_not_found")
@@ -43,6 +43,16 @@ class BlobStoreUnavailable(TemporaryError):
         super().__init__(message, code="blob_store_unavailable")
 
 
+class BlobStoreFull(BlobStoreUnavailable):
+    """The store is out of space or quota: defer the work, don't spend an attempt on it."""
+
+    category = Category.RESOURCE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = "blob_store_full"
+
+
 class BlobStore(abc.ABC):
     """Keys are ``/``-separated relative paths. Writes are atomic: a reader sees the whole
     blob or none, and a failed or oversized write leaves nothing behind."""
@@ -54,7 +64,7 @@ class BlobStore(abc.ABC):
     async def put_stream(
         self,
         key: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterable[bytes],
         *,
         content_type: str,
         max_bytes: int | None = None,

@@ -1,0 +1,477 @@
+"""Blobs in an S3 bucket (AWS, MinIO, moto, ...) through one long-lived aioboto3 client.
+
+Uploads up to one part (8 MiB) go out as a single PutObject; larger ones stream as a
+multipart upload that is aborted on any error, so a failed or oversized upload leaves
+nothing behind, not even invisible parts. Timeouts and retries are kept short so callers
+learn within a few seconds that S3 is down and can answer 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
+
+from filmstrip.blobs.base import (
+    CHUNK_SIZE,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    BlobStoreUnavailable,
+    BlobTooLarge,
+)
+from filmstrip.blobs.fs import guess_content_type
+from filmstrip.blobs.validation import check_key, check_prefix
+from filmstrip.errors import LogicError
+from filmstrip.settings import Settings
+
+T = TypeVar("T")
+
+PART_SIZE = 8 * 1024 * 1024
+DELETE_BATCH = 1000  # DeleteObjects' limit
+_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+_NO_BUCKET = "NoSuchBucket"
+_TRANSIENT = frozenset(
+    {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"}
+)
+_TRANSPORT = (ConnectionError, HTTPClientError, ResponseStreamingError, IncompleteReadError)
+
+
+def client_config() -> Config:
+    """Short timeouts and two attempts: an outage must surface in seconds, not minutes."""
+    return Config(
+        connect_timeout=2,
+        read_timeout=10,
+        retries={"max_attempts": 2, "mode": "standard"},
+        max_pool_connections=32,
+        # Path-style works with every S3 clone on a custom endpoint; AWS accepts it too.
+        s3={"addressing_style": "path"},
+        # The CRC checksums botocore sends by default since 1.36 break several S3 clones.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix/")``."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise LogicError(f"blob URL {url!r} is not s3://bucket[/prefix]", code="bad_blob_url")
+    prefix = parts.path.strip("/")
+    if prefix:
+        check_key(prefix)
+        prefix += "/"
+    return parts.netloc, prefix
+
+
+class _NoSuchBucket(Exception):
+    """Internal: the bucket is gone; writers create it and retry once."""
+
+
+class S3BlobStore(BlobStore):
+    """A :class:`BlobStore` on one bucket, optionally under a key prefix."""
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        prefix: str = "",
+        region: str = "us-east-1",
+        create_bucket: bool = True,
+        exit_stack: contextlib.AsyncExitStack | None = None,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.region = region
+        self.create_bucket = create_bucket
+        self._exit_stack = exit_stack
+        self._bucket_lock = asyncio.Lock()
+
+    @classmethod
+    async def from_settings(cls, url: str, settings: Settings) -> S3BlobStore:
+        """Open the client once for ``s3://bucket[/prefix]`` with the ``s3_*`` settings."""
+        bucket, prefix = parse_s3_url(url)
+        session = aioboto3.Session(
+            aws_access_key_id=settings.s3_access_key_id or None,
+            aws_secret_access_key=settings.s3_secret_access_key or None,
+            region_name=settings.s3_region or None,
+        )
+        stack = contextlib.AsyncExitStack()
+        client = await stack.enter_async_context(
+            session.client(
+                "s3", endpoint_url=settings.s3_endpoint_url or None, config=client_config()
+            )
+        )
+        return cls(client, bucket, prefix=prefix, region=settings.s3_region, exit_stack=stack)
+
+    async def close(self) -> None:
+        """Close the client and its connection pool."""
+        if self._exit_stack is not None:
+            stack, self._exit_stack = self._exit_stack, None
+            await stack.aclose()
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    # --- bucket -------------------------------------------------------------------------
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists (the embedded and test modes rely on this)."""
+        async with self._bucket_lock:
+            try:
+                with _errors():
+                    await self.client.head_bucket(Bucket=self.bucket)
+                return
+            except (_NoSuchBucket, BlobNotFound):
+                pass
+            if not self.create_bucket:
+                raise LogicError(f"bucket {self.bucket!r} does not exist", code="no_bucket")
+            kwargs: dict[str, Any] = {"Bucket": self.bucket}
+            if self.region and self.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            try:
+                with _errors():
+                    await self.client.create_bucket(**kwargs)
+            except LogicError as exc:
+                # Another process won the race to create it.
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    async def _writing(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a write; if the bucket is missing, create it and try once more."""
+        try:
+            with _errors():
+                return await call()
+        except _NoSuchBucket:
+            await self.ensure_bucket()
+            with _errors():
+                return await call()
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
+        """One PutObject."""
+        full = self._key(key)
+        resp = await self._writing(
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=full, Body=data, ContentType=content_type
+            )
+        )
+        return BlobInfo(
+            key=key,
+            size=len(data),
+            etag=_etag(resp),
+            content_type=content_type,
+            modified=time.time(),
+        )
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_type: str,
+        max_bytes: int | None = None,
+    ) -> BlobInfo:
+        """PutObject up to 8 MiB, else a multipart upload aborted on any failure.
+
+        One part uploads while the next one is received, so a large upload takes about
+        as long as the slower of the two sides, not their sum.
+        """
+        full = self._key(key)
+        buf = bytearray()
+        total = 0
+        upload: _MultipartUpload | None = None
+        try:
+            async for chunk in chunks:
+                total += len(chunk)
+                if max_bytes is not None and total > max_bytes:
+                    raise BlobTooLarge(max_bytes)
+                if upload is not None:
+                    upload.raise_if_failed()
+                buf += chunk
+                # Strictly greater: a body of exactly one part still goes as one PutObject.
+                while len(buf) > PART_SIZE:
+                    if upload is None:
+                        upload = await self._start_multipart(full, content_type)
+                    body = bytes(buf[:PART_SIZE])
+                    del buf[:PART_SIZE]
+                    await upload.add_part(body)
+            if upload is None:
+                return await self.put_bytes(key, bytes(buf), content_type=content_type)
+            if buf:
+                await upload.add_part(bytes(buf))
+            resp = await upload.complete()
+            upload = None
+            return BlobInfo(
+                key=key,
+                size=total,
+                etag=_etag(resp),
+                content_type=content_type,
+                modified=time.time(),
+            )
+        except BaseException:
+            if upload is not None:
+                # Shielded: the parts cost storage until aborted, so a cancellation must
+                # not skip this.
+                await asyncio.shield(upload.abort())
+            raise
+
+    async def _start_multipart(self, full: str, content_type: str) -> _MultipartUpload:
+        created = await self._writing(
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=full, ContentType=content_type
+            )
+        )
+        return _MultipartUpload(self.client, self.bucket, full, str(created["UploadId"]))
+
+    async def delete(self, key: str) -> None:
+        """DeleteObject; absent is fine."""
+        full = self._key(key)
+        with contextlib.suppress(_NoSuchBucket), _errors(key):
+            await self.client.delete_object(Bucket=self.bucket, Key=full)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete in batches of 1000 keys per request."""
+        keys = [info.key async for info in self.list(prefix)]
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": self.prefix + k} for k in keys[start : start + DELETE_BATCH]]
+            with contextlib.suppress(_NoSuchBucket), _errors():
+                resp = await self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                if resp.get("Errors"):
+                    first = resp["Errors"][0]
+                    raise BlobStoreUnavailable(
+                        f"could not delete {len(resp['Errors'])} blobs, first "
+                        f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
+                    )
+        return len(keys)
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def get_bytes(self, key: str) -> bytes:
+        """The whole blob; :class:`BlobNotFound` if absent."""
+        _, chunks = await self.open_stream(key)
+        return b"".join([chunk async for chunk in chunks])
+
+    async def open_stream(
+        self, key: str, *, chunk_size: int = CHUNK_SIZE
+    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+        """GetObject; the body streams as it is iterated."""
+        full = self._key(key)
+        try:
+            with _errors(key):
+                resp = await self.client.get_object(Bucket=self.bucket, Key=full)
+        except _NoSuchBucket:
+            raise BlobNotFound(key) from None
+        info = BlobInfo(
+            key=key,
+            size=int(resp["ContentLength"]),
+            etag=_etag(resp),
+            content_type=str(resp.get("ContentType") or guess_content_type(key)),
+            modified=_timestamp(resp.get("LastModified")),
+        )
+        return info, _BodyChunks(resp["Body"], chunk_size)
+
+    async def stat(self, key: str) -> BlobInfo | None:
+        """HeadObject, or ``None``."""
+        full = self._key(key)
+        try:
+            with _errors(key):
+                resp = await self.client.head_object(Bucket=self.bucket, Key=full)
+        except (BlobNotFound, _NoSuchBucket):
+            return None
+        return BlobInfo(
+            key=key,
+            size=int(resp["ContentLength"]),
+            etag=_etag(resp),
+            content_type=str(resp.get("ContentType") or guess_content_type(key)),
+            modified=_timestamp(resp.get("LastModified")),
+        )
+
+    async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
+        """ListObjectsV2 pages in key order. The listing carries no content type, so it is
+        guessed from the key; :meth:`stat` returns the stored one."""
+        check_prefix(prefix)
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+        try:
+            with _errors():
+                async for page in pages:
+                    for obj in page.get("Contents", ()):
+                        key = str(obj["Key"])[len(self.prefix) :]
+                        yield BlobInfo(
+                            key=key,
+                            size=int(obj["Size"]),
+                            etag=_etag(obj),
+                            content_type=guess_content_type(key),
+                            modified=_timestamp(obj.get("LastModified")),
+                        )
+        except _NoSuchBucket:
+            return
+
+    async def ping(self) -> None:
+        """HeadBucket (creating the bucket if allowed and missing)."""
+        try:
+            with _errors():
+                await self.client.head_bucket(Bucket=self.bucket)
+        except (_NoSuchBucket, BlobNotFound):
+            await self.ensure_bucket()
+
+
+class _MultipartUpload:
+    """One multipart upload with at most one part in flight."""
+
+    def __init__(self, client: Any, bucket: str, key: str, upload_id: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.upload_id = upload_id
+        self.parts: builtins.list[dict[str, Any]] = []
+        self._inflight: asyncio.Task[dict[str, Any]] | None = None
+
+    def raise_if_failed(self) -> None:
+        """Surface a failed part now rather than after reading the next 8 MiB."""
+        if self._inflight is not None and self._inflight.done():
+            self._inflight.result()
+
+    async def add_part(self, body: bytes) -> None:
+        """Wait for the previous part, then start uploading this one."""
+        await self._settle()
+        number = len(self.parts) + 1
+        self._inflight = asyncio.create_task(self._upload(number, body))
+
+    async def _settle(self) -> None:
+        if self._inflight is not None:
+            task, self._inflight = self._inflight, None
+            self.parts.append(await task)
+
+    async def _upload(self, number: int, body: bytes) -> dict[str, Any]:
+        with _errors():
+            resp = await self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    async def complete(self) -> Any:
+        await self._settle()
+        with _errors(self.key):
+            return await self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+
+    async def abort(self) -> None:
+        """Stop the part in flight and drop the upload. Best effort: if S3 is down, the
+        bucket's lifecycle rule for incomplete uploads has to clean up."""
+        if self._inflight is not None:
+            task, self._inflight = self._inflight, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(BotoCoreError, ClientError, OSError, TimeoutError):
+            await self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+            )
+
+
+class _BodyChunks:
+    """Chunks of a GetObject body; releases the connection at the end or on ``aclose``."""
+
+    def __init__(self, body: Any, chunk_size: int) -> None:
+        self._body = body
+        self._size = chunk_size
+        self._closed = False
+
+    def __aiter__(self) -> _BodyChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            with _errors():
+                data: bytes = await self._body.read(self._size)
+        except BaseException:
+            self._close()
+            raise
+        if not data:
+            self._close()
+            raise StopAsyncIteration
+        return data
+
+    async def aclose(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._body.close()
+
+    def __del__(self) -> None:
+        self._close()
+
+
+@contextlib.contextmanager
+def _errors(key: str | None = None) -> Iterator[None]:
+    """Translate botocore's exceptions into categorised ones."""
+    try:
+        yield
+    except ClientError as exc:
+        _raise_client_error(exc, key)
+    except _TRANSPORT as exc:
+        raise BlobStoreUnavailable(f"S3 is unreachable: {exc}") from exc
+    except TimeoutError as exc:
+        raise BlobStoreUnavailable(f"S3 timed out: {exc!r}") from exc
+    except BotoCoreError as exc:
+        # Missing credentials, bad parameters: configuration, not weather.
+        raise LogicError(f"S3 client error: {exc}", code="s3_client") from exc
+
+
+def _raise_client_error(exc: ClientError, key: str | None) -> NoReturn:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code == _NO_BUCKET:
+        raise _NoSuchBucket(code) from exc
+    if code in _NOT_FOUND or status == 404:
+        if key is None and code in ("404", "NotFound"):
+            # HeadBucket answers a bare 404 for a missing bucket.
+            raise _NoSuchBucket(code) from exc
+        raise BlobNotFound(key or "") from exc
+    if status >= 500 or code in _TRANSIENT:
+        raise BlobStoreUnavailable(f"S3 answered {status} {code}: {exc}") from exc
+    raise LogicError(f"S3 refused the request: {status} {code}: {exc}", code=code) from exc
+
+
+def _etag(resp: Any) -> str:
+    return str(resp.get("ETag", "")).strip('"')
+
+
+def _timestamp(value: datetime | None) -> float:
+    return value.timestamp() if value is not None else time.time()

@@ -1,0 +1,106 @@
+"""The blob store contract on the filesystem store, plus what only files can get wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from filmstrip.blobs import BlobStore, BlobStoreUnavailable
+from filmstrip.blobs.fs import FileBlobStore
+from filmstrip.errors import LogicError
+from tests.blobs.contract import BlobStoreContract, Source
+
+
+class TestFileBlobStore(BlobStoreContract):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[FileBlobStore]:
+        store = FileBlobStore.from_url((tmp_path / "blobs").as_uri())
+        yield store
+        await store.close()
+
+    async def leftovers(self, store: BlobStore) -> list[str]:
+        assert isinstance(store, FileBlobStore)
+        tmp = store.root / ".tmp"
+        return sorted(os.listdir(tmp)) if tmp.exists() else []
+
+    async def test_etag_is_the_content_sha256(self, store: FileBlobStore) -> None:
+        info = await store.put_stream("h", Source([b"abc", b"def"]), content_type="image/jpeg")
+        assert info.etag == hashlib.sha256(b"abcdef").hexdigest()
+
+    async def test_blob_is_a_plain_file_under_the_root(self, store: FileBlobStore) -> None:
+        await store.put_bytes("x/y/z.jpg", b"plain", content_type="image/jpeg")
+        assert (store.root / "x/y/z.jpg").read_bytes() == b"plain"
+
+    async def test_traversal_writes_nothing_outside_the_root(
+        self, store: FileBlobStore, tmp_path: Path
+    ) -> None:
+        with pytest.raises(LogicError):
+            await store.put_bytes("../outside", b"x", content_type="image/jpeg")
+        assert [name for name in os.listdir(tmp_path) if name != "blobs"] == []
+
+    async def test_key_that_collides_with_a_directory_is_a_logic_error(
+        self, store: FileBlobStore
+    ) -> None:
+        await store.put_bytes("a/b", b"1", content_type="image/jpeg")
+        await store.put_bytes("c", b"2", content_type="image/jpeg")
+        for key in ("a", "c/d"):
+            with pytest.raises(LogicError) as caught:
+                await store.put_bytes(key, b"x", content_type="image/jpeg")
+            assert caught.value.code == "blob_key_conflict"
+        assert [i.key async for i in store.list()] == ["a/b", "c"]
+        assert [i.key async for i in store.list("c/")] == []
+        assert await self.leftovers(store) == []
+        assert sorted(os.listdir(store.root / ".meta")) == ["a", "c.json"]
+
+    async def test_sidecar_that_does_not_match_the_file_is_ignored(
+        self, store: FileBlobStore
+    ) -> None:
+        await store.put_bytes("photo.png", b"first", content_type="image/x-custom")
+        # Someone (or a torn overwrite) replaces the bytes without the sidecar.
+        (store.root / "photo.png").write_bytes(b"second!")
+        info = await store.stat("photo.png")
+        assert info is not None
+        assert info.size == 7
+        assert info.content_type == "image/png"  # guessed from the key
+        assert info.etag != hashlib.sha256(b"first").hexdigest()
+
+    async def test_delete_prunes_empty_directories(self, store: FileBlobStore) -> None:
+        await store.put_bytes("o/ab/cd/1.jpg", b"1", content_type="image/jpeg")
+        await store.put_bytes("o/ab/2.jpg", b"2", content_type="image/jpeg")
+        await store.delete("o/ab/cd/1.jpg")
+        assert not (store.root / "o/ab/cd").exists()
+        assert (store.root / "o/ab/2.jpg").exists()
+        await store.delete("o/ab/2.jpg")
+        assert not (store.root / "o").exists()
+        assert not (store.root / ".meta/o").exists()
+
+    async def test_ping_fails_when_the_root_is_unusable(self, tmp_path: Path) -> None:
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_bytes(b"")
+        store = FileBlobStore(blocker)
+        try:
+            with pytest.raises(BlobStoreUnavailable):
+                await store.ping()
+        finally:
+            await store.close()
+
+    async def test_sweep_temp_removes_only_stale_files(self, store: FileBlobStore) -> None:
+        tmp = store.root / ".tmp"
+        tmp.mkdir(parents=True)
+        (tmp / "stale").write_bytes(b"s")
+        (tmp / "fresh").write_bytes(b"f")
+        old = time.time() - 7200
+        os.utime(tmp / "stale", (old, old))
+        assert await store.sweep_temp(older_than_s=3600) == 1
+        assert await self.leftovers(store) == ["fresh"]
+        (tmp / "fresh").unlink()
+
+    def test_from_url_rejects_other_urls(self) -> None:
+        for url in ("s3://bucket", "file://host/abs", "file:relative"):
+            with pytest.raises(LogicError):
+                FileBlobStore.from_url(url)

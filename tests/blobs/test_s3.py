@@ -1,0 +1,134 @@
+"""The blob store contract on S3 (a moto server on loopback), plus outages."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from filmstrip.blobs import BlobStore, BlobStoreUnavailable
+from filmstrip.blobs.s3 import S3BlobStore, parse_s3_url
+from filmstrip.errors import Category, LogicError
+from filmstrip.settings import load_settings
+from tests.blobs.contract import BlobStoreContract, Source
+from tests.support.moto_server import MotoServer
+
+BUCKET = "filmstrip-test"
+
+
+def s3_env(moto: MotoServer, url: str) -> dict[str, str]:
+    return {
+        "FILMSTRIP_BLOB_URL": url,
+        "FILMSTRIP_S3_ENDPOINT_URL": moto.url,
+        "FILMSTRIP_S3_ACCESS_KEY_ID": "test",
+        "FILMSTRIP_S3_SECRET_ACCESS_KEY": "test",
+    }
+
+
+@pytest.fixture(scope="module")
+async def s3_client(moto_server: MotoServer) -> AsyncIterator[object]:
+    """One client for the module: opening one loads botocore's models (~0.3 s)."""
+    url = f"s3://{BUCKET}"
+    opened = await S3BlobStore.from_settings(url, load_settings(s3_env(moto_server, url)))
+    yield opened.client
+    await opened.close()
+
+
+class TestS3BlobStore(BlobStoreContract):
+    @pytest.fixture
+    async def store(self, s3_client: object) -> AsyncIterator[S3BlobStore]:
+        # Each test gets its own key prefix in a shared bucket, which also exercises
+        # prefix handling everywhere.
+        store = S3BlobStore(s3_client, BUCKET, prefix=f"t-{uuid.uuid4().hex[:12]}/")
+        yield store
+        await store.delete_prefix("")
+        for upload in await self._uploads(store):
+            await store.client.abort_multipart_upload(
+                Bucket=store.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+
+    @staticmethod
+    async def _uploads(store: S3BlobStore) -> list[dict[str, str]]:
+        try:
+            resp = await store.client.list_multipart_uploads(
+                Bucket=store.bucket, Prefix=store.prefix
+            )
+        except store.client.exceptions.NoSuchBucket:
+            return []
+        return list(resp.get("Uploads", []))
+
+    async def leftovers(self, store: BlobStore) -> list[str]:
+        assert isinstance(store, S3BlobStore)
+        return [u["Key"] for u in await self._uploads(store)]
+
+    async def test_leftovers_sees_an_unfinished_multipart_upload(self, store: S3BlobStore) -> None:
+        # Guards the guard: the "nothing left" assertions above must be able to fail.
+        await store.ping()
+        created = await store.client.create_multipart_upload(
+            Bucket=store.bucket, Key=store.prefix + "dangling"
+        )
+        assert await self.leftovers(store) == [store.prefix + "dangling"]
+        await store.client.abort_multipart_upload(
+            Bucket=store.bucket, Key=store.prefix + "dangling", UploadId=created["UploadId"]
+        )
+
+    async def test_multipart_etag_shows_the_part_count(self, store: S3BlobStore) -> None:
+        info = await store.put_stream(
+            "mp", Source([b"m" * (1024 * 1024)] * 17), content_type="image/jpeg"
+        )
+        assert info.etag.endswith("-3")  # 8 MiB + 8 MiB + 1 MiB
+
+    async def test_outage_is_unavailable_quickly_and_recovers(
+        self, store: S3BlobStore, moto_server: MotoServer
+    ) -> None:
+        await store.put_bytes("before", b"b", content_type="image/jpeg")
+        moto_server.stop()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BlobStoreUnavailable) as caught:
+                await store.ping()
+            assert caught.value.category is Category.TEMPORARY
+            with pytest.raises(BlobStoreUnavailable):
+                await store.put_bytes("during", b"d", content_type="image/jpeg")
+            with pytest.raises(BlobStoreUnavailable):
+                await store.put_stream(
+                    "during-mp", Source([b"d" * (1024 * 1024)] * 10), content_type="image/jpeg"
+                )
+            with pytest.raises(BlobStoreUnavailable):
+                await store.stat("before")
+            elapsed = time.monotonic() - started
+            # Loose on purpose (shared CI box): botocore's defaults would take minutes.
+            assert elapsed < 30, f"outage took {elapsed:.1f} s to surface"
+        finally:
+            moto_server.start()
+        # moto lost everything on restart; the store recreates the bucket on its own.
+        await store.ping()
+        info = await store.put_bytes("after", b"a", content_type="image/jpeg")
+        assert info.size == 1
+        assert await store.get_bytes("after") == b"a"
+
+    async def test_outage_mid_upload_is_unavailable(
+        self, store: S3BlobStore, moto_server: MotoServer
+    ) -> None:
+        async def dies_midway() -> AsyncIterator[bytes]:
+            for i in range(30):
+                if i == 12:  # one 8 MiB part is up (or in flight)
+                    moto_server.stop()
+                yield b"p" * (1024 * 1024)
+
+        try:
+            with pytest.raises(BlobStoreUnavailable):
+                await store.put_stream("cut", dies_midway(), content_type="image/jpeg")
+        finally:
+            moto_server.start()
+        assert await store.stat("cut") is None
+
+    def test_parse_s3_url(self) -> None:
+        assert parse_s3_url("s3://bucket") == ("bucket", "")
+        assert parse_s3_url("s3://bucket/") == ("bucket", "")
+        assert parse_s3_url("s3://bucket/a/b/") == ("bucket", "a/b/")
+        for bad in ("s3:///nobucket", "file:///x", "s3://b/../x"):
+            with pytest.raises(LogicError):
+                parse_s3_url(bad)
