@@ -85,6 +85,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     preview_quality: Quality = 80
     optimize_quality: Quality = 80
 
+    # --- pipeline area (filmstrip.pipeline): decoding, libvips and optimisation knobs ---
+    # libvips fail_on level for decoding: none, truncated, error or warning (strictest).
+    decode_fail_on: str = "warning"
+    # libvips worker threads per operation; 0 = libvips default (one per CPU).
+    vips_concurrency: NonNegative = 1
+    # libvips operation cache; a server sees each photo once, so keep it tiny.
+    vips_cache_max_ops: NonNegative = 0
+    vips_cache_max_mb: NonNegative = 0
+    thumbhash_size: Annotated[int, msgspec.Meta(ge=8, le=100)] = 32
+    optimize_effort: Annotated[int, msgspec.Meta(ge=0, le=6)] = 2
+    # AVIF of the original as well as WebP: off by default, it roughly doubles the stage's
+    # time and memory (see bench/pipeline_bench.py).
+    optimize_avif: bool = False
+    optimize_avif_effort: Annotated[int, msgspec.Meta(ge=0, le=9)] = 0
+    # Keep the AVIF only when it encoded within this multiple of the WebP time.
+    optimize_avif_max_time_ratio: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
@@ -156,5 +173,9 @@ def _check(s: Settings) -> None:
     for name in ("thumbnail_format", "preview_format"):
         if getattr(s, name) not in ("webp", "jpeg", "avif", "png"):
             raise SettingsError(f"{_env_name(name)} must be one of webp, jpeg, avif, png")
+    if s.decode_fail_on not in ("none", "truncated", "error", "warning"):
+        raise SettingsError(
+            f"{_env_name('decode_fail_on')} must be one of none, truncated, error, warning"
+        )
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"{_env_name('log_level')} must be DEBUG, INFO, WARNING or ERROR")

@@ -1,0 +1,71 @@
+"""The processing pipeline: named pipelines built from a registry of stages.
+
+Stages know nothing of Redis, HTTP, the catalog or the blob store: bytes and
+:class:`PipelineOptions` in, ``ctx.metadata`` and ``ctx.derivatives`` out. Every stage's
+``run`` blocks; the worker calls :func:`run_stage` (bounded pool + timeout).
+
+Pipelines: ``full_processing`` = validation, metadata, thumbnails, optimization;
+``quick_processing`` = validation, thumbnails.
+
+Derivatives (``ctx.derivatives``): ``thumbnail`` (WebP, 256 px), ``preview`` (JPEG,
+1440 px), ``optimized`` (full-size WebP, only when smaller than the original) and
+``optimized_avif`` (only with ``optimize_avif``). Sizes bound the **longer** edge, never
+enlarge; every derivative is upright (EXIF orientation applied), sRGB, first frame of an
+animation (``optimized`` stays animated), and carries no metadata at all (no EXIF, GPS,
+XMP or ICC). All renditions and the fingerprints come from one shrink-on-load decode.
+
+Metadata keys (``ctx.metadata``, JSON-able, the catalog's ``processing_metadata``):
+
+- ``width``, ``height``: pixels after EXIF orientation; ``format``: jpeg, png, webp, gif,
+  tiff, heif or avif (from magic bytes); ``bytes``: size of the original
+- ``has_alpha``, ``animated`` (GIF/WebP with more than one frame), ``frames``
+- ``color_space`` (libvips interpretation, e.g. ``srgb``, ``cmyk``, ``b-w``),
+  ``icc_profile`` (the embedded profile's description, or null)
+- ``orientation``: EXIF orientation 1-8 (1 when absent or out of range)
+- ``exif``: ``make``, ``model``, ``lens``, ``taken_at`` (ISO 8601, with the offset when
+  the camera recorded one), ``exposure_time`` (s), ``f_number``, ``iso``,
+  ``focal_length`` (mm), ``gps`` {``lat``, ``lon``, ``alt`` (m)}; absent keys are omitted
+- ``sha256`` of the original (hex), ``thumbhash`` (base64 ThumbHash),
+  ``phash`` (64-bit dHash, 16 hex digits)
+- ``optimization``: ``format``, ``bytes``, ``original_bytes``, ``bytes_saved``, ``kept``,
+  ``animated``, ``webp_ms``, ``avif_ms``
+
+Policies: orientation comes from standard EXIF only (a PNG's ImageMagick text chunk is
+ignored, as browsers and libvips do); HEIC is decoded by libheif via pillow-heif; AVIF
+container rotations (irot/imir) are applied by libheif; decoding uses libvips
+``fail_on=warning`` (sharp's default), so files libjpeg/libpng call corrupt are refused.
+"""
+
+from __future__ import annotations
+
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.derivatives import Derivative
+from filmstrip.pipeline.formats import ACCEPTED, CONTENT_TYPES, sniff_format
+from filmstrip.pipeline.options import PipelineOptions
+from filmstrip.pipeline.registry import (
+    PIPELINES,
+    STAGES,
+    Stage,
+    get_stage,
+    register_stage,
+    resolve_stages,
+)
+from filmstrip.pipeline.runner import run_stage
+from filmstrip.pipeline.vips import configure_vips
+
+__all__ = [
+    "ACCEPTED",
+    "CONTENT_TYPES",
+    "PIPELINES",
+    "STAGES",
+    "Derivative",
+    "PipelineOptions",
+    "Stage",
+    "StageContext",
+    "configure_vips",
+    "get_stage",
+    "register_stage",
+    "resolve_stages",
+    "run_stage",
+    "sniff_format",
+]

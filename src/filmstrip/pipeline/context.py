@@ -1,0 +1,94 @@
+"""Per-photo state shared by the stages of one pipeline run."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pyvips
+
+from filmstrip.errors import DataError, ResourceError
+from filmstrip.pipeline.decode import Header, check_limits, decode_rendition, read_header, what_is
+from filmstrip.pipeline.derivatives import Derivative
+from filmstrip.pipeline.formats import sniff_format
+from filmstrip.pipeline.options import PipelineOptions
+
+
+class StageContext:
+    """The original's bytes, the options, and what the stages have produced so far.
+
+    The header and the shared rendition are computed once, by whichever stage needs them
+    first, so a pipeline decodes the photo's pixels once for every derivative. A context
+    belongs to one pipeline run: stages use it one at a time, never concurrently.
+    """
+
+    def __init__(self, data: bytes, options: PipelineOptions) -> None:
+        self.data = data
+        self.options = options
+        self.metadata: dict[str, Any] = {}
+        self.derivatives: dict[str, Derivative] = {}
+        self._header: Header | None = None
+        self._rendition: pyvips.Image | None = None
+        self._cancelled = threading.Event()
+        #: True once libvips was told to abandon work because the stage was cancelled.
+        self.aborted = False
+
+    # --- cancellation -------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Ask the stage running on this context to stop (its libvips work is killed)."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise the timeout error if the stage was cancelled; called between steps."""
+        if self._cancelled.is_set():
+            raise ResourceError(
+                "the stage was stopped after its time ran out", code="stage_timeout"
+            )
+
+    def watch(self, image: pyvips.Image) -> pyvips.Image:
+        """Let :meth:`cancel` kill the computation of ``image`` at its next tile."""
+        image.set_progress(True)
+
+        def on_eval(target: pyvips.Image, _progress: object) -> None:
+            if self._cancelled.is_set():
+                target.set_kill(True)
+                self.aborted = True
+
+        image.signal_connect("eval", on_eval)
+        return image
+
+    # --- shared, computed once ----------------------------------------------------------
+
+    def header(self) -> Header:
+        """The validated header: accepted format, within every limit. No pixels decoded."""
+        if self._header is None:
+            if not self.data:
+                raise DataError("the file is empty", code="empty_file")
+            fmt = sniff_format(self.data[:64])
+            if fmt is None:
+                raise DataError(
+                    "the file is not a JPEG, PNG, WebP, GIF, TIFF, HEIC or AVIF image "
+                    f"({what_is(self.data[:64])})",
+                    code="unsupported_format",
+                )
+            header = read_header(self.data, fmt, self.options)
+            check_limits(header, self.options)
+            self._header = header
+        return self._header
+
+    def rendition(self) -> pyvips.Image:
+        """The one decode: upright sRGB first frame at rendition size, in memory."""
+        if self._rendition is None:
+            header = self.header()
+            self.check_cancelled()
+            try:
+                self._rendition = decode_rendition(self.data, header, self.options, self.watch)
+            except DataError:
+                self.check_cancelled()
+                raise
+        return self._rendition

@@ -1,0 +1,273 @@
+"""Reading headers and decoding pixels: the only module that opens image bytes.
+
+Headers are read lazily (libvips opens without computing pixels), so every limit is
+checked before a single pixel is allocated. Pixels are decoded with ``fail_on`` so a
+truncated or corrupt file raises instead of yielding a half-grey picture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pillow_heif
+import pyvips
+
+from filmstrip.errors import DataError
+from filmstrip.pipeline.formats import ACCEPTED
+from filmstrip.pipeline.options import PipelineOptions
+from filmstrip.pipeline.vips import decode_error
+
+Watch = Callable[[pyvips.Image], pyvips.Image]
+
+_LOADER_FORMAT = {
+    "jpegload": "jpeg",
+    "pngload": "png",
+    "webpload": "webp",
+    "gifload": "gif",
+    "tiffload": "tiff",
+    "heifload": "heif",
+}
+
+_NAMES = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WebP",
+    "gif": "GIF",
+    "tiff": "TIFF",
+    "heif": "HEIC",
+    "avif": "AVIF",
+}
+
+_OTHER_MAGIC = (
+    (b"%PDF", "a PDF document"),
+    (b"<svg", "an SVG drawing"),
+    (b"<?xml", "an XML (possibly SVG) document"),
+    (b"<!doctype html", "an HTML page"),
+    (b"<html", "an HTML page"),
+    (b"BM", "a BMP image"),
+    (b"8BPS", "a Photoshop document"),
+)
+
+ORIENTATION_SWAPS = frozenset({5, 6, 7, 8})
+
+
+def format_name(fmt: str) -> str:
+    """The human name of one of our format ids."""
+    return _NAMES.get(fmt, fmt.upper())
+
+
+def what_is(head: bytes) -> str:
+    """A human guess at what a file we refuse is, for error messages."""
+    low = head.lstrip()[:64].lower()
+    for magic, name in _OTHER_MAGIC:
+        if low.startswith(magic.lower()):
+            return name
+    return "not an image format we accept"
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What the file claims about itself, read without decoding pixels."""
+
+    format: str  # one of ACCEPTED
+    loader: str
+    width: int  # as stored, before orientation
+    height: int  # one frame
+    frames: int
+    orientation: int  # EXIF orientation 1-8 (1 when absent or invalid)
+    bands: int
+    interpretation: str
+    has_alpha: bool
+    exif: bytes | None
+    icc: bytes | None
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height after the EXIF orientation is applied."""
+        if self.orientation in ORIENTATION_SWAPS:
+            return self.height, self.width
+        return self.width, self.height
+
+    @property
+    def animated(self) -> bool:
+        return self.frames > 1 and self.format in ("gif", "webp")
+
+
+def read_header(data: bytes, fmt: str, options: PipelineOptions) -> Header:
+    """Open ``data`` lazily with libvips and read its header; no pixels are decoded."""
+    what = f"this {format_name(fmt)} file"
+    try:
+        image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on=options.fail_on)
+        loader = str(image.get("vips-loader"))
+        family = _LOADER_FORMAT.get(loader.removesuffix("_buffer").removesuffix("_source"))
+        heif_compression = _get_str(image, "heif-compression")
+        frames = _get_int(image, "n-pages") or 1
+        orientation = _get_int(image, "orientation") or 1
+        header = Header(
+            format=fmt,
+            loader=loader,
+            width=image.width,
+            height=image.height,
+            frames=frames,
+            orientation=orientation if 1 <= orientation <= 8 else 1,
+            bands=image.bands,
+            interpretation=str(image.interpretation),
+            has_alpha=bool(image.hasalpha()),
+            exif=_get_blob(image, "exif-data"),
+            icc=_get_blob(image, "icc-profile-data"),
+        )
+    except pyvips.Error as exc:
+        raise decode_error(exc, what) from None
+    if (
+        family is None
+        or (family == "heif") != (fmt in ("heif", "avif"))
+        or (family != "heif" and family != fmt)
+    ):
+        raise DataError(
+            f"the file looks like {format_name(fmt)} but libvips read it as {loader}",
+            code="unsupported_format",
+        )
+    if fmt == "avif" and heif_compression not in (None, "av1"):
+        raise DataError(f"AVIF file with {heif_compression} compression", code="corrupt_image")
+    return header
+
+
+def check_limits(header: Header, options: PipelineOptions) -> None:
+    """Refuse images whose declared size would cost too much to decode."""
+    name = format_name(header.format)
+    if header.width <= 0 or header.height <= 0:
+        raise DataError(f"the {name} image declares no pixels", code="corrupt_image")
+    if max(header.width, header.height) > options.max_dimension:
+        raise DataError(
+            f"the {name} image is {header.width}x{header.height}: an edge is longer than the "
+            f"limit of {options.max_dimension} px",
+            code="too_large_dimension",
+        )
+    if header.pixels > options.max_pixels:
+        raise DataError(
+            f"the {name} image is {header.width}x{header.height} "
+            f"({header.pixels / 1e6:.1f} MP), over the limit of {options.max_pixels / 1e6:g} MP",
+            code="too_many_pixels",
+        )
+    if header.frames > options.max_frames:
+        raise DataError(
+            f"the {name} image has {header.frames} frames, over the limit of {options.max_frames}",
+            code="too_many_frames",
+        )
+
+
+def decode_rendition(
+    data: bytes, header: Header, options: PipelineOptions, watch: Watch
+) -> pyvips.Image:
+    """The one decode: first frame, upright, sRGB, 8-bit, longest edge at most
+    ``options.rendition_size`` (never enlarged), in memory. Shrink-on-load where the
+    codec can (JPEG DCT scaling, WebP, pyramid TIFF)."""
+    size = options.rendition_size
+    what = f"this {format_name(header.format)} file"
+    try:
+        if header.format == "heif":
+            image = _heif_pixels(data, what).thumbnail_image(size, height=size, size="down")
+        else:
+            image = pyvips.Image.thumbnail_buffer(
+                data, size, height=size, size="down", option_string=f"fail_on={options.fail_on}"
+            )
+        return watch(to_srgb8(image)).copy_memory()
+    except pyvips.Error as exc:
+        raise decode_error(exc, what) from None
+
+
+def decode_full(
+    data: bytes, header: Header, options: PipelineOptions, *, all_frames: bool
+) -> pyvips.Image:
+    """The whole image at full size, upright and sRGB, lazily (pixels flow when saved)."""
+    what = f"this {format_name(header.format)} file"
+    try:
+        if header.format == "heif":
+            return to_srgb8(_heif_pixels(data, what))
+        # Rotating needs random access; upright photos stream top to bottom.
+        access = "sequential" if header.orientation == 1 else "random"
+        kwargs: dict[str, object] = {"access": access, "fail_on": options.fail_on}
+        if all_frames:
+            kwargs["n"] = -1
+        image = pyvips.Image.new_from_buffer(data, "", **kwargs)
+        if header.orientation != 1:
+            image = image.autorot()
+        return to_srgb8(image)
+    except pyvips.Error as exc:
+        raise decode_error(exc, what) from None
+
+
+def to_srgb8(image: pyvips.Image) -> pyvips.Image:
+    """Convert to 8-bit sRGB (or 8-bit grey), through the embedded ICC profile if any."""
+    interpretation = str(image.interpretation)
+    if image.get_typeof("icc-profile-data") != 0 and interpretation != "b-w":
+        # A broken embedded profile must not sink the photo: fall back to the
+        # colourspace maths below, as browsers do.
+        with contextlib.suppress(pyvips.Error):
+            image = image.icc_transform("srgb", embedded=True, intent="perceptual")
+    grey = image.bands in (1, 2) and str(image.interpretation) in ("b-w", "grey16")
+    target = "b-w" if grey else "srgb"
+    if str(image.interpretation) != target or image.format != "uchar":
+        image = image.colourspace(target)
+    if image.format != "uchar":
+        image = image.cast("uchar")
+    return image
+
+
+def _heif_pixels(data: bytes, what: str) -> pyvips.Image:
+    # The bundled libvips has no HEVC decoder; libheif inside pillow-heif has one. The
+    # container transforms (irot/imir) are applied by libheif, so the pixels are upright.
+    try:
+        heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
+        mode = heif.mode
+        width, height = heif.size
+        bands = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}.get(mode)
+        if bands is None:
+            raise DataError(f"{what} has an unsupported pixel mode {mode}", code="corrupt_image")
+        stride = heif.stride
+        raw = heif.data
+        row = width * bands
+        pixels = (
+            bytes(raw)
+            if stride == row
+            else b"".join(bytes(raw[y * stride : y * stride + row]) for y in range(height))
+        )
+        icc = heif.info.get("icc_profile")
+    except (RuntimeError, ValueError, OSError, TypeError) as exc:
+        raise decode_error(exc, what) from None
+    image = pyvips.Image.new_from_memory(pixels, width, height, bands, "uchar")
+    image = image.copy(interpretation="srgb" if bands >= 3 else "b-w")
+    if icc:
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", bytes(icc))
+    return image
+
+
+def _get_int(image: pyvips.Image, name: str) -> int | None:
+    if image.get_typeof(name) == 0:
+        return None
+    try:
+        return int(image.get(name))
+    except (TypeError, ValueError):
+        return None
+
+
+def _get_str(image: pyvips.Image, name: str) -> str | None:
+    if image.get_typeof(name) == 0:
+        return None
+    return str(image.get(name))
+
+
+def _get_blob(image: pyvips.Image, name: str) -> bytes | None:
+    if image.get_typeof(name) == 0:
+        return None
+    value = image.get(name)
+    return bytes(value) if value else None
+
+
+__all__ = ["ACCEPTED", "Header", "check_limits", "decode_full", "decode_rendition", "read_header"]

@@ -1,0 +1,154 @@
+"""Perceptual fingerprints: a ThumbHash placeholder and a 64-bit difference hash."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import pyvips
+
+
+def thumbhash(image: pyvips.Image, size: int) -> str:
+    """The base64 ThumbHash (https://evanw.github.io/thumbhash/) of an 8-bit sRGB image,
+    computed from a downscale whose longest edge is ``size`` (at most 100)."""
+    scale = min(1.0, size / max(image.width, image.height))
+    small = image.resize(scale) if scale < 1.0 else image
+    if small.bands in (1, 2):
+        small = small.colourspace("srgb")
+    if not small.hasalpha():
+        small = small.bandjoin(255)
+    small = small.cast("uchar")
+    rgba = bytes(small.write_to_memory())
+    return base64.b64encode(rgba_to_thumbhash(small.width, small.height, rgba)).decode("ascii")
+
+
+def dhash(image: pyvips.Image) -> str:
+    """64-bit difference hash (16 hex digits): each bit says whether a pixel of a 9x8 grey
+    downscale is brighter than its right-hand neighbour. Near-duplicates differ in few bits."""
+    grey = image.flatten(background=[255] * (image.bands - 1)) if image.hasalpha() else image
+    grey = grey.colourspace("b-w")[0]
+    small = grey.resize(9 / grey.width, vscale=8 / grey.height, kernel="linear")
+    pixels = bytes(small.cast("uchar").write_to_memory())
+    width = small.width
+    bits = 0
+    for y in range(8):
+        for x in range(8):
+            bits = (bits << 1) | (pixels[y * width + x] > pixels[y * width + x + 1])
+    return f"{bits:016x}"
+
+
+def _round(value: float) -> int:
+    # JavaScript's Math.round, which the reference implementation uses.
+    return math.floor(value + 0.5)
+
+
+def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
+    """The ThumbHash of ``w`` x ``h`` RGBA pixels (a port of the reference encoder)."""
+    if w > 100 or h > 100:
+        raise ValueError(f"{w}x{h} does not fit in 100x100")
+    n = w * h
+    avg_r = avg_g = avg_b = avg_a = 0.0
+    for i in range(n):
+        j = 4 * i
+        alpha = rgba[j + 3] / 255
+        avg_r += alpha / 255 * rgba[j]
+        avg_g += alpha / 255 * rgba[j + 1]
+        avg_b += alpha / 255 * rgba[j + 2]
+        avg_a += alpha
+    if avg_a:
+        avg_r /= avg_a
+        avg_g /= avg_a
+        avg_b /= avg_a
+
+    has_alpha = avg_a < n
+    l_limit = 5 if has_alpha else 7
+    lx = max(1, _round(l_limit * w / max(w, h)))
+    ly = max(1, _round(l_limit * h / max(w, h)))
+    lum: list[float] = [0.0] * n
+    p: list[float] = [0.0] * n
+    q: list[float] = [0.0] * n
+    a: list[float] = [0.0] * n
+    for i in range(n):
+        j = 4 * i
+        alpha = rgba[j + 3] / 255
+        r = avg_r * (1 - alpha) + alpha / 255 * rgba[j]
+        g = avg_g * (1 - alpha) + alpha / 255 * rgba[j + 1]
+        b = avg_b * (1 - alpha) + alpha / 255 * rgba[j + 2]
+        lum[i] = (r + g + b) / 3
+        p[i] = (r + g) / 2 - b
+        q[i] = r - g
+        a[i] = alpha
+
+    def encode_channel(channel: list[float], nx: int, ny: int) -> tuple[float, list[float], float]:
+        # Separable DCT: project rows on the x cosines once, then columns on the y cosines.
+        fxs = [[math.cos(math.pi / w * cx * (x + 0.5)) for x in range(w)] for cx in range(nx)]
+        rows = [[sum(channel[y * w + x] * fx[x] for x in range(w)) for fx in fxs] for y in range(h)]
+        dc = 0.0
+        ac: list[float] = []
+        scale = 0.0
+        for cy in range(ny):
+            fy = [math.cos(math.pi / h * cy * (y + 0.5)) for y in range(h)]
+            cx = 0
+            while cx * ny < nx * (ny - cy):
+                f = sum(rows[y][cx] * fy[y] for y in range(h)) / n
+                if cx or cy:
+                    ac.append(f)
+                    scale = max(scale, abs(f))
+                else:
+                    dc = f
+                cx += 1
+        if scale:
+            ac = [0.5 + 0.5 / scale * f for f in ac]
+        return dc, ac, scale
+
+    l_dc, l_ac, l_scale = encode_channel(lum, max(3, lx), max(3, ly))
+    p_dc, p_ac, p_scale = encode_channel(p, 3, 3)
+    q_dc, q_ac, q_scale = encode_channel(q, 3, 3)
+    a_dc, a_ac, a_scale = encode_channel(a, 5, 5) if has_alpha else (0.0, [], 0.0)
+
+    is_landscape = w > h
+    header24 = (
+        _round(63 * l_dc)
+        | (_round(31.5 + 31.5 * p_dc) << 6)
+        | (_round(31.5 + 31.5 * q_dc) << 12)
+        | (_round(31 * l_scale) << 18)
+        | (int(has_alpha) << 23)
+    )
+    header16 = (
+        (ly if is_landscape else lx)
+        | (_round(63 * p_scale) << 3)
+        | (_round(63 * q_scale) << 9)
+        | (int(is_landscape) << 15)
+    )
+    out = [header24 & 255, (header24 >> 8) & 255, header24 >> 16, header16 & 255, header16 >> 8]
+    if has_alpha:
+        out.append(_round(15 * a_dc) | (_round(15 * a_scale) << 4))
+    ac_start = len(out)
+    index = 0
+    for ac in [l_ac, p_ac, q_ac, a_ac] if has_alpha else [l_ac, p_ac, q_ac]:
+        for f in ac:
+            pos = ac_start + (index >> 1)
+            if pos == len(out):
+                out.append(0)
+            out[pos] |= _round(15 * f) << ((index & 1) << 2)
+            index += 1
+    return bytes(out)
+
+
+def thumbhash_average_rgba(hash_: bytes) -> tuple[float, float, float, float]:
+    """The average colour a ThumbHash encodes (the reference decoder's first step)."""
+    header24 = hash_[0] | (hash_[1] << 8) | (hash_[2] << 16)
+    l_dc = (header24 & 63) / 63
+    p_dc = ((header24 >> 6) & 63) / 31.5 - 1
+    q_dc = ((header24 >> 12) & 63) / 31.5 - 1
+    has_alpha = bool(header24 >> 23)
+    a = (hash_[5] & 15) / 15 if has_alpha else 1.0
+    b = l_dc - 2 / 3 * p_dc
+    r = (3 * l_dc - b + q_dc) / 2
+    g = r - q_dc
+    return (
+        max(0.0, min(1.0, r)),
+        max(0.0, min(1.0, g)),
+        max(0.0, min(1.0, b)),
+        a,
+    )

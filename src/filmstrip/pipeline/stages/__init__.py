@@ -1,0 +1,1 @@
+"""The stages a pipeline is built from; each module holds one."""

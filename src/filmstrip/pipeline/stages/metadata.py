@@ -1,0 +1,72 @@
+"""metadata: what the photo is (size, format, colour, camera EXIF) and its fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.exif import exif_from_blob, exif_from_tiff
+from filmstrip.pipeline.hashes import dhash, thumbhash
+
+
+class Metadata:
+    """Fill ``ctx.metadata`` with the catalog's processing metadata."""
+
+    name = "metadata"
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        header = ctx.header()
+        width, height = header.display_size
+        exif = exif_from_blob(header.exif)
+        if not exif and header.format == "tiff":
+            exif = exif_from_tiff(ctx.data)
+        ctx.check_cancelled()
+        ctx.metadata.update(
+            {
+                "width": width,
+                "height": height,
+                "format": header.format,
+                "bytes": len(ctx.data),
+                "has_alpha": header.has_alpha,
+                "animated": header.animated,
+                "frames": header.frames,
+                "color_space": header.interpretation,
+                "icc_profile": icc_name(header.icc),
+                "orientation": header.orientation,
+                "exif": exif,
+                "sha256": hashlib.sha256(ctx.data).hexdigest(),
+            }
+        )
+        add_fingerprints(ctx)
+        return {
+            "width": width,
+            "height": height,
+            "format": header.format,
+            "camera": " ".join(v for v in (exif.get("make"), exif.get("model")) if v) or None,
+            "gps": "gps" in exif,
+        }
+
+
+def add_fingerprints(ctx: StageContext) -> None:
+    """ThumbHash and dHash from the shared rendition (no extra decode); idempotent."""
+    if "thumbhash" in ctx.metadata and "phash" in ctx.metadata:
+        return
+    rendition = ctx.rendition()
+    ctx.metadata["thumbhash"] = thumbhash(rendition, ctx.options.thumbhash_size)
+    ctx.metadata["phash"] = dhash(rendition)
+
+
+def icc_name(icc: bytes | None) -> str | None:
+    """The description inside an ICC profile, or ``None``."""
+    if not icc:
+        return None
+    try:
+        from PIL import ImageCms
+
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = str(profile.profile.profile_description or "").strip()
+    except Exception:
+        return "unknown"
+    return name[:128] or "unknown"

@@ -1,0 +1,85 @@
+"""optimization: a smaller full-size copy of the original, kept only if it is smaller."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pyvips
+
+from filmstrip.errors import FilmstripError
+from filmstrip.pipeline import derivatives
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.decode import decode_full
+from filmstrip.pipeline.derivatives import Derivative
+from filmstrip.pipeline.vips import decode_error
+
+
+class Optimization:
+    """Re-encode the original at full size as WebP (and AVIF when enabled and fast enough:
+    at most ``optimize_avif_max_time_ratio`` x the WebP time). Upright, sRGB, no metadata.
+    Animated GIF/WebP stay animated. ``ctx.metadata["optimization"]`` records the result."""
+
+    name = "optimization"
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        opts = ctx.options
+        header = ctx.header()
+        original = len(ctx.data)
+        animated = header.animated and header.pixels * header.frames <= opts.max_pixels
+        ctx.check_cancelled()
+
+        webp, webp_s = self._encode(ctx, "webp", opts.optimize_effort, animated)
+        candidates = [webp]
+        avif_s: float | None = None
+        if opts.optimize_avif and not animated:
+            avif, avif_s = self._encode(ctx, "avif", opts.optimize_avif_effort, animated)
+            if avif_s <= opts.optimize_avif_max_time_ratio * webp_s:
+                candidates.append(avif)
+
+        best = min(candidates, key=lambda d: len(d.data))
+        kept = len(best.data) < original
+        # Idempotent: a rerun that keeps nothing must not leave an older copy behind.
+        for name in ("optimized", "optimized_avif"):
+            ctx.derivatives.pop(name, None)
+        if kept:
+            ctx.derivatives[best.name] = best
+        result = {
+            "format": best.ext,
+            "bytes": len(best.data),
+            "original_bytes": original,
+            "bytes_saved": original - len(best.data) if kept else 0,
+            "kept": kept,
+            "animated": animated,
+            "webp_ms": round(webp_s * 1000),
+            "avif_ms": None if avif_s is None else round(avif_s * 1000),
+        }
+        ctx.metadata["optimization"] = result
+        return result
+
+    def _encode(
+        self, ctx: StageContext, fmt: str, effort: int, animated: bool
+    ) -> tuple[Derivative, float]:
+        header = ctx.header()
+        started = time.perf_counter()
+        image = ctx.watch(decode_full(ctx.data, header, ctx.options, all_frames=animated))
+        try:
+            data = derivatives.encode(image, fmt, ctx.options.optimize_quality, effort=effort)
+        except pyvips.Error as exc:
+            ctx.check_cancelled()
+            raise decode_error(exc, f"this {header.format} file") from None
+        except FilmstripError:
+            ctx.check_cancelled()
+            raise
+        elapsed = time.perf_counter() - started
+        name = "optimized" if fmt == "webp" else f"optimized_{fmt}"
+        height = image.get("page-height") if animated and image.get_typeof("page-height") else None
+        derivative = Derivative(
+            name=name,
+            data=data,
+            content_type=f"image/{fmt}",
+            ext=fmt,
+            width=image.width,
+            height=int(height) if height else image.height,
+        )
+        return derivative, elapsed

@@ -1,0 +1,71 @@
+"""Process-wide libvips setup and turning libvips failures into categorised errors."""
+
+from __future__ import annotations
+
+import re
+
+import pyvips
+
+from filmstrip.errors import DataError, FilmstripError, ResourceError
+from filmstrip.pipeline.formats import VIPS_LOADERS
+from filmstrip.pipeline.options import PipelineOptions
+
+_configured: PipelineOptions | None = None
+
+_TRUNCATED = re.compile(r"premature end|unexpected end|truncat|bad seek|end of (?:file|data)", re.I)
+_TOO_LARGE = re.compile(r"security limit|maximum supported image dimension|too large", re.I)
+_OUT_OF_MEMORY = re.compile(r"out of memory|cannot allocate|failed to allocate", re.I)
+_NOISE = re.compile(
+    r"^(unable to call|unable to load from|unable to copy to memory|unable to write|"
+    r"VipsImage: killed)",
+    re.I,
+)
+
+
+def configure_vips(options: PipelineOptions) -> None:
+    """Set libvips up for a long-running server: small cache, bounded threads, trusted
+    loaders only. Idempotent; call once per process before the first photo."""
+    global _configured
+    if _configured == options:
+        return
+    # A server sees each photo once: the operation cache only holds memory.
+    pyvips.cache_set_max(options.vips_cache_max_ops)
+    pyvips.cache_set_max_mem(options.vips_cache_max_mb * 1024 * 1024)
+    pyvips.cache_set_max_files(0 if options.vips_cache_max_ops == 0 else 20)
+    if options.vips_concurrency > 0:
+        # Our own pool already runs one photo per CPU; libvips threads on top of that
+        # only oversubscribe the cores and multiply per-thread buffers.
+        pyvips.concurrency_set(options.vips_concurrency)
+    # Untrusted loaders (ImageMagick, PDF, SVG, ...) never run, and of the rest only the
+    # loaders for formats we accept do: hostile input cannot reach any other parser.
+    pyvips.block_untrusted_set(True)
+    pyvips.operation_block_set("VipsForeignLoad", True)
+    for loader in VIPS_LOADERS:
+        pyvips.operation_block_set(loader, False)
+    _configured = options
+
+
+def describe(exc: BaseException) -> str:
+    """The useful lines of a libvips error message, without call-site noise."""
+    lines: list[str] = []
+    for raw in str(exc).splitlines():
+        line = raw.strip()
+        if line and not _NOISE.match(line) and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)[:300] or "the decoder gave no reason"
+
+
+def decode_error(exc: BaseException, what: str) -> FilmstripError:
+    """A categorised error for a libvips (or codec) failure while decoding ``what``."""
+    detail = describe(exc)
+    if _TOO_LARGE.search(detail):
+        return DataError(f"{what} is larger than the decoder allows ({detail})", code="too_large")
+    if _OUT_OF_MEMORY.search(detail):
+        return ResourceError(
+            f"out of memory while decoding {what} ({detail})", code="out_of_memory"
+        )
+    if _TRUNCATED.search(detail):
+        return DataError(
+            f"{what} is truncated or its data ends early ({detail})", code="truncated_image"
+        )
+    return DataError(f"{what} is corrupt and cannot be decoded ({detail})", code="corrupt_image")
