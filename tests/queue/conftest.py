@@ -46,9 +46,9 @@ async def running(consumer: Consumer) -> AsyncIterator[Consumer]:
         await task
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: Callable[[], Awaitable[bool]], limit_s: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``limit_s`` seconds."""
+    deadline = asyncio.get_running_loop().time() + limit_s
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
@@ -76,6 +76,4 @@ class Recorder:
         self.completed.append(job.id)
 
     def consumer(self, queue: JobQueue, **kw: Any) -> Consumer:
-        return Consumer(
-            queue, self, on_failed=self.on_failed, on_completed=self.on_completed, **kw
-        )
+        return Consumer(queue, self, on_failed=self.on_failed, on_completed=self.on_completed, **kw)
