@@ -15,3 +15,63 @@ def client_events(client_id: str) -> str:
 
 
 # --- queue (see filmstrip.queue) ---------------------------------------------------------
+
+#: Priority bands 1 (first) .. 10 (last); one work stream per band.
+PRIORITIES = range(1, 11)
+#: The consumer group every worker of a queue joins (a group name, not a key).
+QUEUE_GROUP = "workers"
+
+
+def queue_tag(queue: str) -> str:
+    """The hash tag that keeps every key of one queue on one Cluster slot."""
+    return "{" + queue + "}"
+
+
+def queue_stream(queue: str, priority: int) -> str:
+    """The work stream of one priority band; entries carry only the job id."""
+    return f"{queue_tag(queue)}:p{priority}"
+
+
+def queue_job_prefix(queue: str) -> str:
+    """Prefix of the per-job hash (payload, options, state); Lua appends the job id."""
+    return f"{queue_tag(queue)}:job:"
+
+
+def queue_job(queue: str, job_id: str) -> str:
+    """The hash that holds one job's payload, options and state."""
+    return queue_job_prefix(queue) + job_id
+
+
+def queue_delayed(queue: str) -> str:
+    """Sorted set of job ids by the epoch ms at which they become waiting again."""
+    return f"{queue_tag(queue)}:delayed"
+
+
+def queue_completed(queue: str) -> str:
+    """Sorted set of completed job ids by finish time (retention trims it)."""
+    return f"{queue_tag(queue)}:completed"
+
+
+def queue_failed_index(queue: str) -> str:
+    """Sorted set of dead-lettered job ids by failure time, for paging and retention."""
+    return f"{queue_tag(queue)}:failed"
+
+
+def queue_dead_letter(queue: str) -> str:
+    """The dead-letter stream: ``{photo-processing}-failed`` for the photo queue."""
+    return f"{queue_tag(queue)}-failed"
+
+
+def queue_paused(queue: str) -> str:
+    """Present while the queue is paused."""
+    return f"{queue_tag(queue)}:paused"
+
+
+def queue_limiter(queue: str) -> str:
+    """Fixed-window counter of the global rate limiter."""
+    return f"{queue_tag(queue)}:limiter"
+
+
+def queue_stats_prefix(queue: str) -> str:
+    """Prefix of the time-bucketed job stats hashes (``m:<minute>``, ``h:<hour>``)."""
+    return f"{queue_tag(queue)}:stats:"

@@ -1,0 +1,417 @@
+"""The worker side: take jobs, run the handler with bounded concurrency, settle outcomes.
+
+One loop does all the queue traffic: each STEP call settles every job that finished since
+the last call and takes as many new jobs as there are free slots, so a busy consumer costs
+one round trip per batch. Two side tasks keep claims alive (heartbeat) and take over the
+jobs of consumers that died (reclaim).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.exceptions
+
+from filmstrip import keys
+from filmstrip.errors import Category, FilmstripError, TemporaryError
+from filmstrip.queue.job import Job
+from filmstrip.queue.policy import Outcome, decide
+from filmstrip.queue.queue import JobQueue
+
+log = logging.getLogger("filmstrip.queue")
+
+Handler = Callable[[Job], Awaitable[None]]
+JobHook = Callable[[Job], Awaitable[None]]
+FailedHook = Callable[[Job, FilmstripError], Awaitable[None]]
+
+#: Errors that mean "Redis is unreachable for now": wait and carry on.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class _Done:
+    __slots__ = ("delay_ms", "error", "job", "outcome")
+
+    def __init__(
+        self, job: Job, outcome: Outcome, delay_ms: int = 0, error: FilmstripError | None = None
+    ) -> None:
+        self.job = job
+        self.outcome = outcome
+        self.delay_ms = delay_ms
+        self.error = error
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def default_name() -> str:
+    """``worker-<host>-<pid>``: unique per process, readable in XINFO CONSUMERS."""
+    return f"worker-{socket.gethostname()}-{os.getpid()}"
+
+
+class Consumer:
+    """Runs ``handler`` for the jobs of ``queue`` until :meth:`stop`; survives Redis outages."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        handler: Handler,
+        *,
+        on_failed: FailedHook | None = None,
+        on_completed: JobHook | None = None,
+        on_active: JobHook | None = None,
+        concurrency: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.options = queue.options
+        self.handler = handler
+        self.on_failed = on_failed
+        self.on_completed = on_completed
+        self.on_active = on_active
+        self.concurrency = max(concurrency or self.options.concurrency, 1)
+        self.name = name or default_name()
+        self._running: dict[asyncio.Task[None], Job] = {}
+        self._buffer: collections.deque[Job] = collections.deque()
+        self._done: list[_Done] = []
+        self._hooks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._started = False
+        self._down_since: float | None = None
+        self._retry_s = 0.05
+        self._stream_band = {s.encode(): i + 1 for i, s in enumerate(queue.streams)}
+
+    @property
+    def active(self) -> int:
+        """Jobs this consumer holds right now (running or about to run)."""
+        return len(self._running) + len(self._buffer)
+
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT start a graceful :meth:`stop`."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def request_stop(self) -> None:
+        """Start a graceful stop without waiting for it (safe from a signal handler)."""
+        self._stopping = True
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop reading, let running jobs finish within the grace period, hand back the rest."""
+        self.request_stop()
+        if self._started:
+            await self._stopped.wait()
+
+    async def run(self) -> None:
+        """Process jobs until :meth:`stop` (or :meth:`request_stop`) is called."""
+        self._started = True
+        side = [
+            asyncio.create_task(self._heartbeat(), name=f"{self.name}-heartbeat"),
+            asyncio.create_task(self._reclaim(), name=f"{self.name}-reclaim"),
+        ]
+        try:
+            await self._ensure_groups()
+            await self._loop()
+        finally:
+            try:
+                await self._shutdown()
+            finally:
+                for task in side:
+                    task.cancel()
+                await asyncio.gather(*side, return_exceptions=True)
+                self._stopped.set()
+
+    # --- the main loop -----------------------------------------------------------------------
+
+    async def _ensure_groups(self) -> None:
+        while not self._stopping:
+            try:
+                await self.queue.ensure_groups()
+                self._up()
+                return
+            except REDIS_DOWN as exc:
+                await self._down(exc)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            while self._buffer and free > 0:
+                self._start(self._buffer.popleft())
+                free -= 1
+            if free <= 0 and not self._done:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            done, self._done = self._done, []
+            try:
+                applied, jobs, paused, limited_ms, next_due_ms = await self._step(done, free)
+            except REDIS_DOWN as exc:
+                self._done = done + self._done
+                await self._down(exc)
+                continue
+            except redis.exceptions.ResponseError as exc:
+                self._done = done + self._done
+                await self._response_error(exc)
+                continue
+            self._up()
+            self._settled(done, applied)
+            for job in jobs:
+                self._start(job)
+            if jobs or done or free <= 0:
+                continue
+            if paused:
+                await self._sleep(0.2)
+            elif limited_ms:
+                await self._sleep(limited_ms / 1000)
+            elif next_due_ms == 0:
+                continue
+            else:
+                timeout = self.options.block_ms
+                if next_due_ms > 0:
+                    timeout = min(timeout, next_due_ms)
+                if self._running:
+                    # Finished jobs wait for this read to return before they are settled.
+                    timeout = min(timeout, 50)
+                if self.options.limiter_max:
+                    # A blocking read would bypass the limiter; poll instead.
+                    await self._sleep(min(timeout, 50) / 1000)
+                else:
+                    await self._block_read(free, timeout)
+
+    async def _step(
+        self, done: Sequence[_Done], want: int
+    ) -> tuple[list[int], list[Job], int, int, int]:
+        args: list[Any] = [
+            self.name, want, self.options.limiter_max, self.options.limiter_duration_ms, len(done)
+        ]  # fmt: skip
+        for d in done:
+            job, err = d.job, d.error
+            args += [
+                job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms,
+                err.category.value if err else "", err.code if err else "",
+                err.message if err else "",
+            ]  # fmt: skip
+        applied, flat, paused, limited, next_due = await self.queue._run("STEP", args)
+        return applied, self._jobs(flat), int(paused), int(limited), int(next_due)
+
+    def _jobs(self, flat: Sequence[Any]) -> list[Job]:
+        queue = self.queue
+        jobs = []
+        for i in range(0, len(flat), 8):
+            job_id, eid, band, data, made, att, deferred, backoff = flat[i : i + 8]
+            job = Job(queue, _s(job_id), _s(eid), int(band), data, int(made), int(att),
+                      int(deferred), int(backoff))  # fmt: skip
+            jobs.append(job)
+        return jobs
+
+    async def _block_read(self, free: int, timeout_ms: int) -> None:
+        streams: dict[Any, Any] = {s: ">" for s in self.queue.streams}
+        try:
+            reply: Any = await self.queue.redis.xreadgroup(
+                keys.QUEUE_GROUP, self.name, streams, count=free, block=max(timeout_ms, 1)
+            )
+            if not reply:
+                return
+            args: list[Any] = []
+            for stream, entries in reply:
+                band = self._stream_band[stream if isinstance(stream, bytes) else stream.encode()]
+                for eid, fields in entries:
+                    args += [band, eid, fields[b"i"]]
+            flat = await self.queue._run("ACTIVATE", [len(args) // 3, *args])
+        except REDIS_DOWN as exc:
+            # Entries delivered but not activated stay pending; reclaim puts them back.
+            await self._down(exc)
+            return
+        except redis.exceptions.ResponseError as exc:
+            await self._response_error(exc)
+            return
+        for job in self._jobs(flat):
+            if len(self._running) < self.concurrency:
+                self._start(job)
+            else:
+                self._buffer.append(job)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    # --- running one job ---------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        task = asyncio.create_task(self._process(job))
+        self._running[task] = job
+        task.add_done_callback(self._running_done)
+
+    def _running_done(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+
+    async def _process(self, job: Job) -> None:
+        try:
+            if self.on_active is not None:
+                await self.on_active(job)
+            await self.handler(job)
+        except asyncio.CancelledError:
+            # Only shutdown cancels handlers: give the job back untouched.
+            self._finish(_Done(job, Outcome.HAND_BACK))
+            return
+        except FilmstripError as exc:
+            self._fail(job, exc)
+            return
+        except Exception as exc:
+            log.exception("job %s raised an unexpected error; treating it as TEMPORARY", job.id)
+            self._fail(job, TemporaryError(f"{type(exc).__name__}: {exc}", code="unexpected"))
+            return
+        self._finish(_Done(job, Outcome.COMPLETE))
+
+    def _fail(self, job: Job, error: FilmstripError) -> None:
+        outcome, delay = decide(job, error, self.options)
+        if outcome is not Outcome.FAIL:
+            log.info("job %s: %s (%s), %s in %d ms", job.id, error.code, error.category,
+                     outcome.name.lower(), delay)  # fmt: skip
+        self._finish(_Done(job, outcome, delay, error))
+
+    def _finish(self, done: _Done) -> None:
+        self._done.append(done)
+        self._wake.set()
+
+    def _settled(self, done: Sequence[_Done], applied: Sequence[int]) -> None:
+        for d, ok in zip(done, applied, strict=True):
+            if not ok:
+                log.warning("job %s was reclaimed by another worker before it settled", d.job.id)
+            elif d.outcome is Outcome.FAIL and self.on_failed is not None:
+                assert d.error is not None
+                self._hook(self.on_failed(d.job, d.error))
+            elif d.outcome is Outcome.COMPLETE and self.on_completed is not None:
+                self._hook(self.on_completed(d.job))
+
+    def _hook(self, coro: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("queue hook failed")
+
+        task = asyncio.create_task(guarded())
+        self._hooks.add(task)
+        task.add_done_callback(self._hooks.discard)
+
+    # --- claims ------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        # Renew the claim (reset the idle time) on every held job so no one reclaims it.
+        while True:
+            await asyncio.sleep(self.options.heartbeat_s)
+            held = [*self._running.values(), *self._buffer]
+            if not held:
+                continue
+            by_stream: dict[str, list[Any]] = {}
+            for job in held:
+                by_stream.setdefault(self.queue.streams[job.priority - 1], []).append(job.entry_id)
+            try:
+                async with self.queue.redis.pipeline(transaction=False) as pipe:
+                    for stream, ids in by_stream.items():
+                        pipe.xclaim(stream, keys.QUEUE_GROUP, self.name, 0, ids, justid=True)
+                    await pipe.execute()
+            except REDIS_DOWN as exc:
+                log.warning("heartbeat failed: %s", exc)
+            except redis.exceptions.ResponseError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _reclaim(self) -> None:
+        cursors = ["0-0"] * len(self.queue.streams)
+        o = self.options
+        while not self._stopping:
+            await asyncio.sleep(o.reclaim_s)
+            try:
+                new_cursors, requeued, dead = await self.queue._run(
+                    "RECLAIM",
+                    [self.name, o.visibility_timeout_ms, o.max_stalled, 100, *cursors],
+                )
+            except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+                log.warning("reclaim failed: %s", exc)
+                continue
+            cursors = [_s(c) for c in new_cursors]
+            if requeued:
+                log.warning("%d stalled jobs put back to waiting", requeued)
+            for i in range(0, len(dead), 5):
+                job = Job(
+                    self.queue, _s(dead[i]), "", int(dead[i + 1]), dead[i + 2],
+                    int(dead[i + 3] or 0), int(dead[i + 4] or 1), 0, 0,
+                )  # fmt: skip
+                log.error("job %s stalled more than %d times; dead-lettered", job.id, o.max_stalled)
+                if self.on_failed is not None:
+                    error = FilmstripError(
+                        "the job stalled repeatedly (its worker died or hung)",
+                        code="stalled",
+                        category=Category.DATA,
+                    )
+                    self._hook(self.on_failed(job, error))
+
+    # --- Redis health ------------------------------------------------------------------------
+
+    async def _down(self, exc: BaseException) -> None:
+        loop = asyncio.get_running_loop()
+        if self._down_since is None:
+            self._down_since = loop.time()
+            log.warning("redis unreachable (%s); retrying", exc)
+        await self._sleep(self._retry_s)
+        self._retry_s = min(self._retry_s * 2, 2.0)
+
+    def _up(self) -> None:
+        if self._down_since is not None:
+            took = asyncio.get_running_loop().time() - self._down_since
+            log.warning("redis reachable again after %.1f s", took)
+            self._down_since = None
+        self._retry_s = 0.05
+
+    async def _response_error(self, exc: redis.exceptions.ResponseError) -> None:
+        # A Redis restarted without its data has lost the consumer groups.
+        if "NOGROUP" in str(exc):
+            log.warning("consumer groups missing; recreating them")
+            await self._ensure_groups()
+            return
+        log.error("unexpected redis error: %s", exc)
+        await self._sleep(1.0)
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        while self._buffer:
+            self._done.append(_Done(self._buffer.popleft(), Outcome.HAND_BACK))
+        if self._running:
+            _, pending = await asyncio.wait(
+                list(self._running), timeout=self.options.shutdown_grace_s
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("handing back %d jobs still running after the grace period",
+                            len(pending))  # fmt: skip
+                await asyncio.wait(pending)
+        for attempt in range(10):
+            if not self._done:
+                break
+            done, self._done = self._done, []
+            try:
+                applied, *_ = await self._step(done, 0)
+            except REDIS_DOWN as exc:
+                self._done = done + self._done
+                log.warning("could not settle %d jobs at shutdown (%s); retry %d", len(done),
+                            exc, attempt + 1)  # fmt: skip
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                continue
+            self._settled(done, applied)
+        if self._hooks:
+            await asyncio.wait(list(self._hooks))

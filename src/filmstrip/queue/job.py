@@ -1,0 +1,90 @@
+"""What a handler receives (:class:`Job`) and what the admin API returns about jobs."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+import msgspec
+
+if TYPE_CHECKING:
+    from filmstrip.queue.queue import JobQueue
+
+
+class JobState(enum.StrEnum):
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class AddResult(msgspec.Struct, frozen=True):
+    """The outcome of ``add``: ``created`` is False when the id already existed (dedupe hit)."""
+
+    job_id: str
+    created: bool
+    state: JobState
+
+
+class JobError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a job failed, as stored on the job and in the dead-letter stream."""
+
+    code: str
+    category: str
+    message: str
+
+
+class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one job for the api (``GET /v1/queues/.../jobs``)."""
+
+    id: str
+    state: JobState
+    priority: int
+    attempts: int
+    attempts_made: int
+    progress: int
+    created_at_ms: int
+    processed_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    delayed_until_ms: int | None = None
+    error: JobError | None = None
+    payload: bytes = b""
+
+
+class Job:
+    """One delivery of a job to a handler. ``attempt`` is 1-based."""
+
+    __slots__ = (
+        "_queue", "attempt", "attempts", "backoff_ms", "deferrals", "entry_id", "id", "payload",
+        "priority",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        job_id: str,
+        entry_id: str,
+        priority: int,
+        payload: bytes,
+        attempt: int,
+        attempts: int,
+        deferrals: int,
+        backoff_ms: int,
+    ) -> None:
+        self._queue = queue
+        self.id = job_id
+        self.entry_id = entry_id
+        self.priority = priority
+        self.payload = payload
+        self.attempt = attempt
+        self.attempts = attempts
+        self.deferrals = deferrals
+        self.backoff_ms = backoff_ms
+
+    async def update_progress(self, percent: int) -> bool:
+        """Store 0..100 on the job; False if this delivery no longer owns the job."""
+        return await self._queue.set_progress(self.id, self.entry_id, percent)
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, attempt={self.attempt}/{self.attempts}, priority={self.priority})"

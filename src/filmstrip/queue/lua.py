@@ -1,0 +1,377 @@
+"""The queue's Lua scripts: every state change of a job happens atomically inside Redis.
+
+Every script gets the same KEYS (see ``JobQueue._keys``) and ARGV[1..3]:
+
+- KEYS[1..10]: the work streams of priority bands 1..10; KEYS[11] delayed zset,
+  KEYS[12] completed zset, KEYS[13] failed zset, KEYS[14] dead-letter stream,
+  KEYS[15] paused flag, KEYS[16] limiter counter.
+- ARGV[1]: job hash prefix, ARGV[2]: stats prefix, ARGV[3]: consumer group.
+
+Job hash fields: data, prio, att (max attempts), bo (backoff ms), made (attempts started),
+state, eid (current stream entry id: the delivery token), ts/pt/ft (created, started,
+finished ms, server clock), prog, stl (stalls), def (resource deferrals), roc/rof
+(retention ``age_s:count``), err/code/cat (last error), dlq (dead-letter entry id).
+Job ids are computed into keys from ARGV[1]; all share the queue's hash tag, so the scripts
+stay on one Cluster slot.
+"""
+
+from __future__ import annotations
+
+PRELUDE = r"""
+local JP, SP, G = ARGV[1], ARGV[2], ARGV[3]
+local DELAYED, COMPLETED, FAILED, DLQ, PAUSED, LIMITER =
+  KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function enqueue(id, jk, band)
+  local s = KEYS[band]
+  if redis.call('EXISTS', s) == 0 then
+    redis.call('XGROUP', 'CREATE', s, G, '0', 'MKSTREAM')
+  end
+  local eid = redis.call('XADD', s, '*', 'i', id)
+  redis.call('HSET', jk, 'state', 'waiting', 'eid', eid)
+  return eid
+end
+
+local function drop_job(id)
+  local jk = JP .. id
+  local dl = redis.call('HGET', jk, 'dlq')
+  if dl and dl ~= '' then redis.call('XDEL', DLQ, dl) end
+  redis.call('DEL', jk)
+end
+
+-- Keep a finished job in zkey under its retention ``age_s:count`` and trim the set; the
+-- trimming is bounded per call so one finish never does unbounded work.
+local function retain(zkey, id, spec, now)
+  spec = spec or '0:-1'
+  local sep = string.find(spec, ':', 1, true)
+  local age = tonumber(string.sub(spec, 1, sep - 1))
+  local count = tonumber(string.sub(spec, sep + 1))
+  if count == 0 then
+    redis.call('ZREM', zkey, id)
+    drop_job(id)
+    return
+  end
+  redis.call('ZADD', zkey, now, id)
+  if age > 0 then
+    local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age * 1000, 'LIMIT', 0, 100)
+    for i = 1, #old do drop_job(old[i]) end
+    if #old > 0 then redis.call('ZREM', zkey, unpack(old)) end
+  end
+  if count > 0 then
+    local excess = redis.call('ZCARD', zkey) - count
+    if excess > 0 then
+      if excess > 100 then excess = 100 end
+      local old = redis.call('ZPOPMIN', zkey, excess)
+      for i = 1, #old, 2 do drop_job(old[i]) end
+    end
+  end
+end
+
+local function bump_stats(now, c, f, t)
+  if c + f == 0 then return end
+  local m = SP .. 'm:' .. math.floor(now / 60000)
+  local h = SP .. 'h:' .. math.floor(now / 3600000)
+  for _, k in ipairs({m, h}) do
+    if c > 0 then redis.call('HINCRBY', k, 'c', c) end
+    if f > 0 then redis.call('HINCRBY', k, 'f', f) end
+    redis.call('HINCRBY', k, 't', t)
+  end
+  redis.call('EXPIRE', m, 7200)
+  redis.call('EXPIRE', h, 8 * 86400)
+end
+
+local function dead_letter(id, jk, cat, code, msg, now)
+  local d = redis.call('HMGET', jk, 'data', 'made', 'rof')
+  local dl = redis.call('XADD', DLQ, '*', 'id', id, 'job', d[1], 'error', msg, 'code', code,
+    'category', cat, 'attempts', d[2], 'failed_at', now)
+  redis.call('HSET', jk, 'state', 'failed', 'eid', '', 'ft', now, 'err', msg, 'code', code,
+    'cat', cat, 'dlq', dl)
+  retain(FAILED, id, d[3], now)
+end
+
+-- Turn a delivered stream entry into an active job; stale or cancelled entries are dropped.
+local function activate(band, eid, id, now, out)
+  local s = KEYS[band]
+  local jk = JP .. id
+  local d = redis.call('HMGET', jk, 'state', 'eid', 'data', 'made', 'att', 'def', 'bo')
+  if d[1] ~= 'waiting' or d[2] ~= eid then
+    redis.call('XACK', s, G, eid)
+    redis.call('XDEL', s, eid)
+    return 0
+  end
+  local made = tonumber(d[4]) + 1
+  redis.call('HSET', jk, 'state', 'active', 'made', made, 'pt', now, 'prog', 0)
+  local n = #out
+  out[n + 1] = id
+  out[n + 2] = eid
+  out[n + 3] = band
+  out[n + 4] = d[3]
+  out[n + 5] = made
+  out[n + 6] = d[5]
+  out[n + 7] = d[6] or 0
+  out[n + 8] = d[7]
+  return 1
+end
+
+local function promote(now)
+  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)
+  for i = 1, #due do
+    local jk = JP .. due[i]
+    local prio = redis.call('HGET', jk, 'prio')
+    if prio then enqueue(due[i], jk, tonumber(prio)) end
+  end
+  if #due > 0 then redis.call('ZREM', DELAYED, unpack(due)) end
+end
+"""
+
+# ARGV[4] id, [5] payload, [6] priority, [7] attempts, [8] backoff ms, [9] delay ms,
+# [10] remove_on_complete, [11] remove_on_fail.  -> {created 0/1, state}
+ADD = r"""
+local id = ARGV[4]
+local jk = JP .. id
+local st = redis.call('HGET', jk, 'state')
+if st then return {0, st} end
+local now = now_ms()
+local prio = tonumber(ARGV[6])
+local delay = tonumber(ARGV[9])
+redis.call('HSET', jk, 'data', ARGV[5], 'prio', prio, 'att', ARGV[7], 'bo', ARGV[8],
+  'made', 0, 'ts', now, 'roc', ARGV[10], 'rof', ARGV[11])
+if delay > 0 then
+  redis.call('HSET', jk, 'state', 'delayed')
+  redis.call('ZADD', DELAYED, now + delay, id)
+  return {1, 'delayed'}
+end
+enqueue(id, jk, prio)
+return {1, 'waiting'}
+"""
+
+# Apply the outcomes of finished jobs, then take up to ``want`` new jobs, highest band first.
+# ARGV[4] consumer, [5] want, [6] limiter max, [7] limiter window ms, [8] n outcomes, then
+# per outcome: id, eid, band, kind (c complete, f fail, r retry, d defer, h hand back),
+# delay ms, category, code, message.
+# -> {applied flags, jobs (8 fields each), paused, limiter wait ms, ms to next delayed or -1}
+STEP = r"""
+local consumer, want = ARGV[4], tonumber(ARGV[5])
+local lmax, ldur = tonumber(ARGV[6]), tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
+local now = now_ms()
+local applied = {}
+local c, f, t = 0, 0, 0
+for i = 0, n - 1 do
+  local b = 9 + i * 8
+  local id, eid, band, kind = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
+  local s = KEYS[band]
+  local jk = JP .. id
+  redis.call('XACK', s, G, eid)
+  redis.call('XDEL', s, eid)
+  local cur = redis.call('HMGET', jk, 'state', 'eid', 'pt', 'roc')
+  if cur[1] ~= 'active' or cur[2] ~= eid then
+    applied[#applied + 1] = 0
+  else
+    applied[#applied + 1] = 1
+    if kind == 'c' then
+      c = c + 1
+      t = t + now - tonumber(cur[3])
+      redis.call('HSET', jk, 'state', 'completed', 'eid', '', 'ft', now, 'prog', 100)
+      retain(COMPLETED, id, cur[4], now)
+    elseif kind == 'f' then
+      f = f + 1
+      t = t + now - tonumber(cur[3])
+      dead_letter(id, jk, ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], now)
+    elseif kind == 'h' then
+      redis.call('HINCRBY', jk, 'made', -1)
+      enqueue(id, jk, band)
+    else
+      if kind == 'd' then
+        redis.call('HINCRBY', jk, 'made', -1)
+        redis.call('HINCRBY', jk, 'def', 1)
+      end
+      redis.call('HSET', jk, 'state', 'delayed', 'eid', '', 'cat', ARGV[b + 5],
+        'code', ARGV[b + 6], 'err', ARGV[b + 7])
+      redis.call('ZADD', DELAYED, now + tonumber(ARGV[b + 4]), id)
+    end
+  end
+end
+bump_stats(now, c, f, t)
+
+local jobs = {}
+local paused = redis.call('EXISTS', PAUSED)
+local limited = 0
+if want > 0 and paused == 0 then
+  promote(now)
+  if lmax > 0 then
+    local used = tonumber(redis.call('GET', LIMITER) or '0')
+    if used >= lmax then
+      limited = redis.call('PTTL', LIMITER)
+      if limited <= 0 then limited = 1 end
+      want = 0
+    elseif want > lmax - used then
+      want = lmax - used
+    end
+  end
+  local got = 0
+  for p = 1, 10 do
+    if got >= want then break end
+    local s = KEYS[p]
+    while got < want and redis.call('XLEN', s) > 0 do
+      local r = redis.call('XREADGROUP', 'GROUP', G, consumer, 'COUNT', want - got,
+        'STREAMS', s, '>')
+      if not r then break end
+      local entries = r[1][2]
+      for j = 1, #entries do
+        local e = entries[j]
+        got = got + activate(p, e[1], e[2][2], now, jobs)
+      end
+    end
+  end
+  if lmax > 0 and got > 0 then
+    if redis.call('INCRBY', LIMITER, got) == got then redis.call('PEXPIRE', LIMITER, ldur) end
+  end
+end
+local nd = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+local next_due = -1
+if nd[2] then
+  next_due = tonumber(nd[2]) - now
+  if next_due < 0 then next_due = 0 end
+end
+return {applied, jobs, paused, limited, next_due}
+"""
+
+# Activate entries a blocking XREADGROUP delivered. ARGV[4] n, then band, eid, id each.
+ACTIVATE = r"""
+local now = now_ms()
+local jobs = {}
+local n = tonumber(ARGV[4])
+for i = 0, n - 1 do
+  local b = 5 + i * 3
+  activate(tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2], now, jobs)
+end
+return jobs
+"""
+
+# Take over jobs whose holder stopped renewing its claim for ``min_idle`` ms: put them back
+# to waiting, or dead-letter them after ``max_stalled`` stalls.
+# ARGV[4] consumer, [5] min idle ms, [6] max stalled, [7] count, [8..17] band cursors.
+# -> {cursors, requeued, dead (id, band, data, made, att each)}
+RECLAIM = r"""
+local consumer, min_idle = ARGV[4], ARGV[5]
+local max_stalled, count = tonumber(ARGV[6]), ARGV[7]
+local now = now_ms()
+local cursors, dead = {}, {}
+local requeued, failed = 0, 0
+for p = 1, 10 do
+  local s = KEYS[p]
+  local cur = ARGV[7 + p]
+  if redis.call('EXISTS', s) == 1 then
+    local r = redis.call('XAUTOCLAIM', s, G, consumer, min_idle, cur, 'COUNT', count)
+    cur = r[1]
+    for j = 1, #r[2] do
+      local eid, fields = r[2][j][1], r[2][j][2]
+      redis.call('XACK', s, G, eid)
+      redis.call('XDEL', s, eid)
+      if fields then
+        local id = fields[2]
+        local jk = JP .. id
+        local d = redis.call('HMGET', jk, 'state', 'eid')
+        if d[2] == eid and d[1] == 'active' then
+          local stl = redis.call('HINCRBY', jk, 'stl', 1)
+          if stl > max_stalled then
+            local x = redis.call('HMGET', jk, 'data', 'made', 'att')
+            dead_letter(id, jk, 'DATA', 'stalled',
+              'job stalled ' .. stl .. ' times (its worker died or hung)', now)
+            failed = failed + 1
+            local k = #dead
+            dead[k + 1] = id
+            dead[k + 2] = p
+            dead[k + 3] = x[1]
+            dead[k + 4] = x[2]
+            dead[k + 5] = x[3]
+          else
+            redis.call('HINCRBY', jk, 'made', -1)
+            enqueue(id, jk, p)
+            requeued = requeued + 1
+          end
+        elseif d[2] == eid and d[1] == 'waiting' then
+          -- delivered by a blocking read to a consumer that died before activating it
+          enqueue(id, jk, p)
+          requeued = requeued + 1
+        end
+      end
+    end
+  end
+  cursors[p] = cur
+end
+bump_stats(now, 0, failed, 0)
+return {cursors, requeued, dead}
+"""
+
+# ARGV[4] id -> 1 if a waiting or delayed job was removed.
+CANCEL = r"""
+local id = ARGV[4]
+local jk = JP .. id
+local d = redis.call('HMGET', jk, 'state', 'eid', 'prio')
+if d[1] == 'waiting' then
+  local s = KEYS[tonumber(d[3])]
+  redis.call('XACK', s, G, d[2])
+  redis.call('XDEL', s, d[2])
+  redis.call('DEL', jk)
+  return 1
+elseif d[1] == 'delayed' then
+  redis.call('ZREM', DELAYED, id)
+  redis.call('DEL', jk)
+  return 1
+end
+return 0
+"""
+
+# ARGV[4] id -> 1 if a failed job went back to waiting with fresh attempts.
+RETRY_FAILED = r"""
+local id = ARGV[4]
+local jk = JP .. id
+local d = redis.call('HMGET', jk, 'state', 'dlq', 'prio')
+if d[1] ~= 'failed' then return 0 end
+if d[2] and d[2] ~= '' then redis.call('XDEL', DLQ, d[2]) end
+redis.call('ZREM', FAILED, id)
+redis.call('HSET', jk, 'made', 0, 'stl', 0, 'def', 0, 'dlq', '', 'prog', 0)
+redis.call('HDEL', jk, 'err', 'code', 'cat', 'ft', 'pt')
+enqueue(id, jk, tonumber(d[3]))
+return 1
+"""
+
+# ARGV[4] id -> 1 if a failed job (and its dead-letter entry) was deleted.
+REMOVE_FAILED = r"""
+local id = ARGV[4]
+if redis.call('HGET', JP .. id, 'state') ~= 'failed' then return 0 end
+redis.call('ZREM', FAILED, id)
+drop_job(id)
+return 1
+"""
+
+# ARGV[4] id, [5] eid, [6] percent -> 1 if this delivery still owns the job.
+PROGRESS = r"""
+local jk = JP .. ARGV[4]
+local d = redis.call('HMGET', jk, 'state', 'eid')
+if d[1] ~= 'active' or d[2] ~= ARGV[5] then return 0 end
+redis.call('HSET', jk, 'prog', ARGV[6])
+return 1
+"""
+
+# -> {waiting, active, delayed, completed, failed, paused}
+COUNTS = r"""
+local waiting, active = 0, 0
+for p = 1, 10 do
+  local s = KEYS[p]
+  if redis.call('EXISTS', s) == 1 then
+    local pend = redis.call('XPENDING', s, G)[1]
+    waiting = waiting + redis.call('XLEN', s) - pend
+    active = active + pend
+  end
+end
+return {waiting, active, redis.call('ZCARD', DELAYED), redis.call('ZCARD', COMPLETED),
+  redis.call('ZCARD', FAILED), redis.call('EXISTS', PAUSED)}
+"""

@@ -1,0 +1,80 @@
+"""Queue-wide options and the retention rules for finished jobs."""
+
+from __future__ import annotations
+
+import msgspec
+
+from filmstrip.settings import Settings
+from protocols.jobs import Retention
+
+#: What ``remove_on_complete`` / ``remove_on_fail`` accept, as in BullMQ: ``True`` removes at
+#: once, ``False`` keeps forever, an int keeps that many, a ``Retention`` bounds age and count.
+RetentionSpec = bool | int | Retention
+
+DEFAULT_KEEP_COMPLETED = Retention(age_s=24 * 3600, count=1000)
+DEFAULT_KEEP_FAILED = Retention(age_s=7 * 24 * 3600, count=5000)
+
+
+def retention_args(spec: RetentionSpec) -> tuple[int, int]:
+    """``(age_s, count)`` as the Lua scripts read them: age 0 = no age bound, count -1 = none."""
+    if spec is True:
+        return 0, 0
+    if spec is False:
+        return 0, -1
+    if isinstance(spec, int):
+        if spec < 0:
+            raise ValueError("a retention count must be >= 0")
+        return 0, spec
+    # protocols.jobs.Retention says count 0 means "no bound".
+    return max(spec.age_s, 0), spec.count if spec.count > 0 else -1
+
+
+class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a producer and a consumer of one queue agree on."""
+
+    name: str = "photo-processing"
+    concurrency: int = 3
+    attempts: int = 3
+    backoff_ms: int = 5000
+    backoff_jitter: float = 0.0
+    priority: int = 5
+    visibility_timeout_ms: int = 30_000
+    max_stalled: int = 1
+    resource_max_deferrals: int = 5
+    shutdown_grace_s: float = 25.0
+    limiter_max: int = 0  # 0 = off
+    limiter_duration_ms: int = 1000
+    max_waiting: int = 10_000
+    remove_on_complete: RetentionSpec = DEFAULT_KEEP_COMPLETED
+    remove_on_fail: RetentionSpec = DEFAULT_KEEP_FAILED
+    # Longest a consumer blocks on an empty queue before it looks at delayed jobs again.
+    block_ms: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueueOptions:
+        """The queue options the ``FILMSTRIP_*`` settings describe."""
+        return cls(
+            name=settings.queue_name,
+            concurrency=settings.worker_concurrency,
+            attempts=settings.job_attempts,
+            backoff_ms=settings.job_backoff_ms,
+            backoff_jitter=settings.job_backoff_jitter,
+            priority=settings.job_priority,
+            visibility_timeout_ms=settings.visibility_timeout_ms,
+            max_stalled=settings.max_stalled,
+            resource_max_deferrals=settings.resource_max_deferrals,
+            shutdown_grace_s=settings.shutdown_grace_s,
+            limiter_max=settings.limiter_max,
+            limiter_duration_ms=settings.limiter_duration_ms,
+            max_waiting=settings.queue_max_waiting,
+        )
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often a consumer refreshes the claim on the jobs it holds."""
+        return self.visibility_timeout_ms / 3000
+
+    @property
+    def reclaim_s(self) -> float:
+        """How often a consumer looks for jobs whose holder went silent."""
+        return self.visibility_timeout_ms / 2000
