@@ -1,36 +1,50 @@
-"""WebSocket messages between the bus and its clients, as tagged msgspec Structs."""
+"""WebSocket messages between the bus and its clients, as tagged msgspec Structs.
+
+Every frame is one JSON object whose ``type`` names the message. The protocol is documented
+in ``services/bus/README.md``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+# Stream ids as Redis writes them (``<ms>-<seq>``); ``0`` / ``0-0`` means "from the start".
+EventId = Annotated[str, msgspec.Meta(pattern=r"^\d{1,20}(-\d{1,20})?$", max_length=41)]
+# Ids are opaque to the bus but bounded so a hostile frame cannot make us query junk.
+ShortId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 # --- client -> bus ----------------------------------------------------------------------
 
 
 class Identify(msgspec.Struct, frozen=True, tag="identify", kw_only=True):
-    """Authenticate the socket and join the client's own room (and a session room)."""
+    """Authenticate with an API token; join the client's room and, if given, one of its
+    upload sessions' rooms."""
 
-    token: str | None = None
-    client_id: str | None = None
-    session_id: str | None = None
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    session_id: ShortId | None = None
 
 
 class Subscribe(msgspec.Struct, frozen=True, tag="subscribe", kw_only=True):
-    photo_id: str
+    """Join the room of a photo the client owns."""
+
+    photo_id: ShortId
 
 
 class Unsubscribe(msgspec.Struct, frozen=True, tag="unsubscribe", kw_only=True):
-    photo_id: str
+    photo_id: ShortId
 
 
 class Resume(msgspec.Struct, frozen=True, tag="resume", kw_only=True):
-    last_event_id: str
+    """Replay the events after ``last_event_id`` that this socket's rooms would have
+    received, in order, then continue live."""
+
+    last_event_id: EventId
 
 
 class Ping(msgspec.Struct, frozen=True, tag="ping", kw_only=True):
-    pass
+    """Application-level ping (WebSocket pings are answered by the transport too)."""
 
 
 ClientMessage = Identify | Subscribe | Unsubscribe | Resume | Ping
@@ -51,11 +65,22 @@ class Unsubscribed(msgspec.Struct, frozen=True, tag="unsubscribed", kw_only=True
     room: str
 
 
+class Resumed(msgspec.Struct, frozen=True, tag="resumed", kw_only=True):
+    """Replay is over; live events follow. ``truncated`` means the replay stream no longer
+    holds every event after ``last_event_id`` (trimmed by length or age)."""
+
+    replayed: int
+    last_event_id: str
+    truncated: bool
+
+
 class Pong(msgspec.Struct, frozen=True, tag="pong", kw_only=True):
     pass
 
 
 class Error(msgspec.Struct, frozen=True, tag="error", kw_only=True):
+    """``code`` is one of :data:`ERROR_CODES`; ``message`` is for humans."""
+
     code: str
     message: str
 
@@ -63,7 +88,8 @@ class Error(msgspec.Struct, frozen=True, tag="error", kw_only=True):
 class EventMessage(msgspec.Struct, frozen=True, kw_only=True):
     """An event delivered to a client. ``type`` is the seed's socket event name
     (``upload.event``, ``processing.event``, ``completion.event``); ``event`` is the
-    event's own type such as ``photo.processing.completed``."""
+    event's own type such as ``photo.processing.completed``; ``id`` is its position in the
+    client's replay stream, the value to pass to ``resume``."""
 
     type: str
     id: str
@@ -75,10 +101,38 @@ class EventMessage(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: str
 
 
-ServerMessage = Identified | Subscribed | Unsubscribed | Pong | Error
+ServerMessage = Identified | Subscribed | Unsubscribed | Resumed | Pong | Error
 
 SOCKET_EVENT_OF_CHANNEL = {
     "photo:upload": "upload.event",
     "photo:processing": "processing.event",
     "photo:completion": "completion.event",
 }
+
+# --- error codes --------------------------------------------------------------------------
+
+BAD_MESSAGE = "bad_message"  # not JSON, unknown type, or a field of the wrong shape
+UNAUTHORIZED = "unauthorized"  # unknown or revoked token (the socket is then closed)
+FORBIDDEN = "forbidden"  # a room the client does not own
+NOT_IDENTIFIED = "not_identified"  # a message that needs ``identify`` first
+ALREADY_IDENTIFIED = "already_identified"
+RATE_LIMITED = "rate_limited"  # too many messages; this one was dropped
+TOO_MANY_SOCKETS = "too_many_sockets"  # the client has too many sockets on this bus
+UNAVAILABLE = "unavailable"  # the catalog or Redis did not answer; try again
+ERROR_CODES = (
+    BAD_MESSAGE,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    NOT_IDENTIFIED,
+    ALREADY_IDENTIFIED,
+    RATE_LIMITED,
+    TOO_MANY_SOCKETS,
+    UNAVAILABLE,
+)
+
+# --- close codes --------------------------------------------------------------------------
+
+CLOSE_GOING_AWAY = 1001  # bus shutting down: reconnect (elsewhere) and resume
+CLOSE_POLICY = 1008  # unauthorized, identify timeout, too many sockets, message flood
+CLOSE_TOO_BIG = 1009  # a frame over the size limit
+CLOSE_TRY_AGAIN_LATER = 1013  # the client did not read its events fast enough

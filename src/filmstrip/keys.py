@@ -14,6 +14,19 @@ def client_events(client_id: str) -> str:
     return f"filmstrip:events:client:{client_id}"
 
 
+# --- bus (see services.bus.presence) ------------------------------------------------------
+
+
+def bus_instances() -> str:
+    """Sorted set of live bus process ids, scored by when each last reported (unix ms)."""
+    return "filmstrip:bus:instances"
+
+
+def bus_instance(instance_id: str) -> str:
+    """Hash of one bus process's figures (sockets, identified, ...); expires if it dies."""
+    return f"filmstrip:bus:instance:{instance_id}"
+
+
 # --- queue (see filmstrip.queue) ---------------------------------------------------------
 
 #: Priority bands 1 (first) .. 10 (last); one work stream per band.

@@ -102,6 +102,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Keep the AVIF only when it encoded within this multiple of the WebP time.
     optimize_avif_max_time_ratio: Annotated[float, msgspec.Meta(gt=0)] = 2.0
 
+    # --- Event bus (services/bus) ------------------------------------------------------
+    # WebSocket ping interval; a socket that misses its pong is closed.
+    bus_heartbeat_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    # A socket that has not identified by then is closed with 1008.
+    bus_identify_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # Larger client frames close the socket with 1009.
+    bus_max_message_bytes: Positive = 4096
+    # Frames queued per socket before it counts as too slow and is closed with 1013.
+    bus_send_queue: Positive = 256
+    # Client messages per socket: a token bucket of this rate and burst.
+    bus_rate_per_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    bus_rate_burst: Positive = 40
+    # Sockets one client may hold open on one bus process.
+    bus_max_sockets_per_client: Positive = 20
+    # How long a close handshake may take before the connection is dropped.
+    bus_close_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # The per-client replay stream (written by EventPublisher, read by the bus on resume):
+    # at most this many events, none older than this.
+    bus_replay_maxlen: Positive = 1000
+    bus_replay_age_s: Positive = 86_400
+    # Each bus process refreshes its presence record (socket counts) this often.
+    bus_presence_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)

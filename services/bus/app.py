@@ -1,0 +1,119 @@
+"""The bus's aiohttp application: ``/ws``, ``/healthz`` and ``/readyz``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from filmstrip.catalog import Catalog, open_catalog
+from filmstrip.errors import FilmstripError
+from filmstrip.settings import Settings
+from protocols import ws
+from services.bus.authorizer import Authorizer
+from services.bus.handler import SocketHandler
+from services.bus.hub import Hub
+from services.bus.presence import Presence
+from services.bus.replay import ReplayReader
+from services.bus.subscriber import EventSubscriber
+
+log = logging.getLogger("filmstrip.bus")
+
+SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", Hub)
+HANDLER = web.AppKey("handler", SocketHandler)
+REDIS = web.AppKey("redis", aioredis.Redis)
+CATALOG = web.AppKey("catalog", Catalog)
+SUBSCRIBER = web.AppKey("subscriber", EventSubscriber)
+PRESENCE = web.AppKey("presence", Presence)
+
+# How long startup waits for the event subscription before serving anyway (readyz tells).
+_SUBSCRIBE_WAIT_S = 5.0
+
+
+async def _ws(request: web.Request) -> web.StreamResponse:
+    return await request.app[HANDLER](request)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    app = request.app
+    checks: dict[str, str] = {}
+    try:
+        await app[REDIS].ping()
+        checks["redis"] = "ok"
+    except (RedisError, OSError) as exc:
+        checks["redis"] = f"error: {exc}"
+    try:
+        await app[CATALOG].ping()
+        checks["catalog"] = "ok"
+    except (FilmstripError, OSError) as exc:
+        checks["catalog"] = f"error: {exc}"
+    checks["subscription"] = "ok" if app[SUBSCRIBER].connected else "error: not subscribed"
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    catalog = await open_catalog(settings)
+    replay = ReplayReader(redis)
+    hub = Hub(replay)
+    subscriber = EventSubscriber(settings.redis_url, hub.publish, hub.catch_up_all)
+    presence = Presence(
+        redis, hub, port=settings.bus_port, interval_s=settings.bus_presence_interval_s
+    )
+    app[REDIS] = redis
+    app[CATALOG] = catalog
+    app[HUB] = hub
+    app[SUBSCRIBER] = subscriber
+    app[PRESENCE] = presence
+    app[HANDLER] = SocketHandler(settings, hub, Authorizer(catalog), replay)
+    tasks = [
+        asyncio.create_task(subscriber.run(), name="bus-subscriber"),
+        asyncio.create_task(presence.run(), name="bus-presence"),
+    ]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(subscriber.ready.wait(), _SUBSCRIBE_WAIT_S)
+    if not subscriber.connected:
+        log.warning("serving before the event subscription is up")
+    log.info("bus started", extra={"instance": presence.instance_id})
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await presence.withdraw()
+        await catalog.close()
+        await redis.aclose()
+        log.info("bus stopped", extra={"instance": presence.instance_id})
+
+
+async def _close_sockets(app: web.Application) -> None:
+    # 1001 tells clients to reconnect (to another bus) and resume.
+    await app[HUB].close_all(ws.CLOSE_GOING_AWAY, "server shutting down")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The bus application; Redis, the catalog and the subscription start with it."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/ws", _ws)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    return app

@@ -1,0 +1,58 @@
+"""Who may join which room, decided from the catalog (never by asking the api)."""
+
+from __future__ import annotations
+
+from filmstrip.auth import hash_token
+from filmstrip.catalog import Catalog
+from filmstrip.errors import FilmstripError, TemporaryError
+from protocols import ws
+
+
+class Refused(Exception):
+    """The request is refused; ``error`` is what the socket is told."""
+
+    def __init__(self, error: ws.Error) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _unavailable(exc: Exception) -> Refused:
+    return Refused(ws.Error(code=ws.UNAVAILABLE, message=f"catalog unavailable: {exc}"))
+
+
+class Authorizer:
+    """A token maps to one client; a client may join its own room, its sessions and its
+    photos, and nothing else."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    async def identify(self, token: str, session_id: str | None) -> str:
+        """The client id of ``token``; raise :class:`Refused` if the token is unknown or
+        revoked, or the session is not the client's."""
+        try:
+            client = await self._catalog.client_for_token(hash_token(token))
+            if client is None:
+                raise Refused(ws.Error(code=ws.UNAUTHORIZED, message="unknown or revoked token"))
+            if session_id is not None:
+                session = await self._catalog.get_session(session_id, client.id)
+                if session is None:
+                    raise Refused(
+                        ws.Error(code=ws.FORBIDDEN, message=f"session {session_id} is not yours")
+                    )
+        except (FilmstripError, OSError) as exc:
+            if isinstance(exc, FilmstripError) and not isinstance(exc, TemporaryError):
+                raise
+            raise _unavailable(exc) from exc
+        return client.id
+
+    async def check_photo(self, client_id: str, photo_id: str) -> None:
+        """Raise :class:`Refused` unless ``client_id`` owns ``photo_id``.
+
+        An unknown photo is refused the same way, so sockets cannot probe for ids."""
+        try:
+            photo = await self._catalog.get_photo(photo_id, client_id)
+        except (TemporaryError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        if photo is None:
+            raise Refused(ws.Error(code=ws.FORBIDDEN, message=f"photo {photo_id} is not yours"))

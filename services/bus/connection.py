@@ -1,0 +1,150 @@
+"""One connected socket: its state, rooms, delivery cursor and bounded send queue.
+
+Every socket has its own queue and sender task, so a client that stops reading fills only
+its own queue; when that is full the socket is closed with 1013 and nobody else waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import WSMsgType, web
+
+from protocols import ws
+from services.bus import codec
+from services.bus.cursor import BufferOverflow, DeliveryCursor
+from services.bus.lifecycle import Lifecycle, State
+from services.bus.ratelimit import TokenBucket
+from services.bus.streamid import StreamId
+
+log = logging.getLogger("filmstrip.bus.connection")
+
+
+class Connection:
+    """A socket as the hub sees it. ``send``/``offer_live`` never block."""
+
+    def __init__(
+        self,
+        socket: web.WebSocketResponse,
+        request: web.Request,
+        *,
+        socket_id: str,
+        queue_size: int,
+        close_timeout_s: float,
+        rate: TokenBucket,
+    ) -> None:
+        self.socket = socket
+        self.request = request
+        self.socket_id = socket_id
+        self.lifecycle = Lifecycle()
+        self.client_id: str | None = None
+        self.rooms: set[str] = set()
+        self.cursor = DeliveryCursor(buffer_limit=queue_size)
+        self.rate = rate
+        self.resumed = False
+        # The client stream's last id when the socket identified: a catch-up after a lost
+        # subscription starts here at the earliest, so it never replays older history.
+        self.floor: StreamId = (0, 0)
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
+        self._close_timeout = close_timeout_s
+        self._sender: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.socket_id} {self.lifecycle.state.value} {self.client_id}>"
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sender task (after the WebSocket handshake)."""
+        self._sender = asyncio.create_task(self._send_loop(), name=f"bus-send-{self.socket_id}")
+
+    def send(self, frame: bytes) -> None:
+        """Queue one text frame; close the socket with 1013 if its queue is full."""
+        if not self.lifecycle.open:
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.kick(ws.CLOSE_TRY_AGAIN_LATER, "send queue full: the client reads too slowly")
+
+    def reply(self, message: ws.ServerMessage) -> None:
+        self.send(codec.encode(message))
+
+    def offer_live(self, sid: StreamId, frame: bytes) -> bool:
+        """Send a live event unless the cursor holds it back or has sent it already."""
+        try:
+            if self.cursor.offer_live(sid, frame):
+                self.send(frame)
+                return True
+        except BufferOverflow:
+            self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events during replay")
+        return False
+
+    async def _send_loop(self) -> None:
+        queue = self._queue
+        socket = self.socket
+        try:
+            while True:
+                frame = await queue.get()
+                # Awaiting each send applies TCP back-pressure to this socket alone.
+                await socket.send_frame(frame, WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError) as exc:
+            # The peer went away mid-send; the reader will see the close.
+            log.debug("send failed", extra={"socket_id": self.socket_id, "error": str(exc)})
+
+    # --- closing ---------------------------------------------------------------------------
+
+    def kick(self, code: int, reason: str) -> None:
+        """Start closing with ``code`` (from any task, without waiting)."""
+        if not self.lifecycle.open:
+            return
+        log.info(
+            "closing socket",
+            extra={"socket_id": self.socket_id, "client_id": self.client_id, "code": code,
+                   "reason": reason},
+        )  # fmt: skip
+        self._closer = asyncio.create_task(self.close(code, reason))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with ``code``; frames still queued are dropped. Idempotent."""
+        if self.lifecycle.open:
+            self.lifecycle.move(State.CLOSING)
+        elif self.lifecycle.state is not State.CLOSING:
+            return
+        await self._stop_sender()
+        # drain=False: a client that does not read must not hold this task; aiohttp closes
+        # the transport itself if the close handshake does not finish in time.
+        done = False
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._close_timeout):
+                await self.socket.close(code=code, message=reason.encode()[:120], drain=False)
+                done = True
+        if not done:
+            # The peer never answered the close (it is not reading): drop the connection
+            # rather than keep its unread frames buffered here.
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+
+    async def _stop_sender(self) -> None:
+        sender = self._sender
+        if sender is None or sender.done():
+            return
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+
+    async def finished(self) -> None:
+        """Called by the handler when the socket is gone: stop the tasks."""
+        if self.lifecycle.state is not State.CLOSED:
+            if self.lifecycle.open:
+                self.lifecycle.move(State.CLOSING)
+            self.lifecycle.move(State.CLOSED)
+        await self._stop_sender()
+        closer = self._closer
+        if closer is not None and not closer.done() and closer is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await closer

@@ -1,0 +1,169 @@
+"""The ``/ws`` endpoint: reads one socket's messages and acts on them.
+
+Only this task reads the socket; replies and events go through the socket's send queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from aiohttp import WSMsgType, web
+from redis.exceptions import RedisError
+
+from filmstrip.settings import Settings
+from protocols import ws
+from services.bus import codec, streamid
+from services.bus.authorizer import Authorizer, Refused
+from services.bus.connection import Connection
+from services.bus.hub import Hub
+from services.bus.lifecycle import State
+from services.bus.ratelimit import TokenBucket
+from services.bus.replay import ReplayReader
+from services.bus.routing import client_room, photo_room, session_room
+
+log = logging.getLogger("filmstrip.bus.handler")
+
+
+class SocketHandler:
+    """Upgrades a request and runs its socket until it closes."""
+
+    def __init__(
+        self, settings: Settings, hub: Hub, authorizer: Authorizer, replay: ReplayReader
+    ) -> None:
+        self._s = settings
+        self._hub = hub
+        self._auth = authorizer
+        self._replay = replay
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        s = self._s
+        socket = web.WebSocketResponse(
+            heartbeat=s.bus_heartbeat_s,
+            max_msg_size=s.bus_max_message_bytes,
+            # Events are small JSON sent to many sockets: compression costs more CPU per
+            # socket than the bytes it saves.
+            compress=False,
+            timeout=s.bus_close_timeout_s,
+        )
+        await socket.prepare(request)
+        conn = Connection(
+            socket,
+            request,
+            socket_id=uuid.uuid4().hex,
+            queue_size=s.bus_send_queue,
+            close_timeout_s=s.bus_close_timeout_s,
+            rate=TokenBucket(s.bus_rate_per_s, s.bus_rate_burst),
+        )
+        self._hub.add(conn)
+        conn.start()
+        try:
+            await self._read(conn)
+        finally:
+            self._hub.remove(conn)
+            await conn.finished()
+        return socket
+
+    async def _read(self, conn: Connection) -> None:
+        socket = conn.socket
+        loop = asyncio.get_running_loop()
+        identify_by = loop.time() + self._s.bus_identify_timeout_s
+        while conn.lifecycle.open:
+            timeout = None
+            if conn.lifecycle.state is State.CONNECTED:
+                timeout = identify_by - loop.time()
+                if timeout <= 0:
+                    await conn.close(ws.CLOSE_POLICY, "identify timeout")
+                    return
+            try:
+                msg = await socket.receive(timeout=timeout)
+            except TimeoutError:
+                continue  # the deadline check above closes the socket
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                await self._on_frame(conn, msg.data)
+            else:
+                # CLOSE/CLOSING/CLOSED, or ERROR (aiohttp has already closed the socket,
+                # e.g. with 1009 for a frame over max_msg_size).
+                return
+
+    async def _on_frame(self, conn: Connection, frame: str | bytes) -> None:
+        if not conn.rate.take():
+            conn.reply(ws.Error(code=ws.RATE_LIMITED, message="too many messages; dropped"))
+            return
+        try:
+            message = codec.decode(frame)
+        except codec.BadMessage as exc:
+            conn.reply(ws.Error(code=ws.BAD_MESSAGE, message=str(exc)))
+            return
+        refusal = conn.lifecycle.refusal(message)
+        if refusal is not None:
+            conn.reply(refusal)
+            return
+        try:
+            await self._dispatch(conn, message)
+        except Refused as exc:
+            conn.reply(exc.error)
+            if exc.error.code == ws.UNAUTHORIZED or exc.error.code == ws.TOO_MANY_SOCKETS:
+                await conn.close(ws.CLOSE_POLICY, exc.error.code)
+        except RedisError as exc:
+            conn.reply(ws.Error(code=ws.UNAVAILABLE, message=f"redis unavailable: {exc}"))
+
+    async def _dispatch(self, conn: Connection, message: ws.ClientMessage) -> None:
+        if isinstance(message, ws.Ping):
+            conn.reply(ws.Pong())
+        elif isinstance(message, ws.Identify):
+            await self._identify(conn, message)
+        elif isinstance(message, ws.Subscribe):
+            await self._auth.check_photo(_client(conn), message.photo_id)
+            room = photo_room(message.photo_id)
+            self._hub.join(conn, room)
+            conn.reply(ws.Subscribed(room=room))
+        elif isinstance(message, ws.Unsubscribe):
+            room = photo_room(message.photo_id)
+            self._hub.leave(conn, room)
+            conn.reply(ws.Unsubscribed(room=room))
+        elif isinstance(message, ws.Resume):
+            await self._resume(conn, message)
+
+    async def _identify(self, conn: Connection, message: ws.Identify) -> None:
+        client_id = await self._auth.identify(message.token, message.session_id)
+        if self._hub.sockets_of(client_id) >= self._s.bus_max_sockets_per_client:
+            raise Refused(
+                ws.Error(
+                    code=ws.TOO_MANY_SOCKETS,
+                    message=f"at most {self._s.bus_max_sockets_per_client} sockets per client",
+                )
+            )
+        conn.floor = await self._replay.head(client_id)
+        conn.lifecycle.move(State.IDENTIFIED)
+        self._hub.identified(conn, client_id)
+        conn.reply(ws.Identified(socket_id=conn.socket_id, client_id=client_id))
+        self._hub.join(conn, client_room(client_id))
+        if message.session_id is not None:
+            self._hub.join(conn, session_room(message.session_id))
+
+    async def _resume(self, conn: Connection, message: ws.Resume) -> None:
+        if conn.resumed:
+            conn.reply(ws.Error(code=ws.BAD_MESSAGE, message="this socket has already resumed"))
+            return
+        conn.resumed = True
+        after = streamid.parse(message.last_event_id)
+        client_id = _client(conn)
+        truncated = await self._replay.truncated_after(client_id, after)
+
+        def done(count: int) -> None:
+            conn.reply(
+                ws.Resumed(
+                    replayed=count,
+                    last_event_id=streamid.format_id(conn.cursor.high),
+                    truncated=truncated,
+                )
+            )
+
+        await self._hub.replay(conn, after, resume=True, done=done)
+
+
+def _client(conn: Connection) -> str:
+    assert conn.client_id is not None  # the lifecycle only lets identified sockets here
+    return conn.client_id

@@ -1,0 +1,153 @@
+"""The hub: this process's sockets and rooms, live fan-out and replay.
+
+Sockets are partitioned by room locally; every bus process receives every event from
+Redis and delivers it only to its own sockets, so a socket gets each event exactly once
+whichever process it is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from services.bus import streamid, wire
+from services.bus.connection import Connection
+from services.bus.replay import ReplayReader
+from services.bus.rooms import Rooms
+from services.bus.streamid import StreamId
+
+log = logging.getLogger("filmstrip.bus.hub")
+
+
+class Hub:
+    """Routes published events to local sockets and replays missed ones."""
+
+    def __init__(self, replay: ReplayReader) -> None:
+        self._replay = replay
+        self.rooms: Rooms[Connection] = Rooms()
+        self.connections: set[Connection] = set()
+        self._per_client: dict[str, int] = {}
+        self.delivered = 0
+
+    # --- membership ------------------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def identified(self, conn: Connection, client_id: str) -> None:
+        conn.client_id = client_id
+        self._per_client[client_id] = self._per_client.get(client_id, 0) + 1
+
+    def sockets_of(self, client_id: str) -> int:
+        """How many identified sockets ``client_id`` has on this process."""
+        return self._per_client.get(client_id, 0)
+
+    def join(self, conn: Connection, room: str) -> None:
+        conn.rooms.add(room)
+        self.rooms.join(room, conn)
+
+    def leave(self, conn: Connection, room: str) -> None:
+        conn.rooms.discard(room)
+        self.rooms.leave(room, conn)
+
+    def remove(self, conn: Connection) -> None:
+        """Forget a socket that has gone."""
+        self.rooms.leave_all(conn.rooms, conn)
+        conn.rooms.clear()
+        self.connections.discard(conn)
+        if conn.client_id is not None:
+            left = self._per_client.get(conn.client_id, 1) - 1
+            if left > 0:
+                self._per_client[conn.client_id] = left
+            else:
+                self._per_client.pop(conn.client_id, None)
+
+    @property
+    def identified_count(self) -> int:
+        return sum(self._per_client.values())
+
+    # --- live ------------------------------------------------------------------------------
+
+    def publish(self, message: bytes) -> None:
+        """Deliver one pub/sub message (``<stream id> <json>``) to the sockets in its rooms."""
+        try:
+            sid, body = wire.split_message(message)
+            event = wire.route(sid, body)
+        except wire.BadEvent as exc:
+            log.warning("skipping an event the bus cannot route", extra={"error": str(exc)})
+            return
+        members = self.rooms.members(event.rooms)
+        if not members:
+            return
+        debug = log.isEnabledFor(logging.DEBUG)
+        for conn in members:
+            # Rooms are joined only after authorization, but the owner check here keeps a
+            # routing bug from ever leaking another client's event.
+            if conn.client_id != event.client_id:
+                continue
+            if conn.offer_live(event.id, event.frame):
+                self.delivered += 1
+                if debug:
+                    log.debug(
+                        "event delivered",
+                        extra={"trace_id": event.trace_id, "socket_id": conn.socket_id,
+                               "event_id": streamid.format_id(event.id)},
+                    )  # fmt: skip
+
+    # --- replay ----------------------------------------------------------------------------
+
+    async def replay(
+        self,
+        conn: Connection,
+        after: StreamId,
+        *,
+        resume: bool,
+        done: Callable[[int], None] | None = None,
+    ) -> int:
+        """Send ``conn`` the retained events after ``after`` that its rooms would have got,
+        call ``done(count)`` (to mark the seam), then send the live events held back
+        meanwhile. Returns how many were replayed."""
+        client_id = conn.client_id
+        assert client_id is not None
+        conn.cursor.begin_replay()
+        sent = 0
+        try:
+            async for raw_id, body in self._replay.entries_after(client_id, after):
+                if not conn.lifecycle.open:
+                    break
+                try:
+                    event = wire.route(raw_id, body)
+                except wire.BadEvent:
+                    continue
+                if not conn.rooms.intersection(event.rooms):
+                    continue
+                if conn.cursor.accept_replayed(event.id, after, resume=resume):
+                    conn.send(event.frame)
+                    sent += 1
+            if done is not None:
+                done(sent)
+        finally:
+            for frame in conn.cursor.end_replay(resumed=resume):
+                conn.send(frame)
+        self.delivered += sent
+        return sent
+
+    async def catch_up_all(self) -> None:
+        """After the subscription was lost and restored: replay each socket's gap."""
+        conns = [c for c in self.connections if c.client_id is not None and c.lifecycle.open]
+        log.info("catching up sockets after resubscribing", extra={"sockets": len(conns)})
+        for conn in conns:
+            try:
+                await self.replay(conn, max(conn.cursor.high, conn.floor), resume=False)
+            except Exception as exc:
+                log.warning(
+                    "catch-up failed", extra={"socket_id": conn.socket_id, "error": str(exc)}
+                )
+            await asyncio.sleep(0)
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every socket (shutdown)."""
+        await asyncio.gather(
+            *(c.close(code, reason) for c in list(self.connections)), return_exceptions=True
+        )

@@ -1,0 +1,79 @@
+"""Each bus process reports its socket counts to Redis for the api's dashboard.
+
+``keys.bus_instance(id)`` is a hash (``sockets``, ``identified``, ``rooms``, ``delivered``,
+``host``, ``port``, ``pid``, ``started_at``, ``updated_at``) that expires three intervals
+after the last report, so a crashed process disappears by itself; ``keys.bus_instances()``
+is a sorted set of instance ids scored by their last report (unix ms), for listing without
+SCAN. Readers drop members whose hash has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from filmstrip import keys
+from services.bus.hub import Hub
+
+log = logging.getLogger("filmstrip.bus.presence")
+
+
+class Presence:
+    """Writes this process's figures every ``interval_s`` until cancelled."""
+
+    def __init__(self, redis: aioredis.Redis, hub: Hub, *, port: int, interval_s: float) -> None:
+        self.instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._redis = redis
+        self._hub = hub
+        self._port = port
+        self._interval = interval_s
+        self._started = time.time()
+
+    async def report(self) -> None:
+        """Write the current figures once."""
+        now_ms = int(time.time() * 1000)
+        ttl_ms = int(self._interval * 3000)
+        key = keys.bus_instance(self.instance_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "sockets": len(self._hub.connections),
+                    "identified": self._hub.identified_count,
+                    "rooms": len(self._hub.rooms),
+                    "delivered": self._hub.delivered,
+                    "host": socket.gethostname(),
+                    "port": self._port,
+                    "pid": os.getpid(),
+                    "started_at": int(self._started * 1000),
+                    "updated_at": now_ms,
+                },
+            )
+            pipe.pexpire(key, ttl_ms)
+            pipe.zadd(keys.bus_instances(), {self.instance_id: now_ms})
+            # Forget instances that stopped reporting long ago.
+            pipe.zremrangebyscore(keys.bus_instances(), 0, now_ms - ttl_ms)
+            await pipe.execute()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.report()
+            except (RedisError, OSError) as exc:
+                log.warning("could not report presence", extra={"error": str(exc)})
+            await asyncio.sleep(self._interval)
+
+    async def withdraw(self) -> None:
+        """Remove this process's record (clean shutdown)."""
+        try:
+            await self._redis.delete(keys.bus_instance(self.instance_id))
+            await self._redis.zrem(keys.bus_instances(), self.instance_id)
+        except (RedisError, OSError) as exc:
+            log.warning("could not withdraw presence", extra={"error": str(exc)})

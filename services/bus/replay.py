@@ -1,0 +1,55 @@
+"""Reading a client's capped event stream to replay what a socket missed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from filmstrip import keys
+from services.bus import streamid
+from services.bus.streamid import StreamId
+
+_BATCH = 200
+
+
+class ReplayReader:
+    """XRANGE over ``keys.client_events(client_id)`` in batches."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def entries_after(
+        self, client_id: str, after: StreamId
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """``(stream id, event json)`` of every retained event after ``after``, in order."""
+        key = keys.client_events(client_id)
+        start = "(" + streamid.format_id(after)
+        while True:
+            # redis-py's stubs allow None for each item; XRANGE never returns one.
+            rows: list[Any] = await self._redis.xrange(key, min=start, max="+", count=_BATCH) or []
+            for raw_id, fields in rows:
+                body = fields.get(b"e")
+                if body is not None:
+                    yield raw_id.decode(), body
+            if len(rows) < _BATCH:
+                return
+            start = "(" + rows[-1][0].decode()
+
+    async def head(self, client_id: str) -> StreamId:
+        """The id of the client's newest retained event (``0-0`` if none)."""
+        key = keys.client_events(client_id)
+        rows: list[Any] = await self._redis.xrevrange(key, max="+", min="-", count=1) or []
+        return streamid.parse(rows[0][0]) if rows else streamid.ZERO
+
+    async def truncated_after(self, client_id: str, after: StreamId) -> bool:
+        """Whether an event after ``after`` was trimmed away (by length or age)."""
+        try:
+            info = await self._redis.xinfo_stream(keys.client_events(client_id))
+        except aioredis.ResponseError:
+            return False  # no stream: nothing was ever kept, or all of it expired
+        deleted = info.get("max-deleted-entry-id")
+        if not deleted:
+            return False
+        return streamid.parse(deleted) > after

@@ -1,0 +1,160 @@
+"""Helpers for bus tests: accounts, a WebSocket client that speaks the protocol, and a bus
+run as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import ClientWebSocketResponse, WSMsgType
+
+from filmstrip.settings import Settings
+from tests.support.redis_server import env_without_filmstrip
+
+ROOT = Path(__file__).resolve().parents[2]
+RECV_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Account:
+    client_id: str
+    token: str
+    sessions: list[str]
+    photos: list[str]
+
+
+class Closed(Exception):
+    """The bus closed the socket; ``code`` is its close code."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"closed with {code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class BusClient:
+    """A real aiohttp WebSocket client with protocol helpers."""
+
+    def __init__(self, ws: ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_str(orjson.dumps(message).decode())
+
+    async def recv(self, within: float = RECV_TIMEOUT_S) -> dict[str, Any]:
+        """The next message; raise :class:`Closed` if the socket closed instead."""
+        msg = await self.ws.receive(timeout=within)
+        if msg.type is WSMsgType.TEXT:
+            out: dict[str, Any] = orjson.loads(msg.data)
+            return out
+        raise Closed(self.ws.close_code, str(msg.extra or ""))
+
+    async def expect(self, type_: str, within: float = RECV_TIMEOUT_S) -> dict[str, Any]:
+        msg = await self.recv(within)
+        assert msg["type"] == type_, msg
+        return msg
+
+    async def identify(self, token: str, session_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "identify", "token": token}
+        if session_id is not None:
+            body["session_id"] = session_id
+        await self.send(body)
+        return await self.expect("identified")
+
+    async def subscribe(self, photo_id: str) -> None:
+        await self.send({"type": "subscribe", "photo_id": photo_id})
+        await self.expect("subscribed")
+
+    async def events(self, n: int, within: float = RECV_TIMEOUT_S) -> list[dict[str, Any]]:
+        """The next ``n`` messages, which must all be events."""
+        out = [await self.recv(within) for _ in range(n)]
+        for msg in out:
+            assert msg["type"].endswith(".event"), msg
+        return out
+
+    async def barrier(self) -> None:
+        """Round-trip a ping: everything the bus queued before the pong has arrived."""
+        await self.send({"type": "ping"})
+        await self.expect("pong")
+
+    async def closed(self, within: float = RECV_TIMEOUT_S) -> int | None:
+        """Read until the socket closes; return the close code."""
+        deadline = time.monotonic() + within
+        while True:
+            msg = await self.ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+                return self.ws.close_code
+            if msg.type is WSMsgType.ERROR:
+                return self.ws.close_code
+
+
+class BusProcess:
+    """``python -m tests.bus.runner`` with the given settings on ``port``."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        self.settings = settings
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self, timeout: float = 15.0) -> None:
+        env = env_without_filmstrip()
+        env.update(
+            FILMSTRIP_REDIS_URL=self.settings.redis_url,
+            FILMSTRIP_DB_PATH=self.settings.effective_db_path,
+            FILMSTRIP_DATA_DIR=self.settings.data_dir,
+            FILMSTRIP_BUS_HOST="127.0.0.1",
+            FILMSTRIP_BUS_PORT=str(self.port),
+            FILMSTRIP_BUS_CLOSE_TIMEOUT_S="2",
+            FILMSTRIP_LOG_LEVEL="WARNING",
+            PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        )
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bus.runner"], cwd=ROOT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bus exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/readyz", timeout=0.5
+                ) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("bus did not become ready")
+
+    def terminate(self) -> None:
+        """SIGTERM: the bus closes its sockets with 1001 and exits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    async def wait(self, within: float = 10.0) -> int:
+        assert self.proc is not None
+        deadline = time.monotonic() + within
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("bus did not exit")
+            await asyncio.sleep(0.05)
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
