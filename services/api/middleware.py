@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import ClientRecord
@@ -24,6 +25,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 CLIENT: web.RequestKey[ClientRecord] = web.RequestKey("client", ClientRecord)
+TRACE_ID: web.RequestKey[str] = web.RequestKey("trace_id", str)
 
 # Paths reachable without a token (signed blob URLs check their own signature).
 _PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/v1/openapi.json")
@@ -31,7 +33,7 @@ _PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/v1/openapi.json")
 
 def trace_id_of(request: web.Request) -> str:
     """The request's trace id (from ``traceparent``, ``X-Trace-Id`` or fresh)."""
-    return str(request["trace_id"])
+    return request[TRACE_ID]
 
 
 @web.middleware
@@ -43,7 +45,7 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
     if trace_id is None:
         given = request.headers.get("X-Trace-Id", "")
         trace_id = given if re.fullmatch(r"[0-9a-fA-F]{16,32}", given) else new_trace_id()
-    request["trace_id"] = trace_id
+    request[TRACE_ID] = trace_id
     token = trace_id_var.set(trace_id)
     started = time.perf_counter()
     status = 500
@@ -77,6 +79,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if api.status >= 500:
             log.warning("dependency failure: %s", exc, extra={"code": exc.code})
         resp = error_response(api.status, api.code, api.message, api.headers)
+    except RedisError as exc:
+        log.warning("redis unavailable: %s", exc)
+        resp = error_response(
+            503,
+            "redis_unavailable",
+            "the queue is unreachable; try again shortly",
+            {"Retry-After": "5"},
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -90,7 +100,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error")
         resp = error_response(500, "internal", "internal server error")
-    resp.headers["X-Trace-Id"] = str(request.get("trace_id", ""))
+    resp.headers["X-Trace-Id"] = request.get(TRACE_ID, "")
     return resp
 
 

@@ -12,6 +12,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
+from redis.exceptions import RedisError
+
 from filmstrip.catalog import Catalog
 from filmstrip.errors import FilmstripError
 from filmstrip.queue import JobQueue
@@ -30,7 +32,7 @@ async def relay_once(catalog: Catalog, queue: JobQueue, *, min_age_s: float = 2.
     for entry in await catalog.outbox_pending(created_before=cutoff, limit=200):
         try:
             await queue.add(entry.job_id, entry.payload.encode(), priority=entry.priority)
-        except FilmstripError as exc:
+        except (FilmstripError, RedisError) as exc:
             log.warning("outbox relay paused: %s", exc)
             break
         await catalog.outbox_done(entry.job_id)
@@ -45,7 +47,7 @@ async def run_relay(catalog: Catalog, queue: JobQueue, *, interval_s: float = 2.
     while True:
         try:
             await relay_once(catalog, queue)
-        except FilmstripError as exc:
+        except (FilmstripError, RedisError) as exc:
             log.warning("outbox relay failed: %s", exc)
         except Exception:
             log.exception("outbox relay crashed; retrying")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from aiohttp import BodyPartReader, MultipartReader, web
+from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobTooLarge
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
@@ -206,7 +207,7 @@ async def _record(
     try:
         await state.queue.add(job.id, payload.encode(), priority=job.pipeline.priority)
         await state.catalog.outbox_done(job.id)
-    except FilmstripError as exc:
+    except (FilmstripError, RedisError) as exc:
         log.warning("enqueue deferred to the outbox relay: %s", exc, extra={"photo_id": photo_id})
     try:
         await state.events.publish(
@@ -235,7 +236,7 @@ async def _check_capacity(state: ApiState) -> None:
     """Refuse before reading the body when the queue is unreachable or too deep."""
     try:
         counts = await state.queue.counts()
-    except FilmstripError as exc:
+    except (FilmstripError, RedisError) as exc:
         raise ApiError(
             503,
             "queue_unavailable",
