@@ -1,0 +1,262 @@
+"""The three roles as separate processes, started with the Procfile's commands: upload a
+real photo, follow it live over the bus, fetch an upright thumbnail; a corrupt photo fails
+with a readable reason and the worker carries on."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image, ImageChops, ImageOps, ImageStat
+
+from filmstrip.catalog.sqlite import SqliteCatalog
+from services.cli.tokens import issue_token
+from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ["validation", "metadata", "thumbnails", "optimization"]
+
+
+def procfile_commands() -> dict[str, list[str]]:
+    """Role → argv from the Procfile, using this venv's console script when installed."""
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if ":" not in line or line.lstrip().startswith("#"):
+            continue
+        role, command = line.split(":", 1)
+        argv = shlex.split(command)
+        assert argv[0] == "filmstrip"
+        script = Path(sys.executable).parent / "filmstrip"
+        if script.exists():
+            argv[0] = str(script)
+        else:
+            argv = [sys.executable, "-m", "services.cli.main", *argv[1:]]
+        commands[role.strip()] = argv
+    return commands
+
+
+@dataclass
+class Stack:
+    api: str
+    bus: str
+    token: str
+    data_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data = tmp_path_factory.mktemp("e2e")
+    redis = RedisServer(appendonly=True)
+    redis.start()
+    token = asyncio.run(_make_token(data))
+    api_port, bus_port = free_port(), free_port()
+    env = env_without_filmstrip()
+    # The installed console script, but importing this checkout's code.
+    env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
+    env.update(
+        FILMSTRIP_DATA_DIR=str(data),
+        FILMSTRIP_REDIS_URL=redis.url,
+        FILMSTRIP_BUS_PORT=str(bus_port),
+        FILMSTRIP_WORKER_CONCURRENCY="2",
+        PORT=str(api_port),
+    )
+    logs = data / "logs"
+    logs.mkdir()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for role, argv in procfile_commands().items():
+        procs[role] = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=(logs / f"{role}.log").open("wb"),
+        )  # fmt: skip
+    stack = Stack(
+        api=f"http://127.0.0.1:{api_port}",
+        bus=f"ws://127.0.0.1:{bus_port}/ws",
+        token=token,
+        data_dir=data,
+        procs=procs,
+    )
+    try:
+        asyncio.run(_wait_ready(stack, bus_port))
+        yield stack
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for role, proc in procs.items():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            print(f"--- {role} log (tail)\n" + (logs / f"{role}.log").read_text()[-3000:])
+        redis.stop(kill=True)
+        shutil.rmtree(redis.dir, ignore_errors=True)
+
+
+async def _make_token(data: Path) -> str:
+    catalog = SqliteCatalog(str(data / "filmstrip.db"))
+    await catalog.connect()
+    try:
+        _client, token = await issue_token(catalog, "e2e", admin=False)
+    finally:
+        await catalog.close()
+    return token
+
+
+async def _wait_ready(stack: Stack, bus_port: int) -> None:
+    deadline = time.monotonic() + 60
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            for role, proc in stack.procs.items():
+                assert proc.poll() is None, f"{role} exited with {proc.returncode}"
+            try:
+                a = await http.get(f"{stack.api}/readyz")
+                b = await http.get(f"http://127.0.0.1:{bus_port}/healthz")
+                if a.status == 200 and b.status == 200:
+                    return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.3)
+    raise AssertionError("roles did not become ready within 60 s")
+
+
+@pytest.fixture
+async def http(stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {stack.token}"}) as session:
+        yield session
+
+
+async def _upload(http: aiohttp.ClientSession, stack: Stack, path: Path) -> str:
+    form = aiohttp.FormData()
+    form.add_field("file", path.read_bytes(), filename=path.name)
+    resp = await http.post(f"{stack.api}/v1/photos", data=form)
+    body = await resp.json()
+    assert resp.status == 201, body
+    return str(body["photo_id"])
+
+
+async def _follow(
+    ws: aiohttp.ClientWebSocketResponse, photo_id: str, *, until: set[str]
+) -> list[dict[str, Any]]:
+    """Events of one photo, in arrival order, until one of ``until`` arrives."""
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(60):
+        while True:
+            msg = await ws.receive_json()
+            if msg.get("photo_id") != photo_id or "event" not in msg:
+                continue
+            seen.append(msg)
+            if msg["event"] in until:
+                return seen
+
+
+async def _open_socket(
+    session: aiohttp.ClientSession, stack: Stack
+) -> aiohttp.ClientWebSocketResponse:
+    ws = await session.ws_connect(stack.bus)
+    await ws.send_json({"type": "identify", "token": stack.token})
+    hello = await ws.receive_json(timeout=10)
+    assert hello["type"] == "identified", hello
+    return ws
+
+
+async def _subscribe_and_catch_up(
+    ws: aiohttp.ClientWebSocketResponse, photo_id: str
+) -> list[dict[str, Any]]:
+    """Wait for the upload event, join the photo's room and replay what it already missed."""
+    uploaded = await _follow(ws, photo_id, until={"photo.uploaded"})
+    await ws.send_json({"type": "subscribe", "photo_id": photo_id})
+    await ws.send_json({"type": "resume", "last_event_id": uploaded[-1]["id"]})
+    return uploaded
+
+
+async def test_upload_to_live_completion_and_upright_thumbnail(
+    stack: Stack, http: aiohttp.ClientSession, corpus: Path
+) -> None:
+    source = corpus / "real/Landscape_6.jpg"  # stored 1200x1800, EXIF orientation 6
+    async with aiohttp.ClientSession() as wsession:
+        ws = await _open_socket(wsession, stack)
+        photo_id = await _upload(http, stack, source)
+        events = await _subscribe_and_catch_up(ws, photo_id)
+        events += await _follow(
+            ws, photo_id, until={"photo.processing.completed", "photo.processing.failed"}
+        )
+        await ws.close()
+
+    names = [e["event"] for e in events]
+    assert names[0] == "photo.uploaded" and events[0]["type"] == "upload.event"
+    assert names[-1] == "photo.processing.completed", names
+    assert events[-1]["type"] == "completion.event"
+    stages = [
+        e["data"]["stage"] for e in events if e["event"] == "photo.processing.stage.completed"
+    ]
+    assert stages == STAGES
+    ids = [e["id"] for e in events]
+    assert len(set(ids)) == len(ids), "an event arrived twice"
+    assert all(e["metadata"]["trace_id"] == events[0]["metadata"]["trace_id"] for e in events)
+
+    photo = await (await http.get(f"{stack.api}/v1/photos/{photo_id}")).json()
+    assert photo["status"] == "completed"
+    assert photo["metadata"]["width"] == 1800 and photo["metadata"]["height"] == 1200
+    derivatives = {d["name"]: d for d in photo["derivatives"]}
+    thumb_info = derivatives["thumbnail"]
+    assert (thumb_info["width"], thumb_info["height"]) == (256, 171)
+
+    async with aiohttp.ClientSession() as anonymous:  # signed URL: no header needed
+        resp = await anonymous.get(f"{stack.api}{thumb_info['url']}")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "image/webp"
+        thumb = Image.open(io.BytesIO(await resp.read())).convert("RGB")
+    assert thumb.size == (256, 171)
+
+    upright = ImageOps.exif_transpose(Image.open(source)).convert("RGB").resize(thumb.size)
+    as_stored = Image.open(source).convert("RGB").rotate(180).resize((171, 256)).resize(thumb.size)
+    diff_upright = sum(ImageStat.Stat(ImageChops.difference(thumb, upright)).mean) / 3
+    diff_wrong = sum(ImageStat.Stat(ImageChops.difference(thumb, as_stored)).mean) / 3
+    assert diff_upright < 12, diff_upright
+    assert diff_wrong > diff_upright * 2
+
+
+async def test_corrupt_photo_fails_readably_and_the_worker_carries_on(
+    stack: Stack, http: aiohttp.ClientSession, corpus: Path
+) -> None:
+    async with aiohttp.ClientSession() as wsession:
+        ws = await _open_socket(wsession, stack)
+        bad_id = await _upload(http, stack, corpus / "bad/truncated_jpeg.jpg")
+        await _subscribe_and_catch_up(ws, bad_id)
+        events = await _follow(
+            ws, bad_id, until={"photo.processing.completed", "photo.processing.failed"}
+        )
+        failed = events[-1]
+        assert failed["event"] == "photo.processing.failed", failed
+        assert failed["data"]["error"]["category"] == "DATA"
+        assert failed["data"]["error"]["message"]
+
+        good_id = await _upload(http, stack, corpus / "real/Portrait_3.jpg")
+        await _subscribe_and_catch_up(ws, good_id)
+        events = await _follow(
+            ws, good_id, until={"photo.processing.completed", "photo.processing.failed"}
+        )
+        assert events[-1]["event"] == "photo.processing.completed"
+        await ws.close()
+
+    photo = await (await http.get(f"{stack.api}/v1/photos/{bad_id}")).json()
+    assert photo["status"] == "failed"
+    assert (
+        photo["error"]
+        and "truncat" in photo["error"].lower()
+        or "premature" in (photo["error"] or "").lower()
+    )
+    assert stack.procs["worker"].poll() is None
