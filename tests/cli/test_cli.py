@@ -59,15 +59,18 @@ def test_token_create_and_revoke(tmp_path: Path) -> None:
 
 
 def _redis_pids_for(data_dir: Path) -> list[int]:
+    """redis-server processes working in ``data_dir`` (redis chdirs into its --dir and
+    rewrites its command line, so the working directory is what identifies ours)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            comm = (proc / "comm").read_text().strip()
+            cwd = os.readlink(proc / "cwd")
         except OSError:
             continue
-        if "redis-server" in cmdline and str(data_dir) in cmdline:
+        if comm.startswith("redis-server") and cwd.startswith(str(data_dir.resolve())):
             pids.append(int(proc.name))
     return pids
 
