@@ -19,6 +19,7 @@ from protocols import openapi
 from services.api import health, photos, uploads
 from services.api.json import json_response
 from services.api.middleware import auth_middleware, error_middleware, trace_middleware
+from services.api.reconciler import run_reconciler
 from services.api.relay import run_relay
 from services.api.state import STATE, ApiState
 
@@ -65,6 +66,9 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         tasks: list[asyncio.Task[None]] = []
         if background:
             tasks.append(asyncio.create_task(run_relay(catalog, state.queue)))
+            tasks.append(
+                asyncio.create_task(run_reconciler(settings, redis, catalog, blobs, state.queue))
+            )
         yield
         for task in tasks:
             task.cancel()

@@ -13,25 +13,18 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 
-import msgspec
 from aiohttp import BodyPartReader, MultipartReader, web
 from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobTooLarge
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
 from filmstrip.errors import FilmstripError
-from filmstrip.pipeline import resolve_stages, sniff_format
+from filmstrip.pipeline import sniff_format
 from protocols.events import PHOTO_UPLOADED
 from protocols.http import UploadAccepted
-from protocols.jobs import (
-    JobContext,
-    JobOptions,
-    JobPipeline,
-    JobStorage,
-    PhotoProcessingJob,
-    job_id_for,
-)
+from protocols.jobs import job_id_for
 from services.api.errors import ApiError
+from services.api.jobs import build_job, encode_job
 from services.api.json import json_response
 from services.api.middleware import client_of, trace_id_of
 from services.api.state import ApiState, state_of
@@ -162,24 +155,6 @@ async def _record(
         return _duplicate(existing)
 
     now = utcnow()
-    pipeline = settings.default_pipeline
-    job = PhotoProcessingJob(
-        id=job_id_for(photo_id),
-        photo_id=photo_id,
-        storage=JobStorage(
-            key=blob_key, bucket=state.blobs.bucket, original_size=size, mime_type=content_type
-        ),
-        pipeline=JobPipeline(
-            name=pipeline,
-            stages=resolve_stages(pipeline, None),
-            priority=settings.job_priority,
-        ),
-        context=JobContext(
-            client_id=client.id, session_id=session_id, uploaded_at=now, trace_id=trace_id
-        ),
-        opts=JobOptions(attempts=settings.job_attempts),
-    )
-    payload = msgspec.json.encode(job).decode()
     record = PhotoRecord(
         id=photo_id,
         client_id=client.id,
@@ -189,11 +164,13 @@ async def _record(
         bytes=size,
         sha256=sha256,
         status=PhotoStatus.QUEUED,
-        job_id=job.id,
+        job_id=job_id_for(photo_id),
         trace_id=trace_id,
         uploaded_at=now,
         updated_at=now,
     )
+    job = build_job(settings, record, bucket=state.blobs.bucket)
+    payload = encode_job(job).decode()
     outbox = OutboxEntry(
         job_id=job.id,
         photo_id=photo_id,

@@ -88,3 +88,11 @@ def queue_limiter(queue: str) -> str:
 def queue_stats_prefix(queue: str) -> str:
     """Prefix of the time-bucketed job stats hashes (``m:<minute>``, ``h:<hour>``)."""
     return f"{queue_tag(queue)}:stats:"
+
+
+# --- consistency manager (api) -----------------------------------------------------------
+
+
+def reconciler_lock() -> str:
+    """Held by the one api process that runs the reconciler's sweep this round."""
+    return "filmstrip:lock:reconciler"

@@ -55,6 +55,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signing_secret: str = ""
     signed_url_ttl_s: Positive = 3600
 
+    # Consistency manager (api): how often it runs, when a blob without a row is an
+    # orphan, and when a queued/processing photo without a job is stuck.
+    reconcile_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    orphan_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    stuck_after_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+
     # Queue.
     queue_name: str = "photo-processing"
     worker_concurrency: Positive = 3

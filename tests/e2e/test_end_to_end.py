@@ -254,9 +254,7 @@ async def test_corrupt_photo_fails_readably_and_the_worker_carries_on(
 
     photo = await (await http.get(f"{stack.api}/v1/photos/{bad_id}")).json()
     assert photo["status"] == "failed"
-    assert (
-        photo["error"]
-        and "truncat" in photo["error"].lower()
-        or "premature" in (photo["error"] or "").lower()
-    )
+    assert (photo["error"] and "truncat" in photo["error"].lower()) or "premature" in (
+        photo["error"] or ""
+    ).lower()
     assert stack.procs["worker"].poll() is None

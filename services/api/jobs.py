@@ -1,0 +1,49 @@
+"""Building a photo's processing job from its catalog row (uploads and the reconciler)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from filmstrip.catalog import PhotoRecord
+from filmstrip.pipeline import resolve_stages
+from filmstrip.settings import Settings
+from protocols.jobs import (
+    JobContext,
+    JobOptions,
+    JobPipeline,
+    JobStorage,
+    PhotoProcessingJob,
+    job_id_for,
+)
+
+
+def build_job(settings: Settings, photo: PhotoRecord, *, bucket: str) -> PhotoProcessingJob:
+    """The job that processes ``photo`` with the default pipeline."""
+    pipeline = settings.default_pipeline
+    return PhotoProcessingJob(
+        id=job_id_for(photo.id),
+        photo_id=photo.id,
+        storage=JobStorage(
+            key=photo.blob_key,
+            bucket=bucket,
+            original_size=photo.bytes,
+            mime_type=photo.content_type,
+        ),
+        pipeline=JobPipeline(
+            name=pipeline,
+            stages=resolve_stages(pipeline, None),
+            priority=settings.job_priority,
+        ),
+        context=JobContext(
+            client_id=photo.client_id,
+            session_id=photo.session_id,
+            uploaded_at=photo.uploaded_at,
+            trace_id=photo.trace_id,
+        ),
+        opts=JobOptions(attempts=settings.job_attempts),
+    )
+
+
+def encode_job(job: PhotoProcessingJob) -> bytes:
+    """The queue payload of a job."""
+    return msgspec.json.encode(job)

@@ -1,0 +1,106 @@
+"""The reconciler: repairs what a crash between blob store, catalog and queue can leave.
+
+- a blob with no photo row (the api died between writing the blob and the row, or a
+  delete was interrupted) is removed once it is older than a grace period;
+- a photo that has sat ``queued`` or ``processing`` with no job in the queue (Redis lost
+  data, or a job was removed by hand) gets its job again (dedupe by id makes this safe).
+
+One api process at a time runs a round (a Redis lock), so several api processes are fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from filmstrip import keys
+from filmstrip.blobs import BlobStore
+from filmstrip.catalog import Catalog, PhotoStatus
+from filmstrip.errors import FilmstripError
+from filmstrip.queue import JobQueue
+from filmstrip.settings import Settings
+from services.api.jobs import build_job, encode_job
+
+log = logging.getLogger("filmstrip.api.reconciler")
+
+_BLOB_PREFIXES = ("originals/", "derivatives/")
+
+
+def _photo_id_of(key: str) -> str | None:
+    parts = key.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] + "/" in _BLOB_PREFIXES else None
+
+
+async def sweep_orphan_blobs(catalog: Catalog, blobs: BlobStore, *, grace_s: float) -> int:
+    """Delete blobs older than ``grace_s`` whose photo has no row; return how many."""
+    cutoff = time.time() - grace_s
+    by_photo: dict[str, list[str]] = {}
+    for prefix in _BLOB_PREFIXES:
+        async for info in blobs.list(prefix):
+            photo_id = _photo_id_of(info.key)
+            if photo_id and info.modified < cutoff:
+                by_photo.setdefault(photo_id, []).append(info.key)
+    if not by_photo:
+        return 0
+    present = await catalog.photo_ids_present(list(by_photo))
+    removed = 0
+    for photo_id, blob_keys in by_photo.items():
+        if photo_id in present:
+            continue
+        for key in blob_keys:
+            await blobs.delete(key)
+            removed += 1
+    if removed:
+        log.info("swept %d orphan blob(s)", removed)
+    return removed
+
+
+async def requeue_stuck(
+    settings: Settings, catalog: Catalog, queue: JobQueue, *, bucket: str, older_than_s: float
+) -> int:
+    """Give a job back to photos queued/processing for ``older_than_s`` without one."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    before = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    requeued = 0
+    for status in (PhotoStatus.QUEUED, PhotoStatus.PROCESSING):
+        for photo in await catalog.photos_in_status(status, updated_before=before):
+            if await queue.get_job(photo.job_id) is not None:
+                continue
+            job = build_job(settings, photo, bucket=bucket)
+            await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
+            await catalog.requeue_photo(photo.id)
+            requeued += 1
+            log.warning(
+                "photo had no job; re-enqueued",
+                extra={"photo_id": photo.id, "was": status, "trace_id": photo.trace_id},
+            )
+    return requeued
+
+
+async def run_reconciler(
+    settings: Settings,
+    redis: aioredis.Redis,
+    catalog: Catalog,
+    blobs: BlobStore,
+    queue: JobQueue,
+) -> None:
+    """Reconcile every ``reconcile_interval_s`` (until cancelled)."""
+    interval = settings.reconcile_interval_s
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if not await redis.set(keys.reconciler_lock(), "1", nx=True, px=int(interval * 900)):
+                continue
+            await requeue_stuck(
+                settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s
+            )
+            await sweep_orphan_blobs(catalog, blobs, grace_s=settings.orphan_grace_s)
+        except (FilmstripError, RedisError) as exc:
+            log.warning("reconciler round failed: %s", exc)
+        except Exception:
+            log.exception("reconciler crashed; next round in %s s", interval)

@@ -1,0 +1,81 @@
+"""The consistency manager: outbox relay, orphan blob sweep, and re-enqueue of stuck photos."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
+from services.api.jobs import build_job, encode_job
+from services.api.reconciler import requeue_stuck, sweep_orphan_blobs
+from services.api.relay import relay_once
+from tests.api.conftest import Api
+
+
+def _row(
+    api: Api, *, status: str = PhotoStatus.QUEUED, updated_at: str | None = None
+) -> PhotoRecord:
+    pid = str(uuid.uuid4())
+    now = utcnow()
+    return PhotoRecord(
+        id=pid, client_id="c-test", session_id=None, blob_key=f"originals/{pid}",
+        content_type="image/jpeg", bytes=3, sha256=None, status=status,
+        job_id=f"photo:{pid}", trace_id=uuid.uuid4().hex, uploaded_at=now,
+        updated_at=updated_at or now,
+    )  # fmt: skip
+
+
+async def test_outbox_relay_enqueues_exactly_once(api: Api) -> None:
+    state = api.state
+    photo = _row(api)
+    job = build_job(api.settings, photo, bucket=state.blobs.bucket)
+    entry = OutboxEntry(
+        job_id=job.id, photo_id=photo.id, payload=encode_job(job).decode(), priority=5,
+        created_at="2000-01-01T00:00:00.000Z",
+    )  # fmt: skip
+    await state.catalog.insert_photo(photo, entry)
+    assert await state.queue.get_job(job.id) is None
+
+    # Two api processes relaying the same entry still make one job.
+    assert await relay_once(state.catalog, state.queue, min_age_s=0) == 1
+    await state.queue.add(job.id, encode_job(job))  # a second relay racing the first
+    assert await relay_once(state.catalog, state.queue, min_age_s=0) == 0
+    assert await state.queue.get_job(job.id) is not None
+    assert (await state.queue.counts())["waiting"] == 1
+    assert await state.catalog.outbox_pending(created_before="9999") == []
+
+
+async def test_orphan_blobs_are_swept_after_grace(api: Api, corpus: Path) -> None:
+    state = api.state
+    resp = await api.upload((corpus / "real/Landscape_1.jpg").read_bytes())
+    kept = (await resp.json())["photo_id"]
+    orphan = str(uuid.uuid4())
+    await state.blobs.put_bytes(f"originals/{orphan}", b"x", content_type="image/jpeg")
+    await state.blobs.put_bytes(
+        f"derivatives/{orphan}/thumbnail.webp", b"y", content_type="image/webp"
+    )
+
+    assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=3600) == 0
+    assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=0) == 2
+    assert await state.blobs.stat(f"originals/{orphan}") is None
+    assert await state.blobs.stat(f"originals/{kept}") is not None
+
+
+async def test_stuck_photo_without_a_job_is_requeued(api: Api) -> None:
+    state = api.state
+    stuck = _row(api, updated_at="2000-01-01T00:00:00.000Z")
+    fresh = _row(api)
+    await state.catalog.insert_photo(stuck, None)
+    await state.catalog.insert_photo(fresh, None)
+    n = await requeue_stuck(
+        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
+    )
+    assert n == 1
+    assert await state.queue.get_job(stuck.job_id) is not None
+    assert await state.queue.get_job(fresh.job_id) is None
+    # A second round finds the job and leaves it alone.
+    n = await requeue_stuck(
+        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=0
+    )
+    assert n == 1  # only `fresh` (now old enough) lacked a job
+    assert (await state.queue.counts())["waiting"] == 2
