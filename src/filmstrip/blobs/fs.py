@@ -23,6 +23,7 @@ import hashlib
 import mimetypes
 import os
 import stat as stat_mod
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -54,6 +55,7 @@ META_SUFFIX = ".json"
 # Hop to the I/O thread once per MiB, not once per (often small) network chunk.
 WRITE_BUFFER = 1024 * 1024
 LIST_BATCH = 256
+LOCK_STRIPES = 64
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -93,6 +95,9 @@ class FileBlobStore(BlobStore):
         self._tmp = path / TMP_DIR
         self._meta = path / META_DIR
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="filmstrip-fs")
+        # Striped per-key locks keep a sidecar and its blob renamed as a pair among this
+        # process's writers; across processes the sidecar's inode check still catches it.
+        self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     @classmethod
     def from_url(cls, url: str) -> FileBlobStore:
@@ -110,6 +115,9 @@ class FileBlobStore(BlobStore):
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
+
+    def _lock(self, key: str) -> threading.Lock:
+        return self._stripes[hash(key) % LOCK_STRIPES]
 
     def _meta_path(self, key: str) -> Path:
         return self._meta / (key + META_SUFFIX)
@@ -211,16 +219,21 @@ class FileBlobStore(BlobStore):
             try:
                 meta_tmp.write(msgspec.json.encode(meta))
                 meta_tmp.finish(sync=False)
-                _replace(meta_tmp.path, self._meta_path(key), sync_dir=False)
             except BaseException:
                 meta_tmp.discard()
                 raise
-            try:
-                _replace(writer.path, dest)
-            except (NotADirectoryError, IsADirectoryError, FileExistsError):
-                self._meta_path(key).unlink(missing_ok=True)
-                _prune(self._meta_path(key).parent, self._meta)
-                raise
+            with self._lock(key):
+                try:
+                    _replace(meta_tmp.path, self._meta_path(key), sync_dir=False)
+                except BaseException:
+                    meta_tmp.discard()
+                    raise
+                try:
+                    _replace(writer.path, dest)
+                except (NotADirectoryError, IsADirectoryError, FileExistsError):
+                    self._meta_path(key).unlink(missing_ok=True)
+                    _prune(self._meta_path(key).parent, self._meta)
+                    raise
         except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
             # S3 allows both "a" and "a/b"; a filesystem cannot. Retrying will not help.
             raise LogicError(
@@ -244,8 +257,9 @@ class FileBlobStore(BlobStore):
 
     def _delete(self, key: str, path: Path) -> None:
         try:
-            path.unlink(missing_ok=True)
-            self._meta_path(key).unlink(missing_ok=True)
+            with self._lock(key):
+                path.unlink(missing_ok=True)
+                self._meta_path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise _os_error(exc, f"deleting {key!r}") from exc
         _prune(path.parent, self.root)
