@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from filmstrip.blobs import BlobStore, BlobStoreUnavailable
-from filmstrip.blobs.fs import FileBlobStore
-from filmstrip.errors import LogicError
+from filmstrip.blobs import BlobStore, BlobStoreFull, BlobStoreUnavailable
+from filmstrip.blobs.fs import FileBlobStore, _os_error
+from filmstrip.errors import Category, LogicError
 from tests.blobs.contract import BlobStoreContract, Source
 
 
@@ -104,3 +105,13 @@ class TestFileBlobStore(BlobStoreContract):
         for url in ("s3://bucket", "file://host/abs", "file:relative"):
             with pytest.raises(LogicError):
                 FileBlobStore.from_url(url)
+
+
+def test_disk_full_is_a_resource_error_and_other_failures_are_temporary() -> None:
+    full = _os_error(OSError(errno.ENOSPC, "No space left on device"), "writing 'k'")
+    assert isinstance(full, BlobStoreFull)
+    assert full.category is Category.RESOURCE
+    assert isinstance(full, BlobStoreUnavailable)  # callers answering 503 catch both
+    broken = _os_error(OSError(errno.EIO, "I/O error"), "writing 'k'")
+    assert type(broken) is BlobStoreUnavailable
+    assert broken.category is Category.TEMPORARY
