@@ -97,6 +97,9 @@ class TestFileBlobStore(BlobStoreContract):
         (tmp / "fresh").write_bytes(b"f")
         old = time.time() - 7200
         os.utime(tmp / "stale", (old, old))
+        await store.put_bytes("real", b"r", content_type="image/jpeg")
+        assert [i.key async for i in store.list()] == ["real"]  # temp files and sidecars skipped
+        await store.delete("real")
         assert await store.sweep_temp(older_than_s=3600) == 1
         assert await self.leftovers(store) == ["fresh"]
         (tmp / "fresh").unlink()
