@@ -43,13 +43,17 @@ async def chunks(data: bytes) -> AsyncIterator[bytes]:
         yield bytes(view[i : i + NET_CHUNK])
 
 
-def raw_write(path: Path, data: bytes) -> None:
+def raw_write(path: Path, data: bytes, sync_dir: bool = False) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    if sync_dir:  # what makes the rename itself survive a crash
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(fd)
+        os.close(fd)
 
 
 def raw_read(path: Path) -> int:
@@ -110,16 +114,24 @@ async def main() -> None:
                 await loop.run_in_executor(None, raw_write, raw / f"s{i}", blob)
 
         t_s = await best(1, raw_small)
+
+        async def raw_small_durable() -> None:
+            for i, blob in enumerate(small):
+                await loop.run_in_executor(None, raw_write, raw / f"d{i}", blob, True)
+
+        t_d = await best(1, raw_small_durable)
         mib = args.mib
         anchor = {"put_MiBps": mib / t_w, "get_MiBps": mib / t_r, "small_ops": len(small) / t_s}
         print(f"{'raw fs':>8}: write+fsync {anchor['put_MiBps']:.0f} MiB/s, read "
               f"{anchor['get_MiBps']:.0f} MiB/s, write+fsync+rename {anchor['small_ops']:.0f} "
-              "files/s")  # fmt: skip
+              f"files/s, +dir fsync {len(small) / t_d:.0f} files/s")  # fmt: skip
 
         fs = FileBlobStore(Path(d) / "store")
         got = await bench_store("fs", fs, data, small)
         await fs.close()
         print("    ratio vs raw: " + ", ".join(f"{k} {got[k] / anchor[k]:.2f}" for k in anchor))
+        durable = got["small_ops"] * t_d / len(small)
+        print(f"    put_bytes vs durable raw (+dir fsync): {durable:.2f}")
 
     if args.s3:
         from filmstrip.blobs.s3 import S3BlobStore
