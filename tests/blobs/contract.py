@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterable
 
@@ -131,6 +132,38 @@ class BlobStoreContract:
         stat = await store.stat("photo")
         assert stat is not None
         assert (stat.size, stat.etag, stat.content_type) == (3, old.etag, "image/png")
+        assert await self.leftovers(store) == []
+
+    async def test_cancelled_upload_leaves_nothing(self, store: BlobStore) -> None:
+        reached = asyncio.Event()
+
+        async def stalls() -> AsyncIterator[bytes]:
+            for _ in range(10):  # past one S3 part, so a multipart upload is open
+                yield b"c" * MiB
+            reached.set()
+            await asyncio.Event().wait()  # the client stops sending
+            yield b""
+
+        task = asyncio.create_task(store.put_stream("cancelled", stalls(), content_type="a/b"))
+        await reached.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await self.assert_empty(store)
+
+    async def test_concurrent_writers_leave_one_whole_blob(self, store: BlobStore) -> None:
+        bodies = [bytes([i]) * (1000 + i) for i in range(8)]
+        types = [f"image/x-{i}" for i in range(8)]
+        writes = [
+            store.put_bytes("race", body, content_type=ctype)
+            for body, ctype in zip(bodies, types, strict=True)
+        ]
+        puts = await asyncio.gather(*writes)
+        data = await store.get_bytes("race")
+        winner = bodies.index(data)
+        info = await store.stat("race")
+        assert info is not None
+        assert (info.etag, info.content_type) == (puts[winner].etag, types[winner])
         assert await self.leftovers(store) == []
 
     async def test_open_stream_gives_info_and_chunks(self, store: BlobStore) -> None:

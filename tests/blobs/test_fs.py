@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from filmstrip.blobs import BlobStore, BlobStoreUnavailable
-from filmstrip.blobs.fs import FileBlobStore
-from filmstrip.errors import LogicError
+from filmstrip.blobs import BlobStore, BlobStoreFull, BlobStoreUnavailable
+from filmstrip.blobs.fs import FileBlobStore, _os_error
+from filmstrip.errors import Category, LogicError
 from tests.blobs.contract import BlobStoreContract, Source
 
 
@@ -96,6 +97,9 @@ class TestFileBlobStore(BlobStoreContract):
         (tmp / "fresh").write_bytes(b"f")
         old = time.time() - 7200
         os.utime(tmp / "stale", (old, old))
+        await store.put_bytes("real", b"r", content_type="image/jpeg")
+        assert [i.key async for i in store.list()] == ["real"]  # temp files and sidecars skipped
+        await store.delete("real")
         assert await store.sweep_temp(older_than_s=3600) == 1
         assert await self.leftovers(store) == ["fresh"]
         (tmp / "fresh").unlink()
@@ -104,3 +108,13 @@ class TestFileBlobStore(BlobStoreContract):
         for url in ("s3://bucket", "file://host/abs", "file:relative"):
             with pytest.raises(LogicError):
                 FileBlobStore.from_url(url)
+
+
+def test_disk_full_is_a_resource_error_and_other_failures_are_temporary() -> None:
+    full = _os_error(OSError(errno.ENOSPC, "No space left on device"), "writing 'k'")
+    assert isinstance(full, BlobStoreFull)
+    assert full.category is Category.RESOURCE
+    assert isinstance(full, BlobStoreUnavailable)  # callers answering 503 catch both
+    broken = _os_error(OSError(errno.EIO, "I/O error"), "writing 'k'")
+    assert type(broken) is BlobStoreUnavailable
+    assert broken.category is Category.TEMPORARY

@@ -54,8 +54,13 @@ class BlobStoreFull(BlobStoreUnavailable):
 
 
 class BlobStore(abc.ABC):
-    """Keys are ``/``-separated relative paths. Writes are atomic: a reader sees the whole
-    blob or none, and a failed or oversized write leaves nothing behind."""
+    """Keys are ``/``-separated relative paths (rules in :mod:`filmstrip.blobs.validation`;
+    a bad key is a ``LogicError``). Writes are atomic: a reader sees the whole blob or none,
+    and a failed, cancelled or oversized write leaves nothing behind.
+
+    ETags are strong validators but backend-specific: SHA-256 hex for files, S3's ETag
+    (MD5, or ``<md5>-<parts>`` for multipart) for S3. Compare them only within one store.
+    """
 
     #: A name for the container (bucket, or the root directory), recorded in jobs.
     bucket: str

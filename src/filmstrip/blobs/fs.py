@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import errno
 import hashlib
 import mimetypes
 import os
 import stat as stat_mod
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -53,6 +55,7 @@ META_SUFFIX = ".json"
 # Hop to the I/O thread once per MiB, not once per (often small) network chunk.
 WRITE_BUFFER = 1024 * 1024
 LIST_BATCH = 256
+LOCK_STRIPES = 64
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -92,6 +95,9 @@ class FileBlobStore(BlobStore):
         self._tmp = path / TMP_DIR
         self._meta = path / META_DIR
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="filmstrip-fs")
+        # Striped per-key locks keep a sidecar and its blob renamed as a pair among this
+        # process's writers; across processes the sidecar's inode check still catches it.
+        self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     @classmethod
     def from_url(cls, url: str) -> FileBlobStore:
@@ -109,6 +115,9 @@ class FileBlobStore(BlobStore):
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
+
+    def _lock(self, key: str) -> threading.Lock:
+        return self._stripes[hash(key) % LOCK_STRIPES]
 
     def _meta_path(self, key: str) -> Path:
         return self._meta / (key + META_SUFFIX)
@@ -146,12 +155,18 @@ class FileBlobStore(BlobStore):
         content_type: str,
         max_bytes: int | None = None,
     ) -> BlobInfo:
-        """Stream ``chunks`` to a temp file and rename it into place; nothing is left on error."""
+        """Stream ``chunks`` to a temp file and rename it into place; nothing is left on error.
+
+        Each MiB is written (and hashed) in the I/O pool while the next one is received.
+        """
         dest = self._path(key)
         writer = _TempWriter(self._tmp)
         pending: list[bytes] = []
         buffered = 0
         total = 0
+        # A concurrent future, not an asyncio one: cleanup must be able to wait for a
+        # write already running in its thread, even after a cancellation.
+        inflight: Future[None] | None = None
         try:
             async for chunk in chunks:
                 total += len(chunk)
@@ -163,12 +178,22 @@ class FileBlobStore(BlobStore):
                     data = b"".join(pending)
                     pending.clear()
                     buffered = 0
-                    await self._run(writer.write, data)
+                    if inflight is not None:
+                        await _wait(inflight, f"writing {key!r}")
+                    inflight = self._pool.submit(writer.write, data)
+            if inflight is not None:
+                await _wait(inflight, f"writing {key!r}")
             return await self._run(self._commit, writer, b"".join(pending), key, dest, content_type)
         except BaseException:
             # Shielded so a second cancellation cannot leave the temp file behind.
-            await asyncio.shield(self._run(writer.discard))
+            await asyncio.shield(self._discard(writer, inflight))
             raise
+
+    async def _discard(self, writer: _TempWriter, inflight: Future[None] | None) -> None:
+        if inflight is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wrap_future(inflight)
+        await self._run(writer.discard)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
         """Store ``data`` atomically in one hop to the I/O pool."""
@@ -189,20 +214,26 @@ class FileBlobStore(BlobStore):
             meta = _Meta(content_type, digest, st.st_size, st.st_ino, st.st_mtime_ns)
             # The sidecar goes first: a reader that sees the new blob always finds its
             # sidecar, and one that sees the old blob with the new sidecar detects it.
+            # Not fsynced: a sidecar lost in a crash only costs the fallback info.
             meta_tmp = _TempWriter(self._tmp)
             try:
                 meta_tmp.write(msgspec.json.encode(meta))
-                meta_tmp.finish()
-                _replace(meta_tmp.path, self._meta_path(key))
+                meta_tmp.finish(sync=False)
             except BaseException:
                 meta_tmp.discard()
                 raise
-            try:
-                _replace(writer.path, dest)
-            except (NotADirectoryError, IsADirectoryError, FileExistsError):
-                self._meta_path(key).unlink(missing_ok=True)
-                _prune(self._meta_path(key).parent, self._meta)
-                raise
+            with self._lock(key):
+                try:
+                    _replace(meta_tmp.path, self._meta_path(key), sync_dir=False)
+                except BaseException:
+                    meta_tmp.discard()
+                    raise
+                try:
+                    _replace(writer.path, dest)
+                except (NotADirectoryError, IsADirectoryError, FileExistsError):
+                    self._meta_path(key).unlink(missing_ok=True)
+                    _prune(self._meta_path(key).parent, self._meta)
+                    raise
         except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
             # S3 allows both "a" and "a/b"; a filesystem cannot. Retrying will not help.
             raise LogicError(
@@ -226,8 +257,9 @@ class FileBlobStore(BlobStore):
 
     def _delete(self, key: str, path: Path) -> None:
         try:
-            path.unlink(missing_ok=True)
-            self._meta_path(key).unlink(missing_ok=True)
+            with self._lock(key):
+                path.unlink(missing_ok=True)
+                self._meta_path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise _os_error(exc, f"deleting {key!r}") from exc
         _prune(path.parent, self.root)
@@ -377,13 +409,14 @@ class _TempWriter:
         self._fh.write(data)
         self._hash.update(data)
 
-    def finish(self) -> tuple[os.stat_result, str]:
-        """Flush to disk and close; the stat and hex digest of what was written."""
+    def finish(self, *, sync: bool = True) -> tuple[os.stat_result, str]:
+        """Flush (to disk if ``sync``) and close; the stat and hex digest of what was written."""
         if self._fh is None:
             self.write(b"")
         assert self._fh is not None
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if sync:
+            os.fsync(self._fh.fileno())
         st = os.fstat(self._fh.fileno())
         self._fh.close()
         return st, self._hash.hexdigest()
@@ -428,7 +461,7 @@ class _FileChunks:
         self._fh.close()
 
 
-def _replace(src: Path, dest: Path) -> None:
+def _replace(src: Path, dest: Path, *, sync_dir: bool = True) -> None:
     """``os.replace`` into ``dest``, creating parents (again, if a delete pruned them)."""
     for _ in range(5):
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -438,9 +471,17 @@ def _replace(src: Path, dest: Path) -> None:
             if not src.exists():
                 raise
             continue
-        _fsync_dir(dest.parent)
+        if sync_dir:
+            _fsync_dir(dest.parent)
         return
     raise BlobStoreUnavailable(f"could not create the directory for {dest}")
+
+
+async def _wait(future: Future[None], what: str) -> None:
+    try:
+        await asyncio.wrap_future(future)
+    except OSError as exc:
+        raise _os_error(exc, what) from exc
 
 
 def _fsync_dir(path: Path) -> None:
