@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from tests.support.moto_server import MotoServer
 from tests.support.redis_server import RedisServer
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -46,3 +47,12 @@ def corpus() -> Path:
 def manifest(corpus: Path) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = json.loads((corpus / "manifest.json").read_text())
     return entries
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto S3 endpoint on loopback; tests may stop and start it to fake an outage."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()

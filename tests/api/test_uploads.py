@@ -11,7 +11,10 @@ import pytest
 
 from filmstrip.catalog import PhotoStatus
 from protocols.jobs import PhotoProcessingJob
+from services.api.state import STATE
+from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
+from tests.support.moto_server import MotoServer
 
 
 async def _error(resp: aiohttp.ClientResponse, status: int, code: str) -> dict[str, str]:
@@ -219,9 +222,6 @@ async def test_redis_unreachable_is_503_and_nothing_left(
     settings = api_settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
     runner, url = await start_api(settings)
     try:
-        from services.api.state import STATE
-        from services.cli.tokens import issue_token
-
         state = runner.app[STATE]
         _c, token = await issue_token(state.catalog, "carol", admin=False)
         form = aiohttp.FormData()
@@ -245,3 +245,41 @@ async def test_health_and_ready(api: Api) -> None:
     assert (await api.http.get(f"{api.url}/healthz")).status == 200
     ready = await api.http.get(f"{api.url}/readyz")
     assert ready.status == 200, await ready.text()
+
+
+async def test_blob_store_unreachable_is_503_and_nothing_left(
+    tmp_path: Path, corpus: Path, redis_server: object, redis: object, moto_server: MotoServer
+) -> None:
+    settings = api_settings(
+        tmp_path,
+        redis_server.url,  # type: ignore[attr-defined]
+        blob_url="s3://uploads-outage",
+        s3_endpoint_url=moto_server.url,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+    )
+    runner, url = await start_api(settings)
+    state = runner.app[STATE]
+    _c, token = await issue_token(state.catalog, "dave", admin=False)
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            form = aiohttp.FormData()
+            form.add_field("file", data, filename="a.jpg")
+            ok = await http.post(f"{url}/v1/photos", data=form)
+            assert ok.status == 201, await ok.text()
+            moto_server.stop()
+            try:
+                form = aiohttp.FormData()
+                form.add_field("file", data + b"\0" * 10, filename="b.jpg")
+                resp = await http.post(f"{url}/v1/photos", data=form)
+                await _error(resp, 503, "blob_store_unavailable")
+                ready = await http.get(f"{url}/readyz")
+                assert ready.status == 503
+            finally:
+                moto_server.start()
+        rows = await state.catalog._fetchall("SELECT COUNT(*) FROM photos")
+        assert rows[0][0] == 1  # only the upload made before the outage
+        assert (await state.queue.counts())["waiting"] == 1
+    finally:
+        await runner.cleanup()

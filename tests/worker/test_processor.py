@@ -1,0 +1,169 @@
+"""The worker wired to real Redis, SQLite and file blobs: photos complete, bad ones fail as
+DATA, deleted ones are discarded, and the event loop is never blocked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from filmstrip.blobs import BlobStore, open_blob_store
+from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, open_catalog, utcnow
+from filmstrip.concurrency import configure_pool
+from filmstrip.events import EventPublisher
+from filmstrip.pipeline import PipelineOptions, configure_vips
+from filmstrip.queue import Consumer, JobQueue, QueueOptions
+from filmstrip.settings import Settings, load_settings
+from services.api.jobs import build_job, encode_job
+from services.worker.processor import PhotoProcessor
+from tests.support.redis_server import RedisServer
+
+
+@dataclass
+class World:
+    settings: Settings
+    catalog: Catalog
+    blobs: BlobStore
+    queue: JobQueue
+    processor: PhotoProcessor
+
+    async def submit(self, source: Path) -> str:
+        photo_id = str(uuid.uuid4())
+        data = await asyncio.to_thread(source.read_bytes)
+        await self.blobs.put_bytes(f"originals/{photo_id}", data, content_type="image/jpeg")
+        now = utcnow()
+        photo = PhotoRecord(
+            id=photo_id, client_id="c", session_id=None, blob_key=f"originals/{photo_id}",
+            content_type="image/jpeg", bytes=len(data), sha256=None, status=PhotoStatus.QUEUED,
+            job_id=f"photo:{photo_id}", trace_id=uuid.uuid4().hex, uploaded_at=now,
+            updated_at=now,
+        )  # fmt: skip
+        await self.catalog.insert_photo(photo, None)
+        job = build_job(self.settings, photo, bucket=self.blobs.bucket)
+        await self.queue.add(job.id, encode_job(job))
+        return photo_id
+
+    async def run_until_done(self, photo_ids: list[str], limit_s: float = 60) -> None:
+        consumer = Consumer(
+            self.queue, self.processor.handle, on_failed=self.processor.on_failed, concurrency=3
+        )
+        task = asyncio.create_task(consumer.run())
+        try:
+            async with asyncio.timeout(limit_s):
+                while True:
+                    states = [await self.catalog.get_photo(p) for p in photo_ids]
+                    if all(s is None or s.status in ("completed", "failed") for s in states):
+                        return
+                    await asyncio.sleep(0.1)
+        finally:
+            await consumer.stop()
+            await task
+
+
+@pytest.fixture
+async def world(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[World]:
+    settings = load_settings(
+        {
+            "FILMSTRIP_DATA_DIR": str(tmp_path),
+            "FILMSTRIP_REDIS_URL": redis_server.url,
+            "FILMSTRIP_JOB_BACKOFF_MS": "50",
+        }
+    )
+    configure_vips(PipelineOptions.from_settings(settings))
+    # One pipeline thread leaves the loop a core of its own on this 2-core machine.
+    configure_pool(1)
+    catalog = await open_catalog(settings)
+    blobs = await open_blob_store(settings)
+    queue = JobQueue(redis, QueueOptions.from_settings(settings))
+    processor = PhotoProcessor(settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis))
+    yield World(settings, catalog, blobs, queue, processor)
+    await blobs.close()
+    await catalog.close()
+
+
+class _SlowCallbacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "took" in message and "Executing" in message:
+            self.messages.append(message)
+
+
+async def test_processing_never_blocks_the_event_loop(world: World, corpus: Path) -> None:
+    sources = [
+        corpus / "real/Canon_PowerShot_A85.jpg",  # 1704x2272, orientation 8
+        corpus / "real/plum-blossom-large.png",  # alpha
+        corpus / "real/exif-at-eof.heic",  # HEIC via pillow-heif
+        corpus / "real/Landscape_6.jpg",
+        corpus / "bad/truncated_jpeg.jpg",
+    ]
+    loop = asyncio.get_running_loop()
+    watcher = _SlowCallbacks()
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addHandler(watcher)
+    old_debug, old_slow = loop.get_debug(), loop.slow_callback_duration
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    try:
+        ids = [await world.submit(s) for s in sources]
+        await world.run_until_done(ids)
+    finally:
+        loop.set_debug(old_debug)
+        loop.slow_callback_duration = old_slow
+        asyncio_log.removeHandler(watcher)
+    assert watcher.messages == [], watcher.messages
+    photos = [await world.catalog.get_photo(p) for p in ids]
+    assert [p.status for p in photos if p] == ["completed"] * 4 + ["failed"]
+    bad = photos[-1]
+    assert bad is not None and bad.error_category == "DATA" and bad.processing_error
+    for p in photos[:4]:
+        assert p is not None
+        names = {d.name for d in p.derivatives}
+        assert {"thumbnail", "preview"} <= names
+        for d in p.derivatives:
+            assert await world.blobs.stat(d.key) is not None
+
+
+async def test_photo_deleted_before_processing_is_discarded(world: World, corpus: Path) -> None:
+    photo_id = await world.submit(corpus / "real/Landscape_1.jpg")
+    await world.catalog.delete_photo(photo_id, "c")
+    await world.run_until_done([photo_id])
+    assert await world.catalog.get_photo(photo_id) is None
+    assert [b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")] == []
+    assert (await world.queue.counts())["waiting"] == 0
+
+
+async def test_running_twice_gives_the_same_keys_and_values(world: World, corpus: Path) -> None:
+    photo_id = await world.submit(corpus / "real/Portrait_6.jpg")
+    await world.run_until_done([photo_id])
+    first = await world.catalog.get_photo(photo_id)
+    assert first is not None and first.status == "completed"
+    # Redeliver: force the row back and process the same job again.
+    await world.catalog.requeue_photo(photo_id)
+    job = build_job(world.settings, first, bucket=world.blobs.bucket)
+    await world.queue.remove_failed(job.id)
+    await world.queue.add(f"{job.id}:again", encode_job(job))
+    await world.run_until_done([photo_id])
+    second = await world.catalog.get_photo(photo_id)
+    assert second is not None and second.status == "completed"
+    assert [d.key for d in second.derivatives] == [d.key for d in first.derivatives]
+    assert [d.bytes for d in second.derivatives] == [d.bytes for d in first.derivatives]
+    strip = ("timings_ms",)
+    meta1 = {k: v for k, v in (first.processing_metadata or {}).items() if k not in strip}
+    meta2 = {k: v for k, v in (second.processing_metadata or {}).items() if k not in strip}
+    opt1, opt2 = meta1.pop("optimization", {}), meta2.pop("optimization", {})
+    assert meta1 == meta2
+    assert {k: v for k, v in opt1.items() if not k.endswith("_ms")} == {
+        k: v for k, v in opt2.items() if not k.endswith("_ms")
+    }
