@@ -22,6 +22,7 @@ from filmstrip import keys
 from filmstrip.blobs import BlobStore
 from filmstrip.catalog import Catalog, PhotoStatus
 from filmstrip.errors import FilmstripError
+from filmstrip.events import completion_once_key, forget_once
 from filmstrip.queue import JobQueue
 from filmstrip.settings import Settings
 from services.api.jobs import build_job, encode_job
@@ -72,6 +73,7 @@ async def requeue_stuck(
             if await queue.get_job(photo.job_id) is not None:
                 continue
             job = build_job(settings, photo, bucket=bucket)
+            await forget_once(queue.redis, completion_once_key(photo.id))
             await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
             await catalog.requeue_photo(photo.id)
             requeued += 1

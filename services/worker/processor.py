@@ -7,16 +7,18 @@ while its job ran is detected at the end and its fresh derivatives removed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import msgspec
+from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobNotFound, BlobStore
 from filmstrip.catalog import Catalog, DerivativeRecord, PhotoStatus
 from filmstrip.errors import DataError, FilmstripError, LogicError, TemporaryError
-from filmstrip.events import EventPublisher
+from filmstrip.events import EventPublisher, completion_once_key
 from filmstrip.logs import trace_id_var
 from filmstrip.pipeline import PipelineOptions, StageContext, get_stage, resolve_stages, run_stage
 from filmstrip.queue import Job
@@ -72,7 +74,7 @@ class PhotoProcessor:
             await self._process(job, spec)
         except FilmstripError:
             raise
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (ConnectionError, TimeoutError, OSError, RedisError) as exc:
             raise TemporaryError(f"{type(exc).__name__}: {exc}", code="io_error") from exc
         finally:
             trace_id_var.reset(token)
@@ -84,7 +86,12 @@ class PhotoProcessor:
             log.info("photo was deleted; job discarded", extra={"photo_id": photo_id})
             return
         if photo.status == PhotoStatus.COMPLETED:
+            # A redelivery after the catalog update: make sure the client heard about it
+            # (the once-key keeps this from announcing it twice).
             log.info("photo already processed; duplicate delivery", extra={"photo_id": photo_id})
+            await self._announce_completion(
+                spec, photo.processing_metadata or {}, photo.derivatives, 0.0
+            )
             return
         stages = resolve_stages(spec.pipeline.name, spec.pipeline.stages)
         started = time.perf_counter()
@@ -106,7 +113,7 @@ class PhotoProcessor:
             summary = await run_stage(get_stage(name), ctx, timeout_s=self.settings.stage_timeout_s)
             timings[name] = round((time.perf_counter() - t0) * 1000, 1)
             progress = int(90 * index / len(stages))
-            await job.update_progress(progress)
+            await self._progress(job, progress)
             await self._publish(
                 spec,
                 STAGE_COMPLETED,
@@ -142,21 +149,32 @@ class PhotoProcessor:
                 "photo deleted during processing; results discarded", extra={"photo_id": photo_id}
             )
             return
-        await job.update_progress(100)
+        await self._progress(job, 100)
         total_ms = round((time.perf_counter() - started) * 1000, 1)
-        await self._publish(
-            spec,
-            PHOTO_COMPLETED,
-            {
-                "status": PhotoStatus.COMPLETED,
-                "derivatives": [r.name for r in records],
-                "width": metadata.get("width"),
-                "height": metadata.get("height"),
-                "thumbhash": metadata.get("thumbhash"),
-                "ms": total_ms,
-            },
-        )
+        await self._announce_completion(spec, metadata, records, total_ms)
         log.info("photo completed", extra={"photo_id": photo_id, "ms": total_ms})
+
+    async def _announce_completion(
+        self,
+        spec: PhotoProcessingJob,
+        metadata: dict[str, Any],
+        records: list[DerivativeRecord],
+        total_ms: float,
+    ) -> None:
+        data = {
+            "status": PhotoStatus.COMPLETED,
+            "derivatives": [r.name for r in records],
+            "width": metadata.get("width"),
+            "height": metadata.get("height"),
+            "thumbhash": metadata.get("thumbhash"),
+            "ms": total_ms,
+        }
+        # The completion event is the client's "ready" signal: it must not be lost. Retry
+        # through a Redis blip; if Redis stays away, fail the attempt so the job is
+        # redelivered and announces again (at most once, by the once-key).
+        await self._publish_durably(
+            spec, PHOTO_COMPLETED, data, once=completion_once_key(spec.photo_id)
+        )
 
     async def on_failed(self, job: Job, error: FilmstripError) -> None:
         """A job failed for good: record it on the photo and tell the client."""
@@ -180,7 +198,7 @@ class PhotoProcessor:
                 spec.photo_id, error=error.message, category=str(error.category)
             ):
                 return
-            await self._publish(
+            await self._publish_durably(
                 spec,
                 PHOTO_FAILED,
                 {
@@ -191,9 +209,41 @@ class PhotoProcessor:
                         "category": str(error.category),
                     },
                 },
+                once=completion_once_key(spec.photo_id),
             )
         finally:
             trace_id_var.reset(token)
+
+    async def _progress(self, job: Job, percent: int) -> None:
+        # Progress is advisory: a Redis blip must not fail a job whose work is done.
+        try:
+            await job.update_progress(percent)
+        except (RedisError, FilmstripError) as exc:
+            log.debug("progress %d%% not stored: %s", percent, exc)
+
+    async def _publish_durably(
+        self, spec: PhotoProcessingJob, type_: str, data: dict[str, Any], *, once: str
+    ) -> None:
+        delay = 0.2
+        for attempt in range(8):
+            try:
+                await self.events.publish(
+                    type_,
+                    photo_id=spec.photo_id,
+                    client_id=spec.context.client_id,
+                    session_id=spec.context.session_id,
+                    trace_id=spec.context.trace_id,
+                    data=data,
+                    once_key=once,
+                )
+                return
+            except FilmstripError as exc:
+                if attempt == 7:
+                    raise TemporaryError(
+                        f"could not announce {type_}: {exc}", code="event_unpublished"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _publish(self, spec: PhotoProcessingJob, type_: str, data: dict[str, Any]) -> None:
         try:

@@ -27,6 +27,11 @@ def bus_instance(instance_id: str) -> str:
     return f"filmstrip:bus:instance:{instance_id}"
 
 
+def event_once(name: str) -> str:
+    """Marks an event that must be published at most once (e.g. a photo's completion)."""
+    return f"filmstrip:events:once:{name}"
+
+
 # --- queue (see filmstrip.queue) ---------------------------------------------------------
 
 #: Priority bands 1 (first) .. 10 (last); one work stream per band.

@@ -19,9 +19,18 @@ from filmstrip import keys
 from filmstrip.errors import TemporaryError
 from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
 
-# KEYS[1] client stream; ARGV: channel, json body, maxlen, min id (ms) for age trimming.
+# KEYS[1] client stream, KEYS[2] (optional) once-only key; ARGV: channel, json body,
+# maxlen, min id (ms) for age trimming, replay ttl (ms). With KEYS[2], publishing the same
+# event again (a retried job) is a no-op that returns the first id: exactly once.
 _PUBLISH = """
+if KEYS[2] then
+  local seen = redis.call('GET', KEYS[2])
+  if seen then return seen end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
+if KEYS[2] then
+  redis.call('SET', KEYS[2], id, 'PX', ARGV[5])
+end
 if ARGV[4] ~= '0' then
   redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4])
 end
@@ -57,8 +66,10 @@ class EventPublisher:
         trace_id: str,
         session_id: str | None = None,
         data: dict[str, Any] | None = None,
+        once_key: str | None = None,
     ) -> str:
-        """Publish one event; return its id. Raises TemporaryError if Redis is unreachable."""
+        """Publish one event; return its id. With ``once_key``, an event already published
+        under that key is not published again. Raises TemporaryError if Redis is unreachable."""
         event = Event(
             id="",
             type=type_,
@@ -71,7 +82,8 @@ class EventPublisher:
         min_id = str(int(time.time() * 1000) - self._age_ms) if self._age_ms else "0"
         try:
             stream_id = await self._script(
-                keys=[keys.client_events(client_id)],
+                keys=[keys.client_events(client_id)]
+                + ([keys.event_once(once_key)] if once_key else []),
                 args=[
                     event.channel,
                     _encoder.encode(event),
@@ -85,6 +97,22 @@ class EventPublisher:
                 f"could not publish {type_}: {exc}", code="redis_unavailable"
             ) from exc
         return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+
+
+async def forget_once(redis: aioredis.Redis, once_key: str) -> None:
+    """Allow an event published under ``once_key`` to be published again (a photo that is
+    processed anew after a retry announces its new outcome)."""
+    try:
+        await redis.delete(keys.event_once(once_key))
+    except RedisError as exc:
+        raise TemporaryError(
+            f"could not reset {once_key}: {exc}", code="redis_unavailable"
+        ) from exc
+
+
+def completion_once_key(photo_id: str) -> str:
+    """The once-key of a photo's terminal event (completed or failed)."""
+    return f"{photo_id}:done"
 
 
 def new_trace_id() -> str:

@@ -1,0 +1,673 @@
+"""Chaos soak: api x2, worker x2, bus x1 as processes over a private appendonly Redis and
+S3 on moto; many clients upload while workers are SIGKILLed, Redis restarts, S3 goes away
+and the bus restarts. At the end nothing may be lost, duplicated or stuck.
+
+    python -m bench.soak                  # 2,000 uploads with chaos
+    python -m bench.soak --clean          # no chaos, plus the bare pipeline's photos/s
+    python -m bench.soak -n 60 --fast     # a small run (what the test runs)
+
+Prints one table; exits non-zero when a guarantee is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
+from filmstrip.embedded.redis_server import RedisServer, free_port  # noqa: E402
+from services.cli.tokens import issue_token  # noqa: E402
+from tests.support.moto_server import MotoServer  # noqa: E402
+from tests.support.tcp_proxy import TcpProxy  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpus"
+BUCKET = "soak"
+
+
+# --- photos -------------------------------------------------------------------------------
+
+
+def unique_variant(data: bytes, tag: str) -> bytes:
+    """The same picture with a marker that makes its bytes (and SHA-256) unique: a JPEG COM
+    segment after SOI, or a PNG tEXt chunk after IHDR. Decoders ignore both."""
+    marker = tag.encode()
+    if data[:2] == b"\xff\xd8":
+        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(marker) + 2) + marker + data[2:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        body = b"tEXt" + b"soak\0" + marker
+        chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+        ihdr_end = 8 + 8 + 13 + 4
+        return data[:ihdr_end] + chunk + data[ihdr_end:]
+    raise ValueError("only JPEG and PNG sources can be varied")
+
+
+def corpus_sources() -> tuple[list[bytes], list[bytes]]:
+    """(good photos that can be varied, hostile files that must fail as DATA)."""
+    good = [
+        p.read_bytes()
+        for p in sorted((CORPUS / "real").iterdir())
+        if p.suffix.lower() in (".jpg", ".png") and p.stat().st_size < 1_500_000
+    ]
+    bad = [
+        (CORPUS / "bad" / name).read_bytes()
+        for name in ("truncated_jpeg.jpg", "missing-sos.jpg", "broken_data_stream.png")
+    ]
+    return good, bad
+
+
+# --- the cluster --------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    role: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+    peak_rss_kb: int = 0
+
+    def start(self) -> None:
+        self.popen = subprocess.Popen(
+            self.argv, env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=self.log.open("ab"), start_new_session=True,
+        )  # fmt: skip
+
+    def sample_rss(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        try:
+            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.sample_rss()
+            self.popen.kill()
+            self.popen.wait()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.sample_rss()
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class Cluster:
+    data: Path
+    redis: RedisServer
+    s3: MotoServer
+    s3_proxy: TcpProxy
+    api_urls: list[str]
+    bus_url: str
+    procs: list[Proc] = field(default_factory=list)
+
+    def role(self, name: str) -> list[Proc]:
+        return [p for p in self.procs if p.role == name]
+
+
+async def start_cluster(data: Path, *, apis: int = 2, workers: int = 2) -> Cluster:
+    redis = RedisServer(data / "redis", appendonly=True)
+    redis.start()
+    s3 = MotoServer()
+    s3.start()
+    # The roles reach S3 through a proxy the soak can cut: an outage that keeps moto's data.
+    proxy = TcpProxy("127.0.0.1", s3.port)
+    await proxy.start()
+    bus_port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FILMSTRIP_")}
+    base.update(
+        PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+        FILMSTRIP_DATA_DIR=str(data),
+        FILMSTRIP_REDIS_URL=redis.url,
+        FILMSTRIP_BLOB_URL=f"s3://{BUCKET}",
+        FILMSTRIP_S3_ENDPOINT_URL=proxy.url,
+        FILMSTRIP_S3_ACCESS_KEY_ID="soak",
+        FILMSTRIP_S3_SECRET_ACCESS_KEY="soak",
+        FILMSTRIP_BUS_PORT=str(bus_port),
+        FILMSTRIP_JOB_BACKOFF_MS="500",
+        FILMSTRIP_JOB_ATTEMPTS="8",
+        FILMSTRIP_VISIBILITY_TIMEOUT_MS="5000",
+        FILMSTRIP_MAX_STALLED="5",
+        FILMSTRIP_SHUTDOWN_GRACE_S="5",
+        FILMSTRIP_RECONCILE_INTERVAL_S="5",
+        FILMSTRIP_STUCK_AFTER_S="30",
+        # A put that S3 stored but whose answer the outage cut leaves a blob without a row;
+        # the api's reconciler removes such orphans after this grace.
+        FILMSTRIP_ORPHAN_GRACE_S="15",
+        FILMSTRIP_QUEUE_MAX_WAITING="100000",
+        FILMSTRIP_SIGNING_SECRET="soak-secret",
+    )
+    cmd = [sys.executable, "-m", "services.cli.main"]
+    cluster = Cluster(data, redis, s3, proxy, [], f"ws://127.0.0.1:{bus_port}/ws")
+    logs = data / "logs"
+    logs.mkdir(exist_ok=True)
+    for i in range(apis):
+        port = free_port()
+        env = {**base, "FILMSTRIP_API_PORT": str(port)}
+        cluster.procs.append(Proc("api", [*cmd, "api"], env, logs / f"api{i}.log"))
+        cluster.api_urls.append(f"http://127.0.0.1:{port}")
+    for i in range(workers):
+        cluster.procs.append(Proc("worker", [*cmd, "worker"], base, logs / f"worker{i}.log"))
+    cluster.procs.append(Proc("bus", [*cmd, "bus"], base, logs / "bus.log"))
+    for proc in cluster.procs:
+        proc.start()
+    return cluster
+
+
+async def wait_ready(cluster: Cluster, limit_s: float = 60) -> None:
+    bus_http = cluster.bus_url.replace("ws://", "http://").removesuffix("/ws")
+    urls = [f"{u}/readyz" for u in cluster.api_urls] + [f"{bus_http}/healthz"]
+    deadline = time.monotonic() + limit_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            ok = 0
+            for url in urls:
+                try:
+                    async with http.get(url) as resp:
+                        ok += resp.status == 200
+                except aiohttp.ClientError:
+                    pass
+            if ok == len(urls):
+                return
+            await asyncio.sleep(0.3)
+    raise RuntimeError("cluster did not become ready")
+
+
+async def stop_cluster(cluster: Cluster) -> None:
+    for proc in cluster.procs:
+        await asyncio.to_thread(proc.stop)
+    cluster.redis.stop()
+    await cluster.s3_proxy.close()
+    cluster.s3.stop()
+
+
+# --- clients --------------------------------------------------------------------------------
+
+
+@dataclass
+class ClientStats:
+    accepted: dict[str, float] = field(default_factory=dict)  # photo_id -> upload start
+    expected_bad: set[str] = field(default_factory=set)
+    completion: dict[str, float] = field(default_factory=dict)  # photo_id -> event time
+    completion_events: dict[str, int] = field(default_factory=dict)
+    upload_latency: list[float] = field(default_factory=list)
+    refused: int = 0
+    reconnects: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+async def run_client(
+    idx: int,
+    token: str,
+    photos: list[tuple[bytes, bool]],
+    cluster: Cluster,
+    stats: ClientStats,
+    uploads_done: asyncio.Event,
+    all_done: asyncio.Event,
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        listener = asyncio.create_task(_listen(token, cluster, stats, all_done))
+        rng = random.Random(idx)
+        for data, is_bad in photos:
+            for attempt in range(60):
+                url = rng.choice(cluster.api_urls)
+                form = aiohttp.FormData()
+                form.add_field("file", data, filename="p.jpg")
+                started = time.monotonic()
+                try:
+                    async with http.post(f"{url}/v1/photos", data=form) as resp:
+                        body = await resp.json(content_type=None)
+                        status = resp.status
+                except (aiohttp.ClientError, TimeoutError):
+                    status, body = 0, {}
+                if status in (200, 201):
+                    stats.upload_latency.append(time.monotonic() - started)
+                    stats.accepted.setdefault(body["photo_id"], started)
+                    if is_bad:
+                        stats.expected_bad.add(body["photo_id"])
+                    break
+                stats.refused += 1
+                await asyncio.sleep(min(2.0, 0.1 * (attempt + 1)))
+        uploads_done.set()
+        await listener
+
+
+async def _listen(token: str, cluster: Cluster, stats: ClientStats, done: asyncio.Event) -> None:
+    """Hold a WebSocket; reconnect and resume from the last event id after any drop."""
+    last_id: str | None = None
+    async with aiohttp.ClientSession() as session:
+        while not done.is_set():
+            try:
+                async with session.ws_connect(cluster.bus_url, heartbeat=10) as ws:
+                    await ws.send_json({"type": "identify", "token": token})
+                    if last_id:
+                        await ws.send_json({"type": "resume", "last_event_id": last_id})
+                    while not done.is_set():
+                        try:
+                            frame = await ws.receive(timeout=1)
+                        except TimeoutError:
+                            continue
+                        if frame.type != aiohttp.WSMsgType.TEXT:
+                            why = f"{frame.type.name} {ws.close_code}"
+                            stats.drops[why] = stats.drops.get(why, 0) + 1
+                            break
+                        msg = orjson.loads(frame.data)
+                        if "event" not in msg:
+                            continue
+                        last_id = msg["id"]
+                        if msg["event"] in (
+                            "photo.processing.completed",
+                            "photo.processing.failed",
+                        ):
+                            pid = msg["photo_id"]
+                            stats.completion.setdefault(pid, time.monotonic())
+                            stats.completion_events[pid] = stats.completion_events.get(pid, 0) + 1
+            except (aiohttp.ClientError, OSError) as exc:
+                why = type(exc).__name__
+                stats.drops[why] = stats.drops.get(why, 0) + 1
+            if not done.is_set():
+                stats.reconnects += 1
+                await asyncio.sleep(0.5)
+
+
+# --- chaos --------------------------------------------------------------------------------
+
+
+async def chaos(
+    cluster: Cluster,
+    progress: Callable[[], float],
+    stop: asyncio.Event,
+    *,
+    fast: bool,
+    log: list[str],
+) -> None:
+    """SIGKILL a random worker every period and restart it; and, as the uploads pass set
+    fractions of the run: restart Redis, cut S3 for a while, restart the bus."""
+    period = 3.0 if fast else 10.0
+    outage = 2.0 if fast else 5.0
+    rng = random.Random(7)
+    t0 = time.monotonic()
+    next_kill = t0 + period
+    milestones = [(0.2, "redis"), (0.4, "s3"), (0.6, "bus")]
+
+    def note(what: str) -> None:
+        log.append(f"{time.monotonic() - t0:6.1f}s {what}")
+
+    async def kill_worker() -> None:
+        victim = rng.choice(cluster.role("worker"))
+        await asyncio.to_thread(victim.kill)
+        victim.start()
+        note("SIGKILL a worker and restart it")
+
+    while not stop.is_set():
+        await asyncio.sleep(0.05)
+        if time.monotonic() >= next_kill:
+            next_kill += period
+            await kill_worker()
+        if milestones and progress() >= milestones[0][0]:
+            _, what = milestones.pop(0)
+            if what == "redis":
+                await asyncio.to_thread(cluster.redis.restart)
+                note("restart Redis (appendonly)")
+            elif what == "s3":
+                await cluster.s3_proxy.pause()
+                await asyncio.sleep(outage)
+                await cluster.s3_proxy.resume()
+                note(f"S3 unreachable for {outage:.0f} s")
+            elif what == "bus":
+                bus = cluster.role("bus")[0]
+                await asyncio.to_thread(bus.stop)
+                bus.start()
+                note("restart the bus")
+                await kill_worker()
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def wait_terminal(catalog: SqliteCatalog, ids: list[str], limit_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + limit_s
+    rows: dict[str, Any] = {}
+    while True:
+        rows = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" for _ in chunk)
+            for row in await catalog._fetchall(
+                f"SELECT id, status, error_category, derivatives FROM photos WHERE id IN ({marks})",
+                chunk,
+            ):
+                rows[row[0]] = row
+        pending = [i for i in ids if i not in rows or rows[i][1] not in ("completed", "failed")]
+        if not pending or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(1.0)
+
+
+async def verify(
+    cluster: Cluster, stats: list[ClientStats], *, limit_s: float
+) -> tuple[dict[str, Any], list[str]]:
+    import redis.asyncio as aioredis
+
+    from filmstrip.blobs.s3 import S3BlobStore
+    from filmstrip.queue import JobQueue, QueueOptions
+    from filmstrip.settings import load_settings
+
+    problems: list[str] = []
+    catalog = SqliteCatalog(str(cluster.data / "filmstrip.db"))
+    await catalog.connect()
+    accepted = {pid for s in stats for pid in s.accepted}
+    bad = {pid for s in stats for pid in s.expected_bad}
+    rows = await wait_terminal(catalog, sorted(accepted), limit_s)
+
+    lost = [p for p in accepted if p not in rows]
+    stuck = [p for p in accepted if p in rows and rows[p][1] not in ("completed", "failed")]
+    completed = [p for p in accepted if p in rows and rows[p][1] == "completed"]
+    failed_by: dict[str, int] = {}
+    for p in accepted:
+        if p in rows and rows[p][1] == "failed":
+            failed_by[rows[p][2] or "?"] = failed_by.get(rows[p][2] or "?", 0) + 1
+            if p not in bad:
+                problems.append(f"good photo {p} failed ({rows[p][2]})")
+    for p in bad:
+        if p in rows and rows[p][1] == "completed":
+            problems.append(f"hostile file {p} completed")
+    if lost:
+        problems.append(f"{len(lost)} accepted uploads have no photo row")
+    if stuck:
+        problems.append(f"{len(stuck)} photos stuck: {stuck[:5]}")
+    if set(failed_by) - {"DATA"}:
+        problems.append(f"failures that are not DATA: {failed_by}")
+
+    settings = load_settings(
+        {
+            "FILMSTRIP_BLOB_URL": f"s3://{BUCKET}",
+            "FILMSTRIP_S3_ENDPOINT_URL": cluster.s3.url,
+            "FILMSTRIP_S3_ACCESS_KEY_ID": "soak",
+            "FILMSTRIP_S3_SECRET_ACCESS_KEY": "soak",
+        }
+    )
+    blobs = await S3BlobStore.from_settings(f"s3://{BUCKET}", settings)
+    all_rows = {r[0] for r in await catalog._fetchall("SELECT id FROM photos")}
+    # Orphans are legitimate for a moment (an outage can cut the answer to a put that S3
+    # stored); the reconciler must remove them within its grace + interval.
+    swept_wait = time.monotonic() + 15 + 5 + 10
+    first_orphans: set[str] | None = None
+    while True:
+        by_photo: dict[str, set[str]] = {}
+        async for info in blobs.list(""):
+            parts = info.key.split("/")
+            if len(parts) >= 2:
+                by_photo.setdefault(parts[1], set()).add(info.key)
+        orphans = [p for p in by_photo if p not in all_rows]
+        if first_orphans is None:
+            first_orphans = set(orphans)
+        if not orphans or time.monotonic() > swept_wait:
+            break
+        await asyncio.sleep(1.0)
+    await blobs.close()
+    if orphans:
+        problems.append(f"{len(orphans)} photos' blobs have no row (orphans not swept)")
+    wrong_derivatives = 0
+    for p in completed:
+        expected = {d["key"] for d in orjson.loads(rows[p][3] or "[]")}
+        present = {k for k in by_photo.get(p, set()) if k.startswith("derivatives/")}
+        if expected != present or f"originals/{p}" not in by_photo.get(p, set()):
+            wrong_derivatives += 1
+    if wrong_derivatives:
+        problems.append(f"{wrong_derivatives} completed photos lack exactly their derivatives")
+
+    missed = sum(1 for s in stats for p in s.accepted if p not in s.completion)
+    dup_events = sum(max(0, n - 1) for s in stats for n in s.completion_events.values())
+    if missed:
+        problems.append(f"{missed} completion events never reached their client")
+
+    redis = aioredis.Redis.from_url(cluster.redis.url)
+    queue = JobQueue(redis, QueueOptions.from_settings(load_settings({})))
+    dead = await queue.list_jobs("failed", offset=0, limit=10_000)
+    dead_categories = {j.error.category for j in dead if getattr(j, "error", None)}
+    if dead_categories - {"DATA"}:
+        problems.append(f"dead-letter holds non-DATA failures: {dead_categories}")
+    await redis.aclose()
+    await catalog.close()
+
+    e2e = [s.completion[p] - s.accepted[p] for s in stats for p in s.accepted if p in s.completion]
+    upload = [x for s in stats for x in s.upload_latency]
+    report: dict[str, Any] = {
+        "uploads accepted": len(accepted),
+        "completed": len(completed),
+        "failed (by category)": ", ".join(f"{k} {v}" for k, v in sorted(failed_by.items())) or "0",
+        "lost (must be 0)": len(lost) + len(stuck),
+        "duplicates (must be 0)": dup_events,
+        "events missed (must be 0)": missed,
+        "orphan blobs left (must be 0)": len(orphans),
+        "orphan blobs swept by the reconciler": len(first_orphans or ()),
+        "refused then retried (503/conn)": sum(s.refused for s in stats),
+        "socket reconnects": sum(s.reconnects for s in stats),
+        "socket drops by cause": ", ".join(
+            f"{k} {v}" for k, v in sorted(_merge([s.drops for s in stats]).items())
+        )
+        or "none",
+        "upload latency p50 / p99": _ms_pair(upload),
+        "end-to-end p50 / p99": _ms_pair(e2e),
+        "_e2e_span": (min(s.accepted[p] for s in stats for p in s.accepted), max(e2e_end(stats))),
+    }
+    return report, problems
+
+
+def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _ms_pair(values: list[float]) -> str:
+    return f"{_pct(values, 0.5) * 1000:.0f} / {_pct(values, 0.99) * 1000:.0f} ms"
+
+
+def e2e_end(stats: list[ClientStats]) -> list[float]:
+    return [t for s in stats for t in s.completion.values()] or [time.monotonic()]
+
+
+# --- the bare pipeline -------------------------------------------------------------------------
+
+
+def bare_pipeline_rate(photos: list[bytes], threads: int) -> float:
+    """Photos/s of the stages alone, called in a loop on ``threads`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from filmstrip.pipeline import (
+        PipelineOptions,
+        StageContext,
+        configure_vips,
+        get_stage,
+        resolve_stages,
+    )
+    from filmstrip.settings import load_settings
+
+    options = PipelineOptions.from_settings(load_settings({}))
+    configure_vips(options)
+    stages = [get_stage(s) for s in resolve_stages("full_processing", None)]
+
+    def one(data: bytes) -> None:
+        ctx = StageContext(data, options)
+        for stage in stages:
+            stage.run(ctx)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, photos))
+    return len(photos) / (time.perf_counter() - started)
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool) -> int:
+    good, bad = corpus_sources()
+    rng = random.Random(1)
+    plans: list[list[tuple[bytes, bool]]] = [[] for _ in range(clients)]
+    for i in range(n):
+        client = i % clients
+        if chaos_on and i % 50 == 7:
+            plans[client].append((bad[i % len(bad)], True))
+        else:
+            plans[client].append((unique_variant(rng.choice(good), f"soak-{i}"), False))
+
+    data = Path(tempfile.mkdtemp(prefix="filmstrip-soak-"))
+    catalog = SqliteCatalog(str(data / "filmstrip.db"))
+    await catalog.connect()
+    tokens = [(await issue_token(catalog, f"soak-{i}", admin=False))[1] for i in range(clients)]
+    await catalog.close()
+
+    cluster = await start_cluster(data)
+    chaos_log: list[str] = []
+    code = 1
+    try:
+        await wait_ready(cluster)
+        stats = [ClientStats() for _ in range(clients)]
+        all_done = asyncio.Event()
+        uploads_done = [asyncio.Event() for _ in range(clients)]
+        stop_chaos = asyncio.Event()
+
+        def progress() -> float:
+            return sum(len(s.accepted) for s in stats) / n
+
+        chaos_task = (
+            asyncio.create_task(chaos(cluster, progress, stop_chaos, fast=fast, log=chaos_log))
+            if chaos_on
+            else None
+        )
+
+        async def sampler() -> None:
+            while not all_done.is_set():
+                for proc in cluster.procs:
+                    proc.sample_rss()
+                await asyncio.sleep(0.5)
+
+        sampling = asyncio.create_task(sampler())
+        started = time.monotonic()
+        runners = [
+            asyncio.create_task(
+                run_client(i, tokens[i], plans[i], cluster, stats[i], uploads_done[i], all_done)
+            )
+            for i in range(clients)
+        ]
+        for ev in uploads_done:
+            await ev.wait()
+        # Wait for every completion event (resume covers the bus restart); chaos goes on
+        # meanwhile, then verify.
+        deadline = time.monotonic() + 120 + n * 0.2
+        while time.monotonic() < deadline:
+            if all(p in s.completion for s in stats for p in s.accepted):
+                break
+            await asyncio.sleep(0.5)
+        stop_chaos.set()
+        if chaos_task:
+            await chaos_task
+        elapsed = time.monotonic() - started
+        report, problems = await verify(cluster, stats, limit_s=60)
+        all_done.set()
+        await asyncio.gather(*runners, sampling)
+
+        span = report.pop("_e2e_span")
+        rate = report["completed"] / max(1e-9, span[1] - span[0])
+        peak = {}
+        for proc in cluster.procs:
+            proc.sample_rss()
+            peak[proc.role] = max(peak.get(proc.role, 0), proc.peak_rss_kb)
+        report["peak RSS (api / worker / bus)"] = " / ".join(
+            f"{peak.get(r, 0) / 1024:.0f} MB" for r in ("api", "worker", "bus")
+        )
+        report["end-to-end photos/s"] = f"{rate:.1f}"
+        report["wall time"] = f"{elapsed:.1f} s"
+        if not chaos_on:
+            sample = [d for plan in plans for d, is_bad in plan if not is_bad][: min(n, 200)]
+            bare = await asyncio.to_thread(bare_pipeline_rate, sample, 2)
+            report["bare pipeline photos/s (same photos, 2 threads)"] = f"{bare:.1f}"
+            report["ratio end-to-end / bare (target >= 0.85)"] = f"{rate / bare:.2f}"
+        print(
+            f"\nFilmstrip soak: {n} uploads, {clients} clients, chaos {'on' if chaos_on else 'off'}"
+        )
+        for line in chaos_log:
+            print(f"  chaos {line}")
+        width = max(len(k) for k in report)
+        for key, value in report.items():
+            print(f"  {key:<{width}}  {value}")
+        for problem in problems:
+            print(f"  PROBLEM: {problem}")
+        print("  RESULT: " + ("ok" if not problems else "GUARANTEE BROKEN"))
+        code = 0 if not problems else 1
+    finally:
+        await stop_cluster(cluster)
+        if code == 0:
+            shutil.rmtree(data, ignore_errors=True)
+        else:
+            print(f"  logs and data kept in {data}")
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", type=int, default=2000, help="uploads (default 2000)")
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument(
+        "--clean", action="store_true", help="no chaos; compare with the bare pipeline"
+    )
+    parser.add_argument("--fast", action="store_true", help="chaos every 3 s instead of 10 s")
+    args = parser.parse_args()
+    if not CORPUS.is_dir():
+        print(f"the corpus {CORPUS} is missing", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        return uvloop.run(soak(args.n, args.clients, chaos_on=not args.clean, fast=args.fast))
+    except ImportError:
+        return asyncio.run(soak(args.n, args.clients, chaos_on=not args.clean, fast=args.fast))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""A TCP proxy on loopback that can drop every connection and refuse new ones for a while:
+an outage of the service behind it without losing that service's state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tests.support.redis_server import free_port
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:<port>`` to ``target``; ``pause``/``resume`` fake an outage."""
+
+    def __init__(self, target_host: str, target_port: int, *, port: int | None = None) -> None:
+        self.target = (target_host, target_port)
+        self.port = port or free_port()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
+
+    async def pause(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for task in list(self._pipes):
+            task.cancel()
+        for task in list(self._pipes):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def resume(self) -> None:
+        await self.start()
+
+    async def close(self) -> None:
+        await self.pause()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._pipes.add(task)
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            self._pipes.discard(task)
+            return
+        try:
+            await asyncio.gather(self._copy(reader, up_w), self._copy(up_r, writer))
+        finally:
+            for w in (writer, up_w):
+                w.close()
+            self._pipes.discard(task)
+
+    @staticmethod
+    async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                dst.write_eof()
