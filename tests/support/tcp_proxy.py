@@ -49,17 +49,17 @@ class TcpProxy:
         task = asyncio.current_task()
         assert task is not None
         self._pipes.add(task)
+        up_w: asyncio.StreamWriter | None = None
         try:
             up_r, up_w = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            self._pipes.discard(task)
-            return
-        try:
             await asyncio.gather(self._copy(reader, up_w), self._copy(up_r, writer))
+        except (OSError, asyncio.CancelledError):
+            # Cancelled by pause(): the cut connection is the point, not an error.
+            pass
         finally:
             for w in (writer, up_w):
-                w.close()
+                if w is not None:
+                    w.close()
             self._pipes.discard(task)
 
     @staticmethod
