@@ -51,11 +51,13 @@ class Optimization:
             "bytes_saved": original - len(best.data) if kept else 0,
             "kept": kept,
             "animated": animated,
-            "webp_ms": round(webp_s * 1000),
-            "avif_ms": None if avif_s is None else round(avif_s * 1000),
         }
         ctx.metadata["optimization"] = result
-        return result
+        # Timings go to the stage event only: the catalog's values must not change on a rerun.
+        timings = {"webp_ms": round(webp_s * 1000)}
+        if avif_s is not None:
+            timings["avif_ms"] = round(avif_s * 1000)
+        return {**result, **timings}
 
     def _encode(
         self, ctx: StageContext, fmt: str, effort: int, animated: bool
