@@ -29,6 +29,7 @@ class StageContext:
         self.derivatives: dict[str, Derivative] = {}
         self._header: Header | None = None
         self._rendition: pyvips.Image | None = None
+        self._small: pyvips.Image | None = None
         self._cancelled = threading.Event()
         #: True once libvips was told to abandon work because the stage was cancelled.
         self.aborted = False
@@ -92,3 +93,16 @@ class StageContext:
                 self.check_cancelled()
                 raise
         return self._rendition
+
+    def small(self) -> pyvips.Image:
+        """The rendition at thumbnail size, in memory: the thumbnail and the fingerprints
+        are both cut from it (hashing a 256 px image costs a fifth of a 1440 px one)."""
+        if self._small is None:
+            rendition = self.rendition()
+            size = min(self.options.thumbnail_size, self.options.rendition_size)
+            scale = size / max(rendition.width, rendition.height)
+            if scale < 1.0:
+                self._small = rendition.resize(scale, kernel="lanczos3").copy_memory()
+            else:
+                self._small = rendition
+        return self._small

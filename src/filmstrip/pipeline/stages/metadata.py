@@ -50,12 +50,12 @@ class Metadata:
 
 
 def add_fingerprints(ctx: StageContext) -> None:
-    """ThumbHash and dHash from the shared rendition (no extra decode); idempotent."""
+    """ThumbHash and dHash from the shared small rendition (no extra decode); idempotent."""
     if "thumbhash" in ctx.metadata and "phash" in ctx.metadata:
         return
-    rendition = ctx.rendition()
-    ctx.metadata["thumbhash"] = thumbhash(rendition, ctx.options.thumbhash_size)
-    ctx.metadata["phash"] = dhash(rendition)
+    small = ctx.small()
+    ctx.metadata["thumbhash"] = thumbhash(small, ctx.options.thumbhash_size)
+    ctx.metadata["phash"] = dhash(small)
 
 
 def icc_name(icc: bytes | None) -> str | None:
