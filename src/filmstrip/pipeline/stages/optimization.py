@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyvips
@@ -13,6 +16,24 @@ from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.decode import decode_full
 from filmstrip.pipeline.derivatives import Derivative
 from filmstrip.pipeline.vips import decode_error
+
+_gates: dict[int, threading.BoundedSemaphore] = {}
+_gates_lock = threading.Lock()
+
+
+@contextmanager
+def full_size_slot(ctx: StageContext) -> Iterator[None]:
+    """Hold one of the process's ``optimize_concurrency`` full-size encode slots; bounds
+    peak memory whatever the pool size. Waiting gives up when the stage is cancelled."""
+    size = ctx.options.optimize_concurrency
+    with _gates_lock:
+        gate = _gates.setdefault(size, threading.BoundedSemaphore(size))
+    while not gate.acquire(timeout=0.1):
+        ctx.check_cancelled()
+    try:
+        yield
+    finally:
+        gate.release()
 
 
 class Optimization:
@@ -29,13 +50,14 @@ class Optimization:
         animated = header.animated and header.pixels * header.frames <= opts.max_pixels
         ctx.check_cancelled()
 
-        webp, webp_s = self._encode(ctx, "webp", opts.optimize_effort, animated)
-        candidates = [webp]
         avif_s: float | None = None
-        if opts.optimize_avif and not animated:
-            avif, avif_s = self._encode(ctx, "avif", opts.optimize_avif_effort, animated)
-            if avif_s <= opts.optimize_avif_max_time_ratio * webp_s:
-                candidates.append(avif)
+        with full_size_slot(ctx):
+            webp, webp_s = self._encode(ctx, "webp", opts.optimize_effort, animated)
+            candidates = [webp]
+            if opts.optimize_avif and not animated:
+                avif, avif_s = self._encode(ctx, "avif", opts.optimize_avif_effort, animated)
+                if avif_s <= opts.optimize_avif_max_time_ratio * webp_s:
+                    candidates.append(avif)
 
         best = min(candidates, key=lambda d: len(d.data))
         kept = len(best.data) < original
