@@ -10,7 +10,7 @@ from pathlib import Path
 LIMIT_MB = 500
 
 SCRIPT = r"""
-import json, resource, sys
+import json, sys
 from filmstrip.errors import DataError
 from filmstrip.pipeline import (
     PipelineOptions, StageContext, configure_vips, get_stage, resolve_stages,
@@ -27,7 +27,9 @@ for path in sys.argv[1:]:
         codes[path] = "accepted"
     except DataError as exc:
         codes[path] = exc.code
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent (pytest) on exec.
+status = open("/proc/self/status").read().splitlines()
+rss_mb = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
 print(json.dumps({"codes": codes, "rss_mb": rss_mb}))
 """
 

@@ -70,3 +70,14 @@ def test_optimized_copy_is_dropped_when_not_smaller(options: PipelineOptions, co
     assert result["kept"] is False and result["bytes_saved"] == 0
     assert result["bytes"] >= result["original_bytes"]
     assert "optimized" not in ctx.derivatives
+
+
+def test_oversized_animation_is_not_flattened_into_a_still(
+    options: PipelineOptions, corpus: Path
+) -> None:
+    # 42 frames of 245x245 = 2.5 MP: under a 2 MP budget the animation is left alone.
+    opts = msgspec.structs.replace(options, max_pixels=2_000_000)
+    ctx = run_pipeline((corpus / "real/iss634.gif").read_bytes(), opts, "full_processing")
+    assert ctx.metadata["optimization"]["skipped"] == "animation_too_large"
+    assert ctx.metadata["optimization"]["kept"] is False
+    assert "optimized" not in ctx.derivatives and "thumbnail" in ctx.derivatives

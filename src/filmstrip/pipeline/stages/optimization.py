@@ -13,7 +13,7 @@ import pyvips
 from filmstrip.errors import FilmstripError
 from filmstrip.pipeline import derivatives
 from filmstrip.pipeline.context import StageContext
-from filmstrip.pipeline.decode import decode_full
+from filmstrip.pipeline.decode import decode_full, format_name
 from filmstrip.pipeline.derivatives import Derivative
 from filmstrip.pipeline.vips import decode_error
 
@@ -47,7 +47,23 @@ class Optimization:
         opts = ctx.options
         header = ctx.header()
         original = len(ctx.data)
-        animated = header.animated and header.pixels * header.frames <= opts.max_pixels
+        animated = header.animated
+        # Skip the animations whose frames together exceed the pixel limit: a still copy
+        # would not be a faithful "optimised original".
+        if animated and header.pixels * header.frames > opts.max_pixels:
+            for name in ("optimized", "optimized_avif"):
+                ctx.derivatives.pop(name, None)
+            skipped = {
+                "format": "webp",
+                "bytes": original,
+                "original_bytes": original,
+                "bytes_saved": 0,
+                "kept": False,
+                "animated": True,
+                "skipped": "animation_too_large",
+            }
+            ctx.metadata["optimization"] = skipped
+            return skipped
         ctx.check_cancelled()
 
         avif_s: float | None = None
@@ -91,7 +107,7 @@ class Optimization:
             data = derivatives.encode(image, fmt, ctx.options.optimize_quality, effort=effort)
         except pyvips.Error as exc:
             ctx.check_cancelled()
-            raise decode_error(exc, f"this {header.format} file") from None
+            raise decode_error(exc, f"this {format_name(header.format)} file") from None
         except FilmstripError:
             ctx.check_cancelled()
             raise
