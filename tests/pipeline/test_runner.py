@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pyvips
 
+from filmstrip.concurrency import run_blocking
 from filmstrip.errors import Category, DataError, ResourceError
 from filmstrip.pipeline import PipelineOptions, StageContext, get_stage, run_stage
 
@@ -75,6 +77,10 @@ async def test_stages_never_block_the_loop(
             await run_stage(get_stage(name), ctx)
         return ctx.metadata
 
+    # ThreadPoolExecutor starts its threads lazily, and Thread.start() waits for the new
+    # thread to run: on a loaded machine that alone can take 50 ms. A worker warms its
+    # pool at startup; so do we.
+    await asyncio.gather(*(run_blocking(time.sleep, 0.01) for _ in range(16)))
     loop.set_debug(True)
     loop.slow_callback_duration = 0.05
     caplog.set_level(logging.WARNING, logger="asyncio")

@@ -31,8 +31,7 @@ class StageContext:
         self._rendition: pyvips.Image | None = None
         self._small: pyvips.Image | None = None
         self._cancelled = threading.Event()
-        #: True once libvips was told to abandon work because the stage was cancelled.
-        self.aborted = False
+        self._aborted = threading.Event()
 
     # --- cancellation -------------------------------------------------------------------
 
@@ -44,6 +43,11 @@ class StageContext:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    @property
+    def aborted(self) -> bool:
+        """True once libvips was told to abandon work because the stage was cancelled."""
+        return self._aborted.is_set()
+
     def check_cancelled(self) -> None:
         """Raise the timeout error if the stage was cancelled; called between steps."""
         if self._cancelled.is_set():
@@ -54,11 +58,15 @@ class StageContext:
     def watch(self, image: pyvips.Image) -> pyvips.Image:
         """Let :meth:`cancel` kill the computation of ``image`` at its next tile."""
         image.set_progress(True)
+        # The callback must not reference ``self``: the image holds the callback and the
+        # context holds images, and that cycle would leave every photo's pixels to the
+        # cyclic GC, which then frees them in one long pause on whichever thread it runs.
+        cancelled, aborted = self._cancelled, self._aborted
 
         def on_eval(target: pyvips.Image, _progress: object) -> None:
-            if self._cancelled.is_set():
+            if cancelled.is_set():
                 target.set_kill(True)
-                self.aborted = True
+                aborted.set()
 
         image.signal_connect("eval", on_eval)
         return image
