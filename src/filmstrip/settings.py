@@ -107,6 +107,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     optimize_avif_effort: Annotated[int, msgspec.Meta(ge=0, le=9)] = 0
     # Keep the AVIF only when it encoded within this multiple of the WebP time.
     optimize_avif_max_time_ratio: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # Full-size encodes running at once per process: each holds the whole image plus the
+    # encoder's buffers (~90 MB at 12 MP), and more than one per core buys no throughput.
+    optimize_concurrency: Positive = 2
 
     # --- Event bus (services/bus) ------------------------------------------------------
     # WebSocket ping interval; a socket that misses its pong is closed.

@@ -28,7 +28,7 @@ Metadata keys (``ctx.metadata``, JSON-able, the catalog's ``processing_metadata`
 - ``sha256`` of the original (hex), ``thumbhash`` (base64 ThumbHash),
   ``phash`` (64-bit dHash, 16 hex digits)
 - ``optimization``: ``format``, ``bytes``, ``original_bytes``, ``bytes_saved``, ``kept``,
-  ``animated``, ``webp_ms``, ``avif_ms``
+  ``animated``
 
 Policies: orientation comes from standard EXIF only (a PNG's ImageMagick text chunk is
 ignored, as browsers and libvips do); HEIC is decoded by libheif via pillow-heif; AVIF

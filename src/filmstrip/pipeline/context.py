@@ -29,9 +29,9 @@ class StageContext:
         self.derivatives: dict[str, Derivative] = {}
         self._header: Header | None = None
         self._rendition: pyvips.Image | None = None
+        self._small: pyvips.Image | None = None
         self._cancelled = threading.Event()
-        #: True once libvips was told to abandon work because the stage was cancelled.
-        self.aborted = False
+        self._aborted = threading.Event()
 
     # --- cancellation -------------------------------------------------------------------
 
@@ -43,6 +43,11 @@ class StageContext:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    @property
+    def aborted(self) -> bool:
+        """True once libvips was told to abandon work because the stage was cancelled."""
+        return self._aborted.is_set()
+
     def check_cancelled(self) -> None:
         """Raise the timeout error if the stage was cancelled; called between steps."""
         if self._cancelled.is_set():
@@ -53,11 +58,15 @@ class StageContext:
     def watch(self, image: pyvips.Image) -> pyvips.Image:
         """Let :meth:`cancel` kill the computation of ``image`` at its next tile."""
         image.set_progress(True)
+        # The callback must not reference ``self``: the image holds the callback and the
+        # context holds images, and that cycle would leave every photo's pixels to the
+        # cyclic GC, which then frees them in one long pause on whichever thread it runs.
+        cancelled, aborted = self._cancelled, self._aborted
 
         def on_eval(target: pyvips.Image, _progress: object) -> None:
-            if self._cancelled.is_set():
+            if cancelled.is_set():
                 target.set_kill(True)
-                self.aborted = True
+                aborted.set()
 
         image.signal_connect("eval", on_eval)
         return image
@@ -92,3 +101,18 @@ class StageContext:
                 self.check_cancelled()
                 raise
         return self._rendition
+
+    def small(self) -> pyvips.Image:
+        """The rendition at thumbnail size, in memory: the thumbnail and the fingerprints
+        are both cut from it (hashing a 256 px image costs a fifth of a 1440 px one)."""
+        if self._small is None:
+            rendition = self.rendition()
+            size = min(self.options.thumbnail_size, self.options.rendition_size)
+            scale = size / max(rendition.width, rendition.height)
+            if scale < 1.0:
+                # gap=1: box-shrink by the whole factor, Lanczos only for the rest; a
+                # third cheaper than the default and indistinguishable at 256 px.
+                self._small = rendition.resize(scale, kernel="lanczos3", gap=1.0).copy_memory()
+            else:
+                self._small = rendition
+        return self._small

@@ -31,9 +31,12 @@ def encode(image: pyvips.Image, fmt: str, quality: int, *, effort: int | None = 
     """Encode ``image`` as ``fmt`` with every piece of metadata (EXIF, GPS, XMP, ICC)
     dropped: derivatives are public, and their pixels are already upright sRGB."""
     if fmt == "jpeg":
-        data = flatten(image).write_to_buffer(".jpg", Q=quality, keep="none", optimize_coding=True)
+        # No optimize_coding: its extra Huffman pass costs more than the encode itself
+        # for ~5% fewer bytes.
+        data = flatten(image).write_to_buffer(".jpg", Q=quality, keep="none")
     elif fmt == "webp":
-        data = image.write_to_buffer(".webp", Q=quality, keep="none", effort=_or(effort, 4))
+        # effort 2: ~40% less CPU than libwebp's default 4 for ~2.5% more bytes.
+        data = image.write_to_buffer(".webp", Q=quality, keep="none", effort=_or(effort, 2))
     elif fmt == "avif":
         data = image.write_to_buffer(".avif", Q=quality, keep="none", effort=_or(effort, 0))
     elif fmt == "png":

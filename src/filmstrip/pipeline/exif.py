@@ -125,9 +125,10 @@ def _gps(gps: dict[int, Any]) -> dict[str, float] | None:
 def _degrees(value: Any, ref: str | None, negative: str) -> float | None:
     if not isinstance(value, tuple | list) or len(value) != 3:
         return None
-    parts = [_number(v) for v in value]
-    if any(p is None for p in parts):
+    d, m, s = (_number(v) for v in value)
+    if d is None:
         return None
-    d, m, s = (p or 0.0 for p in parts)
+    # Cameras that store minutes with decimals often write the seconds as 0/0.
+    m, s = m or 0.0, s or 0.0
     degrees = d + m / 60 + s / 3600
     return round(-degrees if ref == negative else degrees, 7)

@@ -47,42 +47,36 @@ def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
     if w > 100 or h > 100:
         raise ValueError(f"{w}x{h} does not fit in 100x100")
     n = w * h
-    avg_r = avg_g = avg_b = avg_a = 0.0
-    for i in range(n):
-        j = 4 * i
-        alpha = rgba[j + 3] / 255
-        avg_r += alpha / 255 * rgba[j]
-        avg_g += alpha / 255 * rgba[j + 1]
-        avg_b += alpha / 255 * rgba[j + 2]
-        avg_a += alpha
+    # Whole-channel slices and comprehensions: per-pixel index arithmetic in Python
+    # costs twice as much, and this runs for every photo.
+    reds, greens, blues, alphas = rgba[0::4], rgba[1::4], rgba[2::4], rgba[3::4]
+    a = [v / 255 for v in alphas]
+    avg_a = sum(a)
+    avg_r = sum(al * v for al, v in zip(a, reds, strict=True)) / 255
+    avg_g = sum(al * v for al, v in zip(a, greens, strict=True)) / 255
+    avg_b = sum(al * v for al, v in zip(a, blues, strict=True)) / 255
     if avg_a:
-        avg_r /= avg_a
-        avg_g /= avg_a
-        avg_b /= avg_a
+        avg_r, avg_g, avg_b = avg_r / avg_a, avg_g / avg_a, avg_b / avg_a
 
     has_alpha = avg_a < n
     l_limit = 5 if has_alpha else 7
     lx = max(1, _round(l_limit * w / max(w, h)))
     ly = max(1, _round(l_limit * h / max(w, h)))
-    lum: list[float] = [0.0] * n
-    p: list[float] = [0.0] * n
-    q: list[float] = [0.0] * n
-    a: list[float] = [0.0] * n
-    for i in range(n):
-        j = 4 * i
-        alpha = rgba[j + 3] / 255
-        r = avg_r * (1 - alpha) + alpha / 255 * rgba[j]
-        g = avg_g * (1 - alpha) + alpha / 255 * rgba[j + 1]
-        b = avg_b * (1 - alpha) + alpha / 255 * rgba[j + 2]
-        lum[i] = (r + g + b) / 3
-        p[i] = (r + g) / 2 - b
-        q[i] = r - g
-        a[i] = alpha
+    # Composite atop the average colour, then RGB -> LPQ.
+    r_ = [avg_r * (1 - al) + al / 255 * v for al, v in zip(a, reds, strict=True)]
+    g_ = [avg_g * (1 - al) + al / 255 * v for al, v in zip(a, greens, strict=True)]
+    b_ = [avg_b * (1 - al) + al / 255 * v for al, v in zip(a, blues, strict=True)]
+    lum = [(r + g + b) / 3 for r, g, b in zip(r_, g_, b_, strict=True)]
+    p = [(r + g) / 2 - b for r, g, b in zip(r_, g_, b_, strict=True)]
+    q = [r - g for r, g in zip(r_, g_, strict=True)]
 
     def encode_channel(channel: list[float], nx: int, ny: int) -> tuple[float, list[float], float]:
         # Separable DCT: project rows on the x cosines once, then columns on the y cosines.
         fxs = [[math.cos(math.pi / w * cx * (x + 0.5)) for x in range(w)] for cx in range(nx)]
-        rows = [[sum(channel[y * w + x] * fx[x] for x in range(w)) for fx in fxs] for y in range(h)]
+        rows = []
+        for y in range(h):
+            line = channel[y * w : (y + 1) * w]
+            rows.append([sum(c * f for c, f in zip(line, fx, strict=True)) for fx in fxs])
         dc = 0.0
         ac: list[float] = []
         scale = 0.0

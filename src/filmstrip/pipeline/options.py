@@ -29,6 +29,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     optimize_avif: bool = False
     optimize_avif_effort: int = 0
     optimize_avif_max_time_ratio: float = 2.0
+    optimize_concurrency: int = 2
     thumbhash_size: int = 32
     stage_timeout_s: float = 60.0
     vips_concurrency: int = 1
@@ -54,6 +55,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
             optimize_avif=settings.optimize_avif,
             optimize_avif_effort=settings.optimize_avif_effort,
             optimize_avif_max_time_ratio=settings.optimize_avif_max_time_ratio,
+            optimize_concurrency=settings.optimize_concurrency,
             thumbhash_size=settings.thumbhash_size,
             stage_timeout_s=settings.stage_timeout_s,
             vips_concurrency=settings.vips_concurrency,

@@ -50,12 +50,16 @@ class Metadata:
 
 
 def add_fingerprints(ctx: StageContext) -> None:
-    """ThumbHash and dHash from the shared rendition (no extra decode); idempotent."""
+    """ThumbHash and dHash from the shared small rendition (no extra decode); idempotent."""
     if "thumbhash" in ctx.metadata and "phash" in ctx.metadata:
         return
-    rendition = ctx.rendition()
-    ctx.metadata["thumbhash"] = thumbhash(rendition, ctx.options.thumbhash_size)
-    ctx.metadata["phash"] = dhash(rendition)
+    small = ctx.small()
+    size = ctx.options.thumbhash_size
+    scale = size / max(small.width, small.height)
+    # Both fingerprints read the same tiny image: one resize instead of two.
+    tiny = small.resize(scale, gap=1.0).copy_memory() if scale < 1.0 else small
+    ctx.metadata["thumbhash"] = thumbhash(tiny, size)
+    ctx.metadata["phash"] = dhash(tiny)
 
 
 def icc_name(icc: bytes | None) -> str | None:

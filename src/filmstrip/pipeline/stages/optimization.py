@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyvips
@@ -10,9 +13,27 @@ import pyvips
 from filmstrip.errors import FilmstripError
 from filmstrip.pipeline import derivatives
 from filmstrip.pipeline.context import StageContext
-from filmstrip.pipeline.decode import decode_full
+from filmstrip.pipeline.decode import decode_full, format_name
 from filmstrip.pipeline.derivatives import Derivative
 from filmstrip.pipeline.vips import decode_error
+
+_gates: dict[int, threading.BoundedSemaphore] = {}
+_gates_lock = threading.Lock()
+
+
+@contextmanager
+def full_size_slot(ctx: StageContext) -> Iterator[None]:
+    """Hold one of the process's ``optimize_concurrency`` full-size encode slots; bounds
+    peak memory whatever the pool size. Waiting gives up when the stage is cancelled."""
+    size = ctx.options.optimize_concurrency
+    with _gates_lock:
+        gate = _gates.setdefault(size, threading.BoundedSemaphore(size))
+    while not gate.acquire(timeout=0.1):
+        ctx.check_cancelled()
+    try:
+        yield
+    finally:
+        gate.release()
 
 
 class Optimization:
@@ -26,16 +47,33 @@ class Optimization:
         opts = ctx.options
         header = ctx.header()
         original = len(ctx.data)
-        animated = header.animated and header.pixels * header.frames <= opts.max_pixels
+        animated = header.animated
+        # Skip the animations whose frames together exceed the pixel limit: a still copy
+        # would not be a faithful "optimised original".
+        if animated and header.pixels * header.frames > opts.max_pixels:
+            for name in ("optimized", "optimized_avif"):
+                ctx.derivatives.pop(name, None)
+            skipped = {
+                "format": "webp",
+                "bytes": original,
+                "original_bytes": original,
+                "bytes_saved": 0,
+                "kept": False,
+                "animated": True,
+                "skipped": "animation_too_large",
+            }
+            ctx.metadata["optimization"] = skipped
+            return skipped
         ctx.check_cancelled()
 
-        webp, webp_s = self._encode(ctx, "webp", opts.optimize_effort, animated)
-        candidates = [webp]
         avif_s: float | None = None
-        if opts.optimize_avif and not animated:
-            avif, avif_s = self._encode(ctx, "avif", opts.optimize_avif_effort, animated)
-            if avif_s <= opts.optimize_avif_max_time_ratio * webp_s:
-                candidates.append(avif)
+        with full_size_slot(ctx):
+            webp, webp_s = self._encode(ctx, "webp", opts.optimize_effort, animated)
+            candidates = [webp]
+            if opts.optimize_avif and not animated:
+                avif, avif_s = self._encode(ctx, "avif", opts.optimize_avif_effort, animated)
+                if avif_s <= opts.optimize_avif_max_time_ratio * webp_s:
+                    candidates.append(avif)
 
         best = min(candidates, key=lambda d: len(d.data))
         kept = len(best.data) < original
@@ -51,11 +89,13 @@ class Optimization:
             "bytes_saved": original - len(best.data) if kept else 0,
             "kept": kept,
             "animated": animated,
-            "webp_ms": round(webp_s * 1000),
-            "avif_ms": None if avif_s is None else round(avif_s * 1000),
         }
         ctx.metadata["optimization"] = result
-        return result
+        # Timings go to the stage event only: the catalog's values must not change on a rerun.
+        timings = {"webp_ms": round(webp_s * 1000)}
+        if avif_s is not None:
+            timings["avif_ms"] = round(avif_s * 1000)
+        return {**result, **timings}
 
     def _encode(
         self, ctx: StageContext, fmt: str, effort: int, animated: bool
@@ -67,7 +107,7 @@ class Optimization:
             data = derivatives.encode(image, fmt, ctx.options.optimize_quality, effort=effort)
         except pyvips.Error as exc:
             ctx.check_cancelled()
-            raise decode_error(exc, f"this {header.format} file") from None
+            raise decode_error(exc, f"this {format_name(header.format)} file") from None
         except FilmstripError:
             ctx.check_cancelled()
             raise

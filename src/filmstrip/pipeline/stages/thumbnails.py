@@ -22,15 +22,15 @@ class Thumbnails:
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         opts = ctx.options
-        rendition = ctx.rendition()
         summary: dict[str, Any] = {}
         for name, size, fmt, quality in (
             ("preview", opts.preview_size, opts.preview_format, opts.preview_quality),
             ("thumbnail", opts.thumbnail_size, opts.thumbnail_format, opts.thumbnail_quality),
         ):
             ctx.check_cancelled()
-            scale = size / max(rendition.width, rendition.height)
-            image = rendition.resize(scale, kernel="lanczos3") if scale < 1 else rendition
+            source = ctx.small() if size == opts.thumbnail_size else ctx.rendition()
+            scale = size / max(source.width, source.height)
+            image = source.resize(scale, kernel="lanczos3") if scale < 1 else source
             derivative = derivatives.make(name, image, fmt, quality)
             ctx.derivatives[name] = derivative
             summary[name] = {

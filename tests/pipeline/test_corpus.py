@@ -1,0 +1,210 @@
+"""Every file of the shared corpus through the real pipeline.
+
+Real files: derivatives of the right size, upright (pixels compared with Pillow's
+``exif_transpose`` of the original), sRGB, free of metadata; EXIF as in the manifest.
+Bad files: a DATA error with a readable reason, or, for the files the manifest leaves to
+policy, the outcome we chose (see ACCEPTED_BAD); the process keeps serving afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pyvips
+from PIL import Image
+
+from filmstrip.errors import Category, DataError
+from filmstrip.pipeline import PipelineOptions, StageContext
+from tests.conftest import CORPUS
+from tests.pipeline.conftest import run_pipeline
+from tests.pipeline.reference import difference, open_rgb
+
+
+def _entries(kind: str) -> list[Any]:
+    manifest = CORPUS / "manifest.json"
+    if not manifest.is_file():
+        return [pytest.param(None, marks=pytest.mark.skip(reason="corpus absent"))]
+    entries = [e for e in json.loads(manifest.read_text()) if e["kind"] == kind]
+    return [pytest.param(e, id=e["path"]) for e in entries]
+
+
+# Files filed under bad/ that are valid enough to process, by policy:
+ACCEPTED_BAD = {
+    "bad/broken-exif-tag.jpg": (1, 1),  # pixels fine; the broken EXIF tag is skipped
+    "bad/jpeg_with_png_extension.png": (320, 240),  # content decides, never the name
+    "bad/panic.webp": (100, 30),  # a valid WebP that crashed another decoder
+    "bad/png_decompression_dos.png": (1, 1),  # text chunks are never inflated by us
+    "bad/sugarshack_bad_mpo_header.jpg": (640, 480),  # the base JPEG is intact
+    "bad/truncated_end_chunk.png": (128, 128),  # every pixel is present; only IEND is cut
+}
+# The rest are refused, and these among them by our strict (fail_on=warning) decode:
+# hopper_bad_exif.jpg, truncated_app14.jpg (libjpeg: corrupt data), xcsn0g01.png (bad
+# CRC), invalid_multiframe.gif (a broken frame).
+
+# Orientation lives only in an ImageMagick text chunk: ignored, as browsers do.
+IGNORED_ORIENTATION = {"real/exif_imagemagick_orientation.png"}
+
+BAD_CODES = {
+    "unsupported_format",
+    "empty_file",
+    "corrupt_image",
+    "truncated_image",
+    "too_many_pixels",
+    "too_large_dimension",
+    "too_large",
+    "too_many_frames",
+}
+
+
+def _fit(width: int, height: int, box: int) -> tuple[int, int]:
+    scale = min(1.0, box / max(width, height))
+    return round(width * scale), round(height * scale)
+
+
+def _assert_no_metadata(data: bytes, where: str) -> None:
+    image = pyvips.Image.new_from_buffer(data, "")
+    fields = set(image.get_fields())
+    leaked = fields & {"exif-data", "xmp-data", "iptc-data", "icc-profile-data"}
+    assert not leaked, f"{where} carries {leaked}"
+    assert b"Exif\x00\x00" not in data, f"{where} carries an EXIF block"
+
+
+@pytest.mark.parametrize("entry", _entries("real"))
+def test_real_file(entry: dict[str, Any], options: PipelineOptions, corpus: Path) -> None:
+    data = (corpus / entry["path"]).read_bytes()
+    ctx = run_pipeline(data, options, "full_processing")
+    md = ctx.metadata
+    width, height = entry["display_width"], entry["display_height"]
+
+    assert (md["width"], md["height"]) == (width, height)
+    assert md["bytes"] == entry["bytes"] and md["sha256"] == entry["sha256"]
+    assert md["format"] == {"heic": "heif", "mpo (jpeg)": "jpeg"}.get(
+        entry["format"], entry["format"]
+    )
+    if entry["format"] in ("gif", "webp") and entry.get("frames"):
+        assert md["frames"] == entry["frames"] and md["animated"] is True
+    exif = md["exif"]
+    if "camera_make" in entry:
+        assert exif.get("make") == entry["camera_make"]
+        assert exif.get("model") == entry["camera_model"]
+    assert ("gps" in exif) == entry["gps"], exif
+    if entry["gps"]:
+        assert set(exif["gps"]) >= {"lat", "lon"}
+    assert len(md["phash"]) == 16 and md["thumbhash"]
+    json.dumps(md)  # the catalog stores it as JSON
+
+    for name, box in (("preview", options.preview_size), ("thumbnail", options.thumbnail_size)):
+        derivative = ctx.derivatives[name]
+        want = _fit(width, height, box)
+        assert abs(derivative.width - want[0]) <= 1 and abs(derivative.height - want[1]) <= 1
+        decoded = pyvips.Image.new_from_buffer(derivative.data, "")
+        assert (decoded.width, decoded.height) == (derivative.width, derivative.height)
+        assert decoded.get_typeof("n-pages") == 0 or decoded.get("n-pages") == 1
+        _assert_no_metadata(derivative.data, f"{entry['path']} {name}")
+
+    optimization = md["optimization"]
+    if optimization["kept"]:
+        optimized = ctx.derivatives["optimized"]
+        assert (optimized.width, optimized.height) == (width, height)
+        assert len(optimized.data) < entry["bytes"]
+        assert optimization["bytes_saved"] == entry["bytes"] - len(optimized.data)
+        _assert_no_metadata(optimized.data, f"{entry['path']} optimized")
+    else:
+        assert "optimized" not in ctx.derivatives and optimization["bytes_saved"] == 0
+
+    _assert_upright(entry, data, ctx)
+
+
+def _assert_upright(entry: dict[str, Any], data: bytes, ctx: StageContext) -> None:
+    ours = Image.open(io.BytesIO(ctx.derivatives["preview"].data)).convert("RGB")
+    if entry["path"] == "real/red-at-12-oclock-with-color-profile.jpg":
+        # The embedded profile spins hues: only a colour-managed decode puts red on top.
+        thumb = Image.open(io.BytesIO(ctx.derivatives["thumbnail"].data)).convert("RGB")
+        r, g, b = thumb.getpixel((thumb.width // 2, round(thumb.height * 0.06)))  # type: ignore[misc]
+        assert r > 180 and g < 110 and b < 110, (r, g, b)
+        return
+    if entry["format"] == "jpeg" and "cmyk" in entry["path"]:
+        # Pillow's CMYK conversion is naive; compare structure, not colour.
+        reference = open_rgb(data).convert("L")
+        assert difference(ours.convert("L"), reference) < 40
+        return
+    transpose = entry["path"] not in IGNORED_ORIENTATION
+    reference = open_rgb(data, transpose=transpose)
+    assert (
+        reference.size == (ours.width, ours.height)
+        or abs(reference.width / reference.height - ours.width / ours.height) < 0.01
+    )
+    upright = difference(ours, reference)
+    assert upright < 12, f"preview differs from the upright original by {upright:.1f}"
+    # The check must be able to fail: the picture turned over is far from ours.
+    turned = difference(ours, reference.rotate(180))
+    if turned > 2 * upright + 8:
+        assert upright < turned
+
+
+def test_eight_orientations_look_alike(options: PipelineOptions, corpus: Path) -> None:
+    """Landscape_1..8 are one picture stored 8 ways: every thumbnail must be the same."""
+    thumbs = {}
+    for n in range(1, 9):
+        data = (corpus / f"real/Landscape_{n}.jpg").read_bytes()
+        ctx = run_pipeline(data, options, "quick_processing")
+        thumb = ctx.derivatives["thumbnail"]
+        thumbs[n] = Image.open(io.BytesIO(thumb.data)).convert("RGB")
+    for n in range(2, 9):
+        assert thumbs[n].size == thumbs[1].size
+        assert difference(thumbs[n], thumbs[1]) < 4, f"Landscape_{n} is not upright"
+    # and the comparison is sharp enough to tell a mirrored picture apart
+    mirrored = thumbs[1].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert difference(mirrored, thumbs[1]) > 8
+
+
+@pytest.mark.parametrize("entry", _entries("bad"))
+def test_bad_file(entry: dict[str, Any], options: PipelineOptions, corpus: Path) -> None:
+    data = (corpus / entry["path"]).read_bytes()
+    if entry["path"] in ACCEPTED_BAD:
+        ctx = run_pipeline(data, options, "full_processing")
+        assert (ctx.metadata["width"], ctx.metadata["height"]) == ACCEPTED_BAD[entry["path"]]
+        assert set(ctx.derivatives) >= {"thumbnail", "preview"}
+    else:
+        with pytest.raises(DataError) as info:
+            run_pipeline(data, options, "full_processing")
+        error = info.value
+        assert error.category is Category.DATA
+        assert error.code in BAD_CODES
+        # A reason a person can act on, without libvips call-site noise or a raw repr.
+        assert len(error.message) > 15 and "unable to call" not in error.message
+        assert "Vips" not in error.message.split("(")[0]
+    # The process keeps serving: the next photo still goes through.
+    good = (corpus / "real/hopper.tif").read_bytes()
+    assert run_pipeline(good, options, "quick_processing").derivatives["thumbnail"].width == 128
+
+
+@pytest.mark.parametrize(
+    "name", ["16384x16384.png", "bomb_30000x30000.png", "17000x17000.avif", "max_size.jpg"]
+)
+def test_bombs_are_refused_from_the_header(
+    name: str, options: PipelineOptions, corpus: Path
+) -> None:
+    with pytest.raises(DataError) as info:
+        run_pipeline((corpus / "bad" / name).read_bytes(), options, "quick_processing")
+    assert info.value.code in {"too_many_pixels", "too_large_dimension", "too_large"}
+    assert "MP" in info.value.message or "65500" in info.value.message
+
+
+def test_idempotent(options: PipelineOptions, corpus: Path) -> None:
+    """Jobs are delivered at least once: a rerun writes the same bytes and values."""
+    data = (corpus / "real/Samsung_GT-I9000.jpg").read_bytes()
+    first = run_pipeline(data, options, "full_processing")
+    second = run_pipeline(data, options, "full_processing")
+    assert first.metadata == second.metadata
+    assert first.derivatives == second.derivatives
+    # and a stage run twice on one context leaves the same result
+    from filmstrip.pipeline import get_stage
+
+    get_stage("thumbnails").run(second)
+    get_stage("optimization").run(second)
+    assert first.derivatives == second.derivatives and first.metadata == second.metadata

@@ -1,0 +1,53 @@
+"""ThumbHash and dHash fingerprints."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pyvips
+
+from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.hashes import dhash, thumbhash, thumbhash_average_rgba
+from tests.pipeline.conftest import run_pipeline
+
+
+def _solid(rgb: list[int], alpha: int | None = None) -> pyvips.Image:
+    image = (pyvips.Image.black(40, 30) + rgb).cast("uchar").copy(interpretation="srgb")
+    return image.bandjoin(alpha) if alpha is not None else image
+
+
+def test_thumbhash_encodes_the_average_colour() -> None:
+    hash_ = base64.b64decode(thumbhash(_solid([220, 30, 40]), 32))
+    r, g, b, a = thumbhash_average_rgba(hash_)
+    assert abs(r - 220 / 255) < 0.05 and abs(g - 30 / 255) < 0.05 and abs(b - 40 / 255) < 0.06
+    assert a == 1.0
+    assert hash_[4] & 0x80  # landscape flag: 40x30
+
+
+def test_thumbhash_keeps_transparency() -> None:
+    hash_ = base64.b64decode(thumbhash(_solid([0, 0, 255], alpha=64), 32))
+    assert hash_[2] & 0x80  # has-alpha flag
+    assert thumbhash_average_rgba(hash_)[3] < 0.5
+
+
+def test_dhash_finds_near_duplicates(options: PipelineOptions, corpus: Path) -> None:
+    data = (corpus / "real/Olympus_PEN_E-P3.jpg").read_bytes()
+    original = run_pipeline(data, options, "quick_processing").metadata["phash"]
+    recompressed = pyvips.Image.new_from_buffer(data, "").resize(0.5).write_to_buffer(".jpg", Q=40)
+    near = run_pipeline(bytes(recompressed), options, "quick_processing").metadata["phash"]
+    other_data = (corpus / "real/Kodak_DC240.jpg").read_bytes()
+    other = run_pipeline(other_data, options, "quick_processing").metadata["phash"]
+
+    def distance(a: str, b: str) -> int:
+        return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+    assert distance(original, near) <= 6
+    assert distance(original, other) >= 16
+
+
+def test_dhash_is_16_hex_digits() -> None:
+    gradient = pyvips.Image.xyz(64, 64)[0].cast("uchar").copy(interpretation="b-w")
+    # brightening left to right: no pixel is brighter than its right-hand neighbour
+    assert dhash(gradient) == "0" * 16
+    assert dhash(gradient.fliphor()) == "f" * 16

@@ -1,0 +1,83 @@
+"""Process-wide libvips policy and the optimisation choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+import pyvips
+
+from filmstrip.pipeline import PipelineOptions, StageContext, get_stage
+from filmstrip.settings import Settings, load_settings
+from tests.pipeline.conftest import run_pipeline
+
+
+def test_untrusted_and_unlisted_loaders_are_blocked(options: PipelineOptions, corpus: Path) -> None:
+    svg = (corpus / "bad/script.svg").read_bytes()
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.new_from_buffer(svg, "").avg()
+    # while the loaders we accept still work
+    jpeg = (corpus / "real/Casio_EX-S1.jpg").read_bytes()
+    assert pyvips.Image.new_from_buffer(jpeg, "").width == 640
+
+
+def test_options_follow_settings() -> None:
+    settings = load_settings(
+        {"FILMSTRIP_THUMBNAIL_SIZE": "300", "FILMSTRIP_DECODE_FAIL_ON": "truncated"}
+    )
+    opts = PipelineOptions.from_settings(settings)
+    assert opts.thumbnail_size == 300 and opts.fail_on == "truncated"
+    assert PipelineOptions.from_settings(Settings()) == PipelineOptions()
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"fail_on": "sometimes"}, PipelineOptions)
+
+
+def test_animated_gif_stays_animated_when_optimised(options: PipelineOptions, corpus: Path) -> None:
+    ctx = run_pipeline((corpus / "real/iss634.gif").read_bytes(), options, "full_processing")
+    assert ctx.metadata["optimization"]["animated"] is True
+    optimized = ctx.derivatives["optimized"]
+    image = pyvips.Image.new_from_buffer(optimized.data, "", n=-1)
+    assert image.get("n-pages") == 42
+    assert (optimized.width, optimized.height) == (245, 245)
+    # while the thumbnail is the first frame only
+    thumb = pyvips.Image.new_from_buffer(ctx.derivatives["thumbnail"].data, "")
+    assert thumb.get_typeof("n-pages") == 0 or thumb.get("n-pages") == 1
+
+
+@pytest.mark.parametrize(("ratio", "avif_allowed"), [(1000.0, True), (1e-9, False)])
+def test_avif_is_kept_only_within_its_time_budget(
+    options: PipelineOptions, corpus: Path, ratio: float, avif_allowed: bool
+) -> None:
+    opts = msgspec.structs.replace(options, optimize_avif=True, optimize_avif_max_time_ratio=ratio)
+    ctx = StageContext((corpus / "real/Olympus_PEN_E-P3.jpg").read_bytes(), opts)
+    get_stage("validation").run(ctx)
+    summary = get_stage("optimization").run(ctx)
+    assert "avif_ms" in summary and "webp_ms" in summary
+    result = ctx.metadata["optimization"]
+    assert result["kept"]
+    kept = ctx.derivatives.get("optimized_avif") or ctx.derivatives["optimized"]
+    assert result["format"] == kept.ext and result["bytes"] == len(kept.data)
+    if not avif_allowed:
+        assert result["format"] == "webp" and "optimized_avif" not in ctx.derivatives
+    assert len(ctx.derivatives.keys() & {"optimized", "optimized_avif"}) == 1
+
+
+def test_optimized_copy_is_dropped_when_not_smaller(options: PipelineOptions, corpus: Path) -> None:
+    # A small AVIF: a WebP at the same quality is larger, so nothing is kept.
+    ctx = run_pipeline((corpus / "real/exif.avif").read_bytes(), options, "full_processing")
+    result = ctx.metadata["optimization"]
+    assert result["kept"] is False and result["bytes_saved"] == 0
+    assert result["bytes"] >= result["original_bytes"]
+    assert "optimized" not in ctx.derivatives
+
+
+def test_oversized_animation_is_not_flattened_into_a_still(
+    options: PipelineOptions, corpus: Path
+) -> None:
+    # 42 frames of 245x245 = 2.5 MP: under a 2 MP budget the animation is left alone.
+    opts = msgspec.structs.replace(options, max_pixels=2_000_000)
+    ctx = run_pipeline((corpus / "real/iss634.gif").read_bytes(), opts, "full_processing")
+    assert ctx.metadata["optimization"]["skipped"] == "animation_too_large"
+    assert ctx.metadata["optimization"]["kept"] is False
+    assert "optimized" not in ctx.derivatives and "thumbnail" in ctx.derivatives
