@@ -135,8 +135,9 @@ class PhotoProcessor:
                     bytes=len(d.data),
                 )
             )
+        # Timings go to the stage events and logs only: the catalog gets the same values
+        # however often a photo is processed.
         metadata: dict[str, Any] = dict(ctx.metadata)
-        metadata["timings_ms"] = timings
         exif = metadata.get("exif") or {}
         taken_at = exif.get("taken_at") if isinstance(exif, dict) else None
         stored = await self.catalog.complete_photo(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -22,6 +23,12 @@ def configure_pool(threads: int) -> ThreadPoolExecutor:
         _pool.shutdown(wait=False)
     size = threads if threads > 0 else (os.cpu_count() or 2)
     _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="filmstrip-cpu")
+    # Start every thread now: starting one waits for it to run, which on a busy machine
+    # would otherwise stall the event loop at the first job.
+    barrier = threading.Barrier(size + 1)
+    for _ in range(size):
+        _pool.submit(barrier.wait)
+    barrier.wait()
     return _pool
 
 
