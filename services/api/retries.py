@@ -6,7 +6,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from filmstrip.catalog import PhotoRecord, PhotoStatus
-from filmstrip.errors import FilmstripError
+from filmstrip.errors import Category, FilmstripError
 from protocols.http import RetryAccepted
 from services.api.errors import ApiError
 from services.api.ids import PHOTO_ID
@@ -55,6 +55,6 @@ async def send_back(state: ApiState, job_id: str, photo: PhotoRecord | None) -> 
             await state.catalog.fail_photo(
                 photo.id,
                 error=photo.processing_error or "retry failed",
-                category=photo.error_category or "temporary",
+                category=photo.error_category or Category.TEMPORARY,
             )
         raise

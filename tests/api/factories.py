@@ -87,4 +87,4 @@ async def fail(api: Api, photo_id: str) -> None:
         await task
     info = await api.state.queue.get_job(job_id)
     assert info is not None and info.state is JobState.FAILED, info
-    await api.state.catalog.fail_photo(photo_id, error="cannot decode", category="data")
+    await api.state.catalog.fail_photo(photo_id, error="cannot decode", category="DATA")
