@@ -30,6 +30,16 @@ from protocols.http import (
 )
 
 _REF = "#/components/schemas/{name}"
+#: What an upload may be (by its bytes); keep in step with services/api/uploads.py.
+PHOTO_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/tiff",
+    "image/heif",
+    "image/avif",
+)
 
 #: Every Struct the document refers to by name.
 SCHEMA_TYPES: tuple[type[msgspec.Struct], ...] = (
@@ -99,6 +109,10 @@ _LIMIT = _query(
     "page size; over 200 is 400 `bad_limit`",
 )
 
+_DATE_OR_DATE_TIME = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
+
 
 def _health_paths() -> dict[str, Any]:
     return {
@@ -144,7 +158,12 @@ def _photo_paths() -> dict[str, Any]:
                 "come last under sort=taken.",
                 "parameters": [
                     _LIMIT,
-                    _query("cursor", {"type": "string"}, "`next_cursor` of the previous page"),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                        "`next_cursor` of the previous page (opaque; a cursor the server "
+                        "did not make is 400 `bad_cursor`)",
+                    ),
                     _query(
                         "status",
                         {"enum": ["queued", "processing", "completed", "failed"]},
@@ -157,12 +176,12 @@ def _photo_paths() -> dict[str, Any]:
                     ),
                     _query(
                         "taken_after",
-                        {"type": "string"},
+                        _DATE_OR_DATE_TIME,
                         "ISO 8601 date or date-time (camera wall-clock time); inclusive",
                     ),
                     _query(
                         "taken_before",
-                        {"type": "string"},
+                        _DATE_OR_DATE_TIME,
                         "ISO 8601 date or date-time (camera wall-clock time); exclusive",
                     ),
                     _query(
@@ -197,11 +216,18 @@ def _photo_paths() -> dict[str, Any]:
                             "schema": {
                                 "type": "object",
                                 "required": ["file"],
+                                "additionalProperties": False,
                                 "properties": {
                                     "file": {"type": "string", "format": "binary"},
-                                    "session_id": {"type": "string"},
+                                    "session_id": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                                    },
                                 },
-                            }
+                            },
+                            # The type is read from the file's leading bytes, not from
+                            # this or the file name; anything else is 415.
+                            "encoding": {"file": {"contentType": ", ".join(PHOTO_TYPES)}},
                         }
                     },
                 },
@@ -358,7 +384,11 @@ def _queue_paths() -> dict[str, Any]:
                         },
                         "job state",
                     ),
-                    _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "skip"),
+                    _query(
+                        "offset",
+                        {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 0},
+                        "jobs to skip",
+                    ),
                     _LIMIT,
                 ],
                 "responses": {

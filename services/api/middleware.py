@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import RedisError
 
 from filmstrip.auth import hash_token
@@ -87,6 +88,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "the queue is unreachable; try again shortly",
             {"Retry-After": "5"},
         )
+    except HttpProcessingError as exc:
+        # A malformed body the handler was parsing (e.g. control characters in a multipart
+        # part's headers): the client's fault, not ours.
+        status = exc.code if 400 <= exc.code < 500 else 400
+        resp = error_response(status, "bad_request", f"malformed request: {exc.message}"[:200])
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

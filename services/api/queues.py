@@ -29,6 +29,8 @@ from services.api.state import ApiState, state_of
 QUEUE_PATH = "/v1/queues/photo-processing"
 _STATES = tuple(s.value for s in JobState)
 _NO_STORE = {"Cache-Control": "no-store"}
+# Redis ranges are 64-bit; far below that, and far beyond any real backlog.
+MAX_OFFSET = 1_000_000_000
 
 
 def _admin_state(request: web.Request) -> ApiState:
@@ -72,8 +74,8 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
         offset = int(request.query.get("offset") or 0)
     except ValueError:
         offset = -1
-    if offset < 0:
-        raise ApiError(400, "bad_offset", "offset must be a non-negative integer")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ApiError(400, "bad_offset", f"offset must be an integer from 0 to {MAX_OFFSET}")
     infos = await state.queue.list_jobs(JobState(job_state), offset, limit + 1)
     more = len(infos) > limit
     body = QueueJobPage(
