@@ -139,10 +139,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+# Only these routes verify a signature themselves; a ``sig`` anywhere else must not stand
+# in for a token.
+_SIGNED_BLOB_PATH = re.compile(r"^/v1/photos/[^/]+/(original|derivatives/[^/]+)$")
+
+
 def _is_signed_blob_request(request: web.Request) -> bool:
-    return request.method in ("GET", "HEAD") and "sig" in request.query
+    return (
+        request.method in ("GET", "HEAD")
+        and "sig" in request.query
+        and _SIGNED_BLOB_PATH.match(request.path) is not None
+    )
 
 
 def client_of(request: web.Request) -> ClientRecord:
     """The authenticated client (the auth middleware guarantees one on /v1 routes)."""
+    if CLIENT not in request:
+        # Only reachable if a route is wrongly treated as public: refuse, don't crash.
+        raise ApiError(401, "unauthorized", "send an API token as 'Authorization: Bearer <token>'")
     return request[CLIENT]

@@ -122,3 +122,24 @@ async def test_client_b_reaches_nothing_of_client_a(api: Api) -> None:
     assert await api.state.queue.get_job(f"photo:{failed}") is not None
     assert not await api.state.queue.is_paused()
     assert await api.state.catalog.get_session(session) is not None
+
+
+async def test_a_sig_parameter_opens_only_the_blob_routes(api: Api) -> None:
+    """``?sig=`` lets a request skip the token only where the signature is then checked."""
+    photo = await uploaded(api)
+    session = await new_session(api)
+    for path in (
+        "/v1/photos",
+        f"/v1/photos/{photo}",
+        f"/v1/sessions/{session}",
+        Q,
+        f"{Q}/jobs",
+    ):
+        resp = await api.http.get(f"{api.url}{path}", params={"sig": "x", "exp": "9999999999"})
+        body = await resp.json()
+        assert resp.status == 401, f"{path}: {body}"
+        assert body["error"]["code"] == "unauthorized"
+    blob = await api.http.get(
+        f"{api.url}/v1/photos/{photo}/original", params={"sig": "x", "exp": "9999999999"}
+    )
+    assert blob.status == 403
