@@ -74,6 +74,18 @@ def _json(name: str, description: str) -> dict[str, Any]:
     }
 
 
+def _retry_later(description: str) -> dict[str, Any]:
+    return {
+        **_error(description),
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        },
+    }
+
+
 def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
@@ -100,9 +112,7 @@ _SIGNED = [
 _NO_CONTENT = {"204": {"description": "done; no body"}}
 _AUTH_ERRORS = {"401": _error("missing, unknown or revoked token")}
 _ADMIN_ERRORS = {**_AUTH_ERRORS, "403": _error("the token is not an admin token (`forbidden`)")}
-_UNAVAILABLE = {
-    "503": _error("Redis, the catalog or the blob store is unreachable (with Retry-After)")
-}
+_UNAVAILABLE = {"503": _retry_later("Redis, the catalog or the blob store is unreachable")}
 _LIMIT = _query(
     "limit",
     {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
@@ -239,7 +249,9 @@ def _photo_paths() -> dict[str, Any]:
                     "404": _error("the named upload session does not exist"),
                     "413": _error("over the size limit"),
                     "415": _error("not a supported photo type"),
-                    "503": _error("queue, blob store or catalog unavailable, or queue full"),
+                    "503": _retry_later(
+                        "queue, blob store or catalog unavailable, or queue full (`queue_full`)"
+                    ),
                 },
             },
         },
