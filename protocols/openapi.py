@@ -215,7 +215,7 @@ def _photo_paths() -> dict[str, Any]:
                         "in": "header",
                         "required": False,
                         "description": "hex SHA-256 of the file: a duplicate is answered "
-                        "before the body is read",
+                        "before the body is read, and a body that does not match is refused",
                         "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
                     }
                 ],
@@ -244,7 +244,10 @@ def _photo_paths() -> dict[str, Any]:
                 "responses": {
                     "201": _json("UploadAccepted", "accepted and queued"),
                     "200": _json("UploadAccepted", "the client already has these bytes"),
-                    "400": _error("empty file, missing field or malformed body"),
+                    "400": _error(
+                        "empty file, missing field, malformed body, or the bytes do not match "
+                        "X-Content-SHA256 (`checksum_mismatch`)"
+                    ),
                     **_AUTH_ERRORS,
                     "404": _error("the named upload session does not exist"),
                     "413": _error("over the size limit"),

@@ -83,3 +83,20 @@ async def test_same_bytes_by_another_client_is_a_separate_photo(api: Api) -> Non
     assert resp.status == 201, body
     assert body["photo_id"] != mine and body["duplicate"] is False
     assert await api.waiting_jobs() == 2
+
+
+async def test_declared_hash_that_does_not_match_the_bytes_is_400(api: Api) -> None:
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    resp = await api.upload(fake_jpeg(), headers={"X-Content-SHA256": wrong})
+    body = await resp.json()
+    assert resp.status == 400, body
+    assert body["error"]["code"] == "checksum_mismatch"
+    assert await api.photo_count() == 0
+    assert api.blob_files() == []
+    assert await api.waiting_jobs() == 0
+
+
+async def test_declared_hash_that_matches_is_accepted(api: Api) -> None:
+    data = fake_jpeg()
+    resp = await api.upload(data, headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()})
+    assert resp.status == 201, await resp.text()
