@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -48,3 +48,133 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     derivatives: list[Derivative]
     metadata: dict[str, Any] | None
     error: str | None
+
+
+# --- Client features: sessions, listing, checks, retries, queue admin -------------------
+
+
+class SessionCreated(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    created_at: str
+
+
+class SessionCounts(msgspec.Struct, frozen=True, kw_only=True):
+    queued: int
+    processing: int
+    completed: int
+    failed: int
+    total: int
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    """An upload session: how far its photos are, and their ids (oldest first)."""
+
+    session_id: str
+    created_at: str
+    counts: SessionCounts
+    photo_ids: list[str]
+
+
+class PhotoPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of ``GET /v1/photos``; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    items: list[Photo]
+    next_cursor: str | None
+
+
+Sha256Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{64}$")]
+
+
+class HashCheck(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/photos/check``: which of these SHA-256 digests the client already has."""
+
+    sha256: Annotated[list[Sha256Hex], msgspec.Meta(max_length=1000)]
+
+
+class HashCheckResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Digest (lower-case hex) → the existing photo's id; absent digests are new."""
+
+    existing: dict[str, str]
+
+
+class RetryAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """A failed job sent back to the queue; ``photo_id`` is null for a non-photo job."""
+
+    photo_id: str | None
+    job_id: str
+    status: str
+
+
+class QueueCounts(msgspec.Struct, frozen=True, kw_only=True):
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+
+
+class QueueWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """Jobs finished (completed or dead-lettered) within one time window."""
+
+    total: int
+    completed: int
+    failed: int
+    success_rate: float
+    avg_processing_ms: float
+    throughput_per_min: float
+
+
+class QueueWindows(msgspec.Struct, frozen=True, kw_only=True):
+    last_1h: QueueWindow
+    last_24h: QueueWindow
+    last_7d: QueueWindow
+
+
+class QueueOverview(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    paused: bool
+    counts: QueueCounts
+    stats: QueueWindows
+
+
+class JobFailure(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    category: str
+    message: str
+
+
+class QueueJob(msgspec.Struct, frozen=True, kw_only=True):
+    """One job as the admin API shows it (times are epoch milliseconds)."""
+
+    job_id: str
+    photo_id: str | None
+    state: str
+    priority: int
+    attempts: int
+    attempts_made: int
+    progress: int
+    created_at_ms: int
+    processed_at_ms: int | None
+    finished_at_ms: int | None
+    delayed_until_ms: int | None
+    error: JobFailure | None
+
+
+class QueueJobPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[QueueJob]
+    offset: int
+    limit: int
+    next_offset: int | None
+
+
+class QueueControl(msgspec.Struct, frozen=True, kw_only=True):
+    paused: bool
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    checks: dict[str, str]

@@ -1,14 +1,63 @@
-"""The HTTP API as an OpenAPI 3.1 document, built from the same Structs the code uses."""
+"""The HTTP API as an OpenAPI 3.1 document, built from the same Structs the code uses.
+
+The paths come in sections, one per area of the api (:data:`SECTIONS`); an area adds its
+routes by adding a section. ``tests/api/test_openapi.py`` fails when the running routes
+and this document disagree.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from protocols.http import ErrorBody, Photo, UploadAccepted
+from protocols.http import (
+    ErrorBody,
+    HashCheck,
+    HashCheckResult,
+    Health,
+    Photo,
+    PhotoPage,
+    QueueControl,
+    QueueJobPage,
+    QueueOverview,
+    Readiness,
+    RetryAccepted,
+    Session,
+    SessionCreated,
+    UploadAccepted,
+)
 
 _REF = "#/components/schemas/{name}"
+#: What an upload may be (by its bytes); keep in step with services/api/uploads.py.
+PHOTO_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/tiff",
+    "image/heif",
+    "image/avif",
+)
+
+#: Every Struct the document refers to by name.
+SCHEMA_TYPES: tuple[type[msgspec.Struct], ...] = (
+    ErrorBody,
+    UploadAccepted,
+    Photo,
+    PhotoPage,
+    HashCheck,
+    HashCheckResult,
+    RetryAccepted,
+    SessionCreated,
+    Session,
+    QueueOverview,
+    QueueJobPage,
+    QueueControl,
+    Health,
+    Readiness,
+)
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -25,12 +74,33 @@ def _json(name: str, description: str) -> dict[str, Any]:
     }
 
 
-_PHOTO_ID = {
-    "name": "photo_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
+def _retry_later(description: str) -> dict[str, Any]:
+    return {
+        **_error(description),
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        },
+    }
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_PHOTO_ID = _path_param("photo_id", {"type": "string", "format": "uuid"})
 _BINARY = {
     "description": "the bytes",
     "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
@@ -39,17 +109,28 @@ _SIGNED = [
     {"name": "exp", "in": "query", "required": False, "schema": {"type": "string"}},
     {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"}},
 ]
+_NO_CONTENT = {"204": {"description": "done; no body"}}
 _AUTH_ERRORS = {"401": _error("missing, unknown or revoked token")}
+_ADMIN_ERRORS = {**_AUTH_ERRORS, "403": _error("the token is not an admin token (`forbidden`)")}
+_UNAVAILABLE = {"503": _retry_later("Redis, the catalog or the blob store is unreachable")}
+_LIMIT = _query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    "page size; over 200 is 400 `bad_limit`",
+)
+
+_DATE_OR_DATE_TIME = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
 
 
-def paths() -> dict[str, Any]:
-    """Every route of the api."""
+def _health_paths() -> dict[str, Any]:
     return {
         "/healthz": {
             "get": {
                 "summary": "Liveness",
                 "security": [],
-                "responses": {"200": {"description": "the process is up"}},
+                "responses": {"200": _json("Health", "the process is up")},
             }
         },
         "/readyz": {
@@ -57,12 +138,75 @@ def paths() -> dict[str, Any]:
                 "summary": "Readiness: Redis, catalog and blob store reachable",
                 "security": [],
                 "responses": {
-                    "200": {"description": "ready"},
-                    "503": {"description": "a dependency is unreachable"},
+                    "200": _json("Readiness", "ready"),
+                    "503": _json("Readiness", "a dependency is unreachable"),
                 },
             }
         },
+        "/v1/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the OpenAPI 3.1 document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    }
+
+
+def _photo_paths() -> dict[str, Any]:
+    return {
         "/v1/photos": {
+            "get": {
+                "summary": "The client's photos, newest first, in keyset pages",
+                "description": "Pages are stable under concurrent uploads: a photo is "
+                "never skipped or repeated while paging. Photos without a date taken "
+                "come last under sort=taken.",
+                "parameters": [
+                    _LIMIT,
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                        "`next_cursor` of the previous page (opaque; a cursor the server "
+                        "did not make is 400 `bad_cursor`)",
+                    ),
+                    _query(
+                        "status",
+                        {"enum": ["queued", "processing", "completed", "failed"]},
+                        "only photos in this status",
+                    ),
+                    _query(
+                        "session_id",
+                        {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                        "only photos of this upload session",
+                    ),
+                    _query(
+                        "taken_after",
+                        _DATE_OR_DATE_TIME,
+                        "ISO 8601 date or date-time (camera wall-clock time); inclusive",
+                    ),
+                    _query(
+                        "taken_before",
+                        _DATE_OR_DATE_TIME,
+                        "ISO 8601 date or date-time (camera wall-clock time); exclusive",
+                    ),
+                    _query(
+                        "sort",
+                        {"enum": ["uploaded", "taken"], "default": "uploaded"},
+                        "order by upload time or by date taken, newest first",
+                    ),
+                ],
+                "responses": {
+                    "200": _json("PhotoPage", "one page"),
+                    "400": _error("bad limit, cursor, status, session id, date or sort"),
+                    **_AUTH_ERRORS,
+                    **_UNAVAILABLE,
+                },
+            },
             "post": {
                 "summary": "Upload a photo (multipart, streamed)",
                 "parameters": [
@@ -71,7 +215,7 @@ def paths() -> dict[str, Any]:
                         "in": "header",
                         "required": False,
                         "description": "hex SHA-256 of the file: a duplicate is answered "
-                        "before the body is read",
+                        "before the body is read, and a body that does not match is refused",
                         "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
                     }
                 ],
@@ -82,23 +226,53 @@ def paths() -> dict[str, Any]:
                             "schema": {
                                 "type": "object",
                                 "required": ["file"],
+                                "additionalProperties": False,
                                 "properties": {
                                     "file": {"type": "string", "format": "binary"},
-                                    "session_id": {"type": "string"},
+                                    "session_id": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                                    },
                                 },
-                            }
+                            },
+                            # The type is read from the file's leading bytes, not from
+                            # this or the file name; anything else is 415.
+                            "encoding": {"file": {"contentType": ", ".join(PHOTO_TYPES)}},
                         }
                     },
                 },
                 "responses": {
                     "201": _json("UploadAccepted", "accepted and queued"),
                     "200": _json("UploadAccepted", "the client already has these bytes"),
-                    "400": _error("empty file, missing field or malformed body"),
+                    "400": _error(
+                        "empty file, missing field, malformed body, or the bytes do not match "
+                        "X-Content-SHA256 (`checksum_mismatch`)"
+                    ),
                     **_AUTH_ERRORS,
                     "404": _error("the named upload session does not exist"),
                     "413": _error("over the size limit"),
                     "415": _error("not a supported photo type"),
-                    "503": _error("queue, blob store or catalog unavailable, or queue full"),
+                    "503": _retry_later(
+                        "queue, blob store or catalog unavailable, or queue full (`queue_full`)"
+                    ),
+                },
+            },
+        },
+        "/v1/photos/check": {
+            "post": {
+                "summary": "Which of these SHA-256 digests the client already has",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": _REF.format(name="HashCheck")}}
+                    },
+                },
+                "responses": {
+                    "200": _json("HashCheckResult", "digest → existing photo id"),
+                    "400": _error("not JSON, or not up to 1000 hex SHA-256 digests"),
+                    **_AUTH_ERRORS,
+                    "413": _error("body too large"),
+                    **_UNAVAILABLE,
                 },
             }
         },
@@ -110,6 +284,32 @@ def paths() -> dict[str, Any]:
                     "200": _json("Photo", "the photo"),
                     **_AUTH_ERRORS,
                     "404": _error("no such photo for this client"),
+                    **_UNAVAILABLE,
+                },
+            },
+            "delete": {
+                "summary": "Delete a photo, its original, its derivatives and a waiting job",
+                "description": "Idempotent in effect: a second call answers 404 "
+                "`photo_not_found`. A worker mid-job for the photo discards its results.",
+                "parameters": [_PHOTO_ID],
+                "responses": {
+                    **_NO_CONTENT,
+                    **_AUTH_ERRORS,
+                    "404": _error("no such photo for this client (or already deleted)"),
+                    **_UNAVAILABLE,
+                },
+            },
+        },
+        "/v1/photos/{photo_id}/retry": {
+            "post": {
+                "summary": "Queue a failed photo again",
+                "parameters": [_PHOTO_ID],
+                "responses": {
+                    "202": _json("RetryAccepted", "queued again"),
+                    **_AUTH_ERRORS,
+                    "404": _error("no such photo for this client"),
+                    "409": _error("the photo has not failed (`not_failed`)"),
+                    **_UNAVAILABLE,
                 },
             }
         },
@@ -124,17 +324,14 @@ def paths() -> dict[str, Any]:
                     **_AUTH_ERRORS,
                     "403": _error("bad or expired signature"),
                     "404": _error("no such photo for this client"),
+                    **_UNAVAILABLE,
                 },
             }
         },
         "/v1/photos/{photo_id}/derivatives/{name}": {
             "get": {
                 "summary": "One derivative (thumbnail, preview, optimized)",
-                "parameters": [
-                    _PHOTO_ID,
-                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-                    *_SIGNED,
-                ],
+                "parameters": [_PHOTO_ID, _path_param("name", {"type": "string"}), *_SIGNED],
                 "security": [{"bearer": []}, {}],
                 "responses": {
                     "200": _BINARY,
@@ -142,30 +339,172 @@ def paths() -> dict[str, Any]:
                     **_AUTH_ERRORS,
                     "403": _error("bad or expired signature"),
                     "404": _error("no such photo or derivative"),
+                    **_UNAVAILABLE,
                 },
             }
         },
     }
 
 
+def _session_paths() -> dict[str, Any]:
+    return {
+        "/v1/sessions": {
+            "post": {
+                "summary": "Start an upload session (name it as `session_id` on uploads)",
+                "responses": {
+                    "201": _json("SessionCreated", "the new session"),
+                    **_AUTH_ERRORS,
+                    **_UNAVAILABLE,
+                },
+            }
+        },
+        "/v1/sessions/{session_id}": {
+            "get": {
+                "summary": "A session: photo counts by status and photo ids",
+                "parameters": [_path_param("session_id", {"type": "string"})],
+                "responses": {
+                    "200": _json("Session", "the session"),
+                    **_AUTH_ERRORS,
+                    "404": _error("no such session for this client"),
+                    **_UNAVAILABLE,
+                },
+            }
+        },
+    }
+
+
+def _queue_paths() -> dict[str, Any]:
+    base = "/v1/queues/photo-processing"
+    job_id = _path_param("job_id", {"type": "string"})
+    return {
+        base: {
+            "get": {
+                "summary": "Jobs per state and throughput over 1 h, 24 h and 7 d (admin)",
+                "responses": {
+                    "200": _json("QueueOverview", "the queue"),
+                    **_ADMIN_ERRORS,
+                    **_UNAVAILABLE,
+                },
+            }
+        },
+        f"{base}/jobs": {
+            "get": {
+                "summary": "One page of jobs in a state, failed by default (admin)",
+                "parameters": [
+                    _query(
+                        "state",
+                        {
+                            "enum": ["waiting", "delayed", "active", "completed", "failed"],
+                            "default": "failed",
+                        },
+                        "job state",
+                    ),
+                    _query(
+                        "offset",
+                        {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 0},
+                        "jobs to skip",
+                    ),
+                    _LIMIT,
+                ],
+                "responses": {
+                    "200": _json("QueueJobPage", "one page"),
+                    "400": _error("bad state, offset or limit"),
+                    **_ADMIN_ERRORS,
+                    **_UNAVAILABLE,
+                },
+            }
+        },
+        f"{base}/jobs/{{job_id}}": {
+            "delete": {
+                "summary": "Remove a failed job (its photo stays failed) (admin)",
+                "parameters": [job_id],
+                "responses": {
+                    **_NO_CONTENT,
+                    **_ADMIN_ERRORS,
+                    "404": _error("no failed job with this id"),
+                    **_UNAVAILABLE,
+                },
+            }
+        },
+        f"{base}/jobs/{{job_id}}/retry": {
+            "post": {
+                "summary": "Send a failed job back to waiting and its photo to queued (admin)",
+                "parameters": [job_id],
+                "responses": {
+                    "202": _json("RetryAccepted", "waiting again"),
+                    **_ADMIN_ERRORS,
+                    "404": _error("no failed job with this id"),
+                    **_UNAVAILABLE,
+                },
+            }
+        },
+        f"{base}/pause": {
+            "post": {
+                "summary": "Workers take no new jobs; running ones finish (admin)",
+                "responses": {
+                    "200": _json("QueueControl", "paused"),
+                    **_ADMIN_ERRORS,
+                    **_UNAVAILABLE,
+                },
+            }
+        },
+        f"{base}/resume": {
+            "post": {
+                "summary": "Workers take jobs again (admin)",
+                "responses": {
+                    "200": _json("QueueControl", "running"),
+                    **_ADMIN_ERRORS,
+                    **_UNAVAILABLE,
+                },
+            }
+        },
+    }
+
+
+#: One builder per area of the api; the tus uploads area (/v1/uploads) adds its own.
+SECTIONS: tuple[Callable[[], dict[str, Any]], ...] = (
+    _health_paths,
+    _photo_paths,
+    _session_paths,
+    _queue_paths,
+)
+
+
+def paths() -> dict[str, Any]:
+    """Every route of the api."""
+    merged: dict[str, Any] = {}
+    for section in SECTIONS:
+        for path, operations in section().items():
+            clash = set(merged.get(path, {})) & set(operations)
+            if clash:
+                raise ValueError(f"{path} {sorted(clash)} is documented twice")
+            merged.setdefault(path, {}).update(operations)
+    return merged
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document."""
-    _, components = msgspec.json.schema_components(
-        [ErrorBody, UploadAccepted, Photo], ref_template=_REF
-    )
+    _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=_REF)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Filmstrip API",
             "version": "1",
             "description": "Upload photos, follow their processing, fetch derivatives. "
-            'Every error is {"error": {"code", "message"}}.',
+            'Every error is {"error": {"code", "message"}}; `code` is stable and '
+            "machine-readable.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths(),
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API token from `filmstrip token create <client>`",
+                }
+            },
         },
     }

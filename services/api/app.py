@@ -16,7 +16,17 @@ from filmstrip.events import EventPublisher
 from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.settings import Settings
 from protocols import openapi
-from services.api import health, photos, uploads
+from services.api import (
+    checks,
+    deletion,
+    health,
+    listing,
+    photos,
+    queues,
+    retries,
+    sessions,
+    uploads,
+)
 from services.api.json import json_response
 from services.api.middleware import auth_middleware, error_middleware, trace_middleware
 from services.api.reconciler import run_reconciler
@@ -43,6 +53,21 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.router.add_get("/v1/photos/{photo_id}", photos.get_photo)
     app.router.add_get("/v1/photos/{photo_id}/original", photos.get_original)
     app.router.add_get("/v1/photos/{photo_id}/derivatives/{name}", photos.get_derivative)
+
+    # --- client features: listing, deletion, duplicate checks, retries, sessions, queue admin
+    app.router.add_get("/v1/photos", listing.list_photos)
+    app.router.add_post("/v1/photos/check", checks.check_hashes)
+    app.router.add_delete("/v1/photos/{photo_id}", deletion.delete_photo)
+    app.router.add_post("/v1/photos/{photo_id}/retry", retries.retry_photo)
+    app.router.add_post("/v1/sessions", sessions.create_session)
+    app.router.add_get("/v1/sessions/{session_id}", sessions.get_session)
+    q = queues.QUEUE_PATH
+    app.router.add_get(q, queues.queue_overview)
+    app.router.add_get(f"{q}/jobs", queues.list_jobs)
+    app.router.add_post(f"{q}/jobs/{{job_id}}/retry", queues.retry_job)
+    app.router.add_delete(f"{q}/jobs/{{job_id}}", queues.remove_job)
+    app.router.add_post(f"{q}/pause", queues.pause)
+    app.router.add_post(f"{q}/resume", queues.resume)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = aioredis.Redis.from_url(

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import RedisError
 
 from filmstrip.auth import hash_token
@@ -87,6 +88,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "the queue is unreachable; try again shortly",
             {"Retry-After": "5"},
         )
+    except HttpProcessingError as exc:
+        # A malformed body the handler was parsing (e.g. control characters in a multipart
+        # part's headers): the client's fault, not ours.
+        status = exc.code if 400 <= exc.code < 500 else 400
+        resp = error_response(status, "bad_request", f"malformed request: {exc.message}"[:200])
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -133,10 +139,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+# Only these routes verify a signature themselves; a ``sig`` anywhere else must not stand
+# in for a token.
+_SIGNED_BLOB_PATH = re.compile(r"^/v1/photos/[^/]+/(original|derivatives/[^/]+)$")
+
+
 def _is_signed_blob_request(request: web.Request) -> bool:
-    return request.method in ("GET", "HEAD") and "sig" in request.query
+    return (
+        request.method in ("GET", "HEAD")
+        and "sig" in request.query
+        and _SIGNED_BLOB_PATH.match(request.path) is not None
+    )
 
 
 def client_of(request: web.Request) -> ClientRecord:
     """The authenticated client (the auth middleware guarantees one on /v1 routes)."""
+    if CLIENT not in request:
+        # Only reachable if a route is wrongly treated as public: refuse, don't crash.
+        raise ApiError(401, "unauthorized", "send an API token as 'Authorization: Bearer <token>'")
     return request[CLIENT]

@@ -121,6 +121,11 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
     try:
         trailing = await _trailing_fields(reader)
         session_id = trailing.get("session_id") or session_id
+        if declared and declared != digest.hexdigest():
+            # The client said what it sent; what arrived differs (a proxy or a bug mangled it).
+            raise ApiError(
+                400, "checksum_mismatch", "the file's SHA-256 differs from X-Content-SHA256"
+            )
         return await _record(
             request, state, photo_id, blob_key, content_type, size, digest.hexdigest(), session_id
         )

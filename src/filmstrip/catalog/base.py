@@ -274,8 +274,11 @@ class Catalog(abc.ABC):
         sort: str = "uploaded",
         after: tuple[str, str] | None = None,
     ) -> list[PhotoRecord]:
-        """The client's photos, newest first, after the keyset cursor ``(sort key, id)``."""
-        column = "taken_at" if sort == "taken" else "uploaded_at"
+        """The client's photos, newest first, after the keyset cursor ``(sort key, id)``.
+
+        Under ``sort="taken"`` photos without a date taken follow every dated one; their
+        cursor key is ``""``.
+        """
         where = ["client_id = ?"]
         params: list[Any] = [client_id]
         if status:
@@ -290,18 +293,40 @@ class Catalog(abc.ABC):
         if taken_before:
             where.append("taken_at < ?")
             params.append(taken_before)
-        if sort == "taken":
-            # Photos without a date taken sort last and are not listed by this ordering's
-            # cursor arithmetic; COALESCE keeps the keyset total.
-            column = "COALESCE(taken_at, '')"
-        if after is not None:
-            where.append(f"({column} < ? OR ({column} = ? AND id < ?))")
-            params.extend([after[0], after[0], after[1]])
-        params.append(limit)
+        # Row-value comparisons let the (client_id, <key>, id) index seek straight to the
+        # cursor; an OR of comparisons (or COALESCE) makes the engine scan and sort instead.
+        if sort != "taken":
+            keyset = ["(uploaded_at, id) < (?, ?)"] if after else []
+            return await self._photo_page(
+                where + keyset, [*params, *(after or ())], "uploaded_at DESC, id DESC", limit
+            )
+        page: list[PhotoRecord] = []
+        in_undated = after is not None and after[0] == ""
+        if not in_undated:
+            keyset = ["(taken_at, id) < (?, ?)"] if after else []
+            page = await self._photo_page(
+                [*where, "taken_at IS NOT NULL", *keyset],
+                [*params, *(after or ())],
+                "taken_at DESC, id DESC",
+                limit,
+            )
+        if len(page) < limit and not (taken_after or taken_before):
+            keyset = ["id < ?"] if in_undated and after else []
+            page += await self._photo_page(
+                [*where, "taken_at IS NULL", *keyset],
+                [*params, *([after[1]] if in_undated and after else [])],
+                "id DESC",
+                limit - len(page),
+            )
+        return page
+
+    async def _photo_page(
+        self, where: list[str], params: list[Any], order: str, limit: int
+    ) -> list[PhotoRecord]:
         rows = await self._fetchall(
             f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {' AND '.join(where)} "
-            f"ORDER BY {column} DESC, id DESC LIMIT ?",
-            params,
+            f"ORDER BY {order} LIMIT ?",
+            [*params, limit],
         )
         return [_photo(r) for r in rows]
 

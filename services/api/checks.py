@@ -1,0 +1,35 @@
+"""``POST /v1/photos/check``: which of a batch of SHA-256 digests the client already has,
+so a client syncing a camera roll uploads only what is new."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from protocols.http import HashCheck, HashCheckResult
+from services.api.errors import ApiError
+from services.api.json import json_response
+from services.api.middleware import client_of
+from services.api.state import state_of
+
+_decoder = msgspec.json.Decoder(HashCheck)
+# 1000 digests of 64 hex digits in JSON fit easily; anything larger is not a valid batch.
+MAX_BODY = 128 * 1024
+
+
+async def check_hashes(request: web.Request) -> web.StreamResponse:
+    """``{"sha256": [...]}`` (up to 1000) → ``{"existing": {digest: photo_id}}``."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "too_large", "send at most 1000 digests per request")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "too_large", "send at most 1000 digests per request")
+    try:
+        check = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "bad_request", f"invalid body: {exc}") from None
+    except msgspec.DecodeError:
+        raise ApiError(400, "bad_json", 'send JSON: {"sha256": ["<64 hex digits>", ...]}') from None
+    hashes = sorted({h.lower() for h in check.sha256})
+    existing = await state_of(request).catalog.existing_sha256(client_of(request).id, hashes)
+    return json_response(HashCheckResult(existing=existing), headers={"Cache-Control": "no-store"})

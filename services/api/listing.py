@@ -1,0 +1,99 @@
+"""``GET /v1/photos``: the client's photos, newest first, in keyset (cursor) pages.
+
+Keyset paging on ``(sort key, id)`` is stable under concurrent inserts: a new upload sorts
+before every page already served, so no photo is skipped or served twice while paging.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+
+from filmstrip.catalog import PhotoRecord, PhotoStatus
+from protocols.http import PhotoPage
+from services.api.cursors import BadCursor, decode_cursor, encode_cursor
+from services.api.errors import ApiError
+from services.api.ids import SESSION_ID
+from services.api.json import json_response
+from services.api.middleware import client_of
+from services.api.photos import photo_body
+from services.api.state import state_of
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+SORTS = ("uploaded", "taken")
+
+
+async def list_photos(request: web.Request) -> web.StreamResponse:
+    """One page of the caller's photos, filtered and sorted by the query."""
+    state = state_of(request)
+    client = client_of(request)
+    query = request.query
+    limit = parse_limit(query.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    sort = query.get("sort", "uploaded")
+    if sort not in SORTS:
+        raise ApiError(400, "bad_sort", "sort must be 'uploaded' or 'taken'")
+    status = query.get("status") or None
+    if status is not None and status not in PhotoStatus.ALL:
+        raise ApiError(400, "bad_status", f"status must be one of {', '.join(PhotoStatus.ALL)}")
+    session_id = query.get("session_id") or None
+    if session_id is not None and not SESSION_ID.match(session_id):
+        raise ApiError(400, "bad_session_id", "session_id must be 1-64 of [A-Za-z0-9_-]")
+    after = None
+    if cursor := query.get("cursor"):
+        try:
+            after = decode_cursor(cursor, sort)
+        except BadCursor as exc:
+            raise ApiError(400, "bad_cursor", str(exc)) from None
+
+    # One extra row tells whether another page exists without a second query.
+    rows = await state.catalog.list_photos(
+        client.id,
+        limit=limit + 1,
+        status=status,
+        session_id=session_id,
+        taken_after=_taken_bound(query.get("taken_after"), "taken_after"),
+        taken_before=_taken_bound(query.get("taken_before"), "taken_before"),
+        sort=sort,
+        after=after,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor(sort, _sort_key(page[-1], sort), page[-1].id) if more else None
+    body = PhotoPage(items=[photo_body(state, p) for p in page], next_cursor=next_cursor)
+    return json_response(body, headers={"Cache-Control": "no-store"})
+
+
+def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
+    """A ``limit`` query value in 1..maximum; 400 ``bad_limit`` otherwise."""
+    if raw is None or raw == "":
+        return default
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= maximum:
+        raise ApiError(400, "bad_limit", f"limit must be an integer from 1 to {maximum}")
+    return limit
+
+
+def _sort_key(photo: PhotoRecord, sort: str) -> str:
+    # Must match the catalog's ORDER BY: photos without a date taken sort as "".
+    return (photo.taken_at or "") if sort == "taken" else photo.uploaded_at
+
+
+def _taken_bound(raw: str | None, name: str) -> str | None:
+    """An ISO date or date-time as the catalog compares ``taken_at``.
+
+    ``taken_at`` is the camera's wall-clock time (EXIF rarely says which zone), so a
+    bound is compared on its wall-clock digits too; an offset on it is ignored.
+    """
+    if raw is None or raw == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(
+            400, "bad_date", f"{name} must be an ISO 8601 date or date-time, e.g. 2024-05-31"
+        ) from None
+    return moment.replace(tzinfo=None).isoformat()

@@ -1,0 +1,156 @@
+"""Queue administration (``/v1/queues/photo-processing``): counts, stats, failed jobs,
+retry, removal, pause and resume. Admin tokens only; everyone else gets 403."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from filmstrip.catalog import PhotoStatus
+from filmstrip.queue import JobInfo, JobState, WindowStats
+from protocols.http import (
+    JobFailure,
+    QueueControl,
+    QueueCounts,
+    QueueJob,
+    QueueJobPage,
+    QueueOverview,
+    QueueWindow,
+    QueueWindows,
+    RetryAccepted,
+)
+from services.api.errors import ApiError
+from services.api.ids import photo_of_job
+from services.api.json import json_response
+from services.api.listing import parse_limit
+from services.api.middleware import client_of
+from services.api.retries import send_back
+from services.api.state import ApiState, state_of
+
+QUEUE_PATH = "/v1/queues/photo-processing"
+_STATES = tuple(s.value for s in JobState)
+_NO_STORE = {"Cache-Control": "no-store"}
+# Redis ranges are 64-bit; far below that, and far beyond any real backlog.
+MAX_OFFSET = 1_000_000_000
+
+
+def _admin_state(request: web.Request) -> ApiState:
+    if not client_of(request).is_admin:
+        raise ApiError(403, "forbidden", "queue administration needs an admin token")
+    return state_of(request)
+
+
+async def queue_overview(request: web.Request) -> web.StreamResponse:
+    """``GET``: jobs per state, paused or not, and throughput over 1 h, 24 h and 7 d."""
+    state = _admin_state(request)
+    counts = await state.queue.counts()
+    stats = await state.queue.stats()
+    body = QueueOverview(
+        name=state.settings.queue_name,
+        paused=bool(counts["paused"]),
+        counts=QueueCounts(
+            waiting=counts["waiting"],
+            active=counts["active"],
+            delayed=counts["delayed"],
+            completed=counts["completed"],
+            failed=counts["failed"],
+        ),
+        stats=QueueWindows(
+            last_1h=_window(stats.last_1h),
+            last_24h=_window(stats.last_24h),
+            last_7d=_window(stats.last_7d),
+        ),
+    )
+    return json_response(body, headers=_NO_STORE)
+
+
+async def list_jobs(request: web.Request) -> web.StreamResponse:
+    """``GET .../jobs?state=failed&offset=0&limit=50``: one page of jobs in a state."""
+    state = _admin_state(request)
+    job_state = request.query.get("state", JobState.FAILED.value)
+    if job_state not in _STATES:
+        raise ApiError(400, "bad_state", f"state must be one of {', '.join(_STATES)}")
+    limit = parse_limit(request.query.get("limit"), default=50, maximum=200)
+    try:
+        offset = int(request.query.get("offset") or 0)
+    except ValueError:
+        offset = -1
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ApiError(400, "bad_offset", f"offset must be an integer from 0 to {MAX_OFFSET}")
+    infos = await state.queue.list_jobs(JobState(job_state), offset, limit + 1)
+    more = len(infos) > limit
+    body = QueueJobPage(
+        items=[_job_view(i) for i in infos[:limit]],
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if more else None,
+    )
+    return json_response(body, headers=_NO_STORE)
+
+
+async def retry_job(request: web.Request) -> web.StreamResponse:
+    """``POST .../jobs/{job_id}/retry``: a failed job back to waiting, its photo to queued."""
+    state = _admin_state(request)
+    job_id = request.match_info["job_id"]
+    info = await state.queue.get_job(job_id)
+    if info is None or info.state is not JobState.FAILED:
+        raise ApiError(404, "job_not_found", f"no failed job {job_id!r}")
+    photo_id = photo_of_job(job_id)
+    photo = await state.catalog.get_photo(photo_id) if photo_id else None
+    await send_back(state, job_id, photo)
+    body = RetryAccepted(photo_id=photo_id, job_id=job_id, status=PhotoStatus.QUEUED)
+    return json_response(body, status=202)
+
+
+async def remove_job(request: web.Request) -> web.StreamResponse:
+    """``DELETE .../jobs/{job_id}``: forget a failed job (its photo stays failed)."""
+    state = _admin_state(request)
+    job_id = request.match_info["job_id"]
+    if not await state.queue.remove_failed(job_id):
+        raise ApiError(404, "job_not_found", f"no failed job {job_id!r}")
+    return web.Response(status=204)
+
+
+async def pause(request: web.Request) -> web.StreamResponse:
+    """``POST .../pause``: workers take no new jobs; running ones finish."""
+    state = _admin_state(request)
+    await state.queue.pause()
+    return json_response(QueueControl(paused=True))
+
+
+async def resume(request: web.Request) -> web.StreamResponse:
+    """``POST .../resume``: workers take jobs again."""
+    state = _admin_state(request)
+    await state.queue.resume()
+    return json_response(QueueControl(paused=False))
+
+
+def _window(w: WindowStats) -> QueueWindow:
+    return QueueWindow(
+        total=w.total,
+        completed=w.completed,
+        failed=w.failed,
+        success_rate=w.success_rate,
+        avg_processing_ms=w.avg_processing_ms,
+        throughput_per_min=w.throughput_per_min,
+    )
+
+
+def _job_view(info: JobInfo) -> QueueJob:
+    return QueueJob(
+        job_id=info.id,
+        photo_id=photo_of_job(info.id),
+        state=info.state.value,
+        priority=info.priority,
+        attempts=info.attempts,
+        attempts_made=info.attempts_made,
+        progress=info.progress,
+        created_at_ms=info.created_at_ms,
+        processed_at_ms=info.processed_at_ms,
+        finished_at_ms=info.finished_at_ms,
+        delayed_until_ms=info.delayed_until_ms,
+        error=JobFailure(
+            code=info.error.code, category=info.error.category, message=info.error.message
+        )
+        if info.error
+        else None,
+    )

@@ -1,0 +1,49 @@
+"""Uploads are refused with 503 + Retry-After while too many jobs wait, and leave nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from services.api.state import STATE
+from services.cli.tokens import issue_token
+from tests.api.conftest import Api, api_settings, start_api
+from tests.api.factories import fake_jpeg, uploaded
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture
+async def small_queue_api(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[Api]:
+    settings = api_settings(tmp_path, redis_server.url, queue_max_waiting="2")
+    runner, url = await start_api(settings)
+    state = runner.app[STATE]
+    _client, token = await issue_token(state.catalog, "dana", admin=False)
+    async with aiohttp.ClientSession() as http:
+        yield Api(url=url, token=token, settings=settings, state=state, http=http)
+    await runner.cleanup()
+
+
+async def test_upload_over_the_waiting_limit_is_503_queue_full(small_queue_api: Api) -> None:
+    api = small_queue_api
+    accepted = [await uploaded(api), await uploaded(api)]
+    files_before = api.blob_files()
+
+    resp = await api.upload(fake_jpeg())
+    body = await resp.json()
+    assert resp.status == 503, body
+    assert body["error"]["code"] == "queue_full"
+    assert int(resp.headers["Retry-After"]) > 0
+
+    assert api.blob_files() == files_before
+    assert await api.photo_count() == 2
+    assert await api.waiting_jobs() == 2
+
+    # Once a job leaves the queue, uploads are accepted again.
+    assert await api.state.queue.cancel(f"photo:{accepted[0]}")
+    assert (await api.upload(fake_jpeg())).status == 201

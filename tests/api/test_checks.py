@@ -1,0 +1,102 @@
+"""Duplicates: POST /v1/photos/check and the X-Content-SHA256 short cut."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.api.conftest import Api
+from tests.api.factories import fake_jpeg, uploaded
+
+
+async def test_check_names_the_existing_hashes(api: Api) -> None:
+    data = fake_jpeg()
+    photo_id = await uploaded(api, data=data)
+    have = hashlib.sha256(data).hexdigest()
+    new = hashlib.sha256(b"never uploaded").hexdigest()
+
+    resp = await api.http.post(
+        f"{api.url}/v1/photos/check",
+        json={"sha256": [new, have.upper(), have]},
+        headers=api.auth,
+    )
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body == {"existing": {have: photo_id}}
+
+
+async def test_check_accepts_1000_and_refuses_1001(api: Api) -> None:
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1001)]
+    ok = await api.http.post(
+        f"{api.url}/v1/photos/check", json={"sha256": hashes[:1000]}, headers=api.auth
+    )
+    assert ok.status == 200 and (await ok.json()) == {"existing": {}}
+    over = await api.http.post(
+        f"{api.url}/v1/photos/check", json={"sha256": hashes}, headers=api.auth
+    )
+    assert over.status == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"not json", "bad_json"),
+        (b"{}", "bad_request"),
+        (b'{"sha256": ["abc"]}', "bad_request"),
+        (b'{"sha256": "' + b"a" * 64 + b'"}', "bad_request"),
+        (b'{"sha256": [], "extra": 1}', "bad_request"),
+    ],
+)
+async def test_bad_check_bodies_are_400(api: Api, body: bytes, code: str) -> None:
+    resp = await api.http.post(
+        f"{api.url}/v1/photos/check",
+        data=body,
+        headers={**api.auth, "Content-Type": "application/json"},
+    )
+    answer = await resp.json()
+    assert resp.status == 400, answer
+    assert answer["error"]["code"] == code
+
+
+async def test_declared_hash_of_a_duplicate_answers_before_the_body(api: Api) -> None:
+    data = fake_jpeg()
+    photo_id = await uploaded(api, data=data)
+    # The body is not a photo at all: only the header can have produced the answer.
+    resp = await api.upload(
+        b"not even an image", headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()}
+    )
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["photo_id"] == photo_id and body["duplicate"] is True
+    assert await api.waiting_jobs() == 1
+
+
+async def test_same_bytes_by_another_client_is_a_separate_photo(api: Api) -> None:
+    data = fake_jpeg()
+    mine = await uploaded(api, data=data)
+    again = await api.upload(data)
+    assert again.status == 200 and (await again.json())["photo_id"] == mine
+    other = await api.new_token()
+    resp = await api.upload(data, token=other)
+    body = await resp.json()
+    assert resp.status == 201, body
+    assert body["photo_id"] != mine and body["duplicate"] is False
+    assert await api.waiting_jobs() == 2
+
+
+async def test_declared_hash_that_does_not_match_the_bytes_is_400(api: Api) -> None:
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    resp = await api.upload(fake_jpeg(), headers={"X-Content-SHA256": wrong})
+    body = await resp.json()
+    assert resp.status == 400, body
+    assert body["error"]["code"] == "checksum_mismatch"
+    assert await api.photo_count() == 0
+    assert api.blob_files() == []
+    assert await api.waiting_jobs() == 0
+
+
+async def test_declared_hash_that_matches_is_accepted(api: Api) -> None:
+    data = fake_jpeg()
+    resp = await api.upload(data, headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()})
+    assert resp.status == 201, await resp.text()

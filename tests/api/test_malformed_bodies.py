@@ -1,0 +1,28 @@
+"""Malformed request bodies are the client's fault: 400, never 500 (found by schemathesis)."""
+
+from __future__ import annotations
+
+from tests.api.conftest import Api
+from tests.api.factories import fake_jpeg
+
+
+async def test_control_characters_in_a_part_header_are_400(api: Api) -> None:
+    boundary = "b0undary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name=" \x16\x11K"\r\n\r\nx\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+        ).encode()
+        + fake_jpeg()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    resp = await api.http.post(
+        f"{api.url}/v1/photos",
+        data=body,
+        headers={**api.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    answer = await resp.json()
+    assert resp.status == 400, answer
+    assert answer["error"]["code"] == "bad_request"
+    assert await api.photo_count() == 0
+    assert api.blob_files() == []
