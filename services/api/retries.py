@@ -7,6 +7,7 @@ from redis.exceptions import RedisError
 
 from filmstrip.catalog import PhotoRecord, PhotoStatus
 from filmstrip.errors import Category, FilmstripError
+from filmstrip.events import completion_once_key, forget_once
 from protocols.http import RetryAccepted
 from services.api.errors import ApiError
 from services.api.ids import PHOTO_ID
@@ -45,6 +46,10 @@ async def send_back(state: ApiState, job_id: str, photo: PhotoRecord | None) -> 
     if photo is not None:
         await state.catalog.requeue_photo(photo.id)
     try:
+        if photo is not None:
+            # The failure was announced under the photo's once-key; the retry's outcome
+            # must be announced too.
+            await forget_once(state.redis, completion_once_key(photo.id))
         revived = await state.queue.retry_failed(job_id)
         if not revived and photo is not None:
             # The dead letter is gone (removed by an admin, or trimmed): enqueue afresh.

@@ -30,12 +30,14 @@ class _SqliteTransaction(Transaction):
 
 
 class SqliteCatalog(Catalog):
-    """One connection per process; a lock serialises this process's transactions and
-    SQLite's own locking (``BEGIN IMMEDIATE`` + ``busy_timeout``) serialises processes."""
+    """Two connections per process: writes go through one, in transactions serialised by a
+    lock here and by SQLite's own locking (``BEGIN IMMEDIATE`` + ``busy_timeout``) across
+    processes; plain reads go through the other, which WAL lets run beside a writer."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
     async def connect(self) -> None:
@@ -48,11 +50,28 @@ class SqliteCatalog(Catalog):
         await self._conn.execute("PRAGMA busy_timeout=10000")
         await self._conn.execute("PRAGMA foreign_keys=ON")
         await self.create_schema()
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute("PRAGMA busy_timeout=10000")
+        await self._reader.execute("PRAGMA query_only=ON")
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        # Outside a transaction a read needs no write lock: each statement on the reader
+        # connection sees everything committed before it started.
+        if self._reader is None:
+            raise TemporaryError("catalog is not connected", code="catalog_unavailable")
+        try:
+            async with self._reader.execute(sql, tuple(params)) as cursor:
+                return list(await cursor.fetchall())
+        except aiosqlite.OperationalError as exc:
+            raise TemporaryError(f"catalog read failed: {exc}", code="catalog_unavailable") from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
