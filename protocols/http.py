@@ -48,3 +48,20 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     derivatives: list[Derivative]
     metadata: dict[str, Any] | None
     error: str | None
+
+
+# --- Resumable uploads (tus, services/api/tus) ----------------------------------------
+
+
+class TusUploadStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/uploads/{id}``: a tus upload's progress and, once finished, its photo."""
+
+    upload_id: str
+    #: ``receiving`` (bytes missing), ``complete`` (all bytes, not yet a photo) or ``done``.
+    state: str
+    offset: int
+    length: int
+    expires_at: str
+    metadata: dict[str, str]
+    photo_id: str | None = None
+    duplicate: bool = False
