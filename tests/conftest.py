@@ -46,3 +46,8 @@ def corpus() -> Path:
 def manifest(corpus: Path) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = json.loads((corpus / "manifest.json").read_text())
     return entries
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Slow tests run by default; `-m "not slow"` deselects them (e.g. the 1 GB upload).
+    config.addinivalue_line("markers", "slow: long-running test (deselect with -m 'not slow')")
