@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-from protocols.http import ErrorBody, Photo, UploadAccepted
+from protocols.http import ErrorBody, Photo, TusUploadStatus, UploadAccepted
+from protocols.openapi_tus import tus_paths
 
 _REF = "#/components/schemas/{name}"
 
@@ -151,7 +152,7 @@ def paths() -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document."""
     _, components = msgspec.json.schema_components(
-        [ErrorBody, UploadAccepted, Photo], ref_template=_REF
+        [ErrorBody, UploadAccepted, Photo, TusUploadStatus], ref_template=_REF
     )
     return {
         "openapi": "3.1.0",
@@ -163,7 +164,7 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": paths(),
+        "paths": {**paths(), **tus_paths()},
         "components": {
             "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

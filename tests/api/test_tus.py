@@ -19,8 +19,10 @@ from tusclient.client import TusClient
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import PhotoStatus
+from protocols import openapi
+from services.api.app import create_app
 from services.api.tus.store import TusStore
-from tests.api.conftest import Api
+from tests.api.conftest import Api, api_settings
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}
@@ -336,3 +338,19 @@ async def test_same_bytes_again_are_a_duplicate(api: Api, corpus: Path) -> None:
     # Repeating the final (empty) PATCH is harmless and answers the same.
     again = await _patch(api, url, len(data), b"")
     assert again.status == 204 and again.headers["Filmstrip-Photo-Id"] == photo_id
+
+
+def test_openapi_document_describes_every_tus_route(tmp_path: Path) -> None:
+    app = create_app(api_settings(tmp_path, "redis://127.0.0.1:1/0"), background=False)
+    routes = {
+        (route.resource.canonical, route.method.lower())
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/v1/uploads")
+    }
+    documented = {
+        (path, method)
+        for path, item in openapi.document()["paths"].items()
+        if path.startswith("/v1/uploads")
+        for method in item
+    }
+    assert routes == documented
