@@ -21,7 +21,7 @@ from filmstrip.auth import hash_token
 from filmstrip.catalog import PhotoStatus
 from protocols import openapi
 from services.api.app import create_app
-from services.api.tus.store import TusStore
+from services.api.tus.store import TusStore, UploadLocked
 from tests.api.conftest import Api, api_settings
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -354,3 +354,25 @@ def test_openapi_document_describes_every_tus_route(tmp_path: Path) -> None:
         for method in item
     }
     assert routes == documented
+
+
+async def test_one_writer_at_a_time_across_processes(api: Api) -> None:
+    url = await _create(api, 1000)
+    upload_id = url.rsplit("/", 1)[1]
+    # Two stores over one directory stand for two api processes: flock keeps them apart.
+    first = TusStore(api.settings.effective_tus_dir, lock_wait_s=0.1)
+    second = TusStore(api.settings.effective_tus_dir, lock_wait_s=0.1)
+    async with first.locked(upload_id):
+        with pytest.raises(UploadLocked):
+            async with second.locked(upload_id):
+                pass
+        # A sweep does not delete an upload someone is writing, even if expired.
+        assert await second.sweep(now=time.time() + 10 * api.settings.tus_expiry_s) == 0
+    async with second.locked(upload_id):
+        pass
+    # Over HTTP the busy answer is a retryable 503.
+    async with first.locked(upload_id):
+        resp = await _patch(api, url, 0, b"\xff\xd8\xff")
+        assert resp.status == 503
+        assert resp.headers["Retry-After"]
+        assert (await resp.json())["error"]["code"] == "upload_locked"

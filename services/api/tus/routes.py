@@ -53,6 +53,7 @@ from services.api.tus.store import (
     TooMuchData,
     TusStore,
     TusUpload,
+    UploadGone,
 )
 from services.api.tus.sweeper import run_tus_sweeper
 
@@ -183,9 +184,12 @@ async def patch(request: web.Request) -> web.StreamResponse:
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
     upload = await _owned(request)
     store = request.app[TUS_STORE]
-    async with store.locked(upload.id):
-        upload = await _owned(request)  # the state as the previous writer left it
-        headers = await _receive(request, state_of(request), store, upload, offset, checksum)
+    try:
+        async with store.locked(upload.id):
+            upload = await _owned(request)  # the state as the previous writer left it
+            headers = await _receive(request, state_of(request), store, upload, offset, checksum)
+    except UploadGone:
+        raise _not_found(upload.id) from None
     return web.Response(status=204, headers=headers)
 
 
@@ -194,8 +198,11 @@ async def terminate(request: web.Request) -> web.StreamResponse:
     check_resumable(request.headers)
     upload = await _owned(request)
     store = request.app[TUS_STORE]
-    async with store.locked(upload.id):
-        await store.delete(upload.id)
+    try:
+        async with store.locked(upload.id):
+            await store.delete(upload.id)
+    except UploadGone:
+        raise _not_found(upload.id) from None
     log.info("tus upload terminated", extra={"upload_id": upload.id})
     return web.Response(status=204)
 
@@ -205,8 +212,12 @@ async def _owned(request: web.Request) -> TusUpload:
     upload_id = request.match_info["upload_id"]
     upload = await request.app[TUS_STORE].get(upload_id)
     if upload is None or upload.client_id != client_of(request).id:
-        raise ApiError(404, "upload_not_found", f"no upload {upload_id!r} (or it expired)")
+        raise _not_found(upload_id)
     return upload
+
+
+def _not_found(upload_id: str) -> ApiError:
+    return ApiError(404, "upload_not_found", f"no upload {upload_id!r} (or it expired)")
 
 
 async def _receive(

@@ -76,6 +76,13 @@ class UploadLocked(ResourceError):
         super().__init__(f"upload {upload_id} is busy with another request", code="upload_locked")
 
 
+class UploadGone(FilmstripError):
+    """The upload was deleted (terminated, swept) while a request was about to use it."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"upload {upload_id} is gone", code="upload_not_found")
+
+
 class ChunkRejected(FilmstripError):
     """A chunk was discarded: its checksum did not match, or it ran past the length."""
 
@@ -184,7 +191,10 @@ class TusStore:
         A client that resumes right after its connection dropped can arrive before the old
         request has noticed; waiting a little lets that one commit and let go.
         """
-        fd = await run_blocking(os.open, self.root / upload_id / _LOCK, os.O_RDWR)
+        try:
+            fd = await run_blocking(os.open, self.root / upload_id / _LOCK, os.O_RDWR)
+        except FileNotFoundError:
+            raise UploadGone(upload_id) from None
         try:
             deadline = time.monotonic() + self.lock_wait_s
             while not _try_flock(fd):
