@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -160,6 +161,7 @@ async def test_a_1gb_upload_keeps_api_memory_flat(api_process: ApiProcess, corpu
         await _warm_up(api, http, corpus)
         baseline = api.peak_rss()
 
+        started = time.perf_counter()
         boundary = uuid.uuid4().hex
         head = (
             f"--{boundary}\r\n"
@@ -177,10 +179,12 @@ async def test_a_1gb_upload_keeps_api_memory_flat(api_process: ApiProcess, corpu
         body = await resp.json()
         assert resp.status == 201, body
         multipart_growth = api.peak_rss() - baseline
+        multipart_s = time.perf_counter() - started
         big = api.data_dir / "blobs" / "originals" / body["photo_id"]
         assert big.stat().st_size == GB
         big.unlink()  # keep at most 2 GB around at once
 
+        started = time.perf_counter()
         tus = {**_auth(api.token), "Tus-Resumable": "1.0.0"}
         created = await http.post(
             f"{api.url}/v1/uploads", headers={**tus, "Upload-Length": str(GB + 1)}
@@ -198,12 +202,14 @@ async def test_a_1gb_upload_keeps_api_memory_flat(api_process: ApiProcess, corpu
         assert patched.status == 204, await patched.text()
         assert patched.headers["Filmstrip-Duplicate"] == "false"
         tus_growth = api.peak_rss() - baseline
+        tus_s = time.perf_counter() - started
 
     tus_photo = api.data_dir / "blobs" / "originals" / patched.headers["Filmstrip-Photo-Id"]
     assert tus_photo.stat().st_size == GB + 1
     print(
-        f"\napi RSS growth for 1 GB: multipart {multipart_growth / MB:.1f} MB,"
-        f" tus {tus_growth / MB:.1f} MB (baseline peak {baseline / MB:.1f} MB)"
+        f"\napi RSS growth for 1 GB: multipart {multipart_growth / MB:.1f} MB"
+        f" in {multipart_s:.1f} s, tus {tus_growth / MB:.1f} MB in {tus_s:.1f} s"
+        f" (baseline peak {baseline / MB:.1f} MB)"
     )
     assert multipart_growth < 50 * MB
     assert tus_growth < 50 * MB

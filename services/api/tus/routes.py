@@ -62,7 +62,9 @@ log = logging.getLogger("filmstrip.api.tus")
 TUS_STORE: web.AppKey[TusStore] = web.AppKey("filmstrip_tus_store", TusStore)
 
 PREFIX = "/v1/uploads"
-_CHUNK = 256 * 1024
+# Bytes handed to the writer thread at a time: fewer, larger hops off the loop are
+# markedly faster than many small ones (each hop is a GIL handoff).
+_CHUNK = 1024 * 1024
 
 
 def setup_tus(app: web.Application, *, background: bool = True) -> None:
@@ -336,7 +338,7 @@ def _photo_headers(upload: TusUpload) -> dict[str, str]:
 
 
 async def _body(request: web.Request, idle_s: float) -> AsyncIterator[bytes]:
-    """The request body in chunks of about 256 KB; a stall of ``idle_s`` ends it.
+    """The request body in chunks of about 1 MB; a stall of ``idle_s`` ends it.
 
     What was buffered is still yielded when the connection drops, then the error is raised.
     """
