@@ -376,3 +376,18 @@ async def test_one_writer_at_a_time_across_processes(api: Api) -> None:
         assert resp.status == 503
         assert resp.headers["Retry-After"]
         assert (await resp.json())["error"]["code"] == "upload_locked"
+
+
+async def test_bytes_past_the_committed_offset_are_never_shown(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[:3000])).status == 204
+    # A writer that died after writing but before committing left garbage behind.
+    upload_dir = api.settings.effective_tus_dir / url.rsplit("/", 1)[1]
+    with (upload_dir / "data").open("ab") as f:
+        f.write(b"garbage" * 100)
+    assert await _offset(api, url) == 3000
+    resp = await _patch(api, url, 3000, data[3000:])
+    assert resp.status == 204
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
