@@ -391,3 +391,13 @@ async def test_bytes_past_the_committed_offset_are_never_shown(api: Api, corpus:
     assert resp.status == 204
     photo_id = resp.headers["Filmstrip-Photo-Id"]
     assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+
+
+async def test_a_refused_creation_with_upload_keeps_nothing(api: Api) -> None:
+    wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
+    headers = _headers(
+        api, **PATCH_TYPE, **{"Upload-Length": "5000", "Upload-Checksum": f"sha1 {wrong}"}
+    )
+    resp = await api.http.post(f"{api.url}/v1/uploads", headers=headers, data=b"\xff\xd8\xff" * 9)
+    assert resp.status == 460
+    assert _tus_files(api) == []

@@ -138,9 +138,14 @@ async def create(request: web.Request) -> web.StreamResponse:
     log.info("tus upload created", extra={"upload_id": upload.id, "bytes": length})
     headers = {"Location": f"{PREFIX}/{upload.id}", "Upload-Expires": http_date(upload.expires_at)}
     if request.content_type == OFFSET_CONTENT_TYPE and request.can_read_body:
-        checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-        async with store.locked(upload.id):
-            headers.update(await _receive(request, state, store, upload, 0, checksum))
+        try:
+            checksum = parse_checksum(request.headers.get("Upload-Checksum"))
+            async with store.locked(upload.id):
+                headers.update(await _receive(request, state, store, upload, 0, checksum))
+        except ApiError:
+            # The client never learns the Location of a refused creation: don't keep it.
+            await store.delete(upload.id)
+            raise
     return web.Response(status=201, headers=headers)
 
 
