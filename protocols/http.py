@@ -178,3 +178,20 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     checks: dict[str, str]
+
+
+# --- Resumable uploads (tus, services/api/tus) ----------------------------------------
+
+
+class TusUploadStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/uploads/{id}``: a tus upload's progress and, once finished, its photo."""
+
+    upload_id: str
+    #: ``receiving`` (bytes missing), ``complete`` (all bytes, not yet a photo) or ``done``.
+    state: str
+    offset: int
+    length: int
+    expires_at: str
+    metadata: dict[str, str]
+    photo_id: str | None = None
+    duplicate: bool = False

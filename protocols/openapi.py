@@ -26,8 +26,10 @@ from protocols.http import (
     RetryAccepted,
     Session,
     SessionCreated,
+    TusUploadStatus,
     UploadAccepted,
 )
+from protocols.openapi_tus import tus_paths
 
 _REF = "#/components/schemas/{name}"
 #: What an upload may be (by its bytes); keep in step with services/api/uploads.py.
@@ -57,6 +59,7 @@ SCHEMA_TYPES: tuple[type[msgspec.Struct], ...] = (
     QueueControl,
     Health,
     Readiness,
+    TusUploadStatus,
 )
 
 
@@ -467,6 +470,7 @@ SECTIONS: tuple[Callable[[], dict[str, Any]], ...] = (
     _photo_paths,
     _session_paths,
     _queue_paths,
+    tus_paths,
 )
 
 

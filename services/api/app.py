@@ -32,6 +32,7 @@ from services.api.middleware import auth_middleware, error_middleware, trace_mid
 from services.api.reconciler import run_reconciler
 from services.api.relay import run_relay
 from services.api.state import STATE, ApiState
+from services.api.tus import setup_tus
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
@@ -105,4 +106,5 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         await redis.aclose()
 
     app.cleanup_ctx.append(resources)
+    setup_tus(app, background=background)
     return app

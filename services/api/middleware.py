@@ -116,6 +116,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     path = request.path
     if not path.startswith("/v1/") or path.startswith(_PUBLIC_PREFIXES):
         return await handler(request)
+    # tus discovery (OPTIONS /v1/uploads) is public by the protocol; it reveals nothing.
+    if request.method == "OPTIONS" and path.startswith("/v1/uploads"):
+        return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

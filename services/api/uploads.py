@@ -10,39 +10,31 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, MultipartReader, web
-from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobTooLarge
-from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
-from filmstrip.errors import FilmstripError
 from filmstrip.pipeline import sniff_format
-from protocols.events import PHOTO_UPLOADED
 from protocols.http import UploadAccepted
-from protocols.jobs import job_id_for
+from services.api.accept import (
+    CONTENT_TYPES,
+    SNIFF_BYTES,
+    accept_photo,
+    accepted_response,
+    check_capacity,
+    delete_quietly,
+    new_photo_id,
+    original_key,
+    unsupported_type,
+)
 from services.api.errors import ApiError
-from services.api.jobs import build_job, encode_job
-from services.api.json import json_response
 from services.api.middleware import client_of, trace_id_of
-from services.api.state import ApiState, state_of
+from services.api.state import state_of
 
 log = logging.getLogger("filmstrip.api.uploads")
 
-CONTENT_TYPES = {
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "tiff": "image/tiff",
-    "heif": "image/heif",
-    "avif": "image/avif",
-}
 _CHUNK = 256 * 1024
-_SNIFF_BYTES = 64
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -52,7 +44,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
     client = client_of(request)
     settings = state.settings
 
-    await _check_capacity(state)
+    await check_capacity(state)
 
     declared = request.headers.get("X-Content-SHA256", "").strip().lower()
     if declared:
@@ -60,7 +52,14 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             raise ApiError(400, "bad_checksum", "X-Content-SHA256 must be 64 hex digits")
         existing = await state.catalog.find_by_sha256(client.id, declared)
         if existing is not None:
-            return _duplicate(existing)
+            return accepted_response(
+                UploadAccepted(
+                    photo_id=existing.id,
+                    job_id=existing.job_id,
+                    status=existing.status,
+                    duplicate=True,
+                )
+            )
 
     if request.content_length is not None and request.content_length > (
         settings.max_upload_bytes + 64 * 1024
@@ -78,25 +77,20 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
     session_id = fields.get("session_id") or request.query.get("session_id") or None
 
     first = await part.read_chunk(_CHUNK)
-    while len(first) < _SNIFF_BYTES:
+    while len(first) < SNIFF_BYTES:
         more = await part.read_chunk(_CHUNK)
         if not more:
             break
         first += more
     if not first:
         raise ApiError(400, "empty_file", "the uploaded file is empty")
-    fmt = sniff_format(first[:_SNIFF_BYTES])
+    fmt = sniff_format(first[:SNIFF_BYTES])
     if fmt is None:
-        raise ApiError(
-            415,
-            "unsupported_type",
-            "the file is not a supported photo (JPEG, PNG, WebP, GIF, TIFF, HEIC/HEIF or AVIF);"
-            " the type is read from the file's bytes, not its name",
-        )
+        raise unsupported_type()
     content_type = CONTENT_TYPES[fmt]
 
-    photo_id = str(uuid.uuid4())
-    blob_key = f"originals/{photo_id}"
+    photo_id = new_photo_id()
+    blob_key = original_key(photo_id)
     digest = hashlib.sha256()
     size = 0
 
@@ -126,113 +120,21 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             raise ApiError(
                 400, "checksum_mismatch", "the file's SHA-256 differs from X-Content-SHA256"
             )
-        return await _record(
-            request, state, photo_id, blob_key, content_type, size, digest.hexdigest(), session_id
+        accepted = await accept_photo(
+            state,
+            client=client,
+            trace_id=trace_id_of(request),
+            photo_id=photo_id,
+            blob_key=blob_key,
+            content_type=content_type,
+            size=size,
+            sha256=digest.hexdigest(),
+            session_id=session_id,
         )
     except BaseException:
-        await _delete_quietly(state, blob_key)
+        await delete_quietly(state, blob_key)
         raise
-
-
-async def _record(
-    request: web.Request,
-    state: ApiState,
-    photo_id: str,
-    blob_key: str,
-    content_type: str,
-    size: int,
-    sha256: str,
-    session_id: str | None,
-) -> web.StreamResponse:
-    client = client_of(request)
-    trace_id = trace_id_of(request)
-    settings = state.settings
-
-    if session_id is not None:
-        if not _SESSION_ID.match(session_id):
-            raise ApiError(400, "bad_session_id", "session_id must be 1-64 of [A-Za-z0-9_-]")
-        if await state.catalog.get_session(session_id, client.id) is None:
-            raise ApiError(404, "session_not_found", f"no upload session {session_id!r}")
-
-    existing = await state.catalog.find_by_sha256(client.id, sha256)
-    if existing is not None:
-        await _delete_quietly(state, blob_key)
-        return _duplicate(existing)
-
-    now = utcnow()
-    record = PhotoRecord(
-        id=photo_id,
-        client_id=client.id,
-        session_id=session_id,
-        blob_key=blob_key,
-        content_type=content_type,
-        bytes=size,
-        sha256=sha256,
-        status=PhotoStatus.QUEUED,
-        job_id=job_id_for(photo_id),
-        trace_id=trace_id,
-        uploaded_at=now,
-        updated_at=now,
-    )
-    job = build_job(settings, record, bucket=state.blobs.bucket)
-    payload = encode_job(job).decode()
-    outbox = OutboxEntry(
-        job_id=job.id,
-        photo_id=photo_id,
-        payload=payload,
-        priority=job.pipeline.priority,
-        created_at=now,
-    )
-    await state.catalog.insert_photo(record, outbox)
-
-    # From here the upload is durable: the outbox guarantees the job even if Redis fails now.
-    try:
-        await state.queue.add(job.id, payload.encode(), priority=job.pipeline.priority)
-        await state.catalog.outbox_done(job.id)
-    except (FilmstripError, RedisError) as exc:
-        log.warning("enqueue deferred to the outbox relay: %s", exc, extra={"photo_id": photo_id})
-    try:
-        await state.events.publish(
-            PHOTO_UPLOADED,
-            photo_id=photo_id,
-            client_id=client.id,
-            session_id=session_id,
-            trace_id=trace_id,
-            data={"job_id": job.id, "bytes": size, "content_type": content_type},
-        )
-    except FilmstripError as exc:
-        log.warning("upload event not published: %s", exc, extra={"photo_id": photo_id})
-    log.info("photo accepted", extra={"photo_id": photo_id, "bytes": size})
-    body = UploadAccepted(photo_id=photo_id, job_id=job.id, status=PhotoStatus.QUEUED)
-    return json_response(body, status=201, headers={"Location": f"/v1/photos/{photo_id}"})
-
-
-def _duplicate(existing: PhotoRecord) -> web.Response:
-    body = UploadAccepted(
-        photo_id=existing.id, job_id=existing.job_id, status=existing.status, duplicate=True
-    )
-    return json_response(body, status=200, headers={"Location": f"/v1/photos/{existing.id}"})
-
-
-async def _check_capacity(state: ApiState) -> None:
-    """Refuse before reading the body when the queue is unreachable or too deep."""
-    try:
-        counts = await state.queue.counts()
-    except (FilmstripError, RedisError) as exc:
-        raise ApiError(
-            503,
-            "queue_unavailable",
-            "the job queue is unreachable; try again shortly",
-            headers={"Retry-After": "5"},
-        ) from exc
-    waiting = counts.get("waiting", 0) + counts.get("delayed", 0)
-    if waiting >= state.settings.queue_max_waiting:
-        raise ApiError(
-            503,
-            "queue_full",
-            f"{waiting} photos are waiting to be processed; try again shortly",
-            headers={"Retry-After": "30"},
-        )
+    return accepted_response(accepted)
 
 
 async def _fields_until_file(
@@ -269,14 +171,6 @@ async def _small_field(part: BodyPartReader) -> str:
         return data.decode().strip()
     except UnicodeDecodeError:
         raise ApiError(400, "bad_field", f"field {part.name!r} is not UTF-8") from None
-
-
-async def _delete_quietly(state: ApiState, key: str) -> None:
-    try:
-        await state.blobs.delete(key)
-    except FilmstripError as exc:
-        # The reconciler sweeps blobs without a row; log so the leak is visible meanwhile.
-        log.warning("could not delete blob %s: %s", key, exc)
 
 
 def _too_large_message(limit: int) -> str:

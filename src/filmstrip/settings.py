@@ -134,6 +134,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Each bus process refreshes its presence record (socket counts) this often.
     bus_presence_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
+    # --- Resumable uploads (tus 1.0 at /v1/uploads, services/api/tus) --------------------
+    # Where partial uploads live; empty means <data_dir>/uploads. Local disk: api processes
+    # on several machines need this on a shared volume, or sticky routing per upload.
+    tus_dir: str = ""
+    # A partial upload idle this long (no PATCH) expires and the sweeper deletes it.
+    tus_expiry_s: Annotated[float, msgspec.Meta(gt=0)] = 86_400.0
+    tus_sweep_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    # A PATCH whose body stalls this long is ended; what arrived so far is kept.
+    tus_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
@@ -143,6 +153,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.blob_url:
             return self.blob_url
         return (self.data_path / "blobs").resolve().as_uri()
+
+    @property
+    def effective_tus_dir(self) -> Path:
+        return Path(self.tus_dir) if self.tus_dir else self.data_path / "uploads"
 
     @property
     def effective_db_path(self) -> str:

@@ -1,0 +1,184 @@
+"""Recording an accepted file as a photo: shared by ``POST /v1/photos`` and tus uploads.
+
+The caller has already written the original to the blob store. From here: dedupe by
+SHA-256, the photo row and its outbox entry in one transaction, an enqueue attempt (the
+outbox relay retries if Redis fails), and the ``photo.uploaded`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from filmstrip.catalog import ClientRecord, OutboxEntry, PhotoRecord, PhotoStatus, utcnow
+from filmstrip.errors import FilmstripError
+from protocols.events import PHOTO_UPLOADED
+from protocols.http import UploadAccepted
+from protocols.jobs import job_id_for
+from services.api.errors import ApiError
+from services.api.jobs import build_job, encode_job
+from services.api.json import json_response
+from services.api.state import ApiState
+
+log = logging.getLogger("filmstrip.api.uploads")
+
+#: Sniffed format → the content type we store and serve.
+CONTENT_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "tiff": "image/tiff",
+    "heif": "image/heif",
+    "avif": "image/avif",
+}
+#: How many leading bytes ``sniff_format`` needs.
+SNIFF_BYTES = 64
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def new_photo_id() -> str:
+    """A fresh photo id."""
+    return str(uuid.uuid4())
+
+
+def original_key(photo_id: str) -> str:
+    """The blob key of a photo's original."""
+    return f"originals/{photo_id}"
+
+
+def unsupported_type() -> ApiError:
+    """The 415 for bytes that are not a photo we take."""
+    return ApiError(
+        415,
+        "unsupported_type",
+        "the file is not a supported photo (JPEG, PNG, WebP, GIF, TIFF, HEIC/HEIF or AVIF);"
+        " the type is read from the file's bytes, not its name",
+    )
+
+
+async def check_session(state: ApiState, client: ClientRecord, session_id: str | None) -> None:
+    """Raise unless ``session_id`` is absent or an upload session of this client."""
+    if session_id is None:
+        return
+    if not _SESSION_ID.match(session_id):
+        raise ApiError(400, "bad_session_id", "session_id must be 1-64 of [A-Za-z0-9_-]")
+    if await state.catalog.get_session(session_id, client.id) is None:
+        raise ApiError(404, "session_not_found", f"no upload session {session_id!r}")
+
+
+async def check_capacity(state: ApiState) -> None:
+    """Refuse before reading a body when the queue is unreachable or too deep (503)."""
+    try:
+        counts = await state.queue.counts()
+    except (FilmstripError, RedisError) as exc:
+        raise ApiError(
+            503,
+            "queue_unavailable",
+            "the job queue is unreachable; try again shortly",
+            headers={"Retry-After": "5"},
+        ) from exc
+    waiting = counts.get("waiting", 0) + counts.get("delayed", 0)
+    if waiting >= state.settings.queue_max_waiting:
+        raise ApiError(
+            503,
+            "queue_full",
+            f"{waiting} photos are waiting to be processed; try again shortly",
+            headers={"Retry-After": "30"},
+        )
+
+
+async def accept_photo(
+    state: ApiState,
+    *,
+    client: ClientRecord,
+    trace_id: str,
+    photo_id: str,
+    blob_key: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    session_id: str | None,
+) -> UploadAccepted:
+    """Record the stored original ``blob_key`` as a photo (or answer the duplicate).
+
+    On a duplicate the new blob is deleted and ``duplicate`` is set; the caller deletes
+    the blob if this raises.
+    """
+    settings = state.settings
+    await check_session(state, client, session_id)
+
+    existing = await state.catalog.find_by_sha256(client.id, sha256)
+    if existing is not None:
+        await delete_quietly(state, blob_key)
+        return UploadAccepted(
+            photo_id=existing.id, job_id=existing.job_id, status=existing.status, duplicate=True
+        )
+
+    now = utcnow()
+    record = PhotoRecord(
+        id=photo_id,
+        client_id=client.id,
+        session_id=session_id,
+        blob_key=blob_key,
+        content_type=content_type,
+        bytes=size,
+        sha256=sha256,
+        status=PhotoStatus.QUEUED,
+        job_id=job_id_for(photo_id),
+        trace_id=trace_id,
+        uploaded_at=now,
+        updated_at=now,
+    )
+    job = build_job(settings, record, bucket=state.blobs.bucket)
+    payload = encode_job(job).decode()
+    outbox = OutboxEntry(
+        job_id=job.id,
+        photo_id=photo_id,
+        payload=payload,
+        priority=job.pipeline.priority,
+        created_at=now,
+    )
+    await state.catalog.insert_photo(record, outbox)
+
+    # From here the upload is durable: the outbox guarantees the job even if Redis fails now.
+    try:
+        await state.queue.add(job.id, payload.encode(), priority=job.pipeline.priority)
+        await state.catalog.outbox_done(job.id)
+    except (FilmstripError, RedisError) as exc:
+        log.warning("enqueue deferred to the outbox relay: %s", exc, extra={"photo_id": photo_id})
+    try:
+        await state.events.publish(
+            PHOTO_UPLOADED,
+            photo_id=photo_id,
+            client_id=client.id,
+            session_id=session_id,
+            trace_id=trace_id,
+            data={"job_id": job.id, "bytes": size, "content_type": content_type},
+        )
+    except (FilmstripError, RedisError) as exc:
+        log.warning("upload event not published: %s", exc, extra={"photo_id": photo_id})
+    log.info("photo accepted", extra={"photo_id": photo_id, "bytes": size})
+    return UploadAccepted(photo_id=photo_id, job_id=job.id, status=PhotoStatus.QUEUED)
+
+
+def accepted_response(body: UploadAccepted) -> web.Response:
+    """201 for a new photo, 200 for a duplicate, with the photo's URL in ``Location``."""
+    return json_response(
+        body,
+        status=200 if body.duplicate else 201,
+        headers={"Location": f"/v1/photos/{body.photo_id}"},
+    )
+
+
+async def delete_quietly(state: ApiState, key: str) -> None:
+    """Delete a blob; on failure log it (the reconciler sweeps blobs without a row)."""
+    try:
+        await state.blobs.delete(key)
+    except FilmstripError as exc:
+        log.warning("could not delete blob %s: %s", key, exc)

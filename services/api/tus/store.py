@@ -1,0 +1,386 @@
+"""Partial tus uploads on local disk: exact, durable offsets and one writer at a time.
+
+Each upload is a directory ``<tus_dir>/<id>/`` holding ``info.json`` (the committed
+state), ``data`` (the bytes received) and ``lock`` (an ``flock`` target that is never
+replaced, so api processes sharing the directory exclude each other).
+
+Why local disk and not the blob store: a tus PATCH appends an arbitrary number of bytes
+at an exact offset, and a cut PATCH keeps what arrived. The blob store has no append, and
+S3 multipart parts must be ≥ 5 MB, so parts of any size would need a compose step of our
+own. Appending to a file, fsyncing, then committing the offset is exact and cheap. Api
+processes on several machines need ``tus_dir`` on a shared volume, or sticky routing.
+
+The offset in ``info.json`` is the truth: it is written (atomically, after the data is
+fsynced) only once bytes are durable, and every PATCH first truncates ``data`` back to
+it, so a crash mid-write never shows a client bytes that were not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from filmstrip.concurrency import run_blocking
+from filmstrip.errors import FilmstripError, ResourceError
+from services.api.tus.protocol import CHECKSUM_ALGORITHMS
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_INFO = "info.json"
+_DATA = "data"
+_LOCK = "lock"
+_LOCK_POLL_S = 0.05
+
+
+class TusUpload(msgspec.Struct, kw_only=True):
+    """The committed state of one upload."""
+
+    id: str
+    client_id: str
+    length: int
+    offset: int = 0
+    metadata: dict[str, str] = {}
+    created_at: float
+    expires_at: float
+    #: Set from the first bytes once they arrive (a non-photo is refused then).
+    content_type: str | None = None
+    #: Set once the finished upload is recorded as a photo.
+    photo_id: str | None = None
+    duplicate: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.offset == self.length
+
+    @property
+    def finished(self) -> bool:
+        return self.photo_id is not None
+
+
+class UploadLocked(ResourceError):
+    """Another request is writing this upload (tus clients retry)."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"upload {upload_id} is busy with another request", code="upload_locked")
+
+
+class UploadGone(FilmstripError):
+    """The upload was deleted (terminated, swept) while a request was about to use it."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"upload {upload_id} is gone", code="upload_not_found")
+
+
+class ChunkRejected(FilmstripError):
+    """A chunk was discarded: its checksum did not match, or it ran past the length."""
+
+
+class TooMuchData(ChunkRejected):
+    def __init__(self, length: int) -> None:
+        super().__init__(
+            f"the body runs past Upload-Length ({length} bytes)", code="exceeds_length"
+        )
+
+
+class ChecksumMismatch(ChunkRejected):
+    def __init__(self) -> None:
+        super().__init__(
+            "the chunk does not match its Upload-Checksum; it was discarded",
+            code="checksum_mismatch",
+        )
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(TusUpload)
+
+
+class TusStore:
+    """Partial uploads under one directory."""
+
+    def __init__(self, root: Path, *, lock_wait_s: float = 5.0) -> None:
+        self.root = root
+        self.lock_wait_s = lock_wait_s
+
+    async def open(self) -> None:
+        """Create the directory."""
+        await run_blocking(self.root.mkdir, parents=True, exist_ok=True)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def create(
+        self, *, client_id: str, length: int, metadata: dict[str, str], ttl_s: float
+    ) -> TusUpload:
+        """A new, empty upload of ``length`` bytes owned by ``client_id``."""
+        now = time.time()
+        upload = TusUpload(
+            id=uuid.uuid4().hex,
+            client_id=client_id,
+            length=length,
+            metadata=metadata,
+            created_at=now,
+            expires_at=now + ttl_s,
+        )
+        await run_blocking(self._create_sync, upload)
+        return upload
+
+    def _create_sync(self, upload: TusUpload) -> None:
+        # Built aside and renamed in, so a crash never leaves a half-made upload visible.
+        staging = self.root / f".new-{upload.id}"
+        staging.mkdir()
+        (staging / _DATA).touch()
+        (staging / _LOCK).touch()
+        _write_atomic(staging / _INFO, _encoder.encode(upload))
+        os.rename(staging, self.root / upload.id)
+        _fsync_dir(self.root)
+
+    async def get(self, upload_id: str) -> TusUpload | None:
+        """The upload's committed state, or None (unknown id, or expired)."""
+        if not _ID.match(upload_id):
+            return None
+        upload = await run_blocking(self._read_sync, self.root / upload_id)
+        if upload is None or upload.expires_at < time.time():
+            return None
+        return upload
+
+    def _read_sync(self, folder: Path) -> TusUpload | None:
+        try:
+            return _decoder.decode((folder / _INFO).read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    async def save(self, upload: TusUpload) -> None:
+        """Commit ``upload``'s state (call while holding its lock)."""
+        await run_blocking(_write_atomic, self.root / upload.id / _INFO, _encoder.encode(upload))
+
+    async def delete(self, upload_id: str) -> None:
+        """Remove the upload and its bytes (absent is fine)."""
+        await run_blocking(self._delete_sync, upload_id)
+
+    def _delete_sync(self, upload_id: str) -> None:
+        folder = self.root / upload_id
+        # Renamed away first so no reader sees a half-deleted upload.
+        doomed = self.root / f".del-{upload_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(folder, doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    async def drop_data(self, upload_id: str) -> None:
+        """Free the bytes of an upload that became a photo (its state stays until expiry)."""
+        await run_blocking(_unlink_quietly, self.root / upload_id / _DATA)
+
+    # --- one writer at a time ----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def locked(self, upload_id: str) -> AsyncIterator[None]:
+        """Hold the upload's lock; :class:`UploadLocked` if it stays busy for a while.
+
+        A client that resumes right after its connection dropped can arrive before the old
+        request has noticed; waiting a little lets that one commit and let go.
+        """
+        try:
+            fd = await run_blocking(os.open, self.root / upload_id / _LOCK, os.O_RDWR)
+        except FileNotFoundError:
+            raise UploadGone(upload_id) from None
+        try:
+            deadline = time.monotonic() + self.lock_wait_s
+            while not _try_flock(fd):
+                if time.monotonic() > deadline:
+                    raise UploadLocked(upload_id)
+                await asyncio.sleep(_LOCK_POLL_S)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # --- bytes -------------------------------------------------------------------------
+
+    async def append(
+        self,
+        upload: TusUpload,
+        body: AsyncIterator[bytes],
+        *,
+        checksum: tuple[str, bytes] | None = None,
+    ) -> tuple[TusUpload, BaseException | None]:
+        """Append ``body`` at ``upload.offset`` (hold the lock); return the new state and
+        the error that cut the body short, if any.
+
+        A cut body keeps what arrived (tus semantics) unless it carried a checksum, which
+        cannot be verified then. A checksum mismatch or bytes past the length discard the
+        whole chunk and raise :class:`ChunkRejected`.
+        """
+        path = self.root / upload.id / _DATA
+        start = upload.offset
+        handle: BinaryIO = await run_blocking(_open_at, path, start)
+        hasher = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
+        received = 0
+        cut: BaseException | None = None
+        try:
+            try:
+                async for chunk in body:
+                    if start + received + len(chunk) > upload.length:
+                        raise TooMuchData(upload.length)
+                    await run_blocking(_write, handle, chunk, hasher)
+                    received += len(chunk)
+            except ChunkRejected:
+                raise
+            except Exception as exc:  # the client went away or stalled: keep what arrived
+                cut = exc
+            if checksum is not None and hasher is not None:
+                if cut is not None:
+                    received = 0
+                elif hasher.digest() != checksum[1]:
+                    raise ChecksumMismatch()
+            if received:
+                await run_blocking(_sync, handle)
+        except BaseException:
+            received = 0
+            raise
+        finally:
+            await run_blocking(_close_at, handle, start + received)
+        if received:
+            upload.offset = start + received
+            await self.save(upload)
+        return upload, cut
+
+    async def read_head(self, upload: TusUpload, size: int) -> bytes:
+        """The first ``size`` committed bytes."""
+        return await run_blocking(_read_head, self.root / upload.id / _DATA, size)
+
+    async def iter_bytes(
+        self, upload: TusUpload, digest: hashlib._Hash, *, chunk_size: int = 1024 * 1024
+    ) -> AsyncIterator[bytes]:
+        """The committed bytes in chunks, feeding ``digest`` on the way (off the loop)."""
+        handle = await run_blocking(open, self.root / upload.id / _DATA, "rb")
+        try:
+            remaining = upload.offset
+            while remaining > 0:
+                chunk = await run_blocking(_read_hashed, handle, min(chunk_size, remaining), digest)
+                if not chunk:
+                    raise FilmstripError(f"upload {upload.id} lost bytes", code="upload_truncated")
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            await run_blocking(handle.close)
+
+    # --- expiry ------------------------------------------------------------------------
+
+    async def sweep(self, *, now: float | None = None, stale_s: float = 3600.0) -> int:
+        """Delete expired uploads nobody is writing; return how many."""
+        return await run_blocking(self._sweep_sync, time.time() if now is None else now, stale_s)
+
+    def _sweep_sync(self, now: float, stale_s: float) -> int:
+        removed = 0
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if entry.name.startswith("."):
+                # Staging or half-deleted leftovers of a crash.
+                if entry.stat().st_mtime < now - stale_s:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                continue
+            upload = self._read_sync(Path(entry.path))
+            if upload is not None and upload.expires_at >= now:
+                continue
+            if self._delete_if_idle(entry.name):
+                removed += 1
+        return removed
+
+    def _delete_if_idle(self, upload_id: str) -> bool:
+        try:
+            fd = os.open(self.root / upload_id / _LOCK, os.O_RDWR)
+        except FileNotFoundError:
+            self._delete_sync(upload_id)
+            return True
+        try:
+            if not _try_flock(fd):
+                return False  # a PATCH is running; it extends the expiry
+            self._delete_sync(upload_id)
+            return True
+        finally:
+            os.close(fd)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def _open_at(path: Path, offset: int) -> BinaryIO:
+    handle = open(path, "r+b")  # noqa: SIM115 - closed by _close_at
+    # Drop any tail a crashed writer left beyond the committed offset.
+    handle.truncate(offset)
+    handle.seek(offset)
+    return handle
+
+
+def _write(handle: BinaryIO, chunk: bytes, hasher: hashlib._Hash | None) -> None:
+    handle.write(chunk)
+    if hasher is not None:
+        hasher.update(chunk)
+
+
+def _sync(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _close_at(handle: BinaryIO, offset: int) -> None:
+    try:
+        handle.flush()
+        handle.truncate(offset)
+    finally:
+        handle.close()
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
+def _read_hashed(handle: BinaryIO, size: int, digest: hashlib._Hash) -> bytes:
+    chunk = handle.read(size)
+    digest.update(chunk)
+    return chunk
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

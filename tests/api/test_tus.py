@@ -1,0 +1,403 @@
+"""tus 1.0 at /v1/uploads: the real ``tuspy`` client, a cut connection resumed, and every
+way a chunk or an upload is refused leaving nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import logging
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from tusclient.client import TusClient
+
+from filmstrip.auth import hash_token
+from filmstrip.catalog import PhotoStatus
+from protocols import openapi
+from services.api.app import create_app
+from services.api.tus.store import TusStore, UploadLocked
+from tests.api.conftest import Api, api_settings
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}
+
+
+def _headers(api: Api, token: str | None = None, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token or api.token}", **TUS, **extra}
+
+
+async def _create(api: Api, length: int, *, metadata: str | None = None) -> str:
+    headers = _headers(api, **{"Upload-Length": str(length)})
+    if metadata is not None:
+        headers["Upload-Metadata"] = metadata
+    resp = await api.http.post(f"{api.url}/v1/uploads", headers=headers)
+    assert resp.status == 201, await resp.text()
+    assert resp.headers["Tus-Resumable"] == "1.0.0"
+    assert resp.headers["Upload-Expires"].endswith("GMT")
+    location = resp.headers["Location"]
+    assert location.startswith("/v1/uploads/")
+    return f"{api.url}{location}"
+
+
+async def _patch(
+    api: Api, url: str, offset: int, data: bytes, **extra: str
+) -> aiohttp.ClientResponse:
+    headers = _headers(api, **PATCH_TYPE, **{"Upload-Offset": str(offset)}, **extra)
+    return await api.http.patch(url, data=data, headers=headers)
+
+
+async def _offset(api: Api, url: str) -> int:
+    resp = await api.http.head(url, headers=_headers(api))
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    return int(resp.headers["Upload-Offset"])
+
+
+async def _cut_patch(api: Api, url: str, offset: int, total: int, sent: bytes) -> None:
+    """A PATCH that promises ``total`` bytes, sends ``sent`` and hangs up (FIN)."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    head = (
+        f"PATCH {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Bearer {api.token}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Content-Type: application/offset+octet-stream\r\n"
+        f"Upload-Offset: {offset}\r\nContent-Length: {total}\r\n\r\n"
+    )
+    writer.write(head.encode() + sent)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    del reader
+
+
+async def _wait_offset(api: Api, url: str, expected: int) -> None:
+    """The cut request commits when the server notices the hang-up; wait for it."""
+    for _ in range(200):
+        if await _offset(api, url) == expected:
+            return
+        await asyncio.sleep(0.02)
+    assert await _offset(api, url) == expected
+
+
+async def _server_saw_cut(caplog: pytest.LogCaptureFixture) -> None:
+    """Wait for the server's log line about the dropped PATCH (it runs in this process)."""
+    for _ in range(250):
+        if any("cut short" in r.getMessage() for r in caplog.records):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the server never noticed the cut connection")
+
+
+def _tus_files(api: Api) -> list[str]:
+    root = api.settings.effective_tus_dir
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def _originals(api: Api) -> list[str]:
+    return [f for f in api.blob_files() if f.startswith("originals/")]
+
+
+async def test_options_announces_tus_without_a_token(api: Api) -> None:
+    resp = await api.http.options(f"{api.url}/v1/uploads")
+    assert resp.status == 204
+    assert resp.headers["Tus-Version"] == "1.0.0"
+    assert resp.headers["Tus-Resumable"] == "1.0.0"
+    extensions = resp.headers["Tus-Extension"].split(",")
+    assert {"creation", "creation-with-upload", "termination", "checksum", "expiration"} <= set(
+        extensions
+    )
+    assert resp.headers["Tus-Max-Size"] == str(api.settings.max_upload_bytes)
+    assert "sha1" in resp.headers["Tus-Checksum-Algorithm"].split(",")
+
+
+async def test_cut_connection_is_resumed_by_tuspy(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_6.jpg").read_bytes()
+    url = await _create(api, len(data))
+    half = len(data) // 2
+    await _cut_patch(api, url, 0, len(data), data[:half])
+    # Exactly what arrived was kept.
+    await _wait_offset(api, url, half)
+
+    def resume() -> int:
+        # tuspy is synchronous (requests); it runs in a thread beside the server's loop.
+        client = TusClient(f"{api.url}/v1/uploads", headers=api.auth)
+        uploader = client.uploader(file_stream=io.BytesIO(data), url=url, chunk_size=64 * 1024)
+        resumed_at = int(uploader.offset)  # tuspy asked HEAD where to resume
+        uploader.upload()
+        return resumed_at
+
+    assert await asyncio.to_thread(resume) == half
+
+    resp = await api.http.head(url, headers=_headers(api))
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert resp.headers["Filmstrip-Duplicate"] == "false"
+    assert int(resp.headers["Upload-Offset"]) == len(data)
+    photo = await api.state.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == PhotoStatus.QUEUED
+    assert photo.sha256 == hashlib.sha256(data).hexdigest()
+    assert photo.bytes == len(data) and photo.content_type == "image/jpeg"
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+    assert await api.waiting_jobs() == 1
+    assert await api.photo_count() == 1
+    # The partial bytes are freed once the upload is a photo.
+    assert not any(f.endswith("/data") for f in _tus_files(api))
+
+    status = await api.http.get(url, headers=api.auth)
+    body = await status.json()
+    assert body["state"] == "done" and body["photo_id"] == photo_id
+
+
+async def test_tuspy_with_checksums_metadata_and_session(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/kimono.crop.png").read_bytes()
+    client = await api.state.catalog.client_for_token(hash_token(api.token))
+    assert client is not None
+    session_id = f"s-{uuid.uuid4().hex[:8]}"
+    await api.state.catalog.create_session(session_id, client.id)
+
+    tus = TusClient(f"{api.url}/v1/uploads", headers={"Authorization": f"Bearer {api.token}"})
+    uploader = tus.uploader(
+        file_stream=io.BytesIO(data),
+        chunk_size=50_000,
+        upload_checksum=True,
+        metadata={"filename": "lies.jpg", "filetype": "image/jpeg", "session_id": session_id},
+    )
+    await asyncio.to_thread(uploader.upload)
+    assert uploader.url is not None
+    head = await api.http.head(uploader.url, headers=_headers(api))
+    assert "filename" in head.headers["Upload-Metadata"]
+    photo = await api.state.catalog.get_photo(head.headers["Filmstrip-Photo-Id"])
+    assert photo is not None
+    assert photo.content_type == "image/png"  # from the bytes, not filetype or filename
+    assert photo.session_id == session_id
+
+
+async def test_creation_with_upload(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    part = data[:1000]
+    headers = _headers(api, **PATCH_TYPE, **{"Upload-Length": str(len(data))})
+    resp = await api.http.post(f"{api.url}/v1/uploads", headers=headers, data=part)
+    assert resp.status == 201
+    assert resp.headers["Upload-Offset"] == "1000"
+    url = f"{api.url}{resp.headers['Location']}"
+    resp = await _patch(api, url, 1000, data[1000:])
+    assert resp.status == 204
+    assert resp.headers["Upload-Offset"] == str(len(data))
+    assert resp.headers["Filmstrip-Photo-Id"]
+
+
+async def test_checksum_mismatch_discards_the_chunk(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    chunk = data[:4096]
+    wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    resp = await _patch(api, url, 0, chunk, **{"Upload-Checksum": f"sha256 {wrong}"})
+    assert resp.status == 460
+    assert (await resp.json())["error"]["code"] == "checksum_mismatch"
+    assert await _offset(api, url) == 0
+
+    right = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+    resp = await _patch(api, url, 0, chunk, **{"Upload-Checksum": f"sha256 {right}"})
+    assert resp.status == 204
+    assert await _offset(api, url) == 4096
+
+    resp = await _patch(api, url, 4096, b"x", **{"Upload-Checksum": "crc32 AAAA"})
+    assert resp.status == 400
+    assert await _offset(api, url) == 4096
+
+
+async def test_a_cut_chunk_with_a_checksum_is_discarded(
+    api: Api, corpus: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filmstrip.api.tus")
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    digest = base64.b64encode(hashlib.sha1(data).digest()).decode()
+    parts = urlsplit(url)
+    _reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        (
+            f"PATCH {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {api.token}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nUpload-Checksum: sha1 {digest}\r\n"
+            f"Upload-Offset: 0\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        + data[:5000]
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    await _server_saw_cut(caplog)
+    # An unverifiable chunk is not kept: the upload is still at 0.
+    assert await _offset(api, url) == 0
+    resp = await _patch(api, url, 0, data[:10])
+    assert resp.status == 204
+    assert resp.headers["Upload-Offset"] == "10"
+
+
+async def test_wrong_offset_is_409(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[:100])).status == 204
+    resp = await _patch(api, url, 50, data[50:200])
+    assert resp.status == 409
+    assert resp.headers["Upload-Offset"] == "100"
+    assert await _offset(api, url) == 100
+
+
+async def test_too_large_is_413(api: Api, corpus: Path) -> None:
+    limit = api.settings.max_upload_bytes
+    resp = await api.http.post(
+        f"{api.url}/v1/uploads", headers=_headers(api, **{"Upload-Length": str(limit + 1)})
+    )
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "too_large"
+
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, 100)
+    resp = await _patch(api, url, 0, data[:101])
+    assert resp.status == 413
+    assert await _offset(api, url) == 0
+
+
+async def test_not_a_photo_is_415_and_forgotten(api: Api) -> None:
+    text = b"just some text, certainly not a photo; " * 10
+    url = await _create(api, len(text))
+    resp = await _patch(api, url, 0, text)
+    assert resp.status == 415
+    assert (await resp.json())["error"]["code"] == "unsupported_type"
+    assert (await api.http.head(url, headers=_headers(api))).status == 404
+    assert _tus_files(api) == []
+    assert api.blob_files() == []
+    assert await api.photo_count() == 0
+
+
+async def test_another_clients_upload_is_404(api: Api, corpus: Path) -> None:
+    url = await _create(api, 1000)
+    other = await api.new_token()
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()[:1000]
+    assert (await api.http.head(url, headers=_headers(api, other))).status == 404
+    assert (await api.http.get(url, headers=_headers(api, other))).status == 404
+    resp = await api.http.patch(
+        url, data=data, headers=_headers(api, other, **PATCH_TYPE, **{"Upload-Offset": "0"})
+    )
+    assert resp.status == 404
+    assert (await api.http.delete(url, headers=_headers(api, other))).status == 404
+    assert (await api.http.head(url, headers=TUS)).status == 401
+    assert await _offset(api, url) == 0  # untouched, still there for its owner
+
+
+async def test_protocol_version_is_required(api: Api) -> None:
+    resp = await api.http.post(f"{api.url}/v1/uploads", headers={**api.auth, "Upload-Length": "10"})
+    assert resp.status == 412
+    assert resp.headers["Tus-Version"] == "1.0.0"
+    assert _tus_files(api) == []
+
+
+async def test_termination_deletes_the_upload(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[:2000])).status == 204
+    resp = await api.http.delete(url, headers=_headers(api))
+    assert resp.status == 204
+    assert (await api.http.head(url, headers=_headers(api))).status == 404
+    assert (await api.http.delete(url, headers=_headers(api))).status == 404
+    assert _tus_files(api) == []
+
+
+async def test_expired_uploads_are_swept(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    stale = await _create(api, len(data))
+    assert (await _patch(api, stale, 0, data[:2000])).status == 204
+    # A second store over the same directory, as another api process would have.
+    store = TusStore(api.settings.effective_tus_dir)
+    assert await store.sweep() == 0
+    later = time.time() + api.settings.tus_expiry_s + 1
+    assert await store.sweep(now=later) == 1
+    assert _tus_files(api) == []
+    assert (await api.http.head(stale, headers=_headers(api))).status == 404
+
+
+async def test_same_bytes_again_are_a_duplicate(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    first = await api.upload(data)
+    assert first.status == 201
+    photo_id = (await first.json())["photo_id"]
+    url = await _create(api, len(data))
+    resp = await _patch(api, url, 0, data)
+    assert resp.status == 204
+    assert resp.headers["Filmstrip-Photo-Id"] == photo_id
+    assert resp.headers["Filmstrip-Duplicate"] == "true"
+    assert _originals(api) == [f"originals/{photo_id}"]
+    assert await api.waiting_jobs() == 1
+    # Repeating the final (empty) PATCH is harmless and answers the same.
+    again = await _patch(api, url, len(data), b"")
+    assert again.status == 204 and again.headers["Filmstrip-Photo-Id"] == photo_id
+
+
+def test_openapi_document_describes_every_tus_route(tmp_path: Path) -> None:
+    app = create_app(api_settings(tmp_path, "redis://127.0.0.1:1/0"), background=False)
+    routes = {
+        (route.resource.canonical, route.method.lower())
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/v1/uploads")
+    }
+    documented = {
+        (path, method)
+        for path, item in openapi.document()["paths"].items()
+        if path.startswith("/v1/uploads")
+        for method in item
+    }
+    assert routes == documented
+
+
+async def test_one_writer_at_a_time_across_processes(api: Api) -> None:
+    url = await _create(api, 1000)
+    upload_id = url.rsplit("/", 1)[1]
+    # Two stores over one directory stand for two api processes: flock keeps them apart.
+    first = TusStore(api.settings.effective_tus_dir, lock_wait_s=0.1)
+    second = TusStore(api.settings.effective_tus_dir, lock_wait_s=0.1)
+    async with first.locked(upload_id):
+        with pytest.raises(UploadLocked):
+            async with second.locked(upload_id):
+                pass
+        # A sweep does not delete an upload someone is writing, even if expired.
+        assert await second.sweep(now=time.time() + 10 * api.settings.tus_expiry_s) == 0
+    async with second.locked(upload_id):
+        pass
+    # Over HTTP the busy answer is a retryable 503.
+    async with first.locked(upload_id):
+        resp = await _patch(api, url, 0, b"\xff\xd8\xff")
+        assert resp.status == 503
+        assert resp.headers["Retry-After"]
+        assert (await resp.json())["error"]["code"] == "upload_locked"
+
+
+async def test_bytes_past_the_committed_offset_are_never_shown(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[:3000])).status == 204
+    # A writer that died after writing but before committing left garbage behind.
+    upload_dir = api.settings.effective_tus_dir / url.rsplit("/", 1)[1]
+    with (upload_dir / "data").open("ab") as f:
+        f.write(b"garbage" * 100)
+    assert await _offset(api, url) == 3000
+    resp = await _patch(api, url, 3000, data[3000:])
+    assert resp.status == 204
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+
+
+async def test_a_refused_creation_with_upload_keeps_nothing(api: Api) -> None:
+    wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
+    headers = _headers(
+        api, **PATCH_TYPE, **{"Upload-Length": "5000", "Upload-Checksum": f"sha1 {wrong}"}
+    )
+    resp = await api.http.post(f"{api.url}/v1/uploads", headers=headers, data=b"\xff\xd8\xff" * 9)
+    assert resp.status == 460
+    assert _tus_files(api) == []
