@@ -7,13 +7,15 @@ from typing import Any
 _REF = "#/components/schemas/{name}"
 
 
-def _header(name: str, description: str, *, required: bool = True) -> dict[str, Any]:
+def _header(
+    name: str, description: str, *, required: bool = True, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "header",
         "required": required,
         "description": description,
-        "schema": {"type": "string"},
+        "schema": schema or {"type": "string"},
     }
 
 
@@ -31,7 +33,9 @@ def _answer(description: str, *headers: str) -> dict[str, Any]:
     }
 
 
-_RESUMABLE = _header("Tus-Resumable", "must be 1.0.0 (412 otherwise)")
+_RESUMABLE = _header(
+    "Tus-Resumable", "must be 1.0.0 (412 otherwise)", schema={"type": "string", "enum": ["1.0.0"]}
+)
 _UPLOAD_ID = {
     "name": "upload_id",
     "in": "path",
