@@ -1,13 +1,17 @@
 """The queue's Lua scripts: every state change of a job happens atomically inside Redis.
 
-Every script gets the same KEYS (see ``JobQueue._keys``) and ARGV[1..3]:
+Every script gets the same KEYS (see ``JobQueue._keys``) and ARGV[1..5]; its own arguments
+start at ARGV[6]:
 
 - KEYS[1..10]: the work streams of priority bands 1..10; KEYS[11] delayed zset,
   KEYS[12] completed zset, KEYS[13] failed zset, KEYS[14] dead-letter stream,
   KEYS[15] paused flag, KEYS[16] limiter counter.
-- ARGV[1]: job hash prefix, ARGV[2]: stats prefix, ARGV[3]: consumer group.
+- ARGV[1]: job hash prefix, ARGV[2]: stats prefix, ARGV[3]: consumer group,
+  ARGV[4] / ARGV[5]: the queue's default retention (``age_s:count``) for completed / failed.
 
 Job hash fields: data, prio, att (max attempts), bo (backoff ms), made (attempts started),
+(att, bo, roc, rof and made are only stored when they differ from the queue's defaults, which
+keeps a waiting job to five fields),
 state, eid (current stream entry id: the delivery token), ts/pt/ft (created, started,
 finished ms, server clock), prog, stl (stalls), def (resource deferrals), roc/rof
 (retention ``age_s:count``), err/code/cat (last error), dlq (dead-letter entry id).
@@ -18,7 +22,7 @@ stay on one Cluster slot.
 from __future__ import annotations
 
 PRELUDE = r"""
-local JP, SP, G = ARGV[1], ARGV[2], ARGV[3]
+local JP, SP, G, DEF_ROC, DEF_ROF = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local DELAYED, COMPLETED, FAILED, DLQ, PAUSED, LIMITER =
   KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 
@@ -44,30 +48,35 @@ local function drop_job(id)
   redis.call('DEL', jk)
 end
 
--- Keep a finished job in zkey under its retention ``age_s:count`` and trim the set; the
--- trimming is bounded per call so one finish never does unbounded work.
-local function retain(zkey, id, spec, now)
-  spec = spec or '0:-1'
+-- Record finished jobs in zkey under their retention ``age_s:count`` and trim the set once
+-- per call; trimming is bounded so one call never does unbounded work.
+local function retain(zkey, ids, spec, now, has_dlq)
+  if #ids == 0 then return end
   local sep = string.find(spec, ':', 1, true)
   local age = tonumber(string.sub(spec, 1, sep - 1))
   local count = tonumber(string.sub(spec, sep + 1))
+  local drop = has_dlq and drop_job or function(id) redis.call('DEL', JP .. id) end
   if count == 0 then
-    redis.call('ZREM', zkey, id)
-    drop_job(id)
+    for i = 1, #ids do drop(ids[i]) end
     return
   end
-  redis.call('ZADD', zkey, now, id)
+  local zargs = {}
+  for i = 1, #ids do
+    zargs[2 * i - 1] = now
+    zargs[2 * i] = ids[i]
+  end
+  redis.call('ZADD', zkey, unpack(zargs))
   if age > 0 then
-    local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age * 1000, 'LIMIT', 0, 100)
-    for i = 1, #old do drop_job(old[i]) end
+    local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age * 1000, 'LIMIT', 0, 1000)
+    for i = 1, #old do drop(old[i]) end
     if #old > 0 then redis.call('ZREM', zkey, unpack(old)) end
   end
   if count > 0 then
     local excess = redis.call('ZCARD', zkey) - count
     if excess > 0 then
-      if excess > 100 then excess = 100 end
+      if excess > 1000 then excess = 1000 end
       local old = redis.call('ZPOPMIN', zkey, excess)
-      for i = 1, #old, 2 do drop_job(old[i]) end
+      for i = 1, #old, 2 do drop(old[i]) end
     end
   end
 end
@@ -88,10 +97,10 @@ end
 local function dead_letter(id, jk, cat, code, msg, now)
   local d = redis.call('HMGET', jk, 'data', 'made', 'rof')
   local dl = redis.call('XADD', DLQ, '*', 'id', id, 'job', d[1], 'error', msg, 'code', code,
-    'category', cat, 'attempts', d[2], 'failed_at', now)
+    'category', cat, 'attempts', d[2] or 0, 'failed_at', now)
   redis.call('HSET', jk, 'state', 'failed', 'eid', '', 'ft', now, 'err', msg, 'code', code,
     'cat', cat, 'dlq', dl)
-  retain(FAILED, id, d[3], now)
+  retain(FAILED, {id}, d[3] or DEF_ROF, now, true)
 end
 
 -- Turn a delivered stream entry into an active job; stale or cancelled entries are dropped.
@@ -104,7 +113,7 @@ local function activate(band, eid, id, now, out)
     redis.call('XDEL', s, eid)
     return 0
   end
-  local made = tonumber(d[4]) + 1
+  local made = tonumber(d[4] or 0) + 1
   redis.call('HSET', jk, 'state', 'active', 'made', made, 'pt', now, 'prog', 0)
   local n = #out
   out[n + 1] = id
@@ -112,9 +121,9 @@ local function activate(band, eid, id, now, out)
   out[n + 3] = band
   out[n + 4] = d[3]
   out[n + 5] = made
-  out[n + 6] = d[5]
+  out[n + 6] = d[5] or ''
   out[n + 7] = d[6] or 0
-  out[n + 8] = d[7]
+  out[n + 8] = d[7] or ''
   return 1
 end
 
@@ -129,18 +138,22 @@ local function promote(now)
 end
 """
 
-# ARGV[4] id, [5] payload, [6] priority, [7] attempts, [8] backoff ms, [9] delay ms,
-# [10] remove_on_complete, [11] remove_on_fail.  -> {created 0/1, state}
+# ARGV[6] id, [7] payload, [8] priority, [9] attempts, [10] backoff ms, [11] delay ms,
+# [12] remove_on_complete, [13] remove_on_fail.  -> {created 0/1, state}
 ADD = r"""
-local id = ARGV[4]
+local id = ARGV[6]
 local jk = JP .. id
 local st = redis.call('HGET', jk, 'state')
 if st then return {0, st} end
 local now = now_ms()
-local prio = tonumber(ARGV[6])
-local delay = tonumber(ARGV[9])
-redis.call('HSET', jk, 'data', ARGV[5], 'prio', prio, 'att', ARGV[7], 'bo', ARGV[8],
-  'made', 0, 'ts', now, 'roc', ARGV[10], 'rof', ARGV[11])
+local prio = tonumber(ARGV[8])
+local delay = tonumber(ARGV[11])
+local fields = {'data', ARGV[7], 'prio', prio, 'ts', now}
+if ARGV[9] ~= '' then fields[#fields + 1] = 'att'; fields[#fields + 1] = ARGV[9] end
+if ARGV[10] ~= '' then fields[#fields + 1] = 'bo'; fields[#fields + 1] = ARGV[10] end
+if ARGV[12] ~= '' then fields[#fields + 1] = 'roc'; fields[#fields + 1] = ARGV[12] end
+if ARGV[13] ~= '' then fields[#fields + 1] = 'rof'; fields[#fields + 1] = ARGV[13] end
+redis.call('HSET', jk, unpack(fields))
 if delay > 0 then
   redis.call('HSET', jk, 'state', 'delayed')
   redis.call('ZADD', DELAYED, now + delay, id)
@@ -151,53 +164,68 @@ return {1, 'waiting'}
 """
 
 # Apply the outcomes of finished jobs, then take up to ``want`` new jobs, highest band first.
-# ARGV[4] consumer, [5] want, [6] limiter max, [7] limiter window ms, [8] n outcomes, then
-# per outcome: id, eid, band, kind (c complete, f fail, r retry, d defer, h hand back),
-# delay ms, category, code, message.
+# ARGV[6] consumer, [7] want, [8] limiter max, [9] limiter window ms, [10] outcomes as one
+# msgpack array of [id, eid, band, kind, delay ms, category, code, message] (kind: c complete,
+# f fail, r retry, d defer, h hand back), or '' for none.
 # -> {applied flags, jobs (8 fields each), paused, limiter wait ms, ms to next delayed or -1}
 STEP = r"""
-local consumer, want = ARGV[4], tonumber(ARGV[5])
-local lmax, ldur = tonumber(ARGV[6]), tonumber(ARGV[7])
-local n = tonumber(ARGV[8])
+local consumer, want = ARGV[6], tonumber(ARGV[7])
+local lmax, ldur = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = now_ms()
 local applied = {}
 local c, f, t = 0, 0, 0
-for i = 0, n - 1 do
-  local b = 9 + i * 8
-  local id, eid, band, kind = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
-  local s = KEYS[band]
-  local jk = JP .. id
-  redis.call('XACK', s, G, eid)
-  redis.call('XDEL', s, eid)
-  local cur = redis.call('HMGET', jk, 'state', 'eid', 'pt', 'roc')
-  if cur[1] ~= 'active' or cur[2] ~= eid then
-    applied[#applied + 1] = 0
-  else
-    applied[#applied + 1] = 1
-    if kind == 'c' then
-      c = c + 1
-      t = t + now - tonumber(cur[3])
-      redis.call('HSET', jk, 'state', 'completed', 'eid', '', 'ft', now, 'prog', 100)
-      retain(COMPLETED, id, cur[4], now)
-    elseif kind == 'f' then
-      f = f + 1
-      t = t + now - tonumber(cur[3])
-      dead_letter(id, jk, ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], now)
-    elseif kind == 'h' then
-      redis.call('HINCRBY', jk, 'made', -1)
-      enqueue(id, jk, band)
+if ARGV[10] ~= '' then
+  local outcomes = cmsgpack.unpack(ARGV[10])
+  local acks = {}
+  local completed, roc = {}, nil
+  for i = 1, #outcomes do
+    local o = outcomes[i]
+    local id, eid, band, kind = o[1], o[2], o[3], o[4]
+    local a = acks[band]
+    if not a then
+      a = {}
+      acks[band] = a
+    end
+    a[#a + 1] = eid
+    local jk = JP .. id
+    local cur = redis.call('HMGET', jk, 'state', 'eid', 'pt', 'roc')
+    if cur[1] ~= 'active' or cur[2] ~= eid then
+      applied[i] = 0
     else
-      if kind == 'd' then
+      applied[i] = 1
+      if kind == 'c' then
+        c = c + 1
+        t = t + now - tonumber(cur[3])
+        redis.call('HSET', jk, 'state', 'completed', 'eid', '', 'ft', now, 'prog', 100)
+        completed[#completed + 1] = id
+        roc = cur[4] or DEF_ROC
+      elseif kind == 'f' then
+        f = f + 1
+        t = t + now - tonumber(cur[3])
+        dead_letter(id, jk, o[6], o[7], o[8], now)
+      elseif kind == 'h' then
         redis.call('HINCRBY', jk, 'made', -1)
-        redis.call('HINCRBY', jk, 'def', 1)
+        enqueue(id, jk, band)
+      else
+        if kind == 'd' then
+          redis.call('HINCRBY', jk, 'made', -1)
+          redis.call('HINCRBY', jk, 'def', 1)
+        end
+        redis.call('HSET', jk, 'state', 'delayed', 'eid', '', 'cat', o[6], 'code', o[7],
+          'err', o[8])
+        redis.call('ZADD', DELAYED, now + o[5], id)
       end
-      redis.call('HSET', jk, 'state', 'delayed', 'eid', '', 'cat', ARGV[b + 5],
-        'code', ARGV[b + 6], 'err', ARGV[b + 7])
-      redis.call('ZADD', DELAYED, now + tonumber(ARGV[b + 4]), id)
     end
   end
+  -- One XACK and one XDEL per band: XDEL of a stream's head rescans its tombstones, so
+  -- deleting a batch at once is much cheaper than one by one.
+  for band, eids in pairs(acks) do
+    redis.call('XACK', KEYS[band], G, unpack(eids))
+    redis.call('XDEL', KEYS[band], unpack(eids))
+  end
+  retain(COMPLETED, completed, roc or DEF_ROC, now, false)
+  bump_stats(now, c, f, t)
 end
-bump_stats(now, c, f, t)
 
 local jobs = {}
 local paused = redis.call('EXISTS', PAUSED)
@@ -242,31 +270,42 @@ end
 return {applied, jobs, paused, limited, next_due}
 """
 
-# Activate entries a blocking XREADGROUP delivered. ARGV[4] n, then band, eid, id each.
+# Activate entries a blocking XREADGROUP delivered; if the queue was paused meanwhile, put
+# them back to waiting instead. ARGV[6] n, then band, eid, id each.
 ACTIVATE = r"""
 local now = now_ms()
 local jobs = {}
-local n = tonumber(ARGV[4])
+local n = tonumber(ARGV[6])
+local paused = redis.call('EXISTS', PAUSED) == 1
 for i = 0, n - 1 do
-  local b = 5 + i * 3
-  activate(tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2], now, jobs)
+  local b = 7 + i * 3
+  local band, eid, id = tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2]
+  if paused then
+    local jk = JP .. id
+    local d = redis.call('HMGET', jk, 'state', 'eid')
+    redis.call('XACK', KEYS[band], G, eid)
+    redis.call('XDEL', KEYS[band], eid)
+    if d[1] == 'waiting' and d[2] == eid then enqueue(id, jk, band) end
+  else
+    activate(band, eid, id, now, jobs)
+  end
 end
 return jobs
 """
 
 # Take over jobs whose holder stopped renewing its claim for ``min_idle`` ms: put them back
 # to waiting, or dead-letter them after ``max_stalled`` stalls.
-# ARGV[4] consumer, [5] min idle ms, [6] max stalled, [7] count, [8..17] band cursors.
+# ARGV[6] consumer, [7] min idle ms, [8] max stalled, [9] count, [10..19] band cursors.
 # -> {cursors, requeued, dead (id, band, data, made, att each)}
 RECLAIM = r"""
-local consumer, min_idle = ARGV[4], ARGV[5]
-local max_stalled, count = tonumber(ARGV[6]), ARGV[7]
+local consumer, min_idle = ARGV[6], ARGV[7]
+local max_stalled, count = tonumber(ARGV[8]), ARGV[9]
 local now = now_ms()
 local cursors, dead = {}, {}
 local requeued, failed = 0, 0
 for p = 1, 10 do
   local s = KEYS[p]
-  local cur = ARGV[7 + p]
+  local cur = ARGV[9 + p]
   if redis.call('EXISTS', s) == 1 then
     local r = redis.call('XAUTOCLAIM', s, G, consumer, min_idle, cur, 'COUNT', count)
     cur = r[1]
@@ -310,9 +349,9 @@ bump_stats(now, 0, failed, 0)
 return {cursors, requeued, dead}
 """
 
-# ARGV[4] id -> 1 if a waiting or delayed job was removed.
+# ARGV[6] id -> 1 if a waiting or delayed job was removed.
 CANCEL = r"""
-local id = ARGV[4]
+local id = ARGV[6]
 local jk = JP .. id
 local d = redis.call('HMGET', jk, 'state', 'eid', 'prio')
 if d[1] == 'waiting' then
@@ -329,9 +368,9 @@ end
 return 0
 """
 
-# ARGV[4] id -> 1 if a failed job went back to waiting with fresh attempts.
+# ARGV[6] id -> 1 if a failed job went back to waiting with fresh attempts.
 RETRY_FAILED = r"""
-local id = ARGV[4]
+local id = ARGV[6]
 local jk = JP .. id
 local d = redis.call('HMGET', jk, 'state', 'dlq', 'prio')
 if d[1] ~= 'failed' then return 0 end
@@ -343,21 +382,21 @@ enqueue(id, jk, tonumber(d[3]))
 return 1
 """
 
-# ARGV[4] id -> 1 if a failed job (and its dead-letter entry) was deleted.
+# ARGV[6] id -> 1 if a failed job (and its dead-letter entry) was deleted.
 REMOVE_FAILED = r"""
-local id = ARGV[4]
+local id = ARGV[6]
 if redis.call('HGET', JP .. id, 'state') ~= 'failed' then return 0 end
 redis.call('ZREM', FAILED, id)
 drop_job(id)
 return 1
 """
 
-# ARGV[4] id, [5] eid, [6] percent -> 1 if this delivery still owns the job.
+# ARGV[6] id, [7] eid, [8] percent -> 1 if this delivery still owns the job.
 PROGRESS = r"""
-local jk = JP .. ARGV[4]
+local jk = JP .. ARGV[6]
 local d = redis.call('HMGET', jk, 'state', 'eid')
-if d[1] ~= 'active' or d[2] ~= ARGV[5] then return 0 end
-redis.call('HSET', jk, 'prog', ARGV[6])
+if d[1] ~= 'active' or d[2] ~= ARGV[7] then return 0 end
+redis.call('HSET', jk, 'prog', ARGV[8])
 return 1
 """
 

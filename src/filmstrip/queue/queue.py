@@ -51,11 +51,18 @@ class JobQueue:
             keys.queue_paused(name),
             keys.queue_limiter(name),
         ]
+        self._default_roc = _spec(self.options.remove_on_complete)
+        self._default_rof = _spec(self.options.remove_on_fail)
         self._base_args: list[str] = [
             keys.queue_job_prefix(name),
             keys.queue_stats_prefix(name),
             keys.QUEUE_GROUP,
+            self._default_roc,
+            self._default_rof,
         ]
+        # Pre-encoded so each script call skips re-encoding the same 19 strings.
+        self._keys_b = [k.encode() for k in self._keys]
+        self._base_args_b = [a.encode() for a in self._base_args]
         self._scripts: dict[str, AsyncScript] = {}
         for attr in ("ADD", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED",
                      "REMOVE_FAILED", "PROGRESS", "COUNTS"):  # fmt: skip
@@ -65,7 +72,7 @@ class JobQueue:
 
     async def _run(self, script: str, args: Sequence[Any], client: Any = None) -> Any:
         return await self._scripts[script](
-            keys=self._keys, args=[*self._base_args, *args], client=client
+            keys=self._keys_b, args=[*self._base_args_b, *args], client=client
         )
 
     async def ensure_groups(self) -> None:
@@ -93,20 +100,20 @@ class JobQueue:
         prio = o.priority if priority is None else priority
         if not 1 <= prio <= 10:
             raise ValueError(f"priority must be 1..10, got {prio}")
-        if remove_on_complete is None:
-            remove_on_complete = o.remove_on_complete
-        if remove_on_fail is None:
-            remove_on_fail = o.remove_on_fail
-        roc, rof = retention_args(remove_on_complete), retention_args(remove_on_fail)
+        # Options equal to the queue's defaults are not stored on the job (memory).
+        att = "" if attempts is None or attempts == o.attempts else max(attempts, 1)
+        bo = "" if backoff_ms is None or backoff_ms == o.backoff_ms else max(backoff_ms, 0)
+        roc = "" if remove_on_complete is None else _spec(remove_on_complete)
+        rof = "" if remove_on_fail is None else _spec(remove_on_fail)
         return [
             job_id,
             payload,
             prio,
-            o.attempts if attempts is None else max(attempts, 1),
-            o.backoff_ms if backoff_ms is None else backoff_ms,
+            att,
+            bo,
             max(delay_ms, 0),
-            f"{roc[0]}:{roc[1]}",
-            f"{rof[0]}:{rof[1]}",
+            "" if roc == self._default_roc else roc,
+            "" if rof == self._default_rof else rof,
         ]
 
     # --- producer ----------------------------------------------------------------------------
@@ -253,7 +260,7 @@ class JobQueue:
             pipe.zmscore(self._keys[10], list(ids))
             *rows, due = await pipe.execute()
         return [
-            _info(job_id, row, due_ms)
+            _info(job_id, row, due_ms, self.options.attempts)
             for job_id, row, due_ms in zip(ids, rows, due, strict=True)
             if row
         ]
@@ -274,12 +281,17 @@ class JobQueue:
         return bool(await self._run("PROGRESS", [job_id, entry_id, pct]))
 
 
+def _spec(spec: RetentionSpec) -> str:
+    age, count = retention_args(spec)
+    return f"{age}:{count}"
+
+
 def _int(row: dict[bytes, bytes], field: bytes) -> int | None:
     raw = row.get(field)
     return int(raw) if raw not in (None, b"") else None
 
 
-def _info(job_id: str, row: dict[bytes, bytes], due_ms: float | None) -> JobInfo:
+def _info(job_id: str, row: dict[bytes, bytes], due_ms: float | None, attempts: int) -> JobInfo:
     error = None
     if row.get(b"code"):
         error = JobError(
@@ -291,7 +303,7 @@ def _info(job_id: str, row: dict[bytes, bytes], due_ms: float | None) -> JobInfo
         id=job_id,
         state=JobState(_s(row[b"state"])),
         priority=_int(row, b"prio") or 5,
-        attempts=_int(row, b"att") or 1,
+        attempts=_int(row, b"att") or attempts,
         attempts_made=_int(row, b"made") or 0,
         progress=_int(row, b"prog") or 0,
         created_at_ms=_int(row, b"ts") or 0,
