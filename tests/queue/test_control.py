@@ -127,3 +127,19 @@ async def test_stats_cover_completed_and_failed_jobs(make_queue: Callable[..., J
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_waiting_and_delayed_jobs_are_listed_in_the_order_they_will_run(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    queue = make_queue()
+    await queue.add_bulk(NewJob(job_id=f"p5:{i}", payload=b"") for i in range(600))
+    await queue.add("p1", b"", priority=1)
+    await queue.add("later", b"", delay_ms=60_000)
+    first = await queue.list_jobs("waiting", offset=0, limit=3)
+    assert [j.id for j in first] == ["p1", "p5:0", "p5:1"]
+    deep = await queue.list_jobs("waiting", offset=550, limit=100)
+    assert [j.id for j in deep] == [f"p5:{i}" for i in range(549, 600)]
+    delayed = await queue.list_jobs("delayed")
+    assert [j.id for j in delayed] == ["later"] and delayed[0].delayed_until_ms is not None
+    assert await queue.list_jobs("active") == []

@@ -34,6 +34,9 @@ JobHook = Callable[[Job], Awaitable[None]]
 FailedHook = Callable[[Job, FilmstripError], Awaitable[None]]
 
 #: Errors that mean "Redis is unreachable for now": wait and carry on.
+# How long a finished job may wait for the next fetch before it is settled on its own.
+SETTLE_S = 0.01
+
 _pack = msgspec.msgpack.Encoder().encode
 
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -72,6 +75,7 @@ class Consumer:
         on_completed: JobHook | None = None,
         on_active: JobHook | None = None,
         concurrency: int | None = None,
+        prefetch: int | None = None,
         name: str | None = None,
     ) -> None:
         self.queue = queue
@@ -81,6 +85,7 @@ class Consumer:
         self.on_completed = on_completed
         self.on_active = on_active
         self.concurrency = max(concurrency or self.options.concurrency, 1)
+        self.prefetch = max(self.options.prefetch if prefetch is None else prefetch, 0)
         self.name = name or default_name()
         self._running: dict[asyncio.Task[None], Job] = {}
         self._buffer: collections.deque[Job] = collections.deque()
@@ -152,18 +157,28 @@ class Consumer:
                 await self._down(exc)
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_step = 0.0
         while not self._stopping:
-            free = self.concurrency - self._busy
-            while self._buffer and free > 0:
+            while self._buffer and self._busy < self.concurrency:
                 self._start(self._buffer.popleft())
-                free -= 1
-            if free <= 0 and not self._done:
-                self._wake.clear()
-                await self._wake.wait()
+            want = self.concurrency + self.prefetch - self._busy - len(self._buffer)
+            # Fetch only once the local buffer ran dry, so prefetched jobs come in batches;
+            # settle finished jobs with that fetch, or on their own if they waited 10 ms.
+            fetch = want > 0 and not self._buffer
+            settle = bool(self._done) and (fetch or loop.time() - last_step > SETTLE_S)
+            if not (fetch or settle):
+                if self._done:
+                    await self._sleep(SETTLE_S)
+                else:
+                    self._wake.clear()
+                    await self._wake.wait()
                 continue
             done, self._done = self._done, []
             try:
-                applied, jobs, paused, limited_ms, next_due_ms = await self._step(done, free)
+                applied, jobs, paused, limited_ms, next_due_ms = await self._step(
+                    done, want if fetch else 0
+                )
             except REDIS_DOWN as exc:
                 self._done = done + self._done
                 await self._down(exc)
@@ -172,11 +187,12 @@ class Consumer:
                 self._done = done + self._done
                 await self._response_error(exc)
                 continue
+            last_step = loop.time()
             self._up()
             self._settled(done, applied)
             for job in jobs:
-                self._start(job)
-            if jobs or done or free <= 0 or self._done:
+                self._take(job)
+            if jobs or done or not fetch or self._done:
                 continue
             if paused:
                 await self._sleep(0.2)
@@ -195,7 +211,13 @@ class Consumer:
                     # A blocking read would bypass the limiter; poll instead.
                     await self._sleep(min(timeout, 50) / 1000)
                 else:
-                    await self._block_read(free, timeout)
+                    await self._block_read(want, timeout)
+
+    def _take(self, job: Job) -> None:
+        if self._busy < self.concurrency:
+            self._start(job)
+        else:
+            self._buffer.append(job)
 
     async def _step(
         self, done: Sequence[_Done], want: int
@@ -252,10 +274,7 @@ class Consumer:
             await self._response_error(exc)
             return
         for job in self._jobs(flat):
-            if self._busy < self.concurrency:
-                self._start(job)
-            else:
-                self._buffer.append(job)
+            self._take(job)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()

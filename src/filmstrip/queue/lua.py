@@ -127,6 +127,31 @@ local function activate(band, eid, id, now, out)
   return 1
 end
 
+-- Store a job once (dedupe by id) and make it waiting or delayed. Options equal to the
+-- queue's defaults arrive as '' and are not stored.
+local function add_job(id, data, prio, att, bo, delay, roc, rof, now)
+  local jk = JP .. id
+  local st = redis.call('HGET', jk, 'state')
+  if st then return 0, st end
+  prio = tonumber(prio)
+  delay = tonumber(delay)
+  local fields = {'data', data, 'prio', prio, 'ts', now}
+  if att ~= '' then fields[#fields + 1] = 'att'; fields[#fields + 1] = att end
+  if bo ~= '' then fields[#fields + 1] = 'bo'; fields[#fields + 1] = bo end
+  if roc ~= '' then fields[#fields + 1] = 'roc'; fields[#fields + 1] = roc end
+  if rof ~= '' then fields[#fields + 1] = 'rof'; fields[#fields + 1] = rof end
+  if delay > 0 then
+    fields[#fields + 1] = 'state'
+    fields[#fields + 1] = 'delayed'
+    redis.call('HSET', jk, unpack(fields))
+    redis.call('ZADD', DELAYED, now + delay, id)
+    return 1, 'delayed'
+  end
+  redis.call('HSET', jk, unpack(fields))
+  enqueue(id, jk, prio)
+  return 1, 'waiting'
+end
+
 local function promote(now)
   local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)
   for i = 1, #due do
@@ -139,28 +164,28 @@ end
 """
 
 # ARGV[6] id, [7] payload, [8] priority, [9] attempts, [10] backoff ms, [11] delay ms,
-# [12] remove_on_complete, [13] remove_on_fail.  -> {created 0/1, state}
+# [12] remove_on_complete, [13] remove_on_fail ('' = the queue's default).
+# -> {created 0/1, state}
 ADD = r"""
-local id = ARGV[6]
-local jk = JP .. id
-local st = redis.call('HGET', jk, 'state')
-if st then return {0, st} end
+local created, state = add_job(ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11],
+  ARGV[12], ARGV[13], now_ms())
+return {created, state}
+"""
+
+# Many jobs in one call: ARGV[6] msgpack array of [id, priority, attempts, backoff ms,
+# delay ms, remove_on_complete, remove_on_fail]; ARGV[7..] the payloads in the same order
+# (Redis' cmsgpack cannot carry binary). -> {created, state, created, state, ...}
+ADD_BULK = r"""
 local now = now_ms()
-local prio = tonumber(ARGV[8])
-local delay = tonumber(ARGV[11])
-local fields = {'data', ARGV[7], 'prio', prio, 'ts', now}
-if ARGV[9] ~= '' then fields[#fields + 1] = 'att'; fields[#fields + 1] = ARGV[9] end
-if ARGV[10] ~= '' then fields[#fields + 1] = 'bo'; fields[#fields + 1] = ARGV[10] end
-if ARGV[12] ~= '' then fields[#fields + 1] = 'roc'; fields[#fields + 1] = ARGV[12] end
-if ARGV[13] ~= '' then fields[#fields + 1] = 'rof'; fields[#fields + 1] = ARGV[13] end
-redis.call('HSET', jk, unpack(fields))
-if delay > 0 then
-  redis.call('HSET', jk, 'state', 'delayed')
-  redis.call('ZADD', DELAYED, now + delay, id)
-  return {1, 'delayed'}
+local jobs = cmsgpack.unpack(ARGV[6])
+local out = {}
+for i = 1, #jobs do
+  local j = jobs[i]
+  local created, state = add_job(j[1], ARGV[6 + i], j[2], j[3], j[4], j[5], j[6], j[7], now)
+  out[2 * i - 1] = created
+  out[2 * i] = state
 end
-enqueue(id, jk, prio)
-return {1, 'waiting'}
+return out
 """
 
 # Apply the outcomes of finished jobs, then take up to ``want`` new jobs, highest band first.

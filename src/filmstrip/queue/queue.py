@@ -29,6 +29,9 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     remove_on_fail: RetentionSpec | None = None
 
 
+_pack = msgspec.msgpack.Encoder().encode
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -64,7 +67,7 @@ class JobQueue:
         self._keys_b = [k.encode() for k in self._keys]
         self._base_args_b = [a.encode() for a in self._base_args]
         self._scripts: dict[str, AsyncScript] = {}
-        for attr in ("ADD", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED",
+        for attr in ("ADD", "ADD_BULK", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED",
                      "REMOVE_FAILED", "PROGRESS", "COUNTS"):  # fmt: skip
             self._scripts[attr] = redis.register_script(lua.PRELUDE + getattr(lua, attr))
 
@@ -138,22 +141,24 @@ class JobQueue:
         created, state = await self._run("ADD", args)
         return AddResult(job_id, bool(created), JobState(_s(state)))
 
-    async def add_bulk(self, jobs: Iterable[NewJob], *, chunk: int = 1000) -> list[AddResult]:
-        """Enqueue many jobs in pipelined round trips (each job still deduplicated)."""
+    async def add_bulk(self, jobs: Iterable[NewJob], *, chunk: int = 500) -> list[AddResult]:
+        """Enqueue many jobs, ``chunk`` per script call (each job still deduplicated)."""
         results: list[AddResult] = []
         batch: list[NewJob] = []
 
         async def flush() -> None:
-            script = self._scripts["ADD"]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for j in batch:
-                    args = self._add_args(
-                        j.job_id, j.payload, j.priority, j.attempts, j.backoff_ms, j.delay_ms,
-                        j.remove_on_complete, j.remove_on_fail,
-                    )  # fmt: skip
-                    await script(keys=self._keys, args=[*self._base_args, *args], client=pipe)
-                replies = await pipe.execute()
-            for j, (created, state) in zip(batch, replies, strict=True):
+            meta: list[list[Any]] = []
+            payloads: list[bytes] = []
+            for j in batch:
+                a = self._add_args(
+                    j.job_id, j.payload, j.priority, j.attempts, j.backoff_ms, j.delay_ms,
+                    j.remove_on_complete, j.remove_on_fail,
+                )  # fmt: skip
+                payloads.append(a.pop(1))
+                meta.append(a)
+            reply = await self._run("ADD_BULK", [_pack(meta), *payloads])
+            for i, j in enumerate(batch):
+                created, state = reply[2 * i], reply[2 * i + 1]
                 results.append(AddResult(j.job_id, bool(created), JobState(_s(state))))
             batch.clear()
 
@@ -237,19 +242,23 @@ class JobQueue:
             members = await self.redis.zrange(self._keys[10], offset, offset + limit - 1)
             ids = [_s(m) for m in members]
         else:
-            ids = await self._stream_ids(state, offset + limit)
-            ids = ids[offset:]
+            return await self._stream_jobs(state, offset, limit)
         return [i for i in await self._infos(ids) if i.state is state][:limit]
 
-    async def _stream_ids(self, state: JobState, upto: int) -> list[str]:
-        # Waiting and active jobs live in the band streams; walk them in priority order.
-        ids: list[str] = []
+    async def _stream_jobs(self, state: JobState, offset: int, limit: int) -> list[JobInfo]:
+        # Waiting and active jobs both live in the band streams (active ones are pending
+        # entries); walk the bands in priority order and keep the jobs in ``state``.
+        found: list[JobInfo] = []
         for stream in self.streams:
-            if len(ids) >= upto:
-                break
-            entries: Any = await self.redis.xrange(stream, count=upto)
-            ids += [_s(fields[b"i"]) for _, fields in entries]
-        return ids
+            start = "-"
+            while len(found) < offset + limit:
+                entries: Any = await self.redis.xrange(stream, min=start, count=500)
+                if not entries:
+                    break
+                ids = [_s(fields[b"i"]) for _, fields in entries]
+                found += [i for i in await self._infos(ids) if i.state is state]
+                start = "(" + _s(entries[-1][0])
+        return found[offset : offset + limit]
 
     async def _infos(self, ids: Sequence[str]) -> list[JobInfo]:
         if not ids:
