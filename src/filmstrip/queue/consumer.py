@@ -58,6 +58,14 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _reraise_cancel() -> None:
+    # redis-py turns a cancellation that lands mid-command into a connection error; a
+    # side task that swallowed it would then outlive its consumer.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def default_name() -> str:
     """``worker-<host>-<pid>``: unique per process, readable in XINFO CONSUMERS."""
     return f"worker-{socket.gethostname()}-{os.getpid()}"
@@ -361,9 +369,8 @@ class Consumer:
                     for stream, ids in by_stream.items():
                         pipe.xclaim(stream, keys.QUEUE_GROUP, self.name, 0, ids, justid=True)
                     await pipe.execute()
-            except REDIS_DOWN as exc:
-                log.warning("heartbeat failed: %s", exc)
-            except redis.exceptions.ResponseError as exc:
+            except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+                _reraise_cancel()
                 log.warning("heartbeat failed: %s", exc)
 
     async def _reclaim(self) -> None:
@@ -377,6 +384,7 @@ class Consumer:
                     [self.name, o.visibility_timeout_ms, o.max_stalled, 100, *cursors],
                 )
             except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+                _reraise_cancel()
                 log.warning("reclaim failed: %s", exc)
                 continue
             cursors = [_s(c) for c in new_cursors]
@@ -399,6 +407,7 @@ class Consumer:
     # --- Redis health ------------------------------------------------------------------------
 
     async def _down(self, exc: BaseException) -> None:
+        _reraise_cancel()
         loop = asyncio.get_running_loop()
         if self._down_since is None:
             self._down_since = loop.time()

@@ -85,13 +85,15 @@ local function bump_stats(now, c, f, t)
   if c + f == 0 then return end
   local m = SP .. 'm:' .. math.floor(now / 60000)
   local h = SP .. 'h:' .. math.floor(now / 3600000)
-  for _, k in ipairs({m, h}) do
-    if c > 0 then redis.call('HINCRBY', k, 'c', c) end
-    if f > 0 then redis.call('HINCRBY', k, 'f', f) end
+  for k, ttl in pairs({[m] = 7200, [h] = 8 * 86400}) do
+    -- A bucket's first write is one whose running total equals its increment; set the
+    -- TTL then (a later write that sees the same is harmless) instead of on every write.
+    local first = false
+    if c > 0 then first = redis.call('HINCRBY', k, 'c', c) == c end
+    if f > 0 then first = redis.call('HINCRBY', k, 'f', f) == f or first end
     redis.call('HINCRBY', k, 't', t)
+    if first then redis.call('EXPIRE', k, ttl) end
   end
-  redis.call('EXPIRE', m, 7200)
-  redis.call('EXPIRE', h, 8 * 86400)
 end
 
 local function dead_letter(id, jk, cat, code, msg, now)
@@ -286,11 +288,13 @@ if want > 0 and paused == 0 then
     if redis.call('INCRBY', LIMITER, got) == got then redis.call('PEXPIRE', LIMITER, ldur) end
   end
 end
-local nd = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
 local next_due = -1
-if nd[2] then
-  next_due = tonumber(nd[2]) - now
-  if next_due < 0 then next_due = 0 end
+if #jobs == 0 then
+  local nd = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if nd[2] then
+    next_due = tonumber(nd[2]) - now
+    if next_due < 0 then next_due = 0 end
+  end
 end
 return {applied, jobs, paused, limited, next_due}
 """
