@@ -40,7 +40,8 @@ async def test_sigkill_mid_batch_loses_nothing_and_completes_each_job_once(
     a = _spawn(redis_server.url, name, "a", 5, 500, 30)
     b = _spawn(redis_server.url, name, "b", 5, 500, 30)
     try:
-        await wait_for(lambda: _at_least(redis.hlen(f"{name}:done"), 40), limit_s=30)
+        # Kill a only once it is well into its share of the batch.
+        await wait_for(lambda: _done_by(redis, name, b"a", 20), limit_s=30)
         a.send_signal(signal.SIGKILL)
         a.wait()
         await wait_for(lambda: _at_least(redis.hlen(f"{name}:done"), 200), limit_s=30)
@@ -113,6 +114,11 @@ async def test_consumers_ride_out_a_redis_outage(
 
 async def _at_least(value: object, n: int) -> bool:
     return int(await value) >= n  # type: ignore[misc]
+
+
+async def _done_by(redis: aioredis.Redis, name: str, worker: bytes, n: int) -> bool:
+    done = await redis.hvals(f"{name}:done")
+    return done.count(worker) >= n
 
 
 async def _quiet(queue: JobQueue) -> bool:
