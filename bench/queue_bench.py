@@ -32,6 +32,8 @@ from tests.support.redis_server import RedisServer  # noqa: E402
 CONCURRENCIES = (1, 10, 50)
 PAYLOAD = json.dumps({"photo_id": "0" * 26, "storage": {"key": "originals/x.jpg"}}).encode()
 MEMORY_JOBS = 100_000
+# Our consumers can take jobs beyond their concurrency to batch round trips (off by default).
+PREFETCH = 32
 
 BULLMQ_SCRIPT = Path(__file__).with_name("bullmq_bench.js")
 
@@ -74,19 +76,19 @@ async def bench_ours(url: str, n: int) -> dict[str, float]:
     await queue.add_bulk(_jobs(MEMORY_JOBS))
     out["memory"] = await _used_memory(redis) - before
 
-    for c in CONCURRENCIES:
+    for c, prefetch in [(c, 0) for c in CONCURRENCIES] + [(c, PREFETCH) for c in CONCURRENCIES]:
         await redis.flushall()
         queue = JobQueue(redis, QueueOptions(name=f"bench-c{c}"))
         await queue.add_bulk(jobs)
         noop = _NoOp(n)
-        consumer = Consumer(queue, noop, concurrency=c, name=f"bench-{c}")
+        consumer = Consumer(queue, noop, concurrency=c, prefetch=prefetch, name=f"bench-{c}")
         t = time.perf_counter()
         task = asyncio.create_task(consumer.run())
         await noop.finished.wait()
         # Count a job only once its completion is recorded in Redis.
         while (counts := await queue.counts())["waiting"] + counts["active"]:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
-        out[f"c{c}"] = n / (time.perf_counter() - t)
+        out[f"c{c}" + (f"p{prefetch}" if prefetch else "")] = n / (time.perf_counter() - t)
         await consumer.stop()
         await task
     await redis.flushall()
@@ -138,8 +140,9 @@ def main() -> None:
     print(f"{'':28}{'ours':>12}{'BullMQ 5':>12}{'ratio':>8}")
     rows = [("enqueue (bulk) jobs/s", "enqueue")]
     rows += [(f"process c={c} jobs/s", f"c{c}") for c in CONCURRENCIES]
+    rows += [(f"  ours prefetch={PREFETCH}, c={c}", f"c{c}") for c in CONCURRENCIES]
     for label, key in rows:
-        a, b = ours.get(key), theirs.get(key)
+        a, b = ours.get(key + (f"p{PREFETCH}" if "prefetch" in label else "")), theirs.get(key)
         ratio = f"{a / b:8.2f}" if a and b else f"{'-':>8}"
         print(f"{label:28}{a or 0:12,.0f}{b or 0:12,.0f}{ratio}")
     a, b = ours.get("memory"), theirs.get("memory")

@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 
 from filmstrip import keys
 from filmstrip.errors import DataError
-from filmstrip.queue import Job, JobQueue, NewJob
+from filmstrip.queue import Job, JobQueue, NewJob, QueueOptions
+from filmstrip.settings import load_settings
 from protocols.jobs import Retention
 from tests.queue.conftest import Recorder, running, wait_for
 
@@ -143,3 +144,25 @@ async def test_waiting_and_delayed_jobs_are_listed_in_the_order_they_will_run(
     delayed = await queue.list_jobs("delayed")
     assert [j.id for j in delayed] == ["later"] and delayed[0].delayed_until_ms is not None
     assert await queue.list_jobs("active") == []
+
+
+async def test_retention_by_age_drops_old_completed_jobs(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    queue = make_queue(remove_on_complete=Retention(age_s=1, count=0))
+    await queue.add("old", b"")
+    rec = Recorder()
+    async with running(rec.consumer(queue)):
+        await wait_for(lambda: _count(queue, "completed", 1))
+        await asyncio.sleep(1.1)
+        await queue.add("new", b"")
+        await wait_for(lambda: _true(len(rec.completed) == 2))
+    assert [j.id for j in await queue.list_jobs("completed")] == ["new"]
+    assert await queue.get_job("old") is None
+
+
+def test_options_follow_settings() -> None:
+    settings = load_settings({"FILMSTRIP_WORKER_CONCURRENCY": "7", "FILMSTRIP_LIMITER_MAX": "10"})
+    opts = QueueOptions.from_settings(settings)
+    assert (opts.concurrency, opts.limiter_max, opts.attempts) == (7, 10, 3)
+    assert opts.name == "photo-processing" and opts.prefetch == 0

@@ -59,6 +59,7 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             name=settings.queue_name,
             concurrency=settings.worker_concurrency,
+            prefetch=settings.worker_prefetch,
             attempts=settings.job_attempts,
             backoff_ms=settings.job_backoff_ms,
             backoff_jitter=settings.job_backoff_jitter,
