@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from filmstrip import keys
 from filmstrip.queue import Job, JobQueue, JobState
 from tests.queue.conftest import Recorder, running, wait_for
 
@@ -113,9 +114,12 @@ async def test_graceful_stop_lets_running_jobs_finish_within_the_grace(
         await asyncio.sleep(0.1)
 
     rec = Recorder(handler)
-    async with running(rec.consumer(queue)):
+    async with running(rec.consumer(queue, name="leaving")):
         await started.wait()
     assert await _state(queue, "photo:1", JobState.COMPLETED)
+    # A stopped consumer leaves the group rather than lingering in it forever.
+    consumers = await queue.redis.xinfo_consumers(queue.streams[4], keys.QUEUE_GROUP)
+    assert [c["name"] for c in consumers] == []
 
 
 async def _state(queue: JobQueue, job_id: str, state: JobState) -> bool:

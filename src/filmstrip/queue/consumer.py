@@ -459,5 +459,19 @@ class Consumer:
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
                 continue
             self._settled(done, applied)
+        if not self._done:
+            await self._leave_group()
         if self._hooks:
             await asyncio.wait(list(self._hooks))
+
+    async def _leave_group(self) -> None:
+        # Consumer names are per process, so without this every restart would leave one
+        # more idle consumer in each group. Only done once nothing of ours is pending:
+        # DELCONSUMER drops the consumer's pending entries.
+        try:
+            async with self.queue.redis.pipeline(transaction=False) as pipe:
+                for stream in self.queue.streams:
+                    pipe.xgroup_delconsumer(stream, keys.QUEUE_GROUP, self.name)
+                await pipe.execute(raise_on_error=False)
+        except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+            log.warning("could not leave the consumer group: %s", exc)
