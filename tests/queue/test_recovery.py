@@ -18,8 +18,10 @@ async def _take_as(queue: JobQueue, consumer: str) -> None:
     assert jobs, "no job was taken"
 
 
-async def _reclaim(queue: JobQueue) -> None:
-    await queue._run("RECLAIM", ["reaper", VIS, queue.options.max_stalled, 100, *["0-0"] * 10])
+async def _reclaim(queue: JobQueue, prune_ms: int = 0) -> None:
+    await queue._run(
+        "RECLAIM", ["reaper", VIS, queue.options.max_stalled, 100, *["0-0"] * 10, prune_ms]
+    )
 
 
 async def test_a_dead_consumers_job_is_reclaimed_without_spending_an_attempt(
@@ -129,3 +131,25 @@ async def _state(queue: JobQueue, job_id: str, state: JobState) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_consumers_of_dead_workers_are_pruned_once_idle_and_empty(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    queue = make_queue(visibility_timeout_ms=VIS)
+    await queue.add("photo:1", b"")
+    await _take_as(queue, "killed-worker")
+    stream = queue.streams[4]
+    await asyncio.sleep(VIS * 1.5 / 1000)
+    # Idle long enough, but it still holds a job (not reclaimed yet: min idle 60 s): kept.
+    await queue._run("RECLAIM", ["reaper", 60_000, 1, 100, *["0-0"] * 10, VIS])
+    assert "killed-worker" in await _consumers(queue, stream)
+    # Once its job is taken back it holds nothing and goes.
+    await _reclaim(queue, prune_ms=VIS)
+    assert "killed-worker" not in await _consumers(queue, stream)
+    assert await _state(queue, "photo:1", JobState.WAITING)
+
+
+async def _consumers(queue: JobQueue, stream: str) -> list[str]:
+    infos = await queue.redis.xinfo_consumers(stream, keys.QUEUE_GROUP)
+    return [i["name"].decode() if isinstance(i["name"], bytes) else i["name"] for i in infos]

@@ -34,6 +34,9 @@ JobHook = Callable[[Job], Awaitable[None]]
 FailedHook = Callable[[Job, FilmstripError], Awaitable[None]]
 
 #: Errors that mean "Redis is unreachable for now": wait and carry on.
+# A consumer idle this many visibility timeouts with nothing pending belongs to a dead worker.
+PRUNE_AFTER_VIS = 10
+
 # How long a finished job may wait for the next fetch before it is settled on its own.
 SETTLE_S = 0.01
 
@@ -376,12 +379,16 @@ class Consumer:
     async def _reclaim(self) -> None:
         cursors = ["0-0"] * len(self.queue.streams)
         o = self.options
+        rounds = 0
         while not self._stopping:
             await asyncio.sleep(o.reclaim_s)
+            # Every 60 rounds (30 visibility timeouts), drop consumers of dead workers.
+            prune = PRUNE_AFTER_VIS * o.visibility_timeout_ms if rounds % 60 == 0 else 0
+            rounds += 1
             try:
                 new_cursors, requeued, dead = await self.queue._run(
                     "RECLAIM",
-                    [self.name, o.visibility_timeout_ms, o.max_stalled, 100, *cursors],
+                    [self.name, o.visibility_timeout_ms, o.max_stalled, 100, *cursors, prune],
                 )
             except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
                 _reraise_cancel()

@@ -324,7 +324,9 @@ return jobs
 
 # Take over jobs whose holder stopped renewing its claim for ``min_idle`` ms: put them back
 # to waiting, or dead-letter them after ``max_stalled`` stalls.
-# ARGV[6] consumer, [7] min idle ms, [8] max stalled, [9] count, [10..19] band cursors.
+# ARGV[6] consumer, [7] min idle ms, [8] max stalled, [9] count, [10..19] band cursors,
+# [20] prune idle ms: if > 0, also delete consumers idle that long with nothing pending
+# (workers that were killed); atomic here, so no entry can reach them in between.
 # -> {cursors, requeued, dead (id, band, data, made, att each)}
 RECLAIM = r"""
 local consumer, min_idle = ARGV[6], ARGV[7]
@@ -373,6 +375,21 @@ for p = 1, 10 do
     end
   end
   cursors[p] = cur
+end
+local prune = tonumber(ARGV[20])
+if prune > 0 then
+  for p = 1, 10 do
+    if redis.call('EXISTS', KEYS[p]) == 1 then
+      local infos = redis.call('XINFO', 'CONSUMERS', KEYS[p], G)
+      for j = 1, #infos do
+        local info, f = infos[j], {}
+        for k = 1, #info, 2 do f[info[k]] = info[k + 1] end
+        if f['pending'] == 0 and f['idle'] > prune and f['name'] ~= consumer then
+          redis.call('XGROUP', 'DELCONSUMER', KEYS[p], G, f['name'])
+        end
+      end
+    end
+  end
 end
 bump_stats(now, 0, failed, 0)
 return {cursors, requeued, dead}
