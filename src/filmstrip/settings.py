@@ -75,6 +75,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     limiter_max: NonNegative = 0  # 0 = rate limiter off
     limiter_duration_ms: Positive = 1000
     queue_max_waiting: Positive = 10_000
+    # Queue (filmstrip.queue): jobs a worker may hold beyond its concurrency to batch round
+    # trips; 0 keeps every waiting job available to whichever worker frees up first.
+    worker_prefetch: NonNegative = 0
 
     # Pipeline.
     default_pipeline: str = "full_processing"

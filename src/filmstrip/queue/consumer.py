@@ -18,6 +18,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgspec
 import redis.exceptions
 
 from filmstrip import keys
@@ -33,6 +34,14 @@ JobHook = Callable[[Job], Awaitable[None]]
 FailedHook = Callable[[Job, FilmstripError], Awaitable[None]]
 
 #: Errors that mean "Redis is unreachable for now": wait and carry on.
+# A consumer idle this many visibility timeouts with nothing pending belongs to a dead worker.
+PRUNE_AFTER_VIS = 10
+
+# How long a finished job may wait for the next fetch before it is settled on its own.
+SETTLE_S = 0.01
+
+_pack = msgspec.msgpack.Encoder().encode
+
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -52,6 +61,14 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _reraise_cancel() -> None:
+    # redis-py turns a cancellation that lands mid-command into a connection error; a
+    # side task that swallowed it would then outlive its consumer.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def default_name() -> str:
     """``worker-<host>-<pid>``: unique per process, readable in XINFO CONSUMERS."""
     return f"worker-{socket.gethostname()}-{os.getpid()}"
@@ -69,6 +86,7 @@ class Consumer:
         on_completed: JobHook | None = None,
         on_active: JobHook | None = None,
         concurrency: int | None = None,
+        prefetch: int | None = None,
         name: str | None = None,
     ) -> None:
         self.queue = queue
@@ -78,6 +96,7 @@ class Consumer:
         self.on_completed = on_completed
         self.on_active = on_active
         self.concurrency = max(concurrency or self.options.concurrency, 1)
+        self.prefetch = max(self.options.prefetch if prefetch is None else prefetch, 0)
         self.name = name or default_name()
         self._running: dict[asyncio.Task[None], Job] = {}
         self._buffer: collections.deque[Job] = collections.deque()
@@ -89,6 +108,11 @@ class Consumer:
         self._started = False
         self._down_since: float | None = None
         self._retry_s = 0.05
+        self._limiter_max = self.options.limiter_max
+        self._limiter_ms = self.options.limiter_duration_ms
+        self._attempts = self.options.attempts
+        self._backoff_ms = self.options.backoff_ms
+        self._busy = 0  # handlers started and not yet finished
         self._stream_band = {s.encode(): i + 1 for i, s in enumerate(queue.streams)}
 
     @property
@@ -144,18 +168,28 @@ class Consumer:
                 await self._down(exc)
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_step = 0.0
         while not self._stopping:
-            free = self.concurrency - len(self._running)
-            while self._buffer and free > 0:
+            while self._buffer and self._busy < self.concurrency:
                 self._start(self._buffer.popleft())
-                free -= 1
-            if free <= 0 and not self._done:
-                self._wake.clear()
-                await self._wake.wait()
+            want = self.concurrency + self.prefetch - self._busy - len(self._buffer)
+            # Fetch only once the local buffer ran dry, so prefetched jobs come in batches;
+            # settle finished jobs with that fetch, or on their own if they waited 10 ms.
+            fetch = want > 0 and not self._buffer
+            settle = bool(self._done) and (fetch or loop.time() - last_step > SETTLE_S)
+            if not (fetch or settle):
+                if self._done:
+                    await self._sleep(SETTLE_S)
+                else:
+                    self._wake.clear()
+                    await self._wake.wait()
                 continue
             done, self._done = self._done, []
             try:
-                applied, jobs, paused, limited_ms, next_due_ms = await self._step(done, free)
+                applied, jobs, paused, limited_ms, next_due_ms = await self._step(
+                    done, want if fetch else 0
+                )
             except REDIS_DOWN as exc:
                 self._done = done + self._done
                 await self._down(exc)
@@ -164,11 +198,12 @@ class Consumer:
                 self._done = done + self._done
                 await self._response_error(exc)
                 continue
+            last_step = loop.time()
             self._up()
             self._settled(done, applied)
             for job in jobs:
-                self._start(job)
-            if jobs or done or free <= 0:
+                self._take(job)
+            if jobs or done or not fetch or self._done:
                 continue
             if paused:
                 await self._sleep(0.2)
@@ -180,28 +215,40 @@ class Consumer:
                 timeout = self.options.block_ms
                 if next_due_ms > 0:
                     timeout = min(timeout, next_due_ms)
-                if self._running:
+                if self._busy:
                     # Finished jobs wait for this read to return before they are settled.
                     timeout = min(timeout, 50)
                 if self.options.limiter_max:
                     # A blocking read would bypass the limiter; poll instead.
                     await self._sleep(min(timeout, 50) / 1000)
                 else:
-                    await self._block_read(free, timeout)
+                    await self._block_read(want, timeout)
+
+    def _take(self, job: Job) -> None:
+        if self._busy < self.concurrency:
+            self._start(job)
+        else:
+            self._buffer.append(job)
 
     async def _step(
         self, done: Sequence[_Done], want: int
     ) -> tuple[list[int], list[Job], int, int, int]:
-        args: list[Any] = [
-            self.name, want, self.options.limiter_max, self.options.limiter_duration_ms, len(done)
-        ]  # fmt: skip
-        for d in done:
-            job, err = d.job, d.error
-            args += [
-                job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms,
-                err.category.value if err else "", err.code if err else "",
-                err.message if err else "",
-            ]  # fmt: skip
+        # Outcomes travel as one msgpack blob: packing hundreds of small arguments costs
+        # more client CPU than the whole script costs Redis.
+        packed = b""
+        if done:
+            rows: list[tuple[Any, ...]] = []
+            for d in done:
+                job, err = d.job, d.error
+                if err is None:
+                    rows.append((job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms))
+                else:
+                    rows.append((
+                        job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms,
+                        err.category.value, err.code, err.message,
+                    ))  # fmt: skip
+            packed = _pack(rows)
+        args = [self.name, want, self._limiter_max, self._limiter_ms, packed]
         applied, flat, paused, limited, next_due = await self.queue._run("STEP", args)
         return applied, self._jobs(flat), int(paused), int(limited), int(next_due)
 
@@ -210,8 +257,9 @@ class Consumer:
         jobs = []
         for i in range(0, len(flat), 8):
             job_id, eid, band, data, made, att, deferred, backoff = flat[i : i + 8]
-            job = Job(queue, _s(job_id), _s(eid), int(band), data, int(made), int(att),
-                      int(deferred), int(backoff))  # fmt: skip
+            job = Job(queue, _s(job_id), _s(eid), int(band), data, int(made),
+                      int(att) if att else self._attempts, int(deferred),
+                      int(backoff) if backoff else self._backoff_ms)  # fmt: skip
             jobs.append(job)
         return jobs
 
@@ -237,10 +285,7 @@ class Consumer:
             await self._response_error(exc)
             return
         for job in self._jobs(flat):
-            if len(self._running) < self.concurrency:
-                self._start(job)
-            else:
-                self._buffer.append(job)
+            self._take(job)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -250,6 +295,7 @@ class Consumer:
     # --- running one job ---------------------------------------------------------------------
 
     def _start(self, job: Job) -> None:
+        self._busy += 1
         task = asyncio.create_task(self._process(job))
         self._running[task] = job
         task.add_done_callback(self._running_done)
@@ -283,6 +329,7 @@ class Consumer:
         self._finish(_Done(job, outcome, delay, error))
 
     def _finish(self, done: _Done) -> None:
+        self._busy -= 1
         self._done.append(done)
         self._wake.set()
 
@@ -313,7 +360,8 @@ class Consumer:
         # Renew the claim (reset the idle time) on every held job so no one reclaims it.
         while True:
             await asyncio.sleep(self.options.heartbeat_s)
-            held = [*self._running.values(), *self._buffer]
+            # Finished-but-unsettled jobs too: their outcome is not in Redis yet.
+            held = [*self._running.values(), *self._buffer, *(d.job for d in self._done)]
             if not held:
                 continue
             by_stream: dict[str, list[Any]] = {}
@@ -324,22 +372,26 @@ class Consumer:
                     for stream, ids in by_stream.items():
                         pipe.xclaim(stream, keys.QUEUE_GROUP, self.name, 0, ids, justid=True)
                     await pipe.execute()
-            except REDIS_DOWN as exc:
-                log.warning("heartbeat failed: %s", exc)
-            except redis.exceptions.ResponseError as exc:
+            except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+                _reraise_cancel()
                 log.warning("heartbeat failed: %s", exc)
 
     async def _reclaim(self) -> None:
         cursors = ["0-0"] * len(self.queue.streams)
         o = self.options
+        rounds = 0
         while not self._stopping:
             await asyncio.sleep(o.reclaim_s)
+            # Every 60 rounds (30 visibility timeouts), drop consumers of dead workers.
+            prune = PRUNE_AFTER_VIS * o.visibility_timeout_ms if rounds % 60 == 0 else 0
+            rounds += 1
             try:
                 new_cursors, requeued, dead = await self.queue._run(
                     "RECLAIM",
-                    [self.name, o.visibility_timeout_ms, o.max_stalled, 100, *cursors],
+                    [self.name, o.visibility_timeout_ms, o.max_stalled, 100, *cursors, prune],
                 )
             except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+                _reraise_cancel()
                 log.warning("reclaim failed: %s", exc)
                 continue
             cursors = [_s(c) for c in new_cursors]
@@ -348,7 +400,7 @@ class Consumer:
             for i in range(0, len(dead), 5):
                 job = Job(
                     self.queue, _s(dead[i]), "", int(dead[i + 1]), dead[i + 2],
-                    int(dead[i + 3] or 0), int(dead[i + 4] or 1), 0, 0,
+                    int(dead[i + 3] or 0), int(dead[i + 4] or o.attempts), 0, o.backoff_ms,
                 )  # fmt: skip
                 log.error("job %s stalled more than %d times; dead-lettered", job.id, o.max_stalled)
                 if self.on_failed is not None:
@@ -362,6 +414,7 @@ class Consumer:
     # --- Redis health ------------------------------------------------------------------------
 
     async def _down(self, exc: BaseException) -> None:
+        _reraise_cancel()
         loop = asyncio.get_running_loop()
         if self._down_since is None:
             self._down_since = loop.time()
@@ -413,5 +466,19 @@ class Consumer:
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
                 continue
             self._settled(done, applied)
+        if not self._done:
+            await self._leave_group()
         if self._hooks:
             await asyncio.wait(list(self._hooks))
+
+    async def _leave_group(self) -> None:
+        # Consumer names are per process, so without this every restart would leave one
+        # more idle consumer in each group. Only done once nothing of ours is pending:
+        # DELCONSUMER drops the consumer's pending entries.
+        try:
+            async with self.queue.redis.pipeline(transaction=False) as pipe:
+                for stream in self.queue.streams:
+                    pipe.xgroup_delconsumer(stream, keys.QUEUE_GROUP, self.name)
+                await pipe.execute(raise_on_error=False)
+        except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+            log.warning("could not leave the consumer group: %s", exc)

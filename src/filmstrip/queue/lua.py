@@ -1,13 +1,17 @@
 """The queue's Lua scripts: every state change of a job happens atomically inside Redis.
 
-Every script gets the same KEYS (see ``JobQueue._keys``) and ARGV[1..3]:
+Every script gets the same KEYS (see ``JobQueue._keys``) and ARGV[1..5]; its own arguments
+start at ARGV[6]:
 
 - KEYS[1..10]: the work streams of priority bands 1..10; KEYS[11] delayed zset,
   KEYS[12] completed zset, KEYS[13] failed zset, KEYS[14] dead-letter stream,
   KEYS[15] paused flag, KEYS[16] limiter counter.
-- ARGV[1]: job hash prefix, ARGV[2]: stats prefix, ARGV[3]: consumer group.
+- ARGV[1]: job hash prefix, ARGV[2]: stats prefix, ARGV[3]: consumer group,
+  ARGV[4] / ARGV[5]: the queue's default retention (``age_s:count``) for completed / failed.
 
 Job hash fields: data, prio, att (max attempts), bo (backoff ms), made (attempts started),
+(att, bo, roc, rof and made are only stored when they differ from the queue's defaults, which
+keeps a waiting job to five fields),
 state, eid (current stream entry id: the delivery token), ts/pt/ft (created, started,
 finished ms, server clock), prog, stl (stalls), def (resource deferrals), roc/rof
 (retention ``age_s:count``), err/code/cat (last error), dlq (dead-letter entry id).
@@ -18,7 +22,7 @@ stay on one Cluster slot.
 from __future__ import annotations
 
 PRELUDE = r"""
-local JP, SP, G = ARGV[1], ARGV[2], ARGV[3]
+local JP, SP, G, DEF_ROC, DEF_ROF = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local DELAYED, COMPLETED, FAILED, DLQ, PAUSED, LIMITER =
   KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 
@@ -44,30 +48,35 @@ local function drop_job(id)
   redis.call('DEL', jk)
 end
 
--- Keep a finished job in zkey under its retention ``age_s:count`` and trim the set; the
--- trimming is bounded per call so one finish never does unbounded work.
-local function retain(zkey, id, spec, now)
-  spec = spec or '0:-1'
+-- Record finished jobs in zkey under their retention ``age_s:count`` and trim the set once
+-- per call; trimming is bounded so one call never does unbounded work.
+local function retain(zkey, ids, spec, now, has_dlq)
+  if #ids == 0 then return end
   local sep = string.find(spec, ':', 1, true)
   local age = tonumber(string.sub(spec, 1, sep - 1))
   local count = tonumber(string.sub(spec, sep + 1))
+  local drop = has_dlq and drop_job or function(id) redis.call('DEL', JP .. id) end
   if count == 0 then
-    redis.call('ZREM', zkey, id)
-    drop_job(id)
+    for i = 1, #ids do drop(ids[i]) end
     return
   end
-  redis.call('ZADD', zkey, now, id)
+  local zargs = {}
+  for i = 1, #ids do
+    zargs[2 * i - 1] = now
+    zargs[2 * i] = ids[i]
+  end
+  redis.call('ZADD', zkey, unpack(zargs))
   if age > 0 then
-    local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age * 1000, 'LIMIT', 0, 100)
-    for i = 1, #old do drop_job(old[i]) end
+    local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age * 1000, 'LIMIT', 0, 1000)
+    for i = 1, #old do drop(old[i]) end
     if #old > 0 then redis.call('ZREM', zkey, unpack(old)) end
   end
   if count > 0 then
     local excess = redis.call('ZCARD', zkey) - count
     if excess > 0 then
-      if excess > 100 then excess = 100 end
+      if excess > 1000 then excess = 1000 end
       local old = redis.call('ZPOPMIN', zkey, excess)
-      for i = 1, #old, 2 do drop_job(old[i]) end
+      for i = 1, #old, 2 do drop(old[i]) end
     end
   end
 end
@@ -76,22 +85,24 @@ local function bump_stats(now, c, f, t)
   if c + f == 0 then return end
   local m = SP .. 'm:' .. math.floor(now / 60000)
   local h = SP .. 'h:' .. math.floor(now / 3600000)
-  for _, k in ipairs({m, h}) do
-    if c > 0 then redis.call('HINCRBY', k, 'c', c) end
-    if f > 0 then redis.call('HINCRBY', k, 'f', f) end
+  for k, ttl in pairs({[m] = 7200, [h] = 8 * 86400}) do
+    -- A bucket's first write is one whose running total equals its increment; set the
+    -- TTL then (a later write that sees the same is harmless) instead of on every write.
+    local first = false
+    if c > 0 then first = redis.call('HINCRBY', k, 'c', c) == c end
+    if f > 0 then first = redis.call('HINCRBY', k, 'f', f) == f or first end
     redis.call('HINCRBY', k, 't', t)
+    if first then redis.call('EXPIRE', k, ttl) end
   end
-  redis.call('EXPIRE', m, 7200)
-  redis.call('EXPIRE', h, 8 * 86400)
 end
 
 local function dead_letter(id, jk, cat, code, msg, now)
   local d = redis.call('HMGET', jk, 'data', 'made', 'rof')
   local dl = redis.call('XADD', DLQ, '*', 'id', id, 'job', d[1], 'error', msg, 'code', code,
-    'category', cat, 'attempts', d[2], 'failed_at', now)
+    'category', cat, 'attempts', d[2] or 0, 'failed_at', now)
   redis.call('HSET', jk, 'state', 'failed', 'eid', '', 'ft', now, 'err', msg, 'code', code,
     'cat', cat, 'dlq', dl)
-  retain(FAILED, id, d[3], now)
+  retain(FAILED, {id}, d[3] or DEF_ROF, now, true)
 end
 
 -- Turn a delivered stream entry into an active job; stale or cancelled entries are dropped.
@@ -104,7 +115,7 @@ local function activate(band, eid, id, now, out)
     redis.call('XDEL', s, eid)
     return 0
   end
-  local made = tonumber(d[4]) + 1
+  local made = tonumber(d[4] or 0) + 1
   redis.call('HSET', jk, 'state', 'active', 'made', made, 'pt', now, 'prog', 0)
   local n = #out
   out[n + 1] = id
@@ -112,10 +123,35 @@ local function activate(band, eid, id, now, out)
   out[n + 3] = band
   out[n + 4] = d[3]
   out[n + 5] = made
-  out[n + 6] = d[5]
+  out[n + 6] = d[5] or ''
   out[n + 7] = d[6] or 0
-  out[n + 8] = d[7]
+  out[n + 8] = d[7] or ''
   return 1
+end
+
+-- Store a job once (dedupe by id) and make it waiting or delayed. Options equal to the
+-- queue's defaults arrive as '' and are not stored.
+local function add_job(id, data, prio, att, bo, delay, roc, rof, now)
+  local jk = JP .. id
+  local st = redis.call('HGET', jk, 'state')
+  if st then return 0, st end
+  prio = tonumber(prio)
+  delay = tonumber(delay)
+  local fields = {'data', data, 'prio', prio, 'ts', now}
+  if att ~= '' then fields[#fields + 1] = 'att'; fields[#fields + 1] = att end
+  if bo ~= '' then fields[#fields + 1] = 'bo'; fields[#fields + 1] = bo end
+  if roc ~= '' then fields[#fields + 1] = 'roc'; fields[#fields + 1] = roc end
+  if rof ~= '' then fields[#fields + 1] = 'rof'; fields[#fields + 1] = rof end
+  if delay > 0 then
+    fields[#fields + 1] = 'state'
+    fields[#fields + 1] = 'delayed'
+    redis.call('HSET', jk, unpack(fields))
+    redis.call('ZADD', DELAYED, now + delay, id)
+    return 1, 'delayed'
+  end
+  redis.call('HSET', jk, unpack(fields))
+  enqueue(id, jk, prio)
+  return 1, 'waiting'
 end
 
 local function promote(now)
@@ -129,75 +165,94 @@ local function promote(now)
 end
 """
 
-# ARGV[4] id, [5] payload, [6] priority, [7] attempts, [8] backoff ms, [9] delay ms,
-# [10] remove_on_complete, [11] remove_on_fail.  -> {created 0/1, state}
+# ARGV[6] id, [7] payload, [8] priority, [9] attempts, [10] backoff ms, [11] delay ms,
+# [12] remove_on_complete, [13] remove_on_fail ('' = the queue's default).
+# -> {created 0/1, state}
 ADD = r"""
-local id = ARGV[4]
-local jk = JP .. id
-local st = redis.call('HGET', jk, 'state')
-if st then return {0, st} end
+local created, state = add_job(ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11],
+  ARGV[12], ARGV[13], now_ms())
+return {created, state}
+"""
+
+# Many jobs in one call: ARGV[6] msgpack array of [id, priority, attempts, backoff ms,
+# delay ms, remove_on_complete, remove_on_fail]; ARGV[7..] the payloads in the same order
+# (Redis' cmsgpack cannot carry binary). -> {created, state, created, state, ...}
+ADD_BULK = r"""
 local now = now_ms()
-local prio = tonumber(ARGV[6])
-local delay = tonumber(ARGV[9])
-redis.call('HSET', jk, 'data', ARGV[5], 'prio', prio, 'att', ARGV[7], 'bo', ARGV[8],
-  'made', 0, 'ts', now, 'roc', ARGV[10], 'rof', ARGV[11])
-if delay > 0 then
-  redis.call('HSET', jk, 'state', 'delayed')
-  redis.call('ZADD', DELAYED, now + delay, id)
-  return {1, 'delayed'}
+local jobs = cmsgpack.unpack(ARGV[6])
+local out = {}
+for i = 1, #jobs do
+  local j = jobs[i]
+  local created, state = add_job(j[1], ARGV[6 + i], j[2], j[3], j[4], j[5], j[6], j[7], now)
+  out[2 * i - 1] = created
+  out[2 * i] = state
 end
-enqueue(id, jk, prio)
-return {1, 'waiting'}
+return out
 """
 
 # Apply the outcomes of finished jobs, then take up to ``want`` new jobs, highest band first.
-# ARGV[4] consumer, [5] want, [6] limiter max, [7] limiter window ms, [8] n outcomes, then
-# per outcome: id, eid, band, kind (c complete, f fail, r retry, d defer, h hand back),
-# delay ms, category, code, message.
+# ARGV[6] consumer, [7] want, [8] limiter max, [9] limiter window ms, [10] outcomes as one
+# msgpack array of [id, eid, band, kind, delay ms, category, code, message] (kind: c complete,
+# f fail, r retry, d defer, h hand back), or '' for none.
 # -> {applied flags, jobs (8 fields each), paused, limiter wait ms, ms to next delayed or -1}
 STEP = r"""
-local consumer, want = ARGV[4], tonumber(ARGV[5])
-local lmax, ldur = tonumber(ARGV[6]), tonumber(ARGV[7])
-local n = tonumber(ARGV[8])
+local consumer, want = ARGV[6], tonumber(ARGV[7])
+local lmax, ldur = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = now_ms()
 local applied = {}
 local c, f, t = 0, 0, 0
-for i = 0, n - 1 do
-  local b = 9 + i * 8
-  local id, eid, band, kind = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
-  local s = KEYS[band]
-  local jk = JP .. id
-  redis.call('XACK', s, G, eid)
-  redis.call('XDEL', s, eid)
-  local cur = redis.call('HMGET', jk, 'state', 'eid', 'pt', 'roc')
-  if cur[1] ~= 'active' or cur[2] ~= eid then
-    applied[#applied + 1] = 0
-  else
-    applied[#applied + 1] = 1
-    if kind == 'c' then
-      c = c + 1
-      t = t + now - tonumber(cur[3])
-      redis.call('HSET', jk, 'state', 'completed', 'eid', '', 'ft', now, 'prog', 100)
-      retain(COMPLETED, id, cur[4], now)
-    elseif kind == 'f' then
-      f = f + 1
-      t = t + now - tonumber(cur[3])
-      dead_letter(id, jk, ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], now)
-    elseif kind == 'h' then
-      redis.call('HINCRBY', jk, 'made', -1)
-      enqueue(id, jk, band)
+if ARGV[10] ~= '' then
+  local outcomes = cmsgpack.unpack(ARGV[10])
+  local acks = {}
+  local completed, roc = {}, nil
+  for i = 1, #outcomes do
+    local o = outcomes[i]
+    local id, eid, band, kind = o[1], o[2], o[3], o[4]
+    local a = acks[band]
+    if not a then
+      a = {}
+      acks[band] = a
+    end
+    a[#a + 1] = eid
+    local jk = JP .. id
+    local cur = redis.call('HMGET', jk, 'state', 'eid', 'pt', 'roc')
+    if cur[1] ~= 'active' or cur[2] ~= eid then
+      applied[i] = 0
     else
-      if kind == 'd' then
+      applied[i] = 1
+      if kind == 'c' then
+        c = c + 1
+        t = t + now - tonumber(cur[3])
+        redis.call('HSET', jk, 'state', 'completed', 'eid', '', 'ft', now, 'prog', 100)
+        completed[#completed + 1] = id
+        roc = cur[4] or DEF_ROC
+      elseif kind == 'f' then
+        f = f + 1
+        t = t + now - tonumber(cur[3])
+        dead_letter(id, jk, o[6], o[7], o[8], now)
+      elseif kind == 'h' then
         redis.call('HINCRBY', jk, 'made', -1)
-        redis.call('HINCRBY', jk, 'def', 1)
+        enqueue(id, jk, band)
+      else
+        if kind == 'd' then
+          redis.call('HINCRBY', jk, 'made', -1)
+          redis.call('HINCRBY', jk, 'def', 1)
+        end
+        redis.call('HSET', jk, 'state', 'delayed', 'eid', '', 'cat', o[6], 'code', o[7],
+          'err', o[8])
+        redis.call('ZADD', DELAYED, now + o[5], id)
       end
-      redis.call('HSET', jk, 'state', 'delayed', 'eid', '', 'cat', ARGV[b + 5],
-        'code', ARGV[b + 6], 'err', ARGV[b + 7])
-      redis.call('ZADD', DELAYED, now + tonumber(ARGV[b + 4]), id)
     end
   end
+  -- One XACK and one XDEL per band: XDEL of a stream's head rescans its tombstones, so
+  -- deleting a batch at once is much cheaper than one by one.
+  for band, eids in pairs(acks) do
+    redis.call('XACK', KEYS[band], G, unpack(eids))
+    redis.call('XDEL', KEYS[band], unpack(eids))
+  end
+  retain(COMPLETED, completed, roc or DEF_ROC, now, false)
+  bump_stats(now, c, f, t)
 end
-bump_stats(now, c, f, t)
 
 local jobs = {}
 local paused = redis.call('EXISTS', PAUSED)
@@ -233,40 +288,55 @@ if want > 0 and paused == 0 then
     if redis.call('INCRBY', LIMITER, got) == got then redis.call('PEXPIRE', LIMITER, ldur) end
   end
 end
-local nd = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
 local next_due = -1
-if nd[2] then
-  next_due = tonumber(nd[2]) - now
-  if next_due < 0 then next_due = 0 end
+if #jobs == 0 then
+  local nd = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if nd[2] then
+    next_due = tonumber(nd[2]) - now
+    if next_due < 0 then next_due = 0 end
+  end
 end
 return {applied, jobs, paused, limited, next_due}
 """
 
-# Activate entries a blocking XREADGROUP delivered. ARGV[4] n, then band, eid, id each.
+# Activate entries a blocking XREADGROUP delivered; if the queue was paused meanwhile, put
+# them back to waiting instead. ARGV[6] n, then band, eid, id each.
 ACTIVATE = r"""
 local now = now_ms()
 local jobs = {}
-local n = tonumber(ARGV[4])
+local n = tonumber(ARGV[6])
+local paused = redis.call('EXISTS', PAUSED) == 1
 for i = 0, n - 1 do
-  local b = 5 + i * 3
-  activate(tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2], now, jobs)
+  local b = 7 + i * 3
+  local band, eid, id = tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2]
+  if paused then
+    local jk = JP .. id
+    local d = redis.call('HMGET', jk, 'state', 'eid')
+    redis.call('XACK', KEYS[band], G, eid)
+    redis.call('XDEL', KEYS[band], eid)
+    if d[1] == 'waiting' and d[2] == eid then enqueue(id, jk, band) end
+  else
+    activate(band, eid, id, now, jobs)
+  end
 end
 return jobs
 """
 
 # Take over jobs whose holder stopped renewing its claim for ``min_idle`` ms: put them back
 # to waiting, or dead-letter them after ``max_stalled`` stalls.
-# ARGV[4] consumer, [5] min idle ms, [6] max stalled, [7] count, [8..17] band cursors.
+# ARGV[6] consumer, [7] min idle ms, [8] max stalled, [9] count, [10..19] band cursors,
+# [20] prune idle ms: if > 0, also delete consumers idle that long with nothing pending
+# (workers that were killed); atomic here, so no entry can reach them in between.
 # -> {cursors, requeued, dead (id, band, data, made, att each)}
 RECLAIM = r"""
-local consumer, min_idle = ARGV[4], ARGV[5]
-local max_stalled, count = tonumber(ARGV[6]), ARGV[7]
+local consumer, min_idle = ARGV[6], ARGV[7]
+local max_stalled, count = tonumber(ARGV[8]), ARGV[9]
 local now = now_ms()
 local cursors, dead = {}, {}
 local requeued, failed = 0, 0
 for p = 1, 10 do
   local s = KEYS[p]
-  local cur = ARGV[7 + p]
+  local cur = ARGV[9 + p]
   if redis.call('EXISTS', s) == 1 then
     local r = redis.call('XAUTOCLAIM', s, G, consumer, min_idle, cur, 'COUNT', count)
     cur = r[1]
@@ -306,13 +376,28 @@ for p = 1, 10 do
   end
   cursors[p] = cur
 end
+local prune = tonumber(ARGV[20])
+if prune > 0 then
+  for p = 1, 10 do
+    if redis.call('EXISTS', KEYS[p]) == 1 then
+      local infos = redis.call('XINFO', 'CONSUMERS', KEYS[p], G)
+      for j = 1, #infos do
+        local info, f = infos[j], {}
+        for k = 1, #info, 2 do f[info[k]] = info[k + 1] end
+        if f['pending'] == 0 and f['idle'] > prune and f['name'] ~= consumer then
+          redis.call('XGROUP', 'DELCONSUMER', KEYS[p], G, f['name'])
+        end
+      end
+    end
+  end
+end
 bump_stats(now, 0, failed, 0)
 return {cursors, requeued, dead}
 """
 
-# ARGV[4] id -> 1 if a waiting or delayed job was removed.
+# ARGV[6] id -> 1 if a waiting or delayed job was removed.
 CANCEL = r"""
-local id = ARGV[4]
+local id = ARGV[6]
 local jk = JP .. id
 local d = redis.call('HMGET', jk, 'state', 'eid', 'prio')
 if d[1] == 'waiting' then
@@ -329,9 +414,9 @@ end
 return 0
 """
 
-# ARGV[4] id -> 1 if a failed job went back to waiting with fresh attempts.
+# ARGV[6] id -> 1 if a failed job went back to waiting with fresh attempts.
 RETRY_FAILED = r"""
-local id = ARGV[4]
+local id = ARGV[6]
 local jk = JP .. id
 local d = redis.call('HMGET', jk, 'state', 'dlq', 'prio')
 if d[1] ~= 'failed' then return 0 end
@@ -343,21 +428,21 @@ enqueue(id, jk, tonumber(d[3]))
 return 1
 """
 
-# ARGV[4] id -> 1 if a failed job (and its dead-letter entry) was deleted.
+# ARGV[6] id -> 1 if a failed job (and its dead-letter entry) was deleted.
 REMOVE_FAILED = r"""
-local id = ARGV[4]
+local id = ARGV[6]
 if redis.call('HGET', JP .. id, 'state') ~= 'failed' then return 0 end
 redis.call('ZREM', FAILED, id)
 drop_job(id)
 return 1
 """
 
-# ARGV[4] id, [5] eid, [6] percent -> 1 if this delivery still owns the job.
+# ARGV[6] id, [7] eid, [8] percent -> 1 if this delivery still owns the job.
 PROGRESS = r"""
-local jk = JP .. ARGV[4]
+local jk = JP .. ARGV[6]
 local d = redis.call('HMGET', jk, 'state', 'eid')
-if d[1] ~= 'active' or d[2] ~= ARGV[5] then return 0 end
-redis.call('HSET', jk, 'prog', ARGV[6])
+if d[1] ~= 'active' or d[2] ~= ARGV[7] then return 0 end
+redis.call('HSET', jk, 'prog', ARGV[8])
 return 1
 """
 

@@ -34,6 +34,9 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str = "photo-processing"
     concurrency: int = 3
+    # Jobs a consumer takes beyond ``concurrency`` so that it fetches (and settles) in
+    # batches: fewer round trips for short jobs, but held jobs cannot go to an idle worker.
+    prefetch: int = 0
     attempts: int = 3
     backoff_ms: int = 5000
     backoff_jitter: float = 0.0
@@ -56,6 +59,7 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             name=settings.queue_name,
             concurrency=settings.worker_concurrency,
+            prefetch=settings.worker_prefetch,
             attempts=settings.job_attempts,
             backoff_ms=settings.job_backoff_ms,
             backoff_jitter=settings.job_backoff_jitter,

@@ -29,6 +29,9 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     remove_on_fail: RetentionSpec | None = None
 
 
+_pack = msgspec.msgpack.Encoder().encode
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -51,13 +54,20 @@ class JobQueue:
             keys.queue_paused(name),
             keys.queue_limiter(name),
         ]
+        self._default_roc = _spec(self.options.remove_on_complete)
+        self._default_rof = _spec(self.options.remove_on_fail)
         self._base_args: list[str] = [
             keys.queue_job_prefix(name),
             keys.queue_stats_prefix(name),
             keys.QUEUE_GROUP,
+            self._default_roc,
+            self._default_rof,
         ]
+        # Pre-encoded so each script call skips re-encoding the same 19 strings.
+        self._keys_b = [k.encode() for k in self._keys]
+        self._base_args_b = [a.encode() for a in self._base_args]
         self._scripts: dict[str, AsyncScript] = {}
-        for attr in ("ADD", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED",
+        for attr in ("ADD", "ADD_BULK", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED",
                      "REMOVE_FAILED", "PROGRESS", "COUNTS"):  # fmt: skip
             self._scripts[attr] = redis.register_script(lua.PRELUDE + getattr(lua, attr))
 
@@ -65,7 +75,7 @@ class JobQueue:
 
     async def _run(self, script: str, args: Sequence[Any], client: Any = None) -> Any:
         return await self._scripts[script](
-            keys=self._keys, args=[*self._base_args, *args], client=client
+            keys=self._keys_b, args=[*self._base_args_b, *args], client=client
         )
 
     async def ensure_groups(self) -> None:
@@ -93,20 +103,20 @@ class JobQueue:
         prio = o.priority if priority is None else priority
         if not 1 <= prio <= 10:
             raise ValueError(f"priority must be 1..10, got {prio}")
-        if remove_on_complete is None:
-            remove_on_complete = o.remove_on_complete
-        if remove_on_fail is None:
-            remove_on_fail = o.remove_on_fail
-        roc, rof = retention_args(remove_on_complete), retention_args(remove_on_fail)
+        # Options equal to the queue's defaults are not stored on the job (memory).
+        att = "" if attempts is None or attempts == o.attempts else max(attempts, 1)
+        bo = "" if backoff_ms is None or backoff_ms == o.backoff_ms else max(backoff_ms, 0)
+        roc = "" if remove_on_complete is None else _spec(remove_on_complete)
+        rof = "" if remove_on_fail is None else _spec(remove_on_fail)
         return [
             job_id,
             payload,
             prio,
-            o.attempts if attempts is None else max(attempts, 1),
-            o.backoff_ms if backoff_ms is None else backoff_ms,
+            att,
+            bo,
             max(delay_ms, 0),
-            f"{roc[0]}:{roc[1]}",
-            f"{rof[0]}:{rof[1]}",
+            "" if roc == self._default_roc else roc,
+            "" if rof == self._default_rof else rof,
         ]
 
     # --- producer ----------------------------------------------------------------------------
@@ -131,22 +141,24 @@ class JobQueue:
         created, state = await self._run("ADD", args)
         return AddResult(job_id, bool(created), JobState(_s(state)))
 
-    async def add_bulk(self, jobs: Iterable[NewJob], *, chunk: int = 1000) -> list[AddResult]:
-        """Enqueue many jobs in pipelined round trips (each job still deduplicated)."""
+    async def add_bulk(self, jobs: Iterable[NewJob], *, chunk: int = 500) -> list[AddResult]:
+        """Enqueue many jobs, ``chunk`` per script call (each job still deduplicated)."""
         results: list[AddResult] = []
         batch: list[NewJob] = []
 
         async def flush() -> None:
-            script = self._scripts["ADD"]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for j in batch:
-                    args = self._add_args(
-                        j.job_id, j.payload, j.priority, j.attempts, j.backoff_ms, j.delay_ms,
-                        j.remove_on_complete, j.remove_on_fail,
-                    )  # fmt: skip
-                    await script(keys=self._keys, args=[*self._base_args, *args], client=pipe)
-                replies = await pipe.execute()
-            for j, (created, state) in zip(batch, replies, strict=True):
+            meta: list[list[Any]] = []
+            payloads: list[bytes] = []
+            for j in batch:
+                a = self._add_args(
+                    j.job_id, j.payload, j.priority, j.attempts, j.backoff_ms, j.delay_ms,
+                    j.remove_on_complete, j.remove_on_fail,
+                )  # fmt: skip
+                payloads.append(a.pop(1))
+                meta.append(a)
+            reply = await self._run("ADD_BULK", [_pack(meta), *payloads])
+            for i, j in enumerate(batch):
+                created, state = reply[2 * i], reply[2 * i + 1]
                 results.append(AddResult(j.job_id, bool(created), JobState(_s(state))))
             batch.clear()
 
@@ -230,19 +242,23 @@ class JobQueue:
             members = await self.redis.zrange(self._keys[10], offset, offset + limit - 1)
             ids = [_s(m) for m in members]
         else:
-            ids = await self._stream_ids(state, offset + limit)
-            ids = ids[offset:]
+            return await self._stream_jobs(state, offset, limit)
         return [i for i in await self._infos(ids) if i.state is state][:limit]
 
-    async def _stream_ids(self, state: JobState, upto: int) -> list[str]:
-        # Waiting and active jobs live in the band streams; walk them in priority order.
-        ids: list[str] = []
+    async def _stream_jobs(self, state: JobState, offset: int, limit: int) -> list[JobInfo]:
+        # Waiting and active jobs both live in the band streams (active ones are pending
+        # entries); walk the bands in priority order and keep the jobs in ``state``.
+        found: list[JobInfo] = []
         for stream in self.streams:
-            if len(ids) >= upto:
-                break
-            entries: Any = await self.redis.xrange(stream, count=upto)
-            ids += [_s(fields[b"i"]) for _, fields in entries]
-        return ids
+            start = "-"
+            while len(found) < offset + limit:
+                entries: Any = await self.redis.xrange(stream, min=start, count=500)
+                if not entries:
+                    break
+                ids = [_s(fields[b"i"]) for _, fields in entries]
+                found += [i for i in await self._infos(ids) if i.state is state]
+                start = "(" + _s(entries[-1][0])
+        return found[offset : offset + limit]
 
     async def _infos(self, ids: Sequence[str]) -> list[JobInfo]:
         if not ids:
@@ -253,7 +269,7 @@ class JobQueue:
             pipe.zmscore(self._keys[10], list(ids))
             *rows, due = await pipe.execute()
         return [
-            _info(job_id, row, due_ms)
+            _info(job_id, row, due_ms, self.options.attempts)
             for job_id, row, due_ms in zip(ids, rows, due, strict=True)
             if row
         ]
@@ -274,12 +290,17 @@ class JobQueue:
         return bool(await self._run("PROGRESS", [job_id, entry_id, pct]))
 
 
+def _spec(spec: RetentionSpec) -> str:
+    age, count = retention_args(spec)
+    return f"{age}:{count}"
+
+
 def _int(row: dict[bytes, bytes], field: bytes) -> int | None:
     raw = row.get(field)
     return int(raw) if raw not in (None, b"") else None
 
 
-def _info(job_id: str, row: dict[bytes, bytes], due_ms: float | None) -> JobInfo:
+def _info(job_id: str, row: dict[bytes, bytes], due_ms: float | None, attempts: int) -> JobInfo:
     error = None
     if row.get(b"code"):
         error = JobError(
@@ -291,7 +312,7 @@ def _info(job_id: str, row: dict[bytes, bytes], due_ms: float | None) -> JobInfo
         id=job_id,
         state=JobState(_s(row[b"state"])),
         priority=_int(row, b"prio") or 5,
-        attempts=_int(row, b"att") or 1,
+        attempts=_int(row, b"att") or attempts,
         attempts_made=_int(row, b"made") or 0,
         progress=_int(row, b"prog") or 0,
         created_at_ms=_int(row, b"ts") or 0,

@@ -1,0 +1,156 @@
+"""Throughput of our queue vs BullMQ 5 on the same private redis-server.
+
+Runs no-op jobs through ``filmstrip.queue`` (one Python process, uvloop) and through BullMQ
+(one Node process, installed by this script into a temp folder from the npm registry), and
+prints jobs/s for bulk enqueue and for processing at concurrency 1, 10 and 50, the ratio
+ours/BullMQ, and Redis memory per 100,000 waiting jobs.
+
+    python bench/queue_bench.py [--jobs 20000] [--skip-bullmq]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+import redis.asyncio as aioredis  # noqa: E402
+
+from filmstrip.queue import Consumer, Job, JobQueue, NewJob, QueueOptions  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+
+CONCURRENCIES = (1, 10, 50)
+PAYLOAD = json.dumps({"photo_id": "0" * 26, "storage": {"key": "originals/x.jpg"}}).encode()
+MEMORY_JOBS = 100_000
+# Our consumers can take jobs beyond their concurrency to batch round trips (off by default).
+PREFETCH = 32
+
+BULLMQ_SCRIPT = Path(__file__).with_name("bullmq_bench.js")
+
+
+async def _used_memory(redis: aioredis.Redis) -> int:
+    info = await redis.info("memory")
+    return int(info["used_memory"])
+
+
+class _NoOp:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.done = 0
+        self.finished = asyncio.Event()
+
+    async def __call__(self, job: Job) -> None:
+        self.done += 1
+        if self.done == self.n:
+            self.finished.set()
+
+
+def _jobs(n: int) -> list[NewJob]:
+    return [NewJob(job_id=f"photo:{i}", payload=PAYLOAD) for i in range(n)]
+
+
+async def bench_ours(url: str, n: int) -> dict[str, float]:
+    redis = aioredis.Redis.from_url(url)
+    out: dict[str, float] = {}
+    await redis.flushall()
+    queue = JobQueue(redis, QueueOptions(name="bench-enqueue"))
+    jobs = _jobs(n)
+    t = time.perf_counter()
+    await queue.add_bulk(jobs)
+    out["enqueue"] = n / (time.perf_counter() - t)
+
+    await redis.flushall()
+    before = await _used_memory(redis)
+    queue = JobQueue(redis, QueueOptions(name="bench-mem"))
+    await queue.ensure_groups()
+    await queue.add_bulk(_jobs(MEMORY_JOBS))
+    out["memory"] = await _used_memory(redis) - before
+
+    for c, prefetch in [(c, 0) for c in CONCURRENCIES] + [(c, PREFETCH) for c in CONCURRENCIES]:
+        await redis.flushall()
+        queue = JobQueue(redis, QueueOptions(name=f"bench-c{c}"))
+        await queue.add_bulk(jobs)
+        noop = _NoOp(n)
+        consumer = Consumer(queue, noop, concurrency=c, prefetch=prefetch, name=f"bench-{c}")
+        t = time.perf_counter()
+        task = asyncio.create_task(consumer.run())
+        await noop.finished.wait()
+        # Count a job only once its completion is recorded in Redis.
+        while (counts := await queue.counts())["waiting"] + counts["active"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+        out[f"c{c}" + (f"p{prefetch}" if prefetch else "")] = n / (time.perf_counter() - t)
+        await consumer.stop()
+        await task
+    await redis.flushall()
+    await redis.aclose()
+    return out
+
+
+def bench_bullmq(port: int, n: int) -> dict[str, float]:
+    if not shutil.which("npm") or not shutil.which("node"):
+        raise RuntimeError("node and npm are needed for the BullMQ side")
+    with tempfile.TemporaryDirectory(prefix="bullmq-bench-") as tmp:
+        subprocess.run(
+            ["npm", "install", "--silent", "--no-audit", "--no-fund", "bullmq@5"],
+            cwd=tmp, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        script = Path(tmp) / "bench.js"
+        script.write_text(BULLMQ_SCRIPT.read_text())
+        res = subprocess.run(
+            ["node", str(script), str(port), str(n), str(MEMORY_JOBS),
+             json.dumps(list(CONCURRENCIES)), PAYLOAD.decode()],
+            cwd=tmp, check=False, capture_output=True, text=True,
+        )  # fmt: skip
+        if res.returncode:
+            raise RuntimeError(f"the BullMQ run failed:\n{res.stderr[-3000:]}")
+        result: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--skip-bullmq", action="store_true")
+    parser.add_argument("--only", choices=("ours", "bullmq"), default=None)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    with RedisServer(appendonly=False) as server:
+        ours: dict[str, Any] = {}
+        theirs: dict[str, Any] = {}
+        if args.only != "bullmq":
+            ours = asyncio.run(bench_ours(server.url, args.jobs))
+        if not args.skip_bullmq and args.only != "ours":
+            theirs = bench_bullmq(server.port, args.jobs)
+    print(f"{args.jobs} no-op jobs, redis {server.port}, python {sys.version.split()[0]}")
+    print(f"{'':28}{'ours':>12}{'BullMQ 5':>12}{'ratio':>8}")
+    rows = [("enqueue (bulk) jobs/s", "enqueue")]
+    rows += [(f"process c={c} jobs/s", f"c{c}") for c in CONCURRENCIES]
+    rows += [(f"  ours prefetch={PREFETCH}, c={c}", f"c{c}") for c in CONCURRENCIES]
+    for label, key in rows:
+        a, b = ours.get(key + (f"p{PREFETCH}" if "prefetch" in label else "")), theirs.get(key)
+        ratio = f"{a / b:8.2f}" if a and b else f"{'-':>8}"
+        print(f"{label:28}{a or 0:12,.0f}{b or 0:12,.0f}{ratio}")
+    a, b = ours.get("memory"), theirs.get("memory")
+    mib = 1024 * 1024
+    ratio = f"{a / b:8.2f}" if a and b else f"{'-':>8}"
+    print(f"{'MiB per 100k waiting jobs':28}{(a or 0) / mib:12.1f}{(b or 0) / mib:12.1f}{ratio}")
+    print("(memory: lower is better)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Faults that must lose nothing: SIGKILL of a worker, a Redis restart, a Redis outage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from filmstrip.queue import JobQueue, NewJob, QueueOptions
+from tests.queue.conftest import FAST, Recorder, running, wait_for
+from tests.support.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spawn(
+    url: str, queue: str, name: str, concurrency: int, vis_ms: int, job_ms: int
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.queue.worker_proc", url, queue, name,
+         str(concurrency), str(vis_ms), str(job_ms)],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+
+
+async def test_sigkill_mid_batch_loses_nothing_and_completes_each_job_once(
+    redis: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    name = "fault-kill"
+    queue = JobQueue(redis, QueueOptions(name=name))
+    await queue.add_bulk(NewJob(job_id=f"photo:{i}", payload=b"{}") for i in range(200))
+    a = _spawn(redis_server.url, name, "a", 5, 500, 30)
+    b = _spawn(redis_server.url, name, "b", 5, 500, 30)
+    try:
+        # Kill a only once it is well into its share of the batch.
+        await wait_for(lambda: _done_by(redis, name, b"a", 20), limit_s=30)
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        await wait_for(lambda: _at_least(redis.hlen(f"{name}:done"), 200), limit_s=30)
+        await wait_for(lambda: _quiet(queue))
+    finally:
+        for proc in (a, b):
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
+    done = await redis.hgetall(f"{name}:done")
+    assert len(done) == 200
+    assert b"a" in done.values() and b"b" in done.values()  # killed mid-batch, not before
+    counts = await queue.counts()
+    assert counts["completed"] == 200 and counts["failed"] == 0
+    runs = [int(v) for v in (await redis.hgetall(f"{name}:runs")).values()]
+    # Only the jobs in flight on the killed worker may have run twice.
+    assert sum(runs) - 200 <= 5
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A private appendonly redis-server this test may stop and restart."""
+    with RedisServer(appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def own_redis(own_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(own_server.url)
+    yield client
+    await client.aclose()
+
+
+async def test_waiting_and_delayed_jobs_survive_a_redis_restart(
+    own_server: RedisServer, own_redis: aioredis.Redis
+) -> None:
+    queue = JobQueue(own_redis, QueueOptions(name="restart", **FAST))  # type: ignore[arg-type]
+    await queue.add_bulk(NewJob(job_id=f"w{i}", payload=b"") for i in range(20))
+    await queue.add_bulk(NewJob(job_id=f"d{i}", payload=b"", delay_ms=200) for i in range(10))
+    assert (await queue.counts())["delayed"] == 10
+    own_server.restart()  # SIGTERM: redis fsyncs the AOF on shutdown
+    rec = Recorder()
+    async with running(rec.consumer(queue)):
+        await wait_for(lambda: _true(len(rec.completed) == 30))
+    assert sorted(j for j, _ in rec.calls) == sorted(
+        [f"w{i}" for i in range(20)] + [f"d{i}" for i in range(10)]
+    )
+
+
+async def test_consumers_ride_out_a_redis_outage(
+    own_server: RedisServer, own_redis: aioredis.Redis
+) -> None:
+    queue = JobQueue(own_redis, QueueOptions(name="outage", **FAST))  # type: ignore[arg-type]
+    rec = Recorder()
+    consumer = rec.consumer(queue)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await queue.add_bulk(NewJob(job_id=f"before{i}", payload=b"") for i in range(5))
+        await wait_for(lambda: _true(len(rec.completed) == 5))
+        own_server.stop(kill=True)
+        await asyncio.sleep(1.5)  # the consumer keeps failing to reach Redis meanwhile
+        assert not task.done()
+        own_server.start()
+        await queue.add_bulk(NewJob(job_id=f"after{i}", payload=b"") for i in range(5))
+        await wait_for(lambda: _true(len(rec.completed) == 10), limit_s=20)
+    finally:
+        await consumer.stop()
+        await task
+
+
+async def _at_least(value: object, n: int) -> bool:
+    return int(await value) >= n  # type: ignore[misc]
+
+
+async def _done_by(redis: aioredis.Redis, name: str, worker: bytes, n: int) -> bool:
+    done = await redis.hvals(f"{name}:done")
+    return done.count(worker) >= n
+
+
+async def _quiet(queue: JobQueue) -> bool:
+    counts = await queue.counts()
+    return counts["waiting"] + counts["active"] + counts["delayed"] == 0
+
+
+async def _true(value: bool) -> bool:
+    return value
