@@ -33,6 +33,11 @@ def _answer(description: str, *headers: str) -> dict[str, Any]:
     }
 
 
+_B64 = "[A-Za-z0-9+/]"
+_CHECKSUM = {
+    "type": "string",
+    "pattern": f"^(sha1 {_B64}{{27}}=|sha256 {_B64}{{43}}=|md5 {_B64}{{22}}==)$",
+}
 _RESUMABLE = _header(
     "Tus-Resumable", "must be 1.0.0 (412 otherwise)", schema={"type": "string", "enum": ["1.0.0"]}
 )
@@ -77,14 +82,21 @@ def tus_paths() -> dict[str, Any]:
                 "summary": "tus creation (and creation-with-upload)",
                 "parameters": [
                     _RESUMABLE,
-                    _header("Upload-Length", "the file's size in bytes"),
+                    _header(
+                        "Upload-Length",
+                        "the file's size in bytes",
+                        schema={"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+                    ),
                     _header(
                         "Upload-Metadata",
                         "comma-separated 'key base64(value)': filename, filetype, session_id",
                         required=False,
                     ),
                     _header(
-                        "Upload-Checksum", "for a body: '<sha1|sha256|md5> <b64>'", required=False
+                        "Upload-Checksum",
+                        "for a body: '<sha1|sha256|md5> <b64>'",
+                        required=False,
+                        schema=_CHECKSUM,
                     ),
                 ],
                 "requestBody": _CHUNK_BODY,
@@ -131,9 +143,16 @@ def tus_paths() -> dict[str, Any]:
                 "parameters": [
                     _UPLOAD_ID,
                     _RESUMABLE,
-                    _header("Upload-Offset", "must equal the committed offset (409 otherwise)"),
                     _header(
-                        "Upload-Checksum", "'<sha1|sha256|md5> <base64 digest>'", required=False
+                        "Upload-Offset",
+                        "must equal the committed offset (409 otherwise)",
+                        schema={"type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$"},
+                    ),
+                    _header(
+                        "Upload-Checksum",
+                        "'<sha1|sha256|md5> <base64 digest>'",
+                        required=False,
+                        schema=_CHECKSUM,
                     ),
                 ],
                 "requestBody": {**_CHUNK_BODY, "required": True},

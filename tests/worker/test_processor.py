@@ -58,7 +58,11 @@ class World:
             async with asyncio.timeout(limit_s):
                 while True:
                     states = [await self.catalog.get_photo(p) for p in photo_ids]
-                    if all(s is None or s.status in ("completed", "failed") for s in states):
+                    counts = await self.queue.counts()
+                    busy = counts["waiting"] + counts["active"] + counts["delayed"]
+                    if not busy and all(
+                        s is None or s.status in ("completed", "failed") for s in states
+                    ):
                         return
                     await asyncio.sleep(0.1)
         finally:
