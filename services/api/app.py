@@ -17,7 +17,9 @@ from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.settings import Settings
 from protocols import openapi
 from services.api import health, photos, uploads
+from services.api import web as web_pages
 from services.api.json import json_response
+from services.api.metrics import metrics_middleware
 from services.api.middleware import auth_middleware, error_middleware, trace_middleware
 from services.api.reconciler import run_reconciler
 from services.api.relay import run_relay
@@ -32,7 +34,7 @@ async def openapi_document(request: web.Request) -> web.StreamResponse:
 def create_app(settings: Settings, *, background: bool = True) -> web.Application:
     """The api app; ``background=False`` skips the relay loop (for focused tests)."""
     app = web.Application(
-        middlewares=[trace_middleware, error_middleware, auth_middleware],
+        middlewares=[trace_middleware, error_middleware, metrics_middleware, auth_middleware],
         # Uploads are streamed from multipart parts; this only bounds bodies read whole.
         client_max_size=1024 * 1024,
     )
@@ -43,6 +45,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.router.add_get("/v1/photos/{photo_id}", photos.get_photo)
     app.router.add_get("/v1/photos/{photo_id}/original", photos.get_original)
     app.router.add_get("/v1/photos/{photo_id}/derivatives/{name}", photos.get_derivative)
+    web_pages.add_routes(app)  # gallery, dashboard, /metrics, /v1/config (web area)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = aioredis.Redis.from_url(

@@ -131,6 +131,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Each bus process refreshes its presence record (socket counts) this often.
     bus_presence_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
+    # --- Web gallery, dashboard and metrics (services/api/web.py, filmstrip.metrics) -------
+    # The worker has no HTTP server of its own: it serves GET /metrics here (0 = off).
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: Port = 9101
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)

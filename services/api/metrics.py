@@ -1,0 +1,53 @@
+"""The api's Prometheus instrumentation: a request middleware and ``GET /metrics``."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from filmstrip.metrics import http as http_metrics
+from filmstrip.metrics.exposition import metrics_response, render
+from filmstrip.metrics.queue import refresh_depths
+from services.api.middleware import Handler
+from services.api.state import state_of
+
+_UPLOAD_ROUTE = "/v1/photos"
+
+
+def route_of(request: web.Request) -> str:
+    """The route template (``/v1/photos/{photo_id}``), so labels stay few; else ``unmatched``."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "unmatched"
+    canonical: str = resource.canonical
+    return canonical
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests by route and status, time them, and count upload body bytes.
+
+    Placed inside the error middleware so the status is the one the client sees.
+    """
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = route_of(request)
+        http_metrics.REQUESTS.labels(route, request.method, str(status)).inc()
+        http_metrics.LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        if route == _UPLOAD_ROUTE and request.method == "POST":
+            http_metrics.UPLOAD_BYTES.inc(request.content.total_bytes)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """``GET /metrics``: Prometheus text, with queue depths read from Redis now."""
+    queue = state_of(request).queue
+    return metrics_response(await render(lambda: refresh_depths(queue)))
