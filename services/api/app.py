@@ -34,7 +34,7 @@ async def openapi_document(request: web.Request) -> web.StreamResponse:
 def create_app(settings: Settings, *, background: bool = True) -> web.Application:
     """The api app; ``background=False`` skips the relay loop (for focused tests)."""
     app = web.Application(
-        middlewares=[trace_middleware, error_middleware, metrics_middleware, auth_middleware],
+        middlewares=[trace_middleware, metrics_middleware, error_middleware, auth_middleware],
         # Uploads are streamed from multipart parts; this only bounds bodies read whole.
         client_max_size=1024 * 1024,
     )

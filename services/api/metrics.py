@@ -28,7 +28,8 @@ def route_of(request: web.Request) -> str:
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count requests by route and status, time them, and count upload body bytes.
 
-    Placed inside the error middleware so the status is the one the client sees.
+    Placed outside the error middleware, so errors are counted with the status the client
+    sees rather than as exceptions.
     """
     started = time.perf_counter()
     status = 500

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import CollectorRegistry
 
 log = logging.getLogger("filmstrip.metrics")
@@ -27,9 +28,11 @@ async def render(refresh: Refresh | None = None, registry: CollectorRegistry = R
 
 
 def metrics_response(body: bytes) -> web.Response:
-    """A response with Prometheus's text content type (version 0.0.4)."""
+    """A response in Prometheus's text format, version 0.0.4."""
     resp = web.Response(body=body)
-    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    # 0.0.4 rather than the client's 1.0.0 default: every Prometheus 2.x and 3.x scraper
+    # reads it, and our metric names need none of 1.0.0's UTF-8 escaping.
+    resp.headers["Content-Type"] = CONTENT_TYPE_PLAIN_0_0_4
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
