@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from protocols.http import ErrorBody, Photo, UploadAccepted
+from protocols.web import ClientConfig, Dashboard
 
 _REF = "#/components/schemas/{name}"
 
@@ -151,7 +152,7 @@ def paths() -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document."""
     _, components = msgspec.json.schema_components(
-        [ErrorBody, UploadAccepted, Photo], ref_template=_REF
+        [ErrorBody, UploadAccepted, Photo, *_WEB_TYPES], ref_template=_REF
     )
     return {
         "openapi": "3.1.0",
@@ -163,9 +164,49 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": paths(),
+        "paths": {**paths(), **web_paths()},
         "components": {
             "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+# --- web area: what the gallery and dashboard pages read (services/api/web.py) ----------
+
+_WEB_TYPES = [ClientConfig, Dashboard]
+
+
+def web_paths() -> dict[str, Any]:
+    """Routes the web pages use besides the photo API."""
+    return {
+        "/v1/config": {
+            "get": {
+                "summary": "Public client configuration: where the event bus listens",
+                "security": [],
+                "responses": {"200": _json("ClientConfig", "the configuration")},
+            }
+        },
+        "/v1/dashboard": {
+            "get": {
+                "summary": "Queue counts, an hour of throughput and stage times, bus processes",
+                "responses": {
+                    "200": _json("Dashboard", "the dashboard's figures"),
+                    **_AUTH_ERRORS,
+                    "403": _error("not an admin token"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format 0.0.4)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
         },
     }

@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import msgspec
 from aiohttp import web
 
 from filmstrip import keys
-from filmstrip.metrics.stage_stats import StageSeries, read_stage_series
+from filmstrip.metrics.stage_stats import read_stage_series
+from protocols.web import BusInstance, Dashboard, MinuteCounts
 from services.api.errors import ApiError
 from services.api.json import json_response
 from services.api.middleware import client_of
 from services.api.state import state_of
 
 MINUTES = 60
-
-
-class MinuteCounts(msgspec.Struct, frozen=True, kw_only=True):
-    """Jobs finished per minute over the last hour, oldest first (the last is this minute)."""
-
-    start_ms: int
-    completed: list[int]
-    failed: list[int]
-
-
-class BusInstance(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    host: str
-    port: int
-    sockets: int
-    identified: int
-    rooms: int
-    delivered: int
-    updated_at_ms: int
-
-
-class Dashboard(msgspec.Struct, frozen=True, kw_only=True):
-    queue: str
-    now_ms: int
-    counts: dict[str, int]
-    paused: bool
-    throughput: MinuteCounts
-    stages: list[StageSeries]
-    bus: list[BusInstance]
 
 
 def _int(row: dict[bytes, bytes], name: str) -> int:

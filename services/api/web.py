@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import msgspec
 from aiohttp import web
 
+from protocols.web import ClientConfig
 from services.api import dashboard, interim, metrics
 from services.api.json import json_response
 from services.api.state import state_of
@@ -31,13 +31,6 @@ _PAGE_HEADERS = {
     # Pages are small and change with each deploy; revalidate rather than go stale.
     "Cache-Control": "no-cache",
 }
-
-
-class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """What a browser needs before it can talk to the other roles."""
-
-    bus_url: str
-    queue: str
 
 
 def _page(name: str) -> web.FileResponse:

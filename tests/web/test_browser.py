@@ -73,7 +73,9 @@ def upload(stack: Stack, path: Path, token: str) -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("browser"), job_backoff_ms="200")
+    running = start_stack(
+        tmp_path_factory.mktemp("browser"), job_backoff_ms="200", shutdown_grace_s="2"
+    )
     try:
         yield running
     finally:
@@ -251,7 +253,23 @@ def test_failed_upload_shows_reason_and_retry(stack: Stack, page: Any, corpus: P
     item = page.locator("#uploads .upload").first
     expect(item).to_have_attribute("data-state", "failed", timeout=LIVE_MS)
     expect(item.locator(".upload-status")).to_contain_text("Failed:")
-    expect(item.get_by_role("button", name="Retry truncated_jpeg.jpg")).to_be_visible()
+    retry = item.get_by_role("button", name="Retry truncated_jpeg.jpg")
+    expect(retry).to_be_visible()
+    # The failed photo is in the grid too, marked, so it can be found later.
+    expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(1)
+    photo_id = item.get_attribute("data-photo-id")
+    _, before = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
+    retry.click()
+    # Sent round the pipeline again (a new processed_at) and, still corrupt, failed again.
+    deadline = time.monotonic() + LIVE_MS / 1000
+    while True:
+        _, after = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
+        if after["status"] == "failed" and after["processed_at"] != before["processed_at"]:
+            break
+        assert time.monotonic() < deadline, after
+        time.sleep(0.2)
+    expect(item).to_have_attribute("data-state", "failed", timeout=LIVE_MS)
+    expect(item.locator(".upload-status")).to_contain_text("Failed: this JPEG file is truncated")
 
 
 def test_dashboard_counts_rise_and_a_failed_job_is_retried(

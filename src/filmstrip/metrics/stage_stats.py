@@ -9,20 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import msgspec
 import redis.asyncio as aioredis
 
 from filmstrip import keys
+from protocols.web import StageSeries
 
 _TTL_S = 2 * 3600
-
-
-class StageSeries(msgspec.Struct, frozen=True, kw_only=True):
-    """One stage over the window: runs and mean ms per minute, oldest minute first."""
-
-    stage: str
-    runs: list[int]
-    mean_ms: list[float]
 
 
 async def record_stage_timings(
