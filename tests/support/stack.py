@@ -54,6 +54,25 @@ class Stack:
     data_dir: Path
     redis: RedisServer
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def launch(self, role: str) -> None:
+        """Start one role (again), appending to its log."""
+        log = (self.data_dir / "logs" / f"{role}.log").open("ab")
+        self.procs[role] = subprocess.Popen(
+            procfile_commands()[role], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=log,
+        )  # fmt: skip
+
+    def halt(self, role: str) -> None:
+        """Stop one role gracefully (SIGTERM) and wait for it."""
+        proc = self.procs[role]
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def log(self, role: str) -> str:
         return (self.data_dir / "logs" / f"{role}.log").read_text(errors="replace")
@@ -132,13 +151,11 @@ def start_stack(data: Path, **settings: str) -> Stack:
         admin_token=admin,
         data_dir=data,
         redis=redis,
+        env=env,
     )
     try:
-        for role, argv in procfile_commands().items():
-            stack.procs[role] = subprocess.Popen(
-                argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                stderr=(logs / f"{role}.log").open("wb"),
-            )  # fmt: skip
+        for role in procfile_commands():
+            stack.launch(role)
         asyncio.run(_wait_ready(stack, bus_port))
     except BaseException:
         stack.stop()

@@ -1,6 +1,11 @@
 // The event bus over WebSocket: identify, join photo rooms, reconnect by itself and resume
 // from the last event seen, so no event is missed across a drop. Events are deduplicated
 // by id (a replay may overlap what already arrived live).
+//
+// The bus takes one `resume` per socket. It is spent right after `identify` when we have
+// seen an event before (a reconnect); on a fresh socket it is kept for the first photo we
+// watch, so that photo's processing events since its upload event are replayed. Later
+// photos rely on live events, and the gallery resyncs from the api if one was missed.
 
 const MAX_BACKOFF_MS = 10000;
 
@@ -16,6 +21,7 @@ export class Bus extends EventTarget {
     this.attempt = 0;
     this.closed = false;
     this.ws = null;
+    this.resumed = false; // this socket has spent its one resume
   }
 
   start() {
@@ -28,14 +34,19 @@ export class Bus extends EventTarget {
     if (this.ws) this.ws.close(1000, "bye");
   }
 
-  /** Join a photo's room and replay what it already missed since `sinceId`. */
-  watch(photoId, sinceId) {
+  /** Join a photo's room (and, if this socket still may, replay what it missed). */
+  watch(photoId) {
     this.photos.add(photoId);
     if (this.state === "open") {
       this.send({ type: "subscribe", photo_id: photoId });
-      const from = sinceId || this.lastEventId;
-      if (from) this.send({ type: "resume", last_event_id: from });
+      this.resume();
     }
+  }
+
+  resume() {
+    if (this.resumed || !this.lastEventId) return;
+    this.resumed = true;
+    this.send({ type: "resume", last_event_id: this.lastEventId });
   }
 
   unwatch(photoId) {
@@ -63,6 +74,7 @@ export class Bus extends EventTarget {
       return;
     }
     this.ws = ws;
+    this.resumed = false;
     ws.onopen = () => ws.send(JSON.stringify({ type: "identify", token: this.token }));
     ws.onmessage = (msg) => this.receive(msg.data);
     ws.onclose = (e) => {
@@ -97,7 +109,7 @@ export class Bus extends EventTarget {
       this.attempt = 0;
       this.setState("open", { clientId: msg.client_id });
       for (const id of this.photos) this.send({ type: "subscribe", photo_id: id });
-      if (this.lastEventId) this.send({ type: "resume", last_event_id: this.lastEventId });
+      this.resume();
       return;
     }
     if (msg.type === "error") {

@@ -127,7 +127,16 @@ export class Uploads {
 
   handle(event) {
     const item = this.byPhoto.get(event.photo_id);
-    if (!item || item.done) return;
+    if (!item) return;
+    // How many bus events this card saw, replayed ones included (tests tell live updates
+    // and replays from api resyncs by it).
+    item.li.dataset.events = String(Number(item.li.dataset.events || 0) + 1);
+    if (item.done) {
+      if (event.event === "photo.processing.completed" || event.event === "photo.processing.failed") {
+        this.bus.unwatch(event.photo_id);
+      }
+      return;
+    }
     const stageEls = item.li.querySelectorAll(".stages li");
     switch (event.event) {
       case "photo.processing.started":
@@ -174,7 +183,9 @@ export class Uploads {
       item.li.querySelector(".upload-thumb").replaceChildren(img);
     }
     this.status(item, "Done", "completed");
-    this.bus.unwatch(photo.photo_id);
+    // While the bus is away keep the room: its events replay on reconnect, and the
+    // replayed completion unwatches it then.
+    if (this.bus.state === "open") this.bus.unwatch(photo.photo_id);
     this.onDone(photo);
   }
 
