@@ -127,6 +127,7 @@ def sign_in(page: Any, url: str, token: str) -> None:
     page.goto(url)
     page.get_by_label("token").fill(token)
     page.get_by_role("button", name="Sign in").click()
+    playwright_api.expect(page.locator("#app")).to_be_visible()
 
 
 def test_gallery_upload_live_progress_view_and_delete(
@@ -282,6 +283,46 @@ def test_events_missed_while_the_bus_restarts_are_replayed(
     expect(second.locator(".stages li.done")).to_have_count(4)
 
 
+def test_photos_dropped_on_the_page_upload_as_one_session(
+    stack: Stack, page: Any, corpus: Path
+) -> None:
+    expect = playwright_api.expect
+    sign_in(page, f"{stack.api}/", stack.token)
+    expect(page.locator("#app")).to_be_visible()
+    names = ["real/Portrait_1.jpg", "real/Portrait_6.jpg"]
+    files = [
+        {"name": Path(n).name, "b64": base64.b64encode((corpus / n).read_bytes()).decode()}
+        for n in names
+    ]
+    # A real drop event carrying File objects, as the browser makes from a drag.
+    page.evaluate(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+                dt.items.add(new File([bytes], f.name, { type: "image/jpeg" }));
+            }
+            const drop = document.querySelector("#drop");
+            drop.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true }));
+            drop.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true }));
+        }""",
+        files,
+    )
+    cards = page.locator("#uploads .upload")
+    expect(cards).to_have_count(2)
+    for i in range(2):
+        expect(cards.nth(i)).to_have_attribute("data-state", "completed", timeout=LIVE_MS)
+    # Both went into one new upload session, which the session filter offers and applies.
+    sessions = set()
+    for i in range(2):
+        photo_id = cards.nth(i).get_attribute("data-photo-id")
+        sessions.add(wait_for_status(stack, photo_id, "completed")["session_id"])
+    [session_id] = sessions
+    assert session_id
+    page.get_by_label("Session").select_option(session_id)
+    expect(page.locator("#grid .tile")).to_have_count(2)
+
+
 def test_failed_upload_shows_reason_and_retry(stack: Stack, page: Any, corpus: Path) -> None:
     expect = playwright_api.expect
     sign_in(page, f"{stack.api}/", stack.token)
@@ -291,8 +332,14 @@ def test_failed_upload_shows_reason_and_retry(stack: Stack, page: Any, corpus: P
     expect(item.locator(".upload-status")).to_contain_text("Failed:")
     retry = item.get_by_role("button", name="Retry truncated_jpeg.jpg")
     expect(retry).to_be_visible()
-    # The failed photo is in the grid too, marked, so it can be found later.
+    # The failed photo is in the grid too, marked, and the status filter finds it alone.
     expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(1)
+    page.get_by_label("Status").select_option("failed")
+    expect(page.locator("#grid .tile")).to_have_count(1)
+    expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(1)
+    page.get_by_label("Status").select_option("completed")
+    expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(0)
+    expect(page.locator("#grid .tile").first).to_be_visible()
     photo_id = item.get_attribute("data-photo-id")
     _, before = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
     retry.click()

@@ -52,9 +52,6 @@ function busStatus(bus) {
 }
 
 async function start() {
-  $("#sign-in").hidden = true;
-  $("#app").hidden = false;
-  $("#sign-out").hidden = false;
   const config = await api("/v1/config");
   const bus = new Bus(config.bus_url, auth.token);
   busStatus(bus);
@@ -111,6 +108,10 @@ async function start() {
     const form = new FormData($("#filters"));
     grid.filter({ status: form.get("status"), session_id: form.get("session_id") });
   });
+  // Shown only now that every control is wired: a file picked earlier would be lost.
+  $("#sign-in").hidden = true;
+  $("#app").hidden = false;
+  $("#sign-out").hidden = false;
   await grid.reload();
 }
 
