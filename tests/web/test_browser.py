@@ -323,6 +323,27 @@ def test_photos_dropped_on_the_page_upload_as_one_session(
     expect(page.locator("#grid .tile")).to_have_count(2)
 
 
+def test_grid_scrolls_through_every_page_newest_first(stack: Stack, page: Any) -> None:
+    expect = playwright_api.expect
+    _, listing = _request(stack, "GET", "/v1/photos?limit=100", stack.token)
+    expected = [p["photo_id"] for p in listing["items"]]
+    assert len(expected) >= 5, "earlier tests upload the photos this one pages through"
+    page.set_viewport_size({"width": 600, "height": 400})
+    sign_in(page, f"{stack.api}/?page=2", stack.token)
+    tiles = page.locator("#grid .tile")
+    # Pages of two keep coming while the end of the grid is near the window (it is, at
+    # first, and again after each scroll), until the cursor runs out.
+    for _ in range(len(expected)):
+        if tiles.count() == len(expected):
+            break
+        page.mouse.wheel(0, 2000)
+        page.wait_for_timeout(200)
+    expect(tiles).to_have_count(len(expected))
+    expect(page.locator("#grid-end")).to_have_text(f"{len(expected)} photos")
+    shown = tiles.evaluate_all("els => els.map((el) => el.dataset.photoId)")
+    assert shown == expected
+
+
 def test_failed_upload_shows_reason_and_retry(stack: Stack, page: Any, corpus: Path) -> None:
     expect = playwright_api.expect
     sign_in(page, f"{stack.api}/", stack.token)

@@ -4,7 +4,8 @@
 import { api, esc } from "./api.js";
 import { thumbHashDataURL } from "./thumbhash.js";
 
-const PAGE = 30;
+// Photos per page of the cursor API; `?page=N` in the address overrides it (1..100).
+const PAGE = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("page")) || 30));
 
 export class PhotoGrid {
   constructor(list, { empty, end, sentinel, sessionSelect, onOpen }) {
@@ -20,8 +21,10 @@ export class PhotoGrid {
     this.exhausted = false;
     this.generation = 0;
     this.sessions = new Set();
+    this.nearEnd = false;
     new IntersectionObserver((entries) => {
-      if (entries.some((e) => e.isIntersecting)) this.more();
+      this.nearEnd = entries[entries.length - 1].isIntersecting;
+      if (this.nearEnd) this.more();
     }, { rootMargin: "400px" }).observe(sentinel);
   }
 
@@ -57,6 +60,11 @@ export class PhotoGrid {
       if (generation === this.generation) this.loading = false;
     }
     this.empty.hidden = this.photos.size > 0;
+    // The observer only reports changes: if a page did not push the sentinel out of
+    // reach (a tall window, a short page), nothing would ever ask for the next one.
+    if (this.nearEnd && !this.exhausted && generation === this.generation) {
+      requestAnimationFrame(() => this.more());
+    }
   }
 
   matches(photo) {
