@@ -252,6 +252,10 @@ def test_gallery_is_keyboard_operable(stack: Stack, page: Any) -> None:
     assert outline != page.evaluate(
         "() => getComputedStyle(document.querySelector('.card')).borderColor"
     )
+    # Signing out forgets the token: a reload lands on the sign-in form again.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    assert page.evaluate("() => localStorage.getItem('filmstrip.token')") is None
 
 
 def test_events_missed_while_the_bus_restarts_are_replayed(
