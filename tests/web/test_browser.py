@@ -111,9 +111,10 @@ def page(browser: Any) -> Iterator[Any]:
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
 
     def console(msg: Any) -> None:
-        # Chromium logs refused socket connections itself (the bus restart test causes
-        # them on purpose); anything else at error level is ours.
-        if msg.type == "error" and not msg.text.startswith("WebSocket connection to"):
+        # Chromium logs refused sockets (the bus restart test causes them on purpose) and
+        # 4xx answers (the dashboard test provokes a 403) itself; other errors are ours.
+        network = ("WebSocket connection to", "Failed to load resource")
+        if msg.type == "error" and not msg.text.startswith(network):
             problems.append(f"console {msg.type}: {msg.text}")
 
     page.on("console", console)
@@ -423,6 +424,17 @@ def test_dashboard_counts_rise_and_a_failed_job_is_retried(
             break
         assert time.monotonic() < deadline, "the retried job did not run again"
         time.sleep(0.3)
+
+    # A client's (non-admin) gallery token is refused here without being forgotten.
+    page.evaluate(
+        "(t) => { localStorage.clear(); localStorage.setItem('filmstrip.token', t); }",
+        stack.token,
+    )
+    page.reload()
+    expect(page.locator("#sign-in-error")).to_have_text("That token is not an admin token.")
+    assert page.evaluate("() => localStorage.getItem('filmstrip.token')") == stack.token
+    sign_in(page, f"{stack.api}/dashboard", stack.admin_token)
+    assert page.evaluate("() => localStorage.getItem('filmstrip.token')") == stack.token
 
     page.get_by_role("button", name="Pause").click()
     expect(page.locator("#paused-state")).to_have_text("Paused")

@@ -1,6 +1,7 @@
 // The api client: the bearer token kept in localStorage, JSON errors as exceptions.
 
-const TOKEN_KEY = "filmstrip.token";
+// The gallery's token; the dashboard may keep an admin token under its own key (use()).
+let tokenKey = "filmstrip.token";
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -12,13 +13,20 @@ export class ApiError extends Error {
 
 export const auth = {
   get token() {
-    return localStorage.getItem(TOKEN_KEY);
+    return localStorage.getItem(tokenKey);
   },
   set(token) {
-    localStorage.setItem(TOKEN_KEY, token);
+    localStorage.setItem(tokenKey, token);
   },
   clear() {
-    localStorage.removeItem(TOKEN_KEY);
+    localStorage.removeItem(tokenKey);
+  },
+  /** Keep the token under another storage key from now on. */
+  use(key) {
+    tokenKey = key;
+  },
+  get key() {
+    return tokenKey;
   },
 };
 

@@ -7,6 +7,10 @@ import { barChart, lineChart } from "./chart.js";
 const $ = (sel) => document.querySelector(sel);
 const POLL_MS = 2000;
 const QUEUE = "/v1/queues/photo-processing";
+// An operator's token lives under its own key, so signing in here never signs the
+// gallery out; without one, the gallery's token is tried (it may be an admin's).
+const ADMIN_KEY = "filmstrip.adminToken";
+if (localStorage.getItem(ADMIN_KEY)) auth.use(ADMIN_KEY);
 let timer = null;
 
 function toast(text) {
@@ -142,8 +146,11 @@ async function refresh() {
     $("#updated").textContent = `Updated ${new Date(data.now_ms).toLocaleTimeString()}`;
   } catch (err) {
     if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
-      auth.clear();
-      showSignIn(err.status === 403 ? "That token is not an admin token." : "Sign in again.");
+      // Forget only a dashboard token; the gallery's stays valid for the gallery.
+      if (auth.key === ADMIN_KEY) auth.clear();
+      showSignIn(
+        err.status === 403 ? "That token is not an admin token." : "Sign in again.",
+      );
       return;
     }
     $("#updated").textContent = `Update failed: ${err.message}`;
@@ -161,11 +168,13 @@ async function start() {
 $("#pause").addEventListener("click", () => act(`${QUEUE}/pause`, "POST", "Queue paused"));
 $("#resume").addEventListener("click", () => act(`${QUEUE}/resume`, "POST", "Queue resumed"));
 $("#sign-out").addEventListener("click", () => {
+  localStorage.removeItem(ADMIN_KEY);
   auth.clear();
   location.reload();
 });
 $("#sign-in-form").addEventListener("submit", async (e) => {
   e.preventDefault();
+  auth.use(ADMIN_KEY);
   auth.set($("#token").value.trim());
   $("#token").value = "";
   await start();
