@@ -148,9 +148,13 @@ def test_gallery_upload_live_progress_view_and_delete(
         expect(item).to_have_attribute("data-state", "completed", timeout=LIVE_MS)
         expect(item.locator(".stages li.done")).to_have_count(4)
         expect(item.locator("img.upload-img")).to_be_visible()
-    # Thumbnails in the grid, without a reload: three tiles whose images decoded.
+    # Thumbnails in the grid, without a reload: three tiles whose images decoded, newest
+    # upload first whatever order they finished in.
     tiles = page.locator("#grid .tile")
     expect(tiles).to_have_count(3)
+    _, listing = _request(stack, "GET", "/v1/photos", stack.token)
+    in_grid = tiles.evaluate_all("els => els.map((el) => el.dataset.photoId)")
+    assert in_grid == [p["photo_id"] for p in listing["items"]]
     expect(page.locator("#grid img.tile-img.loaded")).to_have_count(3, timeout=LIVE_MS)
     widths = page.eval_on_selector_all("#grid img.tile-img", "els => els.map(e => e.naturalWidth)")
     assert all(w > 0 for w in widths), widths

@@ -82,9 +82,21 @@ export class PhotoGrid {
     const li = this.tile(photo);
     this.photos.set(photo.photo_id, { photo, li });
     if (old) old.li.replaceWith(li);
-    else if (prepend) this.list.prepend(li);
+    else if (prepend) this.insertByDate(li, photo);
     else this.list.append(li);
     this.empty.hidden = true;
+  }
+
+  /** Photos finish in any order; keep the grid newest-uploaded first, as pages list it. */
+  insertByDate(li, photo) {
+    const key = `${photo.uploaded_at} ${photo.photo_id}`;
+    for (const other of this.list.children) {
+      if (`${other.dataset.uploadedAt} ${other.dataset.photoId}` < key) {
+        other.before(li);
+        return;
+      }
+    }
+    this.list.append(li);
   }
 
   remove(photoId) {
@@ -122,6 +134,7 @@ export class PhotoGrid {
     li.className = "tile";
     li.dataset.photoId = photo.photo_id;
     li.dataset.status = photo.status;
+    li.dataset.uploadedAt = photo.uploaded_at;
     const meta = photo.metadata || {};
     const name = (meta.exif && meta.exif.model) || photo.uploaded_at.slice(0, 10);
     const button = document.createElement("button");
