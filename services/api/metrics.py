@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from filmstrip.metrics import http as http_metrics
 from filmstrip.metrics.exposition import metrics_response, render
@@ -42,10 +43,29 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         route = route_of(request)
-        http_metrics.REQUESTS.labels(route, request.method, str(status)).inc()
-        http_metrics.LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        counter, histogram = _children(route, request.method, status)
+        counter.inc()
+        histogram.observe(time.perf_counter() - started)
         if route == _UPLOAD_ROUTE and request.method == "POST":
             http_metrics.UPLOAD_BYTES.inc(request.content.total_bytes)
+
+
+# Labelled children per (route, method, status): ``labels()`` takes a lock and builds a
+# key on every call, which is most of the middleware's cost. Route templates, methods and
+# statuses are few, so this stays small.
+_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def _children(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    key = (route, method, status)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = (
+            http_metrics.REQUESTS.labels(route, method, str(status)),
+            http_metrics.LATENCY.labels(route, method),
+        )
+        _CHILDREN[key] = found
+    return found
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
