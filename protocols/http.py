@@ -150,6 +150,7 @@ class QueueJob(msgspec.Struct, frozen=True, kw_only=True):
     photo_id: str | None
     state: str
     priority: int
+    trace_id: str | None = None
     attempts: int
     attempts_made: int
     progress: int

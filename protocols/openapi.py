@@ -30,6 +30,7 @@ from protocols.http import (
     UploadAccepted,
 )
 from protocols.openapi_tus import tus_paths
+from protocols.web import ClientConfig, Dashboard
 
 _REF = "#/components/schemas/{name}"
 #: What an upload may be (by its bytes); keep in step with services/api/uploads.py.
@@ -60,6 +61,8 @@ SCHEMA_TYPES: tuple[type[msgspec.Struct], ...] = (
     Health,
     Readiness,
     TusUploadStatus,
+    ClientConfig,
+    Dashboard,
 )
 
 
@@ -471,6 +474,7 @@ SECTIONS: tuple[Callable[[], dict[str, Any]], ...] = (
     _session_paths,
     _queue_paths,
     tus_paths,
+    lambda: web_paths(),  # defined below, with the web area's routes
 )
 
 
@@ -510,5 +514,43 @@ def document() -> dict[str, Any]:
                     "description": "an API token from `filmstrip token create <client>`",
                 }
             },
+        },
+    }
+
+
+# --- web area: what the gallery and dashboard pages read (services/api/web.py) ----------
+
+
+def web_paths() -> dict[str, Any]:
+    """Routes the web pages use besides the photo API."""
+    return {
+        "/v1/config": {
+            "get": {
+                "summary": "Public client configuration: where the event bus listens",
+                "security": [],
+                "responses": {"200": _json("ClientConfig", "the configuration")},
+            }
+        },
+        "/v1/dashboard": {
+            "get": {
+                "summary": "Queue counts, an hour of throughput and stage times, bus processes",
+                "responses": {
+                    "200": _json("Dashboard", "the dashboard's figures"),
+                    **_AUTH_ERRORS,
+                    "403": _error("not an admin token"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format 0.0.4)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
         },
     }

@@ -27,7 +27,9 @@ from services.api import (
     sessions,
     uploads,
 )
+from services.api import web as web_pages
 from services.api.json import json_response
+from services.api.metrics import metrics_middleware
 from services.api.middleware import auth_middleware, error_middleware, trace_middleware
 from services.api.reconciler import run_reconciler
 from services.api.relay import run_relay
@@ -43,7 +45,7 @@ async def openapi_document(request: web.Request) -> web.StreamResponse:
 def create_app(settings: Settings, *, background: bool = True) -> web.Application:
     """The api app; ``background=False`` skips the relay loop (for focused tests)."""
     app = web.Application(
-        middlewares=[trace_middleware, error_middleware, auth_middleware],
+        middlewares=[trace_middleware, metrics_middleware, error_middleware, auth_middleware],
         # Uploads are streamed from multipart parts; this only bounds bodies read whole.
         client_max_size=1024 * 1024,
     )
@@ -69,6 +71,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.router.add_delete(f"{q}/jobs/{{job_id}}", queues.remove_job)
     app.router.add_post(f"{q}/pause", queues.pause)
     app.router.add_post(f"{q}/resume", queues.resume)
+    web_pages.add_routes(app)  # gallery, dashboard, /metrics, /v1/config (web area)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = aioredis.Redis.from_url(

@@ -29,7 +29,7 @@ CLIENT: web.RequestKey[ClientRecord] = web.RequestKey("client", ClientRecord)
 TRACE_ID: web.RequestKey[str] = web.RequestKey("trace_id", str)
 
 # Paths reachable without a token (signed blob URLs check their own signature).
-_PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/v1/openapi.json")
+_PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/config")
 
 
 def trace_id_of(request: web.Request) -> str:

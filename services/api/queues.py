@@ -3,6 +3,7 @@ retry, removal, pause and resume. Admin tokens only; everyone else gets 403."""
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from filmstrip.catalog import PhotoStatus
@@ -135,10 +136,24 @@ def _window(w: WindowStats) -> QueueWindow:
     )
 
 
+class _TraceOnly(msgspec.Struct):
+    context: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+def _trace_of(payload: bytes) -> str | None:
+    """The trace id a photo job carries (None for a payload that is not a photo job)."""
+    try:
+        trace = msgspec.json.decode(payload, type=_TraceOnly).context.get("trace_id")
+    except msgspec.DecodeError:
+        return None
+    return trace if isinstance(trace, str) else None
+
+
 def _job_view(info: JobInfo) -> QueueJob:
     return QueueJob(
         job_id=info.id,
         photo_id=photo_of_job(info.id),
+        trace_id=_trace_of(info.payload),
         state=info.state.value,
         priority=info.priority,
         attempts=info.attempts,

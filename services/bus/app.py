@@ -18,6 +18,7 @@ from protocols import ws
 from services.bus.authorizer import Authorizer
 from services.bus.handler import SocketHandler
 from services.bus.hub import Hub
+from services.bus.metrics import bus_metrics
 from services.bus.presence import Presence
 from services.bus.replay import ReplayReader
 from services.bus.subscriber import EventSubscriber
@@ -116,4 +117,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/ws", _ws)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", bus_metrics)
     return app

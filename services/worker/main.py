@@ -13,6 +13,8 @@ from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import open_catalog
 from filmstrip.concurrency import configure_pool, shutdown_pool
 from filmstrip.events import EventPublisher
+from filmstrip.metrics.exposition import start_metrics_server
+from filmstrip.metrics.queue import refresh_depths
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings
@@ -30,9 +32,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
-    processor = PhotoProcessor(settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis))
+    processor = PhotoProcessor(
+        settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis), redis=redis
+    )
+    queue = JobQueue(redis, QueueOptions.from_settings(settings))
+    metrics = await start_metrics_server(
+        settings.worker_metrics_host,
+        settings.worker_metrics_port,
+        refresh=lambda: refresh_depths(queue),
+    )
     consumer = Consumer(
-        JobQueue(redis, QueueOptions.from_settings(settings)),
+        queue,
         processor.handle,
         on_failed=processor.on_failed,
         concurrency=settings.worker_concurrency,
@@ -47,6 +57,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await run
     finally:
         stopper.cancel()
+        if metrics is not None:
+            await metrics.cleanup()
         shutdown_pool()
         await blobs.close()
         await catalog.close()

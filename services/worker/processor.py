@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import msgspec
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobNotFound, BlobStore
@@ -20,6 +21,8 @@ from filmstrip.catalog import Catalog, DerivativeRecord, PhotoStatus
 from filmstrip.errors import DataError, FilmstripError, LogicError, TemporaryError
 from filmstrip.events import EventPublisher, completion_once_key
 from filmstrip.logs import trace_id_var
+from filmstrip.metrics import jobs as job_metrics
+from filmstrip.metrics.stage_stats import record_stage_timings
 from filmstrip.pipeline import PipelineOptions, StageContext, get_stage, resolve_stages, run_stage
 from filmstrip.queue import Job
 from filmstrip.settings import Settings
@@ -59,8 +62,11 @@ class PhotoProcessor:
         catalog: Catalog,
         blobs: BlobStore,
         events: EventPublisher,
+        redis: aioredis.Redis | None = None,
     ) -> None:
         self.settings = settings
+        # Where per-stage timings go for the dashboard; None records none (focused tests).
+        self.redis = redis
         self.catalog = catalog
         self.blobs = blobs
         self.events = events
@@ -70,13 +76,19 @@ class PhotoProcessor:
         """Run the job's pipeline; raise a categorised error to fail or retry it."""
         spec = decode_job(job.payload)
         token = trace_id_var.set(spec.context.trace_id)
+        started = time.perf_counter()
+        outcome = "completed"
         try:
             await self._process(job, spec)
-        except FilmstripError:
+        except FilmstripError as exc:
+            outcome = _count_failure(job, exc)
             raise
         except (ConnectionError, TimeoutError, OSError, RedisError) as exc:
-            raise TemporaryError(f"{type(exc).__name__}: {exc}", code="io_error") from exc
+            error = TemporaryError(f"{type(exc).__name__}: {exc}", code="io_error")
+            outcome = _count_failure(job, error)
+            raise error from exc
         finally:
+            job_metrics.JOB_SECONDS.labels(outcome).observe(time.perf_counter() - started)
             trace_id_var.reset(token)
 
     async def _process(self, job: Job, spec: PhotoProcessingJob) -> None:
@@ -112,6 +124,7 @@ class PhotoProcessor:
             t0 = time.perf_counter()
             summary = await run_stage(get_stage(name), ctx, timeout_s=self.settings.stage_timeout_s)
             timings[name] = round((time.perf_counter() - t0) * 1000, 1)
+            job_metrics.STAGE_SECONDS.labels(name).observe(timings[name] / 1000)
             progress = int(90 * index / len(stages))
             await self._progress(job, progress)
             await self._publish(
@@ -151,6 +164,7 @@ class PhotoProcessor:
             )
             return
         await self._progress(job, 100)
+        await self._record_timings(timings)
         total_ms = round((time.perf_counter() - started) * 1000, 1)
         await self._announce_completion(spec, metadata, records, total_ms)
         log.info("photo completed", extra={"photo_id": photo_id, "ms": total_ms})
@@ -184,6 +198,7 @@ class PhotoProcessor:
         except LogicError:
             log.error("dead-lettered a malformed job %s: %s", job.id, error)
             return
+        job_metrics.DEAD_LETTERS.labels(str(error.category)).inc()
         token = trace_id_var.set(spec.context.trace_id)
         try:
             log.warning(
@@ -246,6 +261,15 @@ class PhotoProcessor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _record_timings(self, timings: dict[str, float]) -> None:
+        if self.redis is None:
+            return
+        try:
+            await record_stage_timings(self.redis, timings, now_ms=int(time.time() * 1000))
+        except (RedisError, OSError) as exc:
+            # Dashboard figures only: the photo is done whether or not they are recorded.
+            log.warning("stage timings not recorded: %s", exc)
+
     async def _publish(self, spec: PhotoProcessingJob, type_: str, data: dict[str, Any]) -> None:
         try:
             await self.events.publish(
@@ -260,3 +284,10 @@ class PhotoProcessor:
             # Events are notifications; the catalog is the truth, so a lost event must not
             # fail the job (clients resync from GET /v1/photos/{id}).
             log.warning("event %s not published: %s", type_, exc)
+
+
+def _count_failure(job: Job, error: FilmstripError) -> str:
+    """Count a failed delivery that the queue will retry; return its outcome label."""
+    if error.category.retryable and job.attempt < job.attempts:
+        job_metrics.RETRIES.labels(str(error.category)).inc()
+    return str(error.category)

@@ -101,3 +101,11 @@ def queue_stats_prefix(queue: str) -> str:
 def reconciler_lock() -> str:
     """Held by the one api process that runs the reconciler's sweep this round."""
     return "filmstrip:lock:reconciler"
+
+
+# --- dashboard stats (see filmstrip.metrics.stage_stats) ---------------------------------
+
+
+def stage_stats_minute(minute: int) -> str:
+    """Hash of per-stage run counts and summed milliseconds in one minute (epoch minute)."""
+    return f"filmstrip:stats:stages:m:{minute}"

@@ -146,6 +146,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tus_sweep_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     # A PATCH whose body stalls this long is ended; what arrived so far is kept.
     tus_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # --- Web gallery, dashboard and metrics (services/api/web.py, filmstrip.metrics) -------
+    # The worker has no HTTP server of its own: it serves GET /metrics here (0 = off).
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: Port = 9101
 
     @property
     def data_path(self) -> Path:

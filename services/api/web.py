@@ -1,0 +1,75 @@
+"""The pages people look at: the gallery (``/``), the queue dashboard (``/dashboard``), their
+static files, the public ``/v1/config`` they start from, and ``/metrics``.
+
+Everything is plain HTML, CSS and ES modules shipped inside the package: no build step,
+no CDN (the machine serving it may have no internet).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from protocols.web import ClientConfig
+from services.api import dashboard, metrics
+from services.api.json import json_response
+from services.api.state import state_of
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+# Scripts and styles only from us; images also as data:/blob: URLs (thumbhash canvases,
+# local previews); sockets to the bus, which may listen on another port or host.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; "
+        "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # Pages are small and change with each deploy; revalidate rather than go stale.
+    "Cache-Control": "no-cache",
+}
+
+
+def _page(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers=_PAGE_HEADERS)
+
+
+async def gallery(request: web.Request) -> web.StreamResponse:
+    """``GET /``: the gallery page."""
+    return _page("index.html")
+
+
+async def dashboard_page(request: web.Request) -> web.StreamResponse:
+    """``GET /dashboard``: the queue dashboard page (its data needs an admin token)."""
+    return _page("dashboard.html")
+
+
+def bus_url_for(request: web.Request) -> str:
+    """The configured public bus URL, else the bus port on the host the browser used."""
+    settings = state_of(request).settings
+    if settings.public_bus_url:
+        return settings.public_bus_url
+    secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+    host = request.url.host or settings.bus_host
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{'wss' if secure else 'ws'}://{host}:{settings.bus_port}/ws"
+
+
+async def client_config(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/config``: public, so the sign-in page can reach the bus."""
+    body = ClientConfig(bus_url=bus_url_for(request), queue=state_of(request).settings.queue_name)
+    return json_response(body, headers={"Cache-Control": "no-store"})
+
+
+def add_routes(app: web.Application) -> None:
+    """Pages, static files, config, dashboard data and metrics."""
+    app.router.add_get("/", gallery)
+    app.router.add_get("/dashboard", dashboard_page)
+    app.router.add_static("/static/", STATIC, append_version=False)
+    app.router.add_get("/v1/config", client_config)
+    app.router.add_get("/v1/dashboard", dashboard.dashboard)
+    app.router.add_get("/metrics", metrics.metrics)

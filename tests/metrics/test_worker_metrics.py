@@ -1,0 +1,34 @@
+"""Which failed deliveries the worker counts as retries (the queue will run them again)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+
+from filmstrip.errors import DataError, FilmstripError, ResourceError, TemporaryError
+from filmstrip.queue import Job, JobQueue, QueueOptions
+from services.worker.processor import _count_failure
+
+
+def retries(category: str) -> float:
+    return REGISTRY.get_sample_value("filmstrip_job_retries_total", {"category": category}) or 0.0
+
+
+def job(queue: JobQueue, attempt: int, attempts: int = 3) -> Job:
+    return Job(queue, "photo:m", "1-0", 5, b"{}", attempt, attempts, 0, 1000)
+
+
+async def test_only_retryable_errors_with_attempts_left_count_as_retries(
+    redis: aioredis.Redis,
+) -> None:
+    queue = JobQueue(redis, QueueOptions())
+    cases: list[tuple[int, FilmstripError, str, float]] = [
+        (1, TemporaryError("blip"), "TEMPORARY", 1),
+        (2, ResourceError("busy"), "RESOURCE", 1),
+        (3, TemporaryError("last try"), "TEMPORARY", 0),  # dead-lettered, not retried
+        (1, DataError("corrupt"), "DATA", 0),
+    ]
+    for attempt, error, category, expected in cases:
+        before = retries(category)
+        assert _count_failure(job(queue, attempt), error) == category
+        assert retries(category) - before == expected, (attempt, category)

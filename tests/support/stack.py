@@ -1,0 +1,163 @@
+"""The three roles as child processes on a private Redis, for end-to-end and browser tests.
+
+Started with the Procfile's commands so the tests exercise what production runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from filmstrip.catalog.sqlite import SqliteCatalog
+from services.cli.tokens import issue_token
+from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def procfile_commands() -> dict[str, list[str]]:
+    """Role → argv from the Procfile, using this venv's console script when installed."""
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if ":" not in line or line.lstrip().startswith("#"):
+            continue
+        role, command = line.split(":", 1)
+        argv = shlex.split(command)
+        assert argv[0] == "filmstrip"
+        script = Path(sys.executable).parent / "filmstrip"
+        if script.exists():
+            argv[0] = str(script)
+        else:
+            argv = [sys.executable, "-m", "services.cli.main", *argv[1:]]
+        commands[role.strip()] = argv
+    return commands
+
+
+@dataclass
+class Stack:
+    """Running roles: their URLs, a client token, an admin token and the processes."""
+
+    api: str
+    bus: str
+    worker_metrics: str
+    token: str
+    admin_token: str
+    data_dir: Path
+    redis: RedisServer
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def launch(self, role: str) -> None:
+        """Start one role (again), appending to its log."""
+        log = (self.data_dir / "logs" / f"{role}.log").open("ab")
+        self.procs[role] = subprocess.Popen(
+            procfile_commands()[role], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=log,
+        )  # fmt: skip
+
+    def halt(self, role: str) -> None:
+        """Stop one role gracefully (SIGTERM) and wait for it."""
+        proc = self.procs[role]
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def log(self, role: str) -> str:
+        return (self.data_dir / "logs" / f"{role}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Stop the roles (gracefully, then by force), then Redis; print each log's tail."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for role, proc in self.procs.items():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            print(f"--- {role} log (tail)\n" + self.log(role)[-2000:])
+        self.redis.stop(kill=True)
+        shutil.rmtree(self.redis.dir, ignore_errors=True)
+
+
+async def _tokens(data: Path) -> tuple[str, str]:
+    catalog = SqliteCatalog(str(data / "filmstrip.db"))
+    await catalog.connect()
+    try:
+        _client, token = await issue_token(catalog, "browser-user", admin=False)
+        _admin, admin = await issue_token(catalog, "browser-admin", admin=True)
+    finally:
+        await catalog.close()
+    return token, admin
+
+
+async def _wait_ready(stack: Stack, bus_port: int) -> None:
+    deadline = time.monotonic() + 60
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            for role, proc in stack.procs.items():
+                assert proc.poll() is None, f"{role} exited with {proc.returncode}"
+            try:
+                a = await http.get(f"{stack.api}/readyz")
+                b = await http.get(f"http://127.0.0.1:{bus_port}/healthz")
+                if a.status == 200 and b.status == 200:
+                    return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.3)
+    raise AssertionError("roles did not become ready within 60 s")
+
+
+def start_stack(data: Path, **settings: str) -> Stack:
+    """Start Redis and the Procfile's roles with ``data`` as their data dir; wait until ready.
+
+    ``settings`` are extra ``FILMSTRIP_*`` values (lower-case names without the prefix).
+    """
+    redis = RedisServer(appendonly=True)
+    redis.start()
+    token, admin = asyncio.run(_tokens(data))
+    api_port, bus_port, metrics_port = free_port(), free_port(), free_port()
+    env = env_without_filmstrip()
+    env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
+    env.update(
+        FILMSTRIP_DATA_DIR=str(data),
+        FILMSTRIP_REDIS_URL=redis.url,
+        FILMSTRIP_BUS_PORT=str(bus_port),
+        FILMSTRIP_WORKER_METRICS_PORT=str(metrics_port),
+        FILMSTRIP_WORKER_CONCURRENCY="2",
+        PORT=str(api_port),
+        **{f"FILMSTRIP_{k.upper()}": v for k, v in settings.items()},
+    )
+    logs = data / "logs"
+    logs.mkdir(exist_ok=True)
+    stack = Stack(
+        api=f"http://127.0.0.1:{api_port}",
+        bus=f"ws://127.0.0.1:{bus_port}/ws",
+        worker_metrics=f"http://127.0.0.1:{metrics_port}/metrics",
+        token=token,
+        admin_token=admin,
+        data_dir=data,
+        redis=redis,
+        env=env,
+    )
+    try:
+        for role in procfile_commands():
+            stack.launch(role)
+        asyncio.run(_wait_ready(stack, bus_port))
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

@@ -1,0 +1,446 @@
+"""The gallery and the dashboard in a real browser (Debian's Chromium through Playwright),
+against the three roles running as processes: sign in, upload three photos and watch them
+finish live, open one, delete it; on the dashboard, see completions count up and retry a
+failed job. Screenshots go to ``test-artifacts/screenshots/`` (the path is printed)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.stack import ROOT, Stack, start_stack
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+PHOTOS = ["real/Canon_EOS_7D.jpg", "real/Nikon_D5000.jpg", "real/Olympus_PEN_E-P3.jpg"]
+LIVE_MS = 60_000  # generous: the machine is shared and the worker may be busy
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason=f"no Chromium at {CHROMIUM}; run .ci/install-browser (apt-get install chromium)",
+)
+
+
+def _request(
+    stack: Stack, method: str, path: str, token: str, body: bytes | None = None, ctype: str = ""
+) -> tuple[int, Any]:
+    req = urllib.request.Request(f"{stack.api}{path}", data=body, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_for_status(stack: Stack, photo_id: str | None, status: str) -> dict[str, Any]:
+    """Poll the api until the photo reaches ``status``; return its body."""
+    deadline = time.monotonic() + LIVE_MS / 1000
+    while True:
+        _, photo = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
+        if photo.get("status") == status:
+            return dict(photo)
+        assert time.monotonic() < deadline, photo
+        time.sleep(0.2)
+
+
+def upload(stack: Stack, path: Path, token: str) -> str:
+    """Upload one file with a hand-built multipart body; return the photo id."""
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"'
+            f"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    status, data = _request(
+        stack, "POST", "/v1/photos", token, body, f"multipart/form-data; boundary={boundary}"
+    )
+    assert status in (200, 201), data
+    return str(data["photo_id"])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(
+        tmp_path_factory.mktemp("browser"), job_backoff_ms="200", shutdown_grace_s="2"
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {SHOTS}")
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+
+    def console(msg: Any) -> None:
+        # Chromium logs refused sockets (the bus restart test causes them on purpose) and
+        # 4xx answers (the dashboard test provokes a 403) itself; other errors are ours.
+        network = ("WebSocket connection to", "Failed to load resource")
+        if msg.type == "error" and not msg.text.startswith(network):
+            problems.append(f"console {msg.type}: {msg.text}")
+
+    page.on("console", console)
+    yield page
+    context.close()
+    # A CSP violation or an uncaught exception is a defect even if the flow worked.
+    assert not problems, problems
+
+
+def sign_in(page: Any, url: str, token: str) -> None:
+    page.goto(url)
+    page.get_by_label("token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    playwright_api.expect(page.locator("#app")).to_be_visible()
+
+
+def test_gallery_upload_live_progress_view_and_delete(
+    stack: Stack, page: Any, corpus: Path
+) -> None:
+    expect = playwright_api.expect
+    sign_in(page, f"{stack.api}/", stack.token)
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#bus-status")).to_have_text("Live", timeout=LIVE_MS)
+
+    page.set_input_files("#file-input", [str(corpus / p) for p in PHOTOS])
+    uploads = page.locator("#uploads .upload")
+    expect(uploads).to_have_count(3)
+    for i in range(3):
+        item = uploads.nth(i)
+        expect(item.locator("progress")).to_have_attribute("value", "100", timeout=LIVE_MS)
+        expect(item).to_have_attribute("data-state", "completed", timeout=LIVE_MS)
+        expect(item.locator(".stages li.done")).to_have_count(4)
+        expect(item.locator("img.upload-img")).to_be_visible()
+    # Thumbnails in the grid, without a reload: three tiles whose images decoded, newest
+    # upload first whatever order they finished in.
+    tiles = page.locator("#grid .tile")
+    expect(tiles).to_have_count(3)
+    _, listing = _request(stack, "GET", "/v1/photos", stack.token)
+    in_grid = tiles.evaluate_all("els => els.map((el) => el.dataset.photoId)")
+    assert in_grid == [p["photo_id"] for p in listing["items"]]
+    expect(page.locator("#grid img.tile-img.loaded")).to_have_count(3, timeout=LIVE_MS)
+    widths = page.eval_on_selector_all("#grid img.tile-img", "els => els.map(e => e.naturalWidth)")
+    assert all(w > 0 for w in widths), widths
+    # The placeholder is a decoded ThumbHash (a PNG data URL), not an empty box.
+    background = page.locator("#grid .tile-frame").first.evaluate(
+        "el => getComputedStyle(el).backgroundImage"
+    )
+    assert background.startswith('url("data:image/png;base64,'), background[:60]
+    page.screenshot(path=str(SHOTS / "gallery.png"), full_page=True)
+
+    canon = tiles.filter(has_text="Canon EOS 7D")
+    expect(canon).to_have_count(1)
+    photo_id = canon.get_attribute("data-photo-id")
+    canon.get_by_role("button").click()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.locator('dd[data-field="camera"]')).to_have_text("Canon EOS 7D")
+    expect(viewer.locator('dd[data-field="dimensions"]')).to_have_text("600 \u00d7 900")
+    expect(viewer.locator("#viewer-img")).to_have_js_property("complete", True, timeout=LIVE_MS)
+    assert viewer.locator("#viewer-img").evaluate("img => img.naturalWidth") > 0
+    href = viewer.get_by_role("link", name="Download original").get_attribute("href")
+    assert href and href.startswith(f"/v1/photos/{photo_id}/original?")
+    page.screenshot(path=str(SHOTS / "photo-view.png"))
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    viewer.get_by_role("button", name="Delete").click()
+    expect(viewer).to_be_hidden()
+    expect(tiles).to_have_count(2)
+    status, _ = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
+    assert status == 404
+
+    # What the flow did shows in each role's metrics.
+    worker = _scrape(stack.worker_metrics)
+    assert 'filmstrip_stage_duration_seconds_count{stage="thumbnails"} 3.0' in worker
+    assert 'filmstrip_job_duration_seconds_count{outcome="completed"} 3.0' in worker
+    bus = _scrape(stack.bus.replace("ws://", "http://").replace("/ws", "/metrics"))
+    delivered = [ln for ln in bus.splitlines() if ln.startswith("filmstrip_ws_events_delivered")]
+    assert delivered and float(delivered[0].split()[-1]) >= 12, delivered
+    api = _scrape(f"{stack.api}/metrics")
+    deleted = 'method="DELETE",route="/v1/photos/{photo_id}",status="204"'
+    assert f"filmstrip_http_requests_total{{{deleted}}} 1.0" in api
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def test_thumbhash_decoder_matches_the_encoders_average_colour(
+    stack: Stack, page: Any, corpus: Path
+) -> None:
+    from filmstrip.pipeline.hashes import thumbhash_average_rgba
+
+    photo_id = upload(stack, corpus / "real/Portrait_3.jpg", stack.token)
+    photo = wait_for_status(stack, photo_id, "completed")
+    thumbhash = photo["metadata"]["thumbhash"]
+    page.goto(f"{stack.api}/")
+    mean = page.evaluate(
+        """async (hash) => {
+            const { thumbHashToRGBA } = await import("/static/js/thumbhash.js");
+            const bytes = Uint8Array.from(atob(hash), (c) => c.charCodeAt(0));
+            const { w, h, rgba } = thumbHashToRGBA(bytes);
+            const sum = [0, 0, 0];
+            for (let i = 0; i < rgba.length; i += 4) {
+                for (let c = 0; c < 3; c++) sum[c] += rgba[i + c];
+            }
+            return { w, h, rgb: sum.map(v => v / (w * h) / 255) };
+        }""",
+        thumbhash,
+    )
+    expected = thumbhash_average_rgba(base64.b64decode(thumbhash))[:3]
+    assert max(abs(a - b) for a, b in zip(mean["rgb"], expected, strict=True)) < 0.03
+    # Portrait_3 is taller than wide, and so is its placeholder.
+    assert mean["h"] == 32 and mean["w"] < 32
+
+
+def test_gallery_is_keyboard_operable(stack: Stack, page: Any) -> None:
+    expect = playwright_api.expect
+    page.goto(f"{stack.api}/")
+    expect(page.get_by_label("API token")).to_be_focused()  # the page starts at sign-in
+    page.keyboard.type(stack.token)
+    page.keyboard.press("Enter")
+    expect(page.locator("#app")).to_be_visible()
+    # The skip link is hidden off-screen until it has keyboard focus.
+    skip = page.get_by_role("link", name="Skip to content")
+    assert skip.bounding_box()["x"] < 0
+    skip.focus()
+    assert skip.bounding_box()["x"] >= 0
+    # Every control has an accessible name.
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('#app input, #app select, #app button')]
+              .filter(el => !el.labels?.length && !el.getAttribute('aria-label')
+                            && !el.textContent.trim())
+              .map(el => el.outerHTML)"""
+    )
+    assert unnamed == []
+    # The file picker is reachable by keyboard and shows a visible focus ring.
+    page.get_by_label("Choose photos…").focus()
+    outline = page.evaluate("() => getComputedStyle(document.querySelector('#drop')).borderColor")
+    assert outline != page.evaluate(
+        "() => getComputedStyle(document.querySelector('.card')).borderColor"
+    )
+    # Signing out forgets the token: a reload lands on the sign-in form again.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    assert page.evaluate("() => localStorage.getItem('filmstrip.token')") is None
+
+
+def test_events_missed_while_the_bus_restarts_are_replayed(
+    stack: Stack, page: Any, corpus: Path
+) -> None:
+    expect = playwright_api.expect
+    status = page.locator("#bus-status")
+    sign_in(page, f"{stack.api}/", stack.token)
+    expect(status).to_have_text("Live", timeout=LIVE_MS)
+    # One photo first, so the page holds an event id to resume from.
+    page.set_input_files("#file-input", str(corpus / "real/Landscape_1.jpg"))
+    first = page.locator("#uploads .upload").first
+    expect(first).to_have_attribute("data-state", "completed", timeout=LIVE_MS)
+
+    stack.halt("bus")
+    expect(status).to_have_text("Reconnecting…")
+    page.set_input_files("#file-input", str(corpus / "real/Landscape_2.jpg"))
+    second = page.locator("#uploads .upload").first
+    expect(second.locator(".upload-name")).to_have_text("Landscape_2.jpg")
+    expect(second.locator("progress")).to_have_attribute("value", "100", timeout=LIVE_MS)
+    expect(second).to_have_attribute("data-photo-id", re.compile("."))
+    wait_for_status(stack, second.get_attribute("data-photo-id"), "completed")
+    stack.launch("bus")
+    expect(status).to_have_text("Live", timeout=LIVE_MS)
+    expect(second).to_have_attribute("data-state", "completed", timeout=LIVE_MS)
+    # Uploaded, started, four stages, completed: all happened while the bus was down and
+    # reached the page by replay after it came back (resyncs over HTTP do not count).
+    expect(second).to_have_attribute("data-events", re.compile(r"^([7-9]|\d\d)$"), timeout=LIVE_MS)
+    expect(second.locator(".stages li.done")).to_have_count(4)
+
+
+def test_photos_dropped_on_the_page_upload_as_one_session(
+    stack: Stack, page: Any, corpus: Path
+) -> None:
+    expect = playwright_api.expect
+    sign_in(page, f"{stack.api}/", stack.token)
+    expect(page.locator("#app")).to_be_visible()
+    names = ["real/Portrait_1.jpg", "real/Portrait_6.jpg"]
+    files = [
+        {"name": Path(n).name, "b64": base64.b64encode((corpus / n).read_bytes()).decode()}
+        for n in names
+    ]
+    # A real drop event carrying File objects, as the browser makes from a drag.
+    page.evaluate(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+                dt.items.add(new File([bytes], f.name, { type: "image/jpeg" }));
+            }
+            const drop = document.querySelector("#drop");
+            drop.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true }));
+            drop.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true }));
+        }""",
+        files,
+    )
+    cards = page.locator("#uploads .upload")
+    expect(cards).to_have_count(2)
+    for i in range(2):
+        expect(cards.nth(i)).to_have_attribute("data-state", "completed", timeout=LIVE_MS)
+    # Both went into one new upload session, which the session filter offers and applies.
+    sessions = set()
+    for i in range(2):
+        photo_id = cards.nth(i).get_attribute("data-photo-id")
+        sessions.add(wait_for_status(stack, photo_id, "completed")["session_id"])
+    [session_id] = sessions
+    assert session_id
+    page.get_by_label("Session").select_option(session_id)
+    expect(page.locator("#grid .tile")).to_have_count(2)
+
+
+def test_grid_scrolls_through_every_page_newest_first(stack: Stack, page: Any) -> None:
+    expect = playwright_api.expect
+    _, listing = _request(stack, "GET", "/v1/photos?limit=100", stack.token)
+    expected = [p["photo_id"] for p in listing["items"]]
+    assert len(expected) >= 5, "earlier tests upload the photos this one pages through"
+    page.set_viewport_size({"width": 600, "height": 400})
+    sign_in(page, f"{stack.api}/?page=2", stack.token)
+    tiles = page.locator("#grid .tile")
+    # Pages of two keep coming while the end of the grid is near the window (it is, at
+    # first, and again after each scroll), until the cursor runs out.
+    for _ in range(len(expected)):
+        if tiles.count() == len(expected):
+            break
+        page.mouse.wheel(0, 2000)
+        page.wait_for_timeout(200)
+    expect(tiles).to_have_count(len(expected))
+    expect(page.locator("#grid-end")).to_have_text(f"{len(expected)} photos")
+    shown = tiles.evaluate_all("els => els.map((el) => el.dataset.photoId)")
+    assert shown == expected
+
+
+def test_failed_upload_shows_reason_and_retry(stack: Stack, page: Any, corpus: Path) -> None:
+    expect = playwright_api.expect
+    sign_in(page, f"{stack.api}/", stack.token)
+    page.set_input_files("#file-input", str(corpus / "bad/truncated_jpeg.jpg"))
+    item = page.locator("#uploads .upload").first
+    expect(item).to_have_attribute("data-state", "failed", timeout=LIVE_MS)
+    expect(item.locator(".upload-status")).to_contain_text("Failed:")
+    retry = item.get_by_role("button", name="Retry truncated_jpeg.jpg")
+    expect(retry).to_be_visible()
+    # The failed photo is in the grid too, marked, and the status filter finds it alone.
+    expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(1)
+    page.get_by_label("Status").select_option("failed")
+    expect(page.locator("#grid .tile")).to_have_count(1)
+    expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(1)
+    page.get_by_label("Status").select_option("completed")
+    expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(0)
+    expect(page.locator("#grid .tile").first).to_be_visible()
+    photo_id = item.get_attribute("data-photo-id")
+    _, before = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
+    retry.click()
+    # Sent round the pipeline again (a new processed_at) and, still corrupt, failed again.
+    deadline = time.monotonic() + LIVE_MS / 1000
+    while True:
+        _, after = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
+        if after["status"] == "failed" and after["processed_at"] != before["processed_at"]:
+            break
+        assert time.monotonic() < deadline, after
+        time.sleep(0.2)
+    expect(item).to_have_attribute("data-state", "failed", timeout=LIVE_MS)
+    expect(item.locator(".upload-status")).to_contain_text("Failed: this JPEG file is truncated")
+
+
+def test_dashboard_counts_rise_and_a_failed_job_is_retried(
+    stack: Stack, page: Any, corpus: Path
+) -> None:
+    expect = playwright_api.expect
+    bad_id = upload(stack, corpus / "bad/BlueSquare_truncated.jpg", stack.token)
+    sign_in(page, f"{stack.api}/dashboard", stack.admin_token)
+    completed = page.locator('.count[data-state="completed"] dd')
+    expect(completed).to_have_text(re.compile(r"^\d+$"))
+    before = int(completed.inner_text())
+    upload(stack, corpus / "real/HTC_Desire.jpg", stack.token)
+    deadline = time.monotonic() + LIVE_MS / 1000
+    while int(completed.inner_text()) <= before:
+        assert time.monotonic() < deadline, "completed count did not rise"
+        page.wait_for_timeout(300)
+
+    job_id = f"photo:{bad_id}"
+    row = page.locator(f'#failed-jobs tr[data-job-id="{job_id}"]')
+    expect(row).to_be_visible(timeout=LIVE_MS)
+    expect(row).to_contain_text("DATA")
+    trace = row.locator("td").nth(4).inner_text().strip()
+    assert len(trace) == 32, trace
+    expect(page.locator("#throughput-chart svg rect.bar-ok").first).to_be_visible()
+    expect(page.locator("#stages-chart svg path")).to_have_count(4)
+    expect(page.locator("#bus-instances tr")).to_have_count(1, timeout=LIVE_MS)
+    page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+
+    _, jobs = _request(
+        stack, "GET", "/v1/queues/photo-processing/jobs?state=failed", stack.admin_token
+    )
+    first_finish = next(j["finished_at_ms"] for j in jobs["items"] if j["id"] == job_id)
+    row.get_by_role("button", name=f"Retry job {job_id}").click()
+    expect(page.locator("#toast")).to_have_text("Job sent back to waiting")
+    # It runs again (and, being corrupt, is dead-lettered again, later than before).
+    deadline = time.monotonic() + LIVE_MS / 1000
+    while True:
+        _, jobs = _request(
+            stack, "GET", "/v1/queues/photo-processing/jobs?state=failed", stack.admin_token
+        )
+        again = [j for j in jobs["items"] if j["id"] == job_id]
+        if again and again[0]["finished_at_ms"] > first_finish:
+            break
+        assert time.monotonic() < deadline, "the retried job did not run again"
+        time.sleep(0.3)
+
+    # A client's (non-admin) gallery token is refused here without being forgotten.
+    page.evaluate(
+        "(t) => { localStorage.clear(); localStorage.setItem('filmstrip.token', t); }",
+        stack.token,
+    )
+    page.reload()
+    expect(page.locator("#sign-in-error")).to_have_text("That token is not an admin token.")
+    assert page.evaluate("() => localStorage.getItem('filmstrip.token')") == stack.token
+    sign_in(page, f"{stack.api}/dashboard", stack.admin_token)
+    assert page.evaluate("() => localStorage.getItem('filmstrip.token')") == stack.token
+
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#paused-state")).to_have_text("Paused")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#paused-state")).to_have_text("Running")

@@ -1,0 +1,58 @@
+"""Pages, static files and the public config, served by a real api on loopback."""
+
+from __future__ import annotations
+
+import re
+
+from services.api.web import STATIC
+from tests.web.conftest import WebApi
+
+
+async def test_gallery_and_dashboard_pages_are_served_with_a_strict_csp(api: WebApi) -> None:
+    for path, marker in (("/", "gallery.js"), ("/dashboard", "dashboard.js")):
+        resp = await api.http.get(f"{api.url}{path}")
+        assert resp.status == 200
+        assert resp.content_type == "text/html"
+        html = await resp.text()
+        assert f'src="/static/js/{marker}"' in html
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert resp.headers["X-Trace-Id"]
+
+
+async def test_every_module_a_page_imports_is_served_as_javascript(api: WebApi) -> None:
+    # Walk the import graph from the entry points: a missing or misnamed module would
+    # only show in a browser otherwise.
+    pending, seen = ["gallery.js", "dashboard.js"], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        resp = await api.http.get(f"{api.url}/static/js/{name}")
+        assert resp.status == 200, name
+        assert resp.content_type in ("text/javascript", "application/javascript"), name
+        source = await resp.text()
+        pending += re.findall(r'from "\./([\w-]+\.js)"', source)
+    assert {"api.js", "bus.js", "thumbhash.js", "chart.js"} <= seen
+    css = await api.http.get(f"{api.url}/static/css/app.css")
+    assert css.status == 200 and css.content_type == "text/css"
+
+
+async def test_static_files_do_not_leak_outside_their_folder(api: WebApi) -> None:
+    resp = await api.http.get(f"{api.url}/static/../web.py")
+    assert resp.status in (403, 404)
+    resp = await api.http.get(f"{api.url}/static/%2e%2e/web.py")
+    assert resp.status in (403, 404)
+    assert (STATIC / "index.html").is_file()
+
+
+async def test_config_is_public_and_points_at_the_bus_on_the_callers_host(api: WebApi) -> None:
+    resp = await api.http.get(f"{api.url}/v1/config")
+    assert resp.status == 200
+    assert await resp.json() == {"bus_url": "ws://127.0.0.1:18081/ws", "queue": "photo-processing"}
+    resp = await api.http.get(
+        f"{api.url}/v1/config",
+        headers={"Host": "photos.example:8080", "X-Forwarded-Proto": "https"},
+    )
+    assert (await resp.json())["bus_url"] == "wss://photos.example:18081/ws"
