@@ -96,6 +96,8 @@ class SocketHandler:
         except codec.BadMessage as exc:
             conn.reply(ws.Error(code=ws.BAD_MESSAGE, message=str(exc)))
             return
+        if conn.holding and not isinstance(message, (ws.Subscribe, ws.Unsubscribe, ws.Resume)):
+            conn.release()
         refusal = conn.lifecycle.refusal(message)
         if refusal is not None:
             conn.reply(refusal)
@@ -105,7 +107,7 @@ class SocketHandler:
         except Refused as exc:
             conn.reply(exc.error)
             if exc.error.code == ws.UNAUTHORIZED or exc.error.code == ws.TOO_MANY_SOCKETS:
-                await conn.close(ws.CLOSE_POLICY, exc.error.code)
+                await conn.close(ws.CLOSE_POLICY, exc.error.code, flush=True)
         except RedisError as exc:
             conn.reply(ws.Error(code=ws.UNAVAILABLE, message=f"redis unavailable: {exc}"))
 
@@ -137,6 +139,7 @@ class SocketHandler:
             )
         conn.floor = await self._replay.head(client_id)
         conn.lifecycle.move(State.IDENTIFIED)
+        conn.hold(self._s.bus_resume_hold_s)
         self._hub.identified(conn, client_id)
         conn.reply(ws.Identified(socket_id=conn.socket_id, client_id=client_id))
         self._hub.join(conn, client_room(client_id))
@@ -161,7 +164,10 @@ class SocketHandler:
                 )
             )
 
-        await self._hub.replay(conn, after, resume=True, done=done)
+        try:
+            await self._hub.replay(conn, after, resume=True, done=done)
+        finally:
+            conn.release()
 
 
 def _client(conn: Connection) -> str:
