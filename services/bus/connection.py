@@ -81,7 +81,12 @@ class Connection:
                 self.send(frame)
                 return True
         except BufferOverflow:
-            self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events during replay")
+            if not self.holding:
+                self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events during replay")
+                return False
+            # A busy client that has not resumed yet: give up the hold, not the socket.
+            self.release()
+            return self.offer_live(sid, frame)
         return False
 
     # --- the hold after identify ------------------------------------------------------------
