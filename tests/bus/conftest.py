@@ -34,7 +34,7 @@ def bus_settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
         bus_identify_timeout_s=1.0,
         bus_close_timeout_s=2.0,
         bus_presence_interval_s=0.2,
-        bus_resume_hold_s=0.5,
+        bus_resume_hold_s=0.2,
         log_json=False,
     )
 
