@@ -1,6 +1,3 @@
-# The orchestrator blocks on purpose (starting processes, reading small files) between
-# timed phases; nothing it blocks is being measured.
-# ruff: noqa: ASYNC220, ASYNC221, ASYNC240
 """Event bus benchmark: delivery latency (publish -> client receipt) at a rising event rate.
 
 N WebSocket clients, each subscribed to its own photo room, receive processing events
@@ -19,6 +16,9 @@ stays under 100 ms, lost events, and each server's RSS (current and peak).
 
 from __future__ import annotations
 
+# The orchestrator blocks on purpose (starting processes, reading small files) between
+# timed phases; nothing it blocks is being measured.
+# ruff: noqa: ASYNC220, ASYNC221, ASYNC240
 import argparse
 import asyncio
 import contextlib
