@@ -96,11 +96,20 @@ async def main():
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await serve(settings, stop)
+import os
+prof = None
+if os.environ.get("BUS_BENCH_PROFILE"):  # cProfile the bus into this file
+    import cProfile
+    prof = cProfile.Profile()
+    prof.enable()
 try:
     import uvloop
     uvloop.run(main())
 except ImportError:
     asyncio.run(main())
+if prof is not None:
+    prof.disable()
+    prof.dump_stats(os.environ["BUS_BENCH_PROFILE"])
 """
 
 
