@@ -76,3 +76,36 @@ def test_cursor_overflow_during_replay() -> None:
     cur.offer_live((2, 0), b"2")
     with pytest.raises(BufferOverflow):
         cur.offer_live((3, 0), b"3")
+
+
+def test_resp_parses_pubsub_frames_split_anywhere() -> None:
+    from services.bus import resp
+
+    frame = (
+        b"*3\r\n$9\r\nsubscribe\r\n$12\r\nphoto:upload\r\n:1\r\n"
+        b'*3\r\n$7\r\nmessage\r\n$16\r\nphoto:processing\r\n$11\r\n1-0 {"a":1}\r\n'
+        b"-ERR nope\r\n+OK\r\n"
+    )
+    expected = [
+        [b"subscribe", b"photo:upload", 1],
+        [b"message", b"photo:processing", b'1-0 {"a":1}'],
+    ]
+    for cut in range(len(frame)):
+        values = []
+        buf = bytearray(frame[:cut])
+        pos = 0
+        for chunk in (frame[cut:],):
+            try:
+                while pos < len(buf):
+                    value, pos = resp.parse(buf, pos)
+                    values.append(value)
+            except resp.Incomplete:
+                pass
+            buf += chunk
+            while pos < len(buf):
+                value, pos = resp.parse(buf, pos)
+                values.append(value)
+        assert values[:2] == expected, cut
+        assert isinstance(values[2], resp.RespError) and str(values[2]) == "ERR nope"
+        assert values[3] == b"OK"
+    assert resp.command("SUBSCRIBE", "a") == b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n"
