@@ -165,7 +165,11 @@ class EventSubscriber:
         out += resp.command("CLIENT", "SETNAME", "filmstrip-bus-events")
         out += resp.command("SUBSCRIBE", *CHANNELS)
         proto.transport.write(out)
-        await proto.ready
+        try:
+            await proto.ready
+        except BaseException:
+            proto.transport.abort()  # refused, or timed out by the caller
+            raise
         return proto
 
     async def _watch(self, proto: _Protocol) -> None:
