@@ -125,6 +125,7 @@ ALREADY_IDENTIFIED = "already_identified"
 RATE_LIMITED = "rate_limited"  # too many messages; this one was dropped
 TOO_MANY_SOCKETS = "too_many_sockets"  # the client has too many sockets on this bus
 UNAVAILABLE = "unavailable"  # the catalog or Redis did not answer; try again
+TOO_MANY_ROOMS = "too_many_rooms"  # the socket follows too many photos already
 ERROR_CODES = (
     BAD_MESSAGE,
     UNAUTHORIZED,
@@ -134,11 +135,12 @@ ERROR_CODES = (
     RATE_LIMITED,
     TOO_MANY_SOCKETS,
     UNAVAILABLE,
+    TOO_MANY_ROOMS,
 )
 
 # --- close codes --------------------------------------------------------------------------
 
 CLOSE_GOING_AWAY = 1001  # bus shutting down: reconnect (elsewhere) and resume
-CLOSE_POLICY = 1008  # unauthorized, identify timeout, too many sockets, message flood
+CLOSE_POLICY = 1008  # unauthorized or revoked token, identify timeout, too many sockets
 CLOSE_TOO_BIG = 1009  # a frame over the size limit
 CLOSE_TRY_AGAIN_LATER = 1013  # the client did not read its events fast enough

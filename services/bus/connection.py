@@ -40,6 +40,8 @@ class Connection:
         self.socket_id = socket_id
         self.lifecycle = Lifecycle()
         self.client_id: str | None = None
+        # Kept to check the token again later (revocation); the token itself is not kept.
+        self.token_hash: str | None = None
         self.rooms: set[str] = set()
         self.cursor = DeliveryCursor(buffer_limit=queue_size)
         self.rate = rate
@@ -52,6 +54,10 @@ class Connection:
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._hold: asyncio.TimerHandle | None = None
+
+    @property
+    def photo_rooms(self) -> int:
+        return sum(1 for room in self.rooms if room.startswith("photo:"))
 
     def __repr__(self) -> str:
         return f"<Connection {self.socket_id} {self.lifecycle.state.value} {self.client_id}>"

@@ -12,6 +12,7 @@ import uuid
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
+from filmstrip.auth import hash_token
 from filmstrip.settings import Settings
 from protocols import ws
 from services.bus import codec, streamid
@@ -117,8 +118,15 @@ class SocketHandler:
         elif isinstance(message, ws.Identify):
             await self._identify(conn, message)
         elif isinstance(message, ws.Subscribe):
-            await self._auth.check_photo(_client(conn), message.photo_id)
             room = photo_room(message.photo_id)
+            if room not in conn.rooms and conn.photo_rooms >= self._s.bus_max_photos_per_socket:
+                raise Refused(
+                    ws.Error(
+                        code=ws.TOO_MANY_ROOMS,
+                        message=f"at most {self._s.bus_max_photos_per_socket} photos per socket",
+                    )
+                )
+            await self._auth.check_photo(_client(conn), message.photo_id)
             self._hub.join(conn, room)
             conn.reply(ws.Subscribed(room=room))
         elif isinstance(message, ws.Unsubscribe):
@@ -137,6 +145,7 @@ class SocketHandler:
                     message=f"at most {self._s.bus_max_sockets_per_client} sockets per client",
                 )
             )
+        conn.token_hash = hash_token(message.token)
         conn.floor = await self._replay.head(client_id)
         conn.lifecycle.move(State.IDENTIFIED)
         conn.hold(self._s.bus_resume_hold_s)

@@ -8,7 +8,8 @@ from filmstrip.auth import hash_token
 from filmstrip.catalog import Catalog
 from filmstrip.events import EventPublisher
 from protocols import events as ev
-from tests.bus.support import Account, BusClient
+from services.bus.app import RECHECKER
+from tests.bus.support import Account, BusClient, RunningBus
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
@@ -124,3 +125,37 @@ async def test_sockets_per_client_are_capped(
     await extra.send({"type": "identify", "token": acc.token})
     assert (await extra.expect("error"))["code"] == "too_many_sockets"
     assert await extra.closed() == 1008
+
+
+async def test_revoked_tokens_sockets_are_closed_at_the_next_recheck(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    catalog: Catalog,
+) -> None:
+    bus = await start_bus()
+    acc, other = await make_account(), await make_account()
+    revoked = await connect(bus.url)
+    await revoked.identify(acc.token)
+    kept = await connect(bus.url)
+    await kept.identify(other.token)
+    assert await bus.app[RECHECKER].sweep() == 0
+    await catalog.revoke_token(hash_token(acc.token))
+    assert await bus.app[RECHECKER].sweep() == 1
+    err = await revoked.expect("error")
+    assert (err["code"], err["message"]) == ("unauthorized", "token revoked")
+    assert await revoked.closed() == 1008
+    await kept.barrier()
+
+
+async def test_photo_rooms_per_socket_are_capped(
+    start_bus: Callable[..., Awaitable[RunningBus]], connect: Connect, make_account: MakeAccount
+) -> None:
+    bus = await start_bus(bus_max_photos_per_socket=1)
+    acc = await make_account(photos=2)
+    c = await connect(bus.url)
+    await c.identify(acc.token)
+    await c.subscribe(acc.photos[0])
+    await c.subscribe(acc.photos[0])  # already in it: still fine
+    await c.send({"type": "subscribe", "photo_id": acc.photos[1]})
+    assert (await c.expect("error"))["code"] == "too_many_rooms"
