@@ -97,6 +97,28 @@ async def main():
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await serve(settings, stop)
 import os
+if os.environ.get("BUS_BENCH_GCSTATS"):  # report collector pauses on exit
+    import gc, time, atexit
+    pauses = {0: [], 1: [], 2: []}
+    started = {}
+    big = []
+    def _gc_cb(phase, info):
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        else:
+            d = time.perf_counter() - started.get("t", 0)
+            pauses[info["generation"]].append(d)
+            if d > 0.005:
+                big.append((time.time(), info["generation"], d))
+    gc.callbacks.append(_gc_cb)
+    def _report():
+        with open(os.environ["BUS_BENCH_GCSTATS"], "w") as f:
+            for g, p in pauses.items():
+                f.write(f"gen{g}: n={len(p)} max={max(p, default=0)*1000:.1f}ms "
+                        f"total={sum(p)*1000:.0f}ms\n")
+            for t, g, d in big:
+                f.write(f"{t:.2f} gen{g} {d*1000:.1f}ms\n")
+    atexit.register(_report)
 prof = None
 if os.environ.get("BUS_BENCH_PROFILE"):  # cProfile the bus into this file
     import cProfile
@@ -348,6 +370,8 @@ async def run_target(
         steps = []
         for i, rate in enumerate(rates):
             cpu0 = cpu_s(server.pid)
+            if os.environ.get("BUS_BENCH_GCSTATS"):
+                print(f"  step {i} starts at {time.time():.2f}", flush=True)
             count, achieved = await publish_step(publisher, accounts, rate, step_s, i)
             await asyncio.sleep(1.0)  # let the tail arrive
             cpu_us = (cpu_s(server.pid) - cpu0) / count * 1e6
