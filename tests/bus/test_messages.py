@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from tests.bus.support import Account, BusClient
+from aiohttp import WSMsgType
+
+from tests.bus.support import Account, BusClient, RunningBus
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
@@ -45,3 +47,21 @@ async def test_message_flood_is_rate_limited(
     assert pongs + limited == 100
     # The burst (40, one spent on identify) always passes; the rest depends on refill.
     assert pongs >= 39 and limited >= 1
+
+
+async def test_a_client_that_stops_answering_pings_is_dropped(
+    start_bus: Callable[..., Awaitable[RunningBus]], connect: Connect, make_account: MakeAccount
+) -> None:
+    bus = await start_bus(bus_heartbeat_s=0.3)
+    acc = await make_account()
+    silent = await connect(bus.url, autoping=False)
+    await silent.identify(acc.token)
+    pings = 0
+    while True:
+        msg = await silent.ws.receive(timeout=5)
+        if msg.type is WSMsgType.PING:
+            pings += 1
+            continue
+        break
+    assert pings >= 1
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR)
