@@ -425,16 +425,26 @@ def report(results: list[dict[str, Any]]) -> None:
         print(f"  {'rate/s':>7} {'achieved':>9} {'recv/pub':>13} {'p50 ms':>8} {'p99 ms':>8}"
               f" {'max ms':>8} {'server CPU us/event':>20}")  # fmt: skip
         best = 0
+        sustained = 0
+        failed = False
         for s in res["steps"]:
             print(
                 f"  {s['rate']:>7} {s['achieved']:>9.0f} {s['received']:>6}/{s['published']:<6}"
                 f" {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} {s['max_ms']:>8.1f}"
                 f" {s['cpu_us_per_event']:>20.0f}"
             )
-            if s["p99_ms"] < P99_TARGET_S * 1000 and s["received"] == s["published"]:
+            ok = s["p99_ms"] < P99_TARGET_S * 1000 and s["received"] == s["published"]
+            if ok:
                 best = max(best, s["rate"])
+            failed = failed or not ok
+            if not failed:
+                sustained = s["rate"]
         res["max_rate_p99_under_100ms"] = best
-        print(f"  highest rate with p99 < 100 ms and nothing lost: {best}/s")
+        res["sustained_rate_p99_under_100ms"] = sustained
+        print(
+            f"  highest rate with p99 < 100 ms and nothing lost: {best}/s"
+            f" (every step up to it: {sustained}/s)"
+        )
 
 
 def summarize(results: list[dict[str, Any]]) -> None:
@@ -446,13 +456,13 @@ def summarize(results: list[dict[str, Any]]) -> None:
     for res in results:
         by_target.setdefault(res["target"], []).append(res)
     for target, runs in by_target.items():
-        best = max(runs, key=lambda r: r["max_rate_p99_under_100ms"])
+        best = max(runs, key=lambda r: r["sustained_rate_p99_under_100ms"])
         p99s = " ".join(
             f"{s['rate']}:{min(r['steps'][i]['p99_ms'] for r in runs):.1f}"
             for i, s in enumerate(best["steps"])
         )
         print(
-            f"  {target}: highest rate p99<100ms {best['max_rate_p99_under_100ms']}/s;"
+            f"  {target}: sustained rate p99<100ms {best['sustained_rate_p99_under_100ms']}/s;"
             f" best p99 ms per rate {p99s}; RSS peak"
             f" {max(r['rss_peak_mb'] for r in runs):.1f} MB"
         )
