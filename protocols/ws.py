@@ -16,9 +16,15 @@ EventId = Annotated[str, msgspec.Meta(pattern=r"^\d{1,20}(-\d{1,20})?$", max_len
 ShortId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 # --- client -> bus ----------------------------------------------------------------------
+# Unknown fields are refused (bad_message): a client that sends client_id must learn that
+# the token, not the socket, decides who it is.
 
 
-class Identify(msgspec.Struct, frozen=True, tag="identify", kw_only=True):
+class _FromClient(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Identify(_FromClient, frozen=True, tag="identify"):
     """Authenticate with an API token; join the client's room and, if given, one of its
     upload sessions' rooms."""
 
@@ -26,24 +32,24 @@ class Identify(msgspec.Struct, frozen=True, tag="identify", kw_only=True):
     session_id: ShortId | None = None
 
 
-class Subscribe(msgspec.Struct, frozen=True, tag="subscribe", kw_only=True):
+class Subscribe(_FromClient, frozen=True, tag="subscribe"):
     """Join the room of a photo the client owns."""
 
     photo_id: ShortId
 
 
-class Unsubscribe(msgspec.Struct, frozen=True, tag="unsubscribe", kw_only=True):
+class Unsubscribe(_FromClient, frozen=True, tag="unsubscribe"):
     photo_id: ShortId
 
 
-class Resume(msgspec.Struct, frozen=True, tag="resume", kw_only=True):
+class Resume(_FromClient, frozen=True, tag="resume"):
     """Replay the events after ``last_event_id`` that this socket's rooms would have
     received, in order, then continue live."""
 
     last_event_id: EventId
 
 
-class Ping(msgspec.Struct, frozen=True, tag="ping", kw_only=True):
+class Ping(_FromClient, frozen=True, tag="ping"):
     """Application-level ping (WebSocket pings are answered by the transport too)."""
 
 
@@ -119,6 +125,7 @@ ALREADY_IDENTIFIED = "already_identified"
 RATE_LIMITED = "rate_limited"  # too many messages; this one was dropped
 TOO_MANY_SOCKETS = "too_many_sockets"  # the client has too many sockets on this bus
 UNAVAILABLE = "unavailable"  # the catalog or Redis did not answer; try again
+TOO_MANY_ROOMS = "too_many_rooms"  # the socket follows too many photos already
 ERROR_CODES = (
     BAD_MESSAGE,
     UNAUTHORIZED,
@@ -128,11 +135,12 @@ ERROR_CODES = (
     RATE_LIMITED,
     TOO_MANY_SOCKETS,
     UNAVAILABLE,
+    TOO_MANY_ROOMS,
 )
 
 # --- close codes --------------------------------------------------------------------------
 
 CLOSE_GOING_AWAY = 1001  # bus shutting down: reconnect (elsewhere) and resume
-CLOSE_POLICY = 1008  # unauthorized, identify timeout, too many sockets, message flood
+CLOSE_POLICY = 1008  # unauthorized or revoked token, identify timeout, too many sockets
 CLOSE_TOO_BIG = 1009  # a frame over the size limit
 CLOSE_TRY_AGAIN_LATER = 1013  # the client did not read its events fast enough

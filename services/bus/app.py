@@ -21,6 +21,7 @@ from services.bus.hub import Hub
 from services.bus.metrics import bus_metrics
 from services.bus.presence import Presence
 from services.bus.replay import ReplayReader
+from services.bus.revocation import TokenRechecker
 from services.bus.subscriber import EventSubscriber
 
 log = logging.getLogger("filmstrip.bus")
@@ -32,6 +33,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 CATALOG = web.AppKey("catalog", Catalog)
 SUBSCRIBER = web.AppKey("subscriber", EventSubscriber)
 PRESENCE = web.AppKey("presence", Presence)
+RECHECKER = web.AppKey("rechecker", TokenRechecker)
 
 # How long startup waits for the event subscription before serving anyway (readyz tells).
 _SUBSCRIBE_WAIT_S = 5.0
@@ -81,10 +83,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub
     app[SUBSCRIBER] = subscriber
     app[PRESENCE] = presence
-    app[HANDLER] = SocketHandler(settings, hub, Authorizer(catalog), replay)
+    authorizer = Authorizer(catalog)
+    app[HANDLER] = SocketHandler(settings, hub, authorizer, replay)
+    app[RECHECKER] = TokenRechecker(hub, authorizer, interval_s=settings.bus_token_recheck_s)
     tasks = [
         asyncio.create_task(subscriber.run(), name="bus-subscriber"),
         asyncio.create_task(presence.run(), name="bus-presence"),
+        asyncio.create_task(app[RECHECKER].run(), name="bus-token-recheck"),
     ]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(subscriber.ready.wait(), _SUBSCRIBE_WAIT_S)

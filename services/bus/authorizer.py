@@ -56,3 +56,12 @@ class Authorizer:
             raise _unavailable(exc) from exc
         if photo is None:
             raise Refused(ws.Error(code=ws.FORBIDDEN, message=f"photo {photo_id} is not yours"))
+
+    async def token_valid(self, token_hash: str, client_id: str) -> bool:
+        """Whether the token is still live and still the client's. A catalog that does
+        not answer counts as valid: an outage must not disconnect everyone."""
+        try:
+            client = await self._catalog.client_for_token(token_hash)
+        except (TemporaryError, OSError):
+            return True
+        return client is not None and client.id == client_id

@@ -40,6 +40,8 @@ class Connection:
         self.socket_id = socket_id
         self.lifecycle = Lifecycle()
         self.client_id: str | None = None
+        # Kept to check the token again later (revocation); the token itself is not kept.
+        self.token_hash: str | None = None
         self.rooms: set[str] = set()
         self.cursor = DeliveryCursor(buffer_limit=queue_size)
         self.rate = rate
@@ -51,6 +53,11 @@ class Connection:
         self._close_timeout = close_timeout_s
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._hold: asyncio.TimerHandle | None = None
+
+    @property
+    def photo_rooms(self) -> int:
+        return sum(1 for room in self.rooms if room.startswith("photo:"))
 
     def __repr__(self) -> str:
         return f"<Connection {self.socket_id} {self.lifecycle.state.value} {self.client_id}>"
@@ -80,8 +87,40 @@ class Connection:
                 self.send(frame)
                 return True
         except BufferOverflow:
-            self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events during replay")
+            if not self.holding:
+                self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events during replay")
+                return False
+            # A busy client that has not resumed yet: give up the hold, not the socket.
+            self.release()
+            return self.offer_live(sid, frame)
         return False
+
+    # --- the hold after identify ------------------------------------------------------------
+
+    def hold(self, seconds: float) -> None:
+        """Hold live events back after ``identify`` so that a ``resume`` sent right after
+        (and after any ``subscribe``) keeps the socket's events in stream order. The hold
+        ends at ``resume``, at any other message, or after ``seconds``."""
+        self.cursor.begin_replay()
+        self._hold = asyncio.get_running_loop().call_later(seconds, self.release)
+
+    @property
+    def holding(self) -> bool:
+        return self._hold is not None
+
+    def release(self) -> None:
+        """End the hold: send the live events held back, in order."""
+        if self._hold is None:
+            return
+        self._hold.cancel()
+        self._hold = None
+        try:
+            frames = self.cursor.end_replay(resumed=False)
+        except BufferOverflow:
+            self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events while held")
+            return
+        for frame in frames:
+            self.send(frame)
 
     async def _send_loop(self) -> None:
         queue = self._queue
@@ -91,6 +130,7 @@ class Connection:
                 frame = await queue.get()
                 # Awaiting each send applies TCP back-pressure to this socket alone.
                 await socket.send_frame(frame, WSMsgType.TEXT)
+                queue.task_done()
         except (ConnectionError, RuntimeError) as exc:
             # The peer went away mid-send; the reader will see the close.
             log.debug("send failed", extra={"socket_id": self.socket_id, "error": str(exc)})
@@ -108,12 +148,17 @@ class Connection:
         )  # fmt: skip
         self._closer = asyncio.create_task(self.close(code, reason))
 
-    async def close(self, code: int, reason: str) -> None:
-        """Close with ``code``; frames still queued are dropped. Idempotent."""
+    async def close(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Close with ``code``. With ``flush``, frames already queued (such as the error
+        that explains the close) are sent first; otherwise they are dropped. Idempotent."""
         if self.lifecycle.open:
             self.lifecycle.move(State.CLOSING)
         elif self.lifecycle.state is not State.CLOSING:
             return
+        if flush and self._sender is not None and not self._sender.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._close_timeout):
+                    await self._queue.join()
         await self._stop_sender()
         # drain=False: a client that does not read must not hold this task; aiohttp closes
         # the transport itself if the close handshake does not finish in time.
@@ -139,6 +184,9 @@ class Connection:
 
     async def finished(self) -> None:
         """Called by the handler when the socket is gone: stop the tasks."""
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         if self.lifecycle.state is not State.CLOSED:
             if self.lifecycle.open:
                 self.lifecycle.move(State.CLOSING)

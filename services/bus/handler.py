@@ -12,6 +12,7 @@ import uuid
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
+from filmstrip.auth import hash_token
 from filmstrip.settings import Settings
 from protocols import ws
 from services.bus import codec, streamid
@@ -96,6 +97,8 @@ class SocketHandler:
         except codec.BadMessage as exc:
             conn.reply(ws.Error(code=ws.BAD_MESSAGE, message=str(exc)))
             return
+        if conn.holding and not isinstance(message, (ws.Subscribe, ws.Unsubscribe, ws.Resume)):
+            conn.release()
         refusal = conn.lifecycle.refusal(message)
         if refusal is not None:
             conn.reply(refusal)
@@ -105,7 +108,7 @@ class SocketHandler:
         except Refused as exc:
             conn.reply(exc.error)
             if exc.error.code == ws.UNAUTHORIZED or exc.error.code == ws.TOO_MANY_SOCKETS:
-                await conn.close(ws.CLOSE_POLICY, exc.error.code)
+                await conn.close(ws.CLOSE_POLICY, exc.error.code, flush=True)
         except RedisError as exc:
             conn.reply(ws.Error(code=ws.UNAVAILABLE, message=f"redis unavailable: {exc}"))
 
@@ -115,8 +118,15 @@ class SocketHandler:
         elif isinstance(message, ws.Identify):
             await self._identify(conn, message)
         elif isinstance(message, ws.Subscribe):
-            await self._auth.check_photo(_client(conn), message.photo_id)
             room = photo_room(message.photo_id)
+            if room not in conn.rooms and conn.photo_rooms >= self._s.bus_max_photos_per_socket:
+                raise Refused(
+                    ws.Error(
+                        code=ws.TOO_MANY_ROOMS,
+                        message=f"at most {self._s.bus_max_photos_per_socket} photos per socket",
+                    )
+                )
+            await self._auth.check_photo(_client(conn), message.photo_id)
             self._hub.join(conn, room)
             conn.reply(ws.Subscribed(room=room))
         elif isinstance(message, ws.Unsubscribe):
@@ -135,8 +145,10 @@ class SocketHandler:
                     message=f"at most {self._s.bus_max_sockets_per_client} sockets per client",
                 )
             )
+        conn.token_hash = hash_token(message.token)
         conn.floor = await self._replay.head(client_id)
         conn.lifecycle.move(State.IDENTIFIED)
+        conn.hold(self._s.bus_resume_hold_s)
         self._hub.identified(conn, client_id)
         conn.reply(ws.Identified(socket_id=conn.socket_id, client_id=client_id))
         self._hub.join(conn, client_room(client_id))
@@ -161,7 +173,10 @@ class SocketHandler:
                 )
             )
 
-        await self._hub.replay(conn, after, resume=True, done=done)
+        try:
+            await self._hub.replay(conn, after, resume=True, done=done)
+        finally:
+            conn.release()
 
 
 def _client(conn: Connection) -> str:

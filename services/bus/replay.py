@@ -44,12 +44,18 @@ class ReplayReader:
         return streamid.parse(rows[0][0]) if rows else streamid.ZERO
 
     async def truncated_after(self, client_id: str, after: StreamId) -> bool:
-        """Whether an event after ``after`` was trimmed away (by length or age)."""
+        """Whether an event after ``after`` was trimmed away (by length or age).
+
+        Trimming removes the oldest entries, so some were lost after ``after`` when the
+        stream has dropped entries and its oldest kept one is newer than ``after``. (If
+        ``after`` was exactly the last entry trimmed, this errs towards True.)
+        """
         try:
             info = await self._redis.xinfo_stream(keys.client_events(client_id))
         except aioredis.ResponseError:
             return False  # no stream: nothing was ever kept, or all of it expired
-        deleted = info.get("max-deleted-entry-id")
-        if not deleted:
+        first = info.get("first-entry")
+        if not first:
             return False
-        return streamid.parse(deleted) > after
+        dropped = int(info.get("entries-added", 0)) > int(info.get("length", 0))
+        return dropped and streamid.parse(first[0]) > after

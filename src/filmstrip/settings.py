@@ -134,6 +134,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # at most this many events, none older than this.
     bus_replay_maxlen: Positive = 1000
     bus_replay_age_s: Positive = 86_400
+    # After identify, live events wait this long at most for the client's resume (and its
+    # subscribes before it), so replayed and live events reach it in stream order.
+    bus_resume_hold_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    # Photo rooms one socket may be in.
+    bus_max_photos_per_socket: Positive = 1000
+    # Identified sockets' tokens are checked again this often; a revoked token's sockets
+    # are closed with 1008.
+    bus_token_recheck_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     # Each bus process refreshes its presence record (socket counts) this often.
     bus_presence_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import ClientSession, web
@@ -17,7 +18,7 @@ from filmstrip.catalog import Catalog, PhotoRecord, open_catalog, utcnow
 from filmstrip.events import EventPublisher
 from filmstrip.settings import Settings
 from services.bus.app import create_app
-from tests.bus.support import Account, BusClient, BusProcess
+from tests.bus.support import Account, BusClient, BusProcess, RunningBus
 from tests.support.redis_server import RedisServer, free_port
 
 
@@ -33,6 +34,7 @@ def bus_settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
         bus_identify_timeout_s=1.0,
         bus_close_timeout_s=2.0,
         bus_presence_interval_s=0.2,
+        bus_resume_hold_s=0.2,
         log_json=False,
     )
 
@@ -82,14 +84,28 @@ async def publisher(redis: aioredis.Redis) -> EventPublisher:
 
 
 @pytest.fixture
-async def bus(bus_settings: Settings) -> AsyncIterator[str]:
-    """The bus app on a real loopback port; yields its ws:// URL."""
-    runner = web.AppRunner(create_app(bus_settings), handle_signals=False, shutdown_timeout=2)
-    await runner.setup()
-    site = web.TCPSite(runner, bus_settings.bus_host, bus_settings.bus_port)
-    await site.start()
-    yield f"ws://{bus_settings.bus_host}:{bus_settings.bus_port}/ws"
-    await runner.cleanup()
+async def start_bus(bus_settings: Settings) -> AsyncIterator[Callable[..., Awaitable[RunningBus]]]:
+    """Factory: a bus app on a real loopback port, with settings overridden (stopped after)."""
+    runners: list[web.AppRunner] = []
+
+    async def start(**overrides: Any) -> RunningBus:
+        settings = msgspec.structs.replace(bus_settings, bus_port=free_port(), **overrides)
+        app = create_app(settings)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, settings.bus_host, settings.bus_port).start()
+        return RunningBus(f"ws://{settings.bus_host}:{settings.bus_port}/ws", app, settings)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def bus(start_bus: Callable[..., Awaitable[RunningBus]]) -> str:
+    """The bus with the test settings; its ws:// URL."""
+    return (await start_bus()).url
 
 
 @pytest.fixture

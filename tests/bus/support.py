@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp import ClientWebSocketResponse, WSMsgType, web
 
 from filmstrip.settings import Settings
 from tests.support.redis_server import env_without_filmstrip
@@ -30,6 +30,17 @@ class Account:
     token: str
     sessions: list[str]
     photos: list[str]
+
+
+@dataclass
+class RunningBus:
+    url: str
+    app: web.Application
+    settings: Settings
+
+    @property
+    def http(self) -> str:
+        return self.url.replace("ws://", "http://").removesuffix("/ws")
 
 
 class Closed(Exception):
@@ -91,7 +102,9 @@ class BusClient:
         deadline = time.monotonic() + within
         while True:
             msg = await self.ws.receive(timeout=max(0.01, deadline - time.monotonic()))
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+            if msg.type is WSMsgType.CLOSE:
+                return int(msg.data)
+            if msg.type in (WSMsgType.CLOSED, WSMsgType.CLOSING):
                 return self.ws.close_code
             if msg.type is WSMsgType.ERROR:
                 return self.ws.close_code

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.errors import TemporaryError
+from filmstrip.settings import Settings
 from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
 
 # KEYS[1] client stream, KEYS[2] (optional) once-only key; ARGV: channel, json body,
@@ -56,6 +57,14 @@ class EventPublisher:
         self._script = redis.register_script(_PUBLISH)
         self._maxlen = replay_maxlen
         self._age_ms = replay_age_s * 1000
+
+    @classmethod
+    def from_settings(cls, redis: aioredis.Redis, settings: Settings) -> EventPublisher:
+        """A publisher whose replay streams follow ``bus_replay_maxlen``/``bus_replay_age_s``
+        (what the bus promises to replay after a reconnect)."""
+        return cls(
+            redis, replay_maxlen=settings.bus_replay_maxlen, replay_age_s=settings.bus_replay_age_s
+        )
 
     async def publish(
         self,

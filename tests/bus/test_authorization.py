@@ -1,0 +1,161 @@
+"""A socket joins only its own client's rooms; everything else is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from filmstrip.auth import hash_token
+from filmstrip.catalog import Catalog
+from filmstrip.events import EventPublisher
+from protocols import events as ev
+from services.bus.app import RECHECKER
+from tests.bus.support import Account, BusClient, RunningBus
+
+Connect = Callable[..., Awaitable[BusClient]]
+MakeAccount = Callable[..., Awaitable[Account]]
+
+
+async def test_unknown_token_is_refused_and_closed(bus: str, connect: Connect) -> None:
+    c = await connect(bus)
+    await c.send({"type": "identify", "token": "fst_not-a-token"})
+    err = await c.expect("error")
+    assert err["code"] == "unauthorized"
+    assert await c.closed() == 1008
+
+
+async def test_revoked_token_is_refused(
+    bus: str, connect: Connect, make_account: MakeAccount, catalog: Catalog
+) -> None:
+    acc = await make_account()
+    await catalog.revoke_token(hash_token(acc.token))
+    c = await connect(bus)
+    await c.send({"type": "identify", "token": acc.token})
+    assert (await c.expect("error"))["code"] == "unauthorized"
+
+
+async def test_another_clients_session_is_forbidden(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    alice, mallory = await make_account(), await make_account()
+    c = await connect(bus)
+    await c.send({"type": "identify", "token": mallory.token, "session_id": alice.sessions[0]})
+    assert (await c.expect("error"))["code"] == "forbidden"
+    # The socket is still unidentified: it may retry with its own session, and it never
+    # sees alice's upload events.
+    await c.identify(mallory.token, session_id=mallory.sessions[0])
+    await publisher.publish(
+        ev.PHOTO_UPLOADED, photo_id=alice.photos[0], client_id=alice.client_id,
+        trace_id="a" * 32, session_id=alice.sessions[0],
+    )  # fmt: skip
+    own = await publisher.publish(
+        ev.PHOTO_UPLOADED, photo_id=mallory.photos[0], client_id=mallory.client_id,
+        trace_id="m" * 32, session_id=mallory.sessions[0],
+    )  # fmt: skip
+    [msg] = await c.events(1)
+    assert msg["id"] == own and msg["metadata"]["client_id"] == mallory.client_id
+
+
+async def test_another_clients_photo_is_forbidden(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    alice, mallory = await make_account(), await make_account()
+    c = await connect(bus)
+    await c.identify(mallory.token)
+    await c.send({"type": "subscribe", "photo_id": alice.photos[0]})
+    err = await c.expect("error")
+    assert err["code"] == "forbidden"
+    # Unknown photos get the same answer, so ids cannot be probed.
+    await c.send({"type": "subscribe", "photo_id": "p_does_not_exist"})
+    assert (await c.expect("error"))["code"] == "forbidden"
+    await publisher.publish(
+        ev.PHOTO_COMPLETED, photo_id=alice.photos[0], client_id=alice.client_id,
+        trace_id="a" * 32,
+    )  # fmt: skip
+    await c.barrier()  # the pong comes first: alice's event was not queued for us
+
+
+async def test_another_clients_room_cannot_be_claimed(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    alice, mallory = await make_account(), await make_account()
+    c = await connect(bus)
+    # The seed let a socket name its client id; the protocol has no such field now.
+    await c.send({"type": "identify", "token": mallory.token, "client_id": alice.client_id})
+    assert (await c.expect("error"))["code"] == "bad_message"
+    await c.identify(mallory.token)
+    await publisher.publish(
+        ev.PHOTO_UPLOADED, photo_id=alice.photos[0], client_id=alice.client_id,
+        trace_id="a" * 32,
+    )  # fmt: skip
+    await c.barrier()
+
+
+async def test_messages_before_identify_are_refused(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    acc = await make_account()
+    c = await connect(bus)
+    for body in (
+        {"type": "subscribe", "photo_id": acc.photos[0]},
+        {"type": "unsubscribe", "photo_id": acc.photos[0]},
+        {"type": "resume", "last_event_id": "0"},
+    ):
+        await c.send(body)
+        assert (await c.expect("error"))["code"] == "not_identified"
+    await c.barrier()  # ping is allowed in any state
+    await c.identify(acc.token)
+    await c.send({"type": "identify", "token": acc.token})
+    assert (await c.expect("error"))["code"] == "already_identified"
+
+
+async def test_unidentified_socket_is_closed_after_the_timeout(bus: str, connect: Connect) -> None:
+    c = await connect(bus)  # bus_identify_timeout_s is 1 s in these tests
+    assert await c.closed(within=5) == 1008
+
+
+async def test_sockets_per_client_are_capped(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    acc = await make_account()
+    limit = 20  # the default bus_max_sockets_per_client
+    held = [await connect(bus) for _ in range(limit)]
+    for c in held:
+        await c.identify(acc.token)
+    extra = await connect(bus)
+    await extra.send({"type": "identify", "token": acc.token})
+    assert (await extra.expect("error"))["code"] == "too_many_sockets"
+    assert await extra.closed() == 1008
+
+
+async def test_revoked_tokens_sockets_are_closed_at_the_next_recheck(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    catalog: Catalog,
+) -> None:
+    bus = await start_bus()
+    acc, other = await make_account(), await make_account()
+    revoked = await connect(bus.url)
+    await revoked.identify(acc.token)
+    kept = await connect(bus.url)
+    await kept.identify(other.token)
+    assert await bus.app[RECHECKER].sweep() == 0
+    await catalog.revoke_token(hash_token(acc.token))
+    assert await bus.app[RECHECKER].sweep() == 1
+    err = await revoked.expect("error")
+    assert (err["code"], err["message"]) == ("unauthorized", "token revoked")
+    assert await revoked.closed() == 1008
+    await kept.barrier()
+
+
+async def test_photo_rooms_per_socket_are_capped(
+    start_bus: Callable[..., Awaitable[RunningBus]], connect: Connect, make_account: MakeAccount
+) -> None:
+    bus = await start_bus(bus_max_photos_per_socket=1)
+    acc = await make_account(photos=2)
+    c = await connect(bus.url)
+    await c.identify(acc.token)
+    await c.subscribe(acc.photos[0])
+    await c.subscribe(acc.photos[0])  # already in it: still fine
+    await c.send({"type": "subscribe", "photo_id": acc.photos[1]})
+    assert (await c.expect("error"))["code"] == "too_many_rooms"

@@ -1,0 +1,90 @@
+"""Bus processes side by side, restarted, and stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from filmstrip.events import EventPublisher
+from protocols import events as ev
+from tests.bus.support import Account, BusClient, BusProcess
+
+Connect = Callable[..., Awaitable[BusClient]]
+MakeAccount = Callable[..., Awaitable[Account]]
+
+
+async def _upload(pub: EventPublisher, acc: Account, n: int) -> str:
+    return await pub.publish(
+        ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
+        trace_id=f"{n:032x}", data={"n": n},
+    )  # fmt: skip
+
+
+async def test_two_bus_processes_deliver_each_event_exactly_once(
+    bus_process: Callable[..., BusProcess],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+) -> None:
+    one, two = bus_process(), bus_process()
+    acc = await make_account()
+    on_one, on_two = await connect(one.url), await connect(two.url)
+    for c in (on_one, on_two):
+        await c.identify(acc.token)
+        await c.barrier()  # ends the hold: events go out live from here
+    ids = [await _upload(publisher, acc, n) for n in range(20)]
+    for c in (on_one, on_two):
+        assert [m["id"] for m in await c.events(20)] == ids
+        await c.barrier()  # and no second copy from the other process
+
+
+async def test_resume_across_a_bus_restart(
+    bus_process: Callable[..., BusProcess],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+) -> None:
+    proc = bus_process()
+    acc = await make_account()
+    c = await connect(proc.url)
+    await c.identify(acc.token)
+    await c.barrier()
+    first = [await _upload(publisher, acc, n) for n in range(3)]
+    got = [m["id"] for m in await c.events(3)]
+    assert got == first
+
+    proc.terminate()
+    assert await c.closed() == 1001
+    assert await proc.wait() == 0
+    missed = [await _upload(publisher, acc, n) for n in range(3, 8)]  # while no bus runs
+    proc.start()
+
+    c = await connect(proc.url)
+    await c.identify(acc.token)
+    await c.send({"type": "resume", "last_event_id": got[-1]})
+    replayed = []
+    while (msg := await c.recv())["type"] != "resumed":
+        replayed.append(msg["id"])
+    assert replayed == missed
+    live = await _upload(publisher, acc, 8)
+    assert [m["id"] for m in await c.events(1)] == [live]
+    await c.barrier()
+
+
+async def test_sigterm_closes_sockets_with_1001(
+    bus_process: Callable[..., BusProcess], connect: Connect, make_account: MakeAccount
+) -> None:
+    proc = bus_process()
+    acc = await make_account()
+    sockets = [await connect(proc.url) for _ in range(3)]
+    for c in sockets[:2]:
+        await c.identify(acc.token)
+    proc.terminate()
+    codes = await asyncio.gather(*(c.closed() for c in sockets))
+    assert codes == [1001, 1001, 1001]
+    assert await proc.wait() == 0
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await connect(proc.url)

@@ -1,0 +1,162 @@
+"""Resume: a reconnecting client gets what it missed, in order, then live events, with no
+gap and no duplicate at the seam."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from filmstrip.events import EventPublisher
+from protocols import events as ev
+from tests.bus.support import Account, BusClient
+
+Connect = Callable[..., Awaitable[BusClient]]
+MakeAccount = Callable[..., Awaitable[Account]]
+
+
+async def _upload(pub: EventPublisher, acc: Account, n: int = 0) -> str:
+    return await pub.publish(
+        ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
+        trace_id=f"{n:032x}", data={"n": n},
+    )  # fmt: skip
+
+
+async def _until_resumed(c: BusClient) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    events = []
+    while True:
+        msg = await c.recv()
+        if msg["type"] == "resumed":
+            return events, msg
+        events.append(msg)
+
+
+async def test_resume_replays_missed_events_in_order_then_live(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    acc = await make_account()
+    first = await connect(bus)
+    await first.identify(acc.token)
+    await first.subscribe(acc.photos[0])
+    seen = await _upload(publisher, acc, 1)
+    assert (await first.events(1))[0]["id"] == seen
+    await first.ws.close()
+
+    missed = [await _upload(publisher, acc, 2)]
+    progress = await publisher.publish(
+        ev.PHOTO_PROGRESS, photo_id=acc.photos[0], client_id=acc.client_id,
+        trace_id="0" * 32, data={"progress": 40},
+    )  # fmt: skip
+    missed.append(progress)
+    missed.append(await _upload(publisher, acc, 3))
+
+    second = await connect(bus)
+    await second.identify(acc.token)
+    await second.subscribe(acc.photos[0])  # so the missed processing event is replayed too
+    await second.send({"type": "resume", "last_event_id": seen})
+    replayed, resumed = await _until_resumed(second)
+    assert [m["id"] for m in replayed] == missed
+    assert resumed["replayed"] == 3 and resumed["last_event_id"] == missed[-1]
+    assert resumed["truncated"] is False
+    live = await _upload(publisher, acc, 4)
+    assert [m["id"] for m in await second.events(1)] == [live]
+    await second.barrier()  # and nothing twice
+
+
+async def test_replay_skips_events_for_rooms_the_socket_is_not_in(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    acc = await make_account()
+    c = await connect(bus)
+    await c.identify(acc.token)
+    await publisher.publish(
+        ev.PHOTO_PROGRESS, photo_id=acc.photos[0], client_id=acc.client_id, trace_id="0" * 32
+    )
+    upload = await _upload(publisher, acc)
+    # It got the upload live (client room) but not the progress (photo room not joined).
+    await c.send({"type": "resume", "last_event_id": "0"})
+    replayed, _ = await _until_resumed(c)
+    assert [m["id"] for m in replayed] == [upload]
+    await c.barrier()
+
+
+async def test_no_gap_and_no_duplicate_while_events_keep_coming(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    acc = await make_account()
+    before = [await _upload(publisher, acc, n) for n in range(30)]
+    published = list(before)
+    stop = asyncio.Event()
+
+    async def keep_publishing() -> None:
+        n = 1000
+        while not stop.is_set():
+            published.append(await _upload(publisher, acc, n))
+            n += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(keep_publishing())
+    try:
+        c = await connect(bus)
+        await c.identify(acc.token)
+        await c.send({"type": "resume", "last_event_id": before[9]})
+        got: list[str] = []
+        resumed = False
+        while not resumed or len(got) < 80:
+            msg = await c.recv()
+            if msg["type"] == "resumed":
+                resumed = True
+            else:
+                got.append(msg["id"])
+    finally:
+        stop.set()
+        await task
+    await asyncio.sleep(0.2)  # let the last publishes reach the bus
+    await c.send({"type": "ping"})
+    while True:  # drain what the publisher managed before it stopped
+        msg = await c.recv()
+        if msg["type"] == "pong":
+            break
+        got.append(msg["id"])
+    expected = published[10:]
+    assert got == expected[: len(got)]
+    assert len(got) == len(expected), "events published after resume must all arrive"
+
+
+async def test_resume_twice_is_refused(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    acc = await make_account()
+    c = await connect(bus)
+    await c.identify(acc.token)
+    await c.send({"type": "resume", "last_event_id": "0"})
+    await c.expect("resumed")
+    await c.send({"type": "resume", "last_event_id": "0"})
+    assert (await c.expect("error"))["code"] == "bad_message"
+
+
+async def test_resume_reports_a_trimmed_stream(
+    bus: str, connect: Connect, make_account: MakeAccount, redis: Any
+) -> None:
+    acc = await make_account()
+    small = EventPublisher(redis, replay_maxlen=5)
+    first = await _upload(small, acc, 0)
+    for n in range(1, 400):  # MAXLEN ~ trims whole macro nodes (100 entries) at a time
+        await _upload(small, acc, n)
+    c = await connect(bus)
+    await c.identify(acc.token)
+    await c.send({"type": "resume", "last_event_id": first})
+    replayed, resumed = await _until_resumed(c)
+    assert resumed["truncated"] is True
+    assert replayed and replayed[-1]["data"]["n"] == 399
+
+
+async def test_publisher_follows_the_bus_replay_settings(redis: Any) -> None:
+    from filmstrip.settings import Settings
+
+    pub = EventPublisher.from_settings(redis, Settings(bus_replay_maxlen=7, bus_replay_age_s=60))
+    for n in range(300):
+        await pub.publish(ev.PHOTO_PROGRESS, photo_id="p", client_id="c", trace_id=f"{n:032x}")
+    # MAXLEN ~ trims whole nodes, so "about 7" is at most one node (100 entries) more.
+    assert await redis.xlen("filmstrip:events:client:c") <= 107
+    assert 0 < await redis.pttl("filmstrip:events:client:c") <= 60_000
