@@ -18,7 +18,7 @@ from __future__ import annotations
 
 # The orchestrator blocks on purpose (starting processes, reading small files) between
 # timed phases; nothing it blocks is being measured.
-# ruff: noqa: ASYNC220, ASYNC221, ASYNC240
+# ruff: noqa: ASYNC220, ASYNC221
 import argparse
 import asyncio
 import contextlib

@@ -88,7 +88,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
             catalog=catalog,
             blobs=blobs,
             queue=JobQueue(redis, QueueOptions.from_settings(settings)),
-            events=EventPublisher(redis),
+            events=EventPublisher.from_settings(redis, settings),
             signing_secret=load_or_create_secret(settings.signing_secret, settings.data_dir),
         )
         app[STATE] = state

@@ -33,7 +33,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     processor = PhotoProcessor(
-        settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis), redis=redis
+        settings,
+        catalog=catalog,
+        blobs=blobs,
+        events=EventPublisher.from_settings(redis, settings),
+        redis=redis,
     )
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
     metrics = await start_metrics_server(
