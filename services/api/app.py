@@ -19,6 +19,7 @@ from protocols import openapi
 from services.api import health, photos, uploads
 from services.api.json import json_response
 from services.api.middleware import auth_middleware, error_middleware, trace_middleware
+from services.api.ratelimit import client_rate_middleware, ip_rate_middleware, start_limiter
 from services.api.reconciler import run_reconciler
 from services.api.relay import run_relay
 from services.api.state import STATE, ApiState
@@ -32,7 +33,13 @@ async def openapi_document(request: web.Request) -> web.StreamResponse:
 def create_app(settings: Settings, *, background: bool = True) -> web.Application:
     """The api app; ``background=False`` skips the relay loop (for focused tests)."""
     app = web.Application(
-        middlewares=[trace_middleware, error_middleware, auth_middleware],
+        middlewares=[
+            trace_middleware,
+            error_middleware,
+            ip_rate_middleware,
+            auth_middleware,
+            client_rate_middleware,
+        ],
         # Uploads are streamed from multipart parts; this only bounds bodies read whole.
         client_max_size=1024 * 1024,
     )
@@ -80,4 +87,5 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         await redis.aclose()
 
     app.cleanup_ctx.append(resources)
+    app.on_startup.append(start_limiter)
     return app

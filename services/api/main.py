@@ -15,7 +15,12 @@ log = logging.getLogger("filmstrip.api")
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve HTTP on ``api_host:api_port`` until ``stop`` is set."""
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
+    runner = web.AppRunner(
+        create_app(settings),
+        access_log=None,
+        shutdown_timeout=10,
+        keepalive_timeout=settings.api_header_timeout_s,
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
     await site.start()

@@ -27,6 +27,7 @@ from services.api.errors import ApiError
 from services.api.jobs import build_job, encode_job
 from services.api.json import json_response
 from services.api.middleware import client_of, trace_id_of
+from services.api.pacing import BodyPace
 from services.api.state import ApiState, state_of
 
 log = logging.getLogger("filmstrip.api.uploads")
@@ -72,14 +73,15 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
         )
 
     reader = await request.multipart()
-    part, fields = await _fields_until_file(reader)
+    pace = BodyPace.from_settings(settings)
+    part, fields = await _fields_until_file(reader, pace)
     if part is None:
         raise ApiError(400, "missing_file", "the multipart body has no 'file' field")
     session_id = fields.get("session_id") or request.query.get("session_id") or None
 
-    first = await part.read_chunk(_CHUNK)
+    first = await pace.read(part.read_chunk(_CHUNK))
     while len(first) < _SNIFF_BYTES:
-        more = await part.read_chunk(_CHUNK)
+        more = await pace.read(part.read_chunk(_CHUNK))
         if not more:
             break
         first += more
@@ -107,7 +109,8 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             digest.update(chunk)
             size += len(chunk)
             yield chunk
-            chunk = await part.read_chunk(_CHUNK)
+            chunk = await pace.read(part.read_chunk(_CHUNK))
+            pace.received(len(chunk))
 
     try:
         await state.blobs.put_stream(
@@ -119,7 +122,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
     # Anything after the file part (e.g. session_id) is read now; the blob must not outlive
     # a failure from here on.
     try:
-        trailing = await _trailing_fields(reader)
+        trailing = await _trailing_fields(reader, pace)
         session_id = trailing.get("session_id") or session_id
         return await _record(
             request, state, photo_id, blob_key, content_type, size, digest.hexdigest(), session_id
@@ -231,12 +234,12 @@ async def _check_capacity(state: ApiState) -> None:
 
 
 async def _fields_until_file(
-    reader: MultipartReader,
+    reader: MultipartReader, pace: BodyPace
 ) -> tuple[BodyPartReader | None, dict[str, str]]:
     """Small fields up to the ``file`` part, and that part (None once the body ends)."""
     fields: dict[str, str] = {}
     while True:
-        part = await reader.next()
+        part = await pace.read(reader.next())
         if part is None:
             return None, fields
         if not isinstance(part, BodyPartReader):
@@ -244,21 +247,21 @@ async def _fields_until_file(
         if part.name == "file":
             return part, fields
         if part.name == "session_id":
-            fields["session_id"] = await _small_field(part)
+            fields["session_id"] = await _small_field(part, pace)
         else:
-            await part.release()
+            await pace.read(part.release())
 
 
-async def _trailing_fields(reader: MultipartReader) -> dict[str, str]:
-    part, fields = await _fields_until_file(reader)
+async def _trailing_fields(reader: MultipartReader, pace: BodyPace) -> dict[str, str]:
+    part, fields = await _fields_until_file(reader, pace)
     if part is not None:
         raise ApiError(400, "too_many_files", "send one 'file' per request")
     return fields
 
 
-async def _small_field(part: BodyPartReader) -> str:
-    data = await part.read_chunk(1024)
-    if await part.read_chunk(1):
+async def _small_field(part: BodyPartReader, pace: BodyPace) -> str:
+    data = await pace.read(part.read_chunk(1024))
+    if await pace.read(part.read_chunk(1)):
         raise ApiError(400, "field_too_large", f"field {part.name!r} is too large")
     try:
         return data.decode().strip()

@@ -101,3 +101,11 @@ def queue_stats_prefix(queue: str) -> str:
 def reconciler_lock() -> str:
     """Held by the one api process that runs the reconciler's sweep this round."""
     return "filmstrip:lock:reconciler"
+
+
+# --- api protections (see services.api.ratelimit) ----------------------------------------
+
+
+def api_rate(subject: str) -> str:
+    """Token bucket of one rate-limited subject (``client:<id>`` or ``ip:<address>``)."""
+    return f"filmstrip:ratelimit:{subject}"
