@@ -11,9 +11,11 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobTooLarge
@@ -43,8 +45,11 @@ CONTENT_TYPES = {
 }
 _CHUNK = 256 * 1024
 _SNIFF_BYTES = 64
+_FIELD_MAX = 1024
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+T = TypeVar("T")
 
 
 async def upload_photo(request: web.Request) -> web.StreamResponse:
@@ -72,16 +77,19 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             400, "not_multipart", "send the photo as multipart/form-data with a 'file' field"
         )
 
-    reader = await request.multipart()
     pace = BodyPace.from_settings(settings)
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:
+        raise _malformed(exc) from None
     part, fields = await _fields_until_file(reader, pace)
     if part is None:
         raise ApiError(400, "missing_file", "the multipart body has no 'file' field")
     session_id = fields.get("session_id") or request.query.get("session_id") or None
 
-    first = await pace.read(part.read_chunk(_CHUNK))
+    first = await _parse(pace, part.read_chunk(_CHUNK))
     while len(first) < _SNIFF_BYTES:
-        more = await pace.read(part.read_chunk(_CHUNK))
+        more = await _parse(pace, part.read_chunk(_CHUNK))
         if not more:
             break
         first += more
@@ -109,7 +117,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             digest.update(chunk)
             size += len(chunk)
             yield chunk
-            chunk = await pace.read(part.read_chunk(_CHUNK))
+            chunk = await _parse(pace, part.read_chunk(_CHUNK))
             pace.received(len(chunk))
 
     try:
@@ -239,7 +247,7 @@ async def _fields_until_file(
     """Small fields up to the ``file`` part, and that part (None once the body ends)."""
     fields: dict[str, str] = {}
     while True:
-        part = await pace.read(reader.next())
+        part = await _parse(pace, reader.next())
         if part is None:
             return None, fields
         if not isinstance(part, BodyPartReader):
@@ -249,7 +257,7 @@ async def _fields_until_file(
         if part.name == "session_id":
             fields["session_id"] = await _small_field(part, pace)
         else:
-            await pace.read(part.release())
+            await _parse(pace, part.release())
 
 
 async def _trailing_fields(reader: MultipartReader, pace: BodyPace) -> dict[str, str]:
@@ -260,11 +268,14 @@ async def _trailing_fields(reader: MultipartReader, pace: BodyPace) -> dict[str,
 
 
 async def _small_field(part: BodyPartReader, pace: BodyPace) -> str:
-    data = await pace.read(part.read_chunk(1024))
-    if await pace.read(part.read_chunk(1)):
-        raise ApiError(400, "field_too_large", f"field {part.name!r} is too large")
+    # Whole chunks only: aiohttp asserts a chunk is at least the boundary's length.
+    data = bytearray()
+    while chunk := await _parse(pace, part.read_chunk(_FIELD_MAX)):
+        data += chunk
+        if len(data) > _FIELD_MAX:
+            raise ApiError(400, "field_too_large", f"field {part.name!r} is too large")
     try:
-        return data.decode().strip()
+        return bytes(data).decode().strip()
     except UnicodeDecodeError:
         raise ApiError(400, "bad_field", f"field {part.name!r} is not UTF-8") from None
 
@@ -275,6 +286,20 @@ async def _delete_quietly(state: ApiState, key: str) -> None:
     except FilmstripError as exc:
         # The reconciler sweeps blobs without a row; log so the leak is visible meanwhile.
         log.warning("could not delete blob %s: %s", key, exc)
+
+
+async def _parse(pace: BodyPace, step: Awaitable[T]) -> T:
+    """One read of the multipart body, paced; a malformed body is the client's 400."""
+    try:
+        return await pace.read(step)
+    except (ValueError, HttpProcessingError) as exc:
+        # aiohttp's multipart reader reports bad boundaries, part headers and lengths
+        # this way; left alone they would be 500s.
+        raise _malformed(exc) from None
+
+
+def _malformed(exc: Exception) -> ApiError:
+    return ApiError(400, "bad_multipart", f"the multipart body is malformed: {exc}")
 
 
 def _too_large_message(limit: int) -> str:
