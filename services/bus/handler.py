@@ -105,6 +105,8 @@ class SocketHandler:
         except Refused as exc:
             conn.reply(exc.error)
             if exc.error.code == ws.UNAUTHORIZED or exc.error.code == ws.TOO_MANY_SOCKETS:
+                # The client must read why before the close (which drops queued frames).
+                await conn.flush()
                 await conn.close(ws.CLOSE_POLICY, exc.error.code)
         except RedisError as exc:
             conn.reply(ws.Error(code=ws.UNAVAILABLE, message=f"redis unavailable: {exc}"))

@@ -14,6 +14,19 @@ from services.api.app import create_app
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings
+
+# The bus's fixtures (a bus on a loopback port, accounts, WebSocket clients), shared so the
+# isolation and limit tests speak to the same bus as tests/bus; a module may override
+# ``bus_settings`` to tighten limits.
+from tests.bus.conftest import (  # noqa: F401
+    bus,
+    bus_settings,
+    catalog,
+    connect,
+    http,
+    make_account,
+    publisher,
+)
 from tests.support.redis_server import RedisServer, free_port
 
 MakeApi = Callable[..., Awaitable[Api]]
@@ -35,7 +48,7 @@ async def make_api(
     """Factory: an api with extra settings (``name=value`` as in ``FILMSTRIP_NAME``), served
     the way ``services.api.main`` serves it (header timeout as the keep-alive timeout)."""
     runners: list[web.AppRunner] = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as session:
 
         async def make(redis_url: str | None = None, **extra: str) -> Api:
             settings = api_settings(
@@ -57,7 +70,7 @@ async def make_api(
             _client, token = await issue_token(state.catalog, "alice", admin=False)
             return Api(
                 url=f"http://127.0.0.1:{port}", token=token, settings=settings, state=state,
-                http=http,
+                http=session,
             )  # fmt: skip
 
         yield make
