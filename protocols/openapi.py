@@ -39,7 +39,10 @@ _SIGNED = [
     {"name": "exp", "in": "query", "required": False, "schema": {"type": "string"}},
     {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"}},
 ]
-_AUTH_ERRORS = {"401": _error("missing, unknown or revoked token")}
+_AUTH_ERRORS = {
+    "401": _error("missing, unknown or revoked token"),
+    "429": _error("over the client's or address's request rate; see Retry-After"),
+}
 
 
 def paths() -> dict[str, Any]:
@@ -94,6 +97,7 @@ def paths() -> dict[str, Any]:
                     "201": _json("UploadAccepted", "accepted and queued"),
                     "200": _json("UploadAccepted", "the client already has these bytes"),
                     "400": _error("empty file, missing field or malformed body"),
+                    "408": _error("the body stalled or arrived too slowly"),
                     **_AUTH_ERRORS,
                     "404": _error("the named upload session does not exist"),
                     "413": _error("over the size limit"),

@@ -134,8 +134,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # --- Hostile input (services/api/ratelimit.py, services/api/pacing.py) --------------
     # Requests per second per client (by token) and per IP for unauthenticated requests:
     # a token bucket in Redis of this rate and burst, shared by every api process.
-    api_rate_per_s: Annotated[float, msgspec.Meta(gt=0)] = 50.0
-    api_rate_burst: Positive = 200
+    api_rate_per_s: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+    api_rate_burst: Positive = 500
     # An upload body that sends no bytes for this long is cut with 408.
     upload_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     # After that long, an upload averaging fewer bytes per second than this is cut too.
