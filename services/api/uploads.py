@@ -46,6 +46,8 @@ CONTENT_TYPES = {
 _CHUNK = 256 * 1024
 _SNIFF_BYTES = 64
 _FIELD_MAX = 1024
+_IGNORED_FIELD_MAX = 64 * 1024
+_MAX_FIELDS = 16
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -246,7 +248,8 @@ async def _fields_until_file(
 ) -> tuple[BodyPartReader | None, dict[str, str]]:
     """Small fields up to the ``file`` part, and that part (None once the body ends)."""
     fields: dict[str, str] = {}
-    while True:
+    # Bounded, like every field: a chunked body has no length for the size check to see.
+    for _ in range(_MAX_FIELDS):
         part = await _parse(pace, reader.next())
         if part is None:
             return None, fields
@@ -257,7 +260,8 @@ async def _fields_until_file(
         if part.name == "session_id":
             fields["session_id"] = await _small_field(part, pace)
         else:
-            await _parse(pace, part.release())
+            await _field_bytes(part, pace, _IGNORED_FIELD_MAX)  # read, bounded, dropped
+    raise ApiError(400, "too_many_fields", f"send at most {_MAX_FIELDS} fields besides 'file'")
 
 
 async def _trailing_fields(reader: MultipartReader, pace: BodyPace) -> dict[str, str]:
@@ -268,16 +272,21 @@ async def _trailing_fields(reader: MultipartReader, pace: BodyPace) -> dict[str,
 
 
 async def _small_field(part: BodyPartReader, pace: BodyPace) -> str:
+    data = await _field_bytes(part, pace, _FIELD_MAX)
+    try:
+        return data.decode().strip()
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_field", f"field {part.name!r} is not UTF-8") from None
+
+
+async def _field_bytes(part: BodyPartReader, pace: BodyPace, limit: int) -> bytes:
     # Whole chunks only: aiohttp asserts a chunk is at least the boundary's length.
     data = bytearray()
     while chunk := await _parse(pace, part.read_chunk(_FIELD_MAX)):
         data += chunk
-        if len(data) > _FIELD_MAX:
+        if len(data) > limit:
             raise ApiError(400, "field_too_large", f"field {part.name!r} is too large")
-    try:
-        return bytes(data).decode().strip()
-    except UnicodeDecodeError:
-        raise ApiError(400, "bad_field", f"field {part.name!r} is not UTF-8") from None
+    return bytes(data)
 
 
 async def _delete_quietly(state: ApiState, key: str) -> None:

@@ -4,7 +4,7 @@ with a code, and nothing left behind by a refusal."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -154,3 +154,28 @@ async def test_connections_cut_mid_body_leave_nothing(make_api: MakeApi) -> None
             await asyncio.sleep(0.05)
     assert await api.photo_count() == 0
     assert await api.waiting_jobs() == 0
+
+
+async def _chunked(parts: list[tuple[str, bytes]]) -> AsyncIterator[bytes]:
+    for name, data in parts:
+        yield f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        for at in range(0, len(data), 65536):
+            yield data[at : at + 65536]
+        yield b"\r\n"
+    yield b"--b--\r\n"
+
+
+async def test_chunked_bodies_cannot_grow_fields_without_bound(make_api: MakeApi) -> None:
+    """A chunked body has no Content-Length to check: field count and size are capped."""
+    api = await make_api()
+    headers = {**api.auth, "Content-Type": "multipart/form-data; boundary=b"}
+    url = f"{api.url}/v1/photos"
+    cases = {
+        "too_many_fields": [(f"f{i}", b"x") for i in range(1000)],
+        "field_too_large": [("comment", b"x" * 10_000_000)],
+    }
+    for code, parts in cases.items():
+        resp = await api.http.post(url, data=_chunked(parts), headers=headers)
+        body = await resp.json()
+        assert (resp.status, body["error"]["code"]) == (400, code), body
+    assert api.blob_files() == []
