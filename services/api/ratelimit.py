@@ -9,7 +9,8 @@ Two middlewares, because who is asking is known only after authentication:
 
 - :func:`ip_rate_middleware` (before auth) charges the caller's IP for requests that carry
   no token and for those whose token was refused, so token guessing is limited too; an IP
-  that has spent its bucket is refused before its token is even looked up.
+  that has spent its bucket is refused before its token is even looked up (from a
+  process-local note of the refusal, so requests with a token cost one Redis call, not two).
 - :func:`client_rate_middleware` (after auth) charges the authenticated client.
 
 If Redis is unreachable both fail open (and log, at most every few seconds): an outage must
@@ -40,12 +41,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Probes must never be refused: a load balancer would take the process out of service.
 _EXEMPT = ("/healthz", "/readyz", "/metrics")
 
-# KEYS[1] bucket; ARGV rate per s, burst, cost. A cost of 0 only asks whether a request
-# would pass. Returns {allowed (0/1), ms until one token is available}.
+# KEYS[1] bucket; ARGV rate per s, burst. Takes one token if there is one.
+# Returns {allowed (0/1), ms until one token is available}.
 _TAKE = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -56,20 +56,18 @@ if tokens == nil or at == nil then
   at = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-local need = math.max(cost, 1)
-if tokens < need then
-  return {0, math.ceil((need - tokens) * 1000 / rate)}
+if tokens < 1 then
+  return {0, math.ceil((1 - tokens) * 1000 / rate)}
 end
-if cost > 0 then
-  tokens = tokens - cost
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-  -- A full bucket is the same as none: let idle subjects' keys expire.
-  redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', tostring(now))
+-- A full bucket is the same as none: let idle subjects' keys expire.
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return {1, 0}
 """
 
 _OUTAGE_LOG_EVERY_S = 10.0
+# Process-local notes of refused subjects; past this many, expired notes are dropped.
+_MAX_NOTES = 10_000
 
 
 class RateLimiter:
@@ -80,14 +78,15 @@ class RateLimiter:
         self._rate = rate_per_s
         self._burst = burst
         self._last_outage_log = -math.inf
+        self._refused_until: dict[str, float] = {}
 
-    async def take(self, subject: str, *, cost: int = 1) -> float:
-        """Spend ``cost`` tokens of ``subject``'s bucket; seconds to wait if it is empty.
+    async def take(self, subject: str) -> float:
+        """Spend one token of ``subject``'s bucket; seconds to wait if it is empty.
 
-        ``cost=0`` only checks. Fails open (returns 0) when Redis is unreachable."""
+        Fails open (returns 0) when Redis is unreachable."""
         try:
             allowed, wait_ms = await self._script(
-                keys=[keys.api_rate(subject)], args=[self._rate, self._burst, cost]
+                keys=[keys.api_rate(subject)], args=[self._rate, self._burst]
             )
         except (RedisError, OSError) as exc:
             now = time.monotonic()
@@ -95,7 +94,31 @@ class RateLimiter:
                 self._last_outage_log = now
                 log.warning("rate limiter unavailable, not limiting: %s", exc)
             return 0.0
-        return 0.0 if int(allowed) else int(wait_ms) / 1000
+        if int(allowed):
+            return 0.0
+        wait = int(wait_ms) / 1000
+        self._note_refusal(subject, wait)
+        return wait
+
+    def refused_for(self, subject: str) -> float:
+        """Seconds this process last told ``subject`` to wait that are still to run."""
+        until = self._refused_until.get(subject)
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._refused_until[subject]
+            return 0.0
+        return left
+
+    def _note_refusal(self, subject: str, wait: float) -> None:
+        now = time.monotonic()
+        if len(self._refused_until) >= _MAX_NOTES:
+            self._refused_until = {s: t for s, t in self._refused_until.items() if t > now}
+            if len(self._refused_until) >= _MAX_NOTES:
+                # Redis still limits; only the shortcut for token requests is lost.
+                self._refused_until.clear()
+        self._refused_until[subject] = now + wait
 
 
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("filmstrip_rate_limiter", RateLimiter)
@@ -148,14 +171,17 @@ async def ip_rate_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     # A token is checked by the auth middleware; only refused ones cost the IP a token,
     # so clients behind one NAT are limited per client, not together.
-    wait = await limiter.take(subject, cost=0)
+    wait = limiter.refused_for(subject)
     if wait:
         raise _refuse(wait, "address")
     try:
         return await handler(request)
     except ApiError as exc:
         if exc.status == 401:
-            await limiter.take(subject)
+            wait = await limiter.take(subject)
+            if wait:
+                # The guess that spent the bucket already learns it is over the limit.
+                raise _refuse(wait, "address") from None
         raise
 
 
