@@ -101,7 +101,7 @@ def paths() -> dict[str, Any]:
                     **_AUTH_ERRORS,
                     "404": _error("the named upload session does not exist"),
                     "413": _error("over the size limit"),
-                    "415": _error("not a supported photo type"),
+                    "415": _error("not a supported photo type, or a Content-Encoding"),
                     "503": _error("queue, blob store or catalog unavailable, or queue full"),
                 },
             }

@@ -74,6 +74,10 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
         settings.max_upload_bytes + 64 * 1024
     ):
         raise ApiError(413, "too_large", _too_large_message(settings.max_upload_bytes))
+    if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        # aiohttp would inflate it before the size checks see it (a decompression bomb),
+        # and a bad stream surfaces as a plain-text 400 from under the handler.
+        raise ApiError(415, "unsupported_encoding", "send the upload without a Content-Encoding")
     if not request.content_type.startswith("multipart/form-data"):
         raise ApiError(
             400, "not_multipart", "send the photo as multipart/form-data with a 'file' field"

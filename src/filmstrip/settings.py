@@ -131,7 +131,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Each bus process refreshes its presence record (socket counts) this often.
     bus_presence_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
-    # --- Hostile input (services/api/ratelimit.py, services/api/pacing.py) --------------
+    # --- Hostile input (services/api/ratelimit.py, pacing.py, serving.py) ---------------
     # Requests per second per client (by token) and per IP for unauthenticated requests:
     # a token bucket in Redis of this rate and burst, shared by every api process.
     api_rate_per_s: Annotated[float, msgspec.Meta(gt=0)] = 100.0

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from services.api.app import create_app
+from services.api.serving import server_options
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings
@@ -46,7 +47,7 @@ async def make_api(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[MakeApi]:
     """Factory: an api with extra settings (``name=value`` as in ``FILMSTRIP_NAME``), served
-    the way ``services.api.main`` serves it (header timeout as the keep-alive timeout)."""
+    the way ``services.api.main`` serves it (``server_options``)."""
     runners: list[web.AppRunner] = []
     async with aiohttp.ClientSession() as session:
 
@@ -59,7 +60,7 @@ async def make_api(
             )
             runner = web.AppRunner(
                 create_app(settings, background=False),
-                keepalive_timeout=settings.api_header_timeout_s,
+                **server_options(settings),
                 shutdown_timeout=1,
             )
             await runner.setup()

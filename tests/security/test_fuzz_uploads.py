@@ -93,6 +93,19 @@ def uploads(draw: st.DrawFn) -> tuple[str, bytes]:
     return content_type, body
 
 
+# The other inputs the endpoint reads: the checksum header and the session in the query.
+extras = st.fixed_dictionaries(
+    {},
+    optional={
+        "X-Content-SHA256": st.one_of(
+            st.text("0123456789abcdef", min_size=64, max_size=64), _HEADER_TEXT
+        ),
+        "session_id": st.one_of(st.text(max_size=80), st.just("s_unknown")),
+        "Content-Encoding": st.sampled_from(["gzip", "deflate", "br", "identity", "x-junk"]),
+    },
+)
+
+
 async def _check_invariants(api: Api) -> None:
     files = api.blob_files()
     assert not [f for f in files if f.startswith(".tmp/")], files
@@ -103,11 +116,13 @@ async def _check_invariants(api: Api) -> None:
 async def test_generated_multipart_bodies_never_5xx_nor_leak(make_api: MakeApi) -> None:
     api = await make_api(api_rate_burst="100000")
 
-    async def one(content_type: str, body: bytes) -> None:
+    async def one(content_type: str, body: bytes, extra: dict[str, str]) -> None:
+        query = {"session_id": extra.pop("session_id")} if "session_id" in extra else {}
         resp = await api.http.post(
             f"{api.url}/v1/photos",
             data=body,
-            headers={**api.auth, "Content-Type": content_type},
+            params=query,
+            headers={**api.auth, "Content-Type": content_type, **extra},
         )
         raw = await resp.read()
         assert resp.status < 500, (resp.status, raw)
@@ -119,9 +134,9 @@ async def test_generated_multipart_bodies_never_5xx_nor_leak(make_api: MakeApi) 
         await _check_invariants(api)
 
     @FUZZ
-    @given(uploads())
-    def prop(on_loop: OnLoop, upload: tuple[str, bytes]) -> None:
-        on_loop(one(*upload))
+    @given(uploads(), extras)
+    def prop(on_loop: OnLoop, upload: tuple[str, bytes], extra: dict[str, str]) -> None:
+        on_loop(one(*upload, extra))
 
     await run_property(prop)
 
