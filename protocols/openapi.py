@@ -116,7 +116,10 @@ _SIGNED = [
     {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"}},
 ]
 _NO_CONTENT = {"204": {"description": "done; no body"}}
-_AUTH_ERRORS = {"401": _error("missing, unknown or revoked token")}
+_AUTH_ERRORS = {
+    "401": _error("missing, unknown or revoked token"),
+    "429": _error("over the client's or address's request rate; see Retry-After"),
+}
 _ADMIN_ERRORS = {**_AUTH_ERRORS, "403": _error("the token is not an admin token (`forbidden`)")}
 _UNAVAILABLE = {"503": _retry_later("Redis, the catalog or the blob store is unreachable")}
 _LIMIT = _query(
@@ -254,10 +257,11 @@ def _photo_paths() -> dict[str, Any]:
                         "empty file, missing field, malformed body, or the bytes do not match "
                         "X-Content-SHA256 (`checksum_mismatch`)"
                     ),
+                    "408": _error("the body stalled or arrived too slowly"),
                     **_AUTH_ERRORS,
                     "404": _error("the named upload session does not exist"),
                     "413": _error("over the size limit"),
-                    "415": _error("not a supported photo type"),
+                    "415": _error("not a supported photo type, or a Content-Encoding"),
                     "503": _retry_later(
                         "queue, blob store or catalog unavailable, or queue full (`queue_full`)"
                     ),

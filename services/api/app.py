@@ -31,6 +31,7 @@ from services.api import web as web_pages
 from services.api.json import json_response
 from services.api.metrics import metrics_middleware
 from services.api.middleware import auth_middleware, error_middleware, trace_middleware
+from services.api.ratelimit import client_rate_middleware, ip_rate_middleware, start_limiter
 from services.api.reconciler import run_reconciler
 from services.api.relay import run_relay
 from services.api.state import STATE, ApiState
@@ -45,7 +46,14 @@ async def openapi_document(request: web.Request) -> web.StreamResponse:
 def create_app(settings: Settings, *, background: bool = True) -> web.Application:
     """The api app; ``background=False`` skips the relay loop (for focused tests)."""
     app = web.Application(
-        middlewares=[trace_middleware, metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[
+            trace_middleware,
+            metrics_middleware,
+            error_middleware,
+            ip_rate_middleware,
+            auth_middleware,
+            client_rate_middleware,
+        ],
         # Uploads are streamed from multipart parts; this only bounds bodies read whole.
         client_max_size=1024 * 1024,
     )
@@ -110,4 +118,5 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
 
     app.cleanup_ctx.append(resources)
     setup_tus(app, background=background)
+    app.on_startup.append(start_limiter)
     return app

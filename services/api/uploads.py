@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from filmstrip.blobs import BlobTooLarge
 from filmstrip.pipeline import sniff_format
@@ -30,12 +32,18 @@ from services.api.accept import (
 )
 from services.api.errors import ApiError
 from services.api.middleware import client_of, trace_id_of
+from services.api.pacing import BodyPace
 from services.api.state import state_of
 
 log = logging.getLogger("filmstrip.api.uploads")
 
 _CHUNK = 256 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FIELD_MAX = 1024
+_IGNORED_FIELD_MAX = 64 * 1024
+_MAX_FIELDS = 16
+
+T = TypeVar("T")
 
 
 async def upload_photo(request: web.Request) -> web.StreamResponse:
@@ -70,15 +78,24 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             400, "not_multipart", "send the photo as multipart/form-data with a 'file' field"
         )
 
-    reader = await request.multipart()
-    part, fields = await _fields_until_file(reader)
+    if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        # aiohttp would inflate it before the size checks see it (a decompression bomb),
+        # and a bad stream surfaces as a plain-text 400 from under the handler.
+        raise ApiError(415, "unsupported_encoding", "send the upload without a Content-Encoding")
+
+    pace = BodyPace.from_settings(settings)
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:
+        raise _malformed(exc) from None
+    part, fields = await _fields_until_file(reader, pace)
     if part is None:
         raise ApiError(400, "missing_file", "the multipart body has no 'file' field")
     session_id = fields.get("session_id") or request.query.get("session_id") or None
 
-    first = await part.read_chunk(_CHUNK)
+    first = await _parse(pace, part.read_chunk(_CHUNK))
     while len(first) < SNIFF_BYTES:
-        more = await part.read_chunk(_CHUNK)
+        more = await _parse(pace, part.read_chunk(_CHUNK))
         if not more:
             break
         first += more
@@ -101,7 +118,8 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             digest.update(chunk)
             size += len(chunk)
             yield chunk
-            chunk = await part.read_chunk(_CHUNK)
+            chunk = await _parse(pace, part.read_chunk(_CHUNK))
+            pace.received(len(chunk))
 
     try:
         await state.blobs.put_stream(
@@ -113,7 +131,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
     # Anything after the file part (e.g. session_id) is read now; the blob must not outlive
     # a failure from here on.
     try:
-        trailing = await _trailing_fields(reader)
+        trailing = await _trailing_fields(reader, pace)
         session_id = trailing.get("session_id") or session_id
         if declared and declared != digest.hexdigest():
             # The client said what it sent; what arrived differs (a proxy or a bug mangled it).
@@ -138,12 +156,13 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
 
 
 async def _fields_until_file(
-    reader: MultipartReader,
+    reader: MultipartReader, pace: BodyPace
 ) -> tuple[BodyPartReader | None, dict[str, str]]:
     """Small fields up to the ``file`` part, and that part (None once the body ends)."""
     fields: dict[str, str] = {}
-    while True:
-        part = await reader.next()
+    # Bounded, like every field: a chunked body has no length for the size check to see.
+    for _ in range(_MAX_FIELDS):
+        part = await _parse(pace, reader.next())
         if part is None:
             return None, fields
         if not isinstance(part, BodyPartReader):
@@ -151,26 +170,49 @@ async def _fields_until_file(
         if part.name == "file":
             return part, fields
         if part.name == "session_id":
-            fields["session_id"] = await _small_field(part)
+            fields["session_id"] = await _small_field(part, pace)
         else:
-            await part.release()
+            await _field_bytes(part, pace, _IGNORED_FIELD_MAX)  # read, bounded, dropped
+    raise ApiError(400, "too_many_fields", f"send at most {_MAX_FIELDS} fields besides 'file'")
 
 
-async def _trailing_fields(reader: MultipartReader) -> dict[str, str]:
-    part, fields = await _fields_until_file(reader)
+async def _trailing_fields(reader: MultipartReader, pace: BodyPace) -> dict[str, str]:
+    part, fields = await _fields_until_file(reader, pace)
     if part is not None:
         raise ApiError(400, "too_many_files", "send one 'file' per request")
     return fields
 
 
-async def _small_field(part: BodyPartReader) -> str:
-    data = await part.read_chunk(1024)
-    if await part.read_chunk(1):
-        raise ApiError(400, "field_too_large", f"field {part.name!r} is too large")
+async def _small_field(part: BodyPartReader, pace: BodyPace) -> str:
+    data = await _field_bytes(part, pace, _FIELD_MAX)
     try:
         return data.decode().strip()
     except UnicodeDecodeError:
         raise ApiError(400, "bad_field", f"field {part.name!r} is not UTF-8") from None
+
+
+async def _field_bytes(part: BodyPartReader, pace: BodyPace, limit: int) -> bytes:
+    # Whole chunks only: aiohttp asserts a chunk is at least the boundary's length.
+    data = bytearray()
+    while chunk := await _parse(pace, part.read_chunk(_FIELD_MAX)):
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(400, "field_too_large", f"field {part.name!r} is too large")
+    return bytes(data)
+
+
+async def _parse(pace: BodyPace, step: Awaitable[T]) -> T:
+    """One read of the multipart body, paced; a malformed body is the client's 400."""
+    try:
+        return await pace.read(step)
+    except (ValueError, HttpProcessingError) as exc:
+        # aiohttp's multipart reader reports bad boundaries, part headers and lengths
+        # this way; left alone they would be 500s.
+        raise _malformed(exc) from None
+
+
+def _malformed(exc: Exception) -> ApiError:
+    return ApiError(400, "bad_multipart", f"the multipart body is malformed: {exc}")
 
 
 def _too_large_message(limit: int) -> str:

@@ -23,6 +23,9 @@ def decode(frame: str | bytes) -> ws.ClientMessage:
         raise BadMessage(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise BadMessage(f"not JSON: {exc}") from None
+    except RecursionError:
+        # A 4 KB frame of nested brackets is deeper than the interpreter's limit.
+        raise BadMessage("nested too deeply") from None
 
 
 def encode(message: ws.ServerMessage) -> bytes:

@@ -128,12 +128,20 @@ class Connection:
         try:
             while True:
                 frame = await queue.get()
-                # Awaiting each send applies TCP back-pressure to this socket alone.
-                await socket.send_frame(frame, WSMsgType.TEXT)
-                queue.task_done()
+                try:
+                    # Awaiting each send applies TCP back-pressure to this socket alone.
+                    await socket.send_frame(frame, WSMsgType.TEXT)
+                finally:
+                    queue.task_done()
         except (ConnectionError, RuntimeError) as exc:
             # The peer went away mid-send; the reader will see the close.
             log.debug("send failed", extra={"socket_id": self.socket_id, "error": str(exc)})
+
+    async def flush(self) -> None:
+        """Wait until the frames queued so far are sent (at most the close timeout)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._close_timeout):
+                await self._queue.join()
 
     # --- closing ---------------------------------------------------------------------------
 

@@ -109,3 +109,11 @@ def reconciler_lock() -> str:
 def stage_stats_minute(minute: int) -> str:
     """Hash of per-stage run counts and summed milliseconds in one minute (epoch minute)."""
     return f"filmstrip:stats:stages:m:{minute}"
+
+
+# --- api protections (see services.api.ratelimit) ----------------------------------------
+
+
+def api_rate(subject: str) -> str:
+    """Token bucket of one rate-limited subject (``client:<id>`` or ``ip:<address>``)."""
+    return f"filmstrip:ratelimit:{subject}"

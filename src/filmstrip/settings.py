@@ -158,6 +158,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The worker has no HTTP server of its own: it serves GET /metrics here (0 = off).
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: Port = 9101
+    # --- Hostile input (services/api/ratelimit.py, pacing.py, serving.py) ---------------
+    # Requests per second per client (by token) and per IP for unauthenticated requests:
+    # a token bucket in Redis of this rate and burst, shared by every api process.
+    api_rate_per_s: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+    api_rate_burst: Positive = 500
+    # An upload body that sends no bytes for this long is cut with 408.
+    upload_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # After that long, an upload averaging fewer bytes per second than this is cut too.
+    upload_min_bytes_per_s: NonNegative = 1024
+    # A connection must deliver a request's line and headers within this of connecting or
+    # of its last response (slowloris); it is aiohttp's keep-alive timeout, which closes a
+    # connection still waiting for headers, so idle keep-alive connections go too.
+    api_header_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
 
     @property
     def data_path(self) -> Path:

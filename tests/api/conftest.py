@@ -14,6 +14,7 @@ from aiohttp import web
 
 from filmstrip.settings import Settings, load_settings
 from services.api.app import create_app
+from services.api.serving import server_options
 from services.api.state import STATE, ApiState
 from services.cli.tokens import issue_token
 from tests.support.redis_server import RedisServer, free_port
@@ -83,7 +84,7 @@ def api_settings(tmp_path: Path, redis_url: str, **extra: str) -> Settings:
 
 
 async def start_api(settings: Settings) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(create_app(settings, background=False))
+    runner = web.AppRunner(create_app(settings, background=False), **server_options(settings))
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)

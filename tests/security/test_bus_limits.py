@@ -1,0 +1,134 @@
+"""The bus refuses sockets over the per-client limit, and closes sockets that never
+identify, stop answering pings, send oversized frames; floods and nested frames are
+answered without harming the socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import WSMsgType
+
+from filmstrip.settings import Settings
+from protocols import ws
+from tests.bus.support import Account, BusClient, Closed
+from tests.support.redis_server import RedisServer, free_port
+
+Connect = Callable[..., Awaitable[BusClient]]
+MakeAccount = Callable[..., Awaitable[Account]]
+
+
+@pytest.fixture
+def bus_settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
+    """Tight limits so each one is reached in a few messages."""
+    return Settings(
+        data_dir=str(tmp_path),
+        redis_url=redis_server.url,
+        db_path=str(tmp_path / "catalog.db"),
+        bus_host="127.0.0.1",
+        bus_port=free_port(),
+        bus_identify_timeout_s=0.5,
+        bus_heartbeat_s=0.5,
+        bus_close_timeout_s=1.0,
+        bus_presence_interval_s=0.2,
+        bus_max_sockets_per_client=2,
+        bus_rate_per_s=1.0,
+        bus_rate_burst=5,
+        log_json=False,
+    )
+
+
+async def test_unidentified_socket_is_closed_with_1008(bus: str, connect: Connect) -> None:
+    c = await connect(bus)
+    assert await c.closed() == ws.CLOSE_POLICY
+
+
+async def test_socket_that_stops_answering_pings_is_closed(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    acc = await make_account()
+    c = await connect(bus, autoping=False)
+    await c.identify(acc.token)
+    pings = 0
+    async with asyncio.timeout(10):
+        while True:
+            msg = await c.ws.receive()
+            if msg.type is WSMsgType.PING:
+                pings += 1  # ... and never answered
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+                break
+    assert pings >= 1
+    assert c.ws.closed
+
+
+async def test_more_sockets_than_the_limit_are_refused(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    alice, bob = await make_account(), await make_account()
+    first, second = await connect(bus), await connect(bus)
+    await first.identify(alice.token)
+    await second.identify(alice.token)
+    third = await connect(bus)
+    await third.send({"type": "identify", "token": alice.token})
+    error = await third.expect("error")
+    assert error["code"] == ws.TOO_MANY_SOCKETS
+    assert await third.closed() == ws.CLOSE_POLICY
+    # Another client is not affected, and the first two still work.
+    await (await connect(bus)).identify(bob.token)
+    await second.barrier()
+    # A closed socket frees its slot.
+    await first.ws.close()
+    async with asyncio.timeout(5):
+        while True:
+            again = await connect(bus)
+            await again.send({"type": "identify", "token": alice.token})
+            if (await again.recv())["type"] == "identified":
+                break
+            await again.ws.close()
+            await asyncio.sleep(0.05)
+
+
+async def test_oversized_frame_closes_with_1009(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    acc = await make_account()
+    c = await connect(bus)
+    await c.identify(acc.token)
+    await c.ws.send_str('{"type": "ping", "pad": "' + "x" * 5000 + '"}')
+    assert await c.closed() == ws.CLOSE_TOO_BIG
+
+
+async def test_message_flood_is_dropped_not_served(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    acc = await make_account()
+    c = await connect(bus)
+    await c.identify(acc.token)  # one of the five
+    for _ in range(10):
+        await c.send({"type": "ping"})
+    replies = [(await c.recv())["type"] for _ in range(10)]
+    assert replies.count("pong") == 4
+    assert replies.count("error") == 6
+
+
+async def test_deeply_nested_frame_is_a_bad_message(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    acc = await make_account()
+    c = await connect(bus)
+    await c.identify(acc.token)
+    await c.ws.send_str("[" * 2000 + "]" * 2000)
+    error = await c.expect("error")
+    assert error["code"] == ws.BAD_MESSAGE
+    await c.barrier()  # the socket (and its reader) survived
+
+
+async def test_wrong_token_closes_the_socket(bus: str, connect: Connect) -> None:
+    c = await connect(bus)
+    await c.send({"type": "identify", "token": "fst_guessed"})
+    assert (await c.expect("error"))["code"] == ws.UNAUTHORIZED
+    with pytest.raises(Closed) as closed:
+        await c.recv()
+    assert closed.value.code == ws.CLOSE_POLICY

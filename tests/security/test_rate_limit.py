@@ -1,0 +1,68 @@
+"""Clients over their request rate get 429 with Retry-After; the buckets live in Redis."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from filmstrip import keys
+from filmstrip.auth import hash_token
+from tests.security.conftest import MakeApi, error_of
+from tests.support.redis_server import free_port
+
+NO_PHOTO = "00000000-0000-0000-0000-000000000000"
+
+
+async def test_client_over_its_rate_gets_429_and_others_do_not(
+    make_api: MakeApi, redis: aioredis.Redis
+) -> None:
+    api = await make_api(api_rate_per_s="0.2", api_rate_burst="3")
+    url = f"{api.url}/v1/photos/{NO_PHOTO}"
+    for _ in range(3):
+        await error_of(await api.http.get(url, headers=api.auth), 404, "photo_not_found")
+    resp = await api.http.get(url, headers=api.auth)
+    await error_of(resp, 429, "rate_limited")
+    assert 1 <= int(resp.headers["Retry-After"]) <= 5
+    # Another client (same IP) has a bucket of its own.
+    bob = {"Authorization": f"Bearer {await api.new_token('bob')}"}
+    await error_of(await api.http.get(url, headers=bob), 404, "photo_not_found")
+    # The bucket is one key in Redis that expires once it would be full again.
+    client = await api.state.catalog.client_for_token(hash_token(api.token))
+    assert client is not None
+    ttl = await redis.pttl(keys.api_rate(f"client:{client.id}"))
+    assert 0 < ttl <= 3 / 0.2 * 1000 + 1000
+
+
+async def test_uploads_count_against_the_same_bucket(make_api: MakeApi) -> None:
+    api = await make_api(api_rate_per_s="0.2", api_rate_burst="2")
+    for _ in range(2):
+        await error_of(await api.upload(b"not a photo at all"), 415, "unsupported_type")
+    await error_of(await api.upload(b"not a photo at all"), 429, "rate_limited")
+    assert api.blob_files() == []
+
+
+async def test_refused_tokens_and_anonymous_requests_are_limited_per_ip(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(api_rate_per_s="0.2", api_rate_burst="3")
+    url = f"{api.url}/v1/photos/{NO_PHOTO}"
+    bad = {"Authorization": "Bearer fst_guessed-token"}
+    for _ in range(2):
+        await error_of(await api.http.get(url, headers=bad), 401, "invalid_token")
+    await error_of(await api.http.get(url), 401, "unauthorized")
+    # The address has spent its bucket: guesses are refused before the token is looked up.
+    await error_of(await api.http.get(url, headers=bad), 429, "rate_limited")
+    await error_of(await api.http.get(f"{url}/original?exp=1&sig=x"), 429, "rate_limited")
+    # Probes are never limited.
+    assert (await api.http.get(f"{api.url}/healthz")).status == 200
+
+
+async def test_limiter_fails_open_when_redis_is_down(make_api: MakeApi) -> None:
+    api = await make_api(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", api_rate_per_s="0.1", api_rate_burst="1"
+    )
+    url = f"{api.url}/v1/photos/{NO_PHOTO}"
+    for _ in range(3):
+        # Not 429 and not 500: routes that need no Redis keep working.
+        await error_of(await api.http.get(url, headers=api.auth), 404, "photo_not_found")
+    # An upload is judged by its own Redis check instead.
+    await error_of(await api.upload(b"\xff\xd8\xff"), 503, "queue_unavailable")
