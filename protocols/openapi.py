@@ -526,8 +526,31 @@ def document() -> dict[str, Any]:
 
 
 def web_paths() -> dict[str, Any]:
-    """Routes the web pages use besides the photo API."""
+    """The gallery and dashboard pages, their static files, and what they read."""
+    html = {
+        "200": {
+            "description": "the page (HTML; its scripts sign in with a token)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    }
     return {
+        "/": {"get": {"summary": "The photo gallery", "security": [], "responses": html}},
+        "/dashboard": {
+            "get": {"summary": "The queue dashboard", "security": [], "responses": html}
+        },
+        "/static/{path}": {
+            "get": {
+                "summary": "The pages' scripts, styles and icons",
+                "security": [],
+                "parameters": [
+                    {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "the file"},
+                    "404": _error("no such file"),
+                },
+            }
+        },
         "/v1/config": {
             "get": {
                 "summary": "Public client configuration: where the event bus listens",

@@ -68,11 +68,28 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
         trace_id_var.reset(token)
 
 
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as ``{"error": {"code", "message"}}`` with a fitting status."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if (
+            response.status >= 400
+            and not response.prepared
+            and response.content_type != "application/json"
+        ):
+            # e.g. the static files' own bare 404: answer in our error shape too.
+            code = _HTTP_CODES.get(response.status, "http_error")
+            return error_response(response.status, code, response.reason or code)
+        return response
     except ApiError as exc:
         resp = error_response(exc.status, exc.code, exc.message, exc.headers)
     except FilmstripError as exc:
@@ -96,12 +113,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {
-            404: "not_found",
-            405: "method_not_allowed",
-            413: "too_large",
-            400: "bad_request",
-        }.get(exc.status, "http_error")
+        code = _HTTP_CODES.get(exc.status, "http_error")
         resp = error_response(exc.status, code, exc.reason or code)
     except Exception:
         log.exception("unhandled error")

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from protocols.web import ClientConfig
 from services.api import dashboard, metrics
+from services.api.errors import ApiError
 from services.api.json import json_response
 from services.api.state import state_of
 
@@ -65,11 +66,20 @@ async def client_config(request: web.Request) -> web.StreamResponse:
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """``GET /static/{path}``: the pages' scripts and styles, never a file outside them."""
+    relative = request.match_info["path"]
+    candidate = (STATIC / relative).resolve()
+    if not candidate.is_relative_to(STATIC) or not candidate.is_file():
+        raise ApiError(404, "not_found", f"no static file {relative!r}")
+    return web.FileResponse(candidate, headers={"Cache-Control": "no-cache"})
+
+
 def add_routes(app: web.Application) -> None:
     """Pages, static files, config, dashboard data and metrics."""
     app.router.add_get("/", gallery)
     app.router.add_get("/dashboard", dashboard_page)
-    app.router.add_static("/static/", STATIC, append_version=False)
+    app.router.add_get("/static/{path:.+}", static_file)
     app.router.add_get("/v1/config", client_config)
     app.router.add_get("/v1/dashboard", dashboard.dashboard)
     app.router.add_get("/metrics", metrics.metrics)

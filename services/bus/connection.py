@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
@@ -46,6 +47,8 @@ class Connection:
         self.cursor = DeliveryCursor(buffer_limit=queue_size)
         self.rate = rate
         self.resumed = False
+        # Told how many held-back events a release delivered (the hub counts deliveries).
+        self.on_released: Callable[[int], None] | None = None
         # The client stream's last id when the socket identified: a catch-up after a lost
         # subscription starts here at the earliest, so it never replays older history.
         self.floor: StreamId = (0, 0)
@@ -121,6 +124,8 @@ class Connection:
             return
         for frame in frames:
             self.send(frame)
+        if frames and self.on_released is not None:
+            self.on_released(len(frames))
 
     async def _send_loop(self) -> None:
         queue = self._queue

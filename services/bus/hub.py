@@ -34,6 +34,7 @@ class Hub:
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
+        conn.on_released = self._count_released
 
     def identified(self, conn: Connection, client_id: str) -> None:
         conn.client_id = client_id
@@ -95,6 +96,10 @@ class Hub:
                                "event_id": streamid.format_id(event.id)},
                     )  # fmt: skip
 
+    def _count_released(self, count: int) -> None:
+        # Live events a socket held back (waiting for its resume) are delivered on release.
+        self.delivered += count
+
     # --- replay ----------------------------------------------------------------------------
 
     async def replay(
@@ -128,8 +133,10 @@ class Hub:
             if done is not None:
                 done(sent)
         finally:
-            for frame in conn.cursor.end_replay(resumed=resume):
+            released = conn.cursor.end_replay(resumed=resume)
+            for frame in released:
                 conn.send(frame)
+            self.delivered += len(released)
         self.delivered += sent
         return sent
 

@@ -56,3 +56,5 @@ def setup_logging(role: str, *, level: str = "INFO", json: bool = True) -> None:
     root.setLevel(level.upper())
     # aiohttp's access log repeats what our middleware logs with the trace id.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # libvips narrates every operation at INFO.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)

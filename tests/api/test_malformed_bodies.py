@@ -23,6 +23,6 @@ async def test_control_characters_in_a_part_header_are_400(api: Api) -> None:
     )
     answer = await resp.json()
     assert resp.status == 400, answer
-    assert answer["error"]["code"] == "bad_request"
+    assert answer["error"]["code"] == "bad_multipart"
     assert await api.photo_count() == 0
     assert api.blob_files() == []

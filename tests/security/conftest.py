@@ -27,6 +27,7 @@ from tests.bus.conftest import (  # noqa: F401
     http,
     make_account,
     publisher,
+    start_bus,
 )
 from tests.support.redis_server import RedisServer, free_port
 

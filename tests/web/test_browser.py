@@ -414,7 +414,7 @@ def test_dashboard_counts_rise_and_a_failed_job_is_retried(
     _, jobs = _request(
         stack, "GET", "/v1/queues/photo-processing/jobs?state=failed", stack.admin_token
     )
-    first_finish = next(j["finished_at_ms"] for j in jobs["items"] if j["id"] == job_id)
+    first_finish = next(j["finished_at_ms"] for j in jobs["items"] if j["job_id"] == job_id)
     row.get_by_role("button", name=f"Retry job {job_id}").click()
     expect(page.locator("#toast")).to_have_text("Job sent back to waiting")
     # It runs again (and, being corrupt, is dead-lettered again, later than before).
@@ -423,7 +423,7 @@ def test_dashboard_counts_rise_and_a_failed_job_is_retried(
         _, jobs = _request(
             stack, "GET", "/v1/queues/photo-processing/jobs?state=failed", stack.admin_token
         )
-        again = [j for j in jobs["items"] if j["id"] == job_id]
+        again = [j for j in jobs["items"] if j["job_id"] == job_id]
         if again and again[0]["finished_at_ms"] > first_finish:
             break
         assert time.monotonic() < deadline, "the retried job did not run again"

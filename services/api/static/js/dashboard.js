@@ -84,18 +84,18 @@ async function renderFailed(now) {
     api(`${QUEUE}/jobs?state=failed&limit=50`),
     api(`${QUEUE}/jobs?state=delayed&limit=50`),
   ]);
-  const jobs = [...failed.items, ...delayed.items.filter((j) => j.error_code)];
+  const jobs = [...failed.items, ...delayed.items.filter((j) => j.error)];
   const body = $("#failed-jobs");
   body.replaceChildren();
   for (const job of jobs) {
     const tr = document.createElement("tr");
-    tr.dataset.jobId = job.id;
+    tr.dataset.jobId = job.job_id;
     tr.dataset.state = job.state;
     const when = job.finished_at_ms || job.created_at_ms;
     tr.innerHTML = `
-      <td><code>${esc(job.id)}</code>${job.state === "delayed" ? ' <span class="pill">retrying</span>' : ""}</td>
-      <td><strong>${esc(job.error_code)}</strong><br>${esc(job.error_message)}</td>
-      <td>${esc(job.error_category)}</td>
+      <td><code>${esc(job.job_id)}</code>${job.state === "delayed" ? ' <span class="pill">retrying</span>' : ""}</td>
+      <td><strong>${esc(job.error?.code)}</strong><br>${esc(job.error?.message)}</td>
+      <td>${esc(job.error?.category)}</td>
       <td>${job.attempts_made}/${job.attempts}</td>
       <td><code>${esc(job.trace_id || "")}</code></td>
       <td>${when ? ago(when, now) : ""}</td>
@@ -103,8 +103,8 @@ async function renderFailed(now) {
     if (job.state === "failed") {
       const actions = tr.querySelector(".row-actions");
       actions.append(
-        button("Retry", `Retry job ${job.id}`, () => act(`${QUEUE}/jobs/${encodeURIComponent(job.id)}/retry`, "POST", "Job sent back to waiting")),
-        button("Remove", `Remove job ${job.id}`, () => act(`${QUEUE}/jobs/${encodeURIComponent(job.id)}`, "DELETE", "Job removed"), "danger"),
+        button("Retry", `Retry job ${job.job_id}`, () => act(`${QUEUE}/jobs/${encodeURIComponent(job.job_id)}/retry`, "POST", "Job sent back to waiting")),
+        button("Remove", `Remove job ${job.job_id}`, () => act(`${QUEUE}/jobs/${encodeURIComponent(job.job_id)}`, "DELETE", "Job removed"), "danger"),
       );
     }
     body.append(tr);
