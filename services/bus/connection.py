@@ -49,6 +49,8 @@ class Connection:
         self.resumed = False
         # Told how many held-back events a release delivered (the hub counts deliveries).
         self.on_released: Callable[[int], None] | None = None
+        # Told how many frames a cut-off socket never got (the hub counts drops).
+        self.on_dropped: Callable[[int], None] | None = None
         # The client stream's last id when the socket identified: a catch-up after a lost
         # subscription starts here at the earliest, so it never replays older history.
         self.floor: StreamId = (0, 0)
@@ -78,6 +80,9 @@ class Connection:
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
+            # This frame and the queued ones go unsent: the close does not flush them.
+            if self.on_dropped is not None:
+                self.on_dropped(1 + self._queue.qsize())
             self.kick(ws.CLOSE_TRY_AGAIN_LATER, "send queue full: the client reads too slowly")
 
     def reply(self, message: ws.ServerMessage) -> None:
@@ -91,6 +96,8 @@ class Connection:
                 return True
         except BufferOverflow:
             if not self.holding:
+                if self.on_dropped is not None:
+                    self.on_dropped(1)
                 self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events during replay")
                 return False
             # A busy client that has not resumed yet: give up the hold, not the socket.

@@ -29,12 +29,14 @@ class Hub:
         self.connections: set[Connection] = set()
         self._per_client: dict[str, int] = {}
         self.delivered = 0
+        self.dropped = 0
 
     # --- membership ------------------------------------------------------------------------
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
         conn.on_released = self._count_released
+        conn.on_dropped = self._count_dropped
 
     def identified(self, conn: Connection, client_id: str) -> None:
         conn.client_id = client_id
@@ -95,6 +97,10 @@ class Hub:
                         extra={"trace_id": event.trace_id, "socket_id": conn.socket_id,
                                "event_id": streamid.format_id(event.id)},
                     )  # fmt: skip
+
+    def _count_dropped(self, count: int) -> None:
+        # Frames a too-slow socket never got before it was closed with 1013.
+        self.dropped += count
 
     def _count_released(self, count: int) -> None:
         # Live events a socket held back (waiting for its resume) are delivered on release.

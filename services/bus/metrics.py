@@ -18,8 +18,7 @@ def figures_of(hub: Hub) -> BusFigures:
         identified=hub.identified_count,
         rooms=len(hub.rooms),
         delivered=hub.delivered,
-        # A hub that does not count drops yet reports 0 rather than break the scrape.
-        dropped=int(getattr(hub, "dropped", 0)),
+        dropped=hub.dropped,
     )
 
 

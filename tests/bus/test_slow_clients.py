@@ -56,6 +56,7 @@ async def test_slow_client_is_closed_with_1013_and_others_keep_up(
         [msg] = await fast.events(1)
         assert msg["id"] == fast_ids[-1]
     assert not slow_conn.lifecycle.open, "the slow client was never cut off"
+    assert bus.app[HUB].dropped > 0  # what it never got is counted (metrics: dropped)
 
     # After the cut the fast client still gets its events at once.
     more = await publisher.publish(
