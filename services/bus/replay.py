@@ -57,5 +57,9 @@ class ReplayReader:
         first = info.get("first-entry")
         if not first:
             return False
-        dropped = int(info.get("entries-added", 0)) > int(info.get("length", 0))
-        return dropped and streamid.parse(first[0]) > after
+        # Redis 7 counts every entry ever added: equal to the length means none was trimmed.
+        # Redis 6.2 lacks the count; the oldest kept entry is then the only evidence.
+        added = info.get("entries-added")
+        if added is not None and int(added) <= int(info.get("length", 0)):
+            return False
+        return streamid.parse(first[0]) > after
