@@ -68,7 +68,8 @@ class TcpProxy:
             while data := await src.read(65536):
                 dst.write(data)
                 await dst.drain()
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, RuntimeError):
+            # RuntimeError: uvloop's word for writing to a transport pause() just closed.
             pass
         finally:
             with contextlib.suppress(Exception):
