@@ -6,14 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import shlex
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,115 +14,19 @@ import aiohttp
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
-from filmstrip.catalog.sqlite import SqliteCatalog
-from services.cli.tokens import issue_token
-from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
+from tests.support.stack import Stack, start_stack
 
-ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["validation", "metadata", "thumbnails", "optimization"]
-
-
-def procfile_commands() -> dict[str, list[str]]:
-    """Role → argv from the Procfile, using this venv's console script when installed."""
-    commands = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if ":" not in line or line.lstrip().startswith("#"):
-            continue
-        role, command = line.split(":", 1)
-        argv = shlex.split(command)
-        assert argv[0] == "filmstrip"
-        script = Path(sys.executable).parent / "filmstrip"
-        if script.exists():
-            argv[0] = str(script)
-        else:
-            argv = [sys.executable, "-m", "services.cli.main", *argv[1:]]
-        commands[role.strip()] = argv
-    return commands
-
-
-@dataclass
-class Stack:
-    api: str
-    bus: str
-    token: str
-    data_dir: Path
-    procs: dict[str, subprocess.Popen[bytes]]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data = tmp_path_factory.mktemp("e2e")
-    redis = RedisServer(appendonly=True)
-    redis.start()
-    token = asyncio.run(_make_token(data))
-    api_port, bus_port = free_port(), free_port()
-    env = env_without_filmstrip()
-    # The installed console script, but importing this checkout's code.
-    env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
-    env.update(
-        FILMSTRIP_DATA_DIR=str(data),
-        FILMSTRIP_REDIS_URL=redis.url,
-        FILMSTRIP_BUS_PORT=str(bus_port),
-        FILMSTRIP_WORKER_CONCURRENCY="2",
-        PORT=str(api_port),
-    )
-    logs = data / "logs"
-    logs.mkdir()
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    for role, argv in procfile_commands().items():
-        procs[role] = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=(logs / f"{role}.log").open("wb"),
-        )  # fmt: skip
-    stack = Stack(
-        api=f"http://127.0.0.1:{api_port}",
-        bus=f"ws://127.0.0.1:{bus_port}/ws",
-        token=token,
-        data_dir=data,
-        procs=procs,
-    )
+    """api, worker and bus started with the Procfile's commands (tests/support/stack.py)."""
+    running = start_stack(tmp_path_factory.mktemp("e2e"))
     try:
-        asyncio.run(_wait_ready(stack, bus_port))
-        yield stack
+        yield running
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for role, proc in procs.items():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            print(f"--- {role} log (tail)\n" + (logs / f"{role}.log").read_text()[-3000:])
-        redis.stop(kill=True)
-        shutil.rmtree(redis.dir, ignore_errors=True)
-
-
-async def _make_token(data: Path) -> str:
-    catalog = SqliteCatalog(str(data / "filmstrip.db"))
-    await catalog.connect()
-    try:
-        _client, token = await issue_token(catalog, "e2e", admin=False)
-    finally:
-        await catalog.close()
-    return token
-
-
-async def _wait_ready(stack: Stack, bus_port: int) -> None:
-    deadline = time.monotonic() + 60
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            for role, proc in stack.procs.items():
-                assert proc.poll() is None, f"{role} exited with {proc.returncode}"
-            try:
-                a = await http.get(f"{stack.api}/readyz")
-                b = await http.get(f"http://127.0.0.1:{bus_port}/healthz")
-                if a.status == 200 and b.status == 200:
-                    return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.3)
-    raise AssertionError("roles did not become ready within 60 s")
+        running.stop()
 
 
 @pytest.fixture
