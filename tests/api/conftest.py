@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,14 +93,23 @@ async def start_api(settings: Settings) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+@asynccontextmanager
+async def running_api(settings: Settings, client_name: str) -> AsyncIterator[Api]:
+    """An api on a loopback port with one client's token; stopped on exit."""
+    runner, url = await start_api(settings)
+    state = runner.app[STATE]
+    _client, token = await issue_token(state.catalog, client_name, admin=False)
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Api(url=url, token=token, settings=settings, state=state, http=http)
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def api(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[Api]:
     settings = api_settings(tmp_path, redis_server.url, max_upload_bytes="400000")
-    runner, url = await start_api(settings)
-    state = runner.app[STATE]
-    _client, token = await issue_token(state.catalog, "alice", admin=False)
-    async with aiohttp.ClientSession() as http:
-        yield Api(url=url, token=token, settings=settings, state=state, http=http)
-    await runner.cleanup()
+    async with running_api(settings, "alice") as running:
+        yield running

@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from services.api.state import STATE
-from services.cli.tokens import issue_token
-from tests.api.conftest import Api, api_settings, start_api
+from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import fake_jpeg, uploaded
 from tests.support.redis_server import RedisServer
 
@@ -21,12 +18,8 @@ async def small_queue_api(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[Api]:
     settings = api_settings(tmp_path, redis_server.url, queue_max_waiting="2")
-    runner, url = await start_api(settings)
-    state = runner.app[STATE]
-    _client, token = await issue_token(state.catalog, "dana", admin=False)
-    async with aiohttp.ClientSession() as http:
-        yield Api(url=url, token=token, settings=settings, state=state, http=http)
-    await runner.cleanup()
+    async with running_api(settings, "dana") as running:
+        yield running
 
 
 async def test_upload_over_the_waiting_limit_is_503_queue_full(small_queue_api: Api) -> None:

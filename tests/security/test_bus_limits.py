@@ -6,37 +6,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
+import msgspec
 import pytest
 from aiohttp import WSMsgType
 
 from filmstrip.settings import Settings
 from protocols import ws
 from tests.bus.support import Account, BusClient, Closed
-from tests.support.redis_server import RedisServer, free_port
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
 
 
 @pytest.fixture
-def bus_settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
-    """Tight limits so each one is reached in a few messages."""
-    return Settings(
-        data_dir=str(tmp_path),
-        redis_url=redis_server.url,
-        db_path=str(tmp_path / "catalog.db"),
-        bus_host="127.0.0.1",
-        bus_port=free_port(),
+def bus_settings(bus_settings: Settings) -> Settings:
+    """The bus suite's settings with tight limits, so each is reached in a few messages."""
+    return msgspec.structs.replace(
+        bus_settings,
         bus_identify_timeout_s=0.5,
         bus_heartbeat_s=0.5,
         bus_close_timeout_s=1.0,
-        bus_presence_interval_s=0.2,
         bus_max_sockets_per_client=2,
         bus_rate_per_s=1.0,
         bus_rate_burst=5,
-        log_json=False,
+        bus_resume_hold_s=Settings().bus_resume_hold_s,  # this suite keeps the default hold
     )
 
 
