@@ -14,6 +14,7 @@ from filmstrip.queue import lua
 from filmstrip.queue.job import AddResult, JobError, JobInfo, JobState
 from filmstrip.queue.metrics import WINDOWS, QueueStats, window_stats
 from filmstrip.queue.options import QueueOptions, RetentionSpec, retention_args
+from filmstrip.queue.wire import ScriptWire
 
 
 class NewJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,10 +71,18 @@ class JobQueue:
         for attr in ("ADD", "ADD_BULK", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED",
                      "REMOVE_FAILED", "PROGRESS", "COUNTS"):  # fmt: skip
             self._scripts[attr] = redis.register_script(lua.PRELUDE + getattr(lua, attr))
+        # The consumer's per-batch scripts skip redis-py's per-call encoding.
+        self._wires = {
+            name: ScriptWire(redis, self._scripts[name], self._keys_b, self._base_args_b)
+            for name in ("STEP", "ACTIVATE")
+        }
 
     # --- internals shared with the consumer ------------------------------------------------
 
     async def _run(self, script: str, args: Sequence[Any], client: Any = None) -> Any:
+        wire = self._wires.get(script) if client is None else None
+        if wire is not None:
+            return await wire(args)
         return await self._scripts[script](
             keys=self._keys_b, args=[*self._base_args_b, *args], client=client
         )
