@@ -30,11 +30,14 @@ class Hub:
         self._per_client: dict[str, int] = {}
         self.delivered = 0
         self.dropped = 0
+        self.added = 0  # sockets accepted since start
+        self.removed = 0  # sockets gone since start
 
     # --- membership ------------------------------------------------------------------------
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
+        self.added += 1
         conn.on_released = self._count_released
         conn.on_dropped = self._count_dropped
 
@@ -58,7 +61,9 @@ class Hub:
         """Forget a socket that has gone."""
         self.rooms.leave_all(conn.rooms, conn)
         conn.rooms.clear()
-        self.connections.discard(conn)
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.removed += 1
         if conn.client_id is not None:
             left = self._per_client.get(conn.client_id, 1) - 1
             if left > 0:

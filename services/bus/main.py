@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 from aiohttp import web
 
 from filmstrip.settings import Settings
-from services.bus.app import create_app
+from services.bus.app import HUB, create_app
+from services.bus.gcpolicy import GcPolicy
 
 log = logging.getLogger("filmstrip.bus")
-
-
-def _tune_gc() -> None:
-    """Shorten full cyclic-GC pauses: move everything alive after startup (modules,
-    classes, the app) out of the collector's reach, so a full collection scans only what
-    the sockets created."""
-    gc.collect()
-    gc.freeze()
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -30,11 +22,16 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         app, handle_signals=False, access_log=None, shutdown_timeout=settings.bus_close_timeout_s
     )
     await runner.setup()
-    _tune_gc()
+    hub = app[HUB]
+    gc_policy = GcPolicy(closed=lambda: hub.removed, opened=lambda: hub.added)
+    gc_policy.install()
+    surges = asyncio.create_task(gc_policy.run(), name="bus-gc-policy")
     try:
         site = web.TCPSite(runner, settings.bus_host, settings.bus_port, reuse_address=True)
         await site.start()
         log.info("bus listening", extra={"host": settings.bus_host, "port": settings.bus_port})
         await stop.wait()
     finally:
+        surges.cancel()
         await runner.cleanup()
+        gc_policy.uninstall()
