@@ -78,6 +78,15 @@ def corpus_sources() -> tuple[list[bytes], list[bytes]]:
 # --- the cluster --------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Proc:
     role: str
@@ -86,6 +95,7 @@ class Proc:
     log: Path
     popen: subprocess.Popen[bytes] | None = None
     peak_rss_kb: int = 0
+    cpu_s_before: float = 0.0  # CPU of earlier incarnations (a killed worker's)
 
     def start(self) -> None:
         self.popen = subprocess.Popen(
@@ -103,9 +113,14 @@ class Proc:
         except OSError:
             pass
 
+    def cpu_s(self) -> float:
+        """CPU seconds used by this role slot, across restarts."""
+        return self.cpu_s_before + (cpu_seconds(self.popen.pid) if self.popen else 0.0)
+
     def kill(self) -> None:
         if self.popen and self.popen.poll() is None:
             self.sample_rss()
+            self.cpu_s_before += cpu_seconds(self.popen.pid)
             self.popen.kill()
             self.popen.wait()
 
@@ -128,13 +143,28 @@ class Cluster:
     s3_proxy: TcpProxy
     api_urls: list[str]
     bus_url: str
+    blobs: str  # "s3" (moto) or "fs"
     procs: list[Proc] = field(default_factory=list)
 
     def role(self, name: str) -> list[Proc]:
         return [p for p in self.procs if p.role == name]
 
 
-async def start_cluster(data: Path, *, apis: int = 2, workers: int = 2) -> Cluster:
+def blob_env(blobs: str, data: Path, s3_url: str) -> dict[str, str]:
+    """The roles' blob store settings: S3 on moto at ``s3_url``, or files under ``data``."""
+    if blobs == "fs":
+        return {"FILMSTRIP_BLOB_URL": f"file://{data / 'blobs'}"}
+    return {
+        "FILMSTRIP_BLOB_URL": f"s3://{BUCKET}",
+        "FILMSTRIP_S3_ENDPOINT_URL": s3_url,
+        "FILMSTRIP_S3_ACCESS_KEY_ID": "soak",
+        "FILMSTRIP_S3_SECRET_ACCESS_KEY": "soak",
+    }
+
+
+async def start_cluster(
+    data: Path, *, apis: int = 2, workers: int = 2, blobs: str = "s3"
+) -> Cluster:
     redis = RedisServer(data / "redis", appendonly=True)
     redis.start()
     s3 = MotoServer()
@@ -148,10 +178,7 @@ async def start_cluster(data: Path, *, apis: int = 2, workers: int = 2) -> Clust
         PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",
         FILMSTRIP_DATA_DIR=str(data),
         FILMSTRIP_REDIS_URL=redis.url,
-        FILMSTRIP_BLOB_URL=f"s3://{BUCKET}",
-        FILMSTRIP_S3_ENDPOINT_URL=proxy.url,
-        FILMSTRIP_S3_ACCESS_KEY_ID="soak",
-        FILMSTRIP_S3_SECRET_ACCESS_KEY="soak",
+        **blob_env(blobs, data, proxy.url),
         FILMSTRIP_BUS_PORT=str(bus_port),
         FILMSTRIP_JOB_BACKOFF_MS="500",
         FILMSTRIP_JOB_ATTEMPTS="8",
@@ -167,7 +194,7 @@ async def start_cluster(data: Path, *, apis: int = 2, workers: int = 2) -> Clust
         FILMSTRIP_SIGNING_SECRET="soak-secret",
     )
     cmd = [sys.executable, "-m", "services.cli.main"]
-    cluster = Cluster(data, redis, s3, proxy, [], f"ws://127.0.0.1:{bus_port}/ws")
+    cluster = Cluster(data, redis, s3, proxy, [], f"ws://127.0.0.1:{bus_port}/ws", blobs)
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
     for i in range(apis):
@@ -386,7 +413,7 @@ async def verify(
 ) -> tuple[dict[str, Any], list[str]]:
     import redis.asyncio as aioredis
 
-    from filmstrip.blobs.s3 import S3BlobStore
+    from filmstrip.blobs import open_blob_store
     from filmstrip.queue import JobQueue, QueueOptions
     from filmstrip.settings import load_settings
 
@@ -416,15 +443,8 @@ async def verify(
     if set(failed_by) - {"DATA"}:
         problems.append(f"failures that are not DATA: {failed_by}")
 
-    settings = load_settings(
-        {
-            "FILMSTRIP_BLOB_URL": f"s3://{BUCKET}",
-            "FILMSTRIP_S3_ENDPOINT_URL": cluster.s3.url,
-            "FILMSTRIP_S3_ACCESS_KEY_ID": "soak",
-            "FILMSTRIP_S3_SECRET_ACCESS_KEY": "soak",
-        }
-    )
-    blobs = await S3BlobStore.from_settings(f"s3://{BUCKET}", settings)
+    settings = load_settings(blob_env(cluster.blobs, cluster.data, cluster.s3.url))
+    blobs = await open_blob_store(settings)
     all_rows = {r[0] for r in await catalog._fetchall("SELECT id FROM photos")}
     # Orphans are legitimate for a moment (an outage can cut the answer to a put that S3
     # stored); the reconciler must remove them within its grace + interval.
@@ -504,6 +524,18 @@ def _ms_pair(values: list[float]) -> str:
     return f"{_pct(values, 0.5) * 1000:.0f} / {_pct(values, 0.99) * 1000:.0f} ms"
 
 
+def cpu_by_role(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds so far of every process of the run, summed per role."""
+    out: dict[str, float] = {}
+    for proc in cluster.procs:
+        out[proc.role] = out.get(proc.role, 0.0) + proc.cpu_s()
+    for role, popen in (("redis", cluster.redis.proc), ("s3 (moto)", cluster.s3.proc)):
+        if popen is not None:
+            out[role] = cpu_seconds(popen.pid)
+    out["soak clients + proxy"] = cpu_seconds(os.getpid())
+    return out
+
+
 def e2e_end(stats: list[ClientStats]) -> list[float]:
     return [t for s in stats for t in s.completion.values()] or [time.monotonic()]
 
@@ -542,7 +574,7 @@ def bare_pipeline_rate(photos: list[bytes], threads: int) -> float:
 # --- main ---------------------------------------------------------------------------------
 
 
-async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool) -> int:
+async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str = "s3") -> int:
     good, bad = corpus_sources()
     rng = random.Random(1)
     plans: list[list[tuple[bytes, bool]]] = [[] for _ in range(clients)]
@@ -559,7 +591,7 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool) -> int:
     tokens = [(await issue_token(catalog, f"soak-{i}", admin=False))[1] for i in range(clients)]
     await catalog.close()
 
-    cluster = await start_cluster(data)
+    cluster = await start_cluster(data, blobs=blobs)
     chaos_log: list[str] = []
     code = 1
     try:
@@ -585,6 +617,7 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool) -> int:
                 await asyncio.sleep(0.5)
 
         sampling = asyncio.create_task(sampler())
+        cpu_at_start = cpu_by_role(cluster)
         started = time.monotonic()
         runners = [
             asyncio.create_task(
@@ -605,6 +638,7 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool) -> int:
         if chaos_task:
             await chaos_task
         elapsed = time.monotonic() - started
+        cpu_used = {k: v - cpu_at_start.get(k, 0.0) for k, v in cpu_by_role(cluster).items()}
         report, problems = await verify(cluster, stats, limit_s=60)
         all_done.set()
         await asyncio.gather(*runners, sampling)
@@ -618,6 +652,9 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool) -> int:
         report["peak RSS (api / worker / bus)"] = " / ".join(
             f"{peak.get(r, 0) / 1024:.0f} MB" for r in ("api", "worker", "bus")
         )
+        report["CPU seconds by process (run)"] = ", ".join(
+            f"{k} {v:.0f}" for k, v in sorted(cpu_used.items(), key=lambda kv: -kv[1])
+        )
         report["end-to-end photos/s"] = f"{rate:.1f}"
         report["wall time"] = f"{elapsed:.1f} s"
         if not chaos_on:
@@ -626,7 +663,9 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool) -> int:
             report["bare pipeline photos/s (same photos, 2 threads)"] = f"{bare:.1f}"
             report["ratio end-to-end / bare (target >= 0.85)"] = f"{rate / bare:.2f}"
         print(
-            f"\nFilmstrip soak: {n} uploads, {clients} clients, chaos {'on' if chaos_on else 'off'}"
+            f"\nFilmstrip soak: {n} uploads, {clients} clients, "
+            f"chaos {'on' if chaos_on else 'off'}, "
+            f"blobs {'S3 on moto' if blobs == 's3' else 'filesystem'}"
         )
         for line in chaos_log:
             print(f"  chaos {line}")
@@ -656,16 +695,26 @@ def main() -> int:
         "--clean", action="store_true", help="no chaos; compare with the bare pipeline"
     )
     parser.add_argument("--fast", action="store_true", help="chaos every 3 s instead of 10 s")
+    parser.add_argument(
+        "--blobs",
+        choices=("s3", "fs"),
+        default="s3",
+        help="blob store: S3 on moto (default; moto's CPU shares the machine) or files",
+    )
     args = parser.parse_args()
     if not CORPUS.is_dir():
         print(f"the corpus {CORPUS} is missing", file=sys.stderr)
         return 2
+    if args.blobs == "fs" and not args.clean:
+        print("the chaos run cuts S3: --blobs fs goes with --clean", file=sys.stderr)
+        return 2
+    run = soak(args.n, args.clients, chaos_on=not args.clean, fast=args.fast, blobs=args.blobs)
     try:
         import uvloop
 
-        return uvloop.run(soak(args.n, args.clients, chaos_on=not args.clean, fast=args.fast))
+        return uvloop.run(run)
     except ImportError:
-        return asyncio.run(soak(args.n, args.clients, chaos_on=not args.clean, fast=args.fast))
+        return asyncio.run(run)
 
 
 if __name__ == "__main__":
