@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import importlib
 import signal
 import sys
@@ -37,6 +38,9 @@ async def _serve_role(role: str, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
+    # A native crash (a decoder fed a hostile file) then leaves every thread's Python
+    # stack on stderr instead of a bare exit code.
+    faulthandler.enable()
     parser = argparse.ArgumentParser(prog="filmstrip", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for role in ROLES:

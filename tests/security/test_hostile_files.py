@@ -93,7 +93,7 @@ def corpus_bad(corpus: Path, manifest: list[dict[str, Any]]) -> list[Hostile]:
 async def _settle(api: Api, worker: WorkerProcess, photo_ids: list[str]) -> None:
     async with asyncio.timeout(SETTLE_S):
         while True:
-            assert worker.alive(), "the worker died"
+            assert worker.alive(), f"the worker died (exit code {worker.proc.returncode})"
             rows = [await api.state.catalog.get_photo(p) for p in photo_ids]
             if all(r is not None and r.status in ("completed", "failed") for r in rows):
                 return
