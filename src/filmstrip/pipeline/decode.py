@@ -15,6 +15,7 @@ import pillow_heif
 import pyvips
 
 from filmstrip.errors import DataError
+from filmstrip.pipeline import icc
 from filmstrip.pipeline.formats import ACCEPTED
 from filmstrip.pipeline.options import PipelineOptions
 from filmstrip.pipeline.vips import decode_error
@@ -244,7 +245,13 @@ def decode_full(
 def to_srgb8(image: pyvips.Image) -> pyvips.Image:
     """Convert to 8-bit sRGB (or 8-bit grey), through the embedded ICC profile if any."""
     interpretation = str(image.interpretation)
-    if image.get_typeof("icc-profile-data") != 0 and interpretation != "b-w":
+    if (
+        image.get_typeof("icc-profile-data") != 0
+        and interpretation != "b-w"
+        # Building the transform costs as much as decoding a small photo; for the sRGB
+        # profile most cameras embed it would change nothing.
+        and not (interpretation == "srgb" and icc.is_srgb(_get_blob(image, "icc-profile-data")))
+    ):
         # A broken embedded profile must not sink the photo: fall back to the
         # colourspace maths below, as browsers do.
         with contextlib.suppress(pyvips.Error):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from typing import Any
 
+from filmstrip.pipeline import icc
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.exif import exif_from_blob, exif_from_tiff
 from filmstrip.pipeline.hashes import dhash, thumbhash
@@ -62,15 +62,9 @@ def add_fingerprints(ctx: StageContext) -> None:
     ctx.metadata["phash"] = dhash(tiny)
 
 
-def icc_name(icc: bytes | None) -> str | None:
+def icc_name(profile: bytes | None) -> str | None:
     """The description inside an ICC profile, or ``None``."""
-    if not icc:
+    if not profile:
         return None
-    try:
-        from PIL import ImageCms
-
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        name = str(profile.profile.profile_description or "").strip()
-    except Exception:
-        return "unknown"
-    return name[:128] or "unknown"
+    name = icc.description(profile)
+    return name[:128] if name else "unknown"
