@@ -134,20 +134,30 @@ class PhotoProcessor:
             )
             log.info("stage done", extra={"photo_id": photo_id, "stage": name, "ms": timings[name]})
 
-        records: list[DerivativeRecord] = []
-        for name, d in ctx.derivatives.items():
-            key = derivative_key(photo_id, name, d.ext)
-            await self.blobs.put_bytes(key, d.data, content_type=d.content_type)
-            records.append(
-                DerivativeRecord(
-                    name=name,
-                    key=key,
-                    content_type=d.content_type,
-                    width=d.width,
-                    height=d.height,
-                    bytes=len(d.data),
-                )
+        records = [
+            DerivativeRecord(
+                name=name,
+                key=derivative_key(photo_id, name, d.ext),
+                content_type=d.content_type,
+                width=d.width,
+                height=d.height,
+                bytes=len(d.data),
             )
+            for name, d in ctx.derivatives.items()
+        ]
+        # Side by side: against a remote store each put is a round trip the photo waits for.
+        # The keys are fixed per photo, so a retry after a partial failure rewrites them.
+        outcomes = await asyncio.gather(
+            *(
+                self.blobs.put_bytes(r.key, d.data, content_type=r.content_type)
+                for r, d in zip(records, ctx.derivatives.values(), strict=True)
+            ),
+            return_exceptions=True,
+        )
+        # All settle before any error goes on, so no put outlives the job's attempt.
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         # Timings go to the stage events and logs only: the catalog gets the same values
         # however often a photo is processed.
         metadata: dict[str, Any] = dict(ctx.metadata)

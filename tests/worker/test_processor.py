@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from filmstrip.blobs import BlobStore, open_blob_store
+from filmstrip.blobs import BlobInfo, BlobStore, open_blob_store
 from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, open_catalog, utcnow
 from filmstrip.concurrency import configure_pool
+from filmstrip.errors import TemporaryError
 from filmstrip.events import EventPublisher
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
@@ -164,3 +165,41 @@ async def test_running_twice_gives_the_same_keys_and_values(world: World, corpus
     assert [d.key for d in second.derivatives] == [d.key for d in first.derivatives]
     assert [d.bytes for d in second.derivatives] == [d.bytes for d in first.derivatives]
     assert first.processing_metadata == second.processing_metadata
+
+
+class _FlakyPuts:
+    """The real store, except that the first put of each matching key fails as TEMPORARY
+    after the others of its photo were started (a store blip mid-way)."""
+
+    def __init__(self, inner: BlobStore, marker: str) -> None:
+        self._inner = inner
+        self._marker = marker
+        self.failed: list[str] = []
+        self.puts: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
+        self.puts.append(key)
+        if self._marker in key and key not in self.failed:
+            self.failed.append(key)
+            await asyncio.sleep(0.05)  # let the other puts of this photo run meanwhile
+            raise TemporaryError("the store blinked", code="blob_unavailable")
+        return await self._inner.put_bytes(key, data, content_type=content_type)
+
+
+async def test_a_failed_derivative_put_retries_the_photo_and_loses_nothing(
+    world: World, corpus: Path
+) -> None:
+    flaky = _FlakyPuts(world.blobs, "/preview")
+    world.processor.blobs = flaky  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed", photo
+    assert len(flaky.failed) == 1
+    stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
+    assert stored == {d.key for d in photo.derivatives}
+    # The second attempt wrote every derivative again, under the same keys.
+    assert len(flaky.puts) == 2 * len(photo.derivatives)
