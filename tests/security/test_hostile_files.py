@@ -78,7 +78,11 @@ def worker_for(tmp_path: Path) -> Iterator[Any]:
     yield start
     for worker in started:
         worker.stop()
-        print(f"--- worker log (tail)\n{worker.log.read_text()[-3000:]}")
+        text = worker.log.read_text()
+        # A native crash: faulthandler's report starts here, above the thread dumps.
+        crash = text.find("Fatal Python error")
+        shown = text[max(0, crash - 2000) :] if crash >= 0 else text[-3000:]
+        print(f"--- worker log (tail)\n{shown}")
 
 
 def corpus_bad(corpus: Path, manifest: list[dict[str, Any]]) -> list[Hostile]:

@@ -45,6 +45,12 @@ def configure_vips(options: PipelineOptions) -> None:
     for loader in VIPS_LOADERS:
         pyvips.operation_block_set(loader, False)
     _limit_malloc_arenas(2)
+    # pyvips sends libvips' log messages to Python logging from whichever libvips thread
+    # emits them. Python code there may run the cyclic GC, which may free an image whose
+    # disposal logs again ("read gave 1 warnings"); GLib treats a message logged inside a
+    # log handler as fatal and aborts the process. A worker fed hostile files died this
+    # way. GLib's own handler writes the messages to stderr without running any Python.
+    pyvips._remove_log_handler()
     _configured = options
 
 
