@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import operator
 
 import pyvips
 
@@ -76,7 +77,7 @@ def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
         rows = []
         for y in range(h):
             line = channel[y * w : (y + 1) * w]
-            rows.append([sum(c * f for c, f in zip(line, fx, strict=True)) for fx in fxs])
+            rows.append([sum(map(operator.mul, line, fx)) for fx in fxs])
         dc = 0.0
         ac: list[float] = []
         scale = 0.0
@@ -84,7 +85,7 @@ def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
             fy = [math.cos(math.pi / h * cy * (y + 0.5)) for y in range(h)]
             cx = 0
             while cx * ny < nx * (ny - cy):
-                f = sum(rows[y][cx] * fy[y] for y in range(h)) / n
+                f = sum(map(operator.mul, [row[cx] for row in rows], fy)) / n
                 if cx or cy:
                     ac.append(f)
                     scale = max(scale, abs(f))
