@@ -40,6 +40,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import orjson  # noqa: E402
 
+from bench.procstat import cpu_seconds, rss_kb  # noqa: E402
+
 P99_TARGET_S = 0.100
 
 SOCKETIO_SERVER_JS = r"""
@@ -217,24 +219,10 @@ async def run_clients(proto: str, url: str, accounts_file: str) -> None:
 # --- orchestration ------------------------------------------------------------------------
 
 
-def rss_kb(pid: int) -> tuple[int, int]:
-    """(current, peak) resident set size of ``pid`` in KiB."""
-    cur = peak = 0
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                cur = int(line.split()[1])
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1])
-    return cur, peak
-
-
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds ``pid`` has used (robust to a noisy, shared machine)."""
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return float("nan")
+    used = cpu_seconds(pid)
+    return float("nan") if used is None else used
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -34,6 +34,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from bench.procstat import cpu_seconds, rss_kb  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
 from filmstrip.embedded.redis_server import RedisServer, free_port  # noqa: E402
 from services.cli.tokens import issue_token  # noqa: E402
@@ -78,15 +79,6 @@ def corpus_sources() -> tuple[list[bytes], list[bytes]]:
 # --- the cluster --------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Proc:
     role: str
@@ -106,21 +98,16 @@ class Proc:
     def sample_rss(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
-        try:
-            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
-        except OSError:
-            pass
+        self.peak_rss_kb = max(self.peak_rss_kb, rss_kb(self.popen.pid)[1])
 
     def cpu_s(self) -> float:
         """CPU seconds used by this role slot, across restarts."""
-        return self.cpu_s_before + (cpu_seconds(self.popen.pid) if self.popen else 0.0)
+        return self.cpu_s_before + ((cpu_seconds(self.popen.pid) or 0.0) if self.popen else 0.0)
 
     def kill(self) -> None:
         if self.popen and self.popen.poll() is None:
             self.sample_rss()
-            self.cpu_s_before += cpu_seconds(self.popen.pid)
+            self.cpu_s_before += cpu_seconds(self.popen.pid) or 0.0
             self.popen.kill()
             self.popen.wait()
 
@@ -535,8 +522,8 @@ def cpu_by_role(cluster: Cluster) -> dict[str, float]:
         out[proc.role] = out.get(proc.role, 0.0) + proc.cpu_s()
     for role, popen in (("redis", cluster.redis.proc), ("s3 (moto)", cluster.s3.proc)):
         if popen is not None:
-            out[role] = cpu_seconds(popen.pid)
-    out["soak clients + proxy"] = cpu_seconds(os.getpid())
+            out[role] = cpu_seconds(popen.pid) or 0.0
+    out["soak clients + proxy"] = cpu_seconds(os.getpid()) or 0.0
     return out
 
 
