@@ -36,6 +36,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from bench.procstat import cpu_seconds, rss_kb  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
+from filmstrip.embedded.processes import stop_process  # noqa: E402
 from filmstrip.embedded.redis_server import RedisServer, free_port  # noqa: E402
 from services.cli.tokens import issue_token  # noqa: E402
 from tests.support.moto_server import MotoServer  # noqa: E402
@@ -114,12 +115,7 @@ class Proc:
     def stop(self, timeout: float = 30) -> None:
         if self.popen and self.popen.poll() is None:
             self.sample_rss()
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+            stop_process(self.popen, timeout)
 
 
 @dataclass

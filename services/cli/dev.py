@@ -16,6 +16,7 @@ from pathlib import Path
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
+from filmstrip.embedded.processes import wait_or_kill
 from filmstrip.embedded.redis_server import RedisServer, die_with_parent
 from filmstrip.settings import Settings
 from services.cli.tokens import issue_token
@@ -98,11 +99,7 @@ def run_dev(settings: Settings) -> int:
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + settings.shutdown_grace_s + 5
         for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            wait_or_kill(child, max(0.1, deadline - time.monotonic()))
         if redis is not None:
             redis.stop()
         print("filmstrip dev: stopped", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from filmstrip.catalog import PhotoStatus
+from filmstrip.embedded.processes import stop_process
 from filmstrip.settings import Settings
 from tests.api.conftest import Api
 from tests.security.conftest import MakeApi
@@ -58,12 +59,7 @@ class WorkerProcess:
         raise AssertionError("no VmHWM in /proc status")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 @pytest.fixture

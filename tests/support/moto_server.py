@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
+from filmstrip.embedded.processes import stop_process
 from tests.support.redis_server import free_port
 
 
@@ -48,13 +49,7 @@ class MotoServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self.proc = None
 
     def restart(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from filmstrip.catalog.sqlite import SqliteCatalog
+from filmstrip.embedded.processes import stop_process, wait_or_kill
 from services.cli.tokens import issue_token
 from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 
@@ -66,13 +67,7 @@ class Stack:
 
     def halt(self, role: str) -> None:
         """Stop one role gracefully (SIGTERM) and wait for it."""
-        proc = self.procs[role]
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(self.procs[role], 30)
 
     def log(self, role: str) -> str:
         return (self.data_dir / "logs" / f"{role}.log").read_text(errors="replace")
@@ -83,11 +78,7 @@ class Stack:
             if proc.poll() is None:
                 proc.terminate()
         for role, proc in self.procs.items():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            wait_or_kill(proc, 30)
             print(f"--- {role} log (tail)\n" + self.log(role)[-2000:])
         self.redis.stop(kill=True)
         shutil.rmtree(self.redis.dir, ignore_errors=True)

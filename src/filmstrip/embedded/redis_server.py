@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from filmstrip.embedded.processes import stop_process
+
 
 def free_port() -> int:
     """A TCP port on loopback that is free right now."""
@@ -98,16 +100,7 @@ class RedisServer:
         """Stop the server (SIGTERM flushes the append-only file; ``kill`` does not)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10, kill=kill)
         self.proc = None
 
     def restart(self) -> None:
