@@ -7,10 +7,12 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from services.bus.gcpolicy import GcPolicy
+from services.bus.hub import Hub
 
 
 class _Node:
@@ -104,3 +106,19 @@ async def test_a_surge_of_sockets_is_collected_and_frozen_once_quiet(
     finally:
         runner.cancel()
         policy.uninstall()
+
+
+def test_the_hub_counts_sockets_opened_and_closed_once_each() -> None:
+    # The policy's inputs in the bus process (services/bus/main.py).
+    class Socket:  # what the hub touches of a Connection when adding and removing
+        def __init__(self) -> None:
+            self.rooms: set[str] = set()
+            self.client_id = None
+
+    hub = Hub(replay=None)  # type: ignore[arg-type]
+    conns: list[Any] = [Socket() for _ in range(3)]
+    for conn in conns:
+        hub.add(conn)
+    hub.remove(conns[0])
+    hub.remove(conns[0])  # a second remove of the same socket is not a second closure
+    assert (hub.added, hub.removed) == (3, 1)

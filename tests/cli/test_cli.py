@@ -36,6 +36,23 @@ def test_bad_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:
     assert "FILMSTRIP_API_PORT" in out.stderr
 
 
+def test_every_command_turns_faulthandler_on(tmp_path: Path) -> None:
+    # A native crash in a role (a decoder fed a hostile file) must leave its stacks.
+    code = (
+        "import faulthandler\n"
+        "from services.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('faulthandler', faulthandler.is_enabled())"
+    )
+    env = _env(tmp_path)
+    env.pop("PYTHONFAULTHANDLER", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert out.stdout.strip().endswith("faulthandler True"), out.stdout + out.stderr
+
+
 def test_token_create_and_revoke(tmp_path: Path) -> None:
     env = _env(tmp_path)
     made = subprocess.run(
