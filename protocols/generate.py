@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import inspect
+
 import msgspec
 import orjson
 
@@ -22,8 +24,23 @@ def _schema(types: list[Any], title: str) -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": title,
         "oneOf" if len(refs) > 1 else "allOf": list(refs),
-        "$defs": components,
+        "$defs": _clean_descriptions(components),
     }
+
+
+def _clean_descriptions(node: Any) -> Any:
+    """Docstring descriptions dedented the same way whatever msgspec does (0.23 started
+    dedenting them itself), so the files depend on the code, not on msgspec's version."""
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v)
+            if k == "description" and isinstance(v, str)
+            else _clean_descriptions(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(v) for v in node]
+    return node
 
 
 def render_all() -> dict[str, bytes]:
