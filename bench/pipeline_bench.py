@@ -2,8 +2,10 @@
 
 Run: ``python bench/pipeline_bench.py [--runs N] [--corpus PATH]``. Prints, per input:
 (a) the floor: one shrink-on-load decode at preview scale with pyvips;
-(b) our stages: quick (validation + thumbnails), derivatives (validation + metadata +
-    thumbnails: every derivative, EXIF, hashes) and full_processing (+ full-size WebP);
+(b) our stages: quick (validation + thumbnails), ready (validation + metadata +
+    thumbnails: every derivative, EXIF, hashes: what full_processing does before the photo
+    is announced ready) and full (ready + the full-size WebP, which the worker runs later
+    in a low-priority follow-up job);
 (c) Pillow doing the same derivatives (draft, exif_transpose, thumbnail, save);
 (d) the ``vipsthumbnail`` CLI making the preview, when it is on PATH;
 then the ratios against the targets and the peak RSS of one process running
@@ -209,7 +211,7 @@ def main() -> None:
         "floor": floor,
         "vthumb": vips_thumbnail,
         "quick": ours(QUICK),
-        "derivs": ours(DERIVATIVES),
+        "ready": ours(DERIVATIVES),
         "full": ours(FULL),
         "pillow": pillow,
     }
@@ -248,11 +250,14 @@ def main() -> None:
 
     def ratios(row: dict[str, float], title: str) -> None:
         print(title)
-        print(f"  derivatives / floor     = {row['derivs'] / row['floor']:5.2f}   target <= 1.5")
+        print(f"  ready / floor           = {row['ready'] / row['floor']:5.2f}   target <= 1.5")
         print(f"  quick / floor           = {row['quick'] / row['floor']:5.2f}")
-        print(f"  derivatives / vthumb    = {row['derivs'] / row['vthumb']:5.2f}")
-        print(f"  full / floor            = {row['full'] / row['floor']:5.2f}   (+ full-size WebP)")
-        print(f"  pillow / derivatives    = {row['pillow'] / row['derivs']:5.2f}   target >= 1.3")
+        print(f"  ready / vthumb          = {row['ready'] / row['vthumb']:5.2f}")
+        print(
+            f"  full / floor            = {row['full'] / row['floor']:5.2f}"
+            "   (+ full-size WebP, in the follow-up job after the photo is ready)"
+        )
+        print(f"  pillow / ready          = {row['pillow'] / row['ready']:5.2f}   target >= 1.3")
         print(f"  pillow / quick          = {row['pillow'] / row['quick']:5.2f}")
 
     print()

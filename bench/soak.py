@@ -376,6 +376,31 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def wait_drained(cluster: Cluster, limit_s: float) -> float:
+    """When the queue last held no waiting, active or delayed job (monotonic time)."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from filmstrip.queue import JobQueue, QueueOptions
+    from filmstrip.settings import load_settings
+
+    redis = aioredis.Redis.from_url(cluster.redis.url)
+    queue = JobQueue(redis, QueueOptions.from_settings(load_settings({})))
+    deadline = time.monotonic() + limit_s
+    try:
+        while time.monotonic() < deadline:
+            try:
+                counts = await queue.counts()
+            except (OSError, RedisError):
+                counts = {"waiting": 1}  # Redis restarting: not drained yet
+            if not (counts.get("waiting", 0) + counts.get("active", 0) + counts.get("delayed", 0)):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await redis.aclose()
+    return time.monotonic()
+
+
 async def wait_terminal(catalog: SqliteCatalog, ids: list[str], limit_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + limit_s
     rows: dict[str, Any] = {}
@@ -621,6 +646,9 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
             if all(p in s.completion for s in stats for p in s.accepted):
                 break
             await asyncio.sleep(0.5)
+        # Then for the follow-up jobs (optimization runs after "completed"): the photos'
+        # work is done only when the queue is empty.
+        drained_at = await wait_drained(cluster, limit_s=max(5.0, deadline - time.monotonic()))
         stop_chaos.set()
         if chaos_task:
             await chaos_task
@@ -631,7 +659,7 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
         await asyncio.gather(*runners, sampling)
 
         span = report.pop("_e2e_span")
-        rate = report["completed"] / max(1e-9, span[1] - span[0])
+        rate = report["completed"] / max(1e-9, max(span[1], drained_at) - span[0])
         peak = {}
         for proc in cluster.procs:
             proc.sample_rss()

@@ -19,6 +19,9 @@ PHOTO_PROCESSING_STARTED = "photo.processing.started"
 PHOTO_PROGRESS = "photo.processing.progress"
 PHOTO_COMPLETED = "photo.processing.completed"
 PHOTO_FAILED = "photo.processing.failed"
+# After ``completed``: the follow-up job ran the deferred stages (optimization); ``data``
+# lists the photo's derivatives now, so a client can offer the optimised copy.
+PHOTO_DEFERRED_COMPLETED = "photo.processing.deferred.completed"
 
 CHANNEL_OF_TYPE: dict[str, str] = {
     PHOTO_UPLOADED: CHANNEL_UPLOAD,
@@ -27,6 +30,7 @@ CHANNEL_OF_TYPE: dict[str, str] = {
     PHOTO_PROGRESS: CHANNEL_PROCESSING,
     PHOTO_COMPLETED: CHANNEL_COMPLETION,
     PHOTO_FAILED: CHANNEL_COMPLETION,
+    PHOTO_DEFERRED_COMPLETED: CHANNEL_PROCESSING,
 }
 
 Channel = Literal["photo:upload", "photo:processing", "photo:completion"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -17,11 +17,17 @@ class JobStorage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobPipeline(msgspec.Struct, frozen=True, kw_only=True):
-    """Which named pipeline and stages to run."""
+    """Which named pipeline and stages to run.
+
+    ``phase`` ``ready`` (the upload's job) runs what the client waits for and announces
+    the photo ready; ``deferred`` (the worker's low-priority follow-up) runs the stages
+    left for later, on a photo that is already ready.
+    """
 
     name: str
     stages: list[str]
     priority: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
+    phase: Literal["ready", "deferred"] = "ready"
 
 
 class JobContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,3 +77,8 @@ class PhotoProcessingJob(msgspec.Struct, frozen=True, kw_only=True):
 def job_id_for(photo_id: str) -> str:
     """The deduplicating job id of a photo."""
     return f"photo:{photo_id}"
+
+
+def deferred_job_id_for(photo_id: str) -> str:
+    """The deduplicating id of a photo's follow-up job (its deferred stages)."""
+    return f"deferred:{photo_id}"

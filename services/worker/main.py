@@ -32,14 +32,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
+    queue = JobQueue(redis, QueueOptions.from_settings(settings))
     processor = PhotoProcessor(
         settings,
         catalog=catalog,
         blobs=blobs,
         events=EventPublisher.from_settings(redis, settings),
         redis=redis,
+        queue=queue,
     )
-    queue = JobQueue(redis, QueueOptions.from_settings(settings))
     metrics = await start_metrics_server(
         settings.worker_metrics_host,
         settings.worker_metrics_port,

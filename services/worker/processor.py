@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -23,16 +24,24 @@ from filmstrip.events import EventPublisher, completion_once_key
 from filmstrip.logs import trace_id_var
 from filmstrip.metrics import jobs as job_metrics
 from filmstrip.metrics.stage_stats import record_stage_timings
-from filmstrip.pipeline import PipelineOptions, StageContext, get_stage, resolve_stages, run_stage
-from filmstrip.queue import Job
+from filmstrip.pipeline import (
+    PipelineOptions,
+    StageContext,
+    get_stage,
+    resolve_stages,
+    run_stage,
+    split_deferred,
+)
+from filmstrip.queue import Job, JobQueue
 from filmstrip.settings import Settings
 from protocols.events import (
     PHOTO_COMPLETED,
+    PHOTO_DEFERRED_COMPLETED,
     PHOTO_FAILED,
     PHOTO_PROCESSING_STARTED,
     STAGE_COMPLETED,
 )
-from protocols.jobs import PhotoProcessingJob
+from protocols.jobs import JobPipeline, PhotoProcessingJob, deferred_job_id_for
 
 log = logging.getLogger("filmstrip.worker")
 
@@ -63,10 +72,13 @@ class PhotoProcessor:
         blobs: BlobStore,
         events: EventPublisher,
         redis: aioredis.Redis | None = None,
+        queue: JobQueue | None = None,
     ) -> None:
         self.settings = settings
         # Where per-stage timings go for the dashboard; None records none (focused tests).
         self.redis = redis
+        # Where follow-up jobs go; without one every stage runs in the upload's job.
+        self.queue = queue
         self.catalog = catalog
         self.blobs = blobs
         self.events = events
@@ -91,49 +103,194 @@ class PhotoProcessor:
             job_metrics.JOB_SECONDS.labels(outcome).observe(time.perf_counter() - started)
             trace_id_var.reset(token)
 
+    def _split(self, spec: PhotoProcessingJob) -> tuple[list[str], list[str]]:
+        """The job's stages as (run now, leave to the follow-up job)."""
+        stages = resolve_stages(spec.pipeline.name, spec.pipeline.stages)
+        if not (self.settings.defer_optimization and self.queue is not None):
+            return stages, []
+        return split_deferred(stages)
+
     async def _process(self, job: Job, spec: PhotoProcessingJob) -> None:
+        if spec.pipeline.phase == "deferred":
+            await self._process_deferred(job, spec)
+            return
         photo_id = spec.photo_id
         photo = await self.catalog.get_photo(photo_id)
         if photo is None:
             log.info("photo was deleted; job discarded", extra={"photo_id": photo_id})
             return
+        stages, deferred = self._split(spec)
         if photo.status == PhotoStatus.COMPLETED:
-            # A redelivery after the catalog update: make sure the client heard about it
-            # (the once-key keeps this from announcing it twice).
+            # A redelivery after the catalog update: make sure the follow-up job exists and
+            # the client heard about it (the once-key keeps this from announcing it twice).
             log.info("photo already processed; duplicate delivery", extra={"photo_id": photo_id})
-            await self._announce_completion(
-                spec, photo.processing_metadata or {}, photo.derivatives, 0.0
-            )
+            known = photo.processing_metadata or {}
+            if any(name not in known for name in deferred):
+                await self._enqueue_deferred(spec, deferred)
+            await self._announce_completion(spec, known, photo.derivatives, 0.0)
             return
-        stages = resolve_stages(spec.pipeline.name, spec.pipeline.stages)
         started = time.perf_counter()
         await self.catalog.mark_processing(photo_id)
         await self._publish(spec, PHOTO_PROCESSING_STARTED, {"attempt": job.attempt})
+        data = await self._original(spec)
+        if data is None:
+            return
+        ctx = StageContext(data, self.options)
+        timings = await self._run_stages(job, spec, ctx, stages, progress_to=90)
+
+        records = await self._store_derivatives(photo_id, ctx)
+        # Timings go to the stage events and logs only: the catalog gets the same values
+        # however often a photo is processed.
+        metadata: dict[str, Any] = dict(ctx.metadata)
+        exif = metadata.get("exif") or {}
+        taken_at = exif.get("taken_at") if isinstance(exif, dict) else None
+        stored = await self.catalog.complete_photo(
+            photo_id,
+            metadata=metadata,
+            derivatives=records,
+            taken_at=taken_at,
+            keep_metadata=deferred,
+            keep_derivatives=_outputs(deferred),
+        )
+        if not stored:
+            # Deleted while we worked: leave nothing behind.
+            await self.blobs.delete_prefix(f"derivatives/{photo_id}/")
+            log.info(
+                "photo deleted during processing; results discarded", extra={"photo_id": photo_id}
+            )
+            return
+        # Before the announcement: if this fails the job is retried, and the retry's
+        # duplicate-delivery path enqueues it again (its id makes that idempotent).
+        if deferred:
+            await self._enqueue_deferred(spec, deferred)
+        await self._progress(job, 100)
+        await self._record_timings(timings)
+        total_ms = round((time.perf_counter() - started) * 1000, 1)
+        await self._announce_completion(spec, metadata, records, total_ms)
+        log.info("photo completed", extra={"photo_id": photo_id, "ms": total_ms})
+
+    async def _original(self, spec: PhotoProcessingJob) -> bytes | None:
+        """The original's bytes; None if the photo was deleted meanwhile."""
         try:
-            data = await self.blobs.get_bytes(spec.storage.key)
+            return await self.blobs.get_bytes(spec.storage.key)
         except BlobNotFound:
-            if await self.catalog.get_photo(photo_id) is None:
-                return
+            if await self.catalog.get_photo(spec.photo_id) is None:
+                return None
             raise DataError(
                 "the original file is missing from the blob store", code="original_missing"
             ) from None
 
-        ctx = StageContext(data, self.options)
+    async def _run_stages(
+        self,
+        job: Job,
+        spec: PhotoProcessingJob,
+        ctx: StageContext,
+        stages: list[str],
+        *,
+        progress_to: int,
+        quiet: Collection[str] = (),
+    ) -> dict[str, float]:
+        """Run ``stages`` on ``ctx`` in order, with a stage event after each (but those in
+        ``quiet``); their ms."""
         timings: dict[str, float] = {}
         for index, name in enumerate(stages, start=1):
             t0 = time.perf_counter()
             summary = await run_stage(get_stage(name), ctx, timeout_s=self.settings.stage_timeout_s)
             timings[name] = round((time.perf_counter() - t0) * 1000, 1)
             job_metrics.STAGE_SECONDS.labels(name).observe(timings[name] / 1000)
-            progress = int(90 * index / len(stages))
+            progress = int(progress_to * index / len(stages))
             await self._progress(job, progress)
+            if name in quiet:
+                continue
             await self._publish(
                 spec,
                 STAGE_COMPLETED,
                 {"stage": name, "progress": progress, "ms": timings[name], "result": summary},
             )
-            log.info("stage done", extra={"photo_id": photo_id, "stage": name, "ms": timings[name]})
+            log.info(
+                "stage done", extra={"photo_id": spec.photo_id, "stage": name, "ms": timings[name]}
+            )
+        return timings
 
+    async def _enqueue_deferred(self, spec: PhotoProcessingJob, deferred: list[str]) -> None:
+        """Queue the photo's follow-up job at the deferred priority (once: its id is fixed)."""
+        assert self.queue is not None  # _split defers nothing without a queue
+        follow_up = msgspec.structs.replace(
+            spec,
+            id=deferred_job_id_for(spec.photo_id),
+            pipeline=JobPipeline(
+                name=spec.pipeline.name,
+                stages=deferred,
+                priority=self.settings.deferred_priority,
+                phase="deferred",
+            ),
+        )
+        try:
+            await self.queue.add(
+                follow_up.id,
+                msgspec.json.encode(follow_up),
+                priority=follow_up.pipeline.priority,
+            )
+        except RedisError as exc:
+            raise TemporaryError(
+                f"could not queue the follow-up job: {exc}", code="queue_unavailable"
+            ) from exc
+
+    async def _process_deferred(self, job: Job, spec: PhotoProcessingJob) -> None:
+        """The follow-up job: run the deferred stages on a ready photo and merge the results.
+
+        The photo stays ``completed`` throughout; a failure here costs only the optional
+        copies, never the photo.
+        """
+        photo_id = spec.photo_id
+        photo = await self.catalog.get_photo(photo_id)
+        if photo is None or photo.status != PhotoStatus.COMPLETED:
+            log.info(
+                "follow-up job for a photo that is not ready; discarded",
+                extra={"photo_id": photo_id, "status": photo.status if photo else None},
+            )
+            return
+        # Validation again (header only): no stage ever sees unvalidated bytes.
+        stages = ["validation", *(s for s in spec.pipeline.stages if s != "validation")]
+        data = await self._original(spec)
+        if data is None:
+            return
+        ctx = StageContext(data, self.options)
+        # The client saw this photo validated already; it hears of the deferred stages only.
+        timings = await self._run_stages(
+            job, spec, ctx, stages, progress_to=100, quiet=("validation",)
+        )
+        owned = _outputs(stages)
+        records = await self._store_derivatives(photo_id, ctx)
+        results = {name: ctx.metadata[name] for name in stages if name in ctx.metadata}
+        merged = await self.catalog.add_deferred_results(
+            photo_id, metadata=results, derivatives=records, replaces=owned
+        )
+        if merged is None:
+            # Deleted (or reprocessing) while we worked: drop what this job wrote.
+            for record in records:
+                await self.blobs.delete(record.key)
+            log.info("photo gone during its follow-up job", extra={"photo_id": photo_id})
+            return
+        # A rerun that now keeps nothing must not leave an older copy behind.
+        for stale in owned - {r.name for r in records}:
+            for old in photo.derivatives:
+                if old.name == stale:
+                    await self.blobs.delete(old.key)
+        await self._record_timings(timings)
+        await self._publish(
+            spec,
+            PHOTO_DEFERRED_COMPLETED,
+            {
+                "stages": [s for s in stages if s != "validation"],
+                "derivatives": [r.name for r in merged],
+                "results": results,
+            },
+        )
+        log.info("follow-up done", extra={"photo_id": photo_id, "ms": sum(timings.values())})
+
+    async def _store_derivatives(self, photo_id: str, ctx: StageContext) -> list[DerivativeRecord]:
+        """Put every derivative in ``ctx``; their catalog records."""
         records = [
             DerivativeRecord(
                 name=name,
@@ -158,26 +315,7 @@ class PhotoProcessor:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        # Timings go to the stage events and logs only: the catalog gets the same values
-        # however often a photo is processed.
-        metadata: dict[str, Any] = dict(ctx.metadata)
-        exif = metadata.get("exif") or {}
-        taken_at = exif.get("taken_at") if isinstance(exif, dict) else None
-        stored = await self.catalog.complete_photo(
-            photo_id, metadata=metadata, derivatives=records, taken_at=taken_at
-        )
-        if not stored:
-            # Deleted while we worked: leave nothing behind.
-            await self.blobs.delete_prefix(f"derivatives/{photo_id}/")
-            log.info(
-                "photo deleted during processing; results discarded", extra={"photo_id": photo_id}
-            )
-            return
-        await self._progress(job, 100)
-        await self._record_timings(timings)
-        total_ms = round((time.perf_counter() - started) * 1000, 1)
-        await self._announce_completion(spec, metadata, records, total_ms)
-        log.info("photo completed", extra={"photo_id": photo_id, "ms": total_ms})
+        return records
 
     async def _announce_completion(
         self,
@@ -210,6 +348,14 @@ class PhotoProcessor:
             return
         job_metrics.DEAD_LETTERS.labels(str(error.category)).inc()
         token = trace_id_var.set(spec.context.trace_id)
+        if spec.pipeline.phase == "deferred":
+            # The photo is ready and stays so: only its optional copies are missing.
+            log.warning(
+                "follow-up job failed; the photo keeps its ready derivatives",
+                extra={"photo_id": spec.photo_id, "code": error.code, "error": error.message},
+            )
+            trace_id_var.reset(token)
+            return
         try:
             log.warning(
                 "photo failed",
@@ -294,6 +440,11 @@ class PhotoProcessor:
             # Events are notifications; the catalog is the truth, so a lost event must not
             # fail the job (clients resync from GET /v1/photos/{id}).
             log.warning("event %s not published: %s", type_, exc)
+
+
+def _outputs(stages: list[str]) -> set[str]:
+    """The derivative names ``stages`` may write."""
+    return {name for stage in stages for name in get_stage(stage).outputs}
 
 
 def _count_failure(job: Job, error: FilmstripError) -> str:

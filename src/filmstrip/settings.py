@@ -113,6 +113,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Full-size encodes running at once per process: each holds the whole image plus the
     # encoder's buffers (~90 MB at 12 MP), and more than one per core buys no throughput.
     optimize_concurrency: Positive = 2
+    # Run optimization after the photo is announced ready, as a follow-up job at
+    # ``deferred_priority`` (10 = the lowest band): fresh uploads' thumbnails go first.
+    defer_optimization: bool = True
+    deferred_priority: Priority = 10
 
     # --- Event bus (services/bus) ------------------------------------------------------
     # WebSocket ping interval; a socket that misses its pong is closed.

@@ -10,20 +10,25 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from filmstrip import keys
 from filmstrip.blobs import BlobInfo, BlobStore, open_blob_store
 from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, open_catalog, utcnow
 from filmstrip.concurrency import configure_pool
-from filmstrip.errors import TemporaryError
+from filmstrip.errors import DataError, TemporaryError
 from filmstrip.events import EventPublisher
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, load_settings
+from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
 from services.worker.processor import PhotoProcessor
 from tests.support.redis_server import RedisServer
+
+READY_FILES = ("preview.jpg", "thumbnail.webp")
 
 
 @dataclass
@@ -88,7 +93,9 @@ async def world(
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
-    processor = PhotoProcessor(settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis))
+    processor = PhotoProcessor(
+        settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis), queue=queue
+    )
     yield World(settings, catalog, blobs, queue, processor)
     await blobs.close()
     await catalog.close()
@@ -201,5 +208,115 @@ async def test_a_failed_derivative_put_retries_the_photo_and_loses_nothing(
     assert len(flaky.failed) == 1
     stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
     assert stored == {d.key for d in photo.derivatives}
-    # The second attempt wrote every derivative again, under the same keys.
-    assert len(flaky.puts) == 2 * len(photo.derivatives)
+    # The second attempt wrote every ready derivative again, under the same keys; the
+    # follow-up job wrote the optimised copy once.
+    ready = [k for k in flaky.puts if "/optimized" not in k]
+    assert sorted(ready) == sorted(2 * [f"derivatives/{photo_id}/{n}" for n in READY_FILES])
+    assert len(flaky.puts) - len(ready) == 1
+
+
+async def _event_types(redis: aioredis.Redis, client_id: str) -> list[str]:
+    """The client's replay stream, oldest first: the order events were published in."""
+    entries = await redis.xrange(keys.client_events(client_id))
+    return [orjson.loads(fields[b"e"])["type"] for _id, fields in entries]
+
+
+async def test_optimization_runs_after_the_photo_is_ready_in_a_low_priority_job(
+    world: World, corpus: Path, redis: aioredis.Redis
+) -> None:
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed"
+    meta = photo.processing_metadata or {}
+    assert meta["optimization"]["kept"] is True
+    assert {d.name for d in photo.derivatives} == {"preview", "thumbnail", "optimized"}
+    stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
+    assert stored == {d.key for d in photo.derivatives}
+    follow_up = await world.queue.get_job(deferred_job_id_for(photo_id))
+    assert follow_up is not None and follow_up.priority == 10
+    types = await _event_types(redis, "c")
+    mine = types[types.index("photo.processing.started") :]
+    assert mine.index("photo.processing.completed") < mine.index(
+        "photo.processing.deferred.completed"
+    ), mine
+
+
+class _Hooked:
+    """The real store, with a hook before the put of keys containing ``marker``."""
+
+    def __init__(self, inner: BlobStore, marker: str, hook: object) -> None:
+        self._inner = inner
+        self._marker = marker
+        self._hook = hook
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
+        if self._marker in key:
+            await self._hook(key)  # type: ignore[operator]
+        return await self._inner.put_bytes(key, data, content_type=content_type)
+
+
+async def test_a_photo_deleted_during_its_follow_up_job_leaves_no_blob(
+    world: World, corpus: Path
+) -> None:
+    async def delete_photo(key: str) -> None:
+        photo_id = key.split("/")[1]
+        await world.catalog.delete_photo(photo_id, "c")
+        await world.blobs.delete_prefix(f"derivatives/{photo_id}/")
+
+    world.processor.blobs = _Hooked(world.blobs, "/optimized", delete_photo)  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    await world.run_until_done([photo_id])
+    assert await world.catalog.get_photo(photo_id) is None
+    assert [b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")] == []
+
+
+async def test_a_failed_follow_up_job_leaves_the_photo_ready(world: World, corpus: Path) -> None:
+    async def refuse(key: str) -> None:
+        raise DataError("the store refused this copy", code="refused")
+
+    world.processor.blobs = _Hooked(world.blobs, "/optimized", refuse)  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed", photo
+    assert {d.name for d in photo.derivatives} == {"preview", "thumbnail"}
+    assert "optimization" not in (photo.processing_metadata or {})
+    stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
+    assert stored == {d.key for d in photo.derivatives}
+
+
+class _QueueBlinks:
+    """The real queue, except that the first add of a follow-up job fails."""
+
+    def __init__(self, inner: JobQueue) -> None:
+        self._inner = inner
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def add(self, job_id: str, payload: bytes, **kw: object) -> object:
+        if job_id.startswith("deferred:") and not self.refused:
+            self.refused += 1
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            raise RedisConnectionError("Redis blinked")
+        return await self._inner.add(job_id, payload, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_follow_up_lost_with_redis_is_queued_by_the_redelivered_job(
+    world: World, corpus: Path
+) -> None:
+    blinking = _QueueBlinks(world.queue)
+    world.processor.queue = blinking  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    await world.run_until_done([photo_id])
+    assert blinking.refused == 1
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed"
+    assert "optimization" in (photo.processing_metadata or {})
+    assert "optimized" in {d.name for d in photo.derivatives}

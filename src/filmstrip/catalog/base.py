@@ -7,7 +7,7 @@ primitives; every query here uses ``?`` placeholders that a driver may rewrite.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -190,24 +190,78 @@ class Catalog(abc.ABC):
         metadata: dict[str, Any],
         derivatives: list[DerivativeRecord],
         taken_at: str | None,
+        keep_metadata: Collection[str] = (),
+        keep_derivatives: Collection[str] = (),
     ) -> bool:
-        """Record a finished photo; False if it was deleted meanwhile."""
+        """Record a finished photo; False if it was deleted meanwhile. The stored row's
+        ``keep_metadata`` keys and ``keep_derivatives`` survive (a rerun of the ready stages
+        keeps the deferred stages' results, which depend on the same original)."""
         now = utcnow()
-        changed = await self._execute(
-            "UPDATE photos SET status = ?, processing_metadata = ?, derivatives = ?, "
-            "taken_at = ?, processed_at = ?, processing_error = NULL, error_category = NULL, "
-            "updated_at = ? WHERE id = ?",
-            (
-                PhotoStatus.COMPLETED,
-                orjson.dumps(metadata).decode(),
-                msgspec.json.encode(derivatives).decode(),
-                taken_at,
-                now,
-                now,
-                photo_id,
-            ),
-        )
-        return changed > 0
+        async with self.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT processing_metadata, derivatives FROM photos WHERE id = ?", (photo_id,)
+            )
+            if not rows:
+                return False
+            if keep_metadata or keep_derivatives:
+                old_meta = orjson.loads(rows[0][0] or "{}")
+                metadata = {**metadata, **{k: old_meta[k] for k in keep_metadata if k in old_meta}}
+                names = {d.name for d in derivatives}
+                derivatives = derivatives + [
+                    d
+                    for d in _derivatives_decoder.decode(rows[0][1] or "[]")
+                    if d.name in keep_derivatives and d.name not in names
+                ]
+            await tx.execute(
+                "UPDATE photos SET status = ?, processing_metadata = ?, derivatives = ?, "
+                "taken_at = ?, processed_at = ?, processing_error = NULL, error_category = NULL, "
+                "updated_at = ? WHERE id = ?",
+                (
+                    PhotoStatus.COMPLETED,
+                    orjson.dumps(metadata).decode(),
+                    msgspec.json.encode(derivatives).decode(),
+                    taken_at,
+                    now,
+                    now,
+                    photo_id,
+                ),
+            )
+        return True
+
+    async def add_deferred_results(
+        self,
+        photo_id: str,
+        *,
+        metadata: dict[str, Any],
+        derivatives: list[DerivativeRecord],
+        replaces: Collection[str],
+    ) -> list[DerivativeRecord] | None:
+        """Merge a completed photo's deferred results: ``metadata`` keys overwrite, derivatives
+        named in ``replaces`` give way to ``derivatives``. The photo's derivatives after the
+        merge; None if the photo is gone or not completed (its results must be dropped)."""
+        async with self.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT processing_metadata, derivatives FROM photos WHERE id = ? AND status = ?",
+                (photo_id, PhotoStatus.COMPLETED),
+            )
+            if not rows:
+                return None
+            merged_meta = {**orjson.loads(rows[0][0] or "{}"), **metadata}
+            kept = [
+                d for d in _derivatives_decoder.decode(rows[0][1] or "[]") if d.name not in replaces
+            ]
+            merged = [*kept, *derivatives]
+            await tx.execute(
+                "UPDATE photos SET processing_metadata = ?, derivatives = ?, updated_at = ? "
+                "WHERE id = ?",
+                (
+                    orjson.dumps(merged_meta).decode(),
+                    msgspec.json.encode(merged).decode(),
+                    utcnow(),
+                    photo_id,
+                ),
+            )
+        return merged
 
     async def fail_photo(self, photo_id: str, *, error: str, category: str) -> bool:
         """Record a photo that failed for good; False if it was deleted meanwhile."""

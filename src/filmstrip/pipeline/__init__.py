@@ -5,7 +5,9 @@ Stages know nothing of Redis, HTTP, the catalog or the blob store: bytes and
 ``run`` blocks; the worker calls :func:`run_stage` (bounded pool + timeout).
 
 Pipelines: ``full_processing`` = validation, metadata, thumbnails, optimization;
-``quick_processing`` = validation, thumbnails.
+``quick_processing`` = validation, thumbnails. The stages in :data:`DEFERRABLE`
+(optimization) may run after the photo is ready, in a low-priority follow-up job: the
+worker decides that (``defer_optimization``), not the stages.
 
 Derivatives (``ctx.derivatives``): ``thumbnail`` (WebP, 256 px), ``preview`` (JPEG,
 1440 px), ``optimized`` (full-size WebP, only when smaller than the original) and
@@ -43,12 +45,14 @@ from filmstrip.pipeline.derivatives import Derivative
 from filmstrip.pipeline.formats import ACCEPTED, CONTENT_TYPES, sniff_format
 from filmstrip.pipeline.options import PipelineOptions
 from filmstrip.pipeline.registry import (
+    DEFERRABLE,
     PIPELINES,
     STAGES,
     Stage,
     get_stage,
     register_stage,
     resolve_stages,
+    split_deferred,
 )
 from filmstrip.pipeline.runner import run_stage
 from filmstrip.pipeline.vips import configure_vips
@@ -56,6 +60,7 @@ from filmstrip.pipeline.vips import configure_vips
 __all__ = [
     "ACCEPTED",
     "CONTENT_TYPES",
+    "DEFERRABLE",
     "PIPELINES",
     "STAGES",
     "Derivative",
@@ -68,4 +73,5 @@ __all__ = [
     "resolve_stages",
     "run_stage",
     "sniff_format",
+    "split_deferred",
 ]

@@ -19,6 +19,11 @@ class Stage(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The names of the derivatives this stage may write (none for most stages)."""
+        ...
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         """Do the work on ``ctx``; return a small JSON-able summary for the stage event."""
         ...
@@ -40,6 +45,20 @@ PIPELINES: dict[str, list[str]] = {
     "full_processing": ["validation", "metadata", "thumbnails", "optimization"],
     "quick_processing": ["validation", "thumbnails"],
 }
+
+
+# Stages that run after the photo is announced ready, in a low-priority follow-up job:
+# what a client waits for (its thumbnails) must not queue behind a full-size re-encode
+# that takes 5-10x as long (bench/pipeline_bench.py).
+DEFERRABLE: frozenset[str] = frozenset({"optimization"})
+
+
+def split_deferred(stages: list[str]) -> tuple[list[str], list[str]]:
+    """``stages`` split into (run now, run in the follow-up job), each in order."""
+    return (
+        [s for s in stages if s not in DEFERRABLE],
+        [s for s in stages if s in DEFERRABLE],
+    )
 
 
 def get_stage(name: str) -> Stage:

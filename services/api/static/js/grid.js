@@ -5,6 +5,12 @@ import { api, esc } from "./api.js";
 import { thumbHashDataURL } from "./thumbhash.js";
 
 // Photos per page of the cursor API; `?page=N` in the address overrides it (1..100).
+// Events after which a tile shows something new.
+const REFRESHING_EVENTS = new Set([
+  "photo.processing.completed",
+  "photo.processing.failed",
+  "photo.processing.deferred.completed",
+]);
 const PAGE = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("page")) || 30));
 
 export class PhotoGrid {
@@ -107,11 +113,10 @@ export class PhotoGrid {
     this.empty.hidden = this.photos.size > 0;
   }
 
-  /** Completion events for photos uploaded elsewhere (another tab) refresh their tile. */
+  /** Completion events for photos uploaded elsewhere (another tab) refresh their tile, and
+   * so does the follow-up job's (the optimised copy appears). */
   async handle(event) {
-    if (event.event !== "photo.processing.completed" && event.event !== "photo.processing.failed") {
-      return;
-    }
+    if (!REFRESHING_EVENTS.has(event.event)) return;
     if (!this.photos.has(event.photo_id)) return;
     try {
       this.upsert(await api(`/v1/photos/${event.photo_id}`));

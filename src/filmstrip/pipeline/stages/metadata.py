@@ -15,6 +15,7 @@ class Metadata:
     """Fill ``ctx.metadata`` with the catalog's processing metadata."""
 
     name = "metadata"
+    outputs: tuple[str, ...] = ()
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         header = ctx.header()

@@ -42,6 +42,7 @@ class Optimization:
     Animated GIF/WebP stay animated. ``ctx.metadata["optimization"]`` records the result."""
 
     name = "optimization"
+    outputs: tuple[str, ...] = ("optimized", "optimized_avif")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         opts = ctx.options

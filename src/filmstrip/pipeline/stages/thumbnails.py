@@ -19,6 +19,7 @@ class Thumbnails:
     """Make ``thumbnail`` and ``preview``: upright, sRGB, first frame, metadata-free."""
 
     name = "thumbnails"
+    outputs: tuple[str, ...] = ("preview", "thumbnail")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         opts = ctx.options

@@ -12,6 +12,7 @@ class Validation:
     then decode (shared with later stages) with ``fail_on`` so corrupt data fails here."""
 
     name = "validation"
+    outputs: tuple[str, ...] = ()
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         header = ctx.header()
