@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -188,10 +187,8 @@ class PhotoProcessor:
         stages: list[str],
         *,
         progress_to: int,
-        quiet: Collection[str] = (),
     ) -> dict[str, float]:
-        """Run ``stages`` on ``ctx`` in order, with a stage event after each (but those in
-        ``quiet``); their ms."""
+        """Run ``stages`` on ``ctx`` in order, with a stage event after each; their ms."""
         timings: dict[str, float] = {}
         for index, name in enumerate(stages, start=1):
             t0 = time.perf_counter()
@@ -200,8 +197,6 @@ class PhotoProcessor:
             job_metrics.STAGE_SECONDS.labels(name).observe(timings[name] / 1000)
             progress = int(progress_to * index / len(stages))
             await self._progress(job, progress)
-            if name in quiet:
-                continue
             await self._publish(
                 spec,
                 STAGE_COMPLETED,
@@ -250,16 +245,15 @@ class PhotoProcessor:
                 extra={"photo_id": photo_id, "status": photo.status if photo else None},
             )
             return
-        # Validation again (header only): no stage ever sees unvalidated bytes.
-        stages = ["validation", *(s for s in spec.pipeline.stages if s != "validation")]
+        # No validation stage: the ready job ran it on these bytes, and the context still
+        # checks format and limits from the header before a deferred stage decodes
+        # (with fail_on). Its preview-scale decode would cost a fifth of the follow-up.
+        stages = [s for s in spec.pipeline.stages if s != "validation"]
         data = await self._original(spec)
         if data is None:
             return
         ctx = StageContext(data, self.options)
-        # The client saw this photo validated already; it hears of the deferred stages only.
-        timings = await self._run_stages(
-            job, spec, ctx, stages, progress_to=100, quiet=("validation",)
-        )
+        timings = await self._run_stages(job, spec, ctx, stages, progress_to=100)
         owned = _outputs(stages)
         records = await self._store_derivatives(photo_id, ctx)
         results = {name: ctx.metadata[name] for name in stages if name in ctx.metadata}
@@ -282,7 +276,7 @@ class PhotoProcessor:
             spec,
             PHOTO_DEFERRED_COMPLETED,
             {
-                "stages": [s for s in stages if s != "validation"],
+                "stages": stages,
                 "derivatives": [r.name for r in merged],
                 "results": results,
             },
