@@ -348,7 +348,10 @@ class PhotoProcessor:
                 "follow-up job failed; the photo keeps its ready derivatives",
                 extra={"photo_id": spec.photo_id, "code": error.code, "error": error.message},
             )
-            trace_id_var.reset(token)
+            try:
+                await self._drop_unrecorded_derivatives(spec.photo_id)
+            finally:
+                trace_id_var.reset(token)
             return
         try:
             log.warning(
@@ -379,6 +382,18 @@ class PhotoProcessor:
             )
         finally:
             trace_id_var.reset(token)
+
+    async def _drop_unrecorded_derivatives(self, photo_id: str) -> None:
+        """Delete the photo's derivative blobs the catalog does not list (a copy a failed
+        follow-up job stored before it could record it)."""
+        photo = await self.catalog.get_photo(photo_id)
+        if photo is None:
+            return
+        recorded = {d.key for d in photo.derivatives}
+        stray = [b.key async for b in self.blobs.list(f"derivatives/{photo_id}/")]
+        for key in stray:
+            if key not in recorded:
+                await self.blobs.delete(key)
 
     async def _progress(self, job: Job, percent: int) -> None:
         # Progress is advisory: a Redis blip must not fail a job whose work is done.

@@ -320,3 +320,30 @@ async def test_a_follow_up_lost_with_redis_is_queued_by_the_redelivered_job(
     assert photo is not None and photo.status == "completed"
     assert "optimization" in (photo.processing_metadata or {})
     assert "optimized" in {d.name for d in photo.derivatives}
+
+
+class _RecordingFails:
+    """The real catalog, except that recording deferred results fails as DATA (after the
+    follow-up job stored its copy)."""
+
+    def __init__(self, inner: Catalog) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def add_deferred_results(self, photo_id: str, **kw: object) -> object:
+        raise DataError("the catalog refused the results", code="refused")
+
+
+async def test_a_follow_up_that_fails_after_its_put_leaves_no_stray_copy(
+    world: World, corpus: Path
+) -> None:
+    world.processor.catalog = _RecordingFails(world.catalog)  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed", photo
+    assert {d.name for d in photo.derivatives} == {"preview", "thumbnail"}
+    stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
+    assert stored == {d.key for d in photo.derivatives}
