@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
-
-import inspect
 
 import msgspec
 import orjson

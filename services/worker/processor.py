@@ -99,7 +99,9 @@ class PhotoProcessor:
             outcome = _count_failure(job, error)
             raise error from exc
         finally:
-            job_metrics.JOB_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+            job_metrics.JOB_SECONDS.labels(spec.pipeline.phase, outcome).observe(
+                time.perf_counter() - started
+            )
             trace_id_var.reset(token)
 
     def _split(self, spec: PhotoProcessingJob) -> tuple[list[str], list[str]]:

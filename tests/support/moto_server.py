@@ -11,7 +11,6 @@ import urllib.request
 from filmstrip.embedded.processes import stop_process
 from tests.support.redis_server import free_port
 
-
 # moto's S3 app alone, served as ``python -m moto.server`` serves every service. The
 # all-services dispatcher finds each request's service by stat()ing moto's ~190 module
 # folders: over a third of moto's CPU per S3 request, a cost no real S3 endpoint has.

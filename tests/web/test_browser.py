@@ -189,7 +189,7 @@ def test_gallery_upload_live_progress_view_and_delete(
     # What the flow did shows in each role's metrics.
     worker = _scrape(stack.worker_metrics)
     assert 'filmstrip_stage_duration_seconds_count{stage="thumbnails"} 3.0' in worker
-    assert 'filmstrip_job_duration_seconds_count{outcome="completed"} 3.0' in worker
+    assert 'filmstrip_job_duration_seconds_count{outcome="completed",phase="ready"} 3.0' in worker
     bus = _scrape(stack.bus.replace("ws://", "http://").replace("/ws", "/metrics"))
     delivered = [ln for ln in bus.splitlines() if ln.startswith("filmstrip_ws_events_delivered")]
     assert delivered and float(delivered[0].split()[-1]) >= 12, delivered

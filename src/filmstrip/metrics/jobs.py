@@ -15,8 +15,9 @@ STAGE_SECONDS = Histogram(
 )
 JOB_SECONDS = Histogram(
     "filmstrip_job_duration_seconds",
-    "Time one job delivery took in the handler, by outcome (completed or the error category).",
-    ["outcome"],
+    "Time one job delivery took in the handler, by phase (ready: the upload's job; deferred:"
+    " its follow-up) and outcome (completed or the error category).",
+    ["phase", "outcome"],
     buckets=STAGE_BUCKETS,
 )
 RETRIES = Counter(
