@@ -11,9 +11,11 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 import pytest
 from tusclient.client import TusClient
 
@@ -401,3 +403,42 @@ async def test_a_refused_creation_with_upload_keeps_nothing(api: Api) -> None:
     resp = await api.http.post(f"{api.url}/v1/uploads", headers=headers, data=b"\xff\xd8\xff" * 9)
     assert resp.status == 460
     assert _tus_files(api) == []
+
+
+async def _raw_request(api: Api, head: str, headers: bytes) -> tuple[int, dict[str, Any]]:
+    """Send a request with raw (not only ASCII) header lines; its status and JSON body."""
+    parts = urlsplit(api.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        (
+            f"{head} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {api.token}\r\n"
+            "Tus-Resumable: 1.0.0\r\nContent-Length: 0\r\nConnection: close\r\n"
+        ).encode()
+        + headers
+        + b"\r\n"
+    )
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    status_line, _, rest = response.partition(b"\r\n")
+    body = rest.split(b"\r\n\r\n", 1)[1]
+    return int(status_line.split()[1]), orjson.loads(body)
+
+
+async def test_non_ascii_metadata_and_checksums_are_400_not_500(api: Api) -> None:
+    """Found by the atheris fuzzer: base64 of a non-ASCII header value raised ValueError."""
+    status, body = await _raw_request(
+        api, "POST /v1/uploads", b"Upload-Length: 10\r\nUpload-Metadata: filename YS5q\xd8\r\n"
+    )
+    assert (status, body["error"]["code"]) == (400, "bad_metadata"), body
+    assert _tus_files(api) == []
+    url = await _create(api, 10)
+    status, body = await _raw_request(
+        api,
+        f"PATCH {urlsplit(url).path}",
+        b"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+        b"Upload-Checksum: sha1 2jmj7l5rSw0yVb/vlWAYkK/YBw\xe9=\r\n",
+    )
+    assert (status, body["error"]["code"]) == (400, "bad_checksum"), body
+    assert await _offset(api, url) == 0

@@ -8,7 +8,6 @@ termination, checksum and expiration extensions).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -70,7 +69,9 @@ def parse_metadata(value: str | None) -> dict[str, str]:
             )
         try:
             pairs[key] = base64.b64decode(encoded.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        # ValueError, not only binascii.Error: a non-ASCII value fails before decoding
+        # (found by the atheris fuzzer, tests/security/test_atheris.py).
+        except (ValueError, UnicodeDecodeError):
             raise ApiError(
                 400, "bad_metadata", f"Upload-Metadata value of {key!r} is not base64 UTF-8"
             ) from None
@@ -99,7 +100,7 @@ def parse_checksum(value: str | None) -> tuple[str, bytes] | None:
         )
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII digest
         raise ApiError(400, "bad_checksum", "Upload-Checksum digest is not base64") from None
     if len(digest) != CHECKSUM_ALGORITHMS[algorithm]().digest_size:
         raise ApiError(400, "bad_checksum", f"Upload-Checksum is not a {algorithm} digest")
