@@ -1,0 +1,111 @@
+"""Targets for the coverage-guided fuzzer (atheris): the tus header parsers and the upload
+handler's multipart reading. Each takes fuzzer bytes; a 4xx ``ApiError`` is the expected
+answer to garbage, anything else escaping is a bug (atheris reports it as a crash)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import MultipartReader
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.streams import StreamReader
+
+from services.api import uploads
+from services.api.errors import ApiError
+from services.api.pacing import BodyPace
+from services.api.tus import protocol
+
+BOUNDARY = "fuzzboundary"
+
+
+def _strings(data: bytes, n: int) -> list[str]:
+    """``data`` cut into ``n`` header-like strings (latin-1, as HTTP headers decode)."""
+    text = data.decode("latin-1")
+    parts = text.split("\x00", n - 1)
+    return parts + [""] * (n - len(parts))
+
+
+def tus_headers(data: bytes) -> None:
+    """Every tus header parser on fuzzed values; results must keep their contracts."""
+    length, metadata, checksum, version = _strings(data, 4)
+    for call in (
+        lambda: protocol.check_resumable({"Tus-Resumable": version}),
+        lambda: _check_length(protocol.parse_length(length, "Upload-Length")),
+        lambda: _check_metadata(protocol.parse_metadata(metadata)),
+        lambda: _check_checksum(protocol.parse_checksum(checksum)),
+    ):
+        try:
+            call()
+        except ApiError as exc:
+            assert 400 <= exc.status < 500, exc
+
+
+def _check_length(value: int) -> None:
+    assert 0 <= value < 10**19
+
+
+def _check_metadata(pairs: dict[str, str]) -> None:
+    # What we echo back on HEAD must parse to the same pairs.
+    assert protocol.parse_metadata(protocol.encode_metadata(pairs)) == pairs
+
+
+def _check_checksum(parsed: tuple[str, bytes] | None) -> None:
+    if parsed is not None:
+        algorithm, digest = parsed
+        assert len(digest) == protocol.CHECKSUM_ALGORITHMS[algorithm]().digest_size
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def multipart_body(data: bytes) -> None:
+    """The upload handler's multipart steps over a fuzzed body, fields through the file."""
+    global _loop
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+    _loop.run_until_complete(_read_upload(data))
+
+
+async def _read_upload(data: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    stream = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    stream.feed_data(data)
+    stream.feed_eof()
+    reader = MultipartReader({"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}, stream)
+    pace = BodyPace(idle_s=1.0, min_bytes_per_s=0)
+    try:
+        part, _fields = await uploads._fields_until_file(reader, pace)
+        if part is None:
+            return
+        while await uploads._parse(pace, part.read_chunk(uploads._CHUNK)):
+            pass
+        await uploads._trailing_fields(reader, pace)
+    except ApiError as exc:
+        assert 400 <= exc.status < 500, exc
+
+
+def _seed_body(*parts: tuple[str, bytes]) -> bytes:
+    out = b""
+    for name, body in parts:
+        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"'.encode()
+        if name == "file":
+            out += b'; filename="a.jpg"\r\nContent-Type: image/jpeg'
+        out += b"\r\n\r\n" + body + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+#: Valid inputs the fuzzer starts from, so it mutates structure instead of finding it.
+SEEDS: dict[str, list[bytes]] = {
+    "tus_headers": [
+        b"1024\x00filename YS5qcGc=,filetype aW1hZ2UvanBlZw==,flag\x00"
+        b"sha1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=\x001.0.0",
+        b"0\x00\x00md5 1B2M2Y8AsgTpgAmY7PhCfg==\x001.0.0",
+    ],
+    "multipart_body": [
+        _seed_body(("session_id", b"abc"), ("file", b"\xff\xd8\xff\xe0" + b"x" * 64)),
+        _seed_body(("file", b"\x89PNG\r\n\x1a\n")),
+        _seed_body(("note", b"hello"), ("file", b"GIF89a"), ("other", b"trailing")),
+    ],
+}
+
+TARGETS = {"tus_headers": tus_headers, "multipart_body": multipart_body}
