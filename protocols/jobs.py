@@ -82,3 +82,14 @@ def job_id_for(photo_id: str) -> str:
 def deferred_job_id_for(photo_id: str) -> str:
     """The deduplicating id of a photo's follow-up job (its deferred stages)."""
     return f"deferred:{photo_id}"
+
+
+def follow_up_job(job: PhotoProcessingJob, stages: list[str], priority: int) -> PhotoProcessingJob:
+    """The follow-up of ``job``: the same photo and context, ``stages`` deferred."""
+    return msgspec.structs.replace(
+        job,
+        id=deferred_job_id_for(job.photo_id),
+        pipeline=JobPipeline(
+            name=job.pipeline.name, stages=stages, priority=priority, phase="deferred"
+        ),
+    )

@@ -3,7 +3,9 @@
 - a blob with no photo row (the api died between writing the blob and the row, or a
   delete was interrupted) is removed once it is older than a grace period;
 - a photo that has sat ``queued`` or ``processing`` with no job in the queue (Redis lost
-  data, or a job was removed by hand) gets its job again (dedupe by id makes this safe).
+  data, or a job was removed by hand) gets its job again (dedupe by id makes this safe);
+- a completed photo whose deferred stages (optimization) never reported and whose
+  follow-up job is gone (Redis lost the last second of writes) gets its follow-up again.
 
 One api process at a time runs a round (a Redis lock), so several api processes are fine.
 """
@@ -23,8 +25,10 @@ from filmstrip.blobs import BlobStore
 from filmstrip.catalog import Catalog, PhotoStatus
 from filmstrip.errors import FilmstripError
 from filmstrip.events import completion_once_key, forget_once
+from filmstrip.pipeline import resolve_stages, split_deferred
 from filmstrip.queue import JobQueue
 from filmstrip.settings import Settings
+from protocols.jobs import deferred_job_id_for, follow_up_job
 from services.api.jobs import build_job, encode_job
 
 log = logging.getLogger("filmstrip.api.reconciler")
@@ -84,6 +88,31 @@ async def requeue_stuck(
     return requeued
 
 
+async def requeue_follow_ups(
+    settings: Settings, catalog: Catalog, queue: JobQueue, *, bucket: str, older_than_s: float
+) -> int:
+    """Give a follow-up job back to completed photos lacking deferred results without one."""
+    if not settings.defer_optimization:
+        return 0
+    _, deferred = split_deferred(resolve_stages(settings.default_pipeline))
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    before = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    requeued = 0
+    for photo in await catalog.completed_without(deferred, updated_before=before):
+        if await queue.get_job(deferred_job_id_for(photo.id)) is not None:
+            continue
+        missing = [s for s in deferred if s not in (photo.processing_metadata or {})]
+        ready = build_job(settings, photo, bucket=bucket)
+        job = follow_up_job(ready, missing, settings.deferred_priority)
+        await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
+        requeued += 1
+        log.warning(
+            "completed photo had no follow-up job; re-enqueued",
+            extra={"photo_id": photo.id, "stages": missing, "trace_id": photo.trace_id},
+        )
+    return requeued
+
+
 async def run_reconciler(
     settings: Settings,
     redis: aioredis.Redis,
@@ -99,6 +128,9 @@ async def run_reconciler(
             if not await redis.set(keys.reconciler_lock(), "1", nx=True, px=int(interval * 900)):
                 continue
             await requeue_stuck(
+                settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s
+            )
+            await requeue_follow_ups(
                 settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s
             )
             await sweep_orphan_blobs(catalog, blobs, grace_s=settings.orphan_grace_s)

@@ -40,7 +40,7 @@ from protocols.events import (
     PHOTO_PROCESSING_STARTED,
     STAGE_COMPLETED,
 )
-from protocols.jobs import JobPipeline, PhotoProcessingJob, deferred_job_id_for
+from protocols.jobs import PhotoProcessingJob, follow_up_job
 
 log = logging.getLogger("filmstrip.worker")
 
@@ -212,16 +212,7 @@ class PhotoProcessor:
     async def _enqueue_deferred(self, spec: PhotoProcessingJob, deferred: list[str]) -> None:
         """Queue the photo's follow-up job at the deferred priority (once: its id is fixed)."""
         assert self.queue is not None  # _split defers nothing without a queue
-        follow_up = msgspec.structs.replace(
-            spec,
-            id=deferred_job_id_for(spec.photo_id),
-            pipeline=JobPipeline(
-                name=spec.pipeline.name,
-                stages=deferred,
-                priority=self.settings.deferred_priority,
-                phase="deferred",
-            ),
-        )
+        follow_up = follow_up_job(spec, deferred, self.settings.deferred_priority)
         try:
             await self.queue.add(
                 follow_up.id,
@@ -352,6 +343,20 @@ class PhotoProcessor:
             )
             try:
                 await self._drop_unrecorded_derivatives(spec.photo_id)
+                # Recorded, so neither a redelivered upload job nor the reconciler queues
+                # the follow-up again for a result that will not come.
+                failure = {
+                    "failed": True,
+                    "code": error.code,
+                    "category": str(error.category),
+                    "message": error.message,
+                }
+                await self.catalog.add_deferred_results(
+                    spec.photo_id,
+                    metadata=dict.fromkeys(spec.pipeline.stages, failure),
+                    derivatives=[],
+                    replaces=(),
+                )
             finally:
                 trace_id_var.reset(token)
             return

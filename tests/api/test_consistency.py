@@ -6,8 +6,9 @@ import uuid
 from pathlib import Path
 
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
+from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
-from services.api.reconciler import requeue_stuck, sweep_orphan_blobs
+from services.api.reconciler import requeue_follow_ups, requeue_stuck, sweep_orphan_blobs
 from services.api.relay import relay_once
 from tests.api.conftest import Api
 
@@ -79,3 +80,43 @@ async def test_stuck_photo_without_a_job_is_requeued(api: Api) -> None:
     )
     assert n == 1  # only `fresh` (now old enough) lacked a job
     assert (await state.queue.counts())["waiting"] == 2
+
+
+async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -> None:
+    """Redis may lose the last second of writes (appendonly everysec): a follow-up job
+    queued just before the crash is gone, and the photo would never get its copy."""
+    state = api.state
+    lost, done, failed, fresh = (
+        _row(api, status=PhotoStatus.COMPLETED, updated_at=when)
+        for when in ("2000-01-01T00:00:00.000Z",) * 3 + (None,)
+    )
+    for photo in (lost, done, failed, fresh):
+        await state.catalog.insert_photo(photo, None)
+    for photo, metadata in (
+        (lost, {"width": 10, "exif": {"model": '"optimization": not a key'}}),
+        (done, {"optimization": {"kept": False}}),
+        (failed, {"optimization": {"failed": True}}),
+        (fresh, {}),
+    ):
+        await state.catalog.complete_photo(
+            photo.id, metadata=metadata, derivatives=[], taken_at=None
+        )
+    # complete_photo stamps now; age the three rows the reconciler may look at.
+    await state.catalog._execute(
+        "UPDATE photos SET updated_at = ? WHERE id IN (?, ?, ?)",
+        ("2000-01-01T00:00:00.000Z", lost.id, done.id, failed.id),
+    )
+
+    n = await requeue_follow_ups(
+        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
+    )
+    assert n == 1
+    info = await state.queue.get_job(deferred_job_id_for(lost.id))
+    assert info is not None and info.priority == api.settings.deferred_priority
+    for other in (done, failed, fresh):
+        assert await state.queue.get_job(deferred_job_id_for(other.id)) is None
+    # The next round finds the job and leaves it alone.
+    n = await requeue_follow_ups(
+        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
+    )
+    assert n == 0

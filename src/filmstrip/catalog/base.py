@@ -316,6 +316,28 @@ class Catalog(abc.ABC):
         )
         return [_photo(r) for r in rows]
 
+    async def completed_without(
+        self, results: Sequence[str], *, updated_before: str, limit: int = 500
+    ) -> list[PhotoRecord]:
+        """Completed photos, unchanged since ``updated_before``, whose metadata lacks one of
+        the ``results`` keys (deferred stages that never reported)."""
+        if not results:
+            return []
+        # A LIKE on the serialised JSON keeps this portable SQL: orjson writes keys as
+        # "name": with no space, and a quote inside a string value is escaped.
+        lacking = " OR ".join("processing_metadata NOT LIKE ?" for _ in results)
+        rows = await self._fetchall(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at < ? "
+            f"AND ({lacking}) ORDER BY updated_at LIMIT ?",
+            (
+                PhotoStatus.COMPLETED,
+                updated_before,
+                *(f'%"{name}":%' for name in results),
+                limit,
+            ),
+        )
+        return [_photo(r) for r in rows]
+
     async def list_photos(
         self,
         client_id: str,
