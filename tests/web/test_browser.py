@@ -168,6 +168,14 @@ def test_gallery_upload_live_progress_view_and_delete(
     canon = tiles.filter(has_text="Canon EOS 7D")
     expect(canon).to_have_count(1)
     photo_id = canon.get_attribute("data-photo-id")
+    # The optimised copy comes from the follow-up job: wait for it before opening the view.
+    deadline = time.monotonic() + LIVE_MS / 1000
+    while True:
+        _, record = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
+        if "optimization" in (record["metadata"] or {}) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    smaller = [d for d in record["derivatives"] if d["name"].startswith("optimized")]
     canon.get_by_role("button").click()
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
@@ -177,6 +185,14 @@ def test_gallery_upload_live_progress_view_and_delete(
     assert viewer.locator("#viewer-img").evaluate("img => img.naturalWidth") > 0
     href = viewer.get_by_role("link", name="Download original").get_attribute("href")
     assert href and href.startswith(f"/v1/photos/{photo_id}/original?")
+    optimized = viewer.locator("#viewer-optimized")
+    if smaller:
+        expect(optimized).to_be_visible()
+        expect(optimized).to_contain_text("% smaller")
+        link = optimized.get_attribute("href")
+        assert link and link.startswith(f"/v1/photos/{photo_id}/derivatives/optimized"), link
+    else:
+        expect(optimized).to_be_hidden()
     page.screenshot(path=str(SHOTS / "photo-view.png"))
 
     page.once("dialog", lambda dialog: dialog.accept())

@@ -204,6 +204,7 @@ class Catalog(abc.ABC):
             if not rows:
                 return False
             if keep_metadata or keep_derivatives:
+                # Read and written in one transaction: nothing lands in between.
                 old_meta = orjson.loads(rows[0][0] or "{}")
                 metadata = {**metadata, **{k: old_meta[k] for k in keep_metadata if k in old_meta}}
                 names = {d.name for d in derivatives}

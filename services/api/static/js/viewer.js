@@ -90,6 +90,17 @@ export class Viewer {
       dl.append(dt, dd);
     }
     this.q("#viewer-download").href = photo.original_url;
+    // The optimised copy comes from the follow-up job, after the photo is ready: reopening
+    // the view shows it once it exists.
+    const smaller = photo.derivatives.find((d) => d.name.startsWith("optimized"));
+    const link = this.q("#viewer-optimized");
+    link.hidden = !smaller;
+    if (smaller) {
+      link.href = smaller.url;
+      const format = smaller.content_type.split("/")[1].toUpperCase();
+      const saved = Math.round(100 * (1 - smaller.bytes / photo.bytes));
+      link.textContent = `Download smaller copy (${format}, ${saved}% smaller)`;
+    }
     this.q("#viewer-retry").hidden = photo.status !== "failed";
     this.q("#viewer-error").textContent = "";
   }
