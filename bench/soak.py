@@ -182,6 +182,7 @@ async def start_cluster(
             # row; the api's reconciler removes such orphans after this grace. A clean run
             # keeps the defaults: a sweep lists the whole store, which is not free.
             FILMSTRIP_ORPHAN_GRACE_S="15",
+            FILMSTRIP_ORPHAN_SWEEP_INTERVAL_S="5",
         )
     cmd = [sys.executable, "-m", "services.cli.main"]
     cluster = Cluster(data, redis, s3, proxy, [], f"ws://127.0.0.1:{bus_port}/ws", blobs)

@@ -65,6 +65,12 @@ async def sweep_orphan_blobs(catalog: Catalog, blobs: BlobStore, *, grace_s: flo
     return removed
 
 
+async def orphan_sweep_due(redis: aioredis.Redis, interval_s: float) -> bool:
+    """True at most once per ``interval_s`` across every api process (a gate key in Redis
+    that expires after the interval)."""
+    return bool(await redis.set(keys.orphan_sweep_gate(), "1", nx=True, px=int(interval_s * 1000)))
+
+
 async def requeue_stuck(
     settings: Settings, catalog: Catalog, queue: JobQueue, *, bucket: str, older_than_s: float
 ) -> int:
@@ -133,7 +139,8 @@ async def run_reconciler(
             await requeue_follow_ups(
                 settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s
             )
-            await sweep_orphan_blobs(catalog, blobs, grace_s=settings.orphan_grace_s)
+            if await orphan_sweep_due(redis, settings.orphan_sweep_interval_s):
+                await sweep_orphan_blobs(catalog, blobs, grace_s=settings.orphan_grace_s)
         except (FilmstripError, RedisError) as exc:
             log.warning("reconciler round failed: %s", exc)
         except Exception:

@@ -103,6 +103,11 @@ def reconciler_lock() -> str:
     return "filmstrip:lock:reconciler"
 
 
+def orphan_sweep_gate() -> str:
+    """Exists (with a TTL of the sweep interval) while the last orphan sweep is recent."""
+    return "filmstrip:gate:orphan-sweep"
+
+
 # --- dashboard stats (see filmstrip.metrics.stage_stats) ---------------------------------
 
 

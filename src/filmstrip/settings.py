@@ -59,6 +59,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # orphan, and when a queued/processing photo without a job is stuck.
     reconcile_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     orphan_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    # The orphan sweep lists the whole blob store: at a million photos that is thousands
+    # of LIST requests. Orphans come only from crashes and cost only storage, so it runs
+    # at most this often (across all api processes), not every round.
+    orphan_sweep_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 21_600.0
     stuck_after_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
 
     # Queue.

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
+from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
 from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
-from services.api.reconciler import requeue_follow_ups, requeue_stuck, sweep_orphan_blobs
+from services.api.reconciler import (
+    orphan_sweep_due,
+    requeue_follow_ups,
+    requeue_stuck,
+    sweep_orphan_blobs,
+)
 from services.api.relay import relay_once
 from tests.api.conftest import Api
 
@@ -120,3 +127,14 @@ async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -
         api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
     )
     assert n == 0
+
+
+async def test_the_orphan_sweep_runs_once_per_interval_across_processes(api: Api) -> None:
+    """Each sweep lists the whole store, so two api processes' reconcilers share one gate."""
+    redis = api.state.redis
+    await redis.delete(keys.orphan_sweep_gate())
+    assert await orphan_sweep_due(redis, 0.3)
+    assert not await orphan_sweep_due(redis, 0.3)  # the other process, this round
+    await asyncio.sleep(0.4)
+    assert await orphan_sweep_due(redis, 0.3)
+    await redis.delete(keys.orphan_sweep_gate())
