@@ -74,8 +74,14 @@ async def check_session(state: ApiState, client: ClientRecord, session_id: str |
 
 async def check_capacity(state: ApiState) -> None:
     """Refuse before reading a body when the queue is unreachable or too deep (503)."""
+    settings = state.settings
+    # Follow-up jobs wait in the lowest band behind every upload; a backlog of them delays
+    # no new photo's thumbnails, so it must not refuse uploads.
+    bands = 10
+    if settings.defer_optimization and settings.job_priority < settings.deferred_priority:
+        bands = settings.deferred_priority - 1
     try:
-        counts = await state.queue.counts()
+        counts = await state.queue.counts(waiting_bands=bands)
     except (FilmstripError, RedisError) as exc:
         raise ApiError(
             503,

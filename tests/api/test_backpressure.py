@@ -40,3 +40,15 @@ async def test_upload_over_the_waiting_limit_is_503_queue_full(small_queue_api: 
     # Once a job leaves the queue, uploads are accepted again.
     assert await api.state.queue.cancel(f"photo:{accepted[0]}")
     assert (await api.upload(fake_jpeg())).status == 201
+
+
+async def test_waiting_follow_up_jobs_do_not_refuse_uploads(small_queue_api: Api) -> None:
+    """Follow-ups (optimization, band 10) wait behind every upload; only uploads count."""
+    api = small_queue_api
+    for n in range(3):
+        await api.state.queue.add(f"deferred:test-{n}", b"{}", priority=10)
+    assert (await api.state.queue.counts())["waiting"] == 3
+    assert (await api.upload(fake_jpeg())).status == 201
+    assert (await api.upload(fake_jpeg())).status == 201
+    resp = await api.upload(fake_jpeg())  # two uploads wait now: the limit
+    assert resp.status == 503 and (await resp.json())["error"]["code"] == "queue_full"

@@ -448,12 +448,16 @@ return 1
 
 # -> {waiting, active, delayed, completed, failed, paused}
 COUNTS = r"""
+-- ARGV[6]: count waiting jobs in bands 1..ARGV[6] only (active ones in every band).
+local top = tonumber(ARGV[6]) or 10
 local waiting, active = 0, 0
 for p = 1, 10 do
   local s = KEYS[p]
   if redis.call('EXISTS', s) == 1 then
     local pend = redis.call('XPENDING', s, G)[1]
-    waiting = waiting + redis.call('XLEN', s) - pend
+    if p <= top then
+      waiting = waiting + redis.call('XLEN', s) - pend
+    end
     active = active + pend
   end
 end

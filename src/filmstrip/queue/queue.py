@@ -199,9 +199,10 @@ class JobQueue:
 
     # --- inspection --------------------------------------------------------------------------
 
-    async def counts(self) -> dict[str, int]:
-        """Jobs per state: waiting, active, delayed, completed, failed; ``paused`` is 0 or 1."""
-        w, a, d, c, f, p = await self._run("COUNTS", [])
+    async def counts(self, *, waiting_bands: int = 10) -> dict[str, int]:
+        """Jobs per state: waiting, active, delayed, completed, failed; ``paused`` is 0 or 1.
+        ``waiting`` counts priority bands 1..``waiting_bands`` only."""
+        w, a, d, c, f, p = await self._run("COUNTS", [waiting_bands])
         return {
             "waiting": int(w),
             "active": int(a),
