@@ -75,13 +75,14 @@ async def check_session(state: ApiState, client: ClientRecord, session_id: str |
 async def check_capacity(state: ApiState) -> None:
     """Refuse before reading a body when the queue is unreachable or too deep (503)."""
     settings = state.settings
-    # Follow-up jobs wait in the lowest band behind every upload; a backlog of them delays
-    # no new photo's thumbnails, so it must not refuse uploads.
+    # Follow-up jobs wait in the lowest band behind every upload: a backlog of them delays
+    # no new photo's thumbnails, so it refuses uploads only at ten times the limit, which
+    # bounds the memory they hold in Redis (about 1 KB each).
     bands = 10
     if settings.defer_optimization and settings.job_priority < settings.deferred_priority:
         bands = settings.deferred_priority - 1
     try:
-        counts = await state.queue.counts(waiting_bands=bands)
+        ahead, total = await state.queue.backlog(bands)
     except (FilmstripError, RedisError) as exc:
         raise ApiError(
             503,
@@ -89,12 +90,11 @@ async def check_capacity(state: ApiState) -> None:
             "the job queue is unreachable; try again shortly",
             headers={"Retry-After": "5"},
         ) from exc
-    waiting = counts.get("waiting", 0) + counts.get("delayed", 0)
-    if waiting >= state.settings.queue_max_waiting:
+    if ahead >= settings.queue_max_waiting or total >= 10 * settings.queue_max_waiting:
         raise ApiError(
             503,
             "queue_full",
-            f"{waiting} photos are waiting to be processed; try again shortly",
+            f"{ahead} photos are waiting to be processed; try again shortly",
             headers={"Retry-After": "30"},
         )
 

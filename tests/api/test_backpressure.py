@@ -52,3 +52,13 @@ async def test_waiting_follow_up_jobs_do_not_refuse_uploads(small_queue_api: Api
     assert (await api.upload(fake_jpeg())).status == 201
     resp = await api.upload(fake_jpeg())  # two uploads wait now: the limit
     assert resp.status == 503 and (await resp.json())["error"]["code"] == "queue_full"
+
+
+async def test_a_huge_follow_up_backlog_refuses_uploads(small_queue_api: Api) -> None:
+    """Ten times the limit, follow-ups too refuse uploads: they hold Redis memory."""
+    api = small_queue_api
+    for n in range(20):
+        await api.state.queue.add(f"deferred:test-{n}", b"{}", priority=10)
+    resp = await api.upload(fake_jpeg())
+    assert resp.status == 503 and (await resp.json())["error"]["code"] == "queue_full"
+    assert await api.photo_count() == 0

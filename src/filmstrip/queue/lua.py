@@ -448,19 +448,19 @@ return 1
 
 # -> {waiting, active, delayed, completed, failed, paused}
 COUNTS = r"""
--- ARGV[6]: count waiting jobs in bands 1..ARGV[6] only (active ones in every band).
+-- ARGV[6] (optional): also count the waiting jobs of bands 1..ARGV[6], returned last.
 local top = tonumber(ARGV[6]) or 10
-local waiting, active = 0, 0
+local waiting, active, waiting_top = 0, 0, 0
 for p = 1, 10 do
   local s = KEYS[p]
   if redis.call('EXISTS', s) == 1 then
     local pend = redis.call('XPENDING', s, G)[1]
-    if p <= top then
-      waiting = waiting + redis.call('XLEN', s) - pend
-    end
+    local w = redis.call('XLEN', s) - pend
+    waiting = waiting + w
+    if p <= top then waiting_top = waiting_top + w end
     active = active + pend
   end
 end
 return {waiting, active, redis.call('ZCARD', DELAYED), redis.call('ZCARD', COMPLETED),
-  redis.call('ZCARD', FAILED), redis.call('EXISTS', PAUSED)}
+  redis.call('ZCARD', FAILED), redis.call('EXISTS', PAUSED), waiting_top}
 """

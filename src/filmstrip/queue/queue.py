@@ -199,10 +199,15 @@ class JobQueue:
 
     # --- inspection --------------------------------------------------------------------------
 
-    async def counts(self, *, waiting_bands: int = 10) -> dict[str, int]:
-        """Jobs per state: waiting, active, delayed, completed, failed; ``paused`` is 0 or 1.
-        ``waiting`` counts priority bands 1..``waiting_bands`` only."""
-        w, a, d, c, f, p = await self._run("COUNTS", [waiting_bands])
+    async def backlog(self, top_band: int) -> tuple[int, int]:
+        """(waiting jobs in priority bands 1..``top_band``, waiting jobs in every band), each
+        with the delayed ones: what new work queues behind, and what Redis holds."""
+        w, _a, d, _c, _f, _p, top = await self._run("COUNTS", [top_band])
+        return int(top) + int(d), int(w) + int(d)
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs per state: waiting, active, delayed, completed, failed; ``paused`` is 0 or 1."""
+        w, a, d, c, f, p, _top = await self._run("COUNTS", [])
         return {
             "waiting": int(w),
             "active": int(a),
