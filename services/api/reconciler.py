@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.blobs import BlobStore
-from filmstrip.catalog import Catalog, PhotoStatus
+from filmstrip.catalog import Catalog, PhotoStatus, utc_ago
 from filmstrip.errors import FilmstripError
 from filmstrip.events import completion_once_key, forget_once
 from filmstrip.pipeline import resolve_stages, split_deferred
@@ -75,8 +74,7 @@ async def requeue_stuck(
     settings: Settings, catalog: Catalog, queue: JobQueue, *, bucket: str, older_than_s: float
 ) -> int:
     """Give a job back to photos queued/processing for ``older_than_s`` without one."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
-    before = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    before = utc_ago(older_than_s)
     requeued = 0
     for status in (PhotoStatus.QUEUED, PhotoStatus.PROCESSING):
         for photo in await catalog.photos_in_status(status, updated_before=before):
@@ -101,8 +99,7 @@ async def requeue_follow_ups(
     if not settings.defer_optimization:
         return 0
     _, deferred = split_deferred(resolve_stages(settings.default_pipeline))
-    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
-    before = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    before = utc_ago(older_than_s)
     requeued = 0
     for photo in await catalog.completed_without(deferred, updated_before=before):
         if await queue.get_job(deferred_job_id_for(photo.id)) is not None:

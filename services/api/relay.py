@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
 
 from redis.exceptions import RedisError
 
-from filmstrip.catalog import Catalog
+from filmstrip.catalog import Catalog, utc_ago
 from filmstrip.errors import FilmstripError
 from filmstrip.queue import JobQueue
 
 log = logging.getLogger("filmstrip.api.relay")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 async def relay_once(catalog: Catalog, queue: JobQueue, *, min_age_s: float = 2.0) -> int:
     """Enqueue outbox entries older than ``min_age_s``; return how many were moved."""
-    cutoff = _iso(datetime.now(UTC) - timedelta(seconds=min_age_s))
+    cutoff = utc_ago(min_age_s)
     moved = 0
     for entry in await catalog.outbox_pending(created_before=cutoff, limit=200):
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from filmstrip.catalog.base import Catalog, utcnow
+from filmstrip.catalog.base import Catalog, utc_ago, utcnow
 from filmstrip.catalog.models import (
     ClientRecord,
     DerivativeRecord,
@@ -22,6 +22,7 @@ __all__ = [
     "PhotoStatus",
     "SessionRecord",
     "open_catalog",
+    "utc_ago",
     "utcnow",
 ]
 

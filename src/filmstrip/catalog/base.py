@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -38,7 +38,13 @@ _derivatives_decoder = msgspec.json.Decoder(list[DerivativeRecord])
 
 def utcnow() -> str:
     """Now as the catalog stores times: ISO-8601 UTC with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_ago(0)
+
+
+def utc_ago(seconds: float) -> str:
+    """``seconds`` ago as the catalog stores times (a cutoff for ``*_before`` queries)."""
+    moment = datetime.now(UTC) - timedelta(seconds=seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _photo(row: Row) -> PhotoRecord:
