@@ -446,7 +446,7 @@ redis.call('HSET', jk, 'prog', ARGV[8])
 return 1
 """
 
-# -> {waiting, active, delayed, completed, failed, paused}
+# -> {waiting, active, delayed, completed, failed, paused, waiting in bands 1..ARGV[6]}
 COUNTS = r"""
 -- ARGV[6] (optional): also count the waiting jobs of bands 1..ARGV[6], returned last.
 local top = tonumber(ARGV[6]) or 10
