@@ -213,16 +213,10 @@ class PhotoProcessor:
         """Queue the photo's follow-up job at the deferred priority (once: its id is fixed)."""
         assert self.queue is not None  # _split defers nothing without a queue
         follow_up = follow_up_job(spec, deferred, self.settings.deferred_priority)
-        try:
-            await self.queue.add(
-                follow_up.id,
-                msgspec.json.encode(follow_up),
-                priority=follow_up.pipeline.priority,
-            )
-        except RedisError as exc:
-            raise TemporaryError(
-                f"could not queue the follow-up job: {exc}", code="queue_unavailable"
-            ) from exc
+        # A Redis failure here fails the attempt as TEMPORARY in handle(), like any other.
+        await self.queue.add(
+            follow_up.id, msgspec.json.encode(follow_up), priority=follow_up.pipeline.priority
+        )
 
     async def _process_deferred(self, job: Job, spec: PhotoProcessingJob) -> None:
         """The follow-up job: run the deferred stages on a ready photo and merge the results.
