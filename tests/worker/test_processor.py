@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from filmstrip import keys
 from filmstrip.blobs import BlobInfo, BlobStore, open_blob_store
@@ -304,8 +305,6 @@ class _QueueBlinks:
     async def add(self, job_id: str, payload: bytes, **kw: object) -> object:
         if job_id.startswith("deferred:") and not self.refused:
             self.refused += 1
-            from redis.exceptions import ConnectionError as RedisConnectionError
-
             raise RedisConnectionError("Redis blinked")
         return await self._inner.add(job_id, payload, **kw)  # type: ignore[arg-type]
 
