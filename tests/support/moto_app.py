@@ -1,0 +1,5 @@
+"""moto's S3 backend as a WSGI app, for tests/support/moto_server.py to serve."""
+
+from moto.moto_server.werkzeug_app import create_backend_app
+
+app = create_backend_app("s3")
