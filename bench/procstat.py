@@ -7,13 +7,28 @@ import os
 from pathlib import Path
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds ``pid`` has used, or ``None`` once it is gone."""
+def cpu_seconds(pid: int, *, tid: int | None = None) -> float | None:
+    """User + system CPU seconds ``pid`` has used (or only its thread ``tid``; the main
+    thread's id is the pid), or ``None`` once it is gone."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """:func:`cpu_seconds` of ``pid`` and every live descendant (a server whose parent
+    only supervises the child that serves, say)."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return own + sum(tree_cpu_seconds(c) or 0.0 for c in children)
 
 
 def rss_kb(pid: int) -> tuple[int, int]:
