@@ -40,25 +40,41 @@ def _photo_id_of(key: str) -> str | None:
     return parts[1] if len(parts) >= 2 and parts[0] + "/" in _BLOB_PREFIXES else None
 
 
-async def sweep_orphan_blobs(catalog: Catalog, blobs: BlobStore, *, grace_s: float) -> int:
+# Photos whose blobs one sweep holds at a time: the listing is checked against the catalog
+# as it streams, so a sweep of a million photos needs no more memory than of a thousand.
+SWEEP_BATCH = 1000
+
+
+async def sweep_orphan_blobs(
+    catalog: Catalog, blobs: BlobStore, *, grace_s: float, batch: int = SWEEP_BATCH
+) -> int:
     """Delete blobs older than ``grace_s`` whose photo has no row; return how many."""
     cutoff = time.time() - grace_s
-    by_photo: dict[str, list[str]] = {}
+    pending: dict[str, list[str]] = {}
+    removed = 0
+
+    async def settle() -> None:
+        nonlocal removed
+        present = await catalog.photo_ids_present(list(pending))
+        for photo_id, blob_keys in pending.items():
+            if photo_id in present:
+                continue
+            for key in blob_keys:
+                await blobs.delete(key)
+                removed += 1
+        pending.clear()
+
     for prefix in _BLOB_PREFIXES:
         async for info in blobs.list(prefix):
             photo_id = _photo_id_of(info.key)
-            if photo_id and info.modified < cutoff:
-                by_photo.setdefault(photo_id, []).append(info.key)
-    if not by_photo:
-        return 0
-    present = await catalog.photo_ids_present(list(by_photo))
-    removed = 0
-    for photo_id, blob_keys in by_photo.items():
-        if photo_id in present:
-            continue
-        for key in blob_keys:
-            await blobs.delete(key)
-            removed += 1
+            if not photo_id or info.modified >= cutoff:
+                continue
+            if photo_id not in pending and len(pending) >= batch:
+                # A photo split across two batches is checked in each: still correct.
+                await settle()
+            pending.setdefault(photo_id, []).append(info.key)
+    if pending:
+        await settle()
     if removed:
         log.info("swept %d orphan blob(s)", removed)
     return removed

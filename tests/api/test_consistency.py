@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
+
 from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
 from protocols.jobs import deferred_job_id_for
@@ -67,6 +69,41 @@ async def test_orphan_blobs_are_swept_after_grace(api: Api, corpus: Path) -> Non
     assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=0) == 2
     assert await state.blobs.stat(f"originals/{orphan}") is None
     assert await state.blobs.stat(f"originals/{kept}") is not None
+
+
+async def test_orphan_sweep_checks_the_catalog_in_bounded_batches(
+    api: Api, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = api.state
+    kept = [
+        (await (await api.upload((corpus / f"real/Landscape_{i}.jpg").read_bytes())).json())[
+            "photo_id"
+        ]
+        for i in (1, 2, 3)
+    ]
+    orphans = [str(uuid.uuid4()) for _ in range(5)]
+    for orphan in orphans:
+        await state.blobs.put_bytes(f"originals/{orphan}", b"x", content_type="image/jpeg")
+        await state.blobs.put_bytes(
+            f"derivatives/{orphan}/preview.jpg", b"y", content_type="image/jpeg"
+        )
+    asked: list[int] = []
+    present = state.catalog.photo_ids_present
+
+    async def counting(ids: list[str]) -> set[str]:
+        asked.append(len(ids))
+        return await present(ids)
+
+    monkeypatch.setattr(state.catalog, "photo_ids_present", counting)
+    assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=0, batch=2) == 10
+    # Each photo is asked about once per prefix it has blobs under (the kept ones have
+    # no derivatives: no worker runs here), never more than a batch at a time.
+    assert max(asked) <= 2 and sum(asked) == len(kept) + 2 * len(orphans)
+    for orphan in orphans:
+        assert await state.blobs.stat(f"originals/{orphan}") is None
+        assert await state.blobs.stat(f"derivatives/{orphan}/preview.jpg") is None
+    for photo_id in kept:
+        assert await state.blobs.stat(f"originals/{photo_id}") is not None
 
 
 async def test_stuck_photo_without_a_job_is_requeued(api: Api) -> None:
