@@ -117,10 +117,12 @@ async def requeue_follow_ups(
     _, deferred = split_deferred(resolve_stages(settings.default_pipeline))
     before = utc_ago(older_than_s)
     requeued = 0
-    for photo in await catalog.completed_without(deferred, updated_before=before):
+    for photo in await catalog.awaiting_follow_up(updated_before=before):
         if await queue.get_job(deferred_job_id_for(photo.id)) is not None:
             continue
         missing = [s for s in deferred if s not in (photo.processing_metadata or {})]
+        if not missing:
+            continue  # the pipeline no longer defers what this photo awaited
         ready = build_job(settings, photo, bucket=bucket)
         job = follow_up_job(ready, missing, settings.deferred_priority)
         await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)

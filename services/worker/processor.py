@@ -152,6 +152,7 @@ class PhotoProcessor:
             taken_at=taken_at,
             keep_metadata=deferred,
             keep_derivatives=_outputs(deferred),
+            owed=deferred,
         )
         if not stored:
             # Deleted while we worked: leave nothing behind.

@@ -136,14 +136,18 @@ async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -
     )
     for photo in (lost, done, failed, fresh):
         await state.catalog.insert_photo(photo, None)
-    for photo, metadata in (
-        (lost, {"width": 10, "exif": {"model": '"optimization": not a key'}}),
-        (done, {"optimization": {"kept": False}}),
-        (failed, {"optimization": {"failed": True}}),
-        (fresh, {}),
-    ):
+        # As the ready job leaves it: completed, its follow-up owed.
         await state.catalog.complete_photo(
-            photo.id, metadata=metadata, derivatives=[], taken_at=None
+            photo.id,
+            metadata={"width": 10, "exif": {"model": '"optimization": not a key'}},
+            derivatives=[],
+            taken_at=None,
+            owed=["optimization"],
+        )
+    # Two follow-ups reported (a result, a failure); the one for ``lost`` was lost.
+    for photo, result in ((done, {"kept": False}), (failed, {"failed": True})):
+        await state.catalog.add_deferred_results(
+            photo.id, metadata={"optimization": result}, derivatives=[], replaces=()
         )
     # complete_photo stamps now; age the three rows the reconciler may look at.
     await state.catalog._execute(

@@ -117,3 +117,88 @@ async def test_two_connections_share_the_file(tmp_path: Path) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def _awaiting(catalog: Catalog) -> set[str]:
+    return {p.id for p in await catalog.awaiting_follow_up(updated_before="9999")}
+
+
+async def test_photos_awaiting_their_follow_up_are_tracked_until_it_reports(
+    catalog: Catalog,
+) -> None:
+    owing, done_before, plain = _photo(), _photo(), _photo()
+    for photo in (owing, done_before, plain):
+        await catalog.insert_photo(photo, None)
+    await catalog.complete_photo(
+        owing.id, metadata={"width": 1}, derivatives=[], taken_at=None, owed=["optimization"]
+    )
+    # A rerun of the ready stages that keeps an earlier optimization result owes nothing.
+    await catalog.complete_photo(
+        done_before.id,
+        metadata={"optimization": {"kept": True}},
+        derivatives=[],
+        taken_at=None,
+        owed=["optimization"],
+    )
+    await catalog.complete_photo(plain.id, metadata={}, derivatives=[], taken_at=None)
+    assert await _awaiting(catalog) == {owing.id}
+
+    # A reprocess in flight is not completed: the reconciler leaves it to its own job.
+    await catalog.mark_processing(owing.id)
+    assert await _awaiting(catalog) == set()
+    await catalog.complete_photo(
+        owing.id, metadata={"width": 1}, derivatives=[], taken_at=None, owed=["optimization"]
+    )
+    assert await _awaiting(catalog) == {owing.id}
+
+    # The follow-up reports, with its result or its failure: nothing is awaited any more.
+    await catalog.add_deferred_results(
+        owing.id, metadata={"optimization": {"failed": True}}, derivatives=[], replaces=()
+    )
+    assert await _awaiting(catalog) == set()
+    # Results of some other stage do not settle what is still owed.
+    await catalog.complete_photo(
+        plain.id, metadata={}, derivatives=[], taken_at=None, owed=["optimization", "ocr"]
+    )
+    await catalog.add_deferred_results(
+        plain.id, metadata={"ocr": {"text": ""}}, derivatives=[], replaces=()
+    )
+    assert await _awaiting(catalog) == {plain.id}
+
+
+async def test_the_search_for_lost_follow_ups_reads_only_photos_awaiting_one(
+    catalog: Catalog,
+) -> None:
+    """At a million completed photos a scan of them all every minute would not do."""
+    plan = await catalog._fetchall(
+        "EXPLAIN QUERY PLAN SELECT id FROM photos WHERE follow_up IS NOT NULL "
+        "AND updated_at < ? AND status = ? ORDER BY updated_at LIMIT 5",
+        ("9999", PhotoStatus.COMPLETED),
+    )
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "USING INDEX photos_follow_up" in details, details
+    assert "TEMP B-TREE" not in details, details  # already in updated_at order
+
+
+async def test_a_catalog_from_before_a_column_was_added_gets_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = SqliteCatalog(str(path))
+    await old.connect()
+    photo = _photo()
+    await old.insert_photo(photo, None)
+    await old._execute("DROP INDEX photos_follow_up")
+    await old._execute("ALTER TABLE photos DROP COLUMN follow_up")
+    await old.close()
+
+    upgraded = SqliteCatalog(str(path))
+    await upgraded.connect()
+    try:
+        assert await upgraded.get_photo(photo.id) is not None  # kept
+        await upgraded.complete_photo(
+            photo.id, metadata={}, derivatives=[], taken_at=None, owed=["optimization"]
+        )
+        assert await _awaiting(upgraded) == {photo.id}
+        names = {r[1] for r in await upgraded._fetchall("PRAGMA index_list(photos)")}
+        assert "photos_follow_up" in names
+    finally:
+        await upgraded.close()

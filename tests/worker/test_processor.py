@@ -234,6 +234,7 @@ async def test_optimization_runs_after_the_photo_is_ready_in_a_low_priority_job(
     assert {d.name for d in photo.derivatives} == {"preview", "thumbnail", "optimized"}
     stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
     assert stored == {d.key for d in photo.derivatives}
+    assert await world.catalog.awaiting_follow_up(updated_before="9999") == []
     follow_up = await world.queue.get_job(deferred_job_id_for(photo_id))
     assert follow_up is not None and follow_up.priority == 10
     types = await _event_types(redis, "c")
@@ -290,6 +291,7 @@ async def test_a_failed_follow_up_job_leaves_the_photo_ready(world: World, corpu
     assert failure["failed"] is True and failure["category"] == "DATA", failure
     stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
     assert stored == {d.key for d in photo.derivatives}
+    assert await world.catalog.awaiting_follow_up(updated_before="9999") == []
 
 
 class _QueueBlinks:
@@ -321,6 +323,36 @@ async def test_a_follow_up_lost_with_redis_is_queued_by_the_redelivered_job(
     assert photo is not None and photo.status == "completed"
     assert "optimization" in (photo.processing_metadata or {})
     assert "optimized" in {d.name for d in photo.derivatives}
+
+
+class _QueueForgets:
+    """The real queue, except that follow-up jobs are acknowledged and never stored: what
+    a Redis restart does to writes of the last second before it."""
+
+    def __init__(self, inner: JobQueue) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def add(self, job_id: str, payload: bytes, **kw: object) -> object:
+        if job_id.startswith("deferred:"):
+            return None
+        return await self._inner.add(job_id, payload, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_photo_whose_follow_up_was_forgotten_is_found_by_the_catalog(
+    world: World, corpus: Path
+) -> None:
+    world.processor.queue = _QueueForgets(world.queue)  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed"
+    assert await world.queue.get_job(deferred_job_id_for(photo_id)) is None
+    # What the reconciler reads to queue it again.
+    awaiting = await world.catalog.awaiting_follow_up(updated_before="9999")
+    assert [p.id for p in awaiting] == [photo_id]
 
 
 class _RecordingFails:

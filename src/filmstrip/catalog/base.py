@@ -23,7 +23,7 @@ from filmstrip.catalog.models import (
     PhotoStatus,
     SessionRecord,
 )
-from filmstrip.catalog.schema import STATEMENTS
+from filmstrip.catalog.schema import ADDED_COLUMNS, STATEMENTS
 
 Row = Sequence[Any]
 
@@ -45,6 +45,10 @@ def utc_ago(seconds: float) -> str:
     """``seconds`` ago as the catalog stores times (a cutoff for ``*_before`` queries)."""
     moment = datetime.now(UTC) - timedelta(seconds=seconds)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _follow_up(names: list[str]) -> str | None:
+    return orjson.dumps(names).decode() if names else None
 
 
 def _photo(row: Row) -> PhotoRecord:
@@ -111,11 +115,23 @@ class Catalog(abc.ABC):
         async with self.transaction() as tx:
             return await tx.execute(sql, params)
 
+    @abc.abstractmethod
+    async def _columns(self, tx: Transaction, table: str) -> set[str]:
+        """The names of ``table``'s columns (the catalog's own dialect)."""
+
     async def create_schema(self) -> None:
-        """Create tables and indexes that are missing."""
+        """Create tables, columns and indexes that are missing."""
         async with self.transaction() as tx:
             for statement in STATEMENTS:
+                if statement.startswith("CREATE INDEX"):
+                    continue
                 await tx.execute(statement)
+            for table, column, sql_type in ADDED_COLUMNS:
+                if column not in await self._columns(tx, table):
+                    await tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            for statement in STATEMENTS:
+                if statement.startswith("CREATE INDEX"):
+                    await tx.execute(statement)
 
     async def ping(self) -> None:
         """Raise unless the catalog answers a query."""
@@ -198,10 +214,12 @@ class Catalog(abc.ABC):
         taken_at: str | None,
         keep_metadata: Collection[str] = (),
         keep_derivatives: Collection[str] = (),
+        owed: Collection[str] = (),
     ) -> bool:
         """Record a finished photo; False if it was deleted meanwhile. The stored row's
         ``keep_metadata`` keys and ``keep_derivatives`` survive (a rerun of the ready stages
-        keeps the deferred stages' results, which depend on the same original)."""
+        keeps the deferred stages' results, which depend on the same original). Of ``owed``
+        (the deferred stages), those without a result yet are noted as awaited."""
         now = utcnow()
         async with self.transaction() as tx:
             rows = await tx.fetchall(
@@ -222,7 +240,7 @@ class Catalog(abc.ABC):
             await tx.execute(
                 "UPDATE photos SET status = ?, processing_metadata = ?, derivatives = ?, "
                 "taken_at = ?, processed_at = ?, processing_error = NULL, error_category = NULL, "
-                "updated_at = ? WHERE id = ?",
+                "updated_at = ?, follow_up = ? WHERE id = ?",
                 (
                     PhotoStatus.COMPLETED,
                     orjson.dumps(metadata).decode(),
@@ -230,6 +248,7 @@ class Catalog(abc.ABC):
                     taken_at,
                     now,
                     now,
+                    _follow_up([name for name in owed if name not in metadata]),
                     photo_id,
                 ),
             )
@@ -248,7 +267,8 @@ class Catalog(abc.ABC):
         merge; None if the photo is gone or not completed (its results must be dropped)."""
         async with self.transaction() as tx:
             rows = await tx.fetchall(
-                "SELECT processing_metadata, derivatives FROM photos WHERE id = ? AND status = ?",
+                "SELECT processing_metadata, derivatives, follow_up FROM photos "
+                "WHERE id = ? AND status = ?",
                 (photo_id, PhotoStatus.COMPLETED),
             )
             if not rows:
@@ -258,13 +278,15 @@ class Catalog(abc.ABC):
                 d for d in _derivatives_decoder.decode(rows[0][1] or "[]") if d.name not in replaces
             ]
             merged = [*kept, *derivatives]
+            owed = orjson.loads(rows[0][2] or "[]")
             await tx.execute(
-                "UPDATE photos SET processing_metadata = ?, derivatives = ?, updated_at = ? "
-                "WHERE id = ?",
+                "UPDATE photos SET processing_metadata = ?, derivatives = ?, updated_at = ?, "
+                "follow_up = ? WHERE id = ?",
                 (
                     orjson.dumps(merged_meta).decode(),
                     msgspec.json.encode(merged).decode(),
                     utcnow(),
+                    _follow_up([name for name in owed if name not in merged_meta]),
                     photo_id,
                 ),
             )
@@ -323,25 +345,15 @@ class Catalog(abc.ABC):
         )
         return [_photo(r) for r in rows]
 
-    async def completed_without(
-        self, results: Sequence[str], *, updated_before: str, limit: int = 500
+    async def awaiting_follow_up(
+        self, *, updated_before: str, limit: int = 500
     ) -> list[PhotoRecord]:
-        """Completed photos, unchanged since ``updated_before``, whose metadata lacks one of
-        the ``results`` keys (deferred stages that never reported)."""
-        if not results:
-            return []
-        # A LIKE on the serialised JSON keeps this portable SQL: orjson writes keys as
-        # "name": with no space, and a quote inside a string value is escaped.
-        lacking = " OR ".join("processing_metadata NOT LIKE ?" for _ in results)
+        """Completed photos, unchanged since ``updated_before``, still awaiting a deferred
+        stage's result (its follow-up job never reported)."""
         rows = await self._fetchall(
-            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at < ? "
-            f"AND ({lacking}) ORDER BY updated_at LIMIT ?",
-            (
-                PhotoStatus.COMPLETED,
-                updated_before,
-                *(f'%"{name}":%' for name in results),
-                limit,
-            ),
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE follow_up IS NOT NULL "
+            "AND updated_at < ? AND status = ? ORDER BY updated_at LIMIT ?",
+            (updated_before, PhotoStatus.COMPLETED, limit),
         )
         return [_photo(r) for r in rows]
 

@@ -73,6 +73,9 @@ class SqliteCatalog(Catalog):
         except aiosqlite.OperationalError as exc:
             raise TemporaryError(f"catalog read failed: {exc}", code="catalog_unavailable") from exc
 
+    async def _columns(self, tx: Transaction, table: str) -> set[str]:
+        return {row[1] for row in await tx.fetchall(f"PRAGMA table_info({table})")}
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         if self._conn is None:
