@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, load_settings
 from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
+from services.worker import processor as processor_module
 from services.worker.processor import PhotoProcessor
 from tests.support.redis_server import RedisServer
 
@@ -380,3 +382,34 @@ async def test_a_follow_up_that_fails_after_its_put_leaves_no_stray_copy(
     assert {d.name for d in photo.derivatives} == {"preview", "thumbnail"}
     stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
     assert stored == {d.key for d in photo.derivatives}
+
+
+class _Delivery:
+    """Just what the processor's progress reporting reads of a job delivery."""
+
+    id = "photo:progress"
+    entry_id = "1-0"
+
+    def __init__(self) -> None:
+        self.stored: list[int] = []
+
+    async def update_progress(self, percent: int) -> bool:
+        self.stored.append(percent)
+        return True
+
+
+async def test_progress_is_stored_at_most_once_a_period_per_job(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typical photo's job ends before a write is due; a long one shows its progress."""
+    monkeypatch.setattr(processor_module, "PROGRESS_EVERY_S", 0.2)
+    delivery = _Delivery()
+    processor = world.processor
+    processor._progress_at[delivery.entry_id] = time.monotonic()
+    await processor._progress(delivery, 30)  # type: ignore[arg-type]
+    assert delivery.stored == []
+    await asyncio.sleep(0.25)
+    await processor._progress(delivery, 60)  # type: ignore[arg-type]
+    await processor._progress(delivery, 90)  # type: ignore[arg-type]
+    assert delivery.stored == [60]
+    processor._progress_at.pop(delivery.entry_id)
