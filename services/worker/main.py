@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ from filmstrip.concurrency import configure_pool, shutdown_pool
 from filmstrip.events import EventPublisher
 from filmstrip.metrics.exposition import start_metrics_server
 from filmstrip.metrics.queue import refresh_depths
+from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings
@@ -33,12 +35,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
+    timings = StageTimingsBuffer(redis)
+    flushing = asyncio.create_task(timings.run())
     processor = PhotoProcessor(
         settings,
         catalog=catalog,
         blobs=blobs,
         events=EventPublisher.from_settings(redis, settings),
-        redis=redis,
+        timings=timings,
         queue=queue,
     )
     metrics = await start_metrics_server(
@@ -62,6 +66,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await run
     finally:
         stopper.cancel()
+        flushing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flushing
+        await timings.flush()
         if metrics is not None:
             await metrics.cleanup()
         shutdown_pool()

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobNotFound, BlobStore
@@ -22,7 +21,7 @@ from filmstrip.errors import DataError, FilmstripError, LogicError, TemporaryErr
 from filmstrip.events import EventPublisher, completion_once_key
 from filmstrip.logs import trace_id_var
 from filmstrip.metrics import jobs as job_metrics
-from filmstrip.metrics.stage_stats import record_stage_timings
+from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from filmstrip.pipeline import (
     PipelineOptions,
     StageContext,
@@ -73,12 +72,12 @@ class PhotoProcessor:
         catalog: Catalog,
         blobs: BlobStore,
         events: EventPublisher,
-        redis: aioredis.Redis | None = None,
+        timings: StageTimingsBuffer | None = None,
         queue: JobQueue | None = None,
     ) -> None:
         self.settings = settings
         # Where per-stage timings go for the dashboard; None records none (focused tests).
-        self.redis = redis
+        self.timings = timings
         # Where follow-up jobs go; without one every stage runs in the upload's job.
         self.queue = queue
         self.catalog = catalog
@@ -172,10 +171,12 @@ class PhotoProcessor:
         # duplicate-delivery path enqueues it again (its id makes that idempotent).
         if deferred:
             await self._enqueue_deferred(spec, deferred)
-        await self._record_timings(timings)
+        self._record_timings(timings)
         total_ms = round((time.perf_counter() - started) * 1000, 1)
         await self._announce_completion(spec, metadata, records, total_ms)
-        log.info("photo completed", extra={"photo_id": photo_id, "ms": total_ms})
+        log.info(
+            "photo completed", extra={"photo_id": photo_id, "ms": total_ms, "stages_ms": timings}
+        )
 
     async def _original(self, spec: PhotoProcessingJob) -> bytes | None:
         """The original's bytes; None if the photo was deleted meanwhile."""
@@ -211,7 +212,8 @@ class PhotoProcessor:
                 STAGE_COMPLETED,
                 {"stage": name, "progress": progress, "ms": timings[name], "result": summary},
             )
-            log.info(
+            # DEBUG: the job's INFO line carries every stage's time.
+            log.debug(
                 "stage done", extra={"photo_id": spec.photo_id, "stage": name, "ms": timings[name]}
             )
         return timings
@@ -265,7 +267,7 @@ class PhotoProcessor:
             for old in photo.derivatives:
                 if old.name == stale:
                     await self.blobs.delete(old.key)
-        await self._record_timings(timings)
+        self._record_timings(timings)
         await self._publish(
             spec,
             PHOTO_DEFERRED_COMPLETED,
@@ -275,7 +277,10 @@ class PhotoProcessor:
                 "results": results,
             },
         )
-        log.info("follow-up done", extra={"photo_id": photo_id, "ms": sum(timings.values())})
+        log.info(
+            "follow-up done",
+            extra={"photo_id": photo_id, "ms": sum(timings.values()), "stages_ms": timings},
+        )
 
     async def _store_derivatives(self, photo_id: str, ctx: StageContext) -> list[DerivativeRecord]:
         """Put every derivative in ``ctx``; their catalog records."""
@@ -441,14 +446,9 @@ class PhotoProcessor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _record_timings(self, timings: dict[str, float]) -> None:
-        if self.redis is None:
-            return
-        try:
-            await record_stage_timings(self.redis, timings, now_ms=int(time.time() * 1000))
-        except (RedisError, OSError) as exc:
-            # Dashboard figures only: the photo is done whether or not they are recorded.
-            log.warning("stage timings not recorded: %s", exc)
+    def _record_timings(self, timings: dict[str, float]) -> None:
+        if self.timings is not None:
+            self.timings.add(timings, now_ms=int(time.time() * 1000))
 
     async def _publish(self, spec: PhotoProcessingJob, type_: str, data: dict[str, Any]) -> None:
         try:

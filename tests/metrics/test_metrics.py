@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from filmstrip import keys
 from filmstrip.metrics.exposition import start_metrics_server
-from filmstrip.metrics.stage_stats import read_stage_series, record_stage_timings
+from filmstrip.metrics.stage_stats import StageTimingsBuffer, read_stage_series
 from filmstrip.queue import JobQueue, QueueOptions
 from services.bus.app import create_app as create_bus_app
 from tests.api.conftest import api_settings, start_api
@@ -145,12 +145,32 @@ async def _depths(queue: JobQueue) -> None:
 async def test_stage_series_average_per_minute_and_expire(redis: aioredis.Redis) -> None:
     now_ms = 1_800_000_000_000
     minute = now_ms // 60_000
-    await record_stage_timings(redis, {"thumbnails": 100.0}, now_ms=now_ms - 120_000)
-    await record_stage_timings(redis, {"thumbnails": 30.0, "validation": 4.0}, now_ms=now_ms)
-    await record_stage_timings(redis, {"thumbnails": 50.0}, now_ms=now_ms)
+    buffer = StageTimingsBuffer(redis)
+    buffer.add({"thumbnails": 100.0}, now_ms=now_ms - 120_000)
+    buffer.add({"thumbnails": 30.0, "validation": 4.0}, now_ms=now_ms)
+    await buffer.flush()
+    buffer.add({"thumbnails": 50.0}, now_ms=now_ms)  # added to what is stored
+    await buffer.flush()
     series = {s.stage: s for s in await read_stage_series(redis, now_ms=now_ms, minutes=5)}
     assert series["thumbnails"].runs == [0, 0, 1, 0, 2]
     assert series["thumbnails"].mean_ms == [0.0, 0.0, 100.0, 0.0, 40.0]
     assert series["validation"].runs == [0, 0, 0, 0, 1]
     ttl = await redis.ttl(keys.stage_stats_minute(minute))
     assert 0 < ttl <= 7200
+
+
+async def test_stage_timings_survive_a_flush_redis_refused(redis: aioredis.Redis) -> None:
+    now_ms = 1_700_000_000_000  # a minute of its own
+    nowhere = aioredis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    buffer = StageTimingsBuffer(nowhere)
+    buffer.add({"metadata": 10.0}, now_ms=now_ms)
+    await buffer.flush()  # refused: logged and kept
+    buffer.add({"metadata": 20.0}, now_ms=now_ms)
+    buffer._redis = redis  # Redis is back
+    await buffer.flush()
+    await nowhere.aclose()
+    series = {s.stage: s for s in await read_stage_series(redis, now_ms=now_ms, minutes=1)}
+    assert series["metadata"].runs == [2] and series["metadata"].mean_ms == [15.0]
+    await buffer.flush()  # nothing left to write twice
+    series = {s.stage: s for s in await read_stage_series(redis, now_ms=now_ms, minutes=1)}
+    assert series["metadata"].runs == [2]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from filmstrip import keys
-from filmstrip.metrics.stage_stats import record_stage_timings
+from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from tests.web.conftest import WebApi
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -23,8 +23,10 @@ async def test_dashboard_reports_counts_throughput_stages_and_bus_processes(api:
     await redis.hset(f"{prefix}m:{minute}", mapping={"c": 7, "f": 2, "t": 900})
     await redis.hset(f"{prefix}m:{minute - 59}", mapping={"c": 1})
     await redis.hset(f"{prefix}m:{minute - 60}", mapping={"c": 99})  # outside the hour
-    await record_stage_timings(redis, {"validation": 10.0, "metadata": 30.0}, now_ms=now_ms)
-    await record_stage_timings(redis, {"validation": 20.0, "metadata": 50.0}, now_ms=now_ms)
+    timings = StageTimingsBuffer(redis)
+    timings.add({"validation": 10.0, "metadata": 30.0}, now_ms=now_ms)
+    timings.add({"validation": 20.0, "metadata": 50.0}, now_ms=now_ms)
+    await timings.flush()
     await redis.hset(keys.bus_instance("bus-1"), mapping={"sockets": 3, "delivered": 42})
     await redis.zadd(keys.bus_instances(), {"bus-1": now_ms, "bus-dead": now_ms})
     await api.upload(JPEG)
