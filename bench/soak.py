@@ -730,17 +730,19 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
                 f"{bare_cpu * 1000:.0f} / {per_photo * 1000:.0f} (ratio {bare_cpu / per_photo:.2f})"
             )
             # Where the run's CPU went beyond the stages themselves, per photo, beside what a
-            # run at 0.85 of the bare rate could spend on the two cores (about 0.18x the
-            # stages' own CPU). The worker's event loop (blob client, Redis, catalog,
-            # events, logs) runs on its main thread; its other threads run the stages.
+            # run at 0.85 of the bare rate could spend with every core busy all the time.
+            # The worker's event loop (blob client, Redis, catalog, events, logs) runs on
+            # its main thread; its other threads run the stages.
             done = max(1, report["completed"])
+            cores = os.cpu_count() or 1
+            budget = cores * 1000 / (0.85 * bare) - bare_cpu * 1000
             beyond = {k: v / done * 1000 for k, v in cpu_used.items()}
             beyond["worker"] -= bare_cpu * 1000
             report["CPU ms per photo beyond the bare stages"] = ", ".join(
                 f"{k} {v:.1f}" for k, v in sorted(beyond.items(), key=lambda kv: -kv[1])
             ) + (
                 f" (worker event loop {loop_cpu / done * 1000:.1f});"
-                f" budget at 0.85: {bare_cpu * 1000 * (1 / 0.85 - 1):.1f}"
+                f" budget at 0.85 on {cores} cores: {budget:.1f}"
             )
         print(
             f"\nFilmstrip soak: {n} uploads, {clients} clients, "
