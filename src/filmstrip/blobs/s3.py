@@ -37,6 +37,7 @@ from filmstrip.blobs.base import (
     BlobTooLarge,
 )
 from filmstrip.blobs.fs import guess_content_type
+from filmstrip.blobs.s3_endpoints import share_endpoint_resolution
 from filmstrip.blobs.validation import check_key, check_prefix
 from filmstrip.errors import LogicError
 from filmstrip.settings import Settings
@@ -120,6 +121,7 @@ class S3BlobStore(BlobStore):
                 "s3", endpoint_url=settings.s3_endpoint_url or None, config=client_config()
             )
         )
+        share_endpoint_resolution(client)
         return cls(client, bucket, prefix=prefix, region=settings.s3_region, exit_stack=stack)
 
     async def close(self) -> None:
