@@ -19,6 +19,11 @@ from services.bus.streamid import StreamId
 
 log = logging.getLogger("filmstrip.bus.hub")
 
+# A catch-up whose replay failed is tried again this many rounds in all, after 0.2, 0.4,
+# 0.8 ... s: long enough for a restarted Redis to take connections again.
+CATCH_UP_ROUNDS = 5
+CATCH_UP_FIRST_DELAY_S = 0.2
+
 
 class Hub:
     """Routes published events to local sockets and replays missed ones."""
@@ -152,17 +157,40 @@ class Hub:
         return sent
 
     async def catch_up_all(self) -> None:
-        """After the subscription was lost and restored: replay each socket's gap."""
-        conns = [c for c in self.connections if c.client_id is not None and c.lifecycle.open]
-        log.info("catching up sockets after resubscribing", extra={"sockets": len(conns)})
-        for conn in conns:
-            try:
-                await self.replay(conn, max(conn.cursor.high, conn.floor), resume=False)
-            except Exception as exc:
-                log.warning(
-                    "catch-up failed", extra={"socket_id": conn.socket_id, "error": str(exc)}
-                )
-            await asyncio.sleep(0)
+        """After the subscription was lost and restored: replay each socket's gap.
+
+        Redis may still be coming back (its old connections fail at first), so sockets
+        whose replay failed are tried again a few times; one whose gap still cannot be
+        replayed is closed with 1012, so its client reconnects and resumes instead of
+        silently missing what was published in the gap.
+        """
+        pending = [c for c in self.connections if c.client_id is not None and c.lifecycle.open]
+        log.info("catching up sockets after resubscribing", extra={"sockets": len(pending)})
+        delay = CATCH_UP_FIRST_DELAY_S
+        for round_ in range(CATCH_UP_ROUNDS):
+            if round_:
+                await asyncio.sleep(delay)
+                delay *= 2
+            failed = []
+            error = ""
+            for conn in pending:
+                if not conn.lifecycle.open:
+                    continue
+                try:
+                    await self.replay(conn, max(conn.cursor.high, conn.floor), resume=False)
+                except Exception as exc:
+                    failed.append(conn)
+                    error = str(exc)
+                await asyncio.sleep(0)
+            if not failed:
+                return
+            pending = failed
+        for conn in pending:
+            log.warning(
+                "catch-up failed; closing the socket so its client resumes",
+                extra={"socket_id": conn.socket_id, "error": error},
+            )
+            await conn.close(1012, "events could not be replayed; reconnect and resume")
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every socket (shutdown)."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from filmstrip.events import EventPublisher
 from protocols import events as ev
-from services.bus.app import SUBSCRIBER
+from services.bus import hub as hub_module
+from services.bus.app import HUB, SUBSCRIBER
 from tests.bus.support import Account, BusClient, RunningBus
 
 Connect = Callable[..., Awaitable[BusClient]]
@@ -64,3 +68,70 @@ async def test_events_published_while_unsubscribed_are_caught_up(
     got = [m["id"] for m in await c.events(6)]
     assert got == ids[1:]
     await c.barrier()
+
+
+async def _gap_after_a_lost_subscription(
+    bus: RunningBus, acc: Account, publisher: EventPublisher, redis: aioredis.Redis
+) -> str:
+    """Cut the bus's subscription, publish one event into the gap; its id."""
+    assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+    return await publisher.publish(
+        ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
+        trace_id="0" * 32, data={"gap": True},
+    )  # fmt: skip
+
+
+async def test_a_catch_up_that_fails_at_first_is_tried_again(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Right after a Redis restart the bus's pooled connections are dead: the first
+    replays fail, and the gap must still be filled."""
+    bus = await start_bus()
+    acc = await make_account()
+    c = await connect(bus.url)
+    await c.identify(acc.token)
+    await c.barrier()
+    hub = bus.app[HUB]
+    replay = hub.replay
+    failures = [2]
+
+    async def flaky(*args: Any, **kwargs: Any) -> int:
+        if failures[0]:
+            failures[0] -= 1
+            raise RedisConnectionError("Connection closed by server.")
+        return await replay(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "replay", flaky)
+    gap = await _gap_after_a_lost_subscription(bus, acc, publisher, redis)
+    assert [m["id"] for m in await c.events(1)] == [gap]
+    assert failures == [0]
+
+
+async def test_a_socket_whose_gap_cannot_be_replayed_is_closed_to_resume(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bus = await start_bus()
+    acc = await make_account()
+    c = await connect(bus.url)
+    await c.identify(acc.token)
+    await c.barrier()
+    hub = bus.app[HUB]
+
+    async def broken(*args: Any, **kwargs: Any) -> int:
+        raise RedisConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(hub_module, "CATCH_UP_FIRST_DELAY_S", 0.01)
+    monkeypatch.setattr(hub, "replay", broken)
+    await _gap_after_a_lost_subscription(bus, acc, publisher, redis)
+    # Not left open and silently behind: the client reconnects and resumes.
+    assert await c.closed(within=10) == 1012
