@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,6 +16,7 @@ from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.errors import TemporaryError
+from filmstrip.script_wire import ScriptWire
 from filmstrip.settings import Settings
 from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
 
@@ -44,7 +44,8 @@ _encoder = msgspec.json.Encoder()
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = time.time()
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now))}.{int(now % 1 * 1000):03d}Z"
 
 
 class EventPublisher:
@@ -54,7 +55,7 @@ class EventPublisher:
         self, redis: aioredis.Redis, *, replay_maxlen: int = 1000, replay_age_s: int = 86_400
     ) -> None:
         self._redis = redis
-        self._script = redis.register_script(_PUBLISH)
+        self._script = ScriptWire(redis, redis.register_script(_PUBLISH), reconnect=True)
         self._maxlen = replay_maxlen
         self._age_ms = replay_age_s * 1000
 
@@ -90,10 +91,9 @@ class EventPublisher:
         )
         min_id = str(int(time.time() * 1000) - self._age_ms) if self._age_ms else "0"
         try:
-            stream_id = await self._script(
-                keys=[keys.client_events(client_id)]
-                + ([keys.event_once(once_key)] if once_key else []),
-                args=[
+            stream_id = await self._script.call(
+                [keys.client_events(client_id)] + ([keys.event_once(once_key)] if once_key else []),
+                [
                     event.channel,
                     _encoder.encode(event),
                     self._maxlen,

@@ -14,7 +14,7 @@ from filmstrip.queue import lua
 from filmstrip.queue.job import AddResult, JobError, JobInfo, JobState
 from filmstrip.queue.metrics import WINDOWS, QueueStats, window_stats
 from filmstrip.queue.options import QueueOptions, RetentionSpec, retention_args
-from filmstrip.queue.wire import ScriptWire
+from filmstrip.script_wire import ScriptWire
 
 
 class NewJob(msgspec.Struct, frozen=True, kw_only=True):

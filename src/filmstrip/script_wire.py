@@ -1,4 +1,4 @@
-"""A lean caller for the consumer's hot Lua scripts.
+"""A lean caller for hot Lua scripts: the queue consumer's, the event publisher's.
 
 redis-py re-encodes every argument of every call and wraps each command in several layers
 of bookkeeping; for STEP, called once per job at concurrency 1, that cost as much as the
@@ -31,17 +31,27 @@ def _encode(value: Any) -> bytes:
 
 
 class ScriptWire:
-    """Runs one registered script with pre-encoded keys and leading arguments."""
+    """Runs one registered script with pre-encoded keys and leading arguments (or, with
+    :meth:`call`, keys given per call).
+
+    With ``reconnect``, a call whose kept connection turns out dead (Redis restarted since)
+    is sent once more on a fresh one, as redis-py's own retry would: only for scripts that
+    may run twice when a reply is lost.
+    """
 
     def __init__(
         self,
         redis: aioredis.Redis,
         script: AsyncScript,
-        keys: Sequence[bytes],
-        base_args: Sequence[bytes],
+        keys: Sequence[bytes] = (),
+        base_args: Sequence[bytes] = (),
+        *,
+        reconnect: bool = False,
     ) -> None:
         self._redis = redis
         self._script = script
+        self._reconnect = reconnect
+        self._sha = _bulk(script.sha.encode())
         fixed = [b"EVALSHA", script.sha.encode(), b"%d" % len(keys), *keys, *base_args]
         self._fixed = len(fixed)
         self._head = b"".join(_bulk(part) for part in fixed)
@@ -56,6 +66,29 @@ class ScriptWire:
             self._head,
             *[_bulk(_encode(a)) for a in args],
         ])  # fmt: skip
+        return await self._run(packed)
+
+    async def call(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run the script with these ``keys`` and ``args`` (on a wire made without keys
+        or base arguments)."""
+        packed = b"".join([
+            b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + len(keys) + len(args)),
+            self._sha,
+            _bulk(b"%d" % len(keys)),
+            *[_bulk(_encode(a)) for a in (*keys, *args)],
+        ])  # fmt: skip
+        return await self._run(packed)
+
+    async def _run(self, packed: bytes) -> Any:
+        try:
+            return await self._send_loading(packed)
+        except redis.exceptions.ConnectionError:
+            if not self._reconnect:
+                raise
+            # _send dropped the dead connection; the pool gives a fresh one.
+            return await self._send_loading(packed)
+
+    async def _send_loading(self, packed: bytes) -> Any:
         try:
             return await self._send(packed)
         except redis.exceptions.NoScriptError:

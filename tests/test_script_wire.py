@@ -1,0 +1,73 @@
+"""The lean script caller: same replies as redis-py, survives flushes, cancels and (when
+asked to) a Redis restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from filmstrip.script_wire import ScriptWire
+from tests.support.redis_server import RedisServer
+
+_ECHO_KEY = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
+
+
+async def test_wire_reloads_a_script_redis_forgot(redis: aioredis.Redis) -> None:
+    wire = ScriptWire(redis, redis.register_script(_ECHO_KEY), [b"wire:k"])
+    assert await wire([b"one"]) == b"one"
+    await redis.script_flush()
+    assert await wire([b"two"]) == b"two"
+    await wire.aclose()
+
+
+async def test_keys_can_be_given_per_call(redis: aioredis.Redis) -> None:
+    wire = ScriptWire(redis, redis.register_script(_ECHO_KEY))
+    assert await wire.call(["wire:a"], ["x"]) == b"x"
+    assert await wire.call([b"wire:b"], [3]) == b"3"
+    assert await redis.mget("wire:a", "wire:b") == [b"x", b"3"]
+    await wire.aclose()
+
+
+@pytest.fixture
+async def restartable() -> AsyncIterator[tuple[RedisServer, aioredis.Redis]]:
+    with RedisServer() as server:
+        client = aioredis.Redis.from_url(server.url)
+        yield server, client
+        await client.aclose()
+
+
+async def test_a_reconnecting_wire_rides_out_a_redis_restart(
+    restartable: tuple[RedisServer, aioredis.Redis],
+) -> None:
+    server, client = restartable
+    plain = ScriptWire(client, client.register_script(_ECHO_KEY))
+    reconnecting = ScriptWire(client, client.register_script(_ECHO_KEY), reconnect=True)
+    assert await plain.call(["k"], ["1"]) == b"1"
+    assert await reconnecting.call(["k"], ["1"]) == b"1"
+    server.restart()  # each wire's kept connection is dead now
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await plain.call(["k"], ["2"])
+    assert await reconnecting.call(["k"], ["3"]) == b"3"  # and the script reloaded
+    await plain.aclose()
+    await reconnecting.aclose()
+
+
+async def test_a_cancelled_call_does_not_leave_a_reply_for_the_next(
+    redis: aioredis.Redis,
+) -> None:
+    script = redis.register_script("redis.call('SET', KEYS[1], ARGV[1]) return ARGV[2]")
+    await script(keys=["k"], args=["v", "warm"])  # loads it
+    wire = ScriptWire(redis, script, [b"k"], [b"v"])
+    assert await wire([b"first"]) == b"first"
+    call = asyncio.create_task(wire([b"cancelled"]))
+    await asyncio.sleep(0)  # sent, reply not read yet
+    call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+    # A kept connection with an unread reply would answer "cancelled" here.
+    assert await wire([b"second"]) == b"second"
+    assert await wire([7]) == b"7"
+    await wire.aclose()
