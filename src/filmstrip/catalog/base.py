@@ -7,7 +7,7 @@ primitives; every query here uses ``?`` placeholders that a driver may rewrite.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from filmstrip.catalog.models import (
     PhotoStatus,
     SessionRecord,
 )
-from filmstrip.catalog.schema import ADDED_COLUMNS, STATEMENTS
+from filmstrip.catalog.schema import ADDED_COLUMNS, INDEXES, TABLES
 
 Row = Sequence[Any]
 
@@ -47,8 +47,10 @@ def utc_ago(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _follow_up(names: list[str]) -> str | None:
-    return orjson.dumps(names).decode() if names else None
+def _follow_up(owed: Iterable[str], results: Mapping[str, Any]) -> str | None:
+    """The ``follow_up`` column: the owed stages without a result yet, NULL if none."""
+    awaited = [name for name in owed if name not in results]
+    return orjson.dumps(awaited).decode() if awaited else None
 
 
 def _photo(row: Row) -> PhotoRecord:
@@ -122,16 +124,13 @@ class Catalog(abc.ABC):
     async def create_schema(self) -> None:
         """Create tables, columns and indexes that are missing."""
         async with self.transaction() as tx:
-            for statement in STATEMENTS:
-                if statement.startswith("CREATE INDEX"):
-                    continue
+            for statement in TABLES:
                 await tx.execute(statement)
             for table, column, sql_type in ADDED_COLUMNS:
                 if column not in await self._columns(tx, table):
                     await tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-            for statement in STATEMENTS:
-                if statement.startswith("CREATE INDEX"):
-                    await tx.execute(statement)
+            for statement in INDEXES:
+                await tx.execute(statement)
 
     async def ping(self) -> None:
         """Raise unless the catalog answers a query."""
@@ -248,7 +247,7 @@ class Catalog(abc.ABC):
                     taken_at,
                     now,
                     now,
-                    _follow_up([name for name in owed if name not in metadata]),
+                    _follow_up(owed, metadata),
                     photo_id,
                 ),
             )
@@ -286,7 +285,7 @@ class Catalog(abc.ABC):
                     orjson.dumps(merged_meta).decode(),
                     msgspec.json.encode(merged).decode(),
                     utcnow(),
-                    _follow_up([name for name in owed if name not in merged_meta]),
+                    _follow_up(owed, merged_meta),
                     photo_id,
                 ),
             )

@@ -8,13 +8,13 @@ from __future__ import annotations
 SCHEMA_VERSION = 1
 
 # Columns added after a table was first released: (table, column, SQL type). A catalog
-# created before them gets them (NULL in existing rows) before the indexes are made.
+# created before them gets them (NULL in existing rows) after TABLES, before INDEXES.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # The deferred stages (JSON list) a completed photo still awaits; NULL when none.
     ("photos", "follow_up", "TEXT"),
 )
 
-STATEMENTS: tuple[str, ...] = (
+TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS clients (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -53,15 +53,6 @@ STATEMENTS: tuple[str, ...] = (
         updated_at TEXT NOT NULL,
         follow_up TEXT
     )""",
-    "CREATE INDEX IF NOT EXISTS photos_client_uploaded ON photos (client_id, uploaded_at, id)",
-    "CREATE INDEX IF NOT EXISTS photos_client_taken ON photos (client_id, taken_at, id)",
-    "CREATE INDEX IF NOT EXISTS photos_client_sha ON photos (client_id, sha256)",
-    "CREATE INDEX IF NOT EXISTS photos_session ON photos (session_id)",
-    "CREATE INDEX IF NOT EXISTS photos_status ON photos (status, updated_at)",
-    # Only photos still owed a follow-up job's results are in it, so the reconciler's
-    # search for lost follow-ups reads those rows, not every completed photo.
-    "CREATE INDEX IF NOT EXISTS photos_follow_up ON photos (status, updated_at) "
-    "WHERE follow_up IS NOT NULL",
     # The outbox: written in the same transaction as the photo row; a relay moves each
     # entry to the queue and deletes it, so an accepted upload always gets its job.
     """CREATE TABLE IF NOT EXISTS outbox (
@@ -72,4 +63,16 @@ STATEMENTS: tuple[str, ...] = (
         created_at TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0
     )""",
+)
+
+INDEXES: tuple[str, ...] = (
+    "CREATE INDEX IF NOT EXISTS photos_client_uploaded ON photos (client_id, uploaded_at, id)",
+    "CREATE INDEX IF NOT EXISTS photos_client_taken ON photos (client_id, taken_at, id)",
+    "CREATE INDEX IF NOT EXISTS photos_client_sha ON photos (client_id, sha256)",
+    "CREATE INDEX IF NOT EXISTS photos_session ON photos (session_id)",
+    "CREATE INDEX IF NOT EXISTS photos_status ON photos (status, updated_at)",
+    # Only photos still owed a follow-up job's results are in it, so the reconciler's
+    # search for lost follow-ups reads those rows, not every completed photo.
+    "CREATE INDEX IF NOT EXISTS photos_follow_up ON photos (status, updated_at) "
+    "WHERE follow_up IS NOT NULL",
 )
