@@ -20,6 +20,18 @@ Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
 
 
+async def _listening(
+    start_bus: Callable[..., Awaitable[RunningBus]], make_account: MakeAccount, connect: Connect
+) -> tuple[RunningBus, Account, BusClient]:
+    """A bus, an account, and a socket identified on it and in step."""
+    bus = await start_bus()
+    acc = await make_account()
+    c = await connect(bus.url)
+    await c.identify(acc.token)
+    await c.barrier()
+    return bus, acc, c
+
+
 async def test_events_published_while_unsubscribed_are_caught_up(
     start_bus: Callable[..., Awaitable[RunningBus]],
     connect: Connect,
@@ -27,11 +39,7 @@ async def test_events_published_while_unsubscribed_are_caught_up(
     publisher: EventPublisher,
     redis: aioredis.Redis,
 ) -> None:
-    bus = await start_bus()
-    acc = await make_account()
-    c = await connect(bus.url)
-    await c.identify(acc.token)
-    await c.barrier()
+    bus, acc, c = await _listening(start_bus, make_account, connect)
     ids = [
         await publisher.publish(
             ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
@@ -91,11 +99,7 @@ async def test_a_catch_up_that_fails_at_first_is_tried_again(
 ) -> None:
     """Right after a Redis restart the bus's pooled connections are dead: the first
     replays fail, and the gap must still be filled."""
-    bus = await start_bus()
-    acc = await make_account()
-    c = await connect(bus.url)
-    await c.identify(acc.token)
-    await c.barrier()
+    bus, acc, c = await _listening(start_bus, make_account, connect)
     hub = bus.app[HUB]
     replay = hub.replay
     failures = [2]
@@ -120,11 +124,7 @@ async def test_a_socket_whose_gap_cannot_be_replayed_is_closed_to_resume(
     redis: aioredis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    bus = await start_bus()
-    acc = await make_account()
-    c = await connect(bus.url)
-    await c.identify(acc.token)
-    await c.barrier()
+    bus, acc, c = await _listening(start_bus, make_account, connect)
     hub = bus.app[HUB]
 
     async def broken(*args: Any, **kwargs: Any) -> int:

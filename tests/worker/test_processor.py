@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import orjson
 import pytest
@@ -177,18 +178,29 @@ async def test_running_twice_gives_the_same_keys_and_values(world: World, corpus
     assert first.processing_metadata == second.processing_metadata
 
 
-class _FlakyPuts:
+T = TypeVar("T")
+
+
+class _Wrapping(Generic[T]):
+    """A real store, queue or catalog with some methods replaced by a subclass: every
+    other attribute is the wrapped object's."""
+
+    def __init__(self, inner: T) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+class _FlakyPuts(_Wrapping[BlobStore]):
     """The real store, except that the first put of each matching key fails as TEMPORARY
     after the others of its photo were started (a store blip mid-way)."""
 
     def __init__(self, inner: BlobStore, marker: str) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._marker = marker
         self.failed: list[str] = []
         self.puts: list[str] = []
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
         self.puts.append(key)
@@ -246,16 +258,13 @@ async def test_optimization_runs_after_the_photo_is_ready_in_a_low_priority_job(
     ), mine
 
 
-class _Hooked:
+class _Hooked(_Wrapping[BlobStore]):
     """The real store, with a hook before the put of keys containing ``marker``."""
 
     def __init__(self, inner: BlobStore, marker: str, hook: object) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._marker = marker
         self._hook = hook
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
         if self._marker in key:
@@ -296,15 +305,12 @@ async def test_a_failed_follow_up_job_leaves_the_photo_ready(world: World, corpu
     assert await world.catalog.awaiting_follow_up(updated_before="9999") == []
 
 
-class _QueueBlinks:
+class _QueueBlinks(_Wrapping[JobQueue]):
     """The real queue, except that the first add of a follow-up job fails."""
 
     def __init__(self, inner: JobQueue) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.refused = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
     async def add(self, job_id: str, payload: bytes, **kw: object) -> object:
         if job_id.startswith("deferred:") and not self.refused:
@@ -327,15 +333,9 @@ async def test_a_follow_up_lost_with_redis_is_queued_by_the_redelivered_job(
     assert "optimized" in {d.name for d in photo.derivatives}
 
 
-class _QueueForgets:
+class _QueueForgets(_Wrapping[JobQueue]):
     """The real queue, except that follow-up jobs are acknowledged and never stored: what
     a Redis restart does to writes of the last second before it."""
-
-    def __init__(self, inner: JobQueue) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
     async def add(self, job_id: str, payload: bytes, **kw: object) -> object:
         if job_id.startswith("deferred:"):
@@ -357,15 +357,9 @@ async def test_a_photo_whose_follow_up_was_forgotten_is_found_by_the_catalog(
     assert [p.id for p in awaiting] == [photo_id]
 
 
-class _RecordingFails:
+class _RecordingFails(_Wrapping[Catalog]):
     """The real catalog, except that recording deferred results fails as DATA (after the
     follow-up job stored its copy)."""
-
-    def __init__(self, inner: Catalog) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
     async def add_deferred_results(self, photo_id: str, **kw: object) -> object:
         raise DataError("the catalog refused the results", code="refused")
