@@ -49,10 +49,11 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, object
 
 
 async def _closed(reader: asyncio.StreamReader) -> bool:
-    """True once the server closed the connection (it sent nothing)."""
+    """True once the server closed the connection (it sent nothing). Its close shows as
+    EOF, a reset, or (when our last write hit the closed socket) a broken pipe."""
     try:
         return await asyncio.wait_for(reader.read(1), WAIT_S) == b""
-    except ConnectionResetError:
+    except (ConnectionResetError, BrokenPipeError):
         return True
 
 
