@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import aioboto3
+from aiobotocore.session import AioSession
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -38,6 +39,7 @@ from filmstrip.blobs.base import (
 )
 from filmstrip.blobs.fs import guess_content_type
 from filmstrip.blobs.s3_endpoints import share_endpoint_resolution
+from filmstrip.blobs.s3_timestamps import parse_timestamp
 from filmstrip.blobs.validation import check_key, check_prefix
 from filmstrip.errors import LogicError
 from filmstrip.settings import Settings
@@ -110,7 +112,11 @@ class S3BlobStore(BlobStore):
     async def from_settings(cls, url: str, settings: Settings) -> S3BlobStore:
         """Open the client once for ``s3://bucket[/prefix]`` with the ``s3_*`` settings."""
         bucket, prefix = parse_s3_url(url)
+        botocore_session = AioSession()
+        parsers = botocore_session.get_component("response_parser_factory")
+        parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
         session = aioboto3.Session(
+            botocore_session=botocore_session,
             aws_access_key_id=settings.s3_access_key_id or None,
             aws_secret_access_key=settings.s3_secret_access_key or None,
             region_name=settings.s3_region or None,
