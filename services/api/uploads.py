@@ -73,7 +73,10 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
         settings.max_upload_bytes + 64 * 1024
     ):
         raise ApiError(413, "too_large", _too_large_message(settings.max_upload_bytes))
-    if not request.content_type.startswith("multipart/form-data"):
+    # The raw header, not request.content_type: aiohttp parses that with the email package,
+    # a tenth of the handler's own CPU for an upload.
+    media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if media_type != "multipart/form-data":
         raise ApiError(
             400, "not_multipart", "send the photo as multipart/form-data with a 'file' field"
         )

@@ -150,14 +150,31 @@ async def test_missing_file_field_is_400(api: Api) -> None:
     await _assert_nothing_left(api)
 
 
-async def test_not_multipart_is_400(api: Api) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["image/jpeg", "multipart/form-datax; boundary=b", "multipart/mixed", ""]
+)
+async def test_not_multipart_is_400(api: Api, content_type: str) -> None:
     resp = await api.http.post(
         f"{api.url}/v1/photos",
         data=b"\xff\xd8\xff\xe0",
-        headers={**api.auth, "Content-Type": "image/jpeg"},
+        headers={**api.auth, "Content-Type": content_type},
     )
     await _error(resp, 400, "not_multipart")
     await _assert_nothing_left(api)
+
+
+async def test_multipart_media_type_is_case_insensitive(api: Api, corpus: Path) -> None:
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--b--\r\n"
+    )
+    resp = await api.http.post(
+        f"{api.url}/v1/photos",
+        data=body,
+        headers={**api.auth, "Content-Type": "Multipart/Form-Data ; boundary=b"},
+    )
+    assert resp.status == 201, await resp.text()
 
 
 async def test_unknown_session_is_404_and_blob_removed(api: Api, corpus: Path) -> None:
