@@ -11,6 +11,7 @@ import socket
 import redis.asyncio as aioredis
 
 from filmstrip.blobs import open_blob_store
+from filmstrip.blobs.local_cache import LocalBlobCache
 from filmstrip.catalog import open_catalog
 from filmstrip.concurrency import configure_pool, shutdown_pool
 from filmstrip.events import EventPublisher
@@ -44,6 +45,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         events=EventPublisher.from_settings(redis, settings),
         timings=timings,
         queue=queue,
+        originals=LocalBlobCache.for_originals(settings),
     )
     metrics = await start_metrics_server(
         settings.worker_metrics_host,

@@ -8,6 +8,7 @@ while its job ran is detected at the end and its fresh derivatives removed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from typing import Any
@@ -16,7 +17,9 @@ import msgspec
 from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobNotFound, BlobStore
-from filmstrip.catalog import Catalog, DerivativeRecord, PhotoStatus
+from filmstrip.blobs.local_cache import LocalBlobCache
+from filmstrip.catalog import Catalog, DerivativeRecord, PhotoRecord, PhotoStatus
+from filmstrip.concurrency import run_blocking
 from filmstrip.errors import DataError, FilmstripError, LogicError, TemporaryError
 from filmstrip.events import EventPublisher, completion_once_key
 from filmstrip.logs import trace_id_var
@@ -74,12 +77,15 @@ class PhotoProcessor:
         events: EventPublisher,
         timings: StageTimingsBuffer | None = None,
         queue: JobQueue | None = None,
+        originals: LocalBlobCache | None = None,
     ) -> None:
         self.settings = settings
         # Where per-stage timings go for the dashboard; None records none (focused tests).
         self.timings = timings
         # Where follow-up jobs go; without one every stage runs in the upload's job.
         self.queue = queue
+        # Where an original waits for its photo's follow-up job; None fetches it again.
+        self.originals = originals
         self.catalog = catalog
         self.blobs = blobs
         self.events = events
@@ -170,6 +176,8 @@ class PhotoProcessor:
         # Before the announcement: if this fails the job is retried, and the retry's
         # duplicate-delivery path enqueues it again (its id makes that idempotent).
         if deferred:
+            if self.originals is not None:
+                await self.originals.put(spec.storage.key, data)
             await self._enqueue_deferred(spec, deferred)
         self._record_timings(timings)
         total_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -188,6 +196,20 @@ class PhotoProcessor:
             raise DataError(
                 "the original file is missing from the blob store", code="original_missing"
             ) from None
+
+    async def _kept_original(self, spec: PhotoProcessingJob, photo: PhotoRecord) -> bytes | None:
+        """The original the upload job left in the local cache, if it is intact."""
+        if self.originals is None:
+            return None
+        data = await self.originals.take(spec.storage.key)
+        if data is None:
+            return None
+        if len(data) != photo.bytes or (
+            photo.sha256 is not None and await run_blocking(_sha256_hex, data) != photo.sha256
+        ):
+            log.warning("cached original does not match the catalog; fetching it")
+            return None
+        return data
 
     async def _run_stages(
         self,
@@ -240,12 +262,15 @@ class PhotoProcessor:
                 "follow-up job for a photo that is not ready; discarded",
                 extra={"photo_id": photo_id, "status": photo.status if photo else None},
             )
+            if self.originals is not None:
+                # A deleted photo's bytes must not wait out the cache's age limit.
+                await self.originals.discard(spec.storage.key)
             return
         # No validation stage: the ready job ran it on these bytes, and the context still
         # checks format and limits from the header before a deferred stage decodes
         # (with fail_on). Its preview-scale decode would cost a fifth of the follow-up.
         stages = [s for s in spec.pipeline.stages if s != "validation"]
-        data = await self._original(spec)
+        data = await self._kept_original(spec, photo) or await self._original(spec)
         if data is None:
             return
         ctx = StageContext(data, self.options)
@@ -464,6 +489,10 @@ class PhotoProcessor:
             # Events are notifications; the catalog is the truth, so a lost event must not
             # fail the job (clients resync from GET /v1/photos/{id}).
             log.warning("event %s not published: %s", type_, exc)
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _outputs(stages: list[str]) -> set[str]:

@@ -121,6 +121,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # ``deferred_priority`` (10 = the lowest band): fresh uploads' thumbnails go first.
     defer_optimization: bool = True
     deferred_priority: Priority = 10
+    # With a remote blob store, the worker keeps each original it fetched on local disk
+    # for the photo's follow-up job (filmstrip/blobs/local_cache.py), shared by the
+    # workers of a host. 0 turns it off; entries older than the age are dropped.
+    original_cache_mb: NonNegative = 1024
+    original_cache_max_age_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    # Empty means <data_dir>/cache/originals.
+    original_cache_dir: str = ""
 
     # --- Event bus (services/bus) ------------------------------------------------------
     # WebSocket ping interval; a socket that misses its pong is closed.
@@ -193,6 +200,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def effective_tus_dir(self) -> Path:
         return Path(self.tus_dir) if self.tus_dir else self.data_path / "uploads"
+
+    @property
+    def effective_original_cache_dir(self) -> Path:
+        if self.original_cache_dir:
+            return Path(self.original_cache_dir)
+        return self.data_path / "cache" / "originals"
 
     @property
     def effective_db_path(self) -> str:

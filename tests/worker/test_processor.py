@@ -4,13 +4,14 @@ DATA, deleted ones are discarded, and the event loop is never blocked."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 import pytest
@@ -19,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from filmstrip import keys
 from filmstrip.blobs import BlobInfo, BlobStore, open_blob_store
+from filmstrip.blobs.local_cache import LocalBlobCache
 from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, open_catalog, utcnow
 from filmstrip.concurrency import configure_pool
 from filmstrip.errors import DataError, TemporaryError
@@ -43,14 +45,15 @@ class World:
     queue: JobQueue
     processor: PhotoProcessor
 
-    async def submit(self, source: Path) -> str:
+    async def submit(self, source: Path, *, with_sha256: bool = False) -> str:
         photo_id = str(uuid.uuid4())
         data = await asyncio.to_thread(source.read_bytes)
+        sha256 = hashlib.sha256(data).hexdigest() if with_sha256 else None
         await self.blobs.put_bytes(f"originals/{photo_id}", data, content_type="image/jpeg")
         now = utcnow()
         photo = PhotoRecord(
             id=photo_id, client_id="c", session_id=None, blob_key=f"originals/{photo_id}",
-            content_type="image/jpeg", bytes=len(data), sha256=None, status=PhotoStatus.QUEUED,
+            content_type="image/jpeg", bytes=len(data), sha256=sha256, status=PhotoStatus.QUEUED,
             job_id=f"photo:{photo_id}", trace_id=uuid.uuid4().hex, uploaded_at=now,
             updated_at=now,
         )  # fmt: skip
@@ -407,3 +410,61 @@ async def test_progress_is_stored_at_most_once_a_period_per_job(
     await processor._progress(delivery, 90)  # type: ignore[arg-type]
     assert delivery.stored == [60]
     processor._progress_at.pop(delivery.entry_id)
+
+
+class _CountedGets(_Wrapping[BlobStore]):
+    """The real store, listing the keys read whole."""
+
+    def __init__(self, inner: BlobStore) -> None:
+        super().__init__(inner)
+        self.gets: list[str] = []
+
+    async def get_bytes(self, key: str) -> bytes:
+        self.gets.append(key)
+        return await self._inner.get_bytes(key)
+
+
+class _CorruptingCache(LocalBlobCache):
+    """A local cache whose disk flips the bytes it keeps (same length)."""
+
+    async def put(self, key: str, data: bytes) -> None:
+        await super().put(key, bytes(b ^ 0xFF for b in data))
+
+
+@pytest.mark.parametrize("corrupt", [False, True], ids=["intact", "corrupt"])
+async def test_the_follow_up_job_takes_the_original_the_upload_job_kept(
+    world: World, corpus: Path, tmp_path: Path, corrupt: bool
+) -> None:
+    kind = _CorruptingCache if corrupt else LocalBlobCache
+    world.processor.originals = kind(tmp_path / "kept", max_bytes=10**8, max_age_s=600)
+    counted = _CountedGets(world.blobs)
+    world.processor.blobs = counted  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg", with_sha256=True)
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed", photo
+    assert {d.name for d in photo.derivatives} == {"preview", "thumbnail", "optimized"}
+    # Intact, the original is read from the store once; a copy that does not match the
+    # catalog's SHA-256 is read again rather than processed.
+    assert counted.gets == [f"originals/{photo_id}"] * (2 if corrupt else 1)
+    assert list((tmp_path / "kept").iterdir()) == []  # taken
+
+
+async def test_a_follow_up_for_a_deleted_photo_drops_its_kept_original(
+    world: World, corpus: Path, tmp_path: Path
+) -> None:
+    kept = LocalBlobCache(tmp_path / "kept", max_bytes=10**8, max_age_s=600)
+    world.processor.originals = kept
+
+    class _DeletesAfterEnqueue(_Wrapping[JobQueue]):
+        async def add(self, job_id: str, payload: bytes, **kwargs: Any) -> object:
+            result = await self._inner.add(job_id, payload, **kwargs)
+            if job_id.startswith("deferred:"):
+                await world.catalog.delete_photo(job_id.split(":")[1], "c")
+            return result
+
+    world.processor.queue = _DeletesAfterEnqueue(world.queue)  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    await world.run_until_done([photo_id])
+    assert await world.catalog.get_photo(photo_id) is None
+    assert list((tmp_path / "kept").iterdir()) == []
