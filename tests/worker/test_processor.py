@@ -25,6 +25,7 @@ from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, open_catalog, u
 from filmstrip.concurrency import configure_pool
 from filmstrip.errors import DataError, TemporaryError
 from filmstrip.events import EventPublisher
+from filmstrip.logs import JsonFormatter
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, load_settings
@@ -468,3 +469,41 @@ async def test_a_follow_up_for_a_deleted_photo_drops_its_kept_original(
     await world.run_until_done([photo_id])
     assert await world.catalog.get_photo(photo_id) is None
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+class _JsonLines(logging.Handler):
+    """The worker's log records as the JSON lines it would write."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter("worker"))
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(orjson.loads(self.format(record)))
+
+
+async def test_each_job_writes_one_info_line_with_its_stage_times_and_trace(
+    world: World, corpus: Path
+) -> None:
+    lines = _JsonLines()
+    worker_log = logging.getLogger("filmstrip.worker")
+    worker_log.addHandler(lines)
+    level = worker_log.level
+    worker_log.setLevel(logging.INFO)
+    try:
+        photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+        await world.run_until_done([photo_id])
+    finally:
+        worker_log.removeHandler(lines)
+        worker_log.setLevel(level)
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed"
+    mine = [line for line in lines.lines if line.get("photo_id") == photo_id]
+    assert [line["msg"] for line in mine] == ["photo completed", "follow-up done"], mine
+    ready, follow_up = mine
+    assert set(ready["stages_ms"]) == {"validation", "metadata", "thumbnails"}
+    assert set(follow_up["stages_ms"]) == {"optimization"}
+    assert all(isinstance(ms, float) for ms in ready["stages_ms"].values())
+    assert ready["trace_id"] == follow_up["trace_id"] == photo.trace_id
+    assert ready["level"] == follow_up["level"] == "INFO"
