@@ -34,6 +34,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample  # noqa: E402
 from bench.procstat import cpu_seconds, rss_kb, tree_cpu_seconds  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
 from filmstrip.embedded.processes import stop_process  # noqa: E402
@@ -44,6 +45,12 @@ from tests.support.tcp_proxy import TcpProxy  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 BUCKET = "soak"
+WORKERS = 2
+
+
+def worker_threads(workers: int) -> int:
+    """Pipeline threads per worker: the workers share the machine's cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 # --- photos -------------------------------------------------------------------------------
@@ -153,7 +160,7 @@ def blob_env(blobs: str, data: Path, s3_url: str) -> dict[str, str]:
 
 
 async def start_cluster(
-    data: Path, *, apis: int = 2, workers: int = 2, blobs: str = "s3", chaos: bool = True
+    data: Path, *, apis: int = 2, workers: int = WORKERS, blobs: str = "s3", chaos: bool = True
 ) -> Cluster:
     redis = RedisServer(data / "redis", appendonly=True)
     redis.start()
@@ -182,7 +189,7 @@ async def start_cluster(
         FILMSTRIP_SIGNING_SECRET="soak-secret",
         # The workers share the machine's cores: each gets its part, as a deployment of
         # several workers per host would set it (the default, one per CPU, suits one).
-        FILMSTRIP_PIPELINE_THREADS=str(max(1, (os.cpu_count() or 1) // workers)),
+        FILMSTRIP_PIPELINE_THREADS=str(worker_threads(workers)),
     )
     if chaos:
         base.update(
@@ -568,64 +575,6 @@ def e2e_end(stats: list[ClientStats]) -> list[float]:
     return [t for s in stats for t in s.completion.values()] or [time.monotonic()]
 
 
-# --- the bare pipeline -------------------------------------------------------------------------
-
-
-BARE_SAMPLE = 200  # photos the bare pipeline runs: about 13 s of this machine's two cores
-WARMUP = 20  # photos run untimed first
-
-
-def bare_sample(sources: list[bytes], uses: list[int], size: int) -> list[bytes]:
-    """At most ``size`` photos with the run's mix: each source as often, in proportion, as
-    it was uploaded (largest remainders), so the bare rate is of the same work. The
-    sources' costs differ 100-fold; a plain slice of the run would not be."""
-    total = sum(uses)
-    if total <= size:
-        return [src for src, k in zip(sources, uses, strict=True) for _ in range(k)]
-    quotas = [k * size / total for k in uses]
-    counts = [int(q) for q in quotas]
-    by_remainder = sorted(range(len(uses)), key=lambda i: quotas[i] - counts[i], reverse=True)
-    for i in by_remainder[: size - sum(counts)]:
-        counts[i] += 1
-    sample = [src for src, k in zip(sources, counts, strict=True) for _ in range(k)]
-    random.Random(2).shuffle(sample)  # no run of one large photo at the end
-    return sample
-
-
-def bare_pipeline_rate(photos: list[bytes], threads: int) -> tuple[float, float]:
-    """Photos/s of the stages alone, called in a loop on ``threads`` threads, and the CPU
-    seconds they took per photo."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from filmstrip.pipeline import (
-        PipelineOptions,
-        StageContext,
-        configure_vips,
-        get_stage,
-        resolve_stages,
-    )
-    from filmstrip.settings import load_settings
-
-    options = PipelineOptions.from_settings(load_settings({}))
-    configure_vips(options)
-    stages = [get_stage(s) for s in resolve_stages("full_processing", None)]
-
-    def one(data: bytes) -> None:
-        ctx = StageContext(data, options)
-        for stage in stages:
-            stage.run(ctx)
-
-    with ThreadPoolExecutor(threads) as pool:
-        # Untimed: libvips loads its loaders and savers on first use, as the workers did
-        # before their first counted photo.
-        list(pool.map(one, photos[:WARMUP]))
-        started = time.perf_counter()
-        cpu = time.process_time()
-        list(pool.map(one, photos))
-    cpu = time.process_time() - cpu
-    return len(photos) / (time.perf_counter() - started), cpu / len(photos)
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -651,10 +600,13 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
 
     # The bare pipeline runs before the system and again after it, and the two are
     # averaged: this machine's speed drifts by several percent over a run.
-    bare_before: tuple[float, float] | None = None
+    cores = os.cpu_count() or 1
+    layouts = [Layout(1, cores), Layout(WORKERS, worker_threads(WORKERS))]
+    bare_before: dict[Layout, tuple[float, float]] = {}
     if not chaos_on:
         sample = bare_sample(good, uses, BARE_SAMPLE)
-        bare_before = await asyncio.to_thread(bare_pipeline_rate, sample, 2)
+        for layout in layouts:
+            bare_before[layout] = await asyncio.to_thread(bare_rate, sample, layout)
     cluster = await start_cluster(data, blobs=blobs, chaos=chaos_on)
     chaos_log: list[str] = []
     code = 1
@@ -727,12 +679,24 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
         report["end-to-end photos/s"] = f"{rate:.1f}"
         report["wall time"] = f"{elapsed:.1f} s"
         if not chaos_on:
-            assert bare_before is not None
-            bare_after = await asyncio.to_thread(bare_pipeline_rate, sample, 2)
-            bare = (bare_before[0] + bare_after[0]) / 2
-            bare_cpu = (bare_before[1] + bare_after[1]) / 2
-            report["bare pipeline photos/s (same photo mix, 2 threads)"] = (
-                f"{bare:.1f} (before {bare_before[0]:.1f}, after {bare_after[0]:.1f})"
+            # Each layout runs before the system and again after it (this machine's speed
+            # drifts by several percent over a run); the faster layout's mean is the bare
+            # rate the system is held to.
+            means: dict[Layout, tuple[float, float]] = {}
+            afters: dict[Layout, float] = {}
+            for layout in layouts:
+                after = await asyncio.to_thread(bare_rate, sample, layout)
+                before = bare_before[layout]
+                afters[layout] = after[0]
+                means[layout] = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
+            best = max(layouts, key=lambda layout: means[layout][0])
+            bare, bare_cpu = means[best]
+            others = "; ".join(
+                f"{layout}: {means[layout][0]:.1f}" for layout in layouts if layout != best
+            )
+            report["bare pipeline photos/s (same photo mix, faster layout)"] = (
+                f"{bare:.1f} ({best} threads; before {bare_before[best][0]:.1f},"
+                f" after {afters[best]:.1f}; {others})"
             )
             report["ratio end-to-end / bare (target >= 0.85)"] = f"{rate / bare:.2f}"
             # The same comparison in CPU, counting only the system's own processes: the
@@ -748,7 +712,6 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
             # The worker's event loop (blob client, Redis, catalog, events, logs) runs on
             # its main thread; its other threads run the stages.
             done = max(1, report["completed"])
-            cores = os.cpu_count() or 1
             budget = cores * 1000 / (0.85 * bare) - bare_cpu * 1000
             beyond = {k: v / done * 1000 for k, v in cpu_used.items()}
             beyond["worker"] -= bare_cpu * 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bench.soak import bare_sample
+from bench.bare_pipeline import bare_sample
 
 
 def test_a_small_run_is_sampled_whole() -> None:

@@ -1,0 +1,117 @@
+"""The bare pipeline: the stages called in a loop on a sample of photos, no HTTP, Redis,
+blob store or events. The soak divides its end-to-end rate by this one.
+
+It runs in two layouts on the same cores: threads in one process, and the workers' own
+layout (so many processes, so many threads each). Threads of one process share a GIL,
+processes do not; the faster layout is the one the system is held to.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from typing import Any
+
+BARE_SAMPLE = 200  # photos per measurement: about 13 s of this machine's two cores
+WARMUP = 20  # photos run untimed first: libvips loads its loaders and savers on first use
+
+
+def bare_sample(sources: list[bytes], uses: list[int], size: int) -> list[bytes]:
+    """At most ``size`` photos with the run's mix: each source as often, in proportion, as
+    it was uploaded (largest remainders), so the bare rate is of the same work. The
+    sources' costs differ 100-fold; a plain slice of the run would not be."""
+    total = sum(uses)
+    if total <= size:
+        return [src for src, k in zip(sources, uses, strict=True) for _ in range(k)]
+    quotas = [k * size / total for k in uses]
+    counts = [int(q) for q in quotas]
+    by_remainder = sorted(range(len(uses)), key=lambda i: quotas[i] - counts[i], reverse=True)
+    for i in by_remainder[: size - sum(counts)]:
+        counts[i] += 1
+    sample = [src for src, k in zip(sources, counts, strict=True) for _ in range(k)]
+    random.Random(2).shuffle(sample)  # no run of one large photo at the end
+    return sample
+
+
+@dataclass(frozen=True)
+class Layout:
+    processes: int
+    threads: int
+
+    def __str__(self) -> str:
+        return f"{self.processes} process{'es' if self.processes > 1 else ''} x {self.threads}"
+
+
+def _loop(
+    photos: list[bytes],
+    threads: int,
+    ready: Callable[[], None] | None = None,
+    go: Event | None = None,
+) -> tuple[float, float]:
+    """Run the stages on ``photos`` on ``threads`` threads: (seconds, CPU seconds)."""
+    from filmstrip.pipeline import (
+        PipelineOptions,
+        StageContext,
+        configure_vips,
+        get_stage,
+        resolve_stages,
+    )
+    from filmstrip.settings import load_settings
+
+    options = PipelineOptions.from_settings(load_settings({}))
+    configure_vips(options)
+    stages = [get_stage(s) for s in resolve_stages("full_processing", None)]
+
+    def one(data: bytes) -> None:
+        ctx = StageContext(data, options)
+        for stage in stages:
+            stage.run(ctx)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, photos[:WARMUP]))
+        if ready is not None and go is not None:
+            ready()
+            go.wait()  # every process starts its timed part together
+        started, cpu = time.perf_counter(), time.process_time()
+        list(pool.map(one, photos))
+        return time.perf_counter() - started, time.process_time() - cpu
+
+
+def _child(photos: list[bytes], threads: int, go: Event, out: Queue[Any]) -> None:
+    out.put(_loop(photos, threads, lambda: out.put("ready"), go))
+
+
+def bare_rate(photos: list[bytes], layout: Layout) -> tuple[float, float]:
+    """Photos/s of the bare pipeline in ``layout`` and its CPU seconds per photo. With
+    several processes each takes its share; the rate is over the slowest one."""
+    if layout.processes == 1:
+        seconds, cpu = _loop(photos, layout.threads)
+        return len(photos) / seconds, cpu / len(photos)
+    # spawn: a forked child would inherit this process's libvips threads mid-state.
+    ctx = multiprocessing.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    children = [
+        ctx.Process(target=_child, args=(photos[i :: layout.processes], layout.threads, go, out))
+        for i in range(layout.processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        # Each child warms up, says so, and waits: the timed parts start together.
+        for _ in children:
+            assert out.get(timeout=300) == "ready"
+        go.set()
+        results = [out.get(timeout=600) for _ in children]
+    finally:
+        for child in children:
+            child.join(timeout=60)
+            if child.is_alive():
+                child.kill()
+    seconds = max(r[0] for r in results)
+    return len(photos) / seconds, sum(r[1] for r in results) / len(photos)
