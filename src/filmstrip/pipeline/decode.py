@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import pillow_heif
@@ -20,7 +21,8 @@ from filmstrip.pipeline.formats import ACCEPTED
 from filmstrip.pipeline.options import PipelineOptions
 from filmstrip.pipeline.vips import decode_error
 
-Watch = Callable[[pyvips.Image], pyvips.Image]
+# StageContext.watch: the block computes the image, and a cancelled stage kills it.
+Watch = Callable[[pyvips.Image], AbstractContextManager[pyvips.Image]]
 
 _LOADER_FORMAT = {
     "jpegload": "jpeg",
@@ -180,7 +182,8 @@ def decode_rendition(
             image = pyvips.Image.thumbnail_buffer(
                 data, size, height=size, size="down", option_string=f"fail_on={options.fail_on}"
             )
-        return watch(to_srgb8(image)).copy_memory()
+        with watch(to_srgb8(image)) as computing:
+            return computing.copy_memory()
     except pyvips.Error as exc:
         raise decode_error(exc, what) from None
 
@@ -214,7 +217,8 @@ def _jpeg_rendition(
     image = to_srgb8(image)
     if scale < 1.0:
         image = image.resize(scale, kernel="lanczos3")
-    image = watch(image).copy_memory()
+    with watch(image) as computing:
+        image = computing.copy_memory()
     if header.orientation != 1:
         # Rotating needs the whole image; it is small and in memory by now.
         image = image.autorot().copy_memory()

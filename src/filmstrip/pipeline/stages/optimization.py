@@ -103,9 +103,10 @@ class Optimization:
     ) -> tuple[Derivative, float]:
         header = ctx.header()
         started = time.perf_counter()
-        image = ctx.watch(decode_full(ctx.data, header, ctx.options, all_frames=animated))
+        image = decode_full(ctx.data, header, ctx.options, all_frames=animated)
         try:
-            data = derivatives.encode(image, fmt, ctx.options.optimize_quality, effort=effort)
+            with ctx.watch(image):
+                data = derivatives.encode(image, fmt, ctx.options.optimize_quality, effort=effort)
         except pyvips.Error as exc:
             ctx.check_cancelled()
             raise decode_error(exc, f"this {format_name(header.format)} file") from None
