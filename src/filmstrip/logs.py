@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
-import time
 from typing import Any
 
 import orjson
+
+from filmstrip.clock import iso_utc
 
 trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
 
@@ -24,8 +25,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": iso_utc(record.created),
             "level": record.levelname,
             "logger": record.name,
             "role": self.role,

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
+from filmstrip.clock import iso_utc
 from filmstrip.errors import TemporaryError
 from filmstrip.script_wire import ScriptWire
 from filmstrip.settings import Settings
@@ -41,11 +42,6 @@ return id
 """
 
 _encoder = msgspec.json.Encoder()
-
-
-def _now_iso() -> str:
-    now = time.time()
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now))}.{int(now % 1 * 1000):03d}Z"
 
 
 class EventPublisher:
@@ -87,7 +83,7 @@ class EventPublisher:
             photo_id=photo_id,
             data={"photo_id": photo_id, **(data or {})},
             metadata=EventMetadata(client_id=client_id, session_id=session_id, trace_id=trace_id),
-            timestamp=_now_iso(),
+            timestamp=iso_utc(time.time()),
         )
         min_id = str(int(time.time() * 1000) - self._age_ms) if self._age_ms else "0"
         try:
