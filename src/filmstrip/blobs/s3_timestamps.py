@@ -1,8 +1,9 @@
 """A fast timestamp parser for botocore's S3 responses.
 
-botocore parses every timestamp with dateutil's general-purpose parser: about 0.1 ms each.
-That is a tenth of a GetObject's client CPU, and a listing page of 1,000 objects spends
-0.1 s on dates alone, so an orphan sweep of a million objects would parse for minutes.
+botocore parses every timestamp with dateutil's general-purpose parser: about 45 µs each
+here (1 µs below). That is a tenth of a GetObject's client CPU, and a listing page of
+1,000 objects spends 0.05 s on dates alone, so an orphan sweep of a million objects would
+parse for most of a minute.
 S3 sends only two shapes: ISO 8601 in XML bodies (``2026-11-29T23:00:00.000Z``) and the
 HTTP date in headers (``Sun, 29 Nov 2026 23:00:00 GMT``). Both are parsed here directly;
 anything else goes to botocore's parser, so the result never differs from botocore's.
