@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -15,6 +14,7 @@ from filmstrip.catalog import open_catalog
 from filmstrip.events import EventPublisher
 from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.settings import Settings
+from filmstrip.tasks import cancel_and_wait
 from protocols import openapi
 from services.api import (
     checks,
@@ -107,11 +107,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
                 asyncio.create_task(run_reconciler(settings, redis, catalog, blobs, state.queue))
             )
         yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         await blobs.close()
         await catalog.close()
         await redis.aclose()

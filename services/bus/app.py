@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from filmstrip.catalog import Catalog, open_catalog
 from filmstrip.errors import FilmstripError
 from filmstrip.settings import Settings
+from filmstrip.tasks import cancel_and_wait
 from protocols import ws
 from services.bus.authorizer import Authorizer
 from services.bus.handler import SocketHandler
@@ -99,9 +100,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         await presence.withdraw()
         await catalog.close()
         await redis.aclose()

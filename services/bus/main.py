@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from filmstrip.settings import Settings
+from filmstrip.tasks import cancel_and_wait
 from services.bus.app import HUB, create_app
 from services.bus.gcpolicy import GcPolicy
 
@@ -32,6 +33,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         log.info("bus listening", extra={"host": settings.bus_host, "port": settings.bus_port})
         await stop.wait()
     finally:
-        surges.cancel()
+        await cancel_and_wait(surges)
         await runner.cleanup()
         gc_policy.uninstall()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -21,6 +20,7 @@ from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings
+from filmstrip.tasks import cancel_and_wait
 from services.worker.processor import PhotoProcessor
 
 log = logging.getLogger("filmstrip.worker")
@@ -67,10 +67,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await consumer.stop()
         await run
     finally:
-        stopper.cancel()
-        flushing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flushing
+        await cancel_and_wait(stopper, flushing)
         await timings.flush()
         if metrics is not None:
             await metrics.cleanup()

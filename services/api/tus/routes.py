@@ -9,7 +9,6 @@ these bytes). ``GET /v1/uploads/{id}`` answers the same as JSON.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from filmstrip.blobs import BlobTooLarge
 from filmstrip.pipeline import sniff_format
+from filmstrip.tasks import cancel_and_wait
 from protocols.http import TusUploadStatus
 from services.api.accept import (
     CONTENT_TYPES,
@@ -92,9 +92,7 @@ def setup_tus(app: web.Application, *, background: bool = True) -> None:
         )
         yield
         if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await cancel_and_wait(sweeper)
 
     app.cleanup_ctx.append(store_ctx)
 

@@ -26,6 +26,7 @@ from filmstrip.errors import Category, FilmstripError, TemporaryError
 from filmstrip.queue.job import Job
 from filmstrip.queue.policy import Outcome, decide
 from filmstrip.queue.queue import JobQueue
+from filmstrip.tasks import cancel_and_wait
 
 log = logging.getLogger("filmstrip.queue")
 
@@ -151,9 +152,7 @@ class Consumer:
             try:
                 await self._shutdown()
             finally:
-                for task in side:
-                    task.cancel()
-                await asyncio.gather(*side, return_exceptions=True)
+                await cancel_and_wait(*side)
                 self._stopped.set()
 
     # --- the main loop -----------------------------------------------------------------------
@@ -289,8 +288,11 @@ class Consumer:
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
+        # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that lands
+        # as the event fires.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     # --- running one job ---------------------------------------------------------------------
 
