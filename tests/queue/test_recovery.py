@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.exceptions
+from msgspec import msgpack
 
 from filmstrip import keys
+from filmstrip.errors import DataError
 from filmstrip.queue import Job, JobQueue, JobState
 from tests.queue.conftest import Recorder, running, wait_for
 
@@ -153,3 +158,54 @@ async def test_consumers_of_dead_workers_are_pruned_once_idle_and_empty(
 async def _consumers(queue: JobQueue, stream: str) -> list[str]:
     infos = await queue.redis.xinfo_consumers(stream, keys.QUEUE_GROUP)
     return [i["name"].decode() if isinstance(i["name"], bytes) else i["name"] for i in infos]
+
+
+async def test_a_settle_sent_again_after_its_reply_was_lost_is_recognised(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    queue = make_queue(visibility_timeout_ms=VIS)
+    await queue.add("photo:bad", b"")
+    _, flat, *_ = await queue._run("STEP", ["w1", 1, 0, 1000, b""])
+    job_id, eid, band = flat[0], flat[1], int(flat[2])
+    assert job_id == b"photo:bad"
+    fail = msgpack.encode([(job_id.decode(), eid.decode(), band, "f", 0, "DATA", "bad", "no")])
+    first, *_ = await queue._run("STEP", ["w1", 0, 0, 1000, fail])
+    again, *_ = await queue._run("STEP", ["w1", 0, 0, 1000, fail])
+    assert (first, again) == ([1], [2])
+    # Once the job runs again under a new delivery, the old one's outcome is nobody's.
+    assert await queue.retry_failed("photo:bad")
+    assert await _state(queue, "photo:bad", JobState.WAITING)
+    stale, *_ = await queue._run("STEP", ["w1", 0, 0, 1000, fail])
+    assert stale == [0]
+
+
+class _LosesOneReply(JobQueue):
+    """A real queue whose first settling STEP is carried out by Redis, but whose reply
+    never arrives, as when Redis restarts between the two."""
+
+    lost = False
+
+    async def _run(self, script: str, args: Sequence[Any], client: Any = None) -> Any:
+        reply = await super()._run(script, args, client)
+        if script == "STEP" and args[4] and not self.lost:
+            self.lost = True
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return reply
+
+
+async def test_a_failure_whose_settle_reply_was_lost_still_reaches_the_hook(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    plain = make_queue()
+    queue = _LosesOneReply(plain.redis, plain.options)
+    await queue.add("photo:corrupt", b"")
+
+    async def corrupt(job: Job) -> None:
+        raise DataError("cannot be decoded", code="corrupt_image")
+
+    rec = Recorder(corrupt)
+    async with running(rec.consumer(queue)):
+        await wait_for(lambda: _true(len(rec.failed) == 1))
+    assert queue.lost
+    assert [(job_id, e.code) for job_id, e in rec.failed] == [("photo:corrupt", "corrupt_image")]
+    assert await _state(queue, "photo:corrupt", JobState.FAILED)

@@ -38,6 +38,9 @@ FailedHook = Callable[[Job, FilmstripError], Awaitable[None]]
 # A consumer idle this many visibility timeouts with nothing pending belongs to a dead worker.
 PRUNE_AFTER_VIS = 10
 
+# STEP's flag for an outcome an earlier call stored (its reply lost to a dropped connection).
+APPLIED_BEFORE = 2
+
 # How long a finished job may wait for the next fetch before it is settled on its own.
 SETTLE_S = 0.01
 
@@ -339,7 +342,11 @@ class Consumer:
         for d, ok in zip(done, applied, strict=True):
             if not ok:
                 log.warning("job %s was reclaimed by another worker before it settled", d.job.id)
-            elif d.outcome is Outcome.FAIL and self.on_failed is not None:
+                continue
+            if ok == APPLIED_BEFORE:
+                # The hooks still run: the first call's reply, and with it their turn, was lost.
+                log.info("job %s: its outcome was stored before the reply was lost", d.job.id)
+            if d.outcome is Outcome.FAIL and self.on_failed is not None:
                 assert d.error is not None
                 self._hook(self.on_failed(d.job, d.error))
             elif d.outcome is Outcome.COMPLETE and self.on_completed is not None:

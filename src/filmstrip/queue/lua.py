@@ -14,7 +14,9 @@ Job hash fields: data, prio, att (max attempts), bo (backoff ms), made (attempts
 keeps a waiting job to five fields),
 state, eid (current stream entry id: the delivery token), ts/pt/ft (created, started,
 finished ms, server clock), prog, stl (stalls), def (resource deferrals), roc/rof
-(retention ``age_s:count``), err/code/cat (last error), dlq (dead-letter entry id).
+(retention ``age_s:count``), err/code/cat (last error), dlq (dead-letter entry id),
+leid (the delivery whose outcome was last applied: a settle sent again after its reply was
+lost is told apart from one whose job was taken back).
 Job ids are computed into keys from ARGV[1]; all share the queue's hash tag, so the scripts
 stay on one Cluster slot.
 """
@@ -194,12 +196,14 @@ return out
 # ARGV[6] consumer, [7] want, [8] limiter max, [9] limiter window ms, [10] outcomes as one
 # msgpack array of [id, eid, band, kind, delay ms, category, code, message] (kind: c complete,
 # f fail, r retry, d defer, h hand back), or '' for none.
-# -> {applied flags, jobs (8 fields each), paused, limiter wait ms, ms to next delayed or -1}
+# -> {applied flags (1 applied, 2 applied by an earlier call, 0 not this delivery's job any
+# more), jobs (8 fields each), paused, limiter wait ms, ms to next delayed or -1}
 STEP = r"""
 local consumer, want = ARGV[6], tonumber(ARGV[7])
 local lmax, ldur = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = now_ms()
 local applied = {}
+local SETTLED_AS = {c = 'completed', f = 'failed'}
 local c, f, t = 0, 0, 0
 if ARGV[10] ~= '' then
   local outcomes = cmsgpack.unpack(ARGV[10])
@@ -215,11 +219,14 @@ if ARGV[10] ~= '' then
     end
     a[#a + 1] = eid
     local jk = JP .. id
-    local cur = redis.call('HMGET', jk, 'state', 'eid', 'pt', 'roc')
+    local cur = redis.call('HMGET', jk, 'state', 'eid', 'pt', 'roc', 'leid')
     if cur[1] ~= 'active' or cur[2] ~= eid then
-      applied[i] = 0
+      -- 2: this very outcome was stored already (the consumer lost the reply and sent it
+      -- again) and the job still rests in it; 0: the job was taken back from this delivery.
+      applied[i] = (cur[5] == eid and cur[1] == SETTLED_AS[kind]) and 2 or 0
     else
       applied[i] = 1
+      redis.call('HSET', jk, 'leid', eid)
       if kind == 'c' then
         c = c + 1
         t = t + now - tonumber(cur[3])
