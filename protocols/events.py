@@ -36,6 +36,14 @@ CHANNEL_OF_TYPE: dict[str, str] = {
 Channel = Literal["photo:upload", "photo:processing", "photo:completion"]
 
 
+def failure_data(*, code: str, message: str, category: str) -> dict[str, Any]:
+    """The ``data`` of a ``photo.processing.failed`` event."""
+    return {
+        "status": "failed",
+        "error": {"code": code, "message": message, "category": category},
+    }
+
+
 class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):
     """Routing and tracing facts every event carries."""
 

@@ -104,7 +104,9 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         if background:
             tasks.append(asyncio.create_task(run_relay(catalog, state.queue)))
             tasks.append(
-                asyncio.create_task(run_reconciler(settings, redis, catalog, blobs, state.queue))
+                asyncio.create_task(
+                    run_reconciler(settings, redis, catalog, blobs, state.queue, state.events)
+                )
             )
         yield
         await cancel_and_wait(*tasks)

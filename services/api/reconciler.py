@@ -4,6 +4,9 @@
   delete was interrupted) is removed once it is older than a grace period;
 - a photo that has sat ``queued`` or ``processing`` with no job in the queue (Redis lost
   data, or a job was removed by hand) gets its job again (dedupe by id makes this safe);
+- a photo that has sat ``queued`` or ``processing`` while its job was dead-lettered (the
+  worker's failure hook never ran: it died, or the catalog refused the write) is marked
+  failed with the job's error, and its client told;
 - a completed photo whose deferred stages (optimization) never reported and whose
   follow-up job is gone (Redis lost the last second of writes) gets its follow-up again.
 
@@ -21,12 +24,13 @@ from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.blobs import BlobStore
-from filmstrip.catalog import Catalog, PhotoStatus, utc_ago
+from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, utc_ago
 from filmstrip.errors import FilmstripError
-from filmstrip.events import completion_once_key, forget_once
+from filmstrip.events import EventPublisher, completion_once_key, forget_once
 from filmstrip.pipeline import resolve_stages, split_deferred
-from filmstrip.queue import JobQueue
+from filmstrip.queue import JobError, JobQueue, JobState
 from filmstrip.settings import Settings
+from protocols.events import PHOTO_FAILED, failure_data
 from protocols.jobs import deferred_job_id_for, follow_up_job
 from services.api.jobs import build_job, encode_job
 
@@ -87,14 +91,24 @@ async def orphan_sweep_due(redis: aioredis.Redis, interval_s: float) -> bool:
 
 
 async def requeue_stuck(
-    settings: Settings, catalog: Catalog, queue: JobQueue, *, bucket: str, older_than_s: float
+    settings: Settings,
+    catalog: Catalog,
+    queue: JobQueue,
+    *,
+    bucket: str,
+    older_than_s: float,
+    events: EventPublisher | None = None,
 ) -> int:
-    """Give a job back to photos queued/processing for ``older_than_s`` without one."""
+    """Give a job back to photos queued/processing for ``older_than_s`` without one, and
+    mark failed those whose job was dead-lettered; return how many photos were repaired."""
     before = utc_ago(older_than_s)
     requeued = 0
     for status in (PhotoStatus.QUEUED, PhotoStatus.PROCESSING):
         for photo in await catalog.photos_in_status(status, updated_before=before):
-            if await queue.get_job(photo.job_id) is not None:
+            info = await queue.get_job(photo.job_id)
+            if info is not None:
+                if info.state is JobState.FAILED and info.error is not None:
+                    requeued += await _record_failure(catalog, events, photo, info.error)
                 continue
             job = build_job(settings, photo, bucket=bucket)
             await forget_once(queue.redis, completion_once_key(photo.id))
@@ -106,6 +120,29 @@ async def requeue_stuck(
                 extra={"photo_id": photo.id, "was": status, "trace_id": photo.trace_id},
             )
     return requeued
+
+
+async def _record_failure(
+    catalog: Catalog, events: EventPublisher | None, photo: PhotoRecord, error: JobError
+) -> int:
+    if not await catalog.fail_photo(photo.id, error=error.message, category=error.category):
+        return 0  # deleted meanwhile
+    log.warning(
+        "photo's job was dead-lettered but the photo was not marked; marked failed",
+        extra={"photo_id": photo.id, "code": error.code, "trace_id": photo.trace_id},
+    )
+    if events is not None:
+        # A failure here leaves the photo failed in the catalog, which clients resync from.
+        await events.publish(
+            PHOTO_FAILED,
+            photo_id=photo.id,
+            client_id=photo.client_id,
+            session_id=photo.session_id,
+            trace_id=photo.trace_id,
+            data=failure_data(code=error.code, message=error.message, category=error.category),
+            once_key=completion_once_key(photo.id),
+        )
+    return 1
 
 
 async def requeue_follow_ups(
@@ -140,6 +177,7 @@ async def run_reconciler(
     catalog: Catalog,
     blobs: BlobStore,
     queue: JobQueue,
+    events: EventPublisher | None = None,
 ) -> None:
     """Reconcile every ``reconcile_interval_s`` (until cancelled)."""
     interval = settings.reconcile_interval_s
@@ -149,7 +187,12 @@ async def run_reconciler(
             if not await redis.set(keys.reconciler_lock(), "1", nx=True, px=int(interval * 900)):
                 continue
             await requeue_stuck(
-                settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s
+                settings,
+                catalog,
+                queue,
+                bucket=blobs.bucket,
+                older_than_s=settings.stuck_after_s,
+                events=events,
             )
             await requeue_follow_ups(
                 settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s

@@ -41,6 +41,7 @@ from protocols.events import (
     PHOTO_FAILED,
     PHOTO_PROCESSING_STARTED,
     STAGE_COMPLETED,
+    failure_data,
 )
 from protocols.jobs import PhotoProcessingJob, follow_up_job
 
@@ -408,14 +409,7 @@ class PhotoProcessor:
             await self._publish_durably(
                 spec,
                 PHOTO_FAILED,
-                {
-                    "status": PhotoStatus.FAILED,
-                    "error": {
-                        "code": error.code,
-                        "message": error.message,
-                        "category": str(error.category),
-                    },
-                },
+                failure_data(code=error.code, message=error.message, category=str(error.category)),
                 once=completion_once_key(spec.photo_id),
             )
         finally:

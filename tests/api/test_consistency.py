@@ -6,7 +6,9 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
+from msgspec import msgpack
 
 from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
@@ -124,6 +126,39 @@ async def test_stuck_photo_without_a_job_is_requeued(api: Api) -> None:
     )
     assert n == 1  # only `fresh` (now old enough) lacked a job
     assert (await state.queue.counts())["waiting"] == 2
+
+
+async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api: Api) -> None:
+    """The worker's failure hook can be lost (the worker died after the job was settled,
+    or the catalog refused the write): the photo would sit in ``processing`` forever."""
+    state = api.state
+    photo = _row(api, status=PhotoStatus.PROCESSING, updated_at="2000-01-01T00:00:00.000Z")
+    await state.catalog.insert_photo(photo, None)
+    job = build_job(api.settings, photo, bucket=state.blobs.bucket)
+    await state.queue.add(job.id, encode_job(job))
+    _, flat, *_ = await state.queue._run("STEP", ["gone-worker", 1, 0, 1000, b""])
+    failure = [(job.id, flat[1].decode(), int(flat[2]), "f", 0, "DATA", "corrupt_image", "bad")]
+    await state.queue._run("STEP", ["gone-worker", 0, 0, 1000, msgpack.encode(failure)])
+
+    repaired = await requeue_stuck(
+        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket,
+        older_than_s=60, events=state.events,
+    )  # fmt: skip
+    assert repaired == 1
+    row = await state.catalog.get_photo(photo.id)
+    assert row is not None and row.status == PhotoStatus.FAILED
+    assert (row.processing_error, row.error_category) == ("bad", "DATA")
+    events = await state.redis.xrange(keys.client_events(photo.client_id))
+    sent = [orjson.loads(fields[b"e"]) for _, fields in events]
+    assert [(e["type"], e["data"]["error"]["code"]) for e in sent] == [
+        ("photo.processing.failed", "corrupt_image")
+    ]
+    # Settled: the next round has nothing to do, and the job was not queued again.
+    assert await requeue_stuck(
+        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket,
+        older_than_s=0, events=state.events,
+    ) == 0  # fmt: skip
+    assert (await state.queue.counts())["waiting"] == 0
 
 
 async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -> None:
