@@ -102,24 +102,24 @@ async def requeue_stuck(
     """Give a job back to photos queued/processing for ``older_than_s`` without one, and
     mark failed those whose job was dead-lettered; return how many photos were repaired."""
     before = utc_ago(older_than_s)
-    requeued = 0
+    repaired = 0
     for status in (PhotoStatus.QUEUED, PhotoStatus.PROCESSING):
         for photo in await catalog.photos_in_status(status, updated_before=before):
             info = await queue.get_job(photo.job_id)
             if info is not None:
                 if info.state is JobState.FAILED and info.error is not None:
-                    requeued += await _record_failure(catalog, events, photo, info.error)
+                    repaired += await _record_failure(catalog, events, photo, info.error)
                 continue
             job = build_job(settings, photo, bucket=bucket)
             await forget_once(queue.redis, completion_once_key(photo.id))
             await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
             await catalog.requeue_photo(photo.id)
-            requeued += 1
+            repaired += 1
             log.warning(
                 "photo had no job; re-enqueued",
                 extra={"photo_id": photo.id, "was": status, "trace_id": photo.trace_id},
             )
-    return requeued
+    return repaired
 
 
 async def _record_failure(
