@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+from filmstrip.tasks import cancel_and_wait
 from protocols.events import CHANNELS
 from services.bus import resp
 
@@ -119,6 +120,15 @@ class EventSubscriber:
 
     async def run(self) -> None:
         """Subscribe and dispatch until cancelled, reconnecting with backoff."""
+        try:
+            await self._run()
+        finally:
+            # A catch-up still replaying must not outlive the subscriber (and the Redis
+            # client it replays through, which the bus closes next).
+            if self._catch_up is not None:
+                await cancel_and_wait(self._catch_up)
+
+    async def _run(self) -> None:
         backoff = _BACKOFF_MIN_S
         first = True
         while True:

@@ -11,10 +11,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from filmstrip.events import EventPublisher
+from filmstrip.tasks import cancel_and_wait
 from protocols import events as ev
 from services.bus import hub as hub_module
 from services.bus.app import HUB, SUBSCRIBER
+from services.bus.subscriber import EventSubscriber
 from tests.bus.support import Account, BusClient, RunningBus
+from tests.support.redis_server import RedisServer
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
@@ -135,3 +138,24 @@ async def test_a_socket_whose_gap_cannot_be_replayed_is_closed_to_resume(
     await _gap_after_a_lost_subscription(bus, acc, publisher, redis)
     # Not left open and silently behind: the client reconnects and resumes.
     assert await c.closed(within=10) == 1012
+
+
+async def test_a_catch_up_still_running_stops_with_the_subscriber(
+    redis_server: RedisServer, redis: aioredis.Redis
+) -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def slow_catch_up() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    subscriber = EventSubscriber(redis_server.url, lambda _: None, slow_catch_up)
+    running = asyncio.create_task(subscriber.run())
+    await asyncio.wait_for(subscriber.ready.wait(), 5)
+    assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+    await asyncio.wait_for(started.wait(), 5)
+    await cancel_and_wait(running)
+    assert stopped.is_set()
