@@ -7,7 +7,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
+from filmstrip import __version__
 from filmstrip.blobs import BlobStore, BlobStoreUnavailable
 from filmstrip.blobs.s3 import S3BlobStore, parse_s3_url
 from filmstrip.errors import Category, LogicError
@@ -132,3 +134,36 @@ class TestS3BlobStore(BlobStoreContract):
         for bad in ("s3:///nobucket", "file:///x", "s3://b/../x"):
             with pytest.raises(LogicError):
                 parse_s3_url(bad)
+
+
+async def test_requests_carry_filmstrip_as_their_user_agent() -> None:
+    # A plain loopback server that records what the client sends: the store's access log
+    # sees this header.
+    agents: list[str] = []
+
+    async def any_request(request: web.Request) -> web.Response:
+        agents.append(request.headers.get("User-Agent", ""))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", any_request)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"s3://{BUCKET}"
+    env = {
+        "FILMSTRIP_BLOB_URL": url,
+        "FILMSTRIP_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "FILMSTRIP_S3_ACCESS_KEY_ID": "test",
+        "FILMSTRIP_S3_SECRET_ACCESS_KEY": "test",
+    }
+    store = await S3BlobStore.from_settings(url, load_settings(env))
+    try:
+        await store.ping()
+    finally:
+        await store.close()
+        await runner.cleanup()
+    # botocore appends its session's extra (aiobotocore's and its own versions).
+    assert [agent.split()[0] for agent in agents] == [f"filmstrip/{__version__}"]
