@@ -9,6 +9,7 @@ processes do not; the faster layout is the one the system is held to.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import time
 from collections.abc import Callable
@@ -83,21 +84,31 @@ def _loop(
         return time.perf_counter() - started, time.process_time() - cpu
 
 
-def _child(photos: list[bytes], threads: int, go: Event, out: Queue[Any]) -> None:
+def _child(
+    photos: list[bytes], threads: int, cpus: list[int] | None, go: Event, out: Queue[Any]
+) -> None:
+    if cpus is not None:
+        # Before any thread starts: the pool's and libvips' threads inherit it.
+        os.sched_setaffinity(0, cpus)
     out.put(_loop(photos, threads, lambda: out.put("ready"), go))
 
 
-def bare_rate(photos: list[bytes], layout: Layout) -> tuple[float, float]:
+def bare_rate(
+    photos: list[bytes], layout: Layout, *, cpus: list[int] | None = None
+) -> tuple[float, float]:
     """Photos/s of the bare pipeline in ``layout`` and its CPU seconds per photo. With
-    several processes each takes its share; the rate is over the slowest one."""
-    if layout.processes == 1:
+    several processes each takes its share; the rate is over the slowest one. With
+    ``cpus`` every process runs on those CPUs only."""
+    if layout.processes == 1 and cpus is None:
         seconds, cpu = _loop(photos, layout.threads)
         return len(photos) / seconds, cpu / len(photos)
     # spawn: a forked child would inherit this process's libvips threads mid-state.
     ctx = multiprocessing.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     children = [
-        ctx.Process(target=_child, args=(photos[i :: layout.processes], layout.threads, go, out))
+        ctx.Process(
+            target=_child, args=(photos[i :: layout.processes], layout.threads, cpus, go, out)
+        )
         for i in range(layout.processes)
     ]
     for child in children:

@@ -5,6 +5,7 @@ and the bus restarts. At the end nothing may be lost, duplicated or stuck.
     python -m bench.soak                  # 2,000 uploads with chaos
     python -m bench.soak --clean          # no chaos, plus the bare pipeline's photos/s
     python -m bench.soak -n 60 --fast     # a small run (what the test runs)
+    python -m bench.soak --clean --aside-cpus 1   # moto and the clients off the measured CPUs
 
 Prints one table; exits non-zero when a guarantee is broken.
 """
@@ -35,6 +36,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from bench.affinity import pin_tree, split_cpus  # noqa: E402
 from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample  # noqa: E402
 from bench.procstat import cpu_seconds, rss_kb, tree_cpu_seconds  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
@@ -49,9 +51,9 @@ BUCKET = "soak"
 WORKERS = 2
 
 
-def worker_threads(workers: int) -> int:
-    """Pipeline threads per worker: the workers share the machine's cores."""
-    return max(1, (os.cpu_count() or 1) // workers)
+def worker_threads(workers: int, cores: int | None = None) -> int:
+    """Pipeline threads per worker: the workers share the cores (default: the machine's)."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
 # --- photos -------------------------------------------------------------------------------
@@ -143,9 +145,25 @@ class Cluster:
     bus_url: str
     blobs: str  # "s3" (moto) or "fs"
     procs: list[Proc] = field(default_factory=list)
+    # With CPUs set aside: the system's CPUs, and moto's (which the soak's clients share).
+    cpus: list[int] | None = None
+    aside: list[int] | None = None
 
     def role(self, name: str) -> list[Proc]:
         return [p for p in self.procs if p.role == name]
+
+    def pin(self) -> None:
+        """Pin the system's processes to ``cpus`` and moto to ``aside``, every thread and
+        child they have by now (later ones inherit it)."""
+        if self.cpus is None or self.aside is None:
+            return
+        system = [p.popen.pid for p in self.procs if p.popen is not None]
+        if self.redis.proc is not None:
+            system.append(self.redis.proc.pid)
+        for pid in system:
+            pin_tree(pid, self.cpus)
+        if self.s3.proc is not None:
+            pin_tree(self.s3.proc.pid, self.aside)
 
 
 def blob_env(blobs: str, data: Path, s3_url: str) -> dict[str, str]:
@@ -161,7 +179,14 @@ def blob_env(blobs: str, data: Path, s3_url: str) -> dict[str, str]:
 
 
 async def start_cluster(
-    data: Path, *, apis: int = 2, workers: int = WORKERS, blobs: str = "s3", chaos: bool = True
+    data: Path,
+    *,
+    apis: int = 2,
+    workers: int = WORKERS,
+    blobs: str = "s3",
+    chaos: bool = True,
+    cpus: list[int] | None = None,
+    aside: list[int] | None = None,
 ) -> Cluster:
     redis = RedisServer(data / "redis", appendonly=True)
     redis.start()
@@ -190,7 +215,7 @@ async def start_cluster(
         FILMSTRIP_SIGNING_SECRET="soak-secret",
         # The workers share the machine's cores: each gets its part, as a deployment of
         # several workers per host would set it (the default, one per CPU, suits one).
-        FILMSTRIP_PIPELINE_THREADS=str(worker_threads(workers)),
+        FILMSTRIP_PIPELINE_THREADS=str(worker_threads(workers, len(cpus) if cpus else None)),
     )
     if chaos:
         base.update(
@@ -203,7 +228,9 @@ async def start_cluster(
             FILMSTRIP_ORPHAN_SWEEP_INTERVAL_S="5",
         )
     cmd = [sys.executable, "-m", "services.cli.main"]
-    cluster = Cluster(data, redis, s3, proxy, [], f"ws://127.0.0.1:{bus_port}/ws", blobs)
+    cluster = Cluster(
+        data, redis, s3, proxy, [], f"ws://127.0.0.1:{bus_port}/ws", blobs, cpus=cpus, aside=aside
+    )
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
     for i in range(apis):
@@ -216,6 +243,8 @@ async def start_cluster(
     cluster.procs.append(Proc("bus", [*cmd, "bus"], base, logs / "bus.log"))
     for proc in cluster.procs:
         proc.start()
+    # At once, before they start their threads; again once they are ready (wait_ready).
+    cluster.pin()
     return cluster
 
 
@@ -233,6 +262,7 @@ async def wait_ready(cluster: Cluster, limit_s: float = 60) -> None:
                 except aiohttp.ClientError:
                     pass
             if ok == len(urls):
+                cluster.pin()  # the threads they started since
                 return
             await asyncio.sleep(0.3)
     raise RuntimeError("cluster did not become ready")
@@ -606,7 +636,9 @@ def e2e_end(stats: list[ClientStats]) -> list[float]:
 # --- main ---------------------------------------------------------------------------------
 
 
-async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str = "s3") -> int:
+async def soak(
+    n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str = "s3", aside_cpus: int = 0
+) -> int:
     good, bad = corpus_sources()
     rng = random.Random(1)
     plans: list[list[tuple[bytes, bool]]] = [[] for _ in range(clients)]
@@ -628,14 +660,21 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
 
     # The bare pipeline runs before the system and again after it, and the two are
     # averaged: this machine's speed drifts by several percent over a run.
-    cores = os.cpu_count() or 1
-    layouts = [Layout(1, cores), Layout(WORKERS, worker_threads(WORKERS))]
+    cpus: list[int] | None = None
+    aside: list[int] | None = None
+    if aside_cpus:
+        # Option (b) of the S3 question: moto and this process (the clients) off the
+        # measured CPUs, as a real S3 endpoint and real clients are off the box.
+        cpus, aside = split_cpus(aside_cpus)
+        pin_tree(os.getpid(), aside)
+    cores = len(cpus) if cpus else (os.cpu_count() or 1)
+    layouts = [Layout(1, cores), Layout(WORKERS, worker_threads(WORKERS, cores))]
     bare_before: dict[Layout, tuple[float, float]] = {}
     if not chaos_on:
         sample = bare_sample(good, uses, BARE_SAMPLE)
         for layout in layouts:
-            bare_before[layout] = await asyncio.to_thread(bare_rate, sample, layout)
-    cluster = await start_cluster(data, blobs=blobs, chaos=chaos_on)
+            bare_before[layout] = await asyncio.to_thread(bare_rate, sample, layout, cpus=cpus)
+    cluster = await start_cluster(data, blobs=blobs, chaos=chaos_on, cpus=cpus, aside=aside)
     chaos_log: list[str] = []
     code = 1
     try:
@@ -716,7 +755,7 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
             means: dict[Layout, tuple[float, float]] = {}
             afters: dict[Layout, float] = {}
             for layout in layouts:
-                after = await asyncio.to_thread(bare_rate, sample, layout)
+                after = await asyncio.to_thread(bare_rate, sample, layout, cpus=cpus)
                 before = bare_before[layout]
                 afters[layout] = after[0]
                 means[layout] = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
@@ -757,6 +796,11 @@ async def soak(n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str =
             f"chaos {'on' if chaos_on else 'off'}, "
             f"blobs {'S3 on moto' if blobs == 's3' else 'filesystem'}"
         )
+        if cpus is not None:
+            print(
+                f"  CPUs {cpus}: the system and the bare pipeline;"
+                f" CPUs {aside}: moto and the soak's clients"
+            )
         for line in chaos_log:
             print(f"  chaos {line}")
         width = max(len(k) for k in report)
@@ -791,6 +835,15 @@ def main() -> int:
         default="s3",
         help="blob store: S3 on moto (default; moto's CPU shares the machine) or files",
     )
+    parser.add_argument(
+        "--aside-cpus",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --clean: run moto and the soak's clients on the last N CPUs, the system"
+        " and the bare pipeline on the others (S3 off the measured cores, as it is in a"
+        " deployment)",
+    )
     args = parser.parse_args()
     if not CORPUS.is_dir():
         print(f"the corpus {CORPUS} is missing", file=sys.stderr)
@@ -798,7 +851,24 @@ def main() -> int:
     if args.blobs == "fs" and not args.clean:
         print("the chaos run cuts S3: --blobs fs goes with --clean", file=sys.stderr)
         return 2
-    run = soak(args.n, args.clients, chaos_on=not args.clean, fast=args.fast, blobs=args.blobs)
+    if args.aside_cpus and not args.clean:
+        # A restarted process would not be pinned; the chaos run measures guarantees.
+        print("--aside-cpus goes with --clean", file=sys.stderr)
+        return 2
+    if args.aside_cpus:
+        try:
+            split_cpus(args.aside_cpus)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    run = soak(
+        args.n,
+        args.clients,
+        chaos_on=not args.clean,
+        fast=args.fast,
+        blobs=args.blobs,
+        aside_cpus=args.aside_cpus,
+    )
     try:
         import uvloop
 
