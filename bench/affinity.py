@@ -1,6 +1,7 @@
 """CPU affinity for the soak: the system under test on some CPUs, what is not Filmstrip
 (moto, the soak's own clients) on others, so the measured cores run only the system and
-the bare pipeline it is compared with. Linux only, like the rest of ``bench/procstat``.
+the bare pipeline it is compared with. Linux only, like ``bench/procstat``, whose
+process-tree walk it shares.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Collection
-from pathlib import Path
+
+from bench.procstat import children, threads
 
 
 def split_cpus(aside: int) -> tuple[list[int], list[int]]:
@@ -26,22 +28,9 @@ def pin_tree(pid: int, cpus: Collection[int]) -> int:
     """Pin every thread of ``pid`` and of its live descendants to ``cpus``; how many
     threads were pinned. Threads and processes started later inherit the pinning."""
     pinned = 0
-    task_dir = Path(f"/proc/{pid}/task")
-    try:
-        tasks = list(task_dir.iterdir())
-    except OSError:
-        return 0  # gone
-    children: list[int] = []
-    for task in tasks:
+    for tid in threads(pid):
         # A thread may end between the listing and the call.
         with contextlib.suppress(OSError):
-            os.sched_setaffinity(int(task.name), cpus)
+            os.sched_setaffinity(tid, cpus)
             pinned += 1
-        with contextlib.suppress(OSError):
-            children += [int(c) for c in (task / "children").read_text().split()]
-    return pinned + sum(pin_tree(child, cpus) for child in children)
-
-
-def allowed_cpus(pid: int, tid: int | None = None) -> set[int]:
-    """The CPUs a process (or one of its threads) may run on."""
-    return set(os.sched_getaffinity(tid if tid is not None else pid))
+    return pinned + sum(pin_tree(child, cpus) for child in children(pid))

@@ -18,17 +18,30 @@ def cpu_seconds(pid: int, *, tid: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def threads(pid: int) -> list[int]:
+    """The thread ids of ``pid`` (its main thread's id is the pid); empty once it is gone."""
+    try:
+        return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return []
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``, whichever of its threads started them."""
+    found: list[int] = []
+    for tid in threads(pid):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+    return found
+
+
 def tree_cpu_seconds(pid: int) -> float | None:
     """:func:`cpu_seconds` of ``pid`` and every live descendant (a server whose parent
     only supervises the child that serves, say)."""
     own = cpu_seconds(pid)
     if own is None:
         return None
-    children: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            children += [int(c) for c in (task / "children").read_text().split()]
-    return own + sum(tree_cpu_seconds(c) or 0.0 for c in children)
+    return own + sum(tree_cpu_seconds(c) or 0.0 for c in children(pid))
 
 
 def rss_kb(pid: int) -> tuple[int, int]:

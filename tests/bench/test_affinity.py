@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from bench.affinity import allowed_cpus, pin_tree, split_cpus
+from bench.affinity import pin_tree, split_cpus
+from bench.procstat import threads
 
 # A process with a second thread and a child process (which has a thread of its own),
 # all started before the pinning, each blocked until stdin closes.
@@ -43,20 +43,16 @@ def tree() -> Iterator[tuple[int, int]]:
     proc.wait(timeout=10)
 
 
-def _threads(pid: int) -> list[int]:
-    return [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
-
-
 def test_every_thread_of_the_tree_is_pinned(tree: tuple[int, int]) -> None:
     parent, child = tree
     cpu = min(os.sched_getaffinity(0))
-    threads = {pid: _threads(pid) for pid in (parent, child)}
-    assert all(len(tids) >= 2 for tids in threads.values())
+    by_pid = {pid: threads(pid) for pid in (parent, child)}
+    assert all(len(tids) >= 2 for tids in by_pid.values())
     pinned = pin_tree(parent, [cpu])
-    assert pinned >= sum(len(tids) for tids in threads.values())
-    for pid, tids in threads.items():
+    assert pinned >= sum(len(tids) for tids in by_pid.values())
+    for tids in by_pid.values():
         for tid in tids:
-            assert allowed_cpus(pid, tid) == {cpu}
+            assert os.sched_getaffinity(tid) == {cpu}
 
 
 def test_split_keeps_a_cpu_on_each_side() -> None:
