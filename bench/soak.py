@@ -637,8 +637,16 @@ def e2e_end(stats: list[ClientStats]) -> list[float]:
 
 
 async def soak(
-    n: int, clients: int, *, chaos_on: bool, fast: bool, blobs: str = "s3", aside_cpus: int = 0
+    n: int,
+    clients: int,
+    *,
+    chaos_on: bool,
+    fast: bool,
+    blobs: str = "s3",
+    split: tuple[list[int], list[int]] | None = None,
 ) -> int:
+    """The run; ``split`` is (the system's CPUs, moto's and the clients'), or None to pin
+    nothing."""
     good, bad = corpus_sources()
     rng = random.Random(1)
     plans: list[list[tuple[bytes, bool]]] = [[] for _ in range(clients)]
@@ -660,12 +668,10 @@ async def soak(
 
     # The bare pipeline runs before the system and again after it, and the two are
     # averaged: this machine's speed drifts by several percent over a run.
-    cpus: list[int] | None = None
-    aside: list[int] | None = None
-    if aside_cpus:
+    cpus, aside = split if split is not None else (None, None)
+    if aside is not None:
         # Option (b) of the S3 question: moto and this process (the clients) off the
         # measured CPUs, as a real S3 endpoint and real clients are off the box.
-        cpus, aside = split_cpus(aside_cpus)
         pin_tree(os.getpid(), aside)
     cores = len(cpus) if cpus else (os.cpu_count() or 1)
     layouts = [Layout(1, cores), Layout(WORKERS, worker_threads(WORKERS, cores))]
@@ -855,9 +861,10 @@ def main() -> int:
         # A restarted process would not be pinned; the chaos run measures guarantees.
         print("--aside-cpus goes with --clean", file=sys.stderr)
         return 2
+    split = None
     if args.aside_cpus:
         try:
-            split_cpus(args.aside_cpus)
+            split = split_cpus(args.aside_cpus)
         except ValueError as exc:
             print(exc, file=sys.stderr)
             return 2
@@ -867,7 +874,7 @@ def main() -> int:
         chaos_on=not args.clean,
         fast=args.fast,
         blobs=args.blobs,
-        aside_cpus=args.aside_cpus,
+        split=split,
     )
     try:
         import uvloop
