@@ -20,8 +20,9 @@ class JobPipeline(msgspec.Struct, frozen=True, kw_only=True):
     """Which named pipeline and stages to run.
 
     ``phase`` ``ready`` (the upload's job) runs what the client waits for and announces
-    the photo ready; ``deferred`` (the worker's low-priority follow-up) runs the stages
-    left for later, on a photo that is already ready.
+    the photo ready; ``deferred`` runs stages on a photo that is already ready and merges
+    their results: the worker's low-priority follow-up (the stages left for later), or
+    the api's remake of a derivative it found short or missing.
     """
 
     name: str
@@ -82,6 +83,11 @@ def job_id_for(photo_id: str) -> str:
 def deferred_job_id_for(photo_id: str) -> str:
     """The deduplicating id of a photo's follow-up job (its deferred stages)."""
     return f"deferred:{photo_id}"
+
+
+def remake_job_id_for(photo_id: str, stage: str) -> str:
+    """The deduplicating id of the job that makes a ready photo's ``stage`` outputs again."""
+    return f"remake:{photo_id}:{stage}"
 
 
 def follow_up_job(job: PhotoProcessingJob, stages: list[str], priority: int) -> PhotoProcessingJob:

@@ -349,7 +349,11 @@ def _photo_paths() -> dict[str, Any]:
                     **_AUTH_ERRORS,
                     "403": _error("bad or expired signature"),
                     "404": _error("no such photo or derivative"),
-                    **_UNAVAILABLE,
+                    "503": _retry_later(
+                        "Redis, the catalog or the blob store is unreachable; or the"
+                        " derivative was found short or missing and is being made again"
+                        " (`derivative_remaking`)"
+                    ),
                 },
             }
         },

@@ -14,6 +14,7 @@ from protocols.jobs import (
     JobStorage,
     PhotoProcessingJob,
     job_id_for,
+    remake_job_id_for,
 )
 
 
@@ -41,6 +42,21 @@ def build_job(settings: Settings, photo: PhotoRecord, *, bucket: str) -> PhotoPr
             trace_id=photo.trace_id,
         ),
         opts=JobOptions(attempts=settings.job_attempts),
+    )
+
+
+def build_remake_job(
+    settings: Settings, photo: PhotoRecord, stage: str, *, bucket: str
+) -> PhotoProcessingJob:
+    """The job that runs ``stage`` again on the ready ``photo`` to make its derivatives
+    again: a follow-up-phase job at the upload's priority, since a client is waiting."""
+    job = build_job(settings, photo, bucket=bucket)
+    return msgspec.structs.replace(
+        job,
+        id=remake_job_id_for(photo.id, stage),
+        pipeline=JobPipeline(
+            name=job.pipeline.name, stages=[stage], priority=job.pipeline.priority, phase="deferred"
+        ),
     )
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from filmstrip.auth.signing import signed_query, verify
-from filmstrip.blobs import BlobNotFound
+from filmstrip.blobs import BlobInfo, BlobNotFound
 from filmstrip.catalog import PhotoRecord
 from protocols.http import Derivative, Photo
 from services.api.errors import ApiError
 from services.api.json import json_response
 from services.api.middleware import CLIENT
+from services.api.remakes import remake
 from services.api.state import ApiState, state_of
 
 _PHOTO_ID = re.compile(r"^[0-9a-f-]{36}$")
@@ -92,21 +94,44 @@ async def get_original(request: web.Request) -> web.StreamResponse:
 
 
 async def get_derivative(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/photos/{id}/derivatives/{name}``: one rendition."""
+    """``GET /v1/photos/{id}/derivatives/{name}``: one rendition; 503 while one found short
+    or missing is made again."""
     photo = await _owned_photo(request)
     name = request.match_info["name"]
-    for d in photo.derivatives:
-        if d.name == name:
-            return await _stream_blob(request, d.key, d.content_type)
-    raise ApiError(404, "derivative_not_found", f"photo has no derivative {name!r} (yet)")
+    record = next((d for d in photo.derivatives if d.name == name), None)
+    if record is None:
+        raise ApiError(404, "derivative_not_found", f"photo has no derivative {name!r} (yet)")
+    state = state_of(request)
+    stored: int | None = None
+    try:
+        info, body = await state.blobs.open_stream(record.key)
+    except BlobNotFound:
+        pass
+    else:
+        if info.size == record.bytes:
+            return await _send_blob(request, info, body, record.content_type)
+        await _drain(body)
+        stored = info.size
+    await remake(state, photo, record, stored)
+    raise ApiError(
+        503,
+        "derivative_remaking",
+        f"the {name} is damaged or missing and is being made again; retry shortly",
+        headers={"Retry-After": "2"},
+    )
 
 
 async def _stream_blob(request: web.Request, key: str, content_type: str) -> web.StreamResponse:
-    state = state_of(request)
     try:
-        info, body = await state.blobs.open_stream(key)
+        info, body = await state_of(request).blobs.open_stream(key)
     except BlobNotFound:
         raise ApiError(404, "blob_not_found", "the file is gone") from None
+    return await _send_blob(request, info, body, content_type)
+
+
+async def _send_blob(
+    request: web.Request, info: BlobInfo, body: AsyncIterator[bytes], content_type: str
+) -> web.StreamResponse:
     etag = f'"{info.etag}"'
     headers = {
         "ETag": etag,

@@ -53,6 +53,7 @@ from filmstrip.pipeline.registry import (
     register_stage,
     resolve_stages,
     split_deferred,
+    stage_making,
 )
 from filmstrip.pipeline.runner import run_stage
 from filmstrip.pipeline.vips import configure_vips
@@ -74,4 +75,5 @@ __all__ = [
     "run_stage",
     "sniff_format",
     "split_deferred",
+    "stage_making",
 ]

@@ -61,6 +61,14 @@ def split_deferred(stages: list[str]) -> tuple[list[str], list[str]]:
     )
 
 
+def stage_making(derivative: str) -> str | None:
+    """The name of the stage whose outputs include ``derivative``; None if none does."""
+    for stage in STAGES.values():
+        if derivative in stage.outputs:
+            return stage.name
+    return None
+
+
 def get_stage(name: str) -> Stage:
     """The registered stage called ``name``; :class:`LogicError` if there is none."""
     try:
