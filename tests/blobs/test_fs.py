@@ -104,6 +104,28 @@ class TestFileBlobStore(BlobStoreContract):
         assert await self.leftovers(store) == ["fresh"]
         (tmp / "fresh").unlink()
 
+    async def test_a_put_is_fsynced_unless_not_durable(
+        self, store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        synced: list[str] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        await store.put_bytes("d/kept.jpg", b"k", content_type="image/jpeg")
+        # The file's bytes (still under its temp name), then the directory's new entry.
+        where = [os.path.relpath(p, store.root) for p in synced]
+        assert len(where) == 2 and where[0].startswith(".tmp/") and where[1] == "d", where
+        synced.clear()
+        await store.put_bytes("d/again.jpg", b"a", content_type="image/jpeg", durable=False)
+        assert synced == []
+        assert (store.root / "d/again.jpg").read_bytes() == b"a"
+        info = await store.stat("d/again.jpg")
+        assert info is not None and info.etag == hashlib.sha256(b"a").hexdigest()
+
     def test_from_url_rejects_other_urls(self) -> None:
         for url in ("s3://bucket", "file://host/abs", "file:relative"):
             with pytest.raises(LogicError):

@@ -77,8 +77,12 @@ class BlobStore(abc.ABC):
         """Store the chunks under ``key``; raise :class:`BlobTooLarge` past ``max_bytes``."""
 
     @abc.abstractmethod
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
-        """Store ``data`` under ``key`` (replacing any blob there)."""
+    async def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, durable: bool = True
+    ) -> BlobInfo:
+        """Store ``data`` under ``key`` (replacing any blob there). ``durable=False`` lets a
+        store skip what only guards against a power cut (a file store's fsyncs): for data
+        that can be made again, such as derivatives. A process crash never loses it."""
 
     @abc.abstractmethod
     async def get_bytes(self, key: str) -> bytes:

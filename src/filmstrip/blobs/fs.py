@@ -195,22 +195,34 @@ class FileBlobStore(BlobStore):
                 await asyncio.wrap_future(inflight)
         await self._run(writer.discard)
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
-        """Store ``data`` atomically in one hop to the I/O pool."""
+    async def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, durable: bool = True
+    ) -> BlobInfo:
+        """Store ``data`` atomically in one hop to the I/O pool; fsynced (the file, then its
+        directory) unless not ``durable``."""
         dest = self._path(key)
         writer = _TempWriter(self._tmp)
         try:
-            return await self._run(self._commit, writer, data, key, dest, content_type)
+            return await self._run(
+                self._commit, writer, data, key, dest, content_type, sync=durable
+            )
         except BaseException:
             await asyncio.shield(self._run(writer.discard))
             raise
 
     def _commit(
-        self, writer: _TempWriter, tail: bytes, key: str, dest: Path, content_type: str
+        self,
+        writer: _TempWriter,
+        tail: bytes,
+        key: str,
+        dest: Path,
+        content_type: str,
+        *,
+        sync: bool = True,
     ) -> BlobInfo:
         try:
             writer.write(tail)
-            st, digest = writer.finish()
+            st, digest = writer.finish(sync=sync)
             meta = _Meta(content_type, digest, st.st_size, st.st_ino, st.st_mtime_ns)
             # The sidecar goes first: a reader that sees the new blob always finds its
             # sidecar, and one that sees the old blob with the new sidecar detects it.
@@ -229,7 +241,7 @@ class FileBlobStore(BlobStore):
                     meta_tmp.discard()
                     raise
                 try:
-                    _replace(writer.path, dest)
+                    _replace(writer.path, dest, sync_dir=sync)
                 except (NotADirectoryError, IsADirectoryError, FileExistsError):
                     self._meta_path(key).unlink(missing_ok=True)
                     _prune(self._meta_path(key).parent, self._meta)

@@ -181,8 +181,10 @@ class S3BlobStore(BlobStore):
 
     # --- writes -------------------------------------------------------------------------
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> BlobInfo:
-        """One PutObject."""
+    async def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, durable: bool = True
+    ) -> BlobInfo:
+        """One PutObject (S3 answers only once the object is stored: always durable)."""
         full = self._key(key)
         resp = await self._writing(
             lambda: self.client.put_object(
