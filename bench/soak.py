@@ -349,6 +349,10 @@ async def _listen(token: str, cluster: Cluster, stats: ClientStats, done: asynci
                             stats.drops[why] = stats.drops.get(why, 0) + 1
                             break
                         msg = orjson.loads(frame.data)
+                        if msg.get("type") == "identified" and last_id is None:
+                            # Nothing seen yet: after a drop, resume from where this
+                            # socket joined, or what was published meanwhile is missed.
+                            last_id = msg["last_event_id"]
                         if "event" not in msg:
                             continue
                         last_id = msg["id"]

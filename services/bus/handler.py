@@ -150,7 +150,13 @@ class SocketHandler:
         conn.lifecycle.move(State.IDENTIFIED)
         conn.hold(self._s.bus_resume_hold_s)
         self._hub.identified(conn, client_id)
-        conn.reply(ws.Identified(socket_id=conn.socket_id, client_id=client_id))
+        conn.reply(
+            ws.Identified(
+                socket_id=conn.socket_id,
+                client_id=client_id,
+                last_event_id=streamid.format_id(conn.floor),
+            )
+        )
         self._hub.join(conn, client_room(client_id))
         if message.session_id is not None:
             self._hub.join(conn, session_room(message.session_id))

@@ -74,6 +74,45 @@ async def test_resume_across_a_bus_restart(
     await c.barrier()
 
 
+async def test_a_socket_that_saw_no_event_resumes_from_where_it_joined(
+    bus_process: Callable[..., BusProcess],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+) -> None:
+    proc = bus_process()
+    acc = await make_account()
+    before = await _upload(publisher, acc, 0)  # an event from before this socket
+    c = await connect(proc.url)
+    hello = await c.identify(acc.token)
+    assert hello["last_event_id"] == before
+    await c.barrier()
+
+    proc.terminate()  # the socket drops before any event reached it
+    assert await c.closed() == 1001
+    assert await proc.wait() == 0
+    missed = [await _upload(publisher, acc, n) for n in range(1, 4)]
+    proc.start()
+
+    c = await connect(proc.url)
+    await c.identify(acc.token)
+    await c.send({"type": "resume", "last_event_id": hello["last_event_id"]})
+    replayed = []
+    while (msg := await c.recv())["type"] != "resumed":
+        replayed.append(msg["id"])
+    assert replayed == missed
+    await c.barrier()
+
+
+async def test_a_client_without_events_is_told_0_0(
+    bus_process: Callable[..., BusProcess], connect: Connect, make_account: MakeAccount
+) -> None:
+    proc = bus_process()
+    acc = await make_account()
+    c = await connect(proc.url)
+    assert (await c.identify(acc.token))["last_event_id"] == "0-0"
+
+
 async def test_sigterm_closes_sockets_with_1001(
     bus_process: Callable[..., BusProcess], connect: Connect, make_account: MakeAccount
 ) -> None:

@@ -110,6 +110,9 @@ export class Bus extends EventTarget {
       this.setState("open", { clientId: msg.client_id });
       for (const id of this.photos) this.send({ type: "subscribe", photo_id: id });
       this.resume();
+      // Nothing seen yet: a later reconnect resumes from where this socket joined, so
+      // what is published while it is away is replayed, not missed.
+      if (!this.lastEventId && msg.last_event_id) this.lastEventId = msg.last_event_id;
       return;
     }
     if (msg.type === "error") {
