@@ -41,6 +41,33 @@ async def test_two_bus_processes_deliver_each_event_exactly_once(
         await c.barrier()  # and no second copy from the other process
 
 
+async def _restart_and_resume(
+    proc: BusProcess,
+    c: BusClient,
+    connect: Connect,
+    acc: Account,
+    publisher: EventPublisher,
+    *,
+    after: str,
+    n: tuple[int, int],
+) -> BusClient:
+    """Stop the bus (``c`` is closed with 1001), publish events ``n`` while none runs,
+    start it, resume from ``after`` on a new socket: it must replay exactly those."""
+    proc.terminate()
+    assert await c.closed() == 1001
+    assert await proc.wait() == 0
+    missed = [await _upload(publisher, acc, i) for i in range(*n)]
+    proc.start()
+    c = await connect(proc.url)
+    await c.identify(acc.token)
+    await c.send({"type": "resume", "last_event_id": after})
+    replayed = []
+    while (msg := await c.recv())["type"] != "resumed":
+        replayed.append(msg["id"])
+    assert replayed == missed
+    return c
+
+
 async def test_resume_across_a_bus_restart(
     bus_process: Callable[..., BusProcess],
     connect: Connect,
@@ -56,19 +83,7 @@ async def test_resume_across_a_bus_restart(
     got = [m["id"] for m in await c.events(3)]
     assert got == first
 
-    proc.terminate()
-    assert await c.closed() == 1001
-    assert await proc.wait() == 0
-    missed = [await _upload(publisher, acc, n) for n in range(3, 8)]  # while no bus runs
-    proc.start()
-
-    c = await connect(proc.url)
-    await c.identify(acc.token)
-    await c.send({"type": "resume", "last_event_id": got[-1]})
-    replayed = []
-    while (msg := await c.recv())["type"] != "resumed":
-        replayed.append(msg["id"])
-    assert replayed == missed
+    c = await _restart_and_resume(proc, c, connect, acc, publisher, after=got[-1], n=(3, 8))
     live = await _upload(publisher, acc, 8)
     assert [m["id"] for m in await c.events(1)] == [live]
     await c.barrier()
@@ -88,19 +103,9 @@ async def test_a_socket_that_saw_no_event_resumes_from_where_it_joined(
     assert hello["last_event_id"] == before
     await c.barrier()
 
-    proc.terminate()  # the socket drops before any event reached it
-    assert await c.closed() == 1001
-    assert await proc.wait() == 0
-    missed = [await _upload(publisher, acc, n) for n in range(1, 4)]
-    proc.start()
-
-    c = await connect(proc.url)
-    await c.identify(acc.token)
-    await c.send({"type": "resume", "last_event_id": hello["last_event_id"]})
-    replayed = []
-    while (msg := await c.recv())["type"] != "resumed":
-        replayed.append(msg["id"])
-    assert replayed == missed
+    # The socket drops before any event reached it.
+    after = hello["last_event_id"]
+    c = await _restart_and_resume(proc, c, connect, acc, publisher, after=after, n=(1, 4))
     await c.barrier()
 
 
