@@ -13,6 +13,7 @@ from protocols.jobs import (
     JobPipeline,
     JobStorage,
     PhotoProcessingJob,
+    follow_up_job,
     job_id_for,
     remake_job_id_for,
 )
@@ -52,11 +53,7 @@ def build_remake_job(
     again: a follow-up-phase job at the upload's priority, since a client is waiting."""
     job = build_job(settings, photo, bucket=bucket)
     return msgspec.structs.replace(
-        job,
-        id=remake_job_id_for(photo.id, stage),
-        pipeline=JobPipeline(
-            name=job.pipeline.name, stages=[stage], priority=job.pipeline.priority, phase="deferred"
-        ),
+        follow_up_job(job, [stage], job.pipeline.priority), id=remake_job_id_for(photo.id, stage)
     )
 
 
