@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
 from filmstrip import __version__
 from filmstrip.blobs import BlobStore, BlobStoreUnavailable
@@ -16,14 +15,19 @@ from filmstrip.errors import Category, LogicError
 from filmstrip.settings import load_settings
 from tests.blobs.contract import BlobStoreContract, Source
 from tests.support.moto_server import MotoServer
+from tests.support.recording_endpoint import RecordingEndpoint, recording_endpoint
 
 BUCKET = "filmstrip-test"
 
 
 def s3_env(moto: MotoServer, url: str) -> dict[str, str]:
+    return endpoint_env(moto, url)
+
+
+def endpoint_env(endpoint: MotoServer | RecordingEndpoint, url: str) -> dict[str, str]:
     return {
         "FILMSTRIP_BLOB_URL": url,
-        "FILMSTRIP_S3_ENDPOINT_URL": moto.url,
+        "FILMSTRIP_S3_ENDPOINT_URL": endpoint.url,
         "FILMSTRIP_S3_ACCESS_KEY_ID": "test",
         "FILMSTRIP_S3_SECRET_ACCESS_KEY": "test",
     }
@@ -137,33 +141,14 @@ class TestS3BlobStore(BlobStoreContract):
 
 
 async def test_requests_carry_filmstrip_as_their_user_agent() -> None:
-    # A plain loopback server that records what the client sends: the store's access log
-    # sees this header.
-    agents: list[str] = []
-
-    async def any_request(request: web.Request) -> web.Response:
-        agents.append(request.headers.get("User-Agent", ""))
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", any_request)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    # The store's access log sees this header.
     url = f"s3://{BUCKET}"
-    env = {
-        "FILMSTRIP_BLOB_URL": url,
-        "FILMSTRIP_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "FILMSTRIP_S3_ACCESS_KEY_ID": "test",
-        "FILMSTRIP_S3_SECRET_ACCESS_KEY": "test",
-    }
-    store = await S3BlobStore.from_settings(url, load_settings(env))
-    try:
-        await store.ping()
-    finally:
-        await store.close()
-        await runner.cleanup()
+    async with recording_endpoint() as endpoint:
+        store = await S3BlobStore.from_settings(url, load_settings(endpoint_env(endpoint, url)))
+        try:
+            await store.ping()
+        finally:
+            await store.close()
     # botocore appends its session's extra (aiobotocore's and its own versions).
+    agents = [r.headers.get("User-Agent", "") for r in endpoint.requests]
     assert [agent.split()[0] for agent in agents] == [f"filmstrip/{__version__}"]

@@ -39,6 +39,7 @@ from filmstrip.blobs.base import (
     BlobTooLarge,
 )
 from filmstrip.blobs.fs import guess_content_type
+from filmstrip.blobs.s3_bodies import send_bodies_as_bytes
 from filmstrip.blobs.s3_endpoints import share_endpoint_resolution
 from filmstrip.blobs.s3_timestamps import parse_timestamp
 from filmstrip.blobs.validation import check_key, check_prefix
@@ -134,6 +135,7 @@ class S3BlobStore(BlobStore):
             )
         )
         share_endpoint_resolution(client)
+        send_bodies_as_bytes(client)
         return cls(client, bucket, prefix=prefix, region=settings.s3_region, exit_stack=stack)
 
     async def close(self) -> None:
