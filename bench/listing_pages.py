@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from filmstrip.catalog import open_catalog  # noqa: E402
-from filmstrip.catalog.base import _PHOTO_COLUMNS  # noqa: E402
+from filmstrip.catalog.base import _PHOTO_COLUMNS, Transaction  # noqa: E402
 from filmstrip.settings import load_settings  # noqa: E402
 
 
@@ -54,18 +54,21 @@ async def main() -> None:
         catalog = await open_catalog(settings)
         start = datetime(2024, 1, 1, tzinfo=UTC)
         clients = ["client-a", "client-b"]
-        async with catalog.transaction() as tx:
+
+        def fill(tx: Transaction) -> None:
             for i in range(args.photos):
                 for client in clients:
                     when = (start + timedelta(seconds=i)).isoformat(timespec="milliseconds")
                     pid = str(uuid.uuid4())
-                    await tx.execute(
+                    tx.execute(
                         f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
                         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (pid, client, None, f"originals/{pid}", "image/jpeg", 1000, None,
                          "completed", f"photo:{pid}", "t", when, when, when, "{}", "[]",
                          None, None, when),
                     )  # fmt: skip
+
+        await catalog.run_transaction(fill)
         raw = sqlite3.connect(settings.effective_db_path)
         limit = args.limit
         print(f"{args.photos} photos per client, pages of {limit}; best of 9, ms per page")

@@ -1,7 +1,13 @@
-"""The SQLite catalog: atomic row + outbox, ownership scoping, keyset listing, tokens."""
+"""The SQLite catalog: atomic row + outbox, ownership scoping, keyset listing, tokens, and
+write transactions that run whole on the connection's thread."""
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord, PhotoStatus
+from filmstrip.catalog.base import Transaction
 from filmstrip.catalog.sqlite import SqliteCatalog
 
 
@@ -202,3 +209,84 @@ async def test_a_catalog_from_before_a_column_was_added_gets_it(tmp_path: Path) 
         assert "photos_follow_up" in names
     finally:
         await upgraded.close()
+
+
+async def test_a_write_holds_the_lock_only_while_its_statements_run(tmp_path: Path) -> None:
+    # The loop is kept busy right after the write starts, as a loaded worker's is: the
+    # transaction still runs to its commit on the connection's thread, so another
+    # process finds the lock free, not held until this loop comes back to it.
+    db = tmp_path / "catalog.db"
+    cat = SqliteCatalog(str(db))
+    await cat.connect()
+    try:
+        photo = _photo()
+        writing = asyncio.create_task(cat.insert_photo(photo, None))
+        for _ in range(3):  # a few turns: the task starts and hands its transaction over
+            await asyncio.sleep(0)
+        time.sleep(0.5)  # the loop is busy elsewhere
+        other = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if held
+            assert other.execute("SELECT id FROM photos").fetchall() == [(photo.id,)]
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        await writing
+    finally:
+        await cat.close()
+
+
+async def test_a_cancelled_caller_waits_for_its_transaction_to_end(catalog: Catalog) -> None:
+    photo = _photo()
+
+    def slow_insert(tx: Transaction) -> None:
+        time.sleep(0.3)
+        tx.execute(
+            "INSERT INTO clients (id, name, is_admin, created_at) VALUES (?, ?, 0, ?)",
+            (photo.id, "slow", "2026-01-01T00:00:00.000Z"),
+        )
+
+    started = time.monotonic()
+    task = asyncio.create_task(catalog.run_transaction(slow_insert))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started >= 0.25  # it was let finish, not abandoned
+    client = await catalog.get_client(photo.id)  # and it committed
+    assert client is not None and client.name == "slow"
+    assert await catalog.mark_processing("nobody") is False  # the connection still works
+
+
+async def test_a_transaction_that_raises_leaves_nothing(catalog: Catalog) -> None:
+    def half(tx: Transaction) -> None:
+        tx.execute(
+            "INSERT INTO clients (id, name, is_admin, created_at) VALUES ('half', 'h', 0, '')"
+        )
+        raise ValueError("half way")
+
+    with pytest.raises(ValueError, match="half way"):
+        await catalog.run_transaction(half)
+    assert await catalog.get_client("half") is None
+    await catalog.create_client("after", "a", is_admin=False)  # no transaction left open
+
+
+async def test_writers_of_every_process_queue_on_the_lock_file(tmp_path: Path) -> None:
+    # Another process holding the lock file (here: this test, through its own descriptor)
+    # holds every write back until it lets go, and the waiting write then goes through.
+    db = tmp_path / "catalog.db"
+    cat = SqliteCatalog(str(db))
+    await cat.connect()
+    fd = os.open(f"{db}-writelock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        photo = _photo()
+        writing = asyncio.create_task(cat.insert_photo(photo, None))
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        await asyncio.wait_for(writing, 5)
+        assert await cat.get_photo(photo.id) is not None
+    finally:
+        os.close(fd)
+        await cat.close()

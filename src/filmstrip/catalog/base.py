@@ -7,10 +7,9 @@ primitives; every query here uses ``?`` placeholders that a driver may rewrite.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -26,6 +25,7 @@ from filmstrip.catalog.models import (
 from filmstrip.catalog.schema import ADDED_COLUMNS, INDEXES, TABLES
 
 Row = Sequence[Any]
+T = TypeVar("T")
 
 _PHOTO_COLUMNS = (
     "id, client_id, session_id, blob_key, content_type, bytes, sha256, status, job_id, "
@@ -77,14 +77,14 @@ def _photo(row: Row) -> PhotoRecord:
 
 
 class Transaction(abc.ABC):
-    """Statements run inside one transaction."""
+    """Statements run inside one transaction, on the thread that owns the connection."""
 
     @abc.abstractmethod
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return the number of rows it changed."""
 
     @abc.abstractmethod
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Rows of one query."""
 
 
@@ -102,35 +102,39 @@ class Catalog(abc.ABC):
         """Release connections."""
 
     @abc.abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """A unit of work that commits on success and rolls back on error."""
+    async def run_transaction(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` whole as one transaction where the connection lives: committed if
+        it returns, rolled back if it raises. Being one call, it holds the database's
+        write lock only while its statements run, never across turns of the event loop.
+        A cancelled caller still waits for it to end, then sees the cancellation."""
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self.transaction() as tx:
-            return await tx.fetchall(sql, params)
+        return await self.run_transaction(lambda tx: tx.fetchall(sql, params))
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self.transaction() as tx:
-            return await tx.execute(sql, params)
+        return await self.run_transaction(lambda tx: tx.execute(sql, params))
 
     @abc.abstractmethod
-    async def _columns(self, tx: Transaction, table: str) -> set[str]:
+    def _columns(self, tx: Transaction, table: str) -> set[str]:
         """The names of ``table``'s columns (the catalog's own dialect)."""
 
     async def create_schema(self) -> None:
         """Create tables, columns and indexes that are missing."""
-        async with self.transaction() as tx:
+
+        def work(tx: Transaction) -> None:
             for statement in TABLES:
-                await tx.execute(statement)
+                tx.execute(statement)
             for table, column, sql_type in ADDED_COLUMNS:
-                if column not in await self._columns(tx, table):
-                    await tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+                if column not in self._columns(tx, table):
+                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
             for statement in INDEXES:
-                await tx.execute(statement)
+                tx.execute(statement)
+
+        await self.run_transaction(work)
 
     async def ping(self) -> None:
         """Raise unless the catalog answers a query."""
@@ -140,8 +144,9 @@ class Catalog(abc.ABC):
 
     async def insert_photo(self, photo: PhotoRecord, outbox: OutboxEntry | None) -> None:
         """Insert a photo row and (atomically) its outbox entry."""
-        async with self.transaction() as tx:
-            await tx.execute(
+
+        def work(tx: Transaction) -> None:
+            tx.execute(
                 f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -152,12 +157,14 @@ class Catalog(abc.ABC):
                 ),
             )  # fmt: skip
             if outbox is not None:
-                await tx.execute(
+                tx.execute(
                     "INSERT INTO outbox (job_id, photo_id, payload, priority, created_at) "
                     "VALUES (?, ?, ?, ?, ?)",
                     (outbox.job_id, outbox.photo_id, outbox.payload, outbox.priority,
                      outbox.created_at),
                 )  # fmt: skip
+
+        await self.run_transaction(work)
 
     async def get_photo(self, photo_id: str, client_id: str | None = None) -> PhotoRecord | None:
         """One photo; with ``client_id``, only if that client owns it."""
@@ -220,38 +227,42 @@ class Catalog(abc.ABC):
         keeps the deferred stages' results, which depend on the same original). Of ``owed``
         (the deferred stages), those without a result yet are noted as awaited."""
         now = utcnow()
-        async with self.transaction() as tx:
-            rows = await tx.fetchall(
+
+        def work(tx: Transaction) -> bool:
+            rows = tx.fetchall(
                 "SELECT processing_metadata, derivatives FROM photos WHERE id = ?", (photo_id,)
             )
             if not rows:
                 return False
+            meta, derived = metadata, derivatives
             if keep_metadata or keep_derivatives:
                 # Read and written in one transaction: nothing lands in between.
                 old_meta = orjson.loads(rows[0][0] or "{}")
-                metadata = {**metadata, **{k: old_meta[k] for k in keep_metadata if k in old_meta}}
-                names = {d.name for d in derivatives}
-                derivatives = derivatives + [
+                meta = {**meta, **{k: old_meta[k] for k in keep_metadata if k in old_meta}}
+                names = {d.name for d in derived}
+                derived = derived + [
                     d
                     for d in _derivatives_decoder.decode(rows[0][1] or "[]")
                     if d.name in keep_derivatives and d.name not in names
                 ]
-            await tx.execute(
+            tx.execute(
                 "UPDATE photos SET status = ?, processing_metadata = ?, derivatives = ?, "
                 "taken_at = ?, processed_at = ?, processing_error = NULL, error_category = NULL, "
                 "updated_at = ?, follow_up = ? WHERE id = ?",
                 (
                     PhotoStatus.COMPLETED,
-                    orjson.dumps(metadata).decode(),
-                    msgspec.json.encode(derivatives).decode(),
+                    orjson.dumps(meta).decode(),
+                    msgspec.json.encode(derived).decode(),
                     taken_at,
                     now,
                     now,
-                    _follow_up(owed, metadata),
+                    _follow_up(owed, meta),
                     photo_id,
                 ),
             )
-        return True
+            return True
+
+        return await self.run_transaction(work)
 
     async def add_deferred_results(
         self,
@@ -264,8 +275,9 @@ class Catalog(abc.ABC):
         """Merge a completed photo's deferred results: ``metadata`` keys overwrite, derivatives
         named in ``replaces`` give way to ``derivatives``. The photo's derivatives after the
         merge; None if the photo is gone or not completed (its results must be dropped)."""
-        async with self.transaction() as tx:
-            rows = await tx.fetchall(
+
+        def work(tx: Transaction) -> list[DerivativeRecord] | None:
+            rows = tx.fetchall(
                 "SELECT processing_metadata, derivatives, follow_up FROM photos "
                 "WHERE id = ? AND status = ?",
                 (photo_id, PhotoStatus.COMPLETED),
@@ -278,7 +290,7 @@ class Catalog(abc.ABC):
             ]
             merged = [*kept, *derivatives]
             owed = orjson.loads(rows[0][2] or "[]")
-            await tx.execute(
+            tx.execute(
                 "UPDATE photos SET processing_metadata = ?, derivatives = ?, updated_at = ?, "
                 "follow_up = ? WHERE id = ?",
                 (
@@ -289,7 +301,9 @@ class Catalog(abc.ABC):
                     photo_id,
                 ),
             )
-        return merged
+            return merged
+
+        return await self.run_transaction(work)
 
     async def fail_photo(self, photo_id: str, *, error: str, category: str) -> bool:
         """Record a photo that failed for good; False if it was deleted meanwhile."""
@@ -312,16 +326,20 @@ class Catalog(abc.ABC):
 
     async def delete_photo(self, photo_id: str, client_id: str) -> PhotoRecord | None:
         """Remove the client's photo row and its outbox entry; return what was removed."""
-        async with self.transaction() as tx:
-            rows = await tx.fetchall(
+
+        def work(tx: Transaction) -> Row | None:
+            rows = tx.fetchall(
                 f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ? AND client_id = ?",
                 (photo_id, client_id),
             )
             if not rows:
                 return None
-            await tx.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
-            await tx.execute("DELETE FROM outbox WHERE photo_id = ?", (photo_id,))
-            return _photo(rows[0])
+            tx.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
+            tx.execute("DELETE FROM outbox WHERE photo_id = ?", (photo_id,))
+            return rows[0]
+
+        row = await self.run_transaction(work)
+        return _photo(row) if row is not None else None
 
     async def photo_ids_present(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` have a photo row."""

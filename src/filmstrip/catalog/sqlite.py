@@ -3,42 +3,78 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from filmstrip.catalog.base import Catalog, Row, Transaction
+from filmstrip.catalog.write_lock import WriteLock
 from filmstrip.errors import TemporaryError
+
+T = TypeVar("T")
 
 
 class _SqliteTransaction(Transaction):
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self._conn.execute(sql, tuple(params))
-        count = cursor.rowcount
-        await cursor.close()
-        return int(count)
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = self._conn.execute(sql, tuple(params))
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = self._conn.execute(sql, tuple(params))
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+
+def _in_transaction(
+    conn: sqlite3.Connection, lock: WriteLock | None, work: Callable[[Transaction], T]
+) -> T:
+    """``work`` between ``BEGIN IMMEDIATE`` and ``COMMIT``, on the connection's thread,
+    holding ``lock`` from just before to just after."""
+    if lock is not None:
+        lock.acquire()
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise TemporaryError(f"catalog busy: {exc}", code="catalog_unavailable") from exc
+        try:
+            result = work(_SqliteTransaction(conn))
+            conn.execute("COMMIT")
+        except BaseException:
+            # Some errors (a full disk, an I/O error) have rolled it back already.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 class SqliteCatalog(Catalog):
-    """Two connections per process: writes go through one, in transactions serialised by a
-    lock here and by SQLite's own locking (``BEGIN IMMEDIATE`` + ``busy_timeout``) across
-    processes; plain reads go through the other, which WAL lets run beside a writer."""
+    """Two connections per process: each write transaction runs whole on the writer's
+    thread, so SQLite's write lock (``BEGIN IMMEDIATE`` + ``busy_timeout`` across
+    processes) is held only while its statements run, not while the event loop gets back
+    to it, which on a busy process took several turns of a few ms each; writers of all
+    processes queue for it on a :class:`WriteLock`. Plain reads go through the other
+    connection, which WAL lets run beside a writer."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._write_lock = WriteLock(path + "-writelock") if path != ":memory:" else None
 
     async def connect(self) -> None:
         if self.path != ":memory:":
@@ -61,6 +97,8 @@ class SqliteCatalog(Catalog):
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+        if self._write_lock is not None:
+            self._write_lock.close()
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         # Outside a transaction a read needs no write lock: each statement on the reader
@@ -73,23 +111,26 @@ class SqliteCatalog(Catalog):
         except aiosqlite.OperationalError as exc:
             raise TemporaryError(f"catalog read failed: {exc}", code="catalog_unavailable") from exc
 
-    async def _columns(self, tx: Transaction, table: str) -> set[str]:
-        return {row[1] for row in await tx.fetchall(f"PRAGMA table_info({table})")}
+    def _columns(self, tx: Transaction, table: str) -> set[str]:
+        return {row[1] for row in tx.fetchall(f"PRAGMA table_info({table})")}
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def run_transaction(self, work: Callable[[Transaction], T]) -> T:
         if self._conn is None:
             raise TemporaryError("catalog is not connected", code="catalog_unavailable")
-        conn = self._conn
-        async with self._lock:
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-            except aiosqlite.OperationalError as exc:
-                raise TemporaryError(f"catalog busy: {exc}", code="catalog_unavailable") from exc
-            try:
-                yield _SqliteTransaction(conn)
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            else:
-                await conn.execute("COMMIT")
+        conn, lock = self._conn, self._write_lock
+        # aiosqlite runs the calls queued on a connection one at a time on its thread, so
+        # transactions never interleave. ``_execute`` is how its own methods queue theirs;
+        # it has no public way to run a function there (every catalog test fails without it).
+        done = asyncio.ensure_future(
+            conn._execute(lambda: _in_transaction(conn._conn, lock, work))  # type: ignore[no-untyped-call]
+        )
+        # Marks the outcome as seen when a cancelled caller is no longer there to see it.
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The transaction ends on its thread either way; let it, so what it did is
+            # settled before the cancellation reaches the caller.
+            if not done.done():
+                await asyncio.wait([done])
+            raise
