@@ -7,6 +7,7 @@ outbox relay retries if Redis fails), and the ``photo.uploaded`` event.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -180,6 +181,19 @@ def accepted_response(body: UploadAccepted) -> web.Response:
         status=200 if body.duplicate else 201,
         headers={"Location": f"/v1/photos/{body.photo_id}"},
     )
+
+
+async def discard_unrecorded(state: ApiState, photo_id: str, blob_key: str) -> None:
+    """After an upload failed or was cancelled: delete its original unless its photo row
+    was committed, which a cancellation (the server stopping) can follow. When that
+    cannot be checked, the blob stays for the orphan sweep: a photo must never lose it."""
+    try:
+        recorded = await state.catalog.get_photo(photo_id) is not None
+    except (FilmstripError, asyncio.CancelledError):
+        log.warning("kept blob %s: could not check for its photo", blob_key)
+        return
+    if not recorded:
+        await delete_quietly(state, blob_key)
 
 
 async def delete_quietly(state: ApiState, key: str) -> None:

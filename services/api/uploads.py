@@ -25,7 +25,7 @@ from services.api.accept import (
     accept_photo,
     accepted_response,
     check_capacity,
-    delete_quietly,
+    discard_unrecorded,
     new_photo_id,
     original_key,
     unsupported_type,
@@ -153,7 +153,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             session_id=session_id,
         )
     except BaseException:
-        await delete_quietly(state, blob_key)
+        await discard_unrecorded(state, photo_id, blob_key)
         raise
     return accepted_response(accepted)
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
 from msgspec import msgpack
 
 from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
+from filmstrip.catalog.sqlite import SqliteCatalog
 from protocols.jobs import deferred_job_id_for
+from services.api.app import create_app
 from services.api.jobs import build_job, encode_job
 from services.api.reconciler import (
     orphan_sweep_due,
@@ -21,7 +28,12 @@ from services.api.reconciler import (
     sweep_orphan_blobs,
 )
 from services.api.relay import relay_once
-from tests.api.conftest import Api
+from services.api.serving import server_options
+from services.api.state import STATE
+from services.cli.tokens import issue_token
+from tests.api.conftest import Api, api_settings
+from tests.api.factories import fake_jpeg
+from tests.support.redis_server import RedisServer, free_port
 
 
 def _row(
@@ -214,3 +226,74 @@ async def test_the_orphan_sweep_runs_once_per_interval_across_processes(api: Api
     await asyncio.sleep(0.4)
     assert await orphan_sweep_due(redis, 0.3)
     await redis.delete(keys.orphan_sweep_gate())
+
+
+async def test_an_upload_cancelled_after_its_row_is_committed_keeps_its_original(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    # The api stops while an upload waits on Redis right after its row and outbox entry
+    # were committed: its handler is cancelled there. The photo is recorded (the outbox
+    # relay will queue its job), so its original must stay. It used to be deleted.
+    settings = api_settings(tmp_path, redis_server.url)
+    runner = web.AppRunner(
+        create_app(settings, background=False), shutdown_timeout=0.5, **server_options(settings)
+    )
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client, token = await issue_token(runner.app[STATE].catalog, "alice", admin=False)
+    gate = asyncio.Event()
+    boundary = "cancelled-after-commit"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + fake_jpeg()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        await gate.wait()  # the last bytes once Redis refuses writes
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    async def upload() -> None:
+        async with aiohttp.ClientSession() as http:
+            with contextlib.suppress(aiohttp.ClientError):
+                await http.post(
+                    f"http://127.0.0.1:{port}/v1/photos",
+                    data=body(),
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": f"multipart/form-data; boundary={boundary}",
+                    },
+                )
+
+    uploading = asyncio.create_task(upload())
+    catalog = SqliteCatalog(settings.effective_db_path)
+    await catalog.connect()
+    try:
+        # The client's rate limit is the last Redis write before the row; wait past it.
+        for _ in range(100):
+            if await redis.exists(keys.api_rate(f"client:{client.id}")):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the upload never reached the rate limiter")
+        await redis.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+        gate.set()
+        for _ in range(100):
+            rows = await catalog._fetchall("SELECT id, blob_key FROM photos")
+            if rows:
+                break
+            await asyncio.sleep(0.05)
+        assert rows, "the upload's row was never committed"
+        await runner.cleanup()  # cancels the handler waiting on Redis after 0.5 s
+        await redis.execute_command("CLIENT", "UNPAUSE")
+        await uploading
+        (photo_id, blob_key), *_ = rows
+        assert await catalog.get_photo(photo_id) is not None
+        root = Path(settings.effective_blob_url.removeprefix("file://"))
+        assert (root / blob_key).is_file(), "the recorded photo lost its original"
+        assert await catalog._fetchall("SELECT job_id FROM outbox") != []  # for the relay
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+        await catalog.close()
+        await runner.cleanup()

@@ -27,7 +27,7 @@ from services.api.accept import (
     accept_photo,
     check_capacity,
     check_session,
-    delete_quietly,
+    discard_unrecorded,
     new_photo_id,
     original_key,
     unsupported_type,
@@ -310,7 +310,7 @@ async def _finish(
             session_id=upload.metadata.get("session_id") or None,
         )
     except BaseException:
-        await delete_quietly(state, blob_key)
+        await discard_unrecorded(state, photo_id, blob_key)
         raise
     upload.photo_id = accepted.photo_id
     upload.duplicate = accepted.duplicate
