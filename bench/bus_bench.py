@@ -41,6 +41,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 import orjson  # noqa: E402
 
 from bench.procstat import cpu_seconds, rss_kb  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 
 P99_TARGET_S = 0.100
 
@@ -223,13 +224,6 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds ``pid`` has used (robust to a noisy, shared machine)."""
     used = cpu_seconds(pid)
     return float("nan") if used is None else used
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def make_accounts(settings: Any, n: int, path: Path) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from bench.stats import percentile  # noqa: E402
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus  # noqa: E402
 from filmstrip.catalog.base import _PHOTO_COLUMNS  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
@@ -137,11 +138,6 @@ async def _prepare(db: str) -> None:
     await catalog.close()
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=4)
@@ -164,8 +160,8 @@ def main() -> int:
     print(f"{'':32}{'one call':>14}{'step by step':>14}{'ratio':>8}")
     rows = [
         ("transaction mean, ms", lambda t, r: statistics.fmean(t) * 1000),
-        ("transaction p50, ms", lambda t, r: _pct(t, 0.5)),
-        ("transaction p99, ms", lambda t, r: _pct(t, 0.99)),
+        ("transaction p50, ms", lambda t, r: percentile(t, 0.5) * 1000),
+        ("transaction p99, ms", lambda t, r: percentile(t, 0.99) * 1000),
         ("writes/s", lambda t, r: statistics.fmean(r)),
     ]
     for name, fig in rows:

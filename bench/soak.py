@@ -39,6 +39,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from bench.affinity import pin_tree, split_cpus  # noqa: E402
 from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample  # noqa: E402
 from bench.procstat import cpu_seconds, rss_kb, tree_cpu_seconds  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
 from filmstrip.embedded.processes import stop_process  # noqa: E402
 from filmstrip.embedded.redis_server import RedisServer, free_port  # noqa: E402
@@ -454,13 +455,6 @@ async def chaos(
 # --- verification ---------------------------------------------------------------------------
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def wait_drained(cluster: Cluster, limit_s: float) -> float:
     """When the queue last held no waiting, active or delayed job (monotonic time)."""
     import redis.asyncio as aioredis
@@ -618,7 +612,7 @@ def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
 
 
 def _ms_pair(values: list[float]) -> str:
-    return f"{_pct(values, 0.5) * 1000:.0f} / {_pct(values, 0.99) * 1000:.0f} ms"
+    return f"{percentile(values, 0.5) * 1000:.0f} / {percentile(values, 0.99) * 1000:.0f} ms"
 
 
 def cpu_by_role(cluster: Cluster) -> dict[str, float]:
