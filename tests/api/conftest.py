@@ -84,8 +84,16 @@ def api_settings(tmp_path: Path, redis_url: str, **extra: str) -> Settings:
     return load_settings(env)
 
 
-async def start_api(settings: Settings) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(create_app(settings, background=False), **server_options(settings))
+async def start_api(
+    settings: Settings, *, shutdown_timeout: float = 60.0
+) -> tuple[web.AppRunner, str]:
+    """An api on a free loopback port; ``runner.cleanup()`` cancels the handlers still
+    running ``shutdown_timeout`` seconds after it starts, as a stopping api does."""
+    runner = web.AppRunner(
+        create_app(settings, background=False),
+        shutdown_timeout=shutdown_timeout,
+        **server_options(settings),
+    )
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)

@@ -12,14 +12,12 @@ import aiohttp
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 from msgspec import msgpack
 
 from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
 from filmstrip.catalog.sqlite import SqliteCatalog
 from protocols.jobs import deferred_job_id_for
-from services.api.app import create_app
 from services.api.jobs import build_job, encode_job
 from services.api.reconciler import (
     orphan_sweep_due,
@@ -28,12 +26,11 @@ from services.api.reconciler import (
     sweep_orphan_blobs,
 )
 from services.api.relay import relay_once
-from services.api.serving import server_options
 from services.api.state import STATE
 from services.cli.tokens import issue_token
-from tests.api.conftest import Api, api_settings
+from tests.api.conftest import Api, api_settings, start_api
 from tests.api.factories import fake_jpeg
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer
 
 
 def _row(
@@ -235,12 +232,7 @@ async def test_an_upload_cancelled_after_its_row_is_committed_keeps_its_original
     # were committed: its handler is cancelled there. The photo is recorded (the outbox
     # relay will queue its job), so its original must stay. It used to be deleted.
     settings = api_settings(tmp_path, redis_server.url)
-    runner = web.AppRunner(
-        create_app(settings, background=False), shutdown_timeout=0.5, **server_options(settings)
-    )
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, url = await start_api(settings, shutdown_timeout=0.5)
     client, token = await issue_token(runner.app[STATE].catalog, "alice", admin=False)
     gate = asyncio.Event()
     boundary = "cancelled-after-commit"
@@ -258,7 +250,7 @@ async def test_an_upload_cancelled_after_its_row_is_committed_keeps_its_original
         async with aiohttp.ClientSession() as http:
             with contextlib.suppress(aiohttp.ClientError):
                 await http.post(
-                    f"http://127.0.0.1:{port}/v1/photos",
+                    f"{url}/v1/photos",
                     data=body(),
                     headers={
                         "Authorization": f"Bearer {token}",
