@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import logging
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -403,6 +404,38 @@ async def test_a_refused_creation_with_upload_keeps_nothing(api: Api) -> None:
     resp = await api.http.post(f"{api.url}/v1/uploads", headers=headers, data=b"\xff\xd8\xff" * 9)
     assert resp.status == 460
     assert _tus_files(api) == []
+
+
+async def test_an_upload_refused_at_its_last_byte_leaves_no_original(
+    api: Api, corpus: Path
+) -> None:
+    # The original is in the blob store before the photo is recorded; when recording is
+    # refused, the original must go too. The session vanishing between the first and the
+    # last chunk is one such refusal (the row removed here by hand to cause it).
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    client = await api.state.catalog.client_for_token(hash_token(api.token))
+    assert client is not None
+    session_id = f"s-{uuid.uuid4().hex[:8]}"
+    await api.state.catalog.create_session(session_id, client.id)
+    encoded = base64.b64encode(session_id.encode()).decode()
+    url = await _create(api, len(data), metadata=f"session_id {encoded}")
+    assert (await _patch(api, url, 0, data[:1000])).status == 204
+    with sqlite3.connect(api.settings.effective_db_path) as db:
+        db.execute("DELETE FROM upload_sessions WHERE id = ?", (session_id,))
+
+    resp = await _patch(api, url, 1000, data[1000:])
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "session_not_found"
+    assert _originals(api) == []
+    assert await api.photo_count() == 0
+
+    # The bytes stay with the upload: once recording can succeed, an empty PATCH at the
+    # end finishes it.
+    await api.state.catalog.create_session(session_id, client.id)
+    resp = await _patch(api, url, len(data), b"")
+    assert resp.status == 204
+    assert await api.state.catalog.get_photo(resp.headers["Filmstrip-Photo-Id"]) is not None
+    assert len(_originals(api)) == 1
 
 
 async def _raw_request(api: Api, head: str, headers: bytes) -> tuple[int, dict[str, Any]]:
