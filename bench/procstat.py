@@ -54,3 +54,27 @@ def rss_kb(pid: int) -> tuple[int, int]:
             elif line.startswith("VmHWM:"):
                 peak = int(line.split()[1])
     return cur, peak
+
+
+def cpu_times(cpus: list[int] | None = None) -> tuple[int, int, int]:
+    """(busy, idle, stolen) clock ticks so far, summed over ``cpus`` (default: all).
+    Stolen ticks are those the hypervisor gave another guest while this one had work."""
+    wanted = None if cpus is None else {f"cpu{c}" for c in cpus}
+    busy = idle = stolen = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name != "cpu" if wanted is None else name not in wanted:
+            continue
+        # user nice system idle iowait irq softirq steal (guest time is inside user)
+        user, nice, system, idle_, iowait, irq, softirq, steal = map(int, values[:8])
+        busy += user + nice + system + irq + softirq
+        idle += idle_ + iowait
+        stolen += steal
+    return busy, idle, stolen
+
+
+def cpu_shares(before: tuple[int, int, int], after: tuple[int, int, int]) -> tuple[float, ...]:
+    """The (busy, idle, stolen) fractions of the time between two :func:`cpu_times`."""
+    deltas = [a - b for a, b in zip(after, before, strict=True)]
+    total = sum(deltas) or 1
+    return tuple(d / total for d in deltas)

@@ -38,7 +38,13 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from bench.affinity import pin_tree, split_cpus  # noqa: E402
 from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample  # noqa: E402
-from bench.procstat import cpu_seconds, rss_kb, tree_cpu_seconds  # noqa: E402
+from bench.procstat import (  # noqa: E402
+    cpu_seconds,
+    cpu_shares,
+    cpu_times,
+    rss_kb,
+    tree_cpu_seconds,
+)
 from bench.stats import percentile  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
 from filmstrip.embedded.processes import stop_process  # noqa: E402
@@ -709,6 +715,7 @@ async def soak(
         )
         cpu_at_start = cpu_by_role(cluster)
         loop_cpu_at_start = sum(p.loop_cpu_s() for p in cluster.role("worker"))
+        ticks_at_start = cpu_times(cpus)
         started = time.monotonic()
         runners = [
             asyncio.create_task(
@@ -728,6 +735,7 @@ async def soak(
         # Then for the follow-up jobs (optimization runs after "completed"): the photos'
         # work is done only when the queue is empty.
         drained_at = await wait_drained(cluster, limit_s=max(5.0, deadline - time.monotonic()))
+        busy, idle, stolen = cpu_shares(ticks_at_start, cpu_times(cpus))
         stop_chaos.set()
         if chaos_task:
             await chaos_task
@@ -752,6 +760,11 @@ async def soak(
         )
         report["end-to-end photos/s"] = f"{rate:.1f}"
         report["wall time"] = f"{elapsed:.1f} s"
+        # A ratio is only as good as the cores it ran on: idle cores mean the system did not
+        # keep them fed; stolen time means the hypervisor took them away for a while.
+        report["cores busy / idle / stolen during the run"] = (
+            f"{busy:.0%} / {idle:.0%} / {stolen:.0%}"
+        )
         if not chaos_on:
             # Each layout runs before the system and again after it (this machine's speed
             # drifts by several percent over a run); the faster layout's mean is the bare
