@@ -6,6 +6,7 @@ and the bus restarts. At the end nothing may be lost, duplicated or stuck.
     python -m bench.soak --clean          # no chaos, plus the bare pipeline's photos/s
     python -m bench.soak -n 60 --fast     # a small run (what the test runs)
     python -m bench.soak --clean --aside-cpus 1   # moto and the clients off the measured CPUs
+    python -m bench.soak --clean --s3-endpoint http://minio:9000   # an S3 off this machine
 
 Prints one table; exits non-zero when a guarantee is broken.
 """
@@ -146,7 +147,9 @@ class Proc:
 class Cluster:
     data: Path
     redis: RedisServer
-    s3: MotoServer
+    s3: MotoServer | None  # None: the S3 endpoint is elsewhere (``--s3-endpoint``)
+    s3_url: str
+    bucket: str
     s3_proxy: TcpProxy | None  # only with chaos, which cuts it
     api_urls: list[str]
     bus_url: str
@@ -169,20 +172,24 @@ class Cluster:
             system.append(self.redis.proc.pid)
         for pid in system:
             pin_tree(pid, self.cpus)
-        if self.s3.proc is not None:
+        if self.s3 is not None and self.s3.proc is not None:
             pin_tree(self.s3.proc.pid, self.aside)
 
 
-def blob_env(blobs: str, data: Path, s3_url: str) -> dict[str, str]:
-    """The roles' blob store settings: S3 on moto at ``s3_url``, or files under ``data``."""
+def blob_env(
+    blobs: str, data: Path, s3_url: str, *, bucket: str = BUCKET, moto: bool = True
+) -> dict[str, str]:
+    """The roles' blob store settings: S3 at ``s3_url``, or files under ``data``. moto
+    takes any keys; another endpoint gets the credentials and region of the environment
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, ...)."""
     if blobs == "fs":
         return {"FILMSTRIP_BLOB_URL": f"file://{data / 'blobs'}"}
-    return {
-        "FILMSTRIP_BLOB_URL": f"s3://{BUCKET}",
-        "FILMSTRIP_S3_ENDPOINT_URL": s3_url,
-        "FILMSTRIP_S3_ACCESS_KEY_ID": "soak",
-        "FILMSTRIP_S3_SECRET_ACCESS_KEY": "soak",
-    }
+    env = {"FILMSTRIP_BLOB_URL": f"s3://{bucket}", "FILMSTRIP_S3_ENDPOINT_URL": s3_url}
+    if moto:
+        env.update(FILMSTRIP_S3_ACCESS_KEY_ID="soak", FILMSTRIP_S3_SECRET_ACCESS_KEY="soak")
+    elif region := os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"):
+        env["FILMSTRIP_S3_REGION"] = region
+    return env
 
 
 async def start_cluster(
@@ -194,15 +201,23 @@ async def start_cluster(
     chaos: bool = True,
     cpus: list[int] | None = None,
     aside: list[int] | None = None,
+    s3_endpoint: str | None = None,
 ) -> Cluster:
     redis = RedisServer(data / "redis", appendonly=True)
     redis.start()
-    s3 = MotoServer()
-    s3.start()
+    s3: MotoServer | None = None
+    if s3_endpoint is None:
+        s3 = MotoServer()
+        s3.start()
+    s3_url = s3.url if s3 is not None else s3_endpoint
+    assert s3_url is not None
+    # Elsewhere the bucket is the run's own, removed after a good run; moto's goes with it.
+    bucket = BUCKET if s3 is not None else f"filmstrip-soak-{os.urandom(4).hex()}"
     # With chaos the roles reach S3 through a proxy the soak can cut: an outage that keeps
     # moto's data. A clean run goes direct: the proxy copies every byte through this process
     # on the same two cores, a cost no deployment has.
-    proxy = TcpProxy("127.0.0.1", s3.port) if chaos else None
+    # (--s3-endpoint goes with --clean: the chaos run cuts moto through the proxy.)
+    proxy = TcpProxy("127.0.0.1", s3.port) if chaos and s3 is not None else None
     if proxy is not None:
         await proxy.start()
     bus_port = free_port()
@@ -211,7 +226,13 @@ async def start_cluster(
         PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",
         FILMSTRIP_DATA_DIR=str(data),
         FILMSTRIP_REDIS_URL=redis.url,
-        **blob_env(blobs, data, proxy.url if proxy is not None else s3.url),
+        **blob_env(
+            blobs,
+            data,
+            proxy.url if proxy is not None else s3_url,
+            bucket=bucket,
+            moto=s3 is not None,
+        ),
         FILMSTRIP_BUS_PORT=str(bus_port),
         FILMSTRIP_JOB_BACKOFF_MS="500",
         FILMSTRIP_JOB_ATTEMPTS="8",
@@ -236,7 +257,17 @@ async def start_cluster(
         )
     cmd = [sys.executable, "-m", "services.cli.main"]
     cluster = Cluster(
-        data, redis, s3, proxy, [], f"ws://127.0.0.1:{bus_port}/ws", blobs, cpus=cpus, aside=aside
+        data,
+        redis,
+        s3,
+        s3_url,
+        bucket,
+        proxy,
+        [],
+        f"ws://127.0.0.1:{bus_port}/ws",
+        blobs,
+        cpus=cpus,
+        aside=aside,
     )
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
@@ -281,7 +312,8 @@ async def stop_cluster(cluster: Cluster) -> None:
     cluster.redis.stop()
     if cluster.s3_proxy is not None:
         await cluster.s3_proxy.close()
-    cluster.s3.stop()
+    if cluster.s3 is not None:
+        cluster.s3.stop()
 
 
 # --- clients --------------------------------------------------------------------------------
@@ -540,7 +572,15 @@ async def verify(
     if set(failed_by) - {"DATA"}:
         problems.append(f"failures that are not DATA: {failed_by}")
 
-    settings = load_settings(blob_env(cluster.blobs, cluster.data, cluster.s3.url))
+    settings = load_settings(
+        blob_env(
+            cluster.blobs,
+            cluster.data,
+            cluster.s3_url,
+            bucket=cluster.bucket,
+            moto=cluster.s3 is not None,
+        )
+    )
     blobs = await open_blob_store(settings)
     all_rows = {r[0] for r in await catalog._fetchall("SELECT id FROM photos")}
     # Orphans are legitimate for a moment (an outage can cut the answer to a put that S3
@@ -626,7 +666,8 @@ def cpu_by_role(cluster: Cluster) -> dict[str, float]:
     out: dict[str, float] = {}
     for proc in cluster.procs:
         out[proc.role] = out.get(proc.role, 0.0) + proc.cpu_s()
-    for role, popen in (("redis", cluster.redis.proc), ("s3 (moto)", cluster.s3.proc)):
+    moto = cluster.s3.proc if cluster.s3 is not None else None
+    for role, popen in (("redis", cluster.redis.proc), ("s3 (moto)", moto)):
         if popen is not None:
             out[role] = tree_cpu_seconds(popen.pid) or 0.0
     out["soak clients (+ S3 proxy with chaos)"] = cpu_seconds(os.getpid()) or 0.0
@@ -648,9 +689,10 @@ async def soak(
     fast: bool,
     blobs: str = "s3",
     split: tuple[list[int], list[int]] | None = None,
+    s3_endpoint: str | None = None,
 ) -> int:
     """The run; ``split`` is (the system's CPUs, moto's and the clients'), or None to pin
-    nothing."""
+    nothing; ``s3_endpoint`` an S3 to use instead of starting moto."""
     good, bad = corpus_sources()
     rng = random.Random(1)
     plans: list[list[tuple[bytes, bool]]] = [[] for _ in range(clients)]
@@ -684,7 +726,9 @@ async def soak(
         sample = bare_sample(good, uses, BARE_SAMPLE)
         for layout in layouts:
             bare_before[layout] = await asyncio.to_thread(bare_rate, sample, layout, cpus=cpus)
-    cluster = await start_cluster(data, blobs=blobs, chaos=chaos_on, cpus=cpus, aside=aside)
+    cluster = await start_cluster(
+        data, blobs=blobs, chaos=chaos_on, cpus=cpus, aside=aside, s3_endpoint=s3_endpoint
+    )
     chaos_log: list[str] = []
     code = 1
     try:
@@ -811,12 +855,12 @@ async def soak(
         print(
             f"\nFilmstrip soak: {n} uploads, {clients} clients, "
             f"chaos {'on' if chaos_on else 'off'}, "
-            f"blobs {'S3 on moto' if blobs == 's3' else 'filesystem'}"
+            f"blobs {store_name(cluster)}"
         )
         if cpus is not None:
             print(
                 f"  CPUs {cpus}: the system and the bare pipeline;"
-                f" CPUs {aside}: moto and the soak's clients"
+                f" CPUs {aside}: {'moto and ' if cluster.s3 is not None else ''}the soak's clients"
             )
         for line in chaos_log:
             print(f"  chaos {line}")
@@ -831,9 +875,39 @@ async def soak(
         await stop_cluster(cluster)
         if code == 0:
             shutil.rmtree(data, ignore_errors=True)
+            if cluster.s3 is None and cluster.blobs == "s3":
+                await remove_bucket(cluster)
         else:
             print(f"  logs and data kept in {data}")
+            if cluster.s3 is None and cluster.blobs == "s3":
+                print(f"  and the blobs in bucket {cluster.bucket} at {cluster.s3_url}")
     return code
+
+
+def store_name(cluster: Cluster) -> str:
+    if cluster.blobs == "fs":
+        return "filesystem"
+    if cluster.s3 is not None:
+        return "S3 on moto"
+    return f"S3 at {cluster.s3_url}, bucket {cluster.bucket}"
+
+
+async def remove_bucket(cluster: Cluster) -> None:
+    """Empty and delete the run's bucket on an S3 elsewhere (it costs storage there)."""
+    from filmstrip.blobs import open_blob_store
+    from filmstrip.blobs.s3 import S3BlobStore
+    from filmstrip.settings import load_settings
+
+    settings = load_settings(
+        blob_env(cluster.blobs, cluster.data, cluster.s3_url, bucket=cluster.bucket, moto=False)
+    )
+    store = await open_blob_store(settings)
+    try:
+        assert isinstance(store, S3BlobStore)
+        await store.delete_prefix("")
+        await store.client.delete_bucket(Bucket=store.bucket)
+    finally:
+        await store.close()
 
 
 def main() -> int:
@@ -861,12 +935,23 @@ def main() -> int:
         " and the bare pipeline on the others (S3 off the measured cores, as it is in a"
         " deployment)",
     )
+    parser.add_argument(
+        "--s3-endpoint",
+        metavar="URL",
+        help="with --clean: the S3 (MinIO, AWS, ...) to use instead of starting moto, with"
+        " the credentials of the environment (AWS_ACCESS_KEY_ID, ...); the run makes a bucket"
+        " of its own there and removes it after a good run",
+    )
     args = parser.parse_args()
     if not CORPUS.is_dir():
         print(f"the corpus {CORPUS} is missing", file=sys.stderr)
         return 2
     if args.blobs == "fs" and not args.clean:
         print("the chaos run cuts S3: --blobs fs goes with --clean", file=sys.stderr)
+        return 2
+    if args.s3_endpoint and (not args.clean or args.blobs != "s3"):
+        # The chaos run cuts S3 through a proxy in front of the moto it started.
+        print("--s3-endpoint goes with --clean and S3 blobs", file=sys.stderr)
         return 2
     if args.aside_cpus and not args.clean:
         # A restarted process would not be pinned; the chaos run measures guarantees.
@@ -886,6 +971,7 @@ def main() -> int:
         fast=args.fast,
         blobs=args.blobs,
         split=split,
+        s3_endpoint=args.s3_endpoint,
     )
     try:
         import uvloop
