@@ -874,9 +874,9 @@ async def soak(
     finally:
         await stop_cluster(cluster)
         if code == 0:
-            shutil.rmtree(data, ignore_errors=True)
             if cluster.s3 is None and cluster.blobs == "s3":
                 await remove_bucket(cluster)
+            shutil.rmtree(data, ignore_errors=True)
         else:
             print(f"  logs and data kept in {data}")
             if cluster.s3 is None and cluster.blobs == "s3":
@@ -906,6 +906,8 @@ async def remove_bucket(cluster: Cluster) -> None:
         assert isinstance(store, S3BlobStore)
         await store.delete_prefix("")
         await store.client.delete_bucket(Bucket=store.bucket)
+    except Exception as exc:  # the run's verdict stands; say what is left behind
+        print(f"  could not remove bucket {cluster.bucket} at {cluster.s3_url}: {exc}")
     finally:
         await store.close()
 
