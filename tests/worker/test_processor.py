@@ -33,6 +33,7 @@ from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
 from services.worker import processor as processor_module
 from services.worker.processor import PhotoProcessor
+from tests.support.loop_watch import slow_steps
 from tests.support.redis_server import RedisServer
 
 READY_FILES = ("preview.jpg", "thumbnail.webp")
@@ -109,17 +110,6 @@ async def world(
     await catalog.close()
 
 
-class _SlowCallbacks(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "took" in message and "Executing" in message:
-            self.messages.append(message)
-
-
 async def test_processing_never_blocks_the_event_loop(world: World, corpus: Path) -> None:
     sources = [
         corpus / "real/Canon_PowerShot_A85.jpg",  # 1704x2272, orientation 8
@@ -128,21 +118,10 @@ async def test_processing_never_blocks_the_event_loop(world: World, corpus: Path
         corpus / "real/Landscape_6.jpg",
         corpus / "bad/truncated_jpeg.jpg",
     ]
-    loop = asyncio.get_running_loop()
-    watcher = _SlowCallbacks()
-    asyncio_log = logging.getLogger("asyncio")
-    asyncio_log.addHandler(watcher)
-    old_debug, old_slow = loop.get_debug(), loop.slow_callback_duration
-    loop.set_debug(True)
-    loop.slow_callback_duration = 0.05
-    try:
+    with slow_steps() as slow:
         ids = [await world.submit(s) for s in sources]
         await world.run_until_done(ids)
-    finally:
-        loop.set_debug(old_debug)
-        loop.slow_callback_duration = old_slow
-        asyncio_log.removeHandler(watcher)
-    assert watcher.messages == [], watcher.messages
+    assert slow == [], slow
     photos = [await world.catalog.get_photo(p) for p in ids]
     assert [p.status for p in photos if p] == ["completed"] * 4 + ["failed"]
     bad = photos[-1]
