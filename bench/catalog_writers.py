@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from bench.stats import percentile  # noqa: E402
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus  # noqa: E402
-from filmstrip.catalog.base import _PHOTO_COLUMNS  # noqa: E402
+from filmstrip.catalog.base import insert_statements  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
 
 
@@ -57,22 +57,8 @@ async def _statement_by_statement(
     async with lock:  # one transaction at a time on the process's writer connection
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            await conn.execute(
-                f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    photo.id, photo.client_id, photo.session_id, photo.blob_key,
-                    photo.content_type, photo.bytes, photo.sha256, photo.status,
-                    photo.job_id, photo.trace_id, photo.uploaded_at, photo.taken_at,
-                    photo.processed_at, None, None, None, None, photo.updated_at,
-                ),
-            )  # fmt: skip
-            await conn.execute(
-                "INSERT INTO outbox (job_id, photo_id, payload, priority, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (outbox.job_id, outbox.photo_id, outbox.payload, outbox.priority,
-                 outbox.created_at),
-            )  # fmt: skip
+            for sql, params in insert_statements(photo, outbox):
+                await conn.execute(sql, params)
         except BaseException:
             await conn.execute("ROLLBACK")
             raise

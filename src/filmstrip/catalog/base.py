@@ -76,6 +76,34 @@ def _photo(row: Row) -> PhotoRecord:
     )
 
 
+def insert_statements(
+    photo: PhotoRecord, outbox: OutboxEntry | None
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements that record ``photo`` and its outbox entry, to run in one transaction."""
+    statements: list[tuple[str, tuple[Any, ...]]] = [
+        (
+            f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                photo.id, photo.client_id, photo.session_id, photo.blob_key,
+                photo.content_type, photo.bytes, photo.sha256, photo.status, photo.job_id,
+                photo.trace_id, photo.uploaded_at, photo.taken_at, photo.processed_at,
+                None, None, None, None, photo.updated_at or photo.uploaded_at,
+            ),
+        )
+    ]  # fmt: skip
+    if outbox is not None:
+        statements.append(
+            (
+                "INSERT INTO outbox (job_id, photo_id, payload, priority, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (outbox.job_id, outbox.photo_id, outbox.payload, outbox.priority,
+                 outbox.created_at),
+            )
+        )  # fmt: skip
+    return statements
+
+
 class Transaction(abc.ABC):
     """Statements run inside one transaction, on the thread that owns the connection."""
 
@@ -145,24 +173,11 @@ class Catalog(abc.ABC):
     async def insert_photo(self, photo: PhotoRecord, outbox: OutboxEntry | None) -> None:
         """Insert a photo row and (atomically) its outbox entry."""
 
+        statements = insert_statements(photo, outbox)
+
         def work(tx: Transaction) -> None:
-            tx.execute(
-                f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    photo.id, photo.client_id, photo.session_id, photo.blob_key,
-                    photo.content_type, photo.bytes, photo.sha256, photo.status, photo.job_id,
-                    photo.trace_id, photo.uploaded_at, photo.taken_at, photo.processed_at,
-                    None, None, None, None, photo.updated_at or photo.uploaded_at,
-                ),
-            )  # fmt: skip
-            if outbox is not None:
-                tx.execute(
-                    "INSERT INTO outbox (job_id, photo_id, payload, priority, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (outbox.job_id, outbox.photo_id, outbox.payload, outbox.priority,
-                     outbox.created_at),
-                )  # fmt: skip
+            for sql, params in statements:
+                tx.execute(sql, params)
 
         await self.run_transaction(work)
 
