@@ -20,11 +20,7 @@ from tests.support.recording_endpoint import RecordingEndpoint, recording_endpoi
 BUCKET = "filmstrip-test"
 
 
-def s3_env(moto: MotoServer, url: str) -> dict[str, str]:
-    return endpoint_env(moto, url)
-
-
-def endpoint_env(endpoint: MotoServer | RecordingEndpoint, url: str) -> dict[str, str]:
+def s3_env(endpoint: MotoServer | RecordingEndpoint, url: str) -> dict[str, str]:
     return {
         "FILMSTRIP_BLOB_URL": url,
         "FILMSTRIP_S3_ENDPOINT_URL": endpoint.url,
@@ -144,7 +140,7 @@ async def test_requests_carry_filmstrip_as_their_user_agent() -> None:
     # The store's access log sees this header.
     url = f"s3://{BUCKET}"
     async with recording_endpoint() as endpoint:
-        store = await S3BlobStore.from_settings(url, load_settings(endpoint_env(endpoint, url)))
+        store = await S3BlobStore.from_settings(url, load_settings(s3_env(endpoint, url)))
         try:
             await store.ping()
         finally:

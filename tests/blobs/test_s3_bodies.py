@@ -6,7 +6,7 @@ import os
 
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.settings import load_settings
-from tests.blobs.test_s3 import endpoint_env
+from tests.blobs.test_s3 import s3_env
 from tests.support.recording_endpoint import recording_endpoint
 
 
@@ -14,7 +14,7 @@ async def test_put_object_and_upload_part_send_their_bytes_without_expect_contin
     url = "s3://bodies"
     body = os.urandom(300_000)
     async with recording_endpoint() as endpoint:
-        store = await S3BlobStore.from_settings(url, load_settings(endpoint_env(endpoint, url)))
+        store = await S3BlobStore.from_settings(url, load_settings(s3_env(endpoint, url)))
         try:
             await store.put_bytes("originals/a.jpg", body, content_type="image/jpeg")
             await store.client.upload_part(
