@@ -162,6 +162,24 @@ class Cluster:
     def role(self, name: str) -> list[Proc]:
         return [p for p in self.procs if p.role == name]
 
+    @property
+    def s3_elsewhere(self) -> bool:
+        """The blobs are in an S3 the soak did not start (``--s3-endpoint``)."""
+        return self.blobs == "s3" and self.s3 is None
+
+    def store_env(self) -> dict[str, str]:
+        """The blob store's settings, straight to the store (not through the proxy)."""
+        return blob_env(
+            self.blobs, self.data, self.s3_url, bucket=self.bucket, moto=self.s3 is not None
+        )
+
+    def store_name(self) -> str:
+        if self.blobs == "fs":
+            return "filesystem"
+        if self.s3 is not None:
+            return "S3 on moto"
+        return f"S3 at {self.s3_url}, bucket {self.bucket}"
+
     def pin(self) -> None:
         """Pin the system's processes to ``cpus`` and moto to ``aside``, every thread and
         child they have by now (later ones inherit it)."""
@@ -572,16 +590,7 @@ async def verify(
     if set(failed_by) - {"DATA"}:
         problems.append(f"failures that are not DATA: {failed_by}")
 
-    settings = load_settings(
-        blob_env(
-            cluster.blobs,
-            cluster.data,
-            cluster.s3_url,
-            bucket=cluster.bucket,
-            moto=cluster.s3 is not None,
-        )
-    )
-    blobs = await open_blob_store(settings)
+    blobs = await open_blob_store(load_settings(cluster.store_env()))
     all_rows = {r[0] for r in await catalog._fetchall("SELECT id FROM photos")}
     # Orphans are legitimate for a moment (an outage can cut the answer to a put that S3
     # stored); the reconciler must remove them within its grace + interval.
@@ -855,7 +864,7 @@ async def soak(
         print(
             f"\nFilmstrip soak: {n} uploads, {clients} clients, "
             f"chaos {'on' if chaos_on else 'off'}, "
-            f"blobs {store_name(cluster)}"
+            f"blobs {cluster.store_name()}"
         )
         if cpus is not None:
             print(
@@ -874,22 +883,14 @@ async def soak(
     finally:
         await stop_cluster(cluster)
         if code == 0:
-            if cluster.s3 is None and cluster.blobs == "s3":
+            if cluster.s3_elsewhere:
                 await remove_bucket(cluster)
             shutil.rmtree(data, ignore_errors=True)
         else:
             print(f"  logs and data kept in {data}")
-            if cluster.s3 is None and cluster.blobs == "s3":
+            if cluster.s3_elsewhere:
                 print(f"  and the blobs in bucket {cluster.bucket} at {cluster.s3_url}")
     return code
-
-
-def store_name(cluster: Cluster) -> str:
-    if cluster.blobs == "fs":
-        return "filesystem"
-    if cluster.s3 is not None:
-        return "S3 on moto"
-    return f"S3 at {cluster.s3_url}, bucket {cluster.bucket}"
 
 
 async def remove_bucket(cluster: Cluster) -> None:
@@ -898,10 +899,7 @@ async def remove_bucket(cluster: Cluster) -> None:
     from filmstrip.blobs.s3 import S3BlobStore
     from filmstrip.settings import load_settings
 
-    settings = load_settings(
-        blob_env(cluster.blobs, cluster.data, cluster.s3_url, bucket=cluster.bucket, moto=False)
-    )
-    store = await open_blob_store(settings)
+    store = await open_blob_store(load_settings(cluster.store_env()))
     try:
         assert isinstance(store, S3BlobStore)
         await store.delete_prefix("")

@@ -80,15 +80,14 @@ def test_clean_soak_on_an_s3_it_did_not_start(corpus: Path) -> None:
         assert "ratio end-to-end / bare" in stdout
         assert "RESULT: ok" in stdout, stdout
         assert proc.returncode == 0
-        client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1", **_keys(creds))
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3.url,
+            region_name="us-east-1",
+            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        )
         assert client.list_buckets()["Buckets"] == []
-
-
-def _keys(env: dict[str, str]) -> dict[str, str]:
-    return {
-        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-    }
 
 
 def test_an_s3_endpoint_goes_with_clean_only() -> None:
