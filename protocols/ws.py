@@ -11,7 +11,10 @@ from typing import Annotated, Any
 import msgspec
 
 # Stream ids as Redis writes them (``<ms>-<seq>``); ``0`` / ``0-0`` means "from the start".
-EventId = Annotated[str, msgspec.Meta(pattern=r"^\d{1,20}(-\d{1,20})?$", max_length=41)]
+# Each part is a 64-bit number in Redis; 19 digits keep every id the pattern admits below
+# 2^64 (a 20-digit part could pass it and make Redis refuse the replay), and ids Redis
+# makes are milliseconds (13 digits) and small sequence numbers.
+EventId = Annotated[str, msgspec.Meta(pattern=r"^\d{1,19}(-\d{1,19})?$", max_length=39)]
 # Ids are opaque to the bus but bounded so a hostile frame cannot make us query junk.
 ShortId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 

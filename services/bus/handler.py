@@ -165,7 +165,6 @@ class SocketHandler:
         if conn.resumed:
             conn.reply(ws.Error(code=ws.BAD_MESSAGE, message="this socket has already resumed"))
             return
-        conn.resumed = True
         after = streamid.parse(message.last_event_id)
         client_id = _client(conn)
         truncated = await self._replay.truncated_after(client_id, after)
@@ -183,6 +182,8 @@ class SocketHandler:
             await self._hub.replay(conn, after, resume=True, done=done)
         finally:
             conn.release()
+        # Only now: a resume that Redis failed did not happen, and the client may retry it.
+        conn.resumed = True
 
 
 def _client(conn: Connection) -> str:

@@ -128,11 +128,13 @@ class Hub:
     ) -> int:
         """Send ``conn`` the retained events after ``after`` that its rooms would have got,
         call ``done(count)`` (to mark the seam), then send the live events held back
-        meanwhile. Returns how many were replayed."""
+        meanwhile. Returns how many were replayed. A resume that fails part way leaves the
+        cursor unresumed, so a retried one still skips exactly the events already sent."""
         client_id = conn.client_id
         assert client_id is not None
         conn.cursor.begin_replay()
         sent = 0
+        completed = False
         try:
             async for raw_id, body in self._replay.entries_after(client_id, after):
                 if not conn.lifecycle.open:
@@ -148,8 +150,9 @@ class Hub:
                     sent += 1
             if done is not None:
                 done(sent)
+            completed = True
         finally:
-            released = conn.cursor.end_replay(resumed=resume)
+            released = conn.cursor.end_replay(resumed=resume and completed)
             for frame in released:
                 conn.send(frame)
             self.delivered += len(released)

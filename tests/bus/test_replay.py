@@ -26,6 +26,7 @@ async def _until_resumed(c: BusClient) -> tuple[list[dict[str, Any]], dict[str, 
     events = []
     while True:
         msg = await c.recv()
+        assert msg["type"] != "error", msg
         if msg["type"] == "resumed":
             return events, msg
         events.append(msg)
@@ -160,3 +161,51 @@ async def test_publisher_follows_the_bus_replay_settings(redis: Any) -> None:
     # MAXLEN ~ trims whole nodes, so "about 7" is at most one node (100 entries) more.
     assert await redis.xlen("filmstrip:events:client:c") <= 107
     assert 0 < await redis.pttl("filmstrip:events:client:c") <= 60_000
+
+
+async def test_a_resume_id_beyond_redis_ids_is_the_clients_error_and_can_be_corrected(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    """Redis ids are two 64-bit numbers: a larger one is a bad message, not an outage, and
+    the socket has not resumed, so the corrected resume replays."""
+    acc = await make_account()
+    sent = await _upload(publisher, acc)
+    c = await connect(bus)
+    await c.identify(acc.token)
+    await c.barrier()
+    for huge in ("99999999999999999999-99999999999999999999", "18446744073709551616",
+                 "0-18446744073709551616"):  # fmt: skip
+        await c.send({"type": "resume", "last_event_id": huge})
+        err = await c.expect("error")
+        assert err["code"] == "bad_message", (huge, err)
+        assert "last_event_id" in err["message"]
+    await c.send({"type": "resume", "last_event_id": "0"})
+    replayed, resumed = await _until_resumed(c)
+    assert [m["id"] for m in replayed] == [sent] and resumed["replayed"] == 1
+
+
+async def test_a_resume_that_redis_refused_can_be_retried_without_a_gap(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher, redis: Any
+) -> None:
+    """A resume that failed (``unavailable``) did not happen: the retry is accepted and
+    replays what was missed, skipping only what the socket already got live."""
+    acc = await make_account()
+    seen = await _upload(publisher, acc, 0)
+    missed = await _upload(publisher, acc, 1)  # published while the client was away
+    c = await connect(bus)
+    await c.identify(acc.token)
+    await c.barrier()  # ends the hold: live events flow before the resume
+    live = await _upload(publisher, acc, 2)
+    assert [m["id"] for m in await c.events(1)] == [live]
+    # Redis refuses the replay's XRANGE (a real server error, as during a failover).
+    await redis.execute_command("ACL", "SETUSER", "default", "-xrange")
+    try:
+        await c.send({"type": "resume", "last_event_id": seen})
+        assert (await c.expect("error"))["code"] == "unavailable"
+    finally:
+        await redis.execute_command("ACL", "SETUSER", "default", "+xrange")
+    await c.send({"type": "resume", "last_event_id": seen})
+    replayed, resumed = await _until_resumed(c)
+    assert [m["id"] for m in replayed] == [missed]  # not the live one again, and no gap
+    assert resumed["last_event_id"] == live
+    await c.barrier()
