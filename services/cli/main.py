@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="create a client (if new) and print a token")
     create.add_argument("client_name")
-    create.add_argument("--admin", action="store_true", help="the client may use queue admin")
+    create.add_argument(
+        "--admin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make the client an admin (queue admin, dashboard); --no-admin takes the role"
+        " away; without either a new client is not an admin and an existing one keeps its role",
+    )
     revoke = token_sub.add_parser("revoke", help="revoke a token, or all of a client's")
     revoke.add_argument("token", nargs="?")
     revoke.add_argument("--client", dest="client_name")

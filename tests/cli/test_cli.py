@@ -10,6 +10,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from filmstrip.auth import hash_token
+from filmstrip.catalog import open_catalog
+from filmstrip.settings import Settings
 from tests.support.redis_server import env_without_filmstrip, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +76,45 @@ def test_token_create_and_revoke(tmp_path: Path) -> None:
         cwd=ROOT,
     )  # fmt: skip
     assert again.returncode == 1
+
+
+def _token_create(env: dict[str, str], *args: str) -> tuple[str, str]:
+    """``filmstrip token create ARGS``: the token printed and what stderr said."""
+    out = subprocess.run(
+        _cmd("token", "create", *args), env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, check=True,
+    )  # fmt: skip
+    return out.stdout.strip(), out.stderr
+
+
+async def _is_admin(tmp_path: Path, token: str) -> bool:
+    catalog = await open_catalog(Settings(data_dir=str(tmp_path / "var")))
+    try:
+        client = await catalog.client_for_token(hash_token(token))
+    finally:
+        await catalog.close()
+    assert client is not None
+    return client.is_admin
+
+
+async def test_token_create_gives_the_role_asked_for_and_says_what_it_did(tmp_path: Path) -> None:
+    """The role belongs to the client: ``--admin`` grants it, ``--no-admin`` takes it away,
+    neither keeps it; each change (and an admin token made without ``--admin``) is said."""
+    env = _env(tmp_path)
+    first, said = _token_create(env, "alice")
+    assert not await _is_admin(tmp_path, first) and "admin" not in said
+    second, said = _token_create(env, "alice", "--admin")
+    assert await _is_admin(tmp_path, second), "--admin on an existing client must make it admin"
+    assert "alice is now an admin" in said
+    assert await _is_admin(tmp_path, first)  # the role is the client's, so every token has it
+    third, said = _token_create(env, "alice")
+    assert await _is_admin(tmp_path, third)
+    assert "alice is an admin; the new token is an admin token" in said
+    fourth, said = _token_create(env, "alice", "--no-admin")
+    assert not await _is_admin(tmp_path, fourth) and not await _is_admin(tmp_path, second)
+    assert "alice is no longer an admin" in said
+    _ops, said = _token_create(env, "ops", "--admin")
+    assert "created client ops" in said and "as an admin" in said
 
 
 def _redis_pids_for(data_dir: Path) -> list[int]:

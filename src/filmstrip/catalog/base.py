@@ -489,6 +489,12 @@ class Catalog(abc.ABC):
         )
         return rec
 
+    async def set_client_admin(self, client_id: str, is_admin: bool) -> None:
+        """Grant or take away the admin role (it holds for all of the client's tokens)."""
+        await self._execute(
+            "UPDATE clients SET is_admin = ? WHERE id = ?", (int(is_admin), client_id)
+        )
+
     async def get_client(self, client_id: str) -> ClientRecord | None:
         row = await self._fetchone(
             "SELECT id, name, is_admin, created_at FROM clients WHERE id = ?", (client_id,)
