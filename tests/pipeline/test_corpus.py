@@ -146,22 +146,6 @@ def _assert_upright(entry: dict[str, Any], data: bytes, ctx: StageContext) -> No
         assert upright < turned
 
 
-def test_eight_orientations_look_alike(options: PipelineOptions, corpus: Path) -> None:
-    """Landscape_1..8 are one picture stored 8 ways: every thumbnail must be the same."""
-    thumbs = {}
-    for n in range(1, 9):
-        data = (corpus / f"real/Landscape_{n}.jpg").read_bytes()
-        ctx = run_pipeline(data, options, "quick_processing")
-        thumb = ctx.derivatives["thumbnail"]
-        thumbs[n] = Image.open(io.BytesIO(thumb.data)).convert("RGB")
-    for n in range(2, 9):
-        assert thumbs[n].size == thumbs[1].size
-        assert difference(thumbs[n], thumbs[1]) < 4, f"Landscape_{n} is not upright"
-    # and the comparison is sharp enough to tell a mirrored picture apart
-    mirrored = thumbs[1].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    assert difference(mirrored, thumbs[1]) > 8
-
-
 @pytest.mark.parametrize("entry", _entries("bad"))
 def test_bad_file(entry: dict[str, Any], options: PipelineOptions, corpus: Path) -> None:
     data = (corpus / entry["path"]).read_bytes()

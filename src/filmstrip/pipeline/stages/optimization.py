@@ -69,10 +69,10 @@ class Optimization:
 
         avif_s: float | None = None
         with full_size_slot(ctx):
-            webp, webp_s = self._encode(ctx, "webp", opts.optimize_effort, animated)
+            webp, webp_s = self.encode(ctx, "webp", opts.optimize_effort, animated)
             candidates = [webp]
             if opts.optimize_avif and not animated:
-                avif, avif_s = self._encode(ctx, "avif", opts.optimize_avif_effort, animated)
+                avif, avif_s = self.encode(ctx, "avif", opts.optimize_avif_effort, animated)
                 if avif_s <= opts.optimize_avif_max_time_ratio * webp_s:
                     candidates.append(avif)
 
@@ -98,9 +98,10 @@ class Optimization:
             timings["avif_ms"] = round(avif_s * 1000)
         return {**result, **timings}
 
-    def _encode(
+    def encode(
         self, ctx: StageContext, fmt: str, effort: int, animated: bool
     ) -> tuple[Derivative, float]:
+        """One full-size candidate in ``fmt`` (webp or avif), and the seconds it took."""
         header = ctx.header()
         started = time.perf_counter()
         image = decode_full(ctx.data, header, ctx.options, all_frames=animated)

@@ -1,0 +1,101 @@
+"""Every rendition is upright: thumbnail, preview, the optimised full-size copy and its
+AVIF candidate, for all eight EXIF orientations, in JPEG and in other containers.
+
+Upright means: as the original is displayed (Pillow's ``exif_transpose``, an independent
+decoder), and closer to that than to any of the seven other ways the picture can be
+turned or mirrored, so a rendition turned 180 degrees or mirrored fails.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import pyvips
+from PIL import Image, ImageOps
+
+from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.stages.optimization import Optimization
+from tests.pipeline.conftest import run_pipeline
+from tests.pipeline.reference import difference, open_rgb
+
+T = Image.Transpose
+# The eight ways a picture can be stored, as Pillow transposes the upright one.
+TURNS: dict[str, T | None] = {
+    "upright": None,
+    "mirrored": T.FLIP_LEFT_RIGHT,
+    "turned 180": T.ROTATE_180,
+    "flipped": T.FLIP_TOP_BOTTOM,
+    "transposed": T.TRANSPOSE,
+    "turned 90 cw": T.ROTATE_270,
+    "transversed": T.TRANSVERSE,
+    "turned 90 ccw": T.ROTATE_90,
+}
+
+# Landscape_n / Portrait_n: one picture stored with EXIF orientation n (pixels turned to match).
+JPEGS = [f"Landscape_{n}" for n in range(1, 9)] + [f"Portrait_{n}" for n in (1, 3, 6, 8)]
+# Other containers, made in the test from Landscape_n's stored pixels and its orientation.
+OTHER = {"webp": ".webp[Q=90]", "png": ".png[compression=1]", "tiff": ".tif"}
+
+
+def _displayed(data: bytes) -> Image.Image:
+    """A rendition as a viewer shows it: honouring any orientation it still carries."""
+    with Image.open(io.BytesIO(data)) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def _orientation(data: bytes) -> int:
+    with Image.open(io.BytesIO(data)) as image:
+        return int(image.getexif().get(0x0112, 1))
+
+
+def _in_container(jpeg: bytes, save_as: str) -> bytes:
+    """The JPEG's stored pixels (not turned) at a third of the size, with its EXIF
+    orientation, in another container."""
+    stored = pyvips.Image.new_from_buffer(jpeg, "")
+    return bytes(stored.resize(1 / 3).write_to_buffer(save_as, keep="exif"))
+
+
+def _assert_upright(name: str, data: bytes, reference: Image.Image) -> None:
+    shown = _displayed(data)
+    ratio = reference.width / reference.height
+    assert abs(shown.width / shown.height - ratio) < 0.02, f"{name} is {shown.size}"
+    # Squashed to a square first (as difference() does), so turning it costs nothing.
+    shown, reference = (i.resize((72, 72), Image.Resampling.BOX) for i in (shown, reference))
+    distance = {
+        turn: difference(shown, reference if how is None else reference.transpose(how))
+        for turn, how in TURNS.items()
+    }
+    nearest = min(distance, key=lambda turn: distance[turn])
+    assert nearest == "upright" and distance["upright"] < 10, (
+        f"{name} looks {nearest}: " + ", ".join(f"{t} {d:.1f}" for t, d in distance.items())
+    )
+
+
+def _check_every_rendition(data: bytes, reference: Image.Image, options: PipelineOptions) -> None:
+    ctx = run_pipeline(data, options, "full_processing")
+    # Optimised copies larger than the original are dropped; these files all shrink.
+    assert set(ctx.derivatives) == {"thumbnail", "preview", "optimized"}
+    for name, derivative in ctx.derivatives.items():
+        _assert_upright(name, derivative.data, reference)
+    # The AVIF candidate the stage keeps instead when it is smaller (optimize_avif).
+    avif, _ = Optimization().encode(ctx, "avif", options.optimize_avif_effort, animated=False)
+    _assert_upright("optimized_avif", avif.data, reference)
+
+
+@pytest.mark.parametrize("photo", JPEGS)
+def test_jpeg_renditions_are_upright(photo: str, options: PipelineOptions, corpus: Path) -> None:
+    data = (corpus / f"real/{photo}.jpg").read_bytes()
+    _check_every_rendition(data, open_rgb(data), options)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("container", OTHER)
+def test_other_containers_renditions_are_upright(
+    container: str, orientation: int, options: PipelineOptions, corpus: Path
+) -> None:
+    jpeg = (corpus / f"real/Landscape_{orientation}.jpg").read_bytes()
+    data = _in_container(jpeg, OTHER[container])
+    assert _orientation(data) == orientation  # the file says how to turn it
+    _check_every_rendition(data, open_rgb(jpeg), options)
