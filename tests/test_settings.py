@@ -25,6 +25,7 @@ def test_paas_port_wins_and_binds_all_interfaces() -> None:
 def test_values_are_typed() -> None:
     s = load_settings({"FILMSTRIP_WORKER_CONCURRENCY": "7", "FILMSTRIP_LOG_JSON": "no"})
     assert s.worker_concurrency == 7 and s.log_json is False
+    assert load_settings({"FILMSTRIP_UMASK": "007"}).file_umask == 0o007
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,8 @@ def test_values_are_typed() -> None:
         ({"FILMSTRIP_BLOB_URL": "ftp://x"}, "FILMSTRIP_BLOB_URL"),
         ({"FILMSTRIP_REDIS_URL": "localhost:6379"}, "FILMSTRIP_REDIS_URL"),
         ({"FILMSTRIP_LOG_JSON": "maybe"}, "FILMSTRIP_LOG_JSON"),
+        ({"FILMSTRIP_UMASK": "0o22"}, "FILMSTRIP_UMASK"),
+        ({"FILMSTRIP_UMASK": "088"}, "FILMSTRIP_UMASK"),
         ({"PORT": "web"}, "PORT"),
     ],
 )

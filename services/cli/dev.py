@@ -49,7 +49,7 @@ def run_dev(settings: Settings) -> int:
     env["FILMSTRIP_DATA_DIR"] = str(data)
     redis: RedisServer | None = None
     if "FILMSTRIP_REDIS_URL" not in os.environ:
-        redis = RedisServer(data / "redis", appendonly=True)
+        redis = RedisServer(settings.embedded_redis_dir.resolve(), appendonly=True)
         redis.start()
         env["FILMSTRIP_REDIS_URL"] = redis.url
     token = asyncio.run(_dev_token(settings))
@@ -80,7 +80,7 @@ def run_dev(settings: Settings) -> int:
             f"  gallery & API  {api}/\n"
             f"  event bus      {bus}\n"
             f"  redis          {env['FILMSTRIP_REDIS_URL']}"
-            f"{' (private, data in ' + str(data / 'redis') + ')' if redis else ''}\n"
+            f"{' (private, data in ' + str(redis.dir) + ')' if redis else ''}\n"
             f"  blobs, catalog {data}\n"
             f"  demo token     {token}\n"
             f"  try: curl -H 'Authorization: Bearer {token}' -F file=@photo.jpg {api}/v1/photos\n",

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from filmstrip import file_modes
 from filmstrip.logs import setup_logging
 from filmstrip.settings import Settings, SettingsError, load_settings
 
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in ROLES:
         setup_logging(args.command, level=settings.log_level, json=settings.log_json)
+    if args.command != "schemas":
+        # Before anything is created: this process, and what it starts, make private files.
+        file_modes.restrict(settings)
+    if args.command in ROLES:
         return _run(_serve_role(args.command, settings))
     if args.command == "dev":
         from services.cli.dev import run_dev

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,6 +47,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # The process umask (octal), set at start by every command (filmstrip/file_modes.py):
+    # files holding client data are 0600 and directories 0700. 007 lets a group share them
+    # (roles run as different users on one volume).
+    umask: str = "077"
 
     # Upload limits.
     max_upload_bytes: Positive = 200 * 1024 * 1024
@@ -211,6 +216,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def effective_db_path(self) -> str:
         return self.db_path or str(self.data_path / "filmstrip.db")
 
+    @property
+    def embedded_redis_dir(self) -> Path:
+        """Where ``filmstrip dev``'s private redis-server keeps its files."""
+        return self.data_path / "redis"
+
+    @property
+    def file_umask(self) -> int:
+        return int(self.umask, 8)
+
 
 def _env_name(field: str) -> str:
     return PREFIX + field.upper()
@@ -271,6 +285,10 @@ def _check(s: Settings) -> None:
     if s.decode_fail_on not in ("none", "truncated", "error", "warning"):
         raise SettingsError(
             f"{_env_name('decode_fail_on')} must be one of none, truncated, error, warning"
+        )
+    if not re.fullmatch(r"0?[0-7]{3}", s.umask):
+        raise SettingsError(
+            f"{_env_name('umask')}={s.umask!r} must be three octal digits, e.g. 077"
         )
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"{_env_name('log_level')} must be DEBUG, INFO, WARNING or ERROR")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import aiohttp
+import pyvips
+
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
 from filmstrip.settings import Settings
+from services.api.tus.protocol import OFFSET_CONTENT_TYPE
 from tests.support.redis_server import env_without_filmstrip, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,6 +148,79 @@ def _get(url: str) -> int:
         return 0
 
 
+def _readable_by_others(root: Path) -> list[str]:
+    """Paths under ``root`` (and it) whose mode gives group or others any access."""
+    found = []
+    for path in [root, *root.rglob("*")]:
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
+            found.append(f"{path.relative_to(root.parent)} {stat.S_IMODE(mode):o}")
+    return found
+
+
+async def _store_a_photo_and_a_partial_upload(api: str, token: str) -> None:
+    """A photo processed into derivatives, and a tus upload left half-sent."""
+    jpeg = pyvips.Image.xyz(320, 240).cast("uchar").jpegsave_buffer(Q=90)
+    tus = {"Tus-Resumable": "1.0.0"}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        form = aiohttp.FormData()
+        form.add_field("file", jpeg, filename="a.jpg", content_type="image/jpeg")
+        async with http.post(f"{api}/v1/photos", data=form) as resp:
+            assert resp.status == 201, await resp.text()
+            photo_id = (await resp.json())["photo_id"]
+        async with http.post(
+            f"{api}/v1/uploads", headers={**tus, "Upload-Length": str(len(jpeg))}
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            location = resp.headers["Location"]
+        async with http.patch(
+            api + location,
+            data=jpeg[: len(jpeg) // 2],
+            headers={**tus, "Upload-Offset": "0", "Content-Type": OFFSET_CONTENT_TYPE},
+        ) as resp:
+            assert resp.status == 204, await resp.text()
+        deadline = time.monotonic() + 60
+        while True:
+            async with http.get(f"{api}/v1/photos/{photo_id}") as resp:
+                if (await resp.json())["status"] == "completed":
+                    return
+            assert time.monotonic() < deadline, "the photo was not processed within 60 s"
+            await asyncio.sleep(0.2)
+
+
+async def _old_catalog(data: Path) -> None:
+    catalog = await open_catalog(Settings(data_dir=str(data)))
+    await catalog.create_client("c1", "old", is_admin=False)
+    await catalog.close()
+
+
+def test_files_an_older_version_left_open_are_made_private_at_start(tmp_path: Path) -> None:
+    """The catalog's files lose group and other access; each local store's top directory
+    too (nothing below it is then reachable); a shared sticky directory is left alone."""
+    data = tmp_path / "var"
+    shared = tmp_path / "shared-tmp"
+    old_umask = os.umask(0o022)  # how older versions created everything
+    try:
+        asyncio.run(_old_catalog(data))
+        for store in ("blobs/originals", "uploads/abc", "cache/originals", "redis"):
+            (data / store).mkdir(parents=True)
+        (data / "blobs" / "originals" / "p1").write_bytes(b"old photo")
+        shared.mkdir()
+        shared.chmod(0o1777)
+    finally:
+        os.umask(old_umask)
+    catalog_files = [p for p in data.iterdir() if p.name.startswith("filmstrip.db")]
+    assert any(p.stat().st_mode & 0o044 for p in catalog_files)  # as older versions left it
+    _token, said = _token_create(_env(tmp_path), "new")
+    assert "owner only" in said
+    for path in catalog_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for store in ("blobs", "uploads", "cache/originals", "redis"):
+        assert stat.S_IMODE((data / store).stat().st_mode) == 0o700, store
+    _token_create(_env(tmp_path, FILMSTRIP_TUS_DIR=str(shared)), "newer")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
 def test_dev_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
     api_port, bus_port = free_port(), free_port()
     env = _env(tmp_path, FILMSTRIP_API_PORT=str(api_port), FILMSTRIP_BUS_PORT=str(bus_port))
@@ -162,6 +241,8 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
         assert _redis_pids_for(tmp_path / "var"), "no private redis-server under the data dir"
         assert (tmp_path / "var" / "filmstrip.db").exists()
         assert (tmp_path / "var" / "dev-token").exists()
+        token = (tmp_path / "var" / "dev-token").read_text().strip()
+        asyncio.run(_store_a_photo_and_a_partial_upload(f"http://127.0.0.1:{api_port}", token))
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
         out = proc.stdout.read() if proc.stdout else ""
@@ -171,6 +252,8 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
         assert (tmp_path / "var" / "redis" / "appendonlydir").exists() or any(
             (tmp_path / "var" / "redis").glob("appendonly*")
         )
+        # Catalog, blobs, the partial upload, Redis's files: nobody else may read them.
+        assert _readable_by_others(tmp_path / "var") == []
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -102,10 +102,7 @@ class FileBlobStore(BlobStore):
     @classmethod
     def from_url(cls, url: str) -> FileBlobStore:
         """The store for a ``file:///abs/path`` URL."""
-        parts = urlsplit(url)
-        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-            raise LogicError(f"blob URL {url!r} is not file:///abs/path", code="bad_blob_url")
-        return cls(unquote(parts.path))
+        return cls(root_of_url(url))
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -403,6 +400,14 @@ class FileBlobStore(BlobStore):
     async def close(self) -> None:
         """Stop the I/O threads (running calls finish first)."""
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown)
+
+
+def root_of_url(url: str) -> Path:
+    """The directory a ``file:///abs/path`` blob URL names."""
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise LogicError(f"blob URL {url!r} is not file:///abs/path", code="bad_blob_url")
+    return Path(unquote(parts.path))
 
 
 class _TempWriter:

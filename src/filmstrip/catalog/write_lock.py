@@ -29,7 +29,8 @@ class WriteLock:
         """Wait for the lock. A holder only ever runs a transaction (a killed one's lock
         goes with its process), so the wait is as long as the transactions before it."""
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # Every process sharing the catalog opens it; the umask (file_modes) decides who.
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def release(self) -> None:
