@@ -10,7 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from filmstrip.script_wire import ScriptWire
+from filmstrip.redis_client import open_redis
+from filmstrip.script_wire import KEEP_IDLE, ScriptWire
+from filmstrip.settings import load_settings
 from tests.support.redis_server import RedisServer
 
 _ECHO_KEY = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
@@ -71,3 +73,24 @@ async def test_a_cancelled_call_does_not_leave_a_reply_for_the_next(
     assert await wire([b"second"]) == b"second"
     assert await wire([7]) == b"7"
     await wire.aclose()
+
+
+async def test_a_burst_of_calls_gives_its_connections_back(redis_server: RedisServer) -> None:
+    """Calls overlapping on a small pool each get a connection, and afterwards the wire
+    keeps at most ``KEEP_IDLE`` of them: other callers are not starved."""
+    settings = load_settings(
+        {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "4",
+         "FILMSTRIP_REDIS_POOL_WAIT_S": "1"}
+    )  # fmt: skip
+    client = open_redis(settings)
+    wire = ScriptWire(client, client.register_script(_ECHO_KEY))
+    try:
+        replies = await asyncio.gather(*(wire.call(["wire:burst"], [i]) for i in range(50)))
+        assert sorted(int(r) for r in replies) == list(range(50))
+        pool = client.connection_pool
+        others = [await pool.get_connection() for _ in range(4 - KEEP_IDLE)]
+        for conn in others:
+            await pool.release(conn)
+    finally:
+        await wire.aclose()
+        await client.aclose()

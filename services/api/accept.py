@@ -13,7 +13,7 @@ import re
 import uuid
 
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from filmstrip.catalog import ClientRecord, OutboxEntry, PhotoRecord, PhotoStatus, utcnow
 from filmstrip.errors import FilmstripError
@@ -84,6 +84,8 @@ async def check_capacity(state: ApiState) -> None:
         bands = settings.deferred_priority - 1
     try:
         ahead, total = await state.queue.backlog(bands)
+    except MaxConnectionsError:
+        raise  # the process is busy, the queue may be fine: 503 server_busy
     except (FilmstripError, RedisError) as exc:
         raise ApiError(
             503,

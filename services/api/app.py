@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from filmstrip.auth.signing import load_or_create_secret
@@ -13,6 +12,7 @@ from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import open_catalog
 from filmstrip.events import EventPublisher
 from filmstrip.queue import JobQueue, QueueOptions
+from filmstrip.redis_client import open_redis
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from protocols import openapi
@@ -82,12 +82,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     web_pages.add_routes(app)  # gallery, dashboard, /metrics, /v1/config (web area)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        redis = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=15,
-        )
+        redis = open_redis(settings, command_timeout_s=5)
         catalog = await open_catalog(settings)
         blobs = await open_blob_store(settings)
         state = ApiState(

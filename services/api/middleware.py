@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import ClientRecord
@@ -97,6 +97,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if api.status >= 500:
             log.warning("dependency failure: %s", exc, extra={"code": exc.code})
         resp = error_response(api.status, api.code, api.message, api.headers)
+    except MaxConnectionsError as exc:
+        # Redis answers, but this process has more calls in flight than connections.
+        log.warning("out of redis connections: %s", exc)
+        resp = error_response(
+            503, "server_busy", "the server is busy; retry in a second", {"Retry-After": "1"}
+        )
     except RedisError as exc:
         log.warning("redis unavailable: %s", exc)
         resp = error_response(

@@ -14,7 +14,10 @@ Two middlewares, because who is asking is known only after authentication:
 - :func:`client_rate_middleware` (after auth) charges the authenticated client.
 
 If Redis is unreachable both fail open (and log, at most every few seconds): an outage must
-not turn every request into a 429; the routes that need Redis answer 503 on their own.
+not turn every request into a 429; the routes that need Redis answer 503 on their own. A
+process out of Redis connections (its pool stayed dry for ``redis_pool_wait_s``) is not an
+outage but overload, and must not lift the limit: that ``MaxConnectionsError`` propagates
+and the request is refused with ``503 server_busy``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from filmstrip import keys
 from services.api.errors import ApiError
@@ -83,11 +86,14 @@ class RateLimiter:
     async def take(self, subject: str) -> float:
         """Spend one token of ``subject``'s bucket; seconds to wait if it is empty.
 
-        Fails open (returns 0) when Redis is unreachable."""
+        Fails open (returns 0) when Redis is unreachable; raises ``MaxConnectionsError``
+        when the process is out of Redis connections."""
         try:
             allowed, wait_ms = await self._script(
                 keys=[keys.api_rate(subject)], args=[self._rate, self._burst]
             )
+        except MaxConnectionsError:
+            raise
         except (RedisError, OSError) as exc:
             now = time.monotonic()
             if now - self._last_outage_log >= _OUTAGE_LOG_EVERY_S:

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from filmstrip.catalog import Catalog, open_catalog
 from filmstrip.errors import FilmstripError
+from filmstrip.redis_client import open_redis
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from protocols import ws
@@ -71,7 +72,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = open_redis(settings)
     catalog = await open_catalog(settings)
     replay = ReplayReader(redis)
     hub = Hub(replay)

@@ -7,8 +7,6 @@ import logging
 import os
 import socket
 
-import redis.asyncio as aioredis
-
 from filmstrip.blobs import open_blob_store
 from filmstrip.blobs.local_cache import LocalBlobCache
 from filmstrip.catalog import open_catalog
@@ -19,6 +17,7 @@ from filmstrip.metrics.queue import refresh_depths
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
+from filmstrip.redis_client import open_redis
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from services.worker.processor import PhotoProcessor
@@ -30,9 +29,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Consume photo jobs until ``stop`` is set, then hand back what is in flight."""
     configure_vips(PipelineOptions.from_settings(settings))
     configure_pool(settings.pipeline_threads)
-    redis = aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, health_check_interval=15
-    )
+    # No reply timeout: the consumer's XREADGROUP blocks longer on purpose.
+    redis = open_redis(settings)
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))

@@ -30,6 +30,10 @@ def _encode(value: Any) -> bytes:
     raise TypeError(f"cannot send {type(value).__name__} to a queue script")
 
 
+#: At most this many connections a wire keeps out of the pool between calls.
+KEEP_IDLE = 2
+
+
 class ScriptWire:
     """Runs one registered script with pre-encoded keys and leading arguments (or, with
     :meth:`call`, keys given per call).
@@ -56,7 +60,9 @@ class ScriptWire:
         self._fixed = len(fixed)
         self._head = b"".join(_bulk(part) for part in fixed)
         # Connections kept out of the pool between calls: taking one from the pool and
-        # giving it back costs more than the call's own client work.
+        # giving it back costs more than the call's own client work. Only a few: a burst
+        # of concurrent calls would otherwise keep every connection it took, and the
+        # pool's other callers would wait for connections that never come back.
         self._idle: list[Any] = []
 
     async def __call__(self, args: Sequence[Any]) -> Any:
@@ -82,6 +88,8 @@ class ScriptWire:
     async def _run(self, packed: bytes) -> Any:
         try:
             return await self._send_loading(packed)
+        except redis.exceptions.MaxConnectionsError:
+            raise  # the pool is busy, not the connection dead: a retry would wait again
         except redis.exceptions.ConnectionError:
             if not self._reconnect:
                 raise
@@ -103,15 +111,21 @@ class ScriptWire:
             await conn.send_packed_command(packed, check_health=False)
             reply = await conn.read_response()
         except redis.exceptions.ResponseError:
-            self._idle.append(conn)
+            await self._keep(conn)
             raise
         except BaseException:
             # A cancelled or broken call leaves a reply unread on the socket.
             await conn.disconnect()
             await pool.release(conn)
             raise
-        self._idle.append(conn)
+        await self._keep(conn)
         return reply
+
+    async def _keep(self, conn: Any) -> None:
+        if len(self._idle) < KEEP_IDLE:
+            self._idle.append(conn)
+        else:
+            await self._redis.connection_pool.release(conn)
 
     async def aclose(self) -> None:
         """Give the kept connections back to the pool."""

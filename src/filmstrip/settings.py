@@ -29,6 +29,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Where embedded state lives: private Redis data, filesystem blobs, SQLite.
     data_dir: str = "./var"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Each process's Redis pool (filmstrip/redis_client.py). A call holds a connection only
+    # for its round trip, so 50 serve hundreds of concurrent requests; past them a call
+    # waits this long for one to come back before failing as "out of connections".
+    redis_max_connections: Positive = 50
+    redis_pool_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     # file:///abs/path or s3://bucket[/prefix]; empty means file://<data_dir>/blobs.
     blob_url: str = ""
     s3_endpoint_url: str = ""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import MaxConnectionsError
 
 from filmstrip import keys
 from filmstrip.auth import hash_token
+from services.api.accept import check_capacity
 from tests.security.conftest import MakeApi, error_of
 from tests.support.redis_server import free_port
 
@@ -66,3 +69,29 @@ async def test_limiter_fails_open_when_redis_is_down(make_api: MakeApi) -> None:
         await error_of(await api.http.get(url, headers=api.auth), 404, "photo_not_found")
     # An upload is judged by its own Redis check instead.
     await error_of(await api.upload(b"\xff\xd8\xff"), 503, "queue_unavailable")
+
+
+async def test_limiter_out_of_connections_refuses_instead_of_failing_open(
+    make_api: MakeApi,
+) -> None:
+    """A process whose Redis pool stays dry is overloaded, not cut off from Redis: the
+    limiter must not wave requests through, and uploads are not told the queue is down."""
+    api = await make_api(redis_max_connections="2", redis_pool_wait_s="0.2")
+    pool = api.state.redis.connection_pool
+    held = [await pool.get_connection() for _ in range(pool.max_connections)]
+    try:
+        url = f"{api.url}/v1/photos/{NO_PHOTO}"
+        for headers in ({}, {"Authorization": "Bearer fst_guessed-token"}, api.auth):
+            resp = await api.http.get(url, headers=headers)
+            await error_of(resp, 503, "server_busy")
+            assert resp.headers["Retry-After"] == "1"
+        await error_of(await api.upload(b"\xff\xd8\xff"), 503, "server_busy")
+        # Past the limiter too, the backlog check leaves it to the error middleware's
+        # server_busy rather than calling the queue unavailable.
+        with pytest.raises(MaxConnectionsError):
+            await check_capacity(api.state)
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    await error_of(await api.http.get(url, headers=api.auth), 404, "photo_not_found")
+    assert api.blob_files() == []
