@@ -17,6 +17,7 @@ from msgspec import msgpack
 from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
 from filmstrip.catalog.sqlite import SqliteCatalog
+from filmstrip.queue import JobQueue, JobState
 from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
 from services.api.reconciler import (
@@ -30,7 +31,7 @@ from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
 from tests.api.factories import fake_jpeg
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
 
 
 def _row(
@@ -46,24 +47,59 @@ def _row(
     )  # fmt: skip
 
 
-async def test_outbox_relay_enqueues_exactly_once(api: Api) -> None:
-    state = api.state
+async def _outbox_entry(api: Api, *, priority: int = 5) -> OutboxEntry:
+    """A photo row with its outbox entry, as an upload whose enqueue never happened."""
     photo = _row(api)
-    job = build_job(api.settings, photo, bucket=state.blobs.bucket)
+    job = build_job(api.settings, photo, bucket=api.state.blobs.bucket)
     entry = OutboxEntry(
-        job_id=job.id, photo_id=photo.id, payload=encode_job(job).decode(), priority=5,
+        job_id=job.id, photo_id=photo.id, payload=encode_job(job).decode(), priority=priority,
         created_at="2000-01-01T00:00:00.000Z",
     )  # fmt: skip
-    await state.catalog.insert_photo(photo, entry)
-    assert await state.queue.get_job(job.id) is None
+    await api.state.catalog.insert_photo(photo, entry)
+    return entry
 
-    # Two api processes relaying the same entry still make one job.
+
+async def _pending(api: Api) -> list[str]:
+    return [e.job_id for e in await api.state.catalog.outbox_pending(created_before="9999")]
+
+
+async def test_outbox_relay_enqueues_exactly_once(api: Api) -> None:
+    state = api.state
+    entry = await _outbox_entry(api, priority=3)
+    assert await state.queue.get_job(entry.job_id) is None
+
     assert await relay_once(state.catalog, state.queue, min_age_s=0) == 1
-    await state.queue.add(job.id, encode_job(job))  # a second relay racing the first
+    info = await state.queue.get_job(entry.job_id)
+    assert info is not None and info.state is JobState.WAITING
+    assert info.payload == entry.payload.encode() and info.priority == 3
+    assert await _pending(api) == []
     assert await relay_once(state.catalog, state.queue, min_age_s=0) == 0
-    assert await state.queue.get_job(job.id) is not None
-    assert (await state.queue.counts())["waiting"] == 1
-    assert await state.catalog.outbox_pending(created_before="9999") == []
+
+    # Two api processes relaying the same entries at once still make one job each.
+    more = [await _outbox_entry(api) for _ in range(3)]
+    await asyncio.gather(*(relay_once(state.catalog, state.queue, min_age_s=0) for _ in "ab"))
+    for other in more:
+        assert await state.queue.get_job(other.job_id) is not None
+    assert (await state.queue.counts())["waiting"] == 4
+    assert await _pending(api) == []
+
+
+async def test_outbox_relay_keeps_an_entry_whose_enqueue_failed(api: Api) -> None:
+    state = api.state
+    entry = await _outbox_entry(api)
+    # Redis down: nothing listens on the port.
+    down = aioredis.Redis(port=free_port(), socket_connect_timeout=1)
+    try:
+        moved = await relay_once(state.catalog, JobQueue(down, state.queue.options), min_age_s=0)
+    finally:
+        await down.aclose()
+    assert moved == 0
+    assert await _pending(api) == [entry.job_id]
+    assert await state.queue.get_job(entry.job_id) is None
+    # Redis back: the next round moves it.
+    assert await relay_once(state.catalog, state.queue, min_age_s=0) == 1
+    assert await state.queue.get_job(entry.job_id) is not None
+    assert await _pending(api) == []
 
 
 async def test_orphan_blobs_are_swept_after_grace(api: Api, corpus: Path) -> None:
@@ -117,17 +153,21 @@ async def test_orphan_sweep_checks_the_catalog_in_bounded_batches(
         assert await state.blobs.stat(f"originals/{photo_id}") is not None
 
 
-async def test_stuck_photo_without_a_job_is_requeued(api: Api) -> None:
+@pytest.mark.parametrize("status", [PhotoStatus.QUEUED, PhotoStatus.PROCESSING])
+async def test_stuck_photo_without_a_job_is_requeued(api: Api, status: PhotoStatus) -> None:
     state = api.state
-    stuck = _row(api, updated_at="2000-01-01T00:00:00.000Z")
-    fresh = _row(api)
+    stuck = _row(api, status=status, updated_at="2000-01-01T00:00:00.000Z")
+    fresh = _row(api, status=status)
     await state.catalog.insert_photo(stuck, None)
     await state.catalog.insert_photo(fresh, None)
     n = await requeue_stuck(
         api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
     )
     assert n == 1
-    assert await state.queue.get_job(stuck.job_id) is not None
+    info = await state.queue.get_job(stuck.job_id)
+    assert info is not None and info.state is JobState.WAITING
+    row = await state.catalog.get_photo(stuck.id)
+    assert row is not None and row.status == PhotoStatus.QUEUED
     assert await state.queue.get_job(fresh.job_id) is None
     # A second round finds the job and leaves it alone.
     n = await requeue_stuck(
