@@ -243,14 +243,21 @@ async def test_a_cut_chunk_with_a_checksum_is_discarded(
     assert resp.headers["Upload-Offset"] == "10"
 
 
-async def test_wrong_offset_is_409(api: Api, corpus: Path) -> None:
+@pytest.mark.parametrize("offset", [50, 150], ids=["behind", "ahead"])
+async def test_wrong_offset_is_409(api: Api, corpus: Path, offset: int) -> None:
     data = (corpus / "real/Landscape_1.jpg").read_bytes()
     url = await _create(api, len(data))
     assert (await _patch(api, url, 0, data[:100])).status == 204
-    resp = await _patch(api, url, 50, data[50:200])
+    resp = await _patch(api, url, offset, data[offset:200])
     assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == "offset_mismatch"
     assert resp.headers["Upload-Offset"] == "100"
     assert await _offset(api, url) == 100
+    # Nothing of the refused chunk was kept: the upload resumes and ends whole.
+    resp = await _patch(api, url, 100, data[100:])
+    assert resp.status == 204
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
 
 
 async def test_too_large_is_413(api: Api, corpus: Path) -> None:
