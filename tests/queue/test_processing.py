@@ -8,6 +8,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from filmstrip import keys
+from filmstrip.errors import ResourceError, TemporaryError
 from filmstrip.queue import Job, JobQueue, JobState, NewJob
 from tests.queue.conftest import Recorder, running, wait_for
 
@@ -34,6 +35,30 @@ async def test_priority_one_starts_before_a_thousand_waiting_priority_five(
     assert order[0] == "p1:urgent"
     assert order[-1] == "p10:last"
     assert order[1:-1] == [f"p5:{i}" for i in range(1000)]  # FIFO within a band
+
+
+async def test_jobs_that_come_back_come_back_in_their_own_band(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    """A delayed job, a retried one and a deferred one each return to their priority's
+    band, not the default band 5 (a job's band is the stream it is read from)."""
+    queue = make_queue(attempts=2, backoff_ms=1)
+    await queue.add("delayed", b"", priority=2, delay_ms=1)
+    await queue.add("retried", b"", priority=9)
+    await queue.add("deferred", b"", priority=3)
+    bands: dict[str, list[int]] = {}
+
+    async def once_then_ok(job: Job) -> None:
+        bands.setdefault(job.id, []).append(job.priority)
+        if len(bands[job.id]) == 1 and job.id == "retried":
+            raise TemporaryError("storage hiccup")
+        if len(bands[job.id]) == 1 and job.id == "deferred":
+            raise ResourceError("out of memory budget")
+
+    rec = Recorder(once_then_ok)
+    async with running(rec.consumer(queue)):
+        await wait_for(lambda: _count(queue, "completed", 3))
+    assert bands == {"delayed": [2], "retried": [9, 9], "deferred": [3, 3]}
 
 
 async def test_concurrency_bounds_parallel_handlers(make_queue: Callable[..., JobQueue]) -> None:

@@ -42,6 +42,30 @@ async def test_a_dead_consumers_job_is_reclaimed_without_spending_an_attempt(
     assert rec.calls == [("photo:1", 1)]
 
 
+async def test_a_job_whose_reader_died_before_activating_it_is_reclaimed(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    queue = make_queue(visibility_timeout_ms=VIS)
+    await queue.ensure_groups()
+    await queue.add("photo:1", b"", priority=3)
+    # A worker's blocking read hands it the entry; the worker dies before ACTIVATE.
+    streams: dict[Any, Any] = {s: ">" for s in queue.streams}
+    reply = await queue.redis.xreadgroup(keys.QUEUE_GROUP, "killed-worker", streams, count=1)
+    assert [len(entries) for _, entries in reply] == [1]
+    assert await _state(queue, "photo:1", JobState.WAITING)  # delivered, never activated
+    assert (await queue.counts())["waiting"] == 0  # and no other read will see it
+
+    bands: list[int] = []
+
+    async def note_band(job: Job) -> None:
+        bands.append(job.priority)
+
+    rec = Recorder(note_band)
+    async with running(rec.consumer(queue)):
+        await wait_for(lambda: _state(queue, "photo:1", JobState.COMPLETED))
+    assert rec.calls == [("photo:1", 1)] and bands == [3]
+
+
 async def test_heartbeat_keeps_a_long_job_from_being_stolen(
     make_queue: Callable[..., JobQueue],
 ) -> None:
