@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
 
+from filmstrip import keys
 from filmstrip.errors import Category, DataError, LogicError, ResourceError, TemporaryError
-from filmstrip.queue import Job, JobQueue, JobState, backoff_ms
+from filmstrip.queue import Job, JobQueue, JobState, Outcome, QueueOptions, backoff_ms, decide
 from tests.queue.conftest import Recorder, running, wait_for
 
 
@@ -22,23 +24,74 @@ def test_backoff_doubles_from_the_base_delay() -> None:
     assert all(1000 <= d <= 2000 for d in jittered) and len(set(jittered)) > 1
 
 
+def test_the_retry_decision_doubles_the_delay_with_each_attempt() -> None:
+    options = QueueOptions(resource_max_deferrals=2)
+    temporary = functools.partial(
+        decide, Category.TEMPORARY, attempts=4, deferrals=0, base_ms=1000, options=options
+    )
+    assert [temporary(attempt=n) for n in (1, 2, 3, 4)] == [
+        (Outcome.RETRY, 1000), (Outcome.RETRY, 2000), (Outcome.RETRY, 4000), (Outcome.FAIL, 0),
+    ]  # fmt: skip
+    # RESOURCE waits on the same schedule by deferral, without spending the attempt, then
+    # counts like TEMPORARY.
+    resource = functools.partial(
+        decide, Category.RESOURCE, attempt=2, attempts=4, base_ms=1000, options=options
+    )
+    assert [resource(deferrals=n) for n in (0, 1, 2)] == [
+        (Outcome.DEFER, 1000), (Outcome.DEFER, 2000), (Outcome.RETRY, 2000),
+    ]  # fmt: skip
+    for category in (Category.DATA, Category.LOGIC):
+        assert decide(
+            category, attempt=1, attempts=4, deferrals=0, base_ms=1000, options=options
+        ) == (Outcome.FAIL, 0)
+
+
+async def test_the_consumer_backs_off_by_the_jobs_own_attempt(
+    redis: aioredis.Redis, make_queue: Callable[..., JobQueue]
+) -> None:
+    """Each retry waits base·2^(attempt-1): 60 s, then 120 s. The delays are read from
+    the delayed set, bounded by the server's clock when the handler raised and once the
+    job was settled, and the test moves each job's due time to now instead of waiting."""
+    queue = make_queue(attempts=3, backoff_ms=60_000)
+    await queue.add("photo:t", b"")
+    raised_at: list[float] = []
+
+    async def flaky(job: Job) -> None:
+        raised_at.append(await _server_ms(redis))
+        raise TemporaryError("storage hiccup", code="s3_timeout")
+
+    async def delayed_after(attempt: int) -> bool:
+        info = await queue.get_job("photo:t")
+        return info is not None and info.state is JobState.DELAYED and info.attempts_made == attempt
+
+    rec = Recorder(flaky)
+    async with running(rec.consumer(queue)):
+        for attempt, want in ((1, 60_000), (2, 120_000)):
+            await wait_for(lambda a=attempt: delayed_after(a))
+            settled_by = await _server_ms(redis)
+            info = await queue.get_job("photo:t")
+            assert info is not None and info.delayed_until_ms is not None
+            due = info.delayed_until_ms
+            # The delay is due minus the script's clock, which read between the two.
+            assert due - settled_by - 1 <= want <= due - raised_at[-1] + 1, (attempt, due)
+            await redis.zadd(keys.queue_delayed(queue.options.name), {"photo:t": 0})
+        await wait_for(lambda: _count(queue, "failed", 1))
+    assert rec.calls == [("photo:t", 1), ("photo:t", 2), ("photo:t", 3)]
+
+
 async def test_temporary_errors_retry_then_dead_letter(
     redis: aioredis.Redis, make_queue: Callable[..., JobQueue]
 ) -> None:
-    queue = make_queue(attempts=3, backoff_ms=20)
+    queue = make_queue(attempts=3, backoff_ms=1)
     await queue.add("photo:t", b'{"k": 1}')
-    due: list[float] = []
 
     async def flaky(job: Job) -> None:
-        due.append(await _server_ms(redis))
         raise TemporaryError("storage hiccup", code="s3_timeout")
 
     rec = Recorder(flaky)
     async with running(rec.consumer(queue)):
         await wait_for(lambda: _count(queue, "failed", 1))
     assert rec.calls == [("photo:t", 1), ("photo:t", 2), ("photo:t", 3)]
-    # Backoff 20 ms then 40 ms: each retry starts no earlier than its delay.
-    assert due[1] - due[0] >= 20 and due[2] - due[1] >= 40
     assert [(j, e.code) for j, e in rec.failed] == [("photo:t", "s3_timeout")]
 
     entries = await redis.xrange(queue.dead_letter_key)

@@ -327,7 +327,14 @@ class Consumer:
         self._finish(_Done(job, Outcome.COMPLETE))
 
     def _fail(self, job: Job, error: FilmstripError) -> None:
-        outcome, delay = decide(job, error, self.options)
+        outcome, delay = decide(
+            error.category,
+            attempt=job.attempt,
+            attempts=job.attempts,
+            deferrals=job.deferrals,
+            base_ms=job.backoff_ms,
+            options=self.options,
+        )
         if outcome is not Outcome.FAIL:
             log.info("job %s: %s (%s), %s in %d ms", job.id, error.code, error.category,
                      outcome.name.lower(), delay)  # fmt: skip

@@ -5,8 +5,7 @@ from __future__ import annotations
 import enum
 import random
 
-from filmstrip.errors import Category, FilmstripError
-from filmstrip.queue.job import Job
+from filmstrip.errors import Category
 from filmstrip.queue.options import QueueOptions
 
 
@@ -28,12 +27,20 @@ def backoff_ms(base_ms: int, n: int, jitter: float) -> int:
     return round(delay)
 
 
-def decide(job: Job, error: FilmstripError, options: QueueOptions) -> tuple[Outcome, int]:
-    """The outcome and delay (ms) for a job whose handler raised ``error``."""
-    category = error.category
-    if category is Category.RESOURCE and job.deferrals < options.resource_max_deferrals:
-        return Outcome.DEFER, backoff_ms(job.backoff_ms, job.deferrals + 1, options.backoff_jitter)
+def decide(
+    category: Category,
+    *,
+    attempt: int,
+    attempts: int,
+    deferrals: int,
+    base_ms: int,
+    options: QueueOptions,
+) -> tuple[Outcome, int]:
+    """The outcome and delay (ms) for delivery ``attempt`` of ``attempts`` (1-based), after
+    ``deferrals`` RESOURCE deferrals, whose handler failed with ``category``."""
+    if category is Category.RESOURCE and deferrals < options.resource_max_deferrals:
+        return Outcome.DEFER, backoff_ms(base_ms, deferrals + 1, options.backoff_jitter)
     # Out of deferrals, a RESOURCE failure spends attempts like a TEMPORARY one.
-    if category.retryable and job.attempt < job.attempts:
-        return Outcome.RETRY, backoff_ms(job.backoff_ms, job.attempt, options.backoff_jitter)
+    if category.retryable and attempt < attempts:
+        return Outcome.RETRY, backoff_ms(base_ms, attempt, options.backoff_jitter)
     return Outcome.FAIL, 0
