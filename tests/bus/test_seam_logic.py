@@ -69,6 +69,21 @@ def test_cursor_seam_replays_the_gap_then_flushes_held_live_events_once() -> Non
     assert cur.offer_live((7, 0), b"live-7")
 
 
+@pytest.mark.parametrize("resumed", [True, False], ids=["resume", "catch-up"])
+def test_cursor_flushes_held_live_events_in_stream_order(resumed: bool) -> None:
+    cur = DeliveryCursor(buffer_limit=10)
+    cur.begin_replay()
+    for n in (4, 5, 6, 7):  # arrive live during the replay: held
+        assert not cur.offer_live((n, 0), f"live-{n}".encode())
+    sent = [sid for sid in [(2, 0), (3, 0), (4, 0)]
+            if cur.accept_replayed(sid, (1, 0), resume=resumed)]  # fmt: skip
+    assert sent == [(2, 0), (3, 0), (4, 0)]
+    # 4 came with the replay; the rest follow it in stream order, each once.
+    assert cur.end_replay(resumed=resumed) == [b"live-5", b"live-6", b"live-7"]
+    assert not cur.offer_live((7, 0), b"live-7")
+    assert cur.offer_live((8, 0), b"live-8")
+
+
 def test_cursor_overflow_during_replay() -> None:
     cur = DeliveryCursor(buffer_limit=2)
     cur.begin_replay()
