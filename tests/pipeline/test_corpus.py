@@ -11,14 +11,18 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import msgspec
 import pytest
 import pyvips
 from PIL import Image
 
 from filmstrip.errors import Category, DataError
-from filmstrip.pipeline import PipelineOptions, StageContext
+from filmstrip.pipeline import PipelineOptions, StageContext, context, decode
+from filmstrip.pipeline.decode import read_header
+from filmstrip.pipeline.formats import sniff_format
+from filmstrip.pipeline.stages import optimization
 from tests.conftest import CORPUS
 from tests.pipeline.conftest import run_pipeline
 from tests.pipeline.reference import difference, open_rgb
@@ -167,16 +171,54 @@ def test_bad_file(entry: dict[str, Any], options: PipelineOptions, corpus: Path)
     assert run_pipeline(good, options, "quick_processing").derivatives["thumbnail"].width == 128
 
 
+def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every pixel decode fail the test, so a refusal proves the header sufficed."""
+
+    def decoded(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("pixels were decoded before the limits were checked")
+
+    for module in (decode, context, optimization):
+        for name in ("decode_rendition", "decode_full", "_heif_pixels"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, decoded)
+
+
 @pytest.mark.parametrize(
-    "name", ["16384x16384.png", "bomb_30000x30000.png", "17000x17000.avif", "max_size.jpg"]
-)
+    ("name", "code"),
+    [("16384x16384.png", "too_many_pixels"), ("bomb_30000x30000.png", "too_many_pixels"),
+     ("17000x17000.avif", "too_many_pixels"), ("max_size.jpg", "too_large")],
+)  # fmt: skip
 def test_bombs_are_refused_from_the_header(
-    name: str, options: PipelineOptions, corpus: Path
+    name: str, code: str, options: PipelineOptions, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _forbid_decoding(monkeypatch)
     with pytest.raises(DataError) as info:
         run_pipeline((corpus / "bad" / name).read_bytes(), options, "quick_processing")
-    assert info.value.code in {"too_many_pixels", "too_large_dimension", "too_large"}
+    assert info.value.code == code
     assert "MP" in info.value.message or "65500" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Landscape_1.jpg", "plum-blossom-large.png", "Nikon_D1X.webp", "hopper.tif", "iss634.gif",
+     "exif.avif", "exif-at-eof.heic"],
+)  # fmt: skip
+def test_every_format_is_held_to_the_limits_before_decoding(
+    name: str, options: PipelineOptions, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (corpus / "real" / name).read_bytes()
+    header = read_header(data, sniff_format(data[:64]) or "", options)
+    _forbid_decoding(monkeypatch)
+    with pytest.raises(AssertionError, match="decoded"):  # within the limits: decoded
+        run_pipeline(data, options, "quick_processing")
+    for limit, code in (
+        ({"max_pixels": header.pixels - 1}, "too_many_pixels"),
+        ({"max_dimension": max(header.width, header.height) - 1}, "too_large_dimension"),
+        ({"max_frames": header.frames - 1}, "too_many_frames"),
+    ):
+        with pytest.raises(DataError) as info:
+            run_pipeline(data, msgspec.structs.replace(options, **limit), "quick_processing")
+        assert info.value.code == code, limit
 
 
 def test_idempotent(options: PipelineOptions, corpus: Path) -> None:
