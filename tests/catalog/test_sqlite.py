@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord, PhotoStatus
+from filmstrip.catalog import (
+    Catalog,
+    DerivativeRecord,
+    OutboxEntry,
+    PhotoRecord,
+    PhotoStatus,
+    QuotaExceeded,
+)
 from filmstrip.catalog.base import Transaction
 from filmstrip.catalog.sqlite import SqliteCatalog
 
@@ -209,6 +216,55 @@ async def test_a_catalog_from_before_a_column_was_added_gets_it(tmp_path: Path) 
         assert "photos_follow_up" in names
     finally:
         await upgraded.close()
+
+
+async def test_a_catalog_from_before_stored_bytes_counts_its_clients_photos(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    old = SqliteCatalog(str(path))
+    await old.connect()
+    await old.create_client("c1", "one", is_admin=False)
+    await old.create_client("c2", "two", is_admin=False)
+    for size in (10, 20):
+        await old.insert_photo(_photo("c1", bytes=size), None)
+    await old._execute("ALTER TABLE clients DROP COLUMN stored_bytes")
+    await old.close()
+
+    upgraded = SqliteCatalog(str(path))
+    await upgraded.connect()
+    try:
+        assert await upgraded.stored_bytes("c1") == 30
+        assert await upgraded.stored_bytes("c2") == 0
+    finally:
+        await upgraded.close()
+
+
+async def test_stored_bytes_follow_inserts_and_deletes_and_the_quota_holds(
+    catalog: Catalog,
+) -> None:
+    await catalog.create_client("c1", "one", is_admin=False)
+    first, second = _photo("c1", bytes=600), _photo("c1", bytes=300)
+    await catalog.insert_photo(first, None, quota_bytes=1000)
+    await catalog.insert_photo(second, None, quota_bytes=1000)
+    assert await catalog.stored_bytes("c1") == 900
+    over = _photo("c1", bytes=101)
+    with pytest.raises(QuotaExceeded):
+        await catalog.insert_photo(over, None, quota_bytes=1000)
+    assert await catalog.get_photo(over.id) is None  # nothing recorded
+    assert await catalog.stored_bytes("c1") == 900
+    await catalog.delete_photo(first.id, "c1")
+    assert await catalog.stored_bytes("c1") == 300
+    await catalog.insert_photo(over, None, quota_bytes=1000)  # room again: 401
+    # Concurrent inserts each under the quota alone: together only as many as fit.
+    racing = [_photo("c1", bytes=199) for _ in range(6)]
+    results = await asyncio.gather(
+        *(catalog.insert_photo(p, None, quota_bytes=1000) for p in racing),
+        return_exceptions=True,
+    )
+    assert all(r is None or isinstance(r, QuotaExceeded) for r in results), results
+    assert sum(r is None for r in results) == 3
+    assert await catalog.stored_bytes("c1") == 401 + 3 * 199
 
 
 async def test_a_write_holds_the_lock_only_while_its_statements_run(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from filmstrip.catalog.base import Catalog, utc_ago, utcnow
+from filmstrip.catalog.base import Catalog, QuotaExceeded, utc_ago, utcnow
 from filmstrip.catalog.models import (
     ClientRecord,
     DerivativeRecord,
@@ -20,6 +20,7 @@ __all__ = [
     "OutboxEntry",
     "PhotoRecord",
     "PhotoStatus",
+    "QuotaExceeded",
     "SessionRecord",
     "open_catalog",
     "utc_ago",

@@ -22,7 +22,8 @@ from filmstrip.catalog.models import (
     PhotoStatus,
     SessionRecord,
 )
-from filmstrip.catalog.schema import ADDED_COLUMNS, INDEXES, TABLES
+from filmstrip.catalog.schema import ADDED_COLUMNS, BACKFILLS, INDEXES, TABLES
+from filmstrip.errors import DataError
 
 Row = Sequence[Any]
 T = TypeVar("T")
@@ -92,6 +93,7 @@ def insert_statements(
             ),
         )
     ]  # fmt: skip
+    statements.append(_charge(photo.client_id, photo.bytes))
     if outbox is not None:
         statements.append(
             (
@@ -102,6 +104,26 @@ def insert_statements(
             )
         )  # fmt: skip
     return statements
+
+
+def _charge(client_id: str, size: int) -> tuple[str, tuple[Any, ...]]:
+    """The statement that adds ``size`` (negative to refund) to a client's stored bytes."""
+    return (
+        "UPDATE clients SET stored_bytes = COALESCE(stored_bytes, 0) + ? WHERE id = ?",
+        (size, client_id),
+    )
+
+
+class QuotaExceeded(DataError):
+    """Recording a photo would take its client past its quota; nothing was recorded."""
+
+    def __init__(self, stored: int, quota: int) -> None:
+        super().__init__(
+            f"the client's photos would take {stored} bytes, over its quota of {quota}",
+            code="quota_exceeded",
+        )
+        self.stored = stored
+        self.quota = quota
 
 
 class Transaction(abc.ABC):
@@ -159,6 +181,8 @@ class Catalog(abc.ABC):
             for table, column, sql_type in ADDED_COLUMNS:
                 if column not in self._columns(tx, table):
                     tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            for statement in BACKFILLS:
+                tx.execute(statement)
             for statement in INDEXES:
                 tx.execute(statement)
 
@@ -170,16 +194,32 @@ class Catalog(abc.ABC):
 
     # --- photos ------------------------------------------------------------------------
 
-    async def insert_photo(self, photo: PhotoRecord, outbox: OutboxEntry | None) -> None:
-        """Insert a photo row and (atomically) its outbox entry."""
+    async def insert_photo(
+        self, photo: PhotoRecord, outbox: OutboxEntry | None, *, quota_bytes: int = 0
+    ) -> None:
+        """Insert a photo row and (atomically) its outbox entry. With ``quota_bytes``,
+        raise :class:`QuotaExceeded` instead if the client's originals would pass it."""
 
         statements = insert_statements(photo, outbox)
 
         def work(tx: Transaction) -> None:
             for sql, params in statements:
                 tx.execute(sql, params)
+            if quota_bytes:
+                # The charge above holds the client's row until commit (PostgreSQL locks
+                # it; SQLite has one writer), so concurrent uploads cannot both slip under.
+                rows = tx.fetchall(
+                    "SELECT stored_bytes FROM clients WHERE id = ?", (photo.client_id,)
+                )
+                if rows and rows[0][0] is not None and int(rows[0][0]) > quota_bytes:
+                    raise QuotaExceeded(int(rows[0][0]), quota_bytes)
 
         await self.run_transaction(work)
+
+    async def stored_bytes(self, client_id: str) -> int:
+        """The bytes of the client's originals (its photos' ``bytes``)."""
+        row = await self._fetchone("SELECT stored_bytes FROM clients WHERE id = ?", (client_id,))
+        return int(row[0]) if row is not None and row[0] is not None else 0
 
     async def get_photo(self, photo_id: str, client_id: str | None = None) -> PhotoRecord | None:
         """One photo; with ``client_id``, only if that client owns it."""
@@ -351,6 +391,7 @@ class Catalog(abc.ABC):
                 return None
             tx.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
             tx.execute("DELETE FROM outbox WHERE photo_id = ?", (photo_id,))
+            tx.execute(*_charge(client_id, -int(rows[0][5])))
             return rows[0]
 
         row = await self.run_transaction(work)
@@ -484,7 +525,8 @@ class Catalog(abc.ABC):
         """Add a client."""
         rec = ClientRecord(id=client_id, name=name, is_admin=is_admin, created_at=utcnow())
         await self._execute(
-            "INSERT INTO clients (id, name, is_admin, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO clients (id, name, is_admin, created_at, stored_bytes) "
+            "VALUES (?, ?, ?, ?, 0)",
             (rec.id, rec.name, int(rec.is_admin), rec.created_at),
         )
         return rec

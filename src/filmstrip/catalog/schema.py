@@ -12,6 +12,16 @@ SCHEMA_VERSION = 1
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # The deferred stages (JSON list) a completed photo still awaits; NULL when none.
     ("photos", "follow_up", "TEXT"),
+    # The bytes of the client's originals (its photos' ``bytes``), kept by the statements
+    # that add and delete photo rows, so a quota check reads one row, not every photo.
+    # NULL until counted: BACKFILLS counts it for clients from before the column.
+    ("clients", "stored_bytes", "BIGINT"),
+)
+
+# Run after ADDED_COLUMNS on every start; each touches only rows not yet filled in.
+BACKFILLS: tuple[str, ...] = (
+    "UPDATE clients SET stored_bytes = (SELECT COALESCE(SUM(bytes), 0) FROM photos "
+    "WHERE photos.client_id = clients.id) WHERE stored_bytes IS NULL",
 )
 
 TABLES: tuple[str, ...] = (
@@ -19,7 +29,8 @@ TABLES: tuple[str, ...] = (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         is_admin INTEGER NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL
+        created_at TEXT NOT NULL,
+        stored_bytes BIGINT
     )""",
     """CREATE TABLE IF NOT EXISTS tokens (
         token_hash TEXT PRIMARY KEY,
