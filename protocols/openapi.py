@@ -260,7 +260,10 @@ def _photo_paths() -> dict[str, Any]:
                     "408": _error("the body stalled or arrived too slowly"),
                     **_AUTH_ERRORS,
                     "404": _error("the named upload session does not exist"),
-                    "413": _error("over the size limit"),
+                    "413": _error(
+                        "over the size limit (`too_large`) or the client's quota of stored"
+                        " originals (`quota_exceeded`)"
+                    ),
                     "415": _error("not a supported photo type, or a Content-Encoding"),
                     "503": _retry_later(
                         "queue, blob store or catalog unavailable, or queue full (`queue_full`)"

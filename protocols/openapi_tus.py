@@ -104,8 +104,16 @@ def tus_paths() -> dict[str, Any]:
                     "201": _answer("created", "Location", "Upload-Expires", "Upload-Offset"),
                     "400": _error("bad or missing Upload-Length or Upload-Metadata, empty file"),
                     **_COMMON,
-                    "413": _error("Upload-Length over Tus-Max-Size"),
+                    "413": _error(
+                        "Upload-Length over Tus-Max-Size (`too_large`), past the declared bytes"
+                        " the client's unfinished uploads may hold (`open_uploads_too_large`),"
+                        " or past its quota (`quota_exceeded`)"
+                    ),
                     "415": _error("the first bytes are not a supported photo"),
+                    "429": _error(
+                        "the client has the most unfinished uploads it may hold"
+                        " (`too_many_open_uploads`), or is over its request rate"
+                    ),
                     "460": _error("the body does not match Upload-Checksum"),
                     "503": _error("queue unavailable or full"),
                 },
@@ -161,7 +169,11 @@ def tus_paths() -> dict[str, Any]:
                     "400": _error("bad header"),
                     **_COMMON,
                     "409": _error("Upload-Offset is not the committed offset"),
-                    "413": _error("the body runs past Upload-Length"),
+                    "413": _error(
+                        "the body runs past Upload-Length (`exceeds_length`), or the complete"
+                        " upload does not fit the client's quota (`quota_exceeded`; it is kept:"
+                        " make room, then an empty PATCH finishes it)"
+                    ),
                     "415": _error("not application/offset+octet-stream, or not a photo"),
                     "460": _error("the chunk does not match Upload-Checksum; discarded"),
                     "503": _error("another request is writing this upload; retry"),

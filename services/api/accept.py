@@ -15,7 +15,14 @@ import uuid
 from aiohttp import web
 from redis.exceptions import MaxConnectionsError, RedisError
 
-from filmstrip.catalog import ClientRecord, OutboxEntry, PhotoRecord, PhotoStatus, utcnow
+from filmstrip.catalog import (
+    ClientRecord,
+    OutboxEntry,
+    PhotoRecord,
+    PhotoStatus,
+    QuotaExceeded,
+    utcnow,
+)
 from filmstrip.errors import FilmstripError
 from protocols.events import PHOTO_UPLOADED
 from protocols.http import UploadAccepted
@@ -23,6 +30,7 @@ from protocols.jobs import job_id_for
 from services.api.errors import ApiError
 from services.api.jobs import build_job, encode_job
 from services.api.json import json_response
+from services.api.quota import from_quota_error
 from services.api.state import ApiState
 
 log = logging.getLogger("filmstrip.api.uploads")
@@ -153,7 +161,10 @@ async def accept_photo(
         priority=job.pipeline.priority,
         created_at=now,
     )
-    await state.catalog.insert_photo(record, outbox)
+    try:
+        await state.catalog.insert_photo(record, outbox, quota_bytes=settings.client_quota_bytes)
+    except QuotaExceeded as exc:
+        raise from_quota_error(exc) from None
 
     # From here the upload is durable: the outbox guarantees the job even if Redis fails now.
     try:

@@ -19,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from filmstrip.blobs import BlobTooLarge
 from filmstrip.pipeline import sniff_format
 from protocols.http import UploadAccepted
+from services.api import quota
 from services.api.accept import (
     CONTENT_TYPES,
     SNIFF_BYTES,
@@ -86,6 +87,10 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
         # and a bad stream surfaces as a plain-text 400 from under the handler.
         raise ApiError(415, "unsupported_encoding", "send the upload without a Content-Encoding")
 
+    # Before the body: a client at its quota is refused at once; otherwise the file may be
+    # no larger than its room (the final check is where the photo is recorded).
+    room = await quota.room(state, client)
+    limit = settings.max_upload_bytes if room is None else min(room, settings.max_upload_bytes)
     pace = BodyPace.from_settings(settings)
     try:
         reader = await request.multipart()
@@ -125,10 +130,12 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             pace.received(len(chunk))
 
     try:
-        await state.blobs.put_stream(
-            blob_key, chunks(), content_type=content_type, max_bytes=settings.max_upload_bytes
-        )
+        await state.blobs.put_stream(blob_key, chunks(), content_type=content_type, max_bytes=limit)
     except BlobTooLarge:
+        if limit < settings.max_upload_bytes:
+            raise quota.quota_exceeded(
+                settings.client_quota_bytes, settings.client_quota_bytes - limit
+            ) from None
         raise ApiError(413, "too_large", _too_large_message(settings.max_upload_bytes)) from None
 
     # Anything after the file part (e.g. session_id) is read now; the blob must not outlive

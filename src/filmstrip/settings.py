@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Upload limits.
     max_upload_bytes: Positive = 200 * 1024 * 1024
+    # Bytes of originals one client may store (its photos' sizes; derivatives are not
+    # counted); 0 = no quota. Checked on both upload paths before bytes are stored.
+    client_quota_bytes: NonNegative = 0
 
     # HMAC secret for signed blob URLs; empty means one kept in <data_dir>/signing.key
     # (fine on one machine; set it explicitly when api processes run on several).
@@ -179,6 +182,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tus_sweep_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     # A PATCH whose body stalls this long is ended; what arrived so far is kept.
     tus_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # Uploads one client may have open (created, not yet a photo, not expired), and the
+    # sum of their Upload-Lengths: what one client can make the api hold on disk.
+    tus_max_open_per_client: Positive = 100
+    tus_max_open_bytes_per_client: Positive = 5 * 1024 * 1024 * 1024
     # --- Web gallery, dashboard and metrics (services/api/web.py, filmstrip.metrics) -------
     # The worker has no HTTP server of its own: it serves GET /metrics here (0 = off).
     worker_metrics_host: str = "127.0.0.1"

@@ -21,6 +21,7 @@ from filmstrip.blobs import BlobTooLarge
 from filmstrip.pipeline import sniff_format
 from filmstrip.tasks import cancel_and_wait
 from protocols.http import TusUploadStatus
+from services.api import quota
 from services.api.accept import (
     CONTENT_TYPES,
     SNIFF_BYTES,
@@ -129,9 +130,16 @@ async def create(request: web.Request) -> web.StreamResponse:
     # Refuse work the queue cannot take now rather than after the bytes have arrived.
     await check_capacity(state)
 
+    # Admitted beside the client's open uploads, which the store counts where no other
+    # creation of this client can race it: their number, their bytes, and the quota.
+    stored = await quota.stored(state, client)
     store = request.app[TUS_STORE]
     upload = await store.create(
-        client_id=client.id, length=length, metadata=metadata, ttl_s=settings.tus_expiry_s
+        client_id=client.id,
+        length=length,
+        metadata=metadata,
+        ttl_s=settings.tus_expiry_s,
+        admit=quota.tus_admission(settings, length, stored),
     )
     log.info("tus upload created", extra={"upload_id": upload.id, "bytes": length})
     headers = {"Location": f"{PREFIX}/{upload.id}", "Upload-Expires": http_date(upload.expires_at)}
@@ -285,6 +293,9 @@ async def _finish(
     Safe to repeat after a crash: the second run finds the first one's photo by SHA-256.
     """
     assert upload.content_type is not None  # sniffed before the last byte was committed
+    # Before the copy: a client whose photos grew since the creation may no longer have
+    # room. The upload stays complete: make room and send an empty PATCH, or DELETE it.
+    await quota.room(state, client_of(request), at_least=upload.length)
     photo_id = new_photo_id()
     blob_key = original_key(photo_id)
     digest = hashlib.sha256()
@@ -315,7 +326,7 @@ async def _finish(
     upload.photo_id = accepted.photo_id
     upload.duplicate = accepted.duplicate
     await store.save(upload)
-    await store.drop_data(upload.id)
+    await store.drop_data(upload)
     log.info(
         "tus upload finished",
         extra={"upload_id": upload.id, "photo_id": accepted.photo_id, "dup": accepted.duplicate},

@@ -2,7 +2,11 @@
 
 Each upload is a directory ``<tus_dir>/<id>/`` holding ``info.json`` (the committed
 state), ``data`` (the bytes received) and ``lock`` (an ``flock`` target that is never
-replaced, so api processes sharing the directory exclude each other).
+replaced, so api processes sharing the directory exclude each other). So that a client's
+open uploads can be counted without reading everyone's, ``<tus_dir>/.clients/<client>/``
+holds an empty file named for each upload it created (dropped once that upload is
+finished, gone or expired) and a ``lock`` that lets one creation of that client at a time
+count them.
 
 Why local disk and not the blob store: a tus PATCH appends an arbitrary number of bytes
 at an exact offset, and a cut PATCH keeps what arrived. The blob store has no append, and
@@ -27,7 +31,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,6 +46,7 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 _INFO = "info.json"
 _DATA = "data"
 _LOCK = "lock"
+_CLIENTS = ".clients"
 _LOCK_POLL_S = 0.05
 
 
@@ -67,6 +73,13 @@ class TusUpload(msgspec.Struct, kw_only=True):
     @property
     def finished(self) -> bool:
         return self.photo_id is not None
+
+
+class OpenUploads(msgspec.Struct, frozen=True, kw_only=True):
+    """A client's uploads that are neither finished (a photo) nor expired."""
+
+    count: int
+    bytes: int
 
 
 class UploadLocked(ResourceError):
@@ -112,6 +125,11 @@ class TusStore:
     def __init__(self, root: Path, *, lock_wait_s: float = 5.0) -> None:
         self.root = root
         self.lock_wait_s = lock_wait_s
+        # This process's creations queue per client here (fairly) before the flock that
+        # orders them across processes; a lock lives while someone waits for it.
+        self._creating: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def open(self) -> None:
         """Create the directory."""
@@ -120,9 +138,19 @@ class TusStore:
     # --- lifecycle -------------------------------------------------------------------
 
     async def create(
-        self, *, client_id: str, length: int, metadata: dict[str, str], ttl_s: float
+        self,
+        *,
+        client_id: str,
+        length: int,
+        metadata: dict[str, str],
+        ttl_s: float,
+        admit: Callable[[OpenUploads], None] | None = None,
     ) -> TusUpload:
-        """A new, empty upload of ``length`` bytes owned by ``client_id``."""
+        """A new, empty upload of ``length`` bytes owned by ``client_id``.
+
+        ``admit`` is shown the client's open uploads while no other creation of that client
+        runs (in any process sharing the store), and raises to refuse this one.
+        """
         now = time.time()
         upload = TusUpload(
             id=uuid.uuid4().hex,
@@ -132,10 +160,15 @@ class TusStore:
             created_at=now,
             expires_at=now + ttl_s,
         )
-        await run_blocking(self._create_sync, upload)
+        async with self._one_creation(client_id):
+            if admit is not None:
+                admit(await run_blocking(self._open_sync, client_id))
+            await run_blocking(self._create_sync, upload)
         return upload
 
     def _create_sync(self, upload: TusUpload) -> None:
+        # Counted before it exists: a crash in between leaves a mark the next count drops.
+        (self._client_dir(upload.client_id) / upload.id).touch()
         # Built aside and renamed in, so a crash never leaves a half-made upload visible.
         staging = self.root / f".new-{upload.id}"
         staging.mkdir()
@@ -144,6 +177,50 @@ class TusStore:
         _write_atomic(staging / _INFO, _encoder.encode(upload))
         os.rename(staging, self.root / upload.id)
         _fsync_dir(self.root)
+
+    def _client_dir(self, client_id: str) -> Path:
+        # Hashed: a client id is ours, but need not be a safe file name.
+        return self.root / _CLIENTS / hashlib.sha256(client_id.encode()).hexdigest()[:32]
+
+    @contextlib.asynccontextmanager
+    async def _one_creation(self, client_id: str) -> AsyncIterator[None]:
+        """Be the only creation of ``client_id`` running, in this process and any other."""
+        lock = self._creating.get(client_id)
+        if lock is None:
+            lock = self._creating[client_id] = asyncio.Lock()
+        async with lock:
+            fd = await run_blocking(_open_creation_lock, self._client_dir(client_id))
+            try:
+                deadline = time.monotonic() + self.lock_wait_s
+                while not _try_flock(fd):
+                    if time.monotonic() > deadline:
+                        raise ResourceError(
+                            "another api process is creating this client's uploads",
+                            code="upload_locked",
+                        )
+                    await asyncio.sleep(_LOCK_POLL_S)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def _open_sync(self, client_id: str) -> OpenUploads:
+        """Count the client's open uploads, dropping the marks of those no longer open."""
+        count = total = 0
+        now = time.time()
+        try:
+            entries = list(os.scandir(self._client_dir(client_id)))
+        except FileNotFoundError:
+            return OpenUploads(count=0, bytes=0)
+        for entry in entries:
+            if not _ID.match(entry.name):
+                continue  # the lock
+            upload = self._read_sync(self.root / entry.name)
+            if upload is None or upload.finished or upload.expires_at < now:
+                _unlink_quietly(Path(entry.path))  # it cannot be open again
+                continue
+            count += 1
+            total += upload.length
+        return OpenUploads(count=count, bytes=total)
 
     async def get(self, upload_id: str) -> TusUpload | None:
         """The upload's committed state, or None (unknown id, or expired)."""
@@ -176,11 +253,19 @@ class TusStore:
             os.rename(folder, doomed)
         except FileNotFoundError:
             return
+        upload = self._read_sync(doomed)
+        if upload is not None:
+            self._unmark(upload)
         shutil.rmtree(doomed, ignore_errors=True)
 
-    async def drop_data(self, upload_id: str) -> None:
-        """Free the bytes of an upload that became a photo (its state stays until expiry)."""
-        await run_blocking(_unlink_quietly, self.root / upload_id / _DATA)
+    async def drop_data(self, upload: TusUpload) -> None:
+        """Free the bytes of an upload that became a photo (its state stays until expiry);
+        it no longer counts as open."""
+        await run_blocking(_unlink_quietly, self.root / upload.id / _DATA)
+        await run_blocking(self._unmark, upload)
+
+    def _unmark(self, upload: TusUpload) -> None:
+        _unlink_quietly(self._client_dir(upload.client_id) / upload.id)
 
     # --- one writer at a time ----------------------------------------------------------
 
@@ -288,6 +373,8 @@ class TusStore:
         except FileNotFoundError:
             return 0
         for entry in entries:
+            if entry.name == _CLIENTS:
+                continue
             if entry.name.startswith("."):
                 # Staging or half-deleted leftovers of a crash.
                 if entry.stat().st_mtime < now - stale_s:
@@ -298,7 +385,19 @@ class TusStore:
                 continue
             if self._delete_if_idle(entry.name):
                 removed += 1
+        self._drop_marks_of_gone_uploads()
         return removed
+
+    def _drop_marks_of_gone_uploads(self) -> None:
+        # A client that creates no more uploads never counts (and so drops) its old marks.
+        try:
+            clients = list(os.scandir(self.root / _CLIENTS))
+        except FileNotFoundError:
+            return
+        for client in clients:
+            for entry in os.scandir(client.path):
+                if _ID.match(entry.name) and not (self.root / entry.name).exists():
+                    _unlink_quietly(Path(entry.path))
 
     def _delete_if_idle(self, upload_id: str) -> bool:
         try:
@@ -313,6 +412,11 @@ class TusStore:
             return True
         finally:
             os.close(fd)
+
+
+def _open_creation_lock(folder: Path) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    return os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
 
 
 def _try_flock(fd: int) -> bool:
