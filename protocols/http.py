@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -177,8 +177,11 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
-    status: str
-    checks: dict[str, str]
+    """``GET /readyz`` (public): each dependency by name, ``ok`` or ``down``; why one is
+    down goes to the log, never to an unauthenticated caller."""
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, Literal["ok", "down"]]
 
 
 # --- Resumable uploads (tus, services/api/tus) ----------------------------------------

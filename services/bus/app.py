@@ -51,18 +51,21 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     app = request.app
+    # Each dependency by name only: the cause names addresses, for the log, not the caller.
     checks: dict[str, str] = {}
     try:
         await app[REDIS].ping()
         checks["redis"] = "ok"
     except (RedisError, OSError) as exc:
-        checks["redis"] = f"error: {exc}"
+        log.warning("not ready: redis is down: %s", exc)
+        checks["redis"] = "down"
     try:
         await app[CATALOG].ping()
         checks["catalog"] = "ok"
     except (FilmstripError, OSError) as exc:
-        checks["catalog"] = f"error: {exc}"
-    checks["subscription"] = "ok" if app[SUBSCRIBER].connected else "error: not subscribed"
+        log.warning("not ready: catalog is down: %s", exc)
+        checks["catalog"] = "down"
+    checks["subscription"] = "ok" if app[SUBSCRIBER].connected else "down"
     ready = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
