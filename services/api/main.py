@@ -9,16 +9,14 @@ from aiohttp import web
 
 from filmstrip.settings import Settings
 from services.api.app import create_app
-from services.api.serving import server_options
+from services.api.serving import api_runner
 
 log = logging.getLogger("filmstrip.api")
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve HTTP on ``api_host:api_port`` until ``stop`` is set."""
-    runner = web.AppRunner(
-        create_app(settings), access_log=None, shutdown_timeout=10, **server_options(settings)
-    )
+    runner = api_runner(create_app(settings), settings, access_log=None, shutdown_timeout=10)
     await runner.setup()
     site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
     await site.start()

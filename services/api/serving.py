@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from filmstrip.settings import Settings
+from services.api.aiohttp_compat import JsonErrorRunner
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -19,3 +22,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # a plain-text 400 from under our handlers. Uploads refuse a Content-Encoding.
         "auto_decompress": False,
     }
+
+
+def api_runner(app: web.Application, settings: Settings, **kwargs: Any) -> web.AppRunner:
+    """The runner every api process serves ``app`` with: :func:`server_options`, and
+    aiohttp's own refusals (malformed requests) answered in our JSON error shape."""
+    return JsonErrorRunner(app, **server_options(settings), **kwargs)

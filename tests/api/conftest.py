@@ -15,7 +15,7 @@ from aiohttp import web
 
 from filmstrip.settings import Settings, load_settings
 from services.api.app import create_app
-from services.api.serving import server_options
+from services.api.serving import api_runner
 from services.api.state import STATE, ApiState
 from services.cli.tokens import issue_token
 from tests.support.redis_server import RedisServer, free_port
@@ -89,10 +89,8 @@ async def start_api(
 ) -> tuple[web.AppRunner, str]:
     """An api on a free loopback port; ``runner.cleanup()`` cancels the handlers still
     running ``shutdown_timeout`` seconds after it starts, as a stopping api does."""
-    runner = web.AppRunner(
-        create_app(settings, background=False),
-        shutdown_timeout=shutdown_timeout,
-        **server_options(settings),
+    runner = api_runner(
+        create_app(settings, background=False), settings, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()
     port = free_port()

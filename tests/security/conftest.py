@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from services.api.app import create_app
-from services.api.serving import server_options
+from services.api.serving import api_runner
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings
@@ -48,7 +48,7 @@ async def make_api(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[MakeApi]:
     """Factory: an api with extra settings (``name=value`` as in ``FILMSTRIP_NAME``), served
-    the way ``services.api.main`` serves it (``server_options``)."""
+    the way ``services.api.main`` serves it (``api_runner``)."""
     runners: list[web.AppRunner] = []
     async with aiohttp.ClientSession() as session:
 
@@ -59,10 +59,8 @@ async def make_api(
                 max_upload_bytes="400000",
                 **extra,
             )
-            runner = web.AppRunner(
-                create_app(settings, background=False),
-                **server_options(settings),
-                shutdown_timeout=1,
+            runner = api_runner(
+                create_app(settings, background=False), settings, shutdown_timeout=1
             )
             await runner.setup()
             runners.append(runner)
