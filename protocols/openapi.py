@@ -498,7 +498,47 @@ def paths() -> dict[str, Any]:
             if clash:
                 raise ValueError(f"{path} {sorted(clash)} is documented twice")
             merged.setdefault(path, {}).update(operations)
+    for path, operations in merged.items():
+        for method, op in operations.items():
+            operations[method] = _with_edge_rules(path, op)
     return merged
+
+
+# Answers any route may give before its handler runs (services/api/edge.py, the rate
+# limiter, aiohttp's parser through services/api/aiohttp_compat.py).
+_MALFORMED = (
+    "a malformed request (`bad_request`): a URL holding control characters, a Host that is"
+    " not a host name, or what the HTTP parser refuses"
+)
+_BUSY = "the process is out of Redis connections (`server_busy`)"
+_PROBES = ("/healthz", "/readyz", "/metrics")
+# The edge refuses a URL whose decoded path or query holds a control character.
+_TEXT_PATTERN = "^[^\\u0000-\\u001f\\u007f]*$"
+
+
+def _with_edge_rules(path: str, op: dict[str, Any]) -> dict[str, Any]:
+    """``op`` with what the edge adds to every route (built anew: sections share parts)."""
+    params = []
+    for param in op.get("parameters", []):
+        schema = param["schema"]
+        if (
+            param["in"] in ("path", "query")
+            and schema.get("type") == "string"
+            and not {"pattern", "format", "enum"} & set(schema)
+        ):
+            param = {**param, "schema": {**schema, "pattern": _TEXT_PATTERN}}
+        params.append(param)
+    responses = dict(op["responses"])
+    responses["400"] = _also(responses.get("400"), _error(_MALFORMED))
+    if path not in _PROBES:  # never rate limited
+        responses["503"] = _also(responses.get("503"), _retry_later(_BUSY))
+    return {**op, **({"parameters": params} if params else {}), "responses": responses}
+
+
+def _also(documented: dict[str, Any] | None, edge: dict[str, Any]) -> dict[str, Any]:
+    if documented is None:
+        return edge
+    return {**documented, "description": f"{documented['description']}; or {edge['description']}"}
 
 
 def document() -> dict[str, Any]:

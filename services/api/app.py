@@ -28,6 +28,7 @@ from services.api import (
     uploads,
 )
 from services.api import web as web_pages
+from services.api.edge import edge_middleware
 from services.api.json import json_response
 from services.api.metrics import metrics_middleware
 from services.api.middleware import auth_middleware, error_middleware, trace_middleware
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
             trace_middleware,
             metrics_middleware,
             error_middleware,
+            edge_middleware,
             ip_rate_middleware,
             auth_middleware,
             client_rate_middleware,

@@ -31,6 +31,9 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     """The JSON error body every non-2xx answer carries."""
+    # A message quoting the client's input may hold lone surrogates (bytes that were not
+    # UTF-8), which JSON cannot carry: escape them rather than fail the answer.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
     return json_response(body, status=status, headers=headers)
 

@@ -10,7 +10,7 @@ from prometheus_client import Counter, Histogram
 from filmstrip.metrics import http as http_metrics
 from filmstrip.metrics.exposition import metrics_response, render
 from filmstrip.metrics.queue import refresh_depths
-from services.api.middleware import Handler
+from services.api.edge import Handler, route_template
 from services.api.state import state_of
 
 _UPLOAD_ROUTE = "/v1/photos"
@@ -18,11 +18,7 @@ _UPLOAD_ROUTE = "/v1/photos"
 
 def route_of(request: web.Request) -> str:
     """The route template (``/v1/photos/{photo_id}``), so labels stay few; else ``unmatched``."""
-    resource = request.match_info.route.resource
-    if resource is None:
-        return "unmatched"
-    canonical: str = resource.canonical
-    return canonical
+    return route_template(request) or "unmatched"
 
 
 @web.middleware

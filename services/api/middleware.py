@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -16,20 +15,16 @@ from filmstrip.catalog import ClientRecord
 from filmstrip.errors import FilmstripError
 from filmstrip.events import new_trace_id
 from filmstrip.logs import trace_id_var
+from services.api.edge import Handler, credentials_of, route_template
 from services.api.errors import ApiError, error_response, from_filmstrip_error
 from services.api.state import state_of
 
 log = logging.getLogger("filmstrip.api")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 CLIENT: web.RequestKey[ClientRecord] = web.RequestKey("client", ClientRecord)
 TRACE_ID: web.RequestKey[str] = web.RequestKey("trace_id", str)
-
-# Paths reachable without a token (signed blob URLs check their own signature).
-_PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/config")
 
 
 def trace_id_of(request: web.Request) -> str:
@@ -130,16 +125,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Resolve ``Authorization: Bearer <token>`` to a client for every ``/v1`` route."""
-    path = request.path
-    if not path.startswith("/v1/") or path.startswith(_PUBLIC_PREFIXES):
+    """Resolve ``Authorization: Bearer <token>`` to a client for every ``/v1`` route.
+
+    What is public is decided by the route the router matched, never by the decoded path,
+    which can look like another route's (``/v1/photos/x%2Foriginal``)."""
+    if _is_public(request):
         return await handler(request)
-    # tus discovery (OPTIONS /v1/uploads) is public by the protocol; it reveals nothing.
-    if request.method == "OPTIONS" and path.startswith("/v1/uploads"):
-        return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    credentials = credentials_of(request)
+    if credentials is None:
         if _is_signed_blob_request(request):
             return await handler(request)
         raise ApiError(
@@ -148,7 +141,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             "send an API token as 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": 'Bearer realm="filmstrip"'},
         )
-    client = await state_of(request).catalog.client_for_token(hash_token(token.strip()))
+    token = credentials.token
+    client = None
+    if token is not None:
+        client = await state_of(request).catalog.client_for_token(hash_token(token))
     if client is None:
         raise ApiError(
             401,
@@ -160,16 +156,32 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+# Routes reachable without a token besides those outside /v1 (signed blob URLs check their
+# own signature).
+_PUBLIC_ROUTES = frozenset({"/v1/openapi.json", "/v1/config"})
 # Only these routes verify a signature themselves; a ``sig`` anywhere else must not stand
 # in for a token.
-_SIGNED_BLOB_PATH = re.compile(r"^/v1/photos/[^/]+/(original|derivatives/[^/]+)$")
+_SIGNED_BLOB_ROUTES = frozenset(
+    {"/v1/photos/{photo_id}/original", "/v1/photos/{photo_id}/derivatives/{name}"}
+)
+
+
+def _is_public(request: web.Request) -> bool:
+    # tus discovery (OPTIONS /v1/uploads) is public by the protocol; it reveals nothing.
+    if request.method == "OPTIONS" and request.raw_path.startswith("/v1/uploads"):
+        return True
+    route = route_template(request)
+    if route is None:
+        # Nothing matched (404/405): under /v1 a caller without a token learns nothing.
+        return not request.raw_path.startswith("/v1/")
+    return not route.startswith("/v1/") or route in _PUBLIC_ROUTES
 
 
 def _is_signed_blob_request(request: web.Request) -> bool:
     return (
         request.method in ("GET", "HEAD")
         and "sig" in request.query
-        and _SIGNED_BLOB_PATH.match(request.path) is not None
+        and route_template(request) in _SIGNED_BLOB_ROUTES
     )
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -33,16 +32,15 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import MaxConnectionsError, RedisError
 
 from filmstrip import keys
+from services.api.edge import Handler, credentials_of, route_template
 from services.api.errors import ApiError
 from services.api.middleware import CLIENT
 from services.api.state import STATE
 
 log = logging.getLogger("filmstrip.api.ratelimit")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 # Probes must never be refused: a load balancer would take the process out of service.
-_EXEMPT = ("/healthz", "/readyz", "/metrics")
+_EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
 # KEYS[1] bucket; ARGV rate per s, burst. Takes one token if there is one.
 # Returns {allowed (0/1), ms until one token is available}.
@@ -152,11 +150,6 @@ def _refuse(wait_s: float, who: str) -> ApiError:
     )
 
 
-def _has_bearer(request: web.Request) -> bool:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(token.strip())
-
-
 def _ip_subject(request: web.Request) -> str:
     # The socket's peer, never X-Forwarded-For: a client could forge that header to get a
     # fresh bucket on every request. Behind a proxy, limit there (or per client here).
@@ -166,11 +159,11 @@ def _ip_subject(request: web.Request) -> str:
 @web.middleware
 async def ip_rate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """429 for an IP over its rate on unauthenticated requests or refused tokens."""
-    if request.path.startswith(_EXEMPT):
+    if route_template(request) in _EXEMPT:
         return await handler(request)
     limiter = _limiter(request)
     subject = _ip_subject(request)
-    if not _has_bearer(request):
+    if credentials_of(request) is None:
         wait = await limiter.take(subject)
         if wait:
             raise _refuse(wait, "address")

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from protocols.web import ClientConfig
 from services.api import dashboard, metrics
+from services.api.edge import host_of
 from services.api.errors import ApiError
 from services.api.json import json_response
 from services.api.state import state_of
@@ -54,7 +55,7 @@ def bus_url_for(request: web.Request) -> str:
     if settings.public_bus_url:
         return settings.public_bus_url
     secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
-    host = request.url.host or settings.bus_host
+    host = host_of(request) or settings.bus_host
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
     return f"{'wss' if secure else 'ws'}://{host}:{settings.bus_port}/ws"
@@ -69,8 +70,12 @@ async def client_config(request: web.Request) -> web.StreamResponse:
 async def static_file(request: web.Request) -> web.StreamResponse:
     """``GET /static/{path}``: the pages' scripts and styles, never a file outside them."""
     relative = request.match_info["path"]
-    candidate = (STATIC / relative).resolve()
-    if not candidate.is_relative_to(STATIC) or not candidate.is_file():
+    try:
+        candidate = (STATIC / relative).resolve()
+        found = candidate.is_relative_to(STATIC) and candidate.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL the edge let through
+        found = False
+    if not found:
         raise ApiError(404, "not_found", f"no static file {relative!r}")
     return web.FileResponse(candidate, headers={"Cache-Control": "no-cache"})
 

@@ -39,7 +39,19 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        try:
+            return orjson.dumps(out, default=str).decode()
+        except orjson.JSONEncodeError:
+            # A value holding lone surrogates (a hostile request's path, say): JSON cannot
+            # carry them, so escape them rather than lose the line.
+            return orjson.dumps({k: _escaped(v) for k, v in out.items()}, default=str).decode()
+
+
+def _escaped(value: Any) -> Any:
+    if value is None or isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def setup_logging(role: str, *, level: str = "INFO", json: bool = True) -> None:

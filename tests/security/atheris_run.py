@@ -1,5 +1,6 @@
 """``python -m tests.security.atheris_run TARGET [libFuzzer args...]``: fuzz one target of
-:mod:`tests.security.fuzz_targets` with coverage from our code and aiohttp's parser."""
+:mod:`tests.security.fuzz_targets` with coverage from our code (the api, the signed-URL
+check) and aiohttp's parser."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["services", "aiohttp"]):
+with atheris.instrument_imports(include=["services", "aiohttp", "filmstrip.auth"]):
     from tests.security.fuzz_targets import TARGETS
 
 

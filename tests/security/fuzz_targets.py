@@ -1,6 +1,7 @@
-"""Targets for the coverage-guided fuzzer (atheris): the tus header parsers and the upload
-handler's multipart reading. Each takes fuzzer bytes; a 4xx ``ApiError`` is the expected
-answer to garbage, anything else escaping is a bug (atheris reports it as a crash)."""
+"""Targets for the coverage-guided fuzzer (atheris): the tus header parsers, the request
+head's parsers (credentials, host, URL, signed-URL query) and the upload handler's
+multipart reading. Each takes fuzzer bytes; a 4xx ``ApiError`` is the expected answer to
+garbage, anything else escaping is a bug (atheris reports it as a crash)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from aiohttp import MultipartReader
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.streams import StreamReader
 
-from services.api import uploads
+from filmstrip.auth import hash_token
+from filmstrip.auth.signing import sign, verify
+from services.api import edge, uploads
 from services.api.errors import ApiError
 from services.api.pacing import BodyPace
 from services.api.tus import protocol
@@ -19,10 +22,11 @@ BOUNDARY = "fuzzboundary"
 
 
 def _strings(data: bytes, n: int) -> list[str]:
-    """``data`` cut into ``n`` header-like strings (latin-1, as HTTP headers decode)."""
-    text = data.decode("latin-1")
-    parts = text.split("\x00", n - 1)
-    return parts + [""] * (n - len(parts))
+    """``data`` cut into ``n`` header-like strings, decoded as aiohttp decodes header
+    values: UTF-8, with bytes that are not UTF-8 as lone surrogates."""
+    parts = data.split(b"\x00", n - 1)
+    texts = [part.decode("utf-8", "surrogateescape") for part in parts]
+    return texts + [""] * (n - len(texts))
 
 
 def tus_headers(data: bytes) -> None:
@@ -53,6 +57,27 @@ def _check_checksum(parsed: tuple[str, bytes] | None) -> None:
     if parsed is not None:
         algorithm, digest = parsed
         assert len(digest) == protocol.CHECKSUM_ALGORITHMS[algorithm]().digest_size
+
+
+_SECRET = b"s" * 32
+
+
+def request_head(data: bytes) -> None:
+    """What the edge and the signed-URL check read from a request's head, fuzzed."""
+    authorization, host, path, exp, sig, key = _strings(data, 6)
+    credentials = edge.parse_credentials(authorization)
+    if credentials is not None and credentials.token is not None:
+        hash_token(credentials.token)  # a token that passed the parser always hashes
+    try:
+        name = edge.parse_host(host)
+        assert name is None or name.isascii(), name
+    except ApiError as exc:
+        assert exc.status == 400, exc
+    try:
+        edge.check_url(path, {key: sig})
+    except ApiError as exc:
+        assert exc.status == 400, exc
+    assert verify(_SECRET, path, exp, sig) in (True, False)
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -101,6 +126,13 @@ SEEDS: dict[str, list[bytes]] = {
         b"sha1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=\x001.0.0",
         b"0\x00\x00md5 1B2M2Y8AsgTpgAmY7PhCfg==\x001.0.0",
     ],
+    "request_head": [
+        b"Bearer fst_abc-DEF_123\x00api.example.com:8080\x00/v1/photos/p/original\x00"
+        + b"4102444800\x00"
+        + sign(_SECRET, "/v1/photos/p/original", 4102444800).encode()
+        + b"\x00sig",
+        b"Basic dXNlcjpwdw==\x00[::1]:80\x00/static/app.css\x001\x00abc\x00q",
+    ],
     "multipart_body": [
         _seed_body(("session_id", b"abc"), ("file", b"\xff\xd8\xff\xe0" + b"x" * 64)),
         _seed_body(("file", b"\x89PNG\r\n\x1a\n")),
@@ -108,4 +140,8 @@ SEEDS: dict[str, list[bytes]] = {
     ],
 }
 
-TARGETS = {"tus_headers": tus_headers, "multipart_body": multipart_body}
+TARGETS = {
+    "tus_headers": tus_headers,
+    "request_head": request_head,
+    "multipart_body": multipart_body,
+}

@@ -1,5 +1,6 @@
-"""Coverage-guided fuzzing (atheris, libFuzzer) of the tus header parsers and the upload
-handler's multipart reading: a bounded run per target, which must find no crash."""
+"""Coverage-guided fuzzing (atheris, libFuzzer) of the tus header parsers, the request
+head's parsers and the upload handler's multipart reading: a bounded run per target, which
+must find no crash."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from filmstrip.auth import signing
 from services.api.tus import protocol
-from tests.security.fuzz_targets import SEEDS, multipart_body, tus_headers
+from tests.security.fuzz_targets import SEEDS, multipart_body, request_head, tus_headers
 
 pytest.importorskip("atheris", reason="atheris has wheels for x86_64 Linux only")
 
 ROOT = Path(__file__).resolve().parents[2]
 # A few seconds each here; 300,000 multipart runs (84 s) found nothing more.
-RUNS = {"tus_headers": 100_000, "multipart_body": 20_000}
+RUNS = {"tus_headers": 100_000, "request_head": 100_000, "multipart_body": 20_000}
 
 
 @pytest.mark.parametrize("target", sorted(RUNS))
@@ -26,7 +28,8 @@ def test_fuzzing_finds_no_crash(target: str, tmp_path: Path) -> None:
     corpus.mkdir()
     for index, seed in enumerate(SEEDS[target]):
         (corpus / f"seed{index}").write_bytes(seed)
-    args = [f"-runs={RUNS[target]}", "-max_total_time=60", "-rss_limit_mb=1024", "-seed=1"]
+    args = [f"-runs={RUNS[target]}", "-max_total_time=60", "-rss_limit_mb=1024", "-seed=1",
+            f"-artifact_prefix={tmp_path}/"]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "tests.security.atheris_run", target, *args, str(corpus)],
         cwd=ROOT,
@@ -42,6 +45,7 @@ def test_fuzzing_finds_no_crash(target: str, tmp_path: Path) -> None:
 def test_a_parser_bug_escapes_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the fuzzer counts as a crash: any error but a 4xx ApiError leaves the target."""
     tus_headers(SEEDS["tus_headers"][0])
+    request_head(SEEDS["request_head"][0])
     multipart_body(SEEDS["multipart_body"][0])
 
     def buggy(value: str | None, header: str) -> int:
@@ -50,3 +54,19 @@ def test_a_parser_bug_escapes_the_target(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(protocol, "parse_length", buggy)
     with pytest.raises(ValueError, match="a parser bug"):
         tus_headers(SEEDS["tus_headers"][0])
+
+
+def test_the_request_head_seed_reaches_the_signature_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first seed is a valid signed URL: the fuzzer starts at the HMAC comparison."""
+    compared: list[bool] = []
+    real = signing.hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append(real(a, b))
+        return compared[-1]
+
+    monkeypatch.setattr(signing.hmac, "compare_digest", spy)
+    request_head(SEEDS["request_head"][0])
+    assert compared == [True]

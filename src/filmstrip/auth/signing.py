@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from pathlib import Path
 
+# What sign() and signed_query() write: epoch seconds, and 43 lowercase hex digits. Checked
+# before anything else, so int() never sees "1_0" or Arabic digits and compare_digest never
+# a non-ASCII str (which it refuses with a TypeError).
+_EXPIRES = re.compile(r"[0-9]{1,12}", re.ASCII)
+_SIGNATURE = re.compile(r"[0-9a-f]{43}", re.ASCII)
+
 
 def sign(secret: bytes, path: str, expires: int) -> str:
     """The signature of ``path`` valid until the epoch second ``expires``."""
-    mac = hmac.new(secret, f"{path}\n{expires}".encode(), hashlib.sha256)
+    # surrogatepass: a path holding lone surrogates (bytes that were not UTF-8) signs
+    # instead of raising; no URL we issue has one, so its signature never matches.
+    mac = hmac.new(secret, f"{path}\n{expires}".encode("utf-8", "surrogatepass"), hashlib.sha256)
     return mac.hexdigest()[:43]
 
 
@@ -24,14 +33,14 @@ def signed_query(secret: bytes, path: str, ttl_s: int, *, now: float | None = No
 
 
 def verify(secret: bytes, path: str, exp: str, sig: str, *, now: float | None = None) -> bool:
-    """True when ``sig`` signs ``path`` and ``exp`` has not passed."""
-    try:
-        expires = int(exp)
-    except ValueError:
+    """True when ``sig`` signs ``path`` and ``exp`` has not passed; False for any other
+    text, however hostile (it comes from a URL anyone can send)."""
+    if not (_EXPIRES.fullmatch(exp) and _SIGNATURE.fullmatch(sig)):
         return False
+    expires = int(exp)
     if expires < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(sign(secret, path, expires), sig)
+    return hmac.compare_digest(sign(secret, path, expires).encode(), sig.encode())
 
 
 def load_or_create_secret(configured: str, data_dir: str) -> bytes:
