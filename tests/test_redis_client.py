@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError, MaxConnectionsError
 
+from filmstrip import redis_client
 from filmstrip.redis_client import open_redis
 from filmstrip.settings import load_settings
 from tests.support.redis_server import RedisServer, free_port
@@ -61,3 +62,22 @@ async def test_redis_down_is_not_out_of_connections(make_redis: OpenRedis) -> No
     with pytest.raises(ConnectionError) as caught:
         await redis.ping()
     assert not isinstance(caught.value, MaxConnectionsError)
+
+
+async def test_a_returned_connection_wakes_a_waiter_even_past_a_cancelled_one(
+    make_redis: OpenRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiters are woken by the release itself (not by their periodic recheck, pushed out
+    of reach here), and a waiter cancelled while queued does not swallow the wake-up."""
+    monkeypatch.setattr(redis_client, "_RECHECK_S", 60.0)
+    redis = make_redis(redis_max_connections="1", redis_pool_wait_s="30")
+    pool = redis.connection_pool
+    held = await pool.get_connection()
+    gone = asyncio.create_task(redis.ping())
+    waiting = asyncio.create_task(redis.ping())
+    await asyncio.sleep(0.05)
+    assert not gone.done() and not waiting.done()
+    gone.cancel()
+    await asyncio.gather(gone, return_exceptions=True)
+    await pool.release(held)
+    assert await asyncio.wait_for(waiting, 5)
