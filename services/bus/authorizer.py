@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from filmstrip.auth import hash_token
 from filmstrip.catalog import Catalog
 from filmstrip.errors import FilmstripError, TemporaryError
@@ -16,8 +18,15 @@ class Refused(Exception):
         self.error = error
 
 
+log = logging.getLogger("filmstrip.bus.authorizer")
+
+
 def _unavailable(exc: Exception) -> Refused:
-    return Refused(ws.Error(code=ws.UNAVAILABLE, message=f"catalog unavailable: {exc}"))
+    # The cause (addresses, the driver's own words) is for the log, not for any client.
+    log.warning("catalog unavailable: %s", exc)
+    return Refused(
+        ws.Error(code=ws.UNAVAILABLE, message="the catalog is unavailable; try again shortly")
+    )
 
 
 class Authorizer:

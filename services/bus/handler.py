@@ -110,7 +110,11 @@ class SocketHandler:
             if exc.error.code == ws.UNAUTHORIZED or exc.error.code == ws.TOO_MANY_SOCKETS:
                 await conn.close(ws.CLOSE_POLICY, exc.error.code, flush=True)
         except RedisError as exc:
-            conn.reply(ws.Error(code=ws.UNAVAILABLE, message=f"redis unavailable: {exc}"))
+            # The cause (addresses, Redis's own words) is for the log, not for any client.
+            log.warning("redis unavailable for %s: %s", type(message).__name__, exc)
+            conn.reply(
+                ws.Error(code=ws.UNAVAILABLE, message="events are unavailable; try again shortly")
+            )
 
     async def _dispatch(self, conn: Connection, message: ws.ClientMessage) -> None:
         if isinstance(message, ws.Ping):
