@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from bench.stats import percentile  # noqa: E402
-from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus  # noqa: E402
+from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow  # noqa: E402
 from filmstrip.catalog.base import insert_statements  # noqa: E402
 from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
 
@@ -57,7 +57,7 @@ async def _statement_by_statement(
     async with lock:  # one transaction at a time on the process's writer connection
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in insert_statements(photo, outbox):
+            for sql, params in insert_statements(photo, outbox, utcnow()):
                 await conn.execute(sql, params)
         except BaseException:
             await conn.execute("ROLLBACK")

@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from filmstrip.catalog import open_catalog  # noqa: E402
 from filmstrip.catalog.base import _PHOTO_COLUMNS, Transaction  # noqa: E402
-from filmstrip.settings import load_settings  # noqa: E402
+from filmstrip.settings import load_settings, sqlite_path  # noqa: E402
 
 
 async def best(runs: int, fn: Callable[[], Awaitable[Any]]) -> float:
@@ -69,7 +69,7 @@ async def main() -> None:
                     )  # fmt: skip
 
         await catalog.run_transaction(fill)
-        raw = sqlite3.connect(settings.effective_db_path)
+        raw = sqlite3.connect(sqlite_path(settings.effective_database_url))
         limit = args.limit
         print(f"{args.photos} photos per client, pages of {limit}; best of 9, ms per page")
         print(f"{'depth':>8} {'keyset':>8} {'offset':>8} {'raw':>8}  offset/keyset  keyset/raw")

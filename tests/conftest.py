@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from tests.support import postgres
 from tests.support.moto_server import MotoServer
 from tests.support.redis_server import RedisServer
 
@@ -34,6 +35,14 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
         await client.flushall()
     finally:
         await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Every PostgreSQL database a test made is dropped after it (connections or not)."""
+    yield
+    if postgres.made:
+        postgres.drop_made()
 
 
 @pytest.fixture(scope="session")

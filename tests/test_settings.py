@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filmstrip.settings import SettingsError, load_settings
+from filmstrip.settings import SettingsError, database_backend, load_settings, sqlite_path
 
 
 def test_defaults_need_no_environment() -> None:
@@ -13,7 +13,7 @@ def test_defaults_need_no_environment() -> None:
     assert s.effective_blob_url.startswith("file://") and s.effective_blob_url.endswith(
         "/var/blobs"
     )
-    assert s.effective_db_path.endswith("filmstrip.db")
+    assert s.effective_database_url == "sqlite:///var/filmstrip.db"
     assert s.max_upload_bytes == 200 * 1024 * 1024
 
 
@@ -40,8 +40,47 @@ def test_values_are_typed() -> None:
         ({"FILMSTRIP_UMASK": "0o22"}, "FILMSTRIP_UMASK"),
         ({"FILMSTRIP_UMASK": "088"}, "FILMSTRIP_UMASK"),
         ({"PORT": "web"}, "PORT"),
+        ({"FILMSTRIP_DATABASE_URL": "mysql://x/y"}, "FILMSTRIP_DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"FILMSTRIP_DATABASE_URL": "sqlite://x.db"}, "FILMSTRIP_DATABASE_URL"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"FILMSTRIP_DATABASE_URL": "sqlite:///a.db", "FILMSTRIP_DB_PATH": "b.db"}, "both"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings(env)
+
+
+def test_the_catalog_is_chosen_by_url() -> None:
+    assert load_settings({"FILMSTRIP_DATA_DIR": "/srv/f"}).effective_database_url == (
+        "sqlite:////srv/f/filmstrip.db"
+    )
+    # FILMSTRIP_DB_PATH, the older setting, still names the SQLite file.
+    old = load_settings({"FILMSTRIP_DB_PATH": "/data/cat.db"})
+    assert old.effective_database_url == "sqlite:////data/cat.db"
+    assert sqlite_path(old.effective_database_url) == "/data/cat.db"
+    assert database_backend("sqlite:///var/filmstrip.db") == "sqlite"
+    for url in ("postgresql://u@db/filmstrip", "postgres://u:p@db:5432/f?sslmode=require"):
+        assert load_settings({"FILMSTRIP_DATABASE_URL": url}).effective_database_url == url
+        assert database_backend(url) == "postgresql"
+
+
+def test_paas_database_and_redis_urls_are_used_unless_ours_are_set() -> None:
+    paas = {"DATABASE_URL": "postgres://u@db/app", "REDIS_URL": "rediss://h:6380"}
+    s = load_settings(paas)
+    assert (s.effective_database_url, s.redis_url) == (paas["DATABASE_URL"], paas["REDIS_URL"])
+    ours = load_settings(
+        {**paas, "FILMSTRIP_DATABASE_URL": "sqlite:///x.db", "FILMSTRIP_REDIS_URL": "redis://r"}
+    )
+    assert (ours.effective_database_url, ours.redis_url) == ("sqlite:///x.db", "redis://r")
+    # An explicit SQLite file is a setting of ours too.
+    assert load_settings({**paas, "FILMSTRIP_DB_PATH": "c.db"}).effective_database_url == (
+        "sqlite:///c.db"
+    )
+
+
+def test_a_password_in_a_bad_database_url_is_not_shown() -> None:
+    with pytest.raises(SettingsError) as failed:
+        load_settings({"DATABASE_URL": "mysql://app:s3cret@db/app"})
+    assert "s3cret" not in str(failed.value)

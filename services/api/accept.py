@@ -137,7 +137,6 @@ async def accept_photo(
             photo_id=existing.id, job_id=existing.job_id, status=existing.status, duplicate=True
         )
 
-    now = utcnow()
     record = PhotoRecord(
         id=photo_id,
         client_id=client.id,
@@ -149,8 +148,7 @@ async def accept_photo(
         status=PhotoStatus.QUEUED,
         job_id=job_id_for(photo_id),
         trace_id=trace_id,
-        uploaded_at=now,
-        updated_at=now,
+        uploaded_at=utcnow(),
     )
     job = build_job(settings, record, bucket=state.blobs.bucket)
     payload = encode_job(job).decode()
@@ -159,7 +157,6 @@ async def accept_photo(
         photo_id=photo_id,
         payload=payload,
         priority=job.pipeline.priority,
-        created_at=now,
     )
     try:
         await state.catalog.insert_photo(record, outbox, quota_bytes=settings.client_quota_bytes)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.blobs import BlobStore
-from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, utc_ago
+from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus
 from filmstrip.errors import FilmstripError
 from filmstrip.events import EventPublisher, completion_once_key, forget_once
 from filmstrip.pipeline import resolve_stages, split_deferred
@@ -53,7 +52,9 @@ async def sweep_orphan_blobs(
     catalog: Catalog, blobs: BlobStore, *, grace_s: float, batch: int = SWEEP_BATCH
 ) -> int:
     """Delete blobs older than ``grace_s`` whose photo has no row; return how many."""
-    cutoff = time.time() - grace_s
+    # By the catalog's clock, the one all hosts share: a sweeping host whose clock runs
+    # ahead must not take a blob still being recorded for one past its grace.
+    cutoff = await catalog.now_s() - grace_s
     pending: dict[str, list[str]] = {}
     removed = 0
 
@@ -101,10 +102,9 @@ async def requeue_stuck(
 ) -> int:
     """Give a job back to photos queued/processing for ``older_than_s`` without one, and
     mark failed those whose job was dead-lettered; return how many photos were repaired."""
-    before = utc_ago(older_than_s)
     repaired = 0
     for status in (PhotoStatus.QUEUED, PhotoStatus.PROCESSING):
-        for photo in await catalog.photos_in_status(status, updated_before=before):
+        for photo in await catalog.photos_in_status(status, older_than_s=older_than_s):
             info = await queue.get_job(photo.job_id)
             if info is not None:
                 if info.state is JobState.FAILED and info.error is not None:
@@ -152,9 +152,8 @@ async def requeue_follow_ups(
     if not settings.defer_optimization:
         return 0
     _, deferred = split_deferred(resolve_stages(settings.default_pipeline))
-    before = utc_ago(older_than_s)
     requeued = 0
-    for photo in await catalog.awaiting_follow_up(updated_before=before):
+    for photo in await catalog.awaiting_follow_up(older_than_s=older_than_s):
         if await queue.get_job(deferred_job_id_for(photo.id)) is not None:
             continue
         missing = [s for s in deferred if s not in (photo.processing_metadata or {})]

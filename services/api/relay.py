@@ -13,7 +13,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from filmstrip.catalog import Catalog, utc_ago
+from filmstrip.catalog import Catalog
 from filmstrip.errors import FilmstripError
 from filmstrip.queue import JobQueue
 
@@ -22,9 +22,8 @@ log = logging.getLogger("filmstrip.api.relay")
 
 async def relay_once(catalog: Catalog, queue: JobQueue, *, min_age_s: float = 2.0) -> int:
     """Enqueue outbox entries older than ``min_age_s``; return how many were moved."""
-    cutoff = utc_ago(min_age_s)
     moved = 0
-    for entry in await catalog.outbox_pending(created_before=cutoff, limit=200):
+    for entry in await catalog.outbox_pending(older_than_s=min_age_s, limit=200):
         try:
             await queue.add(entry.job_id, entry.payload.encode(), priority=entry.priority)
         except (FilmstripError, RedisError) as exc:

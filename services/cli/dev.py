@@ -18,7 +18,7 @@ from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
 from filmstrip.embedded.processes import wait_or_kill
 from filmstrip.embedded.redis_server import RedisServer, die_with_parent
-from filmstrip.settings import Settings
+from filmstrip.settings import Settings, database_backend
 from services.cli.tokens import issue_token
 
 ROLES = ("api", "worker", "bus")
@@ -48,7 +48,8 @@ def run_dev(settings: Settings) -> int:
     env = dict(os.environ)
     env["FILMSTRIP_DATA_DIR"] = str(data)
     redis: RedisServer | None = None
-    if "FILMSTRIP_REDIS_URL" not in os.environ:
+    # A Redis given by FILMSTRIP_REDIS_URL or a PaaS's REDIS_URL is used; else a private one.
+    if "FILMSTRIP_REDIS_URL" not in os.environ and not os.environ.get("REDIS_URL"):
         redis = RedisServer(settings.embedded_redis_dir.resolve(), appendonly=True)
         redis.start()
         env["FILMSTRIP_REDIS_URL"] = redis.url
@@ -74,14 +75,18 @@ def run_dev(settings: Settings) -> int:
                 preexec_fn=die_with_parent,
             )
         api = f"http://{settings.api_host}:{settings.api_port}"
+        stores = f"  blobs, catalog {data}\n"
+        if settings.database_url:  # not the SQLite file in the data dir
+            backend = database_backend(settings.database_url)
+            stores = f"  blobs          {data}\n  catalog        {backend}\n"
         bus = f"ws://{settings.bus_host}:{settings.bus_port}/ws"
         print(
             "\nFilmstrip is running (Ctrl-C stops everything)\n"
             f"  gallery & API  {api}/\n"
             f"  event bus      {bus}\n"
-            f"  redis          {env['FILMSTRIP_REDIS_URL']}"
+            f"  redis          {redis.url if redis else settings.redis_url}"
             f"{' (private, data in ' + str(redis.dir) + ')' if redis else ''}\n"
-            f"  blobs, catalog {data}\n"
+            f"{stores}"
             f"  demo token     {token}\n"
             f"  try: curl -H 'Authorization: Bearer {token}' -F file=@photo.jpg {api}/v1/photos\n",
             flush=True,

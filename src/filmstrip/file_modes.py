@@ -17,7 +17,7 @@ import os
 import stat
 from pathlib import Path
 
-from filmstrip.settings import Settings
+from filmstrip.settings import Settings, database_backend, sqlite_path
 
 log = logging.getLogger("filmstrip.file_modes")
 
@@ -41,8 +41,9 @@ def restrict(settings: Settings) -> list[Path]:
 def private_paths(settings: Settings) -> list[Path]:
     """The catalog's files and the roots of the local stores, whether or not they exist."""
     paths: list[Path] = []
-    if settings.effective_db_path != ":memory:":
-        paths += [Path(settings.effective_db_path + s) for s in CATALOG_SUFFIXES]
+    url = settings.effective_database_url
+    if database_backend(url) == "sqlite" and sqlite_path(url) != ":memory:":
+        paths += [Path(sqlite_path(url) + s) for s in CATALOG_SUFFIXES]
     if settings.effective_blob_url.startswith("file://"):
         from filmstrip.blobs.fs import root_of_url
 

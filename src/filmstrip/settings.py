@@ -1,4 +1,5 @@
-"""One typed settings object, parsed once from ``FILMSTRIP_*`` environment variables."""
+"""One typed settings object, parsed once from ``FILMSTRIP_*`` environment variables (and
+the PaaS conventions ``PORT``, ``DATABASE_URL`` and ``REDIS_URL``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from typing import Annotated, Any
 import msgspec
 
 PREFIX = "FILMSTRIP_"
+
+# Catalog URLs: sqlite:///relative/path or sqlite:////absolute/path (SQLAlchemy's form),
+# or a libpq URL.
+SQLITE_SCHEME = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -40,8 +46,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
-    # Empty means <data_dir>/filmstrip.db.
+    # The catalog: sqlite:///path or postgresql://…; empty means the SQLite file db_path,
+    # else <data_dir>/filmstrip.db. load_settings fills it from a PaaS's DATABASE_URL.
+    database_url: str = ""
+    # The SQLite file, the setting before database_url (still honoured; not with it).
     db_path: str = ""
+    # Connections each process keeps to PostgreSQL; its catalog calls run on as many threads.
+    database_pool_size: Positive = 4
 
     api_host: str = "127.0.0.1"
     api_port: Port = 8080
@@ -225,8 +236,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.data_path / "cache" / "originals"
 
     @property
-    def effective_db_path(self) -> str:
-        return self.db_path or str(self.data_path / "filmstrip.db")
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return sqlite_url(self.db_path or str(self.data_path / "filmstrip.db"))
 
     @property
     def embedded_redis_dir(self) -> Path:
@@ -238,12 +251,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return int(self.umask, 8)
 
 
+def sqlite_url(path: str) -> str:
+    """The catalog URL of the SQLite file ``path`` (relative to the working directory, or
+    absolute)."""
+    return SQLITE_SCHEME + path
+
+
+def database_backend(url: str) -> str | None:
+    """``"sqlite"`` or ``"postgresql"`` by the URL's scheme; None for any other URL."""
+    if url.startswith(SQLITE_SCHEME) and len(url) > len(SQLITE_SCHEME):
+        return "sqlite"
+    if url.startswith(POSTGRES_SCHEMES):
+        return "postgresql"
+    return None
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///`` URL."""
+    return url.removeprefix(SQLITE_SCHEME)
+
+
 def _env_name(field: str) -> str:
     return PREFIX + field.upper()
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Parse ``FILMSTRIP_*`` variables (and the PaaS ``PORT``) into :class:`Settings`.
+    """Parse ``FILMSTRIP_*`` variables (and the PaaS ``PORT``, ``DATABASE_URL`` and
+    ``REDIS_URL``) into :class:`Settings`.
 
     Raises :class:`SettingsError` naming the offending variable.
     """
@@ -259,6 +293,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[field.name] = msgspec.convert(_coerce(raw, field.type), field.type, strict=False)
         except (msgspec.ValidationError, ValueError) as exc:
             raise SettingsError(f"{name}={raw!r} is not valid: {exc}") from None
+    # Which variable each URL came from, for the messages of _check.
+    sources = {"database_url": _env_name("database_url"), "redis_url": _env_name("redis_url")}
+    if "database_url" in values and "db_path" in values:
+        raise SettingsError(
+            f"{_env_name('database_url')} and {_env_name('db_path')} are both set: keep "
+            f"{_env_name('database_url')} (sqlite:///path or postgresql://…)"
+        )
+    # A PaaS hands us DATABASE_URL and REDIS_URL; our own variables win over them.
+    if "database_url" not in values and "db_path" not in values and env.get("DATABASE_URL"):
+        values["database_url"] = env["DATABASE_URL"]
+        sources["database_url"] = "DATABASE_URL"
+    if "redis_url" not in values and env.get("REDIS_URL"):
+        values["redis_url"] = env["REDIS_URL"]
+        sources["redis_url"] = "REDIS_URL"
     # A PaaS hands us PORT for the web role; it wins over our own setting and must be
     # reachable from outside the container.
     if env.get("PORT"):
@@ -268,8 +316,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"PORT={env['PORT']!r} is not valid: {exc}") from None
         values.setdefault("api_host", "0.0.0.0")
     settings = Settings(**values)
-    _check(settings)
+    _check(settings, sources)
     return settings
+
+
+def _redacted(url: str) -> str:
+    """``url`` without a password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in creds):
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 def _coerce(raw: str, typ: Any) -> Any:
@@ -283,13 +340,18 @@ def _coerce(raw: str, typ: Any) -> Any:
     return raw
 
 
-def _check(s: Settings) -> None:
+def _check(s: Settings, sources: Mapping[str, str]) -> None:
     url = s.effective_blob_url
     if not (url.startswith("file://") or url.startswith("s3://")):
         raise SettingsError(f"{_env_name('blob_url')}={url!r} must start with file:// or s3://")
     if not (s.redis_url.startswith(("redis://", "rediss://", "unix://"))):
         raise SettingsError(
-            f"{_env_name('redis_url')}={s.redis_url!r} must be a redis://, rediss:// or unix:// URL"
+            f"{sources['redis_url']}={s.redis_url!r} must be a redis://, rediss:// or unix:// URL"
+        )
+    if s.database_url and database_backend(s.database_url) is None:
+        raise SettingsError(
+            f"{sources['database_url']}={_redacted(s.database_url)!r} must be a sqlite:///path "
+            "(sqlite:////path when absolute) or postgresql:// URL"
         )
     for name in ("thumbnail_format", "preview_format"):
         if getattr(s, name) not in ("webp", "jpeg", "avif", "png"):

@@ -18,6 +18,7 @@ from services.api.app import create_app
 from services.api.serving import api_runner
 from services.api.state import STATE, ApiState
 from services.cli.tokens import issue_token
+from tests.support import postgres
 from tests.support.redis_server import RedisServer, free_port
 
 
@@ -79,7 +80,10 @@ def api_settings(tmp_path: Path, redis_url: str, **extra: str) -> Settings:
         "FILMSTRIP_DATA_DIR": str(tmp_path),
         "FILMSTRIP_REDIS_URL": redis_url,
         "FILMSTRIP_LOG_JSON": "false",
-        **{f"FILMSTRIP_{k.upper()}": v for k, v in extra.items()},
+        **{
+            f"FILMSTRIP_{k.upper()}": v
+            for k, v in {**postgres.role_catalog_settings(), **extra}.items()
+        },
     }
     return load_settings(env)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,8 +16,7 @@ import redis.asyncio as aioredis
 from msgspec import msgpack
 
 from filmstrip import keys
-from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
-from filmstrip.catalog.sqlite import SqliteCatalog
+from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for_url, utcnow
 from filmstrip.queue import JobQueue, JobState
 from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
@@ -34,17 +34,21 @@ from tests.api.factories import fake_jpeg
 from tests.support.redis_server import RedisServer, free_port
 
 
-def _row(
-    api: Api, *, status: str = PhotoStatus.QUEUED, updated_at: str | None = None
-) -> PhotoRecord:
+def _row(api: Api, *, status: str = PhotoStatus.QUEUED) -> PhotoRecord:
     pid = str(uuid.uuid4())
-    now = utcnow()
     return PhotoRecord(
         id=pid, client_id="c-test", session_id=None, blob_key=f"originals/{pid}",
         content_type="image/jpeg", bytes=3, sha256=None, status=status,
-        job_id=f"photo:{pid}", trace_id=uuid.uuid4().hex, uploaded_at=now,
-        updated_at=updated_at or now,
+        job_id=f"photo:{pid}", trace_id=uuid.uuid4().hex, uploaded_at=utcnow(),
     )  # fmt: skip
+
+
+async def _age(api: Api, *photos: PhotoRecord) -> None:
+    """Make photos look untouched since 2000 (the catalog stamps every write with now)."""
+    for photo in photos:
+        await api.state.catalog._execute(
+            "UPDATE photos SET updated_at = ? WHERE id = ?", ("2000-01-01T00:00:00.000Z", photo.id)
+        )
 
 
 async def _outbox_entry(api: Api, *, priority: int = 5) -> OutboxEntry:
@@ -52,15 +56,14 @@ async def _outbox_entry(api: Api, *, priority: int = 5) -> OutboxEntry:
     photo = _row(api)
     job = build_job(api.settings, photo, bucket=api.state.blobs.bucket)
     entry = OutboxEntry(
-        job_id=job.id, photo_id=photo.id, payload=encode_job(job).decode(), priority=priority,
-        created_at="2000-01-01T00:00:00.000Z",
-    )  # fmt: skip
+        job_id=job.id, photo_id=photo.id, payload=encode_job(job).decode(), priority=priority
+    )
     await api.state.catalog.insert_photo(photo, entry)
     return entry
 
 
 async def _pending(api: Api) -> list[str]:
-    return [e.job_id for e in await api.state.catalog.outbox_pending(created_before="9999")]
+    return [e.job_id for e in await api.state.catalog.outbox_pending(older_than_s=0)]
 
 
 async def test_outbox_relay_enqueues_exactly_once(api: Api) -> None:
@@ -118,6 +121,21 @@ async def test_orphan_blobs_are_swept_after_grace(api: Api, corpus: Path) -> Non
     assert await state.blobs.stat(f"originals/{kept}") is not None
 
 
+async def test_the_orphan_sweep_goes_by_the_catalogs_clock(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweeping host whose clock runs two hours fast must not take a blob written a
+    moment ago (its row may be on its way) for one past an hour's grace."""
+    state = api.state
+    orphan = str(uuid.uuid4())
+    await state.blobs.put_bytes(f"originals/{orphan}", b"x", content_type="image/jpeg")
+    fast = time.time() + 7200
+    monkeypatch.setattr(time, "time", lambda: fast)
+    assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=3600) == 0
+    monkeypatch.undo()
+    assert await state.blobs.stat(f"originals/{orphan}") is not None
+
+
 async def test_orphan_sweep_checks_the_catalog_in_bounded_batches(
     api: Api, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -156,10 +174,11 @@ async def test_orphan_sweep_checks_the_catalog_in_bounded_batches(
 @pytest.mark.parametrize("status", [PhotoStatus.QUEUED, PhotoStatus.PROCESSING])
 async def test_stuck_photo_without_a_job_is_requeued(api: Api, status: PhotoStatus) -> None:
     state = api.state
-    stuck = _row(api, status=status, updated_at="2000-01-01T00:00:00.000Z")
+    stuck = _row(api, status=status)
     fresh = _row(api, status=status)
     await state.catalog.insert_photo(stuck, None)
     await state.catalog.insert_photo(fresh, None)
+    await _age(api, stuck)
     n = await requeue_stuck(
         api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
     )
@@ -181,8 +200,9 @@ async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api
     """The worker's failure hook can be lost (the worker died after the job was settled,
     or the catalog refused the write): the photo would sit in ``processing`` forever."""
     state = api.state
-    photo = _row(api, status=PhotoStatus.PROCESSING, updated_at="2000-01-01T00:00:00.000Z")
+    photo = _row(api, status=PhotoStatus.PROCESSING)
     await state.catalog.insert_photo(photo, None)
+    await _age(api, photo)
     job = build_job(api.settings, photo, bucket=state.blobs.bucket)
     await state.queue.add(job.id, encode_job(job))
     _, flat, *_ = await state.queue._run("STEP", ["gone-worker", 1, 0, 1000, b""])
@@ -214,10 +234,7 @@ async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -
     """Redis may lose the last second of writes (appendonly everysec): a follow-up job
     queued just before the crash is gone, and the photo would never get its copy."""
     state = api.state
-    lost, done, failed, fresh = (
-        _row(api, status=PhotoStatus.COMPLETED, updated_at=when)
-        for when in ("2000-01-01T00:00:00.000Z",) * 3 + (None,)
-    )
+    lost, done, failed, fresh = (_row(api, status=PhotoStatus.COMPLETED) for _ in range(4))
     for photo in (lost, done, failed, fresh):
         await state.catalog.insert_photo(photo, None)
         # As the ready job leaves it: completed, its follow-up owed.
@@ -233,11 +250,8 @@ async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -
         await state.catalog.add_deferred_results(
             photo.id, metadata={"optimization": result}, derivatives=[], replaces=()
         )
-    # complete_photo stamps now; age the three rows the reconciler may look at.
-    await state.catalog._execute(
-        "UPDATE photos SET updated_at = ? WHERE id IN (?, ?, ?)",
-        ("2000-01-01T00:00:00.000Z", lost.id, done.id, failed.id),
-    )
+    # Age the three rows the reconciler may look at.
+    await _age(api, lost, done, failed)
 
     n = await requeue_follow_ups(
         api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
@@ -299,7 +313,7 @@ async def test_an_upload_cancelled_after_its_row_is_committed_keeps_its_original
                 )
 
     uploading = asyncio.create_task(upload())
-    catalog = SqliteCatalog(settings.effective_db_path)
+    catalog = catalog_for_url(settings.effective_database_url)
     await catalog.connect()
     try:
         # The client's rate limit is the last Redis write before the row; wait past it.

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import io
 import logging
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -432,8 +431,7 @@ async def test_an_upload_refused_at_its_last_byte_leaves_no_original(
     encoded = base64.b64encode(session_id.encode()).decode()
     url = await _create(api, len(data), metadata=f"session_id {encoded}")
     assert (await _patch(api, url, 0, data[:1000])).status == 204
-    with sqlite3.connect(api.settings.effective_db_path) as db:
-        db.execute("DELETE FROM upload_sessions WHERE id = ?", (session_id,))
+    await api.state.catalog._execute("DELETE FROM upload_sessions WHERE id = ?", (session_id,))
 
     resp = await _patch(api, url, 1000, data[1000:])
     assert resp.status == 404

@@ -25,18 +25,18 @@ from aiohttp import web
 from PIL import Image
 
 from filmstrip.blobs import open_blob_store
-from filmstrip.catalog import PhotoStatus, open_catalog
-from filmstrip.catalog.sqlite import SqliteCatalog
+from filmstrip.catalog import PhotoStatus, catalog_for_url, open_catalog
 from filmstrip.concurrency import configure_pool, shutdown_pool
 from filmstrip.events import EventPublisher
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
-from filmstrip.settings import Settings
+from filmstrip.settings import Settings, sqlite_url
 from services.api.app import create_app
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from services.worker.processor import PhotoProcessor
 from tests.api.conftest import api_settings
+from tests.support import postgres
 from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,8 +63,8 @@ class ApiProcess:
         raise AssertionError("no VmHWM in /proc status")
 
 
-async def _token(data_dir: Path) -> str:
-    catalog = SqliteCatalog(str(data_dir / "filmstrip.db"))
+async def _token(database_url: str) -> str:
+    catalog = catalog_for_url(database_url)
     await catalog.connect()
     try:
         _client, token = await issue_token(catalog, "big", admin=False)
@@ -83,12 +83,16 @@ async def api_process(
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and shutil.disk_usage(shm).free > 4 * GB else tmp_path
     data_dir = Path(tempfile.mkdtemp(prefix="filmstrip-big-", dir=base))
-    token = await _token(data_dir)
+    database_url = postgres.role_catalog_settings().get(
+        "database_url", sqlite_url(str(data_dir / "filmstrip.db"))
+    )
+    token = await _token(database_url)
     port = free_port()
     env = env_without_filmstrip()
     env.update(
         PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",
         FILMSTRIP_DATA_DIR=str(data_dir),
+        FILMSTRIP_DATABASE_URL=database_url,
         FILMSTRIP_REDIS_URL=redis_server.url,
         FILMSTRIP_API_PORT=str(port),
         FILMSTRIP_MAX_UPLOAD_BYTES=str(2 * GB),
@@ -356,6 +360,6 @@ async def test_redis_stopped_during_50_uploads_loses_nothing(
     assert {r[0] for r in rows} == accepted
     originals = {info.key async for info in state.blobs.list("originals/")}
     assert originals == {f"originals/{pid}" for pid in accepted}
-    assert await state.catalog.outbox_pending(created_before="9999") == []
+    assert await state.catalog.outbox_pending(older_than_s=0) == []
     counts = await state.queue.counts()
     assert counts.get("waiting", 0) == 0 and counts.get("failed", 0) == 0, counts

@@ -16,9 +16,10 @@ from aiohttp import ClientSession, web
 from filmstrip.auth import new_token
 from filmstrip.catalog import Catalog, PhotoRecord, open_catalog, utcnow
 from filmstrip.events import EventPublisher
-from filmstrip.settings import Settings
+from filmstrip.settings import Settings, sqlite_url
 from services.bus.app import create_app
 from tests.bus.support import Account, BusClient, BusProcess, RunningBus
+from tests.support import postgres
 from tests.support.redis_server import RedisServer, free_port
 
 
@@ -28,7 +29,9 @@ def bus_settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
     return Settings(
         data_dir=str(tmp_path),
         redis_url=redis_server.url,
-        db_path=str(tmp_path / "catalog.db"),
+        database_url=postgres.role_catalog_settings().get(
+            "database_url", sqlite_url(str(tmp_path / "catalog.db"))
+        ),
         bus_host="127.0.0.1",
         bus_port=free_port(),
         bus_identify_timeout_s=1.0,

@@ -126,7 +126,7 @@ class BusProcess:
         env = env_without_filmstrip()
         env.update(
             FILMSTRIP_REDIS_URL=self.settings.redis_url,
-            FILMSTRIP_DB_PATH=self.settings.effective_db_path,
+            FILMSTRIP_DATABASE_URL=self.settings.effective_database_url,
             FILMSTRIP_DATA_DIR=self.settings.data_dir,
             FILMSTRIP_BUS_HOST="127.0.0.1",
             FILMSTRIP_BUS_PORT=str(self.port),

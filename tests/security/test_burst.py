@@ -24,9 +24,11 @@ import pytest
 import redis.asyncio as aioredis
 from PIL import Image
 
-from filmstrip.catalog.sqlite import SqliteCatalog
+from filmstrip.catalog import catalog_for_url
 from filmstrip.embedded.processes import stop_process
+from filmstrip.settings import sqlite_url
 from services.cli.tokens import issue_token
+from tests.support import postgres
 from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 from tests.support.stack import ROOT, procfile_commands
 
@@ -42,8 +44,8 @@ class ApiProcess:
     log: Path
 
 
-async def _token(data: Path) -> str:
-    catalog = SqliteCatalog(str(data / "filmstrip.db"))
+async def _token(database_url: str) -> str:
+    catalog = catalog_for_url(database_url)
     await catalog.connect()
     try:
         _client, token = await issue_token(catalog, "burst", admin=False)
@@ -57,17 +59,21 @@ async def api_process(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[ApiProcess]:
     port = free_port()
+    database_url = postgres.role_catalog_settings().get(
+        "database_url", sqlite_url(str(tmp_path / "filmstrip.db"))
+    )
     env = {
         **env_without_filmstrip(),
         "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
         "FILMSTRIP_DATA_DIR": str(tmp_path),
+        "FILMSTRIP_DATABASE_URL": database_url,
         "FILMSTRIP_REDIS_URL": redis_server.url,
         "FILMSTRIP_API_PORT": str(port),
         "FILMSTRIP_API_RATE_PER_S": str(RATE_PER_S),
         "FILMSTRIP_API_RATE_BURST": str(BURST),
         "FILMSTRIP_LOG_LEVEL": "WARNING",
     }
-    token = await _token(tmp_path)
+    token = await _token(database_url)
     log = tmp_path / "api.log"
     proc = _launch(env, log)
     url = f"http://127.0.0.1:{port}"

@@ -33,5 +33,7 @@ class RedisServer(_EmbeddedRedis):
 
 
 def env_without_filmstrip() -> dict[str, str]:
-    """The process environment minus any FILMSTRIP_* settings the developer may have set."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("FILMSTRIP_") and k != "PORT"}
+    """The process environment minus any settings the developer may have set (FILMSTRIP_*
+    and the PaaS conventions it honours)."""
+    paas = ("PORT", "DATABASE_URL", "REDIS_URL")
+    return {k: v for k, v in os.environ.items() if not k.startswith("FILMSTRIP_") and k not in paas}

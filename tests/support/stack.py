@@ -17,9 +17,11 @@ from pathlib import Path
 
 import aiohttp
 
-from filmstrip.catalog.sqlite import SqliteCatalog
+from filmstrip.catalog import catalog_for_url
 from filmstrip.embedded.processes import stop_process, wait_or_kill
+from filmstrip.settings import sqlite_url
 from services.cli.tokens import issue_token
+from tests.support import postgres
 from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +58,8 @@ class Stack:
     redis: RedisServer
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # A PostgreSQL catalog of the stack's own (FILMSTRIP_TEST_CATALOG), dropped by stop().
+    database_url: str = ""
 
     def launch(self, role: str) -> None:
         """Start one role (again), appending to its log."""
@@ -82,10 +86,12 @@ class Stack:
             print(f"--- {role} log (tail)\n" + self.log(role)[-2000:])
         self.redis.stop(kill=True)
         shutil.rmtree(self.redis.dir, ignore_errors=True)
+        if self.database_url:
+            postgres.drop_database(self.database_url)
 
 
-async def _tokens(data: Path) -> tuple[str, str]:
-    catalog = SqliteCatalog(str(data / "filmstrip.db"))
+async def _tokens(database_url: str) -> tuple[str, str]:
+    catalog = catalog_for_url(database_url)
     await catalog.connect()
     try:
         _client, token = await issue_token(catalog, "browser-user", admin=False)
@@ -119,7 +125,16 @@ def start_stack(data: Path, **settings: str) -> Stack:
     """
     redis = RedisServer(appendonly=True)
     redis.start()
-    token, admin = asyncio.run(_tokens(data))
+    # The stack outlives a test (module fixtures): its database is not the test's to drop.
+    own_database = (
+        postgres.create_database(per_test=False)
+        if postgres.catalog_backend() == "postgresql" and "database_url" not in settings
+        else ""
+    )
+    if own_database:
+        settings = {**settings, "database_url": own_database}
+    database_url = settings.get("database_url") or sqlite_url(str(data / "filmstrip.db"))
+    token, admin = asyncio.run(_tokens(database_url))
     api_port, bus_port, metrics_port = free_port(), free_port(), free_port()
     env = env_without_filmstrip()
     env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
@@ -143,6 +158,7 @@ def start_stack(data: Path, **settings: str) -> Stack:
         data_dir=data,
         redis=redis,
         env=env,
+        database_url=own_database,
     )
     try:
         for role in procfile_commands():

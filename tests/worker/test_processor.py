@@ -33,6 +33,7 @@ from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
 from services.worker import processor as processor_module
 from services.worker.processor import PhotoProcessor
+from tests.support import postgres
 from tests.support.loop_watch import slow_steps
 from tests.support.redis_server import RedisServer
 
@@ -94,6 +95,7 @@ async def world(
             "FILMSTRIP_DATA_DIR": str(tmp_path),
             "FILMSTRIP_REDIS_URL": redis_server.url,
             "FILMSTRIP_JOB_BACKOFF_MS": "50",
+            **{f"FILMSTRIP_{k.upper()}": v for k, v in postgres.role_catalog_settings().items()},
         }
     )
     configure_vips(PipelineOptions.from_settings(settings))
@@ -237,7 +239,7 @@ async def test_optimization_runs_after_the_photo_is_ready_in_a_low_priority_job(
     assert {d.name for d in photo.derivatives} == {"preview", "thumbnail", "optimized"}
     stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
     assert stored == {d.key for d in photo.derivatives}
-    assert await world.catalog.awaiting_follow_up(updated_before="9999") == []
+    assert await world.catalog.awaiting_follow_up(older_than_s=0) == []
     follow_up = await world.queue.get_job(deferred_job_id_for(photo_id))
     assert follow_up is not None and follow_up.priority == 10
     types = await _event_types(redis, "c")
@@ -293,7 +295,7 @@ async def test_a_failed_follow_up_job_leaves_the_photo_ready(world: World, corpu
     assert failure["failed"] is True and failure["category"] == "DATA", failure
     stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
     assert stored == {d.key for d in photo.derivatives}
-    assert await world.catalog.awaiting_follow_up(updated_before="9999") == []
+    assert await world.catalog.awaiting_follow_up(older_than_s=0) == []
 
 
 class _QueueBlinks(_Wrapping[JobQueue]):
@@ -344,7 +346,7 @@ async def test_a_photo_whose_follow_up_was_forgotten_is_found_by_the_catalog(
     assert photo is not None and photo.status == "completed"
     assert await world.queue.get_job(deferred_job_id_for(photo_id)) is None
     # What the reconciler reads to queue it again.
-    awaiting = await world.catalog.awaiting_follow_up(updated_before="9999")
+    awaiting = await world.catalog.awaiting_follow_up(older_than_s=0)
     assert [p.id for p in awaiting] == [photo_id]
 
 

@@ -1,12 +1,18 @@
 """The catalog interface, written once in portable SQL over a few driver primitives.
 
-A driver (SQLite now; PostgreSQL later) supplies connection handling and the four
-primitives; every query here uses ``?`` placeholders that a driver may rewrite.
+A driver (SQLite, PostgreSQL) supplies connection handling and the primitives; every query
+here uses ``?`` placeholders that a driver may rewrite.
+
+Times that decide repairs (a photo's ``updated_at``, an outbox entry's ``created_at``) are
+stamped from the database's clock inside the transaction that writes them, and callers
+ask for rows "older than N seconds" by that same clock, so hosts whose clocks disagree
+still agree on what is stuck.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -14,6 +20,7 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
+from filmstrip.catalog.migrations import migrate
 from filmstrip.catalog.models import (
     ClientRecord,
     DerivativeRecord,
@@ -22,7 +29,6 @@ from filmstrip.catalog.models import (
     PhotoStatus,
     SessionRecord,
 )
-from filmstrip.catalog.schema import ADDED_COLUMNS, BACKFILLS, INDEXES, TABLES
 from filmstrip.errors import DataError
 
 Row = Sequence[Any]
@@ -38,14 +44,37 @@ _derivatives_decoder = msgspec.json.Decoder(list[DerivativeRecord])
 
 
 def utcnow() -> str:
-    """Now as the catalog stores times: ISO-8601 UTC with milliseconds."""
-    return utc_ago(0)
+    """This host's clock as the catalog stores times: ISO-8601 UTC with milliseconds. For
+    times shown to people (``uploaded_at``), never for times that decide repairs."""
+    return format_time(datetime.now(UTC))
 
 
-def utc_ago(seconds: float) -> str:
-    """``seconds`` ago as the catalog stores times (a cutoff for ``*_before`` queries)."""
-    moment = datetime.now(UTC) - timedelta(seconds=seconds)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def format_time(moment: datetime) -> str:
+    """``moment`` (aware) as the catalog stores times: ``2026-01-01T00:00:00.000Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(stamp: str) -> datetime:
+    """A time as the catalog stores it, as an aware datetime."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def shift_time(stamp: str, seconds: float) -> str:
+    """The stored time ``stamp`` moved by ``seconds`` (negative: earlier)."""
+    return format_time(parse_time(stamp) + timedelta(seconds=seconds))
+
+
+async def settle(done: asyncio.Future[T]) -> T:
+    """Await a transaction handed to another thread; a cancelled caller still waits for it
+    to end (what it did is settled), then sees the cancellation."""
+    # Marks the outcome as seen when a cancelled caller is no longer there to see it.
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        if not done.done():
+            await asyncio.wait([done])
+        raise
 
 
 def _follow_up(owed: Iterable[str], results: Mapping[str, Any]) -> str | None:
@@ -78,9 +107,10 @@ def _photo(row: Row) -> PhotoRecord:
 
 
 def insert_statements(
-    photo: PhotoRecord, outbox: OutboxEntry | None
+    photo: PhotoRecord, outbox: OutboxEntry | None, now: str
 ) -> list[tuple[str, tuple[Any, ...]]]:
-    """The statements that record ``photo`` and its outbox entry, to run in one transaction."""
+    """The statements that record ``photo`` and its outbox entry, to run in one transaction
+    whose database clock reads ``now`` (the row's ``updated_at``, the entry's ``created_at``)."""
     statements: list[tuple[str, tuple[Any, ...]]] = [
         (
             f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
@@ -89,7 +119,7 @@ def insert_statements(
                 photo.id, photo.client_id, photo.session_id, photo.blob_key,
                 photo.content_type, photo.bytes, photo.sha256, photo.status, photo.job_id,
                 photo.trace_id, photo.uploaded_at, photo.taken_at, photo.processed_at,
-                None, None, None, None, photo.updated_at or photo.uploaded_at,
+                None, None, None, None, now,
             ),
         )
     ]  # fmt: skip
@@ -99,8 +129,7 @@ def insert_statements(
             (
                 "INSERT INTO outbox (job_id, photo_id, payload, priority, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (outbox.job_id, outbox.photo_id, outbox.payload, outbox.priority,
-                 outbox.created_at),
+                (outbox.job_id, outbox.photo_id, outbox.payload, outbox.priority, now),
             )
         )  # fmt: skip
     return statements
@@ -134,8 +163,22 @@ class Transaction(abc.ABC):
         """Run one statement; return the number of rows it changed."""
 
     @abc.abstractmethod
-    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """Rows of one query."""
+    def fetchall(self, sql: str, params: Sequence[Any] = (), *, lock: bool = False) -> list[Row]:
+        """Rows of one query; with ``lock``, the rows stay locked against other writers
+        until the transaction ends (``FOR UPDATE``), for a read that decides a write."""
+
+    @abc.abstractmethod
+    def now(self) -> str:
+        """The database's clock, as stored times are written; one value per transaction."""
+
+    @abc.abstractmethod
+    def columns(self, table: str) -> set[str]:
+        """The names of ``table``'s columns (empty if there is no such table)."""
+
+    @abc.abstractmethod
+    def lock_schema(self) -> None:
+        """Wait until no other process is migrating the schema (until this transaction
+        ends). A no-op where write transactions already run one at a time."""
 
 
 class Catalog(abc.ABC):
@@ -161,6 +204,14 @@ class Catalog(abc.ABC):
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self.run_transaction(lambda tx: tx.fetchall(sql, params))
 
+    async def _now(self) -> str:
+        """The database's clock, as stored times are written."""
+        return await self.run_transaction(lambda tx: tx.now())
+
+    async def _ago(self, seconds: float) -> str:
+        """``seconds`` before the database's now, as stored times are written."""
+        return shift_time(await self._now(), -seconds)
+
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
@@ -168,29 +219,24 @@ class Catalog(abc.ABC):
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return await self.run_transaction(lambda tx: tx.execute(sql, params))
 
-    @abc.abstractmethod
-    def _columns(self, tx: Transaction, table: str) -> set[str]:
-        """The names of ``table``'s columns (the catalog's own dialect)."""
+    async def create_schema(self) -> int:
+        """Bring the schema to this release's version (see ``migrations``), once however
+        many processes start at once; return the version."""
 
-    async def create_schema(self) -> None:
-        """Create tables, columns and indexes that are missing."""
+        def work(tx: Transaction) -> int:
+            tx.lock_schema()
+            return migrate(tx)
 
-        def work(tx: Transaction) -> None:
-            for statement in TABLES:
-                tx.execute(statement)
-            for table, column, sql_type in ADDED_COLUMNS:
-                if column not in self._columns(tx, table):
-                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-            for statement in BACKFILLS:
-                tx.execute(statement)
-            for statement in INDEXES:
-                tx.execute(statement)
-
-        await self.run_transaction(work)
+        return await self.run_transaction(work)
 
     async def ping(self) -> None:
         """Raise unless the catalog answers a query."""
         await self._fetchone("SELECT 1")
+
+    async def now_s(self) -> float:
+        """The database's clock in seconds since the epoch: the clock every host's repairs
+        go by (a blob store's modification times are compared with it)."""
+        return parse_time(await self._now()).timestamp()
 
     # --- photos ------------------------------------------------------------------------
 
@@ -198,12 +244,12 @@ class Catalog(abc.ABC):
         self, photo: PhotoRecord, outbox: OutboxEntry | None, *, quota_bytes: int = 0
     ) -> None:
         """Insert a photo row and (atomically) its outbox entry. With ``quota_bytes``,
-        raise :class:`QuotaExceeded` instead if the client's originals would pass it."""
-
-        statements = insert_statements(photo, outbox)
+        raise :class:`QuotaExceeded` instead if the client's originals would pass it. The
+        row's ``updated_at`` and the entry's ``created_at`` are the database's now,
+        whatever the records say."""
 
         def work(tx: Transaction) -> None:
-            for sql, params in statements:
+            for sql, params in insert_statements(photo, outbox, tx.now()):
                 tx.execute(sql, params)
             if quota_bytes:
                 # The charge above holds the client's row until commit (PostgreSQL locks
@@ -259,10 +305,12 @@ class Catalog(abc.ABC):
 
     async def mark_processing(self, photo_id: str) -> bool:
         """queued|processing|failed → processing; False if the photo is gone."""
-        changed = await self._execute(
-            "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
-            "updated_at = ? WHERE id = ?",
-            (PhotoStatus.PROCESSING, utcnow(), photo_id),
+        changed = await self.run_transaction(
+            lambda tx: tx.execute(
+                "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
+                "updated_at = ? WHERE id = ?",
+                (PhotoStatus.PROCESSING, tx.now(), photo_id),
+            )
         )
         return changed > 0
 
@@ -281,11 +329,12 @@ class Catalog(abc.ABC):
         ``keep_metadata`` keys and ``keep_derivatives`` survive (a rerun of the ready stages
         keeps the deferred stages' results, which depend on the same original). Of ``owed``
         (the deferred stages), those without a result yet are noted as awaited."""
-        now = utcnow()
 
         def work(tx: Transaction) -> bool:
             rows = tx.fetchall(
-                "SELECT processing_metadata, derivatives FROM photos WHERE id = ?", (photo_id,)
+                "SELECT processing_metadata, derivatives FROM photos WHERE id = ?",
+                (photo_id,),
+                lock=True,
             )
             if not rows:
                 return False
@@ -309,8 +358,8 @@ class Catalog(abc.ABC):
                     orjson.dumps(meta).decode(),
                     msgspec.json.encode(derived).decode(),
                     taken_at,
-                    now,
-                    now,
+                    tx.now(),
+                    tx.now(),
                     _follow_up(owed, meta),
                     photo_id,
                 ),
@@ -336,6 +385,7 @@ class Catalog(abc.ABC):
                 "SELECT processing_metadata, derivatives, follow_up FROM photos "
                 "WHERE id = ? AND status = ?",
                 (photo_id, PhotoStatus.COMPLETED),
+                lock=True,
             )
             if not rows:
                 return None
@@ -351,7 +401,7 @@ class Catalog(abc.ABC):
                 (
                     orjson.dumps(merged_meta).decode(),
                     msgspec.json.encode(merged).decode(),
-                    utcnow(),
+                    tx.now(),
                     _follow_up(owed, merged_meta),
                     photo_id,
                 ),
@@ -362,20 +412,23 @@ class Catalog(abc.ABC):
 
     async def fail_photo(self, photo_id: str, *, error: str, category: str) -> bool:
         """Record a photo that failed for good; False if it was deleted meanwhile."""
-        now = utcnow()
-        changed = await self._execute(
-            "UPDATE photos SET status = ?, processing_error = ?, error_category = ?, "
-            "processed_at = ?, updated_at = ? WHERE id = ?",
-            (PhotoStatus.FAILED, error, category, now, now, photo_id),
+        changed = await self.run_transaction(
+            lambda tx: tx.execute(
+                "UPDATE photos SET status = ?, processing_error = ?, error_category = ?, "
+                "processed_at = ?, updated_at = ? WHERE id = ?",
+                (PhotoStatus.FAILED, error, category, tx.now(), tx.now(), photo_id),
+            )
         )
         return changed > 0
 
     async def requeue_photo(self, photo_id: str) -> bool:
         """Back to queued (a failed job was retried)."""
-        changed = await self._execute(
-            "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
-            "updated_at = ? WHERE id = ?",
-            (PhotoStatus.QUEUED, utcnow(), photo_id),
+        changed = await self.run_transaction(
+            lambda tx: tx.execute(
+                "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
+                "updated_at = ? WHERE id = ?",
+                (PhotoStatus.QUEUED, tx.now(), photo_id),
+            )
         )
         return changed > 0
 
@@ -386,6 +439,7 @@ class Catalog(abc.ABC):
             rows = tx.fetchall(
                 f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ? AND client_id = ?",
                 (photo_id, client_id),
+                lock=True,
             )
             if not rows:
                 return None
@@ -408,25 +462,25 @@ class Catalog(abc.ABC):
         return present
 
     async def photos_in_status(
-        self, status: str, *, updated_before: str, limit: int = 500
+        self, status: str, *, older_than_s: float, limit: int = 500
     ) -> list[PhotoRecord]:
-        """Photos that have sat in ``status`` since before ``updated_before``."""
+        """Photos that have sat in ``status`` for ``older_than_s`` by the database's clock."""
         rows = await self._fetchall(
-            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at < ? "
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at <= ? "
             "ORDER BY updated_at LIMIT ?",
-            (status, updated_before, limit),
+            (status, await self._ago(older_than_s), limit),
         )
         return [_photo(r) for r in rows]
 
     async def awaiting_follow_up(
-        self, *, updated_before: str, limit: int = 500
+        self, *, older_than_s: float, limit: int = 500
     ) -> list[PhotoRecord]:
-        """Completed photos, unchanged since ``updated_before``, still awaiting a deferred
-        stage's result (its follow-up job never reported)."""
+        """Completed photos, unchanged for ``older_than_s`` by the database's clock, still
+        awaiting a deferred stage's result (its follow-up job never reported)."""
         rows = await self._fetchall(
             f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE follow_up IS NOT NULL "
-            "AND updated_at < ? AND status = ? ORDER BY updated_at LIMIT ?",
-            (updated_before, PhotoStatus.COMPLETED, limit),
+            "AND updated_at <= ? AND status = ? ORDER BY updated_at LIMIT ?",
+            (await self._ago(older_than_s), PhotoStatus.COMPLETED, limit),
         )
         return [_photo(r) for r in rows]
 
@@ -500,12 +554,12 @@ class Catalog(abc.ABC):
 
     # --- outbox ------------------------------------------------------------------------
 
-    async def outbox_pending(self, *, created_before: str, limit: int = 100) -> list[OutboxEntry]:
-        """Outbox entries older than ``created_before``, oldest first."""
+    async def outbox_pending(self, *, older_than_s: float, limit: int = 100) -> list[OutboxEntry]:
+        """Outbox entries ``older_than_s`` by the database's clock, oldest first."""
         rows = await self._fetchall(
             "SELECT job_id, photo_id, payload, priority, created_at, attempts FROM outbox "
-            "WHERE created_at < ? ORDER BY created_at LIMIT ?",
-            (created_before, limit),
+            "WHERE created_at <= ? ORDER BY created_at LIMIT ?",
+            (await self._ago(older_than_s), limit),
         )
         return [
             OutboxEntry(
@@ -523,13 +577,17 @@ class Catalog(abc.ABC):
 
     async def create_client(self, client_id: str, name: str, *, is_admin: bool) -> ClientRecord:
         """Add a client."""
-        rec = ClientRecord(id=client_id, name=name, is_admin=is_admin, created_at=utcnow())
-        await self._execute(
-            "INSERT INTO clients (id, name, is_admin, created_at, stored_bytes) "
-            "VALUES (?, ?, ?, ?, 0)",
-            (rec.id, rec.name, int(rec.is_admin), rec.created_at),
-        )
-        return rec
+
+        def work(tx: Transaction) -> ClientRecord:
+            rec = ClientRecord(id=client_id, name=name, is_admin=is_admin, created_at=tx.now())
+            tx.execute(
+                "INSERT INTO clients (id, name, is_admin, created_at, stored_bytes) "
+                "VALUES (?, ?, ?, ?, 0)",
+                (rec.id, rec.name, int(rec.is_admin), rec.created_at),
+            )
+            return rec
+
+        return await self.run_transaction(work)
 
     async def set_client_admin(self, client_id: str, is_admin: bool) -> None:
         """Grant or take away the admin role (it holds for all of the client's tokens)."""
@@ -557,9 +615,11 @@ class Catalog(abc.ABC):
 
     async def add_token(self, token_hash: str, client_id: str) -> None:
         """Store a token (by its hash only) for a client."""
-        await self._execute(
-            "INSERT INTO tokens (token_hash, client_id, created_at) VALUES (?, ?, ?)",
-            (token_hash, client_id, utcnow()),
+        await self.run_transaction(
+            lambda tx: tx.execute(
+                "INSERT INTO tokens (token_hash, client_id, created_at) VALUES (?, ?, ?)",
+                (token_hash, client_id, tx.now()),
+            )
         )
 
     async def client_for_token(self, token_hash: str) -> ClientRecord | None:
@@ -576,28 +636,35 @@ class Catalog(abc.ABC):
 
     async def revoke_token(self, token_hash: str) -> bool:
         """Revoke one token; False if unknown or already revoked."""
-        changed = await self._execute(
-            "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
-            (utcnow(), token_hash),
+        changed = await self.run_transaction(
+            lambda tx: tx.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                (tx.now(), token_hash),
+            )
         )
         return changed > 0
 
     async def revoke_client_tokens(self, client_id: str) -> int:
         """Revoke every token of a client."""
-        return await self._execute(
-            "UPDATE tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
-            (utcnow(), client_id),
+        return await self.run_transaction(
+            lambda tx: tx.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
+                (tx.now(), client_id),
+            )
         )
 
     # --- upload sessions ---------------------------------------------------------------
 
     async def create_session(self, session_id: str, client_id: str) -> SessionRecord:
-        rec = SessionRecord(id=session_id, client_id=client_id, created_at=utcnow())
-        await self._execute(
-            "INSERT INTO upload_sessions (id, client_id, created_at) VALUES (?, ?, ?)",
-            (rec.id, rec.client_id, rec.created_at),
-        )
-        return rec
+        def work(tx: Transaction) -> SessionRecord:
+            rec = SessionRecord(id=session_id, client_id=client_id, created_at=tx.now())
+            tx.execute(
+                "INSERT INTO upload_sessions (id, client_id, created_at) VALUES (?, ?, ?)",
+                (rec.id, rec.client_id, rec.created_at),
+            )
+            return rec
+
+        return await self.run_transaction(work)
 
     async def get_session(
         self, session_id: str, client_id: str | None = None

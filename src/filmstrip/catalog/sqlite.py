@@ -5,21 +5,28 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from filmstrip.catalog.base import Catalog, Row, Transaction
+from filmstrip.catalog.base import Catalog, Row, Transaction, format_time, settle
 from filmstrip.catalog.write_lock import WriteLock
 from filmstrip.errors import TemporaryError
 
 T = TypeVar("T")
 
 
+def _machine_now() -> str:
+    # One machine holds the file and every process using it: its clock is the database's.
+    return format_time(datetime.now(UTC))
+
+
 class _SqliteTransaction(Transaction):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._now: str | None = None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = self._conn.execute(sql, tuple(params))
@@ -28,12 +35,24 @@ class _SqliteTransaction(Transaction):
         finally:
             cursor.close()
 
-    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    def fetchall(self, sql: str, params: Sequence[Any] = (), *, lock: bool = False) -> list[Row]:
+        # ``lock`` needs nothing: BEGIN IMMEDIATE holds the whole database for writing.
         cursor = self._conn.execute(sql, tuple(params))
         try:
             return list(cursor.fetchall())
         finally:
             cursor.close()
+
+    def now(self) -> str:
+        if self._now is None:
+            self._now = _machine_now()
+        return self._now
+
+    def columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.fetchall(f"PRAGMA table_info({table})")}
+
+    def lock_schema(self) -> None:
+        pass  # BEGIN IMMEDIATE: no other writer runs until this transaction ends
 
 
 def _in_transaction(
@@ -85,10 +104,14 @@ class SqliteCatalog(Catalog):
         await self._conn.execute("PRAGMA synchronous=NORMAL")
         await self._conn.execute("PRAGMA busy_timeout=10000")
         await self._conn.execute("PRAGMA foreign_keys=ON")
-        await self.create_schema()
-        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._reader.execute("PRAGMA busy_timeout=10000")
-        await self._reader.execute("PRAGMA query_only=ON")
+        try:
+            await self.create_schema()
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute("PRAGMA busy_timeout=10000")
+            await self._reader.execute("PRAGMA query_only=ON")
+        except BaseException:
+            await self.close()  # its threads would keep the process from exiting
+            raise
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -111,8 +134,8 @@ class SqliteCatalog(Catalog):
         except aiosqlite.OperationalError as exc:
             raise TemporaryError(f"catalog read failed: {exc}", code="catalog_unavailable") from exc
 
-    def _columns(self, tx: Transaction, table: str) -> set[str]:
-        return {row[1] for row in tx.fetchall(f"PRAGMA table_info({table})")}
+    async def _now(self) -> str:
+        return _machine_now()
 
     async def run_transaction(self, work: Callable[[Transaction], T]) -> T:
         if self._conn is None:
@@ -121,16 +144,7 @@ class SqliteCatalog(Catalog):
         # aiosqlite runs the calls queued on a connection one at a time on its thread, so
         # transactions never interleave. ``_execute`` is how its own methods queue theirs;
         # it has no public way to run a function there (every catalog test fails without it).
-        done = asyncio.ensure_future(
+        done: asyncio.Future[T] = asyncio.ensure_future(
             conn._execute(lambda: _in_transaction(conn._conn, lock, work))  # type: ignore[no-untyped-call]
         )
-        # Marks the outcome as seen when a cancelled caller is no longer there to see it.
-        done.add_done_callback(lambda f: f.cancelled() or f.exception())
-        try:
-            return await asyncio.shield(done)
-        except asyncio.CancelledError:
-            # The transaction ends on its thread either way; let it, so what it did is
-            # settled before the cancellation reaches the caller.
-            if not done.done():
-                await asyncio.wait([done])
-            raise
+        return await settle(done)

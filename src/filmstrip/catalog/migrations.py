@@ -1,0 +1,149 @@
+"""The catalog's schema as ordered migrations, in SQL that SQLite and PostgreSQL both accept.
+
+Timestamps are ISO-8601 UTC strings (sortable as text); JSON columns are TEXT.
+
+``schema_version`` records each migration applied. Catalogs made before it existed (up to
+release 10e62e0) have none: migrations 1 to 3 check what is there, so they apply to those
+catalogs as they stand. Every later migration runs exactly once, in order, in the
+transaction that records it; never edit a released one, add the next. ``BACKFILLS`` run
+on every start, after the migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from filmstrip.errors import LogicError
+
+if TYPE_CHECKING:
+    from filmstrip.catalog.base import Transaction
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    summary: str
+    apply: Callable[[Transaction], None]
+
+
+def _tables(tx: Transaction) -> None:
+    for statement in (
+        """CREATE TABLE IF NOT EXISTS clients (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            is_admin INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS tokens (
+            token_hash TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL REFERENCES clients(id),
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""",
+        """CREATE TABLE IF NOT EXISTS upload_sessions (
+            id TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS photos (
+            id TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            session_id TEXT,
+            blob_key TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            sha256 TEXT,
+            status TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            trace_id TEXT NOT NULL,
+            uploaded_at TEXT NOT NULL,
+            taken_at TEXT,
+            processed_at TEXT,
+            processing_metadata TEXT,
+            derivatives TEXT,
+            processing_error TEXT,
+            error_category TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+        # The outbox: written in the same transaction as the photo row; a relay moves each
+        # entry to the queue and deletes it, so an accepted upload always gets its job.
+        """CREATE TABLE IF NOT EXISTS outbox (
+            job_id TEXT PRIMARY KEY,
+            photo_id TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX IF NOT EXISTS photos_client_uploaded ON photos (client_id, uploaded_at, id)",
+        "CREATE INDEX IF NOT EXISTS photos_client_taken ON photos (client_id, taken_at, id)",
+        "CREATE INDEX IF NOT EXISTS photos_client_sha ON photos (client_id, sha256)",
+        "CREATE INDEX IF NOT EXISTS photos_session ON photos (session_id)",
+        "CREATE INDEX IF NOT EXISTS photos_status ON photos (status, updated_at)",
+    ):
+        tx.execute(statement)
+
+
+def _follow_up(tx: Transaction) -> None:
+    # The deferred stages (JSON list) a completed photo still awaits; NULL when none.
+    if "follow_up" not in tx.columns("photos"):
+        tx.execute("ALTER TABLE photos ADD COLUMN follow_up TEXT")
+    # Only photos still owed a follow-up job's results are in it, so the reconciler's
+    # search for lost follow-ups reads those rows, not every completed photo.
+    tx.execute(
+        "CREATE INDEX IF NOT EXISTS photos_follow_up ON photos (status, updated_at) "
+        "WHERE follow_up IS NOT NULL"
+    )
+
+
+def _stored_bytes(tx: Transaction) -> None:
+    # The bytes of the client's originals (its photos' ``bytes``), kept by the statements
+    # that add and delete photo rows, so a quota check reads one row, not every photo.
+    # NULL until counted: BACKFILLS counts it for clients from before the column.
+    if "stored_bytes" not in tx.columns("clients"):
+        tx.execute("ALTER TABLE clients ADD COLUMN stored_bytes BIGINT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "clients, tokens, sessions, photos, outbox", _tables),
+    Migration(2, "photos.follow_up: the deferred stages a completed photo awaits", _follow_up),
+    Migration(3, "clients.stored_bytes: the bytes of the client's originals", _stored_bytes),
+)
+
+# Each touches only rows not yet filled in: those of catalogs from before the column, and
+# clients an older release, still running beside this one, adds without it.
+BACKFILLS: tuple[str, ...] = (
+    "UPDATE clients SET stored_bytes = (SELECT COALESCE(SUM(bytes), 0) FROM photos "
+    "WHERE photos.client_id = clients.id) WHERE stored_bytes IS NULL",
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def migrate(tx: Transaction) -> int:
+    """Apply the migrations ``tx``'s catalog lacks, in order; return its version. The caller
+    holds the schema lock, so concurrent starts apply each migration once."""
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        "version INTEGER PRIMARY KEY, summary TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    rows = tx.fetchall("SELECT MAX(version) FROM schema_version")
+    current = int(rows[0][0] or 0)
+    if current > LATEST:
+        raise LogicError(
+            f"the catalog's schema is version {current}, newer than this release knows "
+            f"({LATEST}): run a release at least as new as the one that upgraded it",
+            code="catalog_too_new",
+        )
+    for migration in MIGRATIONS:
+        if migration.version > current:
+            migration.apply(tx)
+            tx.execute(
+                "INSERT INTO schema_version (version, summary, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.summary, tx.now()),
+            )
+    for statement in BACKFILLS:
+        tx.execute(statement)
+    return LATEST

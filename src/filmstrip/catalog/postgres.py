@@ -1,0 +1,202 @@
+"""The PostgreSQL catalog driver (psycopg 3, a sync connection pool), for roles that run on
+several hosts.
+
+Each transaction runs whole on one of the driver's threads, on one pooled connection:
+``BEGIN``, the work's statements, ``COMMIT``, with the event loop free meanwhile (measured
+in ``bench/catalog_writers.py`` against asyncpg and psycopg's async pool). There are as
+many threads as connections, so a thread never waits for one while the server is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from filmstrip.catalog.base import Catalog, Row, Transaction, settle
+from filmstrip.errors import TemporaryError
+
+T = TypeVar("T")
+
+log = logging.getLogger("filmstrip.catalog.postgres")
+
+# The database's clock, written as the catalog stores times.
+_NOW_SQL = "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+# One advisory lock key for schema migrations ("filmstrp" as a big-endian int64).
+_SCHEMA_LOCK = int.from_bytes(b"filmstrp", "big")
+# Connection defaults a URL may override: give up on an unreachable server after 5 s, and
+# notice a dead peer (a host gone, a cut link) within ~25 s instead of the kernel's 2 h.
+_CONNECT_DEFAULTS = {
+    "connect_timeout": "5",
+    "application_name": "filmstrip",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+}
+# How long a call waits for a connection before answering catalog_unavailable; with the
+# server up, only while the pool grows.
+_CHECKOUT_TIMEOUT_S = 3.0
+# The pool retries a failed connection with growing delays (1, 2, 4 s ...); giving up
+# after this long lets the next call start afresh, so a server that comes back is used
+# within seconds rather than after a delay that doubled through the whole outage.
+_RECONNECT_TIMEOUT_S = 5.0
+# Serialization failures and deadlocks: the transaction is rolled back whole and run again.
+_ATTEMPTS = 5
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dialect(sql: str) -> str:
+    """Portable ``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _unavailable(exc: BaseException) -> TemporaryError:
+    return TemporaryError(f"catalog unavailable: {exc}", code="catalog_unavailable")
+
+
+class _PgTransaction(Transaction):
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._cursor = conn.cursor()
+        self._now: str | None = None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cursor.execute(_dialect(sql), tuple(params))
+        return self._cursor.rowcount
+
+    def fetchall(self, sql: str, params: Sequence[Any] = (), *, lock: bool = False) -> list[Row]:
+        self._cursor.execute(_dialect(sql + " FOR UPDATE" if lock else sql), tuple(params))
+        return list(self._cursor.fetchall())
+
+    def now(self) -> str:
+        if self._now is None:
+            self._now = str(self.fetchall(_NOW_SQL)[0][0])
+        return self._now
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.fetchall(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        )
+        return {str(r[0]) for r in rows}
+
+    def lock_schema(self) -> None:
+        # Held until the transaction ends; a process that dies lets go with its connection.
+        self.fetchall("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+
+
+class PostgresCatalog(Catalog):
+    """A pool of ``pool_size`` connections and as many threads. Plain reads run in
+    autocommit, one round trip each; transactions lock what they read before writing it."""
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        params = {**_CONNECT_DEFAULTS, **conninfo_to_dict(url)}
+        self.url = url
+        self.pool_size = pool_size
+        self._pool = ConnectionPool(
+            make_conninfo("", **params),
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+            timeout=_CHECKOUT_TIMEOUT_S,
+            reconnect_timeout=_RECONNECT_TIMEOUT_S,
+            name="filmstrip-catalog",
+        )
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def connect(self) -> None:
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.pool_size, thread_name_prefix="filmstrip-catalog"
+        )
+        # Start every thread now: starting one waits for it to run, which on a busy
+        # machine would otherwise stall the event loop at the first call.
+        barrier = threading.Barrier(self.pool_size + 1)
+        for _ in range(self.pool_size):
+            self._executor.submit(barrier.wait)
+        await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+        try:
+            await self._on_thread(lambda: self._pool.open(wait=True, timeout=10.0))
+        except psycopg.OperationalError as exc:
+            await self.close()
+            raise _unavailable(exc) from exc
+        try:
+            await self.create_schema()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._pool.close)
+            executor.shutdown(wait=False)
+
+    async def _on_thread(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise TemporaryError("catalog is not connected", code="catalog_unavailable")
+        return await settle(asyncio.get_running_loop().run_in_executor(self._executor, fn))
+
+    async def run_transaction(self, work: Callable[[Transaction], T]) -> T:
+        return await self._on_thread(lambda: self._transact(work))
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._on_thread(lambda: self._read(sql, params))
+
+    async def _now(self) -> str:
+        return str((await self._fetchall(_NOW_SQL))[0][0])
+
+    def _transact(self, work: Callable[[Transaction], T]) -> T:
+        """``work`` in one transaction, run again after a serialization failure or deadlock,
+        and on another connection if the pool's was dead before anything was sent."""
+        attempt = 0
+        while True:
+            attempt += 1
+            began = False
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    began = True
+                    return work(_PgTransaction(conn))
+            except PoolTimeout as exc:
+                raise _unavailable(exc) from exc
+            except _RETRYABLE as exc:
+                if attempt >= _ATTEMPTS:
+                    raise TemporaryError(
+                        f"catalog transaction kept conflicting: {exc}", code="catalog_conflict"
+                    ) from exc
+                log.info("catalog transaction conflicted (%s); running it again", exc)
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+            except psycopg.OperationalError as exc:
+                # A connection that died idle (a server restart) fails at BEGIN; the pool
+                # drops it, and another is tried. Past BEGIN the outcome is not ours to guess.
+                if began or attempt > self.pool_size:
+                    raise _unavailable(exc) from exc
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """One statement in autocommit; a read, so it may be sent again on another
+        connection when the first was dead."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._pool.connection() as conn, conn.cursor() as cursor:
+                    cursor.execute(_dialect(sql), tuple(params))
+                    return list(cursor.fetchall())
+            except PoolTimeout as exc:
+                raise _unavailable(exc) from exc
+            except psycopg.OperationalError as exc:
+                if attempt > self.pool_size:
+                    raise _unavailable(exc) from exc

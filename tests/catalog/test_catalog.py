@@ -1,0 +1,309 @@
+"""The catalog on every backend: atomic row + outbox, ownership scoping, keyset listing,
+tokens, follow-ups, whole transactions, locked read-then-write, and the one clock that
+decides repairs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import datetime, timedelta
+
+import orjson
+import pytest
+
+from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoStatus, QuotaExceeded
+from filmstrip.catalog import base as catalog_base
+from filmstrip.catalog.base import Transaction
+from tests.catalog.conftest import Backend, make_photo
+
+
+async def test_row_and_outbox_are_atomic(catalog: Catalog) -> None:
+    photo = make_photo()
+    entry = OutboxEntry(job_id=photo.job_id, photo_id=photo.id, payload="{}", priority=5)
+    await catalog.insert_photo(photo, entry)
+    assert [e.job_id for e in await catalog.outbox_pending(older_than_s=0)] == [photo.job_id]
+    # A second insert of the same id fails as a whole: no second outbox entry appears.
+    with pytest.raises(Exception):  # noqa: B017 - the driver's IntegrityError
+        await catalog.insert_photo(photo, entry)
+    assert len(await catalog.outbox_pending(older_than_s=0)) == 1
+    await catalog.outbox_done(photo.job_id)
+    assert await catalog.outbox_pending(older_than_s=0) == []
+
+
+async def test_ownership_scoping(catalog: Catalog) -> None:
+    photo = make_photo(client="alice")
+    await catalog.insert_photo(photo, None)
+    assert await catalog.get_photo(photo.id, "alice") is not None
+    assert await catalog.get_photo(photo.id, "bob") is None
+    assert await catalog.delete_photo(photo.id, "bob") is None
+    assert await catalog.delete_photo(photo.id, "alice") is not None
+    assert await catalog.get_photo(photo.id) is None
+
+
+async def test_processing_lifecycle(catalog: Catalog) -> None:
+    photo = make_photo()
+    await catalog.insert_photo(photo, None)
+    assert await catalog.mark_processing(photo.id)
+    d = DerivativeRecord(
+        name="thumbnail", key="k", content_type="image/webp", width=1, height=2, bytes=3
+    )
+    assert await catalog.complete_photo(
+        photo.id, metadata={"width": 1}, derivatives=[d], taken_at="2020-01-01T00:00:00+02:00"
+    )
+    done = await catalog.get_photo(photo.id)
+    assert done is not None and done.status == "completed"
+    assert done.derivatives == [d] and done.processing_metadata == {"width": 1}
+    assert done.processed_at is not None
+    # A deleted photo cannot be completed or failed (the worker discards its results).
+    await catalog.delete_photo(photo.id, photo.client_id)
+    assert not await catalog.complete_photo(photo.id, metadata={}, derivatives=[], taken_at=None)
+    assert not await catalog.fail_photo(photo.id, error="x", category="DATA")
+
+
+async def test_keyset_listing_is_stable_under_inserts(catalog: Catalog) -> None:
+    for i in range(5):
+        await catalog.insert_photo(make_photo(uploaded=f"2026-01-0{i + 1}T00:00:00.000Z"), None)
+    page1 = await catalog.list_photos("c1", limit=2)
+    await catalog.insert_photo(make_photo(uploaded="2026-02-01T00:00:00.000Z"), None)  # newer
+    last = page1[-1]
+    page2 = await catalog.list_photos("c1", limit=2, after=(last.uploaded_at, last.id))
+    page3 = await catalog.list_photos("c1", limit=2, after=(page2[-1].uploaded_at, page2[-1].id))
+    seen = [p.uploaded_at[:10] for p in page1 + page2 + page3]
+    assert seen == ["2026-01-05", "2026-01-04", "2026-01-03", "2026-01-02", "2026-01-01"]
+
+
+async def test_listing_by_date_taken_puts_undated_photos_last(catalog: Catalog) -> None:
+    dated = [make_photo(), make_photo()]
+    undated = make_photo()
+    for photo in (*dated, undated):
+        await catalog.insert_photo(photo, None)
+    for photo, taken in zip(dated, ("2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z"), strict=True):
+        await catalog.complete_photo(photo.id, metadata={}, derivatives=[], taken_at=taken)
+    first = await catalog.list_photos("c1", limit=1, sort="taken")
+    rest = await catalog.list_photos(
+        "c1", limit=5, sort="taken", after=(first[0].taken_at or "", first[0].id)
+    )
+    assert [p.id for p in first + rest] == [dated[1].id, dated[0].id, undated.id]
+
+
+async def test_tokens_are_looked_up_by_hash_and_revocable(catalog: Catalog) -> None:
+    client = await catalog.create_client("c9", "nine", is_admin=False)
+    await catalog.add_token("h1", client.id)
+    assert (await catalog.client_for_token("h1")) == client
+    assert await catalog.client_for_token("h2") is None
+    assert await catalog.revoke_token("h1")
+    assert await catalog.client_for_token("h1") is None
+
+
+async def test_sessions_list_their_photos(catalog: Catalog) -> None:
+    session = await catalog.create_session("s1", "c1")
+    assert await catalog.get_session("s1", "c1") == session
+    assert await catalog.get_session("s1", "c2") is None
+    photo = make_photo(session_id="s1")
+    await catalog.insert_photo(photo, None)
+    assert await catalog.session_photos("s1") == [(photo.id, PhotoStatus.QUEUED)]
+    assert await catalog.existing_sha256("c1", [photo.sha256 or "", "f" * 64]) == {
+        photo.sha256: photo.id
+    }
+    assert [pid async for pid in catalog.iter_all_photo_ids(batch=1)] == [photo.id]
+
+
+async def test_stored_bytes_follow_inserts_and_deletes_and_the_quota_holds(
+    catalog: Catalog,
+) -> None:
+    await catalog.create_client("c1", "one", is_admin=False)
+    first, second = make_photo("c1", bytes=600), make_photo("c1", bytes=300)
+    await catalog.insert_photo(first, None, quota_bytes=1000)
+    await catalog.insert_photo(second, None, quota_bytes=1000)
+    assert await catalog.stored_bytes("c1") == 900
+    over = make_photo("c1", bytes=101)
+    with pytest.raises(QuotaExceeded):
+        await catalog.insert_photo(over, None, quota_bytes=1000)
+    assert await catalog.get_photo(over.id) is None  # nothing recorded
+    assert await catalog.stored_bytes("c1") == 900
+    await catalog.delete_photo(first.id, "c1")
+    assert await catalog.stored_bytes("c1") == 300
+    await catalog.insert_photo(over, None, quota_bytes=1000)  # room again: 401
+    # Concurrent inserts each under the quota alone: together only as many as fit.
+    racing = [make_photo("c1", bytes=199) for _ in range(6)]
+    results = await asyncio.gather(
+        *(catalog.insert_photo(p, None, quota_bytes=1000) for p in racing),
+        return_exceptions=True,
+    )
+    assert all(r is None or isinstance(r, QuotaExceeded) for r in results), results
+    assert sum(r is None for r in results) == 3
+    assert await catalog.stored_bytes("c1") == 401 + 3 * 199
+
+
+async def test_two_catalogs_share_the_database(backend: Backend) -> None:
+    a, b = backend.catalog(), backend.catalog()
+    await a.connect()
+    await b.connect()
+    try:
+        photo = make_photo()
+        await a.insert_photo(photo, None)
+        assert await b.get_photo(photo.id) is not None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _awaiting(catalog: Catalog) -> set[str]:
+    return {p.id for p in await catalog.awaiting_follow_up(older_than_s=0)}
+
+
+async def test_photos_awaiting_their_follow_up_are_tracked_until_it_reports(
+    catalog: Catalog,
+) -> None:
+    owing, done_before, plain = make_photo(), make_photo(), make_photo()
+    for photo in (owing, done_before, plain):
+        await catalog.insert_photo(photo, None)
+    await catalog.complete_photo(
+        owing.id, metadata={"width": 1}, derivatives=[], taken_at=None, owed=["optimization"]
+    )
+    # A rerun of the ready stages that keeps an earlier optimization result owes nothing.
+    await catalog.complete_photo(
+        done_before.id,
+        metadata={"optimization": {"kept": True}},
+        derivatives=[],
+        taken_at=None,
+        owed=["optimization"],
+    )
+    await catalog.complete_photo(plain.id, metadata={}, derivatives=[], taken_at=None)
+    assert await _awaiting(catalog) == {owing.id}
+
+    # A reprocess in flight is not completed: the reconciler leaves it to its own job.
+    await catalog.mark_processing(owing.id)
+    assert await _awaiting(catalog) == set()
+    await catalog.complete_photo(
+        owing.id, metadata={"width": 1}, derivatives=[], taken_at=None, owed=["optimization"]
+    )
+    assert await _awaiting(catalog) == {owing.id}
+
+    # The follow-up reports, with its result or its failure: nothing is awaited any more.
+    await catalog.add_deferred_results(
+        owing.id, metadata={"optimization": {"failed": True}}, derivatives=[], replaces=()
+    )
+    assert await _awaiting(catalog) == set()
+    # Results of some other stage do not settle what is still owed.
+    await catalog.complete_photo(
+        plain.id, metadata={}, derivatives=[], taken_at=None, owed=["optimization", "ocr"]
+    )
+    await catalog.add_deferred_results(
+        plain.id, metadata={"ocr": {"text": ""}}, derivatives=[], replaces=()
+    )
+    assert await _awaiting(catalog) == {plain.id}
+
+
+async def test_a_cancelled_caller_waits_for_its_transaction_to_end(catalog: Catalog) -> None:
+    photo = make_photo()
+
+    def slow_insert(tx: Transaction) -> None:
+        time.sleep(0.3)
+        tx.execute(
+            "INSERT INTO clients (id, name, is_admin, created_at) VALUES (?, ?, 0, ?)",
+            (photo.id, "slow", "2026-01-01T00:00:00.000Z"),
+        )
+
+    started = time.monotonic()
+    task = asyncio.create_task(catalog.run_transaction(slow_insert))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started >= 0.25  # it was let finish, not abandoned
+    client = await catalog.get_client(photo.id)  # and it committed
+    assert client is not None and client.name == "slow"
+    assert await catalog.mark_processing("nobody") is False  # the connection still works
+
+
+async def test_a_transaction_that_raises_leaves_nothing(catalog: Catalog) -> None:
+    def half(tx: Transaction) -> None:
+        tx.execute(
+            "INSERT INTO clients (id, name, is_admin, created_at) VALUES ('half', 'h', 0, '')"
+        )
+        raise ValueError("half way")
+
+    with pytest.raises(ValueError, match="half way"):
+        await catalog.run_transaction(half)
+    assert await catalog.get_client("half") is None
+    await catalog.create_client("after", "a", is_admin=False)  # no transaction left open
+
+
+async def test_a_read_that_decides_a_write_waits_for_a_writer_of_the_same_row(
+    backend: Backend, catalog: Catalog
+) -> None:
+    """Two deferred stages report at once (two workers, maybe two hosts): each merges its
+    result into the row it read, so a read that did not wait for the other's write would
+    write back a row without the other's result."""
+    photo = make_photo()
+    await catalog.insert_photo(photo, None)
+    await catalog.complete_photo(photo.id, metadata={"width": 1}, derivatives=[], taken_at=None)
+    other = backend.catalog()
+    await other.connect()
+    written = threading.Event()
+
+    def other_stage_reports(tx: Transaction) -> None:
+        # Another process's merge, paused between its write and its commit.
+        tx.execute(
+            "UPDATE photos SET processing_metadata = ? WHERE id = ?",
+            (orjson.dumps({"width": 1, "ocr": {"text": "hi"}}).decode(), photo.id),
+        )
+        written.set()
+        time.sleep(0.5)
+
+    try:
+        first = asyncio.create_task(other.run_transaction(other_stage_reports))
+        await asyncio.to_thread(written.wait, 10)
+        await catalog.add_deferred_results(
+            photo.id, metadata={"optimization": {"kept": False}}, derivatives=[], replaces=()
+        )
+        await first
+    finally:
+        await other.close()
+    stored = await catalog.get_photo(photo.id)
+    assert stored is not None and stored.processing_metadata == {
+        "width": 1,
+        "ocr": {"text": "hi"},
+        "optimization": {"kept": False},
+    }
+
+
+class _SkewedClock(datetime):
+    """``datetime`` on a host whose clock is ``skew`` off."""
+
+    skew = timedelta(0)
+
+    @classmethod
+    def now(cls, tz: object = None) -> _SkewedClock:  # type: ignore[override]
+        real = datetime.now(tz)  # type: ignore[arg-type]
+        moved = real + cls.skew
+        return cls.fromtimestamp(moved.timestamp(), moved.tzinfo)
+
+
+async def test_what_is_stuck_goes_by_the_catalogs_clock_not_the_callers(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The api host that recorded an upload runs an hour slow and the reconciler's host an
+    hour fast: the photo and its outbox entry, seconds old, are not stuck."""
+    monkeypatch.setattr(catalog_base, "datetime", _SkewedClock)
+    _SkewedClock.skew = timedelta(hours=-1)
+    photo = make_photo(uploaded=catalog_base.utcnow())
+    entry = OutboxEntry(job_id=photo.job_id, photo_id=photo.id, payload="{}", priority=5)
+    await catalog.insert_photo(photo, entry)
+    await catalog.create_client("c1", "one", is_admin=False)
+    _SkewedClock.skew = timedelta(hours=1)
+    assert await catalog.photos_in_status(PhotoStatus.QUEUED, older_than_s=600) == []
+    assert await catalog.outbox_pending(older_than_s=600) == []
+    await catalog.complete_photo(
+        photo.id, metadata={}, derivatives=[], taken_at=None, owed=["optimization"]
+    )
+    assert await catalog.awaiting_follow_up(older_than_s=600) == []
+    assert abs(await catalog.now_s() - time.time()) < 60
+    # Times read from the catalog's clock, not the callers': a client's creation too.
+    client = await catalog.get_client("c1")
+    assert client is not None
+    assert abs(datetime.fromisoformat(client.created_at).timestamp() - time.time()) < 60
+    # And a photo that truly sat still is found, by that same clock.
+    assert [p.id for p in await catalog.awaiting_follow_up(older_than_s=0)] == [photo.id]
