@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,20 @@ def _drop_test_databases() -> Iterator[None]:
     yield
     if postgres.made:
         postgres.drop_made()
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[postgres.PrivatePostgres]:
+    """A postgres of the run's own, for tests that stop and start it (each leaves it up)."""
+    server = postgres.PrivatePostgres()
+    try:
+        server.init()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        server.cleanup()
+        pytest.skip(f"cannot run a private postgres: {exc}")
+    server.start()
+    yield server
+    server.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,10 @@ def api_settings(tmp_path: Path, redis_url: str, **extra: str) -> Settings:
         "FILMSTRIP_LOG_JSON": "false",
         **{
             f"FILMSTRIP_{k.upper()}": v
-            for k, v in {**postgres.role_catalog_settings(), **extra}.items()
+            for k, v in {
+                **({} if "database_url" in extra else postgres.role_catalog_settings()),
+                **extra,
+            }.items()
         },
     }
     return load_settings(env)

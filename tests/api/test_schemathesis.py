@@ -22,6 +22,7 @@ from protocols import openapi
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import api_settings, start_api
+from tests.support import postgres
 from tests.support.redis_server import RedisServer
 
 # Small and fixed for the suite; `FILMSTRIP_FUZZ_EXAMPLES=500` hunts with random seeds.
@@ -52,7 +53,9 @@ class ThreadedApi:
     """An api on a loopback port, served by an event loop in a background thread."""
 
     def __init__(self, data_dir: Path, redis_url: str) -> None:
-        self._settings = api_settings(data_dir, redis_url, max_upload_bytes="400000")
+        # It serves a whole module: its catalog is not the first test's to drop.
+        self._own = postgres.role_catalog_settings(per_test=False)
+        self._settings = api_settings(data_dir, redis_url, max_upload_bytes="400000", **self._own)
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -72,6 +75,8 @@ class ThreadedApi:
         assert self._loop is not None and self._stop is not None
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+        if self._own:
+            postgres.drop_database(self._own["database_url"])
 
     def _run(self) -> None:
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 import orjson
 import pytest
@@ -276,9 +276,8 @@ class _SkewedClock(datetime):
     skew = timedelta(0)
 
     @classmethod
-    def now(cls, tz: object = None) -> _SkewedClock:  # type: ignore[override]
-        real = datetime.now(tz)  # type: ignore[arg-type]
-        moved = real + cls.skew
+    def now(cls, tz: tzinfo | None = None) -> _SkewedClock:
+        moved = datetime.now(tz) + cls.skew
         return cls.fromtimestamp(moved.timestamp(), moved.tzinfo)
 
 

@@ -49,7 +49,7 @@ def unreachable() -> str | None:
 
 def database_url(name: str, server: str = SERVER_URL) -> str:
     """The URL of database ``name`` on ``server``."""
-    params = conninfo_to_dict(server)
+    params = {k: str(v) for k, v in conninfo_to_dict(server).items()}
     user = params.get("user", "")
     if user and params.get("password"):
         user += f":{params['password']}"
@@ -113,6 +113,9 @@ class PrivatePostgres:
         )  # fmt: skip
 
     def start(self) -> None:
+        """Start it (if it is not running) and wait until it takes connections."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
         log = (self.dir / "postgres.log").open("ab")
         self.proc = subprocess.Popen(
             self._as_postgres(
@@ -134,8 +137,15 @@ class PrivatePostgres:
     def stop(self) -> None:
         """Stop it at once (fast shutdown: sessions are cut, as when a server goes away)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown (SIGTERM waits for clients)
-            self.proc.wait(30)
+            # To the postmaster itself (runuser does not pass SIGINT on): fast shutdown,
+            # where SIGTERM would wait for the clients to leave.
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+                self.proc.wait(30)
         self.proc = None
 
     def log(self) -> str:
@@ -147,13 +157,14 @@ class PrivatePostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def role_catalog_settings() -> dict[str, str]:
+def role_catalog_settings(*, per_test: bool = True) -> dict[str, str]:
     """Settings (lower-case names, no prefix) that put a role test's catalog on the backend
     ``FILMSTRIP_TEST_CATALOG`` chose: nothing for SQLite (the data dir's file), else a new
-    database on the test server, dropped after the test."""
+    database on the test server, dropped after the test (``per_test``; else by the caller,
+    e.g. a module's fixture, with ``drop_database``)."""
     backend = catalog_backend()
     if backend == "sqlite":
         return {}
     if backend != "postgresql":
         raise ValueError(f"FILMSTRIP_TEST_CATALOG={backend!r}: expected sqlite or postgresql")
-    return {"database_url": create_database()}
+    return {"database_url": create_database(per_test=per_test)}

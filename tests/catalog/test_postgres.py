@@ -1,0 +1,116 @@
+"""What only the PostgreSQL driver does: deadlocks run again, its dialect, its query plans,
+and connections that a server restart killed while idle."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from filmstrip.catalog import PhotoStatus
+from filmstrip.catalog.base import Transaction
+from filmstrip.catalog.postgres import PostgresCatalog
+from filmstrip.errors import TemporaryError
+from tests.catalog.conftest import make_photo
+from tests.support import postgres
+
+
+@pytest.fixture
+async def catalog() -> AsyncIterator[PostgresCatalog]:
+    reason = postgres.unreachable()
+    if reason:
+        pytest.skip(reason)
+    cat = PostgresCatalog(postgres.create_database())
+    await cat.connect()
+    yield cat
+    await cat.close()
+
+
+async def test_a_deadlocked_transaction_is_run_again(catalog: PostgresCatalog) -> None:
+    for client in ("a", "b"):
+        await catalog.create_client(client, client, is_admin=False)
+    both_hold_one = threading.Barrier(2, timeout=10)
+    runs: list[str] = []
+
+    def rename(first: str, second: str) -> Callable[[Transaction], None]:
+        def work(tx: Transaction) -> None:
+            runs.append(first)
+            tx.execute("UPDATE clients SET name = name || ? WHERE id = ?", ("+", first))
+            if runs.count(first) == 1:
+                both_hold_one.wait()  # each holds its first row, then wants the other's
+            tx.execute("UPDATE clients SET name = name || ? WHERE id = ?", ("+", second))
+
+        return work
+
+    await asyncio.gather(
+        catalog.run_transaction(rename("a", "b")), catalog.run_transaction(rename("b", "a"))
+    )
+    # PostgreSQL broke the cycle by failing one; it ran again and both committed once.
+    assert sorted(runs) in (["a", "a", "b"], ["a", "b", "b"])
+    names = {c: (await catalog.get_client(c)) for c in ("a", "b")}
+    assert {c: r.name if r else None for c, r in names.items()} == {"a": "a++", "b": "b++"}
+
+
+async def test_a_literal_percent_sign_is_not_a_placeholder(catalog: PostgresCatalog) -> None:
+    rows = await catalog._fetchall("SELECT ? || '%'", ("50",))
+    assert rows == [("50%",)]
+
+
+async def test_the_search_for_lost_follow_ups_can_use_its_index(catalog: PostgresCatalog) -> None:
+    def plan(tx: Transaction) -> list[str]:
+        tx.execute("SET LOCAL enable_seqscan = off")  # a tiny table is cheaper to scan
+        rows = tx.fetchall(
+            "EXPLAIN SELECT id FROM photos WHERE follow_up IS NOT NULL "
+            "AND updated_at <= ? AND status = ? ORDER BY updated_at LIMIT 5",
+            ("9999", PhotoStatus.COMPLETED),
+        )
+        return [str(r[0]) for r in rows]
+
+    details = " ".join(await catalog.run_transaction(plan))
+    assert "photos_follow_up" in details and "Sort" not in details, details
+
+
+async def test_connections_a_restart_killed_are_replaced_unseen(
+    private_postgres: postgres.PrivatePostgres,
+) -> None:
+    catalog = PostgresCatalog(postgres.create_database(private_postgres.url), pool_size=3)
+    await catalog.connect()
+    try:
+        # Every pooled connection in use at once, so the pool holds three; all die idle.
+        await asyncio.gather(*(catalog.run_transaction(_hold) for _ in range(3)))
+        private_postgres.stop()
+        private_postgres.start()
+        photo = make_photo()
+        await catalog.insert_photo(photo, None)  # a write: dead ones fail at BEGIN
+        await asyncio.gather(*(catalog.run_transaction(_hold) for _ in range(3)))
+        private_postgres.stop()
+        private_postgres.start()
+        assert await catalog.get_photo(photo.id) is not None  # a read
+    finally:
+        await catalog.close()
+
+
+async def test_a_server_down_is_catalog_unavailable_until_it_returns(
+    private_postgres: postgres.PrivatePostgres,
+) -> None:
+    catalog = PostgresCatalog(postgres.create_database(private_postgres.url), pool_size=2)
+    await catalog.connect()
+    try:
+        photo = make_photo()
+        private_postgres.stop()
+        for call in (catalog.insert_photo(photo, None), catalog.get_photo(photo.id)):
+            with pytest.raises(TemporaryError) as down:
+                await asyncio.wait_for(call, 15)
+            assert down.value.code == "catalog_unavailable"
+        private_postgres.start()
+        await asyncio.wait_for(catalog.insert_photo(photo, None), 15)
+        assert await catalog.get_photo(photo.id) is not None
+    finally:
+        private_postgres.start()  # for the next test, if this one failed with it down
+        await catalog.close()
+
+
+def _hold(tx: Transaction) -> None:
+    tx.execute("SELECT pg_sleep(0.1)")
