@@ -14,12 +14,12 @@ import logging
 import os
 import socket
 import time
-import uuid
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
+from filmstrip.instance import instance_name
 from services.bus.hub import Hub
 
 log = logging.getLogger("filmstrip.bus.presence")
@@ -29,7 +29,7 @@ class Presence:
     """Writes this process's figures every ``interval_s`` until cancelled."""
 
     def __init__(self, redis: aioredis.Redis, hub: Hub, *, port: int, interval_s: float) -> None:
-        self.instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.instance_id = instance_name("bus")
         self._redis = redis
         self._hub = hub
         self._port = port

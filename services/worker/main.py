@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 
 from filmstrip.blobs import open_blob_store
 from filmstrip.blobs.local_cache import LocalBlobCache
@@ -55,7 +53,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         processor.handle,
         on_failed=processor.on_failed,
         concurrency=settings.worker_concurrency,
-        name=f"worker-{socket.gethostname()}-{os.getpid()}",
     )
     run = asyncio.create_task(consumer.run())
     log.info("worker consuming", extra={"concurrency": settings.worker_concurrency})

@@ -12,9 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import signal
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -23,6 +21,7 @@ import redis.exceptions
 
 from filmstrip import keys
 from filmstrip.errors import Category, FilmstripError, TemporaryError
+from filmstrip.instance import instance_name
 from filmstrip.queue.job import Job
 from filmstrip.queue.policy import Outcome, decide
 from filmstrip.queue.queue import JobQueue
@@ -74,8 +73,9 @@ def _reraise_cancel() -> None:
 
 
 def default_name() -> str:
-    """``worker-<host>-<pid>``: unique per process, readable in XINFO CONSUMERS."""
-    return f"worker-{socket.gethostname()}-{os.getpid()}"
+    """``worker-<host>-<pid>-<random>``: unique per process even where hosts share a name
+    and pid (containers), readable in XINFO CONSUMERS."""
+    return instance_name("worker")
 
 
 class Consumer:
