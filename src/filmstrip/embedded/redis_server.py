@@ -45,9 +45,18 @@ def die_with_parent() -> None:
 
 
 class RedisServer:
-    """One redis-server on a loopback port; ``restart`` keeps port and data."""
+    """One redis-server on a port of ``host`` (loopback by default); ``restart`` keeps port
+    and data."""
 
-    def __init__(self, data_dir: str | Path, *, port: int | None = None, appendonly: bool = True):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = True,
+        host: str = "127.0.0.1",
+    ):
+        self.host = host
         self.port = port or free_port()
         self.dir = Path(data_dir)
         self.appendonly = appendonly
@@ -55,15 +64,14 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
-    def start(self, *, timeout: float = 10.0) -> None:
-        """Start the server and wait until it answers PING."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        args = [
+    def argv(self) -> list[str]:
+        """The server's command line."""
+        return [
             redis_server_binary(),
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", self.host,
             "--dir", str(self.dir.resolve()),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
@@ -72,13 +80,21 @@ class RedisServer:
             "--daemonize", "no",
             "--loglevel", "warning",
         ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            args,
+
+    def launch(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start the process (a subclass may start it elsewhere: another host)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches our supervisor, which stops us last
             preexec_fn=die_with_parent,
         )
+
+    def start(self, *, timeout: float = 10.0) -> None:
+        """Start the server and wait until it answers PING."""
+        self.proc = self.launch(self.argv())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._answers():
@@ -90,7 +106,7 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+            with socket.create_connection((self.host, self.port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
