@@ -1,0 +1,46 @@
+"""The roles' settings in the soaks (besides where Redis, the store and the catalog are):
+quick retries and reclaims, so chaos shows within a run, and quick repairs under chaos."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROLE_COMMAND = [sys.executable, "-m", "services.cli.main"]
+
+
+def worker_threads(workers: int, cores: int | None = None) -> int:
+    """Pipeline threads per worker: the workers share the cores (default: the machine's)."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
+def role_env(*, chaos: bool, threads: int) -> dict[str, str]:
+    """This process's environment without its ``FILMSTRIP_`` settings, plus the soaks'
+    (``threads``: each worker's pipeline threads)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILMSTRIP_")}
+    env.update(
+        PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+        FILMSTRIP_JOB_BACKOFF_MS="500",
+        FILMSTRIP_JOB_ATTEMPTS="8",
+        FILMSTRIP_VISIBILITY_TIMEOUT_MS="5000",
+        FILMSTRIP_MAX_STALLED="5",
+        FILMSTRIP_SHUTDOWN_GRACE_S="5",
+        FILMSTRIP_QUEUE_MAX_WAITING="100000",
+        FILMSTRIP_SIGNING_SECRET="soak-secret",
+        # The workers share the machine's cores: each gets its part, as a deployment of
+        # several workers per host would set it (the default, one per CPU, suits one).
+        FILMSTRIP_PIPELINE_THREADS=str(threads),
+    )
+    if chaos:
+        env.update(
+            FILMSTRIP_RECONCILE_INTERVAL_S="5",
+            FILMSTRIP_STUCK_AFTER_S="30",
+            # A put that S3 stored but whose answer the outage cut leaves a blob without a
+            # row; the api's reconciler removes such orphans after this grace. A clean run
+            # keeps the defaults: a sweep lists the whole store, which is not free.
+            FILMSTRIP_ORPHAN_GRACE_S="15",
+            FILMSTRIP_ORPHAN_SWEEP_INTERVAL_S="5",
+        )
+    return env
