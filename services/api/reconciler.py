@@ -10,7 +10,10 @@
 - a completed photo whose deferred stages (optimization) never reported and whose
   follow-up job is gone (Redis lost the last second of writes) gets its follow-up again.
 
-One api process at a time runs a round (a Redis lock), so several api processes are fine.
+One api process at a time runs a round, holding a lease in Redis (filmstrip/lease.py) that
+a process which dies mid-round stops renewing; after a finished round the others skip
+theirs for most of an interval. The orphan sweep, which lists the whole store, is recorded
+as done only once it finished.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from filmstrip.blobs import BlobStore
 from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus
 from filmstrip.errors import FilmstripError
 from filmstrip.events import EventPublisher, completion_once_key, forget_once
+from filmstrip.lease import Lease, LeaseLost
 from filmstrip.pipeline import resolve_stages, split_deferred
 from filmstrip.queue import JobError, JobQueue, JobState
 from filmstrip.settings import Settings
@@ -85,10 +89,16 @@ async def sweep_orphan_blobs(
     return removed
 
 
-async def orphan_sweep_due(redis: aioredis.Redis, interval_s: float) -> bool:
-    """True at most once per ``interval_s`` across every api process (a gate key in Redis
-    that expires after the interval)."""
-    return bool(await redis.set(keys.orphan_sweep_gate(), "1", nx=True, px=int(interval_s * 1000)))
+async def orphan_sweep_due(redis: aioredis.Redis) -> bool:
+    """True unless an orphan sweep finished within the sweep interval (call holding the
+    round's lease, so no other process sweeps meanwhile)."""
+    return not await redis.exists(keys.orphan_sweep_gate())
+
+
+async def orphan_sweep_done(redis: aioredis.Redis, interval_s: float) -> None:
+    """Record a finished sweep: the next is due in ``interval_s``. Only once it finished,
+    so a sweep that died halfway runs again at the next round, not an interval later."""
+    await redis.set(keys.orphan_sweep_gate(), "1", px=int(interval_s * 1000))
 
 
 async def requeue_stuck(
@@ -170,6 +180,55 @@ async def requeue_follow_ups(
     return requeued
 
 
+# A round's lease lives this long unless renewed (every third of it): the longest a
+# process that died mid-round keeps the others from the next round.
+ROUND_LEASE_S = 15.0
+
+
+async def reconcile_once(
+    settings: Settings,
+    redis: aioredis.Redis,
+    catalog: Catalog,
+    blobs: BlobStore,
+    queue: JobQueue,
+    events: EventPublisher | None = None,
+    *,
+    lease_s: float = ROUND_LEASE_S,
+) -> bool:
+    """One round, unless another process is running one or one finished within most of
+    the interval; True if this process ran it."""
+    lease = Lease(redis, keys.reconciler_lock(), ttl_s=lease_s)
+    ran = False
+
+    async def round_() -> None:
+        nonlocal ran
+        # Checked holding the lease: a round that finished just before, whose gate this
+        # process had not seen yet, is not run again.
+        if await redis.exists(keys.reconciler_round_gate()):
+            return
+        ran = True
+        await requeue_stuck(
+            settings,
+            catalog,
+            queue,
+            bucket=blobs.bucket,
+            older_than_s=settings.stuck_after_s,
+            events=events,
+        )
+        await requeue_follow_ups(
+            settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s
+        )
+        if await orphan_sweep_due(redis):
+            await sweep_orphan_blobs(catalog, blobs, grace_s=settings.orphan_grace_s)
+            await orphan_sweep_done(redis, settings.orphan_sweep_interval_s)
+        await redis.set(
+            keys.reconciler_round_gate(), "1", px=int(settings.reconcile_interval_s * 900)
+        )
+
+    await lease.run(round_)
+    return ran
+
+
 async def run_reconciler(
     settings: Settings,
     redis: aioredis.Redis,
@@ -183,22 +242,8 @@ async def run_reconciler(
     while True:
         await asyncio.sleep(interval)
         try:
-            if not await redis.set(keys.reconciler_lock(), "1", nx=True, px=int(interval * 900)):
-                continue
-            await requeue_stuck(
-                settings,
-                catalog,
-                queue,
-                bucket=blobs.bucket,
-                older_than_s=settings.stuck_after_s,
-                events=events,
-            )
-            await requeue_follow_ups(
-                settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s
-            )
-            if await orphan_sweep_due(redis, settings.orphan_sweep_interval_s):
-                await sweep_orphan_blobs(catalog, blobs, grace_s=settings.orphan_grace_s)
-        except (FilmstripError, RedisError) as exc:
+            await reconcile_once(settings, redis, catalog, blobs, queue, events)
+        except (FilmstripError, RedisError, LeaseLost) as exc:
             log.warning("reconciler round failed: %s", exc)
         except Exception:
             log.exception("reconciler crashed; next round in %s s", interval)

@@ -99,12 +99,19 @@ def queue_stats_prefix(queue: str) -> str:
 
 
 def reconciler_lock() -> str:
-    """Held by the one api process that runs the reconciler's sweep this round."""
+    """Held (an owner token, a short renewed lease: filmstrip/lease.py) by the one api
+    process running a reconciler round."""
     return "filmstrip:lock:reconciler"
 
 
+def reconciler_round_gate() -> str:
+    """Exists (with a TTL of most of the reconcile interval) after a finished round, so
+    several api processes run one round per interval between them."""
+    return "filmstrip:gate:reconcile-round"
+
+
 def orphan_sweep_gate() -> str:
-    """Exists (with a TTL of the sweep interval) while the last orphan sweep is recent."""
+    """Exists (with a TTL of the sweep interval) after an orphan sweep finished."""
     return "filmstrip:gate:orphan-sweep"
 
 

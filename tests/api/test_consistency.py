@@ -21,6 +21,7 @@ from filmstrip.queue import JobQueue, JobState
 from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
 from services.api.reconciler import (
+    orphan_sweep_done,
     orphan_sweep_due,
     requeue_follow_ups,
     requeue_stuck,
@@ -269,14 +270,16 @@ async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -
 
 
 async def test_the_orphan_sweep_runs_once_per_interval_across_processes(api: Api) -> None:
-    """Each sweep lists the whole store, so two api processes' reconcilers share one gate."""
+    """Each sweep lists the whole store, so two api processes' reconcilers share one gate,
+    set once a sweep finished."""
     redis = api.state.redis
     await redis.delete(keys.orphan_sweep_gate())
-    assert await orphan_sweep_due(redis, 0.3)
-    assert not await orphan_sweep_due(redis, 0.3)  # the other process, this round
+    assert await orphan_sweep_due(redis)
+    assert await orphan_sweep_due(redis)  # nothing recorded until a sweep finished
+    await orphan_sweep_done(redis, 0.3)
+    assert not await orphan_sweep_due(redis)  # the other process, this round
     await asyncio.sleep(0.4)
-    assert await orphan_sweep_due(redis, 0.3)
-    await redis.delete(keys.orphan_sweep_gate())
+    assert await orphan_sweep_due(redis)
 
 
 async def test_an_upload_cancelled_after_its_row_is_committed_keeps_its_original(

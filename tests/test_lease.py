@@ -1,0 +1,45 @@
+"""The Redis lease: only its owner renews or releases it, and work that outlives it stops."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from filmstrip.lease import Lease, LeaseLost
+
+
+async def test_only_the_owner_renews_or_releases(redis: aioredis.Redis) -> None:
+    first = Lease(redis, "test:lease", ttl_s=0.1)
+    assert await first.acquire()
+    assert not await Lease(redis, "test:lease", ttl_s=0.1).acquire()
+    await asyncio.sleep(0.15)  # the first holder stalled past its lease
+    second = Lease(redis, "test:lease", ttl_s=10)
+    assert await second.acquire()
+    # The late first holder can neither extend nor remove the second one's lease.
+    assert not await first.renew()
+    await first.release()
+    assert await redis.get("test:lease") == second.token.encode()
+    assert 9000 < await redis.pttl("test:lease") <= 10_000
+    await second.release()
+    assert not await redis.exists("test:lease")
+
+
+async def test_work_that_outlives_its_lease_is_cancelled(redis: aioredis.Redis) -> None:
+    lease = Lease(redis, "test:lease", ttl_s=0.3)
+    cancelled = asyncio.Event()
+
+    async def work() -> None:
+        await asyncio.sleep(0.05)
+        await redis.set("test:lease", "someone else")  # as if it had lapsed and been taken
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(LeaseLost):
+        await lease.run(work)
+    assert cancelled.is_set()
+    assert await redis.get("test:lease") == b"someone else"  # not released: not ours
