@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from filmstrip.auth.signing import load_or_create_secret
+from filmstrip.auth.signing import load_signing_secret
 from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import open_catalog
 from filmstrip.events import EventPublisher
@@ -94,7 +94,9 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
             blobs=blobs,
             queue=JobQueue(redis, QueueOptions.from_settings(settings)),
             events=EventPublisher.from_settings(redis, settings),
-            signing_secret=load_or_create_secret(settings.signing_secret, settings.data_dir),
+            signing_secret=await load_signing_secret(
+                settings.signing_secret, catalog, settings.data_dir
+            ),
         )
         app[STATE] = state
         tasks: list[asyncio.Task[None]] = []

@@ -74,8 +74,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # counted); 0 = no quota. Checked on both upload paths before bytes are stored.
     client_quota_bytes: NonNegative = 0
 
-    # HMAC secret for signed blob URLs; empty means one kept in <data_dir>/signing.key
-    # (fine on one machine; set it explicitly when api processes run on several).
+    # HMAC secret for signed blob URLs; empty means one kept in the catalog, made by the
+    # first api process to start and shared by all (an older <data_dir>/signing.key is
+    # adopted as that key).
     signing_secret: str = ""
     signed_url_ttl_s: Positive = 3600
 

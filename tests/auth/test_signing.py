@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from filmstrip.auth.signing import load_or_create_secret, signed_query, verify
+from filmstrip.auth.signing import load_signing_secret, signed_query, verify
+from filmstrip.catalog import Catalog
+from tests.catalog.conftest import Backend
 
 SECRET = b"k" * 32
 
@@ -32,10 +36,45 @@ def test_tampering_is_detected() -> None:
     assert not verify(SECRET, path, "soon", sig, now=1000)
 
 
-def test_embedded_secret_is_kept(tmp_path: object) -> None:
-    first = load_or_create_secret("", str(tmp_path))
-    assert first == load_or_create_secret("", str(tmp_path))
-    assert load_or_create_secret("explicit", str(tmp_path)) == b"explicit"
+async def test_the_secret_is_made_once_and_kept_in_the_catalog(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    first = await load_signing_secret("", catalog, str(tmp_path / "one"))
+    assert len(first) == 64
+    # Another process, with a data dir of its own, gets the same key.
+    assert await load_signing_secret("", catalog, str(tmp_path / "two")) == first
+    assert await load_signing_secret("explicit", catalog, str(tmp_path)) == b"explicit"
+    assert not (tmp_path / "one").exists()  # nothing of it on any host's disk
+
+
+async def test_processes_starting_at_once_agree_on_one_secret(
+    backend: Backend, tmp_path: Path
+) -> None:
+    catalogs = [backend.catalog() for _ in range(4)]
+    for each in catalogs:
+        await each.connect()
+    try:
+        keys = await asyncio.gather(
+            *(load_signing_secret("", c, str(tmp_path / str(i))) for i, c in enumerate(catalogs))
+        )
+    finally:
+        for each in catalogs:
+            await each.close()
+    assert len(set(keys)) == 1
+
+
+async def test_an_embedded_installs_key_file_is_adopted(catalog: Catalog, tmp_path: Path) -> None:
+    """Releases before kept the key in ``<data dir>/signing.key``: the URLs they handed out
+    stay valid once the key moves into the catalog."""
+    (tmp_path / "signing.key").write_text("ab" * 32 + "\n")
+    old_url = signed_query(("ab" * 32).encode(), "/v1/photos/p/original", 3600)
+    secret = await load_signing_secret("", catalog, str(tmp_path))
+    assert secret == ("ab" * 32).encode()
+    assert verify(secret, *_parts(old_url))
+    # Once adopted, the catalog's key holds whatever any data dir holds.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "signing.key").write_text("cd" * 32)
+    assert await load_signing_secret("", catalog, str(tmp_path / "other")) == secret
 
 
 def test_hostile_query_text_is_refused_never_raised() -> None:

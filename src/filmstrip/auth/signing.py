@@ -9,6 +9,12 @@ import secrets
 import time
 from pathlib import Path
 
+from filmstrip.catalog import Catalog
+from filmstrip.concurrency import run_blocking
+
+#: The catalog's name for the key of signed URLs (``service_secrets``).
+SECRET_NAME = "url-signing"
+
 # What sign() and signed_query() write: epoch seconds, and 43 lowercase hex digits. Checked
 # before anything else, so int() never sees "1_0" or Arabic digits and compare_digest never
 # a non-ASCII str (which it refuses with a TypeError).
@@ -43,17 +49,19 @@ def verify(secret: bytes, path: str, exp: str, sig: str, *, now: float | None = 
     return hmac.compare_digest(sign(secret, path, expires).encode(), sig.encode())
 
 
-def load_or_create_secret(configured: str, data_dir: str) -> bytes:
-    """The configured secret, else one kept in ``<data_dir>/signing.key`` (embedded mode)."""
+async def load_signing_secret(configured: str, catalog: Catalog, data_dir: str) -> bytes:
+    """The configured secret, else the one kept in the catalog, which every api process
+    shares (made by the first to start). An embedded install's ``<data_dir>/signing.key``,
+    where releases before kept it, becomes that key, so URLs it handed out stay valid."""
     if configured:
         return configured.encode()
-    path = Path(data_dir) / "signing.key"
-    if path.exists():
-        return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_hex(32).encode()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(value)
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return path.read_bytes().strip()
+    candidate = await run_blocking(_key_file, Path(data_dir) / "signing.key")
+    stored = await catalog.service_secret(SECRET_NAME, candidate or secrets.token_hex(32))
+    return stored.encode()
+
+
+def _key_file(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None

@@ -653,6 +653,23 @@ class Catalog(abc.ABC):
             )
         )
 
+    # --- service secrets -------------------------------------------------------------
+
+    async def service_secret(self, name: str, candidate: str) -> str:
+        """The shared secret ``name``: ``candidate`` if none was stored yet, else the stored
+        one. Processes starting at once all get the same one (the first insert wins)."""
+
+        def work(tx: Transaction) -> str:
+            tx.execute(
+                "INSERT INTO service_secrets (name, value, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, candidate, tx.now()),
+            )
+            rows = tx.fetchall("SELECT value FROM service_secrets WHERE name = ?", (name,))
+            return str(rows[0][0])
+
+        return await self.run_transaction(work)
+
     # --- upload sessions ---------------------------------------------------------------
 
     async def create_session(self, session_id: str, client_id: str) -> SessionRecord:

@@ -106,10 +106,23 @@ def _stored_bytes(tx: Transaction) -> None:
         tx.execute("ALTER TABLE clients ADD COLUMN stored_bytes BIGINT")
 
 
+def _service_secrets(tx: Transaction) -> None:
+    # Keys every process of the service shares (the HMAC key of signed URLs), made once
+    # by whichever process starts first: the catalog is the one store all hosts share.
+    tx.execute(
+        """CREATE TABLE IF NOT EXISTS service_secrets (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "clients, tokens, sessions, photos, outbox", _tables),
     Migration(2, "photos.follow_up: the deferred stages a completed photo awaits", _follow_up),
     Migration(3, "clients.stored_bytes: the bytes of the client's originals", _stored_bytes),
+    Migration(4, "service_secrets: keys all processes share (URL signing)", _service_secrets),
 )
 
 # Each touches only rows not yet filled in: those of catalogs from before the column, and
