@@ -18,6 +18,7 @@ from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from protocols import ws
 from services.bus.authorizer import Authorizer
+from services.bus.client_sockets import ClientSockets
 from services.bus.handler import SocketHandler
 from services.bus.hub import Hub
 from services.bus.metrics import bus_metrics
@@ -80,8 +81,18 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     replay = ReplayReader(redis)
     hub = Hub(replay)
     subscriber = EventSubscriber(settings.redis_url, hub.publish, hub.catch_up_all)
+    # A socket counts this long after its bus last refreshed it: three presence rounds.
+    sockets = ClientSockets(
+        redis,
+        cap=settings.bus_max_sockets_per_client,
+        ttl_s=3 * settings.bus_presence_interval_s,
+    )
     presence = Presence(
-        redis, hub, port=settings.bus_port, interval_s=settings.bus_presence_interval_s
+        redis,
+        hub,
+        port=settings.bus_port,
+        interval_s=settings.bus_presence_interval_s,
+        sockets=sockets,
     )
     app[REDIS] = redis
     app[CATALOG] = catalog
@@ -89,7 +100,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[SUBSCRIBER] = subscriber
     app[PRESENCE] = presence
     authorizer = Authorizer(catalog)
-    app[HANDLER] = SocketHandler(settings, hub, authorizer, replay)
+    app[HANDLER] = SocketHandler(settings, hub, authorizer, replay, sockets)
     app[RECHECKER] = TokenRechecker(hub, authorizer, interval_s=settings.bus_token_recheck_s)
     tasks = [
         asyncio.create_task(subscriber.run(), name="bus-subscriber"),

@@ -17,6 +17,7 @@ from filmstrip.settings import Settings
 from protocols import ws
 from services.bus import codec, streamid
 from services.bus.authorizer import Authorizer, Refused
+from services.bus.client_sockets import ClientSockets
 from services.bus.connection import Connection
 from services.bus.hub import Hub
 from services.bus.lifecycle import State
@@ -31,12 +32,18 @@ class SocketHandler:
     """Upgrades a request and runs its socket until it closes."""
 
     def __init__(
-        self, settings: Settings, hub: Hub, authorizer: Authorizer, replay: ReplayReader
+        self,
+        settings: Settings,
+        hub: Hub,
+        authorizer: Authorizer,
+        replay: ReplayReader,
+        sockets: ClientSockets,
     ) -> None:
         self._s = settings
         self._hub = hub
         self._auth = authorizer
         self._replay = replay
+        self._sockets = sockets
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         s = self._s
@@ -63,6 +70,7 @@ class SocketHandler:
             await self._read(conn)
         finally:
             self._hub.remove(conn)
+            await self._sockets.release(conn.socket_id)
             await conn.finished()
         return socket
 
@@ -142,7 +150,8 @@ class SocketHandler:
 
     async def _identify(self, conn: Connection, message: ws.Identify) -> None:
         client_id = await self._auth.identify(message.token, message.session_id)
-        if self._hub.sockets_of(client_id) >= self._s.bus_max_sockets_per_client:
+        # Counted across every bus process (in Redis), not only this one's sockets.
+        if not await self._sockets.admit(client_id, conn.socket_id):
             raise Refused(
                 ws.Error(
                     code=ws.TOO_MANY_SOCKETS,

@@ -50,10 +50,6 @@ class Hub:
         conn.client_id = client_id
         self._per_client[client_id] = self._per_client.get(client_id, 0) + 1
 
-    def sockets_of(self, client_id: str) -> int:
-        """How many identified sockets ``client_id`` has on this process."""
-        return self._per_client.get(client_id, 0)
-
     def join(self, conn: Connection, room: str) -> None:
         conn.rooms.add(room)
         self.rooms.join(room, conn)

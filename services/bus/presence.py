@@ -1,4 +1,5 @@
-"""Each bus process reports its socket counts to Redis for the api's dashboard.
+"""Each bus process reports its socket counts to Redis for the api's dashboard, and keeps
+its sockets counted in each client's cross-process count (``client_sockets``).
 
 ``keys.bus_instance(id)`` is a hash (``sockets``, ``identified``, ``rooms``, ``delivered``,
 ``host``, ``port``, ``pid``, ``started_at``, ``updated_at``) that expires three intervals
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.instance import instance_name
+from services.bus.client_sockets import ClientSockets
 from services.bus.hub import Hub
 
 log = logging.getLogger("filmstrip.bus.presence")
@@ -28,10 +30,19 @@ log = logging.getLogger("filmstrip.bus.presence")
 class Presence:
     """Writes this process's figures every ``interval_s`` until cancelled."""
 
-    def __init__(self, redis: aioredis.Redis, hub: Hub, *, port: int, interval_s: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        hub: Hub,
+        *,
+        port: int,
+        interval_s: float,
+        sockets: ClientSockets | None = None,
+    ) -> None:
         self.instance_id = instance_name("bus")
         self._redis = redis
         self._hub = hub
+        self._sockets = sockets
         self._port = port
         self._interval = interval_s
         self._started = time.time()
@@ -61,6 +72,8 @@ class Presence:
             # Forget instances that stopped reporting long ago.
             pipe.zremrangebyscore(keys.bus_instances(), 0, now_ms - ttl_ms)
             await pipe.execute()
+        if self._sockets is not None:
+            await self._sockets.refresh()
 
     async def run(self) -> None:
         while True:
@@ -71,7 +84,9 @@ class Presence:
             await asyncio.sleep(self._interval)
 
     async def withdraw(self) -> None:
-        """Remove this process's record (clean shutdown)."""
+        """Remove this process's record and uncount its sockets (clean shutdown)."""
+        if self._sockets is not None:
+            await self._sockets.release_all()
         try:
             await self._redis.delete(keys.bus_instance(self.instance_id))
             await self._redis.zrem(keys.bus_instances(), self.instance_id)

@@ -27,6 +27,12 @@ def bus_instance(instance_id: str) -> str:
     return f"filmstrip:bus:instance:{instance_id}"
 
 
+def bus_client_sockets(client_id: str) -> str:
+    """Sorted set of one client's identified sockets on every bus process, scored by when
+    each stops counting unless its bus refreshes it (Redis's clock, ms)."""
+    return f"filmstrip:bus:sockets:{client_id}"
+
+
 def event_once(name: str) -> str:
     """Marks an event that must be published at most once (e.g. a photo's completion)."""
     return f"filmstrip:events:once:{name}"

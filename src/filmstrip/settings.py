@@ -166,7 +166,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Client messages per socket: a token bucket of this rate and burst.
     bus_rate_per_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0
     bus_rate_burst: Positive = 40
-    # Sockets one client may hold open on one bus process.
+    # Sockets one client may hold open, on all bus processes together (counted in Redis).
     bus_max_sockets_per_client: Positive = 20
     # How long a close handshake may take before the connection is dropped.
     bus_close_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0

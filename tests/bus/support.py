@@ -131,6 +131,8 @@ class BusProcess:
             FILMSTRIP_BUS_HOST="127.0.0.1",
             FILMSTRIP_BUS_PORT=str(self.port),
             FILMSTRIP_BUS_CLOSE_TIMEOUT_S="2",
+            FILMSTRIP_BUS_MAX_SOCKETS_PER_CLIENT=str(self.settings.bus_max_sockets_per_client),
+            FILMSTRIP_BUS_PRESENCE_INTERVAL_S=str(self.settings.bus_presence_interval_s),
             FILMSTRIP_LOG_LEVEL="WARNING",
             PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         )

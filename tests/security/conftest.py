@@ -21,6 +21,7 @@ from tests.api.conftest import Api, api_settings
 # ``bus_settings`` to tighten limits.
 from tests.bus.conftest import (  # noqa: F401
     bus,
+    bus_process,
     bus_settings,
     catalog,
     connect,

@@ -5,6 +5,7 @@ answered without harming the socket."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -13,7 +14,7 @@ from aiohttp import WSMsgType
 
 from filmstrip.settings import Settings
 from protocols import ws
-from tests.bus.support import Account, BusClient, Closed
+from tests.bus.support import Account, BusClient, BusProcess, Closed, RunningBus
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
@@ -82,6 +83,56 @@ async def test_more_sockets_than_the_limit_are_refused(
                 break
             await again.ws.close()
             await asyncio.sleep(0.05)
+
+
+async def test_the_limit_holds_across_bus_processes(
+    bus_process: Callable[..., BusProcess], connect: Connect, make_account: MakeAccount
+) -> None:
+    """Each client's sockets are counted in Redis by every bus: a client cannot pass the
+    limit by spreading its sockets over several buses. A bus that dies stops counting
+    its sockets within three presence rounds (0.2 s each here)."""
+    alice = await make_account()
+    one, two = bus_process(), bus_process()
+    held = [await connect(one.url), await connect(two.url)]
+    for socket in held:
+        await socket.identify(alice.token)
+    for url in (one.url, two.url):
+        extra = await connect(url)
+        await extra.send({"type": "identify", "token": alice.token})
+        assert (await extra.expect("error"))["code"] == ws.TOO_MANY_SOCKETS
+    one.stop()  # SIGKILL: its socket is never uncounted, it expires
+    killed = time.monotonic()
+    async with asyncio.timeout(10):
+        while True:
+            again = await connect(two.url)
+            await again.send({"type": "identify", "token": alice.token})
+            if (await again.recv())["type"] == "identified":
+                break
+            await again.ws.close()
+            await asyncio.sleep(0.05)
+    assert time.monotonic() - killed < 3.0
+    # Then the limit holds again, on the survivor alone.
+    extra = await connect(two.url)
+    await extra.send({"type": "identify", "token": alice.token})
+    assert (await extra.expect("error"))["code"] == ws.TOO_MANY_SOCKETS
+
+
+async def test_a_live_bus_keeps_its_sockets_counted(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+) -> None:
+    """A socket counts for as long as it is open, not only for the count's lifetime."""
+    alice = await make_account()
+    # Pings every 20 s: these clients read nothing, so they would miss tighter ones.
+    one, two = await start_bus(bus_heartbeat_s=20.0), await start_bus(bus_heartbeat_s=20.0)
+    held = [await connect(one.url), await connect(one.url)]
+    for socket in held:
+        await socket.identify(alice.token)
+    await asyncio.sleep(1.5)  # more than twice the count's lifetime (3 x 0.2 s)
+    extra = await connect(two.url)
+    await extra.send({"type": "identify", "token": alice.token})
+    assert (await extra.expect("error"))["code"] == ws.TOO_MANY_SOCKETS
 
 
 async def test_oversized_frame_closes_with_1009(
