@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from filmstrip import keys
@@ -64,12 +65,16 @@ async def test_postgresql_down_means_503_and_nothing_lost(
             # PostgreSQL stops while an upload's body is on its way: its original is
             # stored, its row cannot be.
             gate = asyncio.Event()
+            # The client's rate limit is the last Redis write before the body is read (after
+            # the token's lookup); the first upload made its bucket, so start from none.
+            await redis.delete(keys.api_rate(f"client:{client.id}"))
             cut = asyncio.create_task(_upload_paused(api, _photo(corpus, "Landscape_2.jpg"), gate))
-            # The client's rate limit is the last Redis write before the body is read.
             for _ in range(100):
                 if await redis.exists(keys.api_rate(f"client:{client.id}")):
                     break
                 await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the paused upload never got past its token check")
             private_postgres.stop()
             gate.set()
             refused = await cut
