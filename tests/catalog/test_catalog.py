@@ -306,3 +306,33 @@ async def test_what_is_stuck_goes_by_the_catalogs_clock_not_the_callers(
     assert abs(datetime.fromisoformat(client.created_at).timestamp() - time.time()) < 60
     # And a photo that truly sat still is found, by that same clock.
     assert [p.id for p in await catalog.awaiting_follow_up(older_than_s=0)] == [photo.id]
+
+
+async def test_a_snapshot_keeps_seeing_the_catalog_as_it_began(catalog: Catalog) -> None:
+    await catalog.create_client("a", "alice", is_admin=False)
+    query = "SELECT id FROM clients ORDER BY id"
+    async with catalog.snapshot() as snap:
+        assert [r[0] for r in await snap.run(lambda tx: tx.fetchall(query))] == ["a"]
+        await catalog.create_client("b", "bob", is_admin=False)  # committed meanwhile
+        assert [r[0] for r in await snap.run(lambda tx: tx.fetchall(query))] == ["a"]
+        with pytest.raises(Exception):  # noqa: B017 - each driver's read-only error
+            await snap.run(lambda tx: tx.execute("DELETE FROM clients"))
+    assert [r[0] for r in await catalog._fetchall(query)] == ["a", "b"]
+
+
+async def test_the_schema_describes_its_tables_keys_and_references(catalog: Catalog) -> None:
+    def describe(tx: Transaction) -> tuple[set[str], dict[str, list[str]], dict[str, set[str]]]:
+        tables = tx.tables()
+        return (
+            tables,
+            {t: tx.primary_key(t) for t in tables},
+            {t: tx.references(t) for t in tables},
+        )
+
+    tables, keys, references = await catalog.run_transaction(describe)
+
+    expected = {"clients", "tokens", "upload_sessions", "photos", "outbox", "schema_version"}
+    assert expected <= tables
+    assert keys["tokens"] == ["token_hash"] and keys["photos"] == ["id"]
+    assert keys["schema_version"] == ["version"]
+    assert references["tokens"] == {"clients"} and references["photos"] == set()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -176,9 +177,30 @@ class Transaction(abc.ABC):
         """The names of ``table``'s columns (empty if there is no such table)."""
 
     @abc.abstractmethod
+    def tables(self) -> set[str]:
+        """The names of the catalog's tables (the database's own excluded)."""
+
+    @abc.abstractmethod
+    def primary_key(self, table: str) -> list[str]:
+        """``table``'s primary key columns, in the key's order (empty if it has none)."""
+
+    @abc.abstractmethod
+    def references(self, table: str) -> set[str]:
+        """The tables ``table``'s foreign keys point at."""
+
+    @abc.abstractmethod
     def lock_schema(self) -> None:
         """Wait until no other process is migrating the schema (until this transaction
         ends). A no-op where write transactions already run one at a time."""
+
+
+class Snapshot(abc.ABC):
+    """A read-only transaction held open across calls: every call sees the catalog as it
+    was when the snapshot began, whatever other connections commit meanwhile."""
+
+    @abc.abstractmethod
+    async def run(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` (reads only) inside the snapshot, where its connection lives."""
 
 
 class Catalog(abc.ABC):
@@ -187,8 +209,13 @@ class Catalog(abc.ABC):
     # --- driver primitives -------------------------------------------------------------
 
     @abc.abstractmethod
-    async def connect(self) -> None:
-        """Open connections and create the schema if needed."""
+    async def connect(self, *, migrate: bool = True) -> None:
+        """Open connections and, unless not ``migrate``, bring the schema up to date."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[Snapshot]:
+        """A :class:`Snapshot` on a connection of its own, ended on exit (a connected
+        catalog's; for copying a whole catalog consistently)."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -134,16 +134,27 @@ BACKFILLS: tuple[str, ...] = (
 
 LATEST = MIGRATIONS[-1].version
 
+# The migrations' own record: which were applied when, on this database.
+VERSION_TABLE = "schema_version"
+
+
+def schema_version(tx: Transaction) -> int:
+    """The catalog's schema version: 0 for an empty database, and for a catalog from
+    before versions (migrations 1 to 3 check what is there)."""
+    if VERSION_TABLE not in tx.tables():
+        return 0
+    rows = tx.fetchall(f"SELECT MAX(version) FROM {VERSION_TABLE}")
+    return int(rows[0][0] or 0)
+
 
 def migrate(tx: Transaction) -> int:
     """Apply the migrations ``tx``'s catalog lacks, in order; return its version. The caller
     holds the schema lock, so concurrent starts apply each migration once."""
     tx.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version ("
+        f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
         "version INTEGER PRIMARY KEY, summary TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    rows = tx.fetchall("SELECT MAX(version) FROM schema_version")
-    current = int(rows[0][0] or 0)
+    current = schema_version(tx)
     if current > LATEST:
         raise LogicError(
             f"the catalog's schema is version {current}, newer than this release knows "
@@ -154,7 +165,7 @@ def migrate(tx: Transaction) -> int:
         if migration.version > current:
             migration.apply(tx)
             tx.execute(
-                "INSERT INTO schema_version (version, summary, applied_at) VALUES (?, ?, ?)",
+                f"INSERT INTO {VERSION_TABLE} (version, summary, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.summary, tx.now()),
             )
     for statement in BACKFILLS:

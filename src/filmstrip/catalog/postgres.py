@@ -10,12 +10,13 @@ many threads as connections, so a thread never waits for one while the server is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from filmstrip.catalog.base import Catalog, Row, Transaction, settle
+from filmstrip.catalog.base import Catalog, Row, Snapshot, Transaction, settle
 from filmstrip.errors import TemporaryError
 
 T = TypeVar("T")
@@ -93,6 +94,35 @@ class _PgTransaction(Transaction):
         )
         return {str(r[0]) for r in rows}
 
+    def tables(self) -> set[str]:
+        rows = self.fetchall(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        )
+        return {str(r[0]) for r in rows}
+
+    def primary_key(self, table: str) -> list[str]:
+        rows = self.fetchall(
+            "SELECT k.column_name FROM information_schema.table_constraints c "
+            "JOIN information_schema.key_column_usage k ON k.constraint_name = c.constraint_name "
+            "AND k.table_schema = c.table_schema AND k.table_name = c.table_name "
+            "WHERE c.constraint_type = 'PRIMARY KEY' AND c.table_schema = current_schema() "
+            "AND c.table_name = ? ORDER BY k.ordinal_position",
+            (table,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def references(self, table: str) -> set[str]:
+        rows = self.fetchall(
+            "SELECT DISTINCT target.relname FROM pg_constraint f "
+            "JOIN pg_class source ON source.oid = f.conrelid "
+            "JOIN pg_class target ON target.oid = f.confrelid "
+            "WHERE f.contype = 'f' AND source.relnamespace = current_schema()::regnamespace "
+            "AND source.relname = ?",
+            (table,),
+        )
+        return {str(r[0]) for r in rows}
+
     def lock_schema(self) -> None:
         # Held until the transaction ends; a process that dies lets go with its connection.
         self.fetchall("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
@@ -118,7 +148,7 @@ class PostgresCatalog(Catalog):
         )
         self._executor: ThreadPoolExecutor | None = None
 
-    async def connect(self) -> None:
+    async def connect(self, *, migrate: bool = True) -> None:
         self._executor = ThreadPoolExecutor(
             max_workers=self.pool_size, thread_name_prefix="filmstrip-catalog"
         )
@@ -133,6 +163,8 @@ class PostgresCatalog(Catalog):
         except psycopg.OperationalError as exc:
             await self.close()
             raise _unavailable(exc) from exc
+        if not migrate:
+            return
         try:
             await self.create_schema()
         except BaseException:
@@ -155,6 +187,34 @@ class PostgresCatalog(Catalog):
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self._on_thread(lambda: self._read(sql, params))
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        conn = await self._on_thread(self._begin_snapshot)
+        try:
+            yield _PgSnapshot(self, conn)
+        finally:
+            await self._on_thread(lambda: self._end_snapshot(conn))
+
+    def _begin_snapshot(self) -> psycopg.Connection[Any]:
+        try:
+            conn = self._pool.getconn()
+        except PoolTimeout as exc:
+            raise _unavailable(exc) from exc
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # REPEATABLE READ takes its snapshot at the first statement: take it now.
+            conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            self._pool.putconn(conn)
+            raise _unavailable(exc) from exc
+        return conn
+
+    def _end_snapshot(self, conn: psycopg.Connection[Any]) -> None:
+        # A broken connection fails here; the pool checks it on return and drops it.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("ROLLBACK")
+        self._pool.putconn(conn)
 
     async def _now(self) -> str:
         return str((await self._fetchall(_NOW_SQL))[0][0])
@@ -200,3 +260,20 @@ class PostgresCatalog(Catalog):
             except psycopg.OperationalError as exc:
                 if attempt > self.pool_size:
                     raise _unavailable(exc) from exc
+
+
+class _PgSnapshot(Snapshot):
+    """A REPEATABLE READ, READ ONLY transaction on one connection taken from the pool."""
+
+    def __init__(self, catalog: PostgresCatalog, conn: psycopg.Connection[Any]) -> None:
+        self._catalog = catalog
+        self._conn = conn
+
+    async def run(self, work: Callable[[Transaction], T]) -> T:
+        def call() -> T:
+            try:
+                return work(_PgTransaction(self._conn))
+            except psycopg.OperationalError as exc:
+                raise _unavailable(exc) from exc
+
+        return await self._catalog._on_thread(call)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from filmstrip.catalog.base import Catalog, Row, Transaction, format_time, settle
+from filmstrip.catalog.base import Catalog, Row, Snapshot, Transaction, format_time, settle
 from filmstrip.catalog.write_lock import WriteLock
 from filmstrip.errors import TemporaryError
 
@@ -50,6 +52,21 @@ class _SqliteTransaction(Transaction):
 
     def columns(self, table: str) -> set[str]:
         return {row[1] for row in self.fetchall(f"PRAGMA table_info({table})")}
+
+    def tables(self) -> set[str]:
+        rows = self.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+        return {str(r[0]) for r in rows}
+
+    def primary_key(self, table: str) -> list[str]:
+        # table_info's ``pk`` is the column's place in the key (1, 2, ...), 0 outside it.
+        info = self.fetchall(f"PRAGMA table_info({table})")
+        return [str(r[1]) for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+
+    def references(self, table: str) -> set[str]:
+        return {str(r[2]) for r in self.fetchall(f"PRAGMA foreign_key_list({table})")}
 
     def lock_schema(self) -> None:
         pass  # BEGIN IMMEDIATE: no other writer runs until this transaction ends
@@ -95,7 +112,7 @@ class SqliteCatalog(Catalog):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = WriteLock(path + "-writelock") if path != ":memory:" else None
 
-    async def connect(self) -> None:
+    async def connect(self, *, migrate: bool = True) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -105,7 +122,8 @@ class SqliteCatalog(Catalog):
         await self._conn.execute("PRAGMA busy_timeout=10000")
         await self._conn.execute("PRAGMA foreign_keys=ON")
         try:
-            await self.create_schema()
+            if migrate:
+                await self.create_schema()
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout=10000")
             await self._reader.execute("PRAGMA query_only=ON")
@@ -122,6 +140,15 @@ class SqliteCatalog(Catalog):
             self._conn = None
         if self._write_lock is not None:
             self._write_lock.close()
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        snap = _SqliteSnapshot(self.path)
+        await snap.begin()
+        try:
+            yield snap
+        finally:
+            await snap.end()
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         # Outside a transaction a read needs no write lock: each statement on the reader
@@ -148,3 +175,43 @@ class SqliteCatalog(Catalog):
             conn._execute(lambda: _in_transaction(conn._conn, lock, work))  # type: ignore[no-untyped-call]
         )
         return await settle(done)
+
+
+class _SqliteSnapshot(Snapshot):
+    """A read transaction on a connection of its own, on a thread of its own: in WAL mode
+    it keeps seeing the database as of its first read while other connections commit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="filmstrip-snapshot")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return await settle(asyncio.get_running_loop().run_in_executor(self._thread, fn))
+        except sqlite3.OperationalError as exc:
+            raise TemporaryError(f"catalog read failed: {exc}", code="catalog_unavailable") from exc
+
+    async def begin(self) -> None:
+        def opened() -> sqlite3.Connection:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("BEGIN")
+            # The snapshot is taken at the first read, so take it now.
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+            return conn
+
+        self._conn = await self._call(opened)
+
+    async def run(self, work: Callable[[Transaction], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise TemporaryError("the snapshot has ended", code="catalog_unavailable")
+        return await self._call(lambda: work(_SqliteTransaction(conn)))
+
+    async def end(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._call(conn.close)  # closing ends the read transaction
+        self._thread.shutdown(wait=False)
