@@ -51,6 +51,17 @@ class BlobStoreContract:
         assert [info.key async for info in store.list()] == []
         assert await self.leftovers(store) == []
 
+    async def test_content_etag_predicts_the_etag_of_what_is_stored(self, store: BlobStore) -> None:
+        # A copy into this store checks its uploads by it, without reading them back.
+        data = os.urandom(BIG)
+        info = await store.put_stream("e/big", chunks_of(data, MiB + 1), content_type="image/jpeg")
+        expected = store.content_etag()
+        assert expected is not None
+        expected.update(data)
+        assert info.etag == expected.hexdigest()
+        stat = await store.stat("e/big")
+        assert stat is not None and stat.etag == info.etag
+
     async def test_put_get_round_trip(self, store: BlobStore) -> None:
         info = await store.put_bytes("a/b/photo.jpg", b"jpeg bytes", content_type="image/jpeg")
         assert (info.key, info.size, info.content_type) == ("a/b/photo.jpg", 10, "image/jpeg")

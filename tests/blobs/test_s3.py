@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ import pytest
 
 from filmstrip import __version__
 from filmstrip.blobs import BlobStore, BlobStoreUnavailable
-from filmstrip.blobs.s3 import S3BlobStore, parse_s3_url
+from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore, parse_s3_url
 from filmstrip.errors import Category, LogicError
 from filmstrip.settings import load_settings
 from tests.blobs.contract import BlobStoreContract, Source
@@ -81,6 +82,21 @@ class TestS3BlobStore(BlobStoreContract):
             "mp", Source([b"m" * (1024 * 1024)] * 17), content_type="image/jpeg"
         )
         assert info.etag.endswith("-3")  # 8 MiB + 8 MiB + 1 MiB
+
+    @pytest.mark.parametrize(
+        "size", [0, 1, PART_SIZE, PART_SIZE + 1, 2 * PART_SIZE, 2 * PART_SIZE + 3]
+    )
+    async def test_content_etag_is_the_etag_s3_gives(self, store: S3BlobStore, size: int) -> None:
+        # What a copy checks its uploads by: S3's MD5, or MD5 of the parts' MD5s and a count.
+        data = os.urandom(size)
+        chunks = [data[i : i + 1_000_003] for i in range(0, size, 1_000_003)]
+        info = await store.put_stream("etag", Source(chunks), content_type="image/jpeg")
+        expected = store.content_etag()
+        for piece in (data[:77], data[77:]):  # fed in other pieces than were sent
+            expected.update(piece)
+        assert info.etag == expected.hexdigest()
+        stat = await store.stat("etag")
+        assert stat is not None and stat.etag == info.etag
 
     async def test_outage_is_unavailable_quickly_and_recovers(
         self, store: S3BlobStore, moto_server: MotoServer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Protocol
 
 import msgspec
 
@@ -51,6 +52,14 @@ class BlobStoreFull(BlobStoreUnavailable):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.code = "blob_store_full"
+
+
+class ContentEtag(Protocol):
+    """Fed a blob's bytes in order, gives the ETag a store gives those bytes."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 class BlobStore(abc.ABC):
@@ -112,6 +121,12 @@ class BlobStore(abc.ABC):
         for key in keys:
             await self.delete(key)
         return len(keys)
+
+    def content_etag(self) -> ContentEtag | None:
+        """A hasher whose digest is the ETag this store gives the bytes it is fed when it
+        stores them (so a copy can be checked without reading it back); None where the
+        ETag is no such function of the content."""
+        return None
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -42,6 +42,7 @@ from filmstrip.blobs.base import (
     BlobStoreFull,
     BlobStoreUnavailable,
     BlobTooLarge,
+    ContentEtag,
 )
 from filmstrip.blobs.validation import check_key, check_prefix
 from filmstrip.errors import LogicError
@@ -362,6 +363,10 @@ class FileBlobStore(BlobStore):
                 continue  # deleted since the walk
             infos.append(self._info(key, st))
         return infos
+
+    def content_etag(self) -> ContentEtag:
+        """The SHA-256 of the content, as the sidecar records it."""
+        return hashlib.sha256()
 
     async def ping(self) -> None:
         """Raise :class:`BlobStoreUnavailable` unless a file can be written under the root."""

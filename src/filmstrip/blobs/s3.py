@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
@@ -37,6 +38,7 @@ from filmstrip.blobs.base import (
     BlobStore,
     BlobStoreUnavailable,
     BlobTooLarge,
+    ContentEtag,
 )
 from filmstrip.blobs.fs import guess_content_type
 from filmstrip.blobs.s3_bodies import send_bodies_as_bytes
@@ -347,6 +349,10 @@ class S3BlobStore(BlobStore):
         except _NoSuchBucket:
             return
 
+    def content_etag(self) -> ContentEtag:
+        """S3's ETag for a body as :meth:`put_stream` sends it (see :class:`S3Etag`)."""
+        return S3Etag()
+
     async def ping(self) -> None:
         """HeadBucket (creating the bucket if allowed and missing)."""
         try:
@@ -354,6 +360,38 @@ class S3BlobStore(BlobStore):
                 await self.client.head_bucket(Bucket=self.bucket)
         except (_NoSuchBucket, BlobNotFound):
             await self.ensure_bucket()
+
+
+class S3Etag:
+    """The ETag S3 gives a body :meth:`S3BlobStore.put_stream` uploads: the MD5 of a body
+    of up to one part, sent whole; for a larger one, sent as parts of ``PART_SIZE`` bytes
+    (the last one shorter), the MD5 of the parts' MD5s, then ``-`` and the part count.
+    Stores that encrypt with their own keys (SSE-KMS, SSE-C) give other ETags."""
+
+    def __init__(self) -> None:
+        self._parts: builtins.list[bytes] = []
+        self._part = hashlib.md5(usedforsecurity=False)
+        self._filled = 0
+
+    def update(self, data: bytes, /) -> None:
+        view = memoryview(data)
+        while view:
+            if self._filled == PART_SIZE:
+                # A part is closed only when more bytes follow: a body of exactly one
+                # part goes as one PutObject.
+                self._parts.append(self._part.digest())
+                self._part = hashlib.md5(usedforsecurity=False)
+                self._filled = 0
+            take = min(PART_SIZE - self._filled, len(view))
+            self._part.update(view[:take])
+            self._filled += take
+            view = view[take:]
+
+    def hexdigest(self) -> str:
+        if not self._parts:
+            return self._part.hexdigest()
+        digests = b"".join([*self._parts, self._part.digest()])
+        return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(self._parts) + 1}"
 
 
 class _MultipartUpload:
