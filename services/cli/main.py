@@ -37,6 +37,83 @@ async def _serve_role(role: str, settings: Settings) -> int:
     return 0
 
 
+def _migrate_parser(sub: Any) -> None:
+    migrate = sub.add_parser(
+        "migrate", help="move to shared engines: copy the catalog or the blobs, verified"
+    )
+    what = migrate.add_subparsers(dest="migrate_command", required=True)
+    catalog = what.add_parser(
+        "catalog",
+        help="copy every table into another catalog (postgresql://…), checked by row counts"
+        " and checksums; safe to run again",
+    )
+    catalog.add_argument("--to", required=True, help="the new catalog: postgresql://…")
+    catalog.add_argument(
+        "--from",
+        dest="source",
+        default="",
+        help="the catalog to copy (default: the configured one)",
+    )
+    catalog.add_argument(
+        "--allow-extra",
+        action="store_true",
+        help="keep rows only the target has instead of refusing",
+    )
+    catalog.add_argument("--batch-rows", type=int, default=500, help="rows per target transaction")
+    blobs = what.add_parser(
+        "blobs",
+        help="copy every blob into another store (s3://bucket[/prefix], with the FILMSTRIP_S3_*"
+        " settings), each checked; safe to run again",
+    )
+    blobs.add_argument("--to", required=True, help="the new store: s3://bucket[/prefix]")
+    blobs.add_argument(
+        "--from", dest="source", default="", help="the store to copy (default: the configured one)"
+    )
+    blobs.add_argument("--concurrency", type=int, default=4, help="blobs copied at once")
+    for parser in (catalog, blobs):
+        parser.add_argument(
+            "--dry-run", action="store_true", help="say what it would do; write nothing"
+        )
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace what the target holds that differs from the source (else reported)",
+        )
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.migrate_command == "catalog":
+        from services.cli import migrate_catalog
+
+        return _run(
+            migrate_catalog.run(
+                settings,
+                migrate_catalog.Options(
+                    source=args.source,
+                    target=args.to,
+                    dry_run=args.dry_run,
+                    overwrite=args.overwrite,
+                    allow_extra=args.allow_extra,
+                    batch_rows=max(1, args.batch_rows),
+                ),
+            )
+        )
+    from services.cli import migrate_blobs
+
+    return _run(
+        migrate_blobs.run(
+            settings,
+            migrate_blobs.Options(
+                source=args.source,
+                target=args.to,
+                dry_run=args.dry_run,
+                overwrite=args.overwrite,
+                concurrency=max(1, args.concurrency),
+            ),
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     # A native crash (a decoder fed a hostile file) then leaves every thread's Python
@@ -62,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("token", nargs="?")
     revoke.add_argument("--client", dest="client_name")
     sub.add_parser("schemas", help="write the protocol schema files into protocols/schemas")
+    _migrate_parser(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -86,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.token_command == "create":
             return _run(tokens.create(settings, args.client_name, admin=args.admin))
         return _run(tokens.revoke(settings, args.token, args.client_name))
+    if args.command == "migrate":
+        return _migrate(settings, args)
     if args.command == "schemas":
         from protocols.generate import write_all
 

@@ -321,7 +321,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def _redacted(url: str) -> str:
+def redacted_url(url: str) -> str:
     """``url`` without a password, for messages."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
@@ -351,7 +351,7 @@ def _check(s: Settings, sources: Mapping[str, str]) -> None:
         )
     if s.database_url and database_backend(s.database_url) is None:
         raise SettingsError(
-            f"{sources['database_url']}={_redacted(s.database_url)!r} must be a sqlite:///path "
+            f"{sources['database_url']}={redacted_url(s.database_url)!r} must be a sqlite:///path "
             "(sqlite:////path when absolute) or postgresql:// URL"
         )
     for name in ("thumbnail_format", "preview_format"):
