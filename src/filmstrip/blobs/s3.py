@@ -13,7 +13,14 @@ import builtins
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -262,6 +269,84 @@ class S3BlobStore(BlobStore):
             )
         )
         return _MultipartUpload(self.client, self.bucket, full, str(created["UploadId"]))
+
+    # --- multipart uploads that outlive a request (tus: parts from several processes) -
+
+    async def create_parts(self, key: str, *, content_type: str) -> str:
+        """Start a multipart upload to ``key`` that stays open until completed or aborted,
+        whichever process does that; its upload id."""
+        full = self._key(key)
+        created = await self._writing(
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=full, ContentType=content_type
+            )
+        )
+        return str(created["UploadId"])
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Upload part ``number`` (1-10000; at least 5 MiB unless it is the last); its ETag.
+        The same number again replaces the part."""
+        with _errors(key):
+            resp = await self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        return _etag(resp)
+
+    async def complete_parts(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], *, content_type: str
+    ) -> BlobInfo:
+        """Join ``parts`` (number, ETag), in number order, into the object at ``key``.
+        S3 checks each ETag, so a part replaced since it was recorded fails the join."""
+        with _errors(key):
+            resp = await self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in sorted(parts)]
+                },
+            )
+        info = await self.stat(key)
+        if info is None:
+            raise BlobNotFound(key)
+        return BlobInfo(
+            key=key,
+            size=info.size,
+            etag=_etag(resp),
+            content_type=content_type,
+            modified=info.modified,
+        )
+
+    async def abort_parts(self, key: str, upload_id: str) -> None:
+        """Drop a multipart upload and its parts; one already gone is fine."""
+        try:
+            with _errors(key):
+                await self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self._key(key), UploadId=upload_id
+                )
+        except (BlobNotFound, _NoSuchBucket):
+            pass
+        except LogicError as exc:
+            if exc.code != "NoSuchUpload":
+                raise
+
+    async def list_parts_uploads(self, prefix: str) -> AsyncIterator[tuple[str, str, float]]:
+        """``(key, upload id, started at)`` of the open multipart uploads under ``prefix``."""
+        check_prefix(prefix)
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+        try:
+            with _errors():
+                async for page in pages:
+                    for upload in page.get("Uploads", ()):
+                        key = str(upload["Key"])[len(self.prefix) :]
+                        yield key, str(upload["UploadId"]), _timestamp(upload.get("Initiated"))
+        except _NoSuchBucket:
+            return
 
     async def delete(self, key: str) -> None:
         """DeleteObject; absent is fine."""

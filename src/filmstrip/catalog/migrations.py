@@ -118,11 +118,47 @@ def _service_secrets(tx: Transaction) -> None:
     )
 
 
+def _tus_uploads(tx: Transaction) -> None:
+    # Partial tus uploads whose bytes are in the blob store (filmstrip/catalog/tus.py), so
+    # a PATCH may reach any api process on any host. Transient: a row lives until its
+    # upload expires. Times by the database's clock; ``parts`` and ``tail`` are JSON;
+    # ``head`` is hex.
+    tx.execute(
+        """CREATE TABLE IF NOT EXISTS tus_uploads (
+            id TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            length BIGINT NOT NULL,
+            upload_offset BIGINT NOT NULL,
+            metadata TEXT NOT NULL,
+            content_type TEXT,
+            head TEXT,
+            photo_id TEXT,
+            duplicate INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            part_size BIGINT NOT NULL,
+            multipart_id TEXT,
+            parts TEXT,
+            next_part INTEGER NOT NULL DEFAULT 1,
+            tail TEXT,
+            data_key TEXT,
+            lease_owner TEXT,
+            lease_until TEXT
+        )"""
+    )
+    # A creation counts the client's open uploads; the sweeper looks for expired ones.
+    tx.execute(
+        "CREATE INDEX IF NOT EXISTS tus_uploads_client ON tus_uploads (client_id, expires_at)"
+    )
+    tx.execute("CREATE INDEX IF NOT EXISTS tus_uploads_expiry ON tus_uploads (expires_at)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "clients, tokens, sessions, photos, outbox", _tables),
     Migration(2, "photos.follow_up: the deferred stages a completed photo awaits", _follow_up),
     Migration(3, "clients.stored_bytes: the bytes of the client's originals", _stored_bytes),
     Migration(4, "service_secrets: keys all processes share (URL signing)", _service_secrets),
+    Migration(5, "tus_uploads: partial uploads whose bytes are in the blob store", _tus_uploads),
 )
 
 # Each touches only rows not yet filled in: those of catalogs from before the column, and
