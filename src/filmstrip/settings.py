@@ -186,8 +186,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     bus_presence_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
     # --- Resumable uploads (tus 1.0 at /v1/uploads, services/api/tus) --------------------
-    # Where partial uploads live; empty means <data_dir>/uploads. Local disk: api processes
-    # on several machines need this on a shared volume, or sticky routing per upload.
+    # Where partial uploads live with a file blob store; empty means <data_dir>/uploads.
+    # With an S3 store they live in the catalog and the bucket (services/api/tus/shared.py).
     tus_dir: str = ""
     # A partial upload idle this long (no PATCH) expires and the sweeper deletes it.
     tus_expiry_s: Annotated[float, msgspec.Meta(gt=0)] = 86_400.0

@@ -13,12 +13,17 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.settings import Settings, load_settings
 from services.api.app import create_app
 from services.api.serving import api_runner
 from services.api.state import STATE, ApiState
+from services.api.tus.local import LocalTusStore
+from services.api.tus.shared import SharedTusStore
+from services.api.tus.store import TusStore
 from services.cli.tokens import issue_token
 from tests.support import postgres
+from tests.support.moto_server import MotoServer
 from tests.support.redis_server import RedisServer, free_port
 
 
@@ -58,6 +63,10 @@ class Api:
             data=form,
             headers={"Authorization": f"Bearer {token or self.token}", **(headers or {})},
         )
+
+    async def blob_keys(self, prefix: str = "") -> list[str]:
+        """Every blob under ``prefix``, in any store."""
+        return sorted([info.key async for info in self.state.blobs.list(prefix)])
 
     def blob_files(self) -> list[str]:
         """Every file under the blob root, temp files included (nothing may leak)."""
@@ -126,3 +135,78 @@ async def api(
     settings = api_settings(tmp_path, redis_server.url, max_upload_bytes="400000")
     async with running_api(settings, "alice") as running:
         yield running
+
+
+@dataclass
+class TusBackend:
+    """Where partial tus uploads live: ``files`` (a local directory, the embedded mode) or
+    ``s3`` (the catalog and an S3 bucket on moto, shared by api processes on any host)."""
+
+    name: str
+    settings: dict[str, str]
+
+    def store(self, api: Api, **options: float) -> TusStore:
+        """Another store over the same uploads, as another api process has."""
+        if self.name == "files":
+            return LocalTusStore(api.settings.effective_tus_dir, **options)
+        assert isinstance(api.state.blobs, S3BlobStore)
+        return SharedTusStore(api.state.catalog, api.state.blobs, **options)
+
+    async def uploads(self, api: Api) -> list[str]:
+        """The ids of the uploads the store holds (not its bookkeeping)."""
+        if self.name == "files":
+            root = api.settings.effective_tus_dir
+            return sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+        rows = await api.state.catalog._fetchall("SELECT id FROM tus_uploads ORDER BY id")
+        return [str(r[0]) for r in rows]
+
+    async def leftovers(self, api: Api) -> list[str]:
+        """Everything the store holds for partial uploads but its per-client creation locks
+        (which stay): files, or objects, open multipart uploads and rows."""
+        if self.name == "files":
+            root = api.settings.effective_tus_dir
+            return sorted(
+                str(p.relative_to(root))
+                for p in root.rglob("*")
+                if p.is_file() and not (p.parent.parent.name == ".clients" and p.name == "lock")
+            )
+        blobs = api.state.blobs
+        assert isinstance(blobs, S3BlobStore)
+        found = [info.key async for info in blobs.list("uploads/")]
+        found += [f"multipart {key}" async for key, _, _ in blobs.list_parts_uploads("uploads/")]
+        return sorted(found + [f"row {u}" for u in await self.uploads(api)])
+
+    async def bytes_held(self, api: Api) -> list[str]:
+        """Where the store holds bytes of partial uploads (not their state)."""
+        return [
+            f
+            for f in await self.leftovers(api)
+            if f.endswith("/data") or (self.name == "s3" and not f.startswith("row "))
+        ]
+
+    async def write_past_offset(self, api: Api, upload_id: str, garbage: bytes) -> None:
+        """What a writer that died before committing leaves behind."""
+        if self.name == "files":
+            with (api.settings.effective_tus_dir / upload_id / "data").open("ab") as f:
+                f.write(garbage)
+            return
+        await api.state.blobs.put_bytes(
+            f"uploads/{upload_id}/tail-deadbeef", garbage, content_type="application/octet-stream"
+        )
+
+
+@pytest.fixture(params=["files", "s3"])
+def tus_backend(request: pytest.FixtureRequest) -> TusBackend:
+    """Each tus test runs on both stores (S3 on moto, over real HTTP)."""
+    if request.param == "files":
+        return TusBackend("files", {})
+    moto: MotoServer = request.getfixturevalue("moto_server")
+    return TusBackend(
+        "s3",
+        {
+            "blob_url": f"s3://tus-{uuid.uuid4().hex[:12]}",
+            "s3_endpoint_url": moto.url,
+            "s3_access_key_id": "test",
+            "s3_secret_access_key": "test",
+        },
+    )

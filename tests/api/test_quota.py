@@ -16,8 +16,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from services.api.tus.store import TusStore
-from tests.api.conftest import Api, api_settings, running_api
+from tests.api.conftest import Api, TusBackend, api_settings, running_api
 from tests.support.redis_server import RedisServer
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -25,8 +24,15 @@ PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
 
 
 @asynccontextmanager
-async def _api(redis_server: RedisServer, tmp_path: Path, **settings: str) -> AsyncIterator[Api]:
-    async with running_api(api_settings(tmp_path, redis_server.url, **settings), "alice") as api:
+async def _api(
+    redis_server: RedisServer,
+    tmp_path: Path,
+    tus_backend: TusBackend | None = None,
+    **settings: str,
+) -> AsyncIterator[Api]:
+    """An api; with ``tus_backend``, partial uploads in that store (else local files)."""
+    extra = {**(tus_backend.settings if tus_backend else {}), **settings}
+    async with running_api(api_settings(tmp_path, redis_server.url, **extra), "alice") as api:
         yield api
 
 
@@ -68,14 +74,10 @@ async def _delete(api: Api, url: str) -> None:
     assert resp.status == 204
 
 
-def _tus_uploads(api: Api) -> list[str]:
-    """The uploads in the tus store (not its per-client bookkeeping)."""
-    root = api.settings.effective_tus_dir
-    return sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
-
-
-def _originals(api: Api) -> list[str]:
+async def _originals(api: Api) -> list[str]:
     """Original blobs and temp files in the blob store (a half-written one included)."""
+    if api.settings.effective_blob_url.startswith("s3://"):
+        return await api.blob_keys("originals/")
     return [f for f in api.blob_files() if f.startswith(("originals/", ".tmp/"))]
 
 
@@ -88,13 +90,16 @@ async def _photo_ids(api: Api) -> list[str]:
 
 
 async def test_a_client_may_hold_only_so_many_open_uploads(
-    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    tus_backend: TusBackend,
 ) -> None:
-    async with _api(redis_server, tmp_path, tus_max_open_per_client="3") as api:
+    async with _api(redis_server, tmp_path, tus_backend, tus_max_open_per_client="3") as api:
         urls = [await _created(api, 1000) for _ in range(3)]
         status, code = await _error(await _create(api, 1000))
         assert (status, code) == (429, "too_many_open_uploads")
-        assert len(_tus_uploads(api)) == 3  # the refused one was never made
+        assert len(await tus_backend.uploads(api)) == 3  # the refused one was never made
         # Another client has its own allowance.
         await _created(api, 1000, await api.new_token())
         # A terminated upload and a finished one no longer count.
@@ -108,21 +113,29 @@ async def test_a_client_may_hold_only_so_many_open_uploads(
 
 
 async def test_concurrent_creations_cannot_pass_the_bound(
-    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    tus_backend: TusBackend,
 ) -> None:
     """The attack: a burst of creations at once. Each is counted while no other creation
     of the client runs, so exactly the allowance gets through."""
-    async with _api(redis_server, tmp_path, tus_max_open_per_client="3") as api:
+    async with _api(redis_server, tmp_path, tus_backend, tus_max_open_per_client="3") as api:
         answers = await asyncio.gather(*(_create(api, 1000) for _ in range(16)))
         statuses = sorted(r.status for r in answers)
         assert statuses == [201] * 3 + [429] * 13, statuses
-        assert len(_tus_uploads(api)) == 3
+        assert len(await tus_backend.uploads(api)) == 3
 
 
 async def test_api_processes_sharing_the_uploads_share_the_bound(
-    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    tus_backend: TusBackend,
 ) -> None:
-    settings = api_settings(tmp_path, redis_server.url, tus_max_open_per_client="3")
+    settings = api_settings(
+        tmp_path, redis_server.url, tus_max_open_per_client="3", **tus_backend.settings
+    )
     async with running_api(settings, "alice") as one, running_api(settings, "alice") as two:
         answers = await asyncio.gather(*(_create(api, 1000) for api in [one, two] * 8))
         statuses = sorted(r.status for r in answers)
@@ -130,30 +143,38 @@ async def test_api_processes_sharing_the_uploads_share_the_bound(
 
 
 async def test_the_sweeper_keeps_the_count_of_open_uploads(
-    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    tus_backend: TusBackend,
 ) -> None:
-    async with _api(redis_server, tmp_path, tus_max_open_per_client="2") as api:
+    async with _api(redis_server, tmp_path, tus_backend, tus_max_open_per_client="2") as api:
         urls = [await _created(api, 1000) for _ in range(2)]
-        store = TusStore(api.settings.effective_tus_dir)
+        store = tus_backend.store(api)
         # A sweep that finds everything of its own older than its grace: the count of the
         # open uploads is not such a leftover.
-        assert await store.sweep(now=time.time() + 60, stale_s=1) == 0
+        assert await store.sweep(after_s=60, stale_s=1) == 0
         assert (await _create(api, 1000)).status == 429
         # Expired and swept, they count no more.
-        assert await store.sweep(now=time.time() + 2 * api.settings.tus_expiry_s) == 2
+        assert await store.sweep(after_s=2 * api.settings.tus_expiry_s) == 2
         await _created(api, 1000)
         for url in urls:
             assert (await api.http.head(url, headers={**_auth(api), **TUS})).status == 404
 
 
 async def test_the_declared_bytes_of_open_uploads_are_bounded(
-    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    tus_backend: TusBackend,
 ) -> None:
-    async with _api(redis_server, tmp_path, tus_max_open_bytes_per_client="1000") as api:
+    async with _api(
+        redis_server, tmp_path, tus_backend, tus_max_open_bytes_per_client="1000"
+    ) as api:
         first = await _created(api, 600)
         status, code = await _error(await _create(api, 500))
         assert (status, code) == (413, "open_uploads_too_large")
-        assert len(_tus_uploads(api)) == 1
+        assert len(await tus_backend.uploads(api)) == 1
         await _created(api, 400)  # 1000 in all: at the budget, not past it
         assert (await _create(api, 1)).status == 413
         await _delete(api, first)
@@ -172,7 +193,7 @@ async def test_the_quota_holds_on_multipart_uploads(
         # Past the room mid-stream: refused, and the bytes that arrived are not kept.
         status, code = await _error(await api.upload(_jpeg(1500)))
         assert (status, code) == (413, "quota_exceeded")
-        assert len(_originals(api)) == 1 and len(await _photo_ids(api)) == 1
+        assert len(await _originals(api)) == 1 and len(await _photo_ids(api)) == 1
         assert (await api.upload(_jpeg(1000))).status == 201  # exactly at the quota
         # At the quota: refused before the body is read.
         status, code = await _error(await api.upload(_jpeg(10)))
@@ -186,7 +207,7 @@ async def test_the_quota_holds_on_multipart_uploads(
         resp = await api.http.delete(f"{api.url}/v1/photos/{photo}", headers=_auth(api))
         assert resp.status == 204
         assert (await api.upload(_jpeg(1900))).status == 201
-        assert len(_originals(api)) == 3  # the deleted photo's original went with it
+        assert len(await _originals(api)) == 3  # the deleted photo's original went with it
 
 
 async def test_concurrent_uploads_cannot_both_slip_under_the_quota(
@@ -229,7 +250,7 @@ async def test_concurrent_uploads_cannot_both_slip_under_the_quota(
         finally:
             release.set()
         assert sorted(await asyncio.gather(*racing)) == [201, 413]
-        assert len(_originals(api)) == 1 and len(await _photo_ids(api)) == 1
+        assert len(await _originals(api)) == 1 and len(await _photo_ids(api)) == 1
         assert await api.state.catalog.stored_bytes(await _client_id(api)) == 3 * mb
 
 
@@ -268,7 +289,7 @@ async def test_a_multipart_upload_past_the_quota_is_cut_short(
         assert (await api.upload(_jpeg(mb))).status == 201
         answer = await asyncio.wait_for(send(_jpeg(100)), 10)  # at the quota: no room at all
         assert answer == (413, "quota_exceeded")
-        assert len(_originals(api)) == 2 and len(await _photo_ids(api)) == 2
+        assert len(await _originals(api)) == 2 and len(await _photo_ids(api)) == 2
 
 
 async def _client_id(api: Api) -> str:
@@ -281,14 +302,17 @@ async def _client_id(api: Api) -> str:
 
 
 async def test_the_quota_holds_on_tus_uploads(
-    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    tus_backend: TusBackend,
 ) -> None:
-    async with _api(redis_server, tmp_path, client_quota_bytes="3000") as api:
+    async with _api(redis_server, tmp_path, tus_backend, client_quota_bytes="3000") as api:
         assert (await api.upload(_jpeg(2000))).status == 201
         # Refused at creation, before a byte is sent, when the upload cannot fit.
         status, code = await _error(await _create(api, 1500))
         assert (status, code) == (413, "quota_exceeded")
-        assert _tus_uploads(api) == []
+        assert await tus_backend.uploads(api) == []
         url = await _created(api, 1000)
         # The room went to another upload meanwhile: the last byte is refused before the
         # copy to the blob store, and the upload stays complete, waiting for room.
@@ -296,7 +320,7 @@ async def test_the_quota_holds_on_tus_uploads(
         data = _jpeg(1000)
         status, code = await _error(await _patch(api, url, 0, data))
         assert (status, code) == (413, "quota_exceeded")
-        assert len(_originals(api)) == 2 and len(await _photo_ids(api)) == 2
+        assert len(await _originals(api)) == 2 and len(await _photo_ids(api)) == 2
         head = await api.http.head(url, headers={**_auth(api), **TUS})
         assert head.headers["Upload-Offset"] == "1000" and "Filmstrip-Photo-Id" not in head.headers
         # Room made: an empty PATCH finishes it.
@@ -305,7 +329,7 @@ async def test_the_quota_holds_on_tus_uploads(
         assert resp.status == 204
         resp = await _patch(api, url, 1000, b"")
         assert resp.status == 204 and resp.headers["Filmstrip-Photo-Id"]
-        assert len(_originals(api)) == 2
+        assert len(await _originals(api)) == 2
         assert await api.state.catalog.stored_bytes(await _client_id(api)) == 3000
 
 

@@ -1,5 +1,7 @@
 """tus 1.0 at /v1/uploads: the real ``tuspy`` client, a cut connection resumed, and every
-way a chunk or an upload is refused leaving nothing behind."""
+way a chunk or an upload is refused leaving nothing behind. Every test that needs the api
+runs on both stores of partial uploads (``tus_backend``): local files and the shared one
+(catalog + S3 on moto)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import base64
 import hashlib
 import io
 import logging
-import time
+import os
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,17 +20,31 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from tusclient.client import TusClient
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import PhotoStatus
 from protocols import openapi
 from services.api.app import create_app
-from services.api.tus.store import TusStore, UploadLocked
-from tests.api.conftest import Api, api_settings
+from services.api.tus.store import UploadLocked
+from tests.api.conftest import Api, TusBackend, api_settings, running_api
+from tests.support.redis_server import RedisServer
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}
+
+
+@pytest.fixture
+async def api(
+    tus_backend: TusBackend, redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """The api with partial uploads in the store ``tus_backend`` names."""
+    settings = api_settings(
+        tmp_path, redis_server.url, max_upload_bytes="400000", **tus_backend.settings
+    )
+    async with running_api(settings, "alice") as running:
+        yield running
 
 
 def _headers(api: Api, token: str | None = None, **extra: str) -> dict[str, str]:
@@ -96,18 +113,8 @@ async def _server_saw_cut(caplog: pytest.LogCaptureFixture) -> None:
     raise AssertionError("the server never noticed the cut connection")
 
 
-def _tus_files(api: Api) -> list[str]:
-    """Every file of the tus store but the per-client creation locks (which stay)."""
-    root = api.settings.effective_tus_dir
-    return sorted(
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and not (p.parent.parent.name == ".clients" and p.name == "lock")
-    )
-
-
-def _originals(api: Api) -> list[str]:
-    return [f for f in api.blob_files() if f.startswith("originals/")]
+async def _originals(api: Api) -> list[str]:
+    return await api.blob_keys("originals/")
 
 
 async def test_options_announces_tus_without_a_token(api: Api) -> None:
@@ -123,7 +130,9 @@ async def test_options_announces_tus_without_a_token(api: Api) -> None:
     assert "sha1" in resp.headers["Tus-Checksum-Algorithm"].split(",")
 
 
-async def test_cut_connection_is_resumed_by_tuspy(api: Api, corpus: Path) -> None:
+async def test_cut_connection_is_resumed_by_tuspy(
+    api: Api, tus_backend: TusBackend, corpus: Path
+) -> None:
     data = (corpus / "real/Landscape_6.jpg").read_bytes()
     url = await _create(api, len(data))
     half = len(data) // 2
@@ -153,7 +162,7 @@ async def test_cut_connection_is_resumed_by_tuspy(api: Api, corpus: Path) -> Non
     assert await api.waiting_jobs() == 1
     assert await api.photo_count() == 1
     # The partial bytes are freed once the upload is a photo.
-    assert not any(f.endswith("/data") for f in _tus_files(api))
+    assert await tus_backend.bytes_held(api) == []
 
     status = await api.http.get(url, headers=api.auth)
     body = await status.json()
@@ -279,15 +288,15 @@ async def test_too_large_is_413(api: Api, corpus: Path) -> None:
     assert await _offset(api, url) == 0
 
 
-async def test_not_a_photo_is_415_and_forgotten(api: Api) -> None:
+async def test_not_a_photo_is_415_and_forgotten(api: Api, tus_backend: TusBackend) -> None:
     text = b"just some text, certainly not a photo; " * 10
     url = await _create(api, len(text))
     resp = await _patch(api, url, 0, text)
     assert resp.status == 415
     assert (await resp.json())["error"]["code"] == "unsupported_type"
     assert (await api.http.head(url, headers=_headers(api))).status == 404
-    assert _tus_files(api) == []
-    assert api.blob_files() == []
+    assert await tus_backend.leftovers(api) == []
+    assert await api.blob_keys() == []
     assert await api.photo_count() == 0
 
 
@@ -306,14 +315,16 @@ async def test_another_clients_upload_is_404(api: Api, corpus: Path) -> None:
     assert await _offset(api, url) == 0  # untouched, still there for its owner
 
 
-async def test_protocol_version_is_required(api: Api) -> None:
+async def test_protocol_version_is_required(api: Api, tus_backend: TusBackend) -> None:
     resp = await api.http.post(f"{api.url}/v1/uploads", headers={**api.auth, "Upload-Length": "10"})
     assert resp.status == 412
     assert resp.headers["Tus-Version"] == "1.0.0"
-    assert _tus_files(api) == []
+    assert await tus_backend.leftovers(api) == []
 
 
-async def test_termination_deletes_the_upload(api: Api, corpus: Path) -> None:
+async def test_termination_deletes_the_upload(
+    api: Api, tus_backend: TusBackend, corpus: Path
+) -> None:
     data = (corpus / "real/Landscape_1.jpg").read_bytes()
     url = await _create(api, len(data))
     assert (await _patch(api, url, 0, data[:2000])).status == 204
@@ -321,19 +332,18 @@ async def test_termination_deletes_the_upload(api: Api, corpus: Path) -> None:
     assert resp.status == 204
     assert (await api.http.head(url, headers=_headers(api))).status == 404
     assert (await api.http.delete(url, headers=_headers(api))).status == 404
-    assert _tus_files(api) == []
+    assert await tus_backend.leftovers(api) == []
 
 
-async def test_expired_uploads_are_swept(api: Api, corpus: Path) -> None:
+async def test_expired_uploads_are_swept(api: Api, tus_backend: TusBackend, corpus: Path) -> None:
     data = (corpus / "real/Landscape_1.jpg").read_bytes()
     stale = await _create(api, len(data))
     assert (await _patch(api, stale, 0, data[:2000])).status == 204
     # A second store over the same directory, as another api process would have.
-    store = TusStore(api.settings.effective_tus_dir)
+    store = tus_backend.store(api)
     assert await store.sweep() == 0
-    later = time.time() + api.settings.tus_expiry_s + 1
-    assert await store.sweep(now=later) == 1
-    assert _tus_files(api) == []
+    assert await store.sweep(after_s=api.settings.tus_expiry_s + 1) == 1
+    assert await tus_backend.leftovers(api) == []
     assert (await api.http.head(stale, headers=_headers(api))).status == 404
 
 
@@ -347,7 +357,7 @@ async def test_same_bytes_again_are_a_duplicate(api: Api, corpus: Path) -> None:
     assert resp.status == 204
     assert resp.headers["Filmstrip-Photo-Id"] == photo_id
     assert resp.headers["Filmstrip-Duplicate"] == "true"
-    assert _originals(api) == [f"originals/{photo_id}"]
+    assert await _originals(api) == [f"originals/{photo_id}"]
     assert await api.waiting_jobs() == 1
     # Repeating the final (empty) PATCH is harmless and answers the same.
     again = await _patch(api, url, len(data), b"")
@@ -370,18 +380,18 @@ def test_openapi_document_describes_every_tus_route(tmp_path: Path) -> None:
     assert routes == documented
 
 
-async def test_one_writer_at_a_time_across_processes(api: Api) -> None:
+async def test_one_writer_at_a_time_across_processes(api: Api, tus_backend: TusBackend) -> None:
     url = await _create(api, 1000)
     upload_id = url.rsplit("/", 1)[1]
     # Two stores over one directory stand for two api processes: flock keeps them apart.
-    first = TusStore(api.settings.effective_tus_dir, lock_wait_s=0.1)
-    second = TusStore(api.settings.effective_tus_dir, lock_wait_s=0.1)
+    first = tus_backend.store(api, lock_wait_s=0.1)
+    second = tus_backend.store(api, lock_wait_s=0.1)
     async with first.locked(upload_id):
         with pytest.raises(UploadLocked):
             async with second.locked(upload_id):
                 pass
         # A sweep does not delete an upload someone is writing, even if expired.
-        assert await second.sweep(now=time.time() + 10 * api.settings.tus_expiry_s) == 0
+        assert await second.sweep(after_s=10 * api.settings.tus_expiry_s) == 0
     async with second.locked(upload_id):
         pass
     # Over HTTP the busy answer is a retryable 503.
@@ -392,14 +402,14 @@ async def test_one_writer_at_a_time_across_processes(api: Api) -> None:
         assert (await resp.json())["error"]["code"] == "upload_locked"
 
 
-async def test_bytes_past_the_committed_offset_are_never_shown(api: Api, corpus: Path) -> None:
+async def test_bytes_past_the_committed_offset_are_never_shown(
+    api: Api, tus_backend: TusBackend, corpus: Path
+) -> None:
     data = (corpus / "real/Landscape_1.jpg").read_bytes()
     url = await _create(api, len(data))
     assert (await _patch(api, url, 0, data[:3000])).status == 204
     # A writer that died after writing but before committing left garbage behind.
-    upload_dir = api.settings.effective_tus_dir / url.rsplit("/", 1)[1]
-    with (upload_dir / "data").open("ab") as f:
-        f.write(b"garbage" * 100)
+    await tus_backend.write_past_offset(api, url.rsplit("/", 1)[1], b"garbage" * 100)
     assert await _offset(api, url) == 3000
     resp = await _patch(api, url, 3000, data[3000:])
     assert resp.status == 204
@@ -407,14 +417,16 @@ async def test_bytes_past_the_committed_offset_are_never_shown(api: Api, corpus:
     assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
 
 
-async def test_a_refused_creation_with_upload_keeps_nothing(api: Api) -> None:
+async def test_a_refused_creation_with_upload_keeps_nothing(
+    api: Api, tus_backend: TusBackend
+) -> None:
     wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
     headers = _headers(
         api, **PATCH_TYPE, **{"Upload-Length": "5000", "Upload-Checksum": f"sha1 {wrong}"}
     )
     resp = await api.http.post(f"{api.url}/v1/uploads", headers=headers, data=b"\xff\xd8\xff" * 9)
     assert resp.status == 460
-    assert _tus_files(api) == []
+    assert await tus_backend.leftovers(api) == []
 
 
 async def test_an_upload_refused_at_its_last_byte_leaves_no_original(
@@ -436,7 +448,7 @@ async def test_an_upload_refused_at_its_last_byte_leaves_no_original(
     resp = await _patch(api, url, 1000, data[1000:])
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "session_not_found"
-    assert _originals(api) == []
+    assert await _originals(api) == []
     assert await api.photo_count() == 0
 
     # The bytes stay with the upload: once recording can succeed, an empty PATCH at the
@@ -445,7 +457,7 @@ async def test_an_upload_refused_at_its_last_byte_leaves_no_original(
     resp = await _patch(api, url, len(data), b"")
     assert resp.status == 204
     assert await api.state.catalog.get_photo(resp.headers["Filmstrip-Photo-Id"]) is not None
-    assert len(_originals(api)) == 1
+    assert len(await _originals(api)) == 1
 
 
 async def _raw_request(api: Api, head: str, headers: bytes) -> tuple[int, dict[str, Any]]:
@@ -469,13 +481,15 @@ async def _raw_request(api: Api, head: str, headers: bytes) -> tuple[int, dict[s
     return int(status_line.split()[1]), orjson.loads(body)
 
 
-async def test_non_ascii_metadata_and_checksums_are_400_not_500(api: Api) -> None:
+async def test_non_ascii_metadata_and_checksums_are_400_not_500(
+    api: Api, tus_backend: TusBackend
+) -> None:
     """Found by the atheris fuzzer: base64 of a non-ASCII header value raised ValueError."""
     status, body = await _raw_request(
         api, "POST /v1/uploads", b"Upload-Length: 10\r\nUpload-Metadata: filename YS5q\xd8\r\n"
     )
     assert (status, body["error"]["code"]) == (400, "bad_metadata"), body
-    assert _tus_files(api) == []
+    assert await tus_backend.leftovers(api) == []
     url = await _create(api, 10)
     status, body = await _raw_request(
         api,
@@ -485,3 +499,139 @@ async def test_non_ascii_metadata_and_checksums_are_400_not_500(api: Api) -> Non
     )
     assert (status, body["error"]["code"]) == (400, "bad_checksum"), body
     assert await _offset(api, url) == 0
+
+
+# --- uploads larger than a part: S3 multipart parts and a tail between PATCHes -----------
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+async def big_api(
+    tus_backend: TusBackend, redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """The api taking uploads of several S3 parts (8 MiB each)."""
+    settings = api_settings(
+        tmp_path, redis_server.url, max_upload_bytes=str(64 * MIB), **tus_backend.settings
+    )
+    async with running_api(settings, "alice") as running:
+        yield running
+
+
+def _big_jpeg(size: int) -> bytes:
+    return b"\xff\xd8\xff\xe0" + os.urandom(size - 4)
+
+
+async def test_a_large_upload_in_odd_chunks_arrives_whole(big_api: Api) -> None:
+    """Chunks that end mid-part, exactly at a part, a byte past one: each PATCH goes on
+    at the committed offset and the original is the upload, byte for byte."""
+    api = big_api
+    data = _big_jpeg(21 * MIB + 12345)
+    url = await _create(api, len(data))
+    cuts = [3 * MIB, 8 * MIB, 8 * MIB + 1, 16 * MIB, 17 * MIB, len(data)]
+    offset = 0
+    for end in cuts:
+        resp = await _patch(api, url, offset, data[offset:end])
+        assert resp.status == 204, await resp.text()
+        offset = end
+        assert int(resp.headers["Upload-Offset"]) == offset
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    photo = await api.state.catalog.get_photo(photo_id)
+    assert photo is not None and photo.sha256 == hashlib.sha256(data).hexdigest()
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+
+
+async def test_a_large_cut_patch_keeps_what_arrived(
+    big_api: Api, tus_backend: TusBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filmstrip.api.tus")
+    api = big_api
+    data = _big_jpeg(18 * MIB)
+    url = await _create(api, len(data))
+    arrived = 9 * MIB + 777  # a part and a piece of the next
+    await _cut_patch(api, url, 0, len(data), data[:arrived])
+    await _wait_offset(api, url, arrived)
+    resp = await _patch(api, url, arrived, data[arrived:])
+    assert resp.status == 204, await resp.text()
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+    assert await tus_backend.bytes_held(api) == []
+
+
+async def test_a_large_chunk_failing_its_checksum_spoils_nothing(big_api: Api) -> None:
+    """Its parts may have reached S3 before the checksum was known: none of them is
+    recorded, and the upload then completes with the right bytes."""
+    api = big_api
+    data = _big_jpeg(12 * MIB)
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[: 2 * MIB])).status == 204
+    wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
+    garbled = os.urandom(9 * MIB)
+    resp = await _patch(api, url, 2 * MIB, garbled, **{"Upload-Checksum": f"sha1 {wrong}"})
+    assert resp.status == 460
+    assert await _offset(api, url) == 2 * MIB
+    resp = await _patch(api, url, 2 * MIB, data[2 * MIB :])
+    assert resp.status == 204
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+
+
+async def test_an_expired_large_upload_leaves_nothing(
+    big_api: Api, tus_backend: TusBackend
+) -> None:
+    api = big_api
+    data = _big_jpeg(20 * MIB)
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[: 10 * MIB + 3])).status == 204
+    held = await tus_backend.bytes_held(api)
+    if tus_backend.name == "s3":  # a part in a multipart upload, the rest in a tail
+        assert len(held) == 2 and held[0].startswith("multipart "), held
+        assert held[1].startswith(f"uploads/{url.rsplit('/', 1)[1]}/tail-"), held
+    else:
+        assert held
+    assert await tus_backend.store(api).sweep(after_s=api.settings.tus_expiry_s + 1) == 1
+    assert await tus_backend.leftovers(api) == []
+    assert (await api.http.head(url, headers=_headers(api))).status == 404
+
+
+async def test_terminating_a_large_upload_leaves_nothing(
+    big_api: Api, tus_backend: TusBackend
+) -> None:
+    api = big_api
+    data = _big_jpeg(20 * MIB)
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[: 10 * MIB + 3])).status == 204
+    assert await tus_backend.bytes_held(api) != []
+    assert (await api.http.delete(url, headers=_headers(api))).status == 204
+    # The multipart upload aborted, its tail deleted: nothing waits for the sweeper.
+    assert await tus_backend.leftovers(api) == []
+
+
+async def test_small_chunks_are_not_read_back_on_every_patch(
+    big_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mobile SDKs send 0.5-2 MB chunks: each PATCH writes its own bytes, and the tail is
+    read back only to fill a part (or fold many small objects), not on every PATCH."""
+    api = big_api
+    data = _big_jpeg(10 * MIB + 5)
+    read = 0
+    get_bytes = api.state.blobs.get_bytes
+
+    async def counting(key: str) -> bytes:
+        nonlocal read
+        got = await get_bytes(key)
+        read += len(got)
+        return got
+
+    monkeypatch.setattr(api.state.blobs, "get_bytes", counting)
+    url = await _create(api, len(data))
+    step = 200 * 1024
+    for offset in range(0, len(data), step):
+        resp = await _patch(api, url, offset, data[offset : offset + step])
+        assert resp.status == 204, await resp.text()
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    monkeypatch.undo()
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+    # Read back: the first part's worth once, the last tail once (the copy into the
+    # original streams, it does not read whole). Every PATCH reading the tail: ~200 MiB.
+    assert read <= 2 * len(data), read

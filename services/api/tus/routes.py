@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -37,6 +36,7 @@ from services.api.errors import ApiError
 from services.api.json import json_response
 from services.api.middleware import client_of, trace_id_of
 from services.api.state import STATE, ApiState, state_of
+from services.api.tus.backends import open_tus_store
 from services.api.tus.protocol import (
     CHECKSUM_MISMATCH,
     OFFSET_CONTENT_TYPE,
@@ -82,8 +82,9 @@ def setup_tus(app: web.Application, *, background: bool = True) -> None:
     app.on_response_prepare.append(_add_tus_resumable)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app[STATE].settings
-        store = TusStore(settings.effective_tus_dir)
+        state = app[STATE]
+        settings = state.settings
+        store = open_tus_store(settings, state.catalog, state.blobs)
         await store.open()
         app[TUS_STORE] = store
         sweeper = (
@@ -94,6 +95,7 @@ def setup_tus(app: web.Application, *, background: bool = True) -> None:
         yield
         if sweeper is not None:
             await cancel_and_wait(sweeper)
+        await store.close()
 
     app.cleanup_ctx.append(store_ctx)
 
@@ -256,11 +258,12 @@ async def _receive(
     if request.content_length is not None and offset + request.content_length > upload.length:
         raise ApiError(413, "exceeds_length", f"the body runs past Upload-Length ({upload.length})")
 
-    # Expiry slides: an upload in active use does not expire under its client.
-    upload.expires_at = time.time() + state.settings.tus_expiry_s
     try:
         upload, cut = await store.append(
-            upload, _body(request, state.settings.tus_idle_timeout_s), checksum=checksum
+            upload,
+            _body(request, state.settings.tus_idle_timeout_s),
+            ttl_s=state.settings.tus_expiry_s,
+            checksum=checksum,
         )
     except ChecksumMismatch as exc:
         raise ApiError(CHECKSUM_MISMATCH, exc.code, exc.message) from None
