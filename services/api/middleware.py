@@ -17,7 +17,7 @@ from filmstrip.events import new_trace_id
 from filmstrip.logs import trace_id_var
 from services.api.edge import Handler, credentials_of, route_template
 from services.api.errors import ApiError, error_response, from_filmstrip_error
-from services.api.state import state_of
+from services.api.state import ApiState, state_of
 
 log = logging.getLogger("filmstrip.api")
 
@@ -143,8 +143,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
     token = credentials.token
     client = None
+    state = state_of(request)
     if token is not None:
-        client = await state_of(request).catalog.client_for_token(hash_token(token))
+        token_hash = hash_token(token)
+        client = await state.catalog.client_for_token(token_hash)
+        if client is not None and state.token_use.due(token_hash):
+            await _record_use(state, token_hash)
     if client is None:
         raise ApiError(
             401,
@@ -154,6 +158,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
     request[CLIENT] = client
     return await handler(request)
+
+
+async def _record_use(state: ApiState, token_hash: str) -> None:
+    """Stamp the token's last use (about once a minute); a failure costs only the stamp."""
+    try:
+        await state.catalog.record_token_use(token_hash, fresh_s=state.token_use.every_s)
+    except (FilmstripError, OSError) as exc:
+        log.warning("could not record a token's last use: %s", exc)
 
 
 # Routes reachable without a token besides those outside /v1 (signed blob URLs check their

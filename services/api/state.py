@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from filmstrip.auth.token_use import TokenUse
 from filmstrip.blobs import BlobStore
 from filmstrip.catalog import Catalog
 from filmstrip.events import EventPublisher
@@ -23,6 +24,7 @@ class ApiState:
     queue: JobQueue
     events: EventPublisher
     signing_secret: bytes
+    token_use: TokenUse = field(default_factory=TokenUse)
 
 
 STATE: web.AppKey[ApiState] = web.AppKey("filmstrip_api_state", ApiState)

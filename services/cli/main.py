@@ -11,11 +11,13 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from filmstrip import file_modes
+from filmstrip import __version__, file_modes
 from filmstrip.logs import setup_logging
 from filmstrip.settings import Settings, SettingsError, load_settings
 
 ROLES = ("api", "worker", "bus")
+# The help's description: argparse prints it as it stands, so no markup.
+DESCRIPTION = "Filmstrip: run a role (api, worker, bus), everything at once (dev), or admin tasks."
 
 
 def _run(coro: Coroutine[Any, Any, int | None]) -> int:
@@ -119,15 +121,25 @@ def main(argv: list[str] | None = None) -> int:
     # A native crash (a decoder fed a hostile file) then leaves every thread's Python
     # stack on stderr instead of a bare exit code.
     faulthandler.enable()
-    parser = argparse.ArgumentParser(prog="filmstrip", description=__doc__)
+    parser = argparse.ArgumentParser(prog="filmstrip", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"filmstrip {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for role in ROLES:
         sub.add_parser(role, help=f"run the {role} role (settings from FILMSTRIP_* variables)")
     sub.add_parser("dev", help="run everything on this machine: private Redis, api, worker, bus")
-    token = sub.add_parser("token", help="manage API tokens")
+    token = sub.add_parser(
+        "token",
+        help="manage API tokens (in the catalog the settings name; each command says which)",
+    )
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="create a client (if new) and print a token")
     create.add_argument("client_name")
+    create.add_argument(
+        "--create-catalog",
+        action="store_true",
+        help="make the catalog if there is none yet (else that is refused: the settings"
+        " probably point at the wrong place)",
+    )
     create.add_argument(
         "--admin",
         action=argparse.BooleanOptionalAction,
@@ -135,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         help="make the client an admin (queue admin, dashboard); --no-admin takes the role"
         " away; without either a new client is not an admin and an existing one keeps its role",
     )
+    listing = token_sub.add_parser(
+        "list", help="each token's client, role, creation and last use (never the token)"
+    )
+    listing.add_argument("--revoked", action="store_true", help="include revoked tokens")
     revoke = token_sub.add_parser("revoke", help="revoke a token, or all of a client's")
     revoke.add_argument("token", nargs="?")
     revoke.add_argument("--client", dest="client_name")
@@ -162,7 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         from services.cli import tokens
 
         if args.token_command == "create":
-            return _run(tokens.create(settings, args.client_name, admin=args.admin))
+            return _run(
+                tokens.create(
+                    settings,
+                    args.client_name,
+                    admin=args.admin,
+                    create_catalog=args.create_catalog,
+                )
+            )
+        if args.token_command == "list":
+            return _run(tokens.list_tokens(settings, revoked=args.revoked))
         return _run(tokens.revoke(settings, args.token, args.client_name))
     if args.command == "migrate":
         return _migrate(settings, args)

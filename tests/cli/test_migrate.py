@@ -407,7 +407,8 @@ async def test_a_refusal_comes_before_anything_is_written(tmp_path: Path) -> Non
     source = Target("", "", env)
     made = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.cli.main", "token", "create", "someone"],
+        [sys.executable, "-m", "services.cli.main", "token", "create", "someone",
+         "--create-catalog"],
         env=env, cwd=ROOT, capture_output=True, timeout=60,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr

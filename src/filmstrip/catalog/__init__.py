@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 from filmstrip.catalog.base import Catalog, QuotaExceeded, utcnow
 from filmstrip.catalog.models import (
     ClientRecord,
@@ -10,12 +13,14 @@ from filmstrip.catalog.models import (
     PhotoRecord,
     PhotoStatus,
     SessionRecord,
+    TokenRecord,
 )
 from filmstrip.errors import LogicError
 from filmstrip.settings import Settings, database_backend, sqlite_path
 
 __all__ = [
     "Catalog",
+    "CatalogMissing",
     "ClientRecord",
     "DerivativeRecord",
     "OutboxEntry",
@@ -23,6 +28,7 @@ __all__ = [
     "PhotoStatus",
     "QuotaExceeded",
     "SessionRecord",
+    "TokenRecord",
     "catalog_for_url",
     "open_catalog",
     "utcnow",
@@ -44,10 +50,34 @@ def catalog_for_url(url: str, *, pool_size: int = 4) -> Catalog:
     raise LogicError(f"no catalog driver for {scheme!r} URLs", code="bad_catalog_url")
 
 
-async def open_catalog(settings: Settings) -> Catalog:
-    """The configured catalog, connected and with its schema in place."""
-    catalog = catalog_for_url(
-        settings.effective_database_url, pool_size=settings.database_pool_size
-    )
-    await catalog.connect()
+class CatalogMissing(LogicError):
+    """``open_catalog(create=False)`` found no catalog at the URL (no SQLite file, or a
+    database without the catalog's tables)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"there is no catalog at {url}", code="catalog_missing")
+        self.url = url
+
+
+async def open_catalog(settings: Settings, *, create: bool = True) -> Catalog:
+    """The configured catalog, connected and with its schema in place. With ``create``
+    False, a catalog that does not exist yet is not made: :class:`CatalogMissing`."""
+    url = settings.effective_database_url
+    catalog = catalog_for_url(url, pool_size=settings.database_pool_size)
+    if create:
+        await catalog.connect()
+        return catalog
+    # Connecting makes an SQLite file: look for it first.
+    if database_backend(url) == "sqlite" and not await asyncio.to_thread(
+        os.path.isfile, sqlite_path(url)
+    ):
+        raise CatalogMissing(url)
+    await catalog.connect(migrate=False)
+    try:
+        if "clients" not in await catalog.run_transaction(lambda tx: tx.tables()):
+            raise CatalogMissing(url)
+        await catalog.create_schema()
+    except BaseException:
+        await catalog.close()
+        raise
     return catalog

@@ -29,6 +29,7 @@ from filmstrip.catalog.models import (
     PhotoRecord,
     PhotoStatus,
     SessionRecord,
+    TokenRecord,
 )
 from filmstrip.errors import DataError
 
@@ -660,6 +661,38 @@ class Catalog(abc.ABC):
         if row is None:
             return None
         return ClientRecord(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3])
+
+    async def record_token_use(self, token_hash: str, *, fresh_s: float = 60.0) -> bool:
+        """Stamp the token's last use with the database's clock, unless a stamp younger
+        than ``fresh_s`` is there (so api processes together write it about once per
+        ``fresh_s``); whether it wrote."""
+
+        def work(tx: Transaction) -> int:
+            now = tx.now()
+            return tx.execute(
+                "UPDATE tokens SET last_used_at = ? WHERE token_hash = ? "
+                "AND (last_used_at IS NULL OR last_used_at < ?)",
+                (now, token_hash, shift_time(now, -fresh_s)),
+            )
+
+        return await self.run_transaction(work) > 0
+
+    async def list_tokens(self, *, revoked: bool = False) -> list[TokenRecord]:
+        """Every live token (with ``revoked``, revoked ones too), by client name, then
+        oldest first."""
+        rows = await self._fetchall(
+            "SELECT c.id, c.name, c.is_admin, t.created_at, t.last_used_at, t.revoked_at "
+            "FROM tokens t JOIN clients c ON c.id = t.client_id"
+            + ("" if revoked else " WHERE t.revoked_at IS NULL")
+            + " ORDER BY c.name, t.created_at"
+        )
+        return [
+            TokenRecord(
+                client_id=r[0], client_name=r[1], is_admin=bool(r[2]), created_at=r[3],
+                last_used_at=r[4], revoked_at=r[5],
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def revoke_token(self, token_hash: str) -> bool:
         """Revoke one token; False if unknown or already revoked."""

@@ -153,12 +153,21 @@ def _tus_uploads(tx: Transaction) -> None:
     tx.execute("CREATE INDEX IF NOT EXISTS tus_uploads_expiry ON tus_uploads (expires_at)")
 
 
+def _token_last_used(tx: Transaction) -> None:
+    # When the token last authenticated a request, for ``filmstrip token list``. Written at
+    # most about once a minute per token (filmstrip/auth/token_use.py and a guarded
+    # UPDATE), never on every request.
+    if "last_used_at" not in tx.columns("tokens"):
+        tx.execute("ALTER TABLE tokens ADD COLUMN last_used_at TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "clients, tokens, sessions, photos, outbox", _tables),
     Migration(2, "photos.follow_up: the deferred stages a completed photo awaits", _follow_up),
     Migration(3, "clients.stored_bytes: the bytes of the client's originals", _stored_bytes),
     Migration(4, "service_secrets: keys all processes share (URL signing)", _service_secrets),
     Migration(5, "tus_uploads: partial uploads whose bytes are in the blob store", _tus_uploads),
+    Migration(6, "tokens.last_used_at: when each token was last used", _token_last_used),
 )
 
 # Each touches only rows not yet filled in: those of catalogs from before the column, and

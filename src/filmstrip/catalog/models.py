@@ -63,6 +63,18 @@ class ClientRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_at: str
 
 
+class TokenRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A token as ``filmstrip token list`` shows it: never the token, only its client and
+    times (``last_used_at`` is stamped at most about once a minute)."""
+
+    client_id: str
+    client_name: str
+    is_admin: bool
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
 class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     client_id: str

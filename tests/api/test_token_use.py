@@ -1,0 +1,45 @@
+"""A request's token has its last use stamped in the catalog, at most about once a minute
+(per process by :class:`TokenUse`, across processes by the catalog's guarded update)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from filmstrip.auth import hash_token
+from filmstrip.auth.token_use import TokenUse
+from tests.api.conftest import Api
+
+
+async def _last_used(api: Api) -> str | None:
+    rows = await api.state.catalog._fetchall(
+        "SELECT last_used_at FROM tokens WHERE token_hash = ?", (hash_token(api.token),)
+    )
+    return rows[0][0]
+
+
+async def test_a_request_stamps_its_tokens_last_use(api: Api) -> None:
+    assert await _last_used(api) is None
+    async with api.http.get(f"{api.url}/v1/photos", headers=api.auth) as resp:
+        assert resp.status == 200
+    first = await _last_used(api)
+    assert first is not None
+    await asyncio.sleep(0.01)
+    async with api.http.get(f"{api.url}/v1/photos", headers=api.auth) as resp:
+        assert resp.status == 200
+    assert await _last_used(api) == first  # within the minute: not written again
+
+    api.state.token_use = TokenUse(every_s=0)  # an interval of zero: every request writes
+    async with api.http.get(f"{api.url}/v1/photos", headers=api.auth) as resp:
+        assert resp.status == 200
+    assert (await _last_used(api) or "") > first
+
+
+def test_each_token_is_due_once_per_interval() -> None:
+    uses = TokenUse(every_s=0.05, max_tokens=3)
+    assert uses.due("a") and not uses.due("a") and uses.due("b")
+    for name in "cdef":  # past max_tokens the memory is cut, never grows without bound
+        uses.due(name)
+    assert len(uses._recorded) <= 3
+    time.sleep(0.06)
+    assert uses.due("b")
