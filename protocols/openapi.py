@@ -598,6 +598,26 @@ def web_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/docs": {
+            "get": {
+                "summary": "Interactive documentation of this API (Swagger UI)",
+                "security": [],
+                "responses": html,
+            }
+        },
+        "/docs/assets/{name}": {
+            "get": {
+                "summary": "Swagger UI's script, style and icon, served from the package",
+                "security": [],
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "the file"},
+                    "404": _error("no such asset"),
+                },
+            }
+        },
         "/v1/config": {
             "get": {
                 "summary": "Public client configuration: where the event bus listens",

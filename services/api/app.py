@@ -19,6 +19,7 @@ from protocols import openapi
 from services.api import (
     checks,
     deletion,
+    docs,
     health,
     listing,
     photos,
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.router.add_post(f"{q}/pause", queues.pause)
     app.router.add_post(f"{q}/resume", queues.resume)
     web_pages.add_routes(app)  # gallery, dashboard, /metrics, /v1/config (web area)
+    docs.add_routes(app)  # /docs: Swagger UI over /v1/openapi.json
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = open_redis(settings, command_timeout_s=5)

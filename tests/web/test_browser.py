@@ -460,3 +460,40 @@ def test_dashboard_counts_rise_and_a_failed_job_is_retried(
     expect(page.locator("#paused-state")).to_have_text("Paused")
     page.get_by_role("button", name="Resume").click()
     expect(page.locator("#paused-state")).to_have_text("Running")
+
+
+def test_api_docs_from_the_gallery_footer_list_every_operation_from_here_alone(
+    stack: Stack, page: Any
+) -> None:
+    """``/docs`` (Swagger UI from the wheel, served by the api) is linked from the gallery's
+    footer, lists every operation of the served OpenAPI document, and loads nothing from
+    anywhere but this server (a CSP violation would fail the ``page`` fixture too)."""
+    expect = playwright_api.expect
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{stack.api}/")
+    page.locator("footer").get_by_role("link", name="API documentation").click()
+    expect(page).to_have_url(f"{stack.api}/docs")
+    status, document = _request(stack, "GET", "/v1/openapi.json", stack.token)
+    assert status == 200
+    methods = {"get", "put", "post", "delete", "options", "head", "patch"}
+    operations = [
+        (method, path)
+        for path, ops in document["paths"].items()
+        for method in ops
+        if method in methods
+    ]
+    expect(page.locator(".opblock")).to_have_count(len(operations), timeout=LIVE_MS)
+    expect(page.locator(".info .title")).to_contain_text("Filmstrip")
+    # Open one operation: its body and answers render from the document.
+    check = page.locator(".opblock-post").filter(has_text="/v1/photos/check")
+    check.locator(".opblock-summary").click()
+    expect(page.locator(".opblock.is-open .responses-wrapper")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(SHOTS / "api-docs.png"))
+
+    elsewhere = [
+        url for url in requested if not url.startswith(("data:", "blob:", stack.api + "/"))
+    ]
+    assert not elsewhere, elsewhere
+    assert f"{stack.api}/docs/assets/swagger-ui-bundle.js" in requested

@@ -56,3 +56,26 @@ async def test_config_is_public_and_points_at_the_bus_on_the_callers_host(api: W
         headers={"Host": "photos.example:8080", "X-Forwarded-Proto": "https"},
     )
     assert (await resp.json())["bus_url"] == "wss://photos.example:18081/ws"
+
+
+async def test_docs_page_and_only_the_assets_it_loads_are_served_without_a_token(
+    api: WebApi,
+) -> None:
+    resp = await api.http.get(f"{api.url}/docs")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    html = await resp.text()
+    # Every script and style the page names is ours, on this server.
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert refs and all(ref.startswith(("/docs/assets/", "/static/")) for ref in refs), refs
+    csp = resp.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+    for ref in refs:
+        asset = await api.http.get(f"{api.url}{ref}")
+        assert asset.status == 200, ref
+    bundle = await api.http.get(f"{api.url}/docs/assets/swagger-ui-bundle.js")
+    assert bundle.content_type in ("text/javascript", "application/javascript")
+    assert b"SwaggerUIBundle" in await bundle.read()
+    # Only the listed files: not the rest of the wheel, nor anything beside it.
+    for name in ("swagger-editor-bundle.js", "..%2F__init__.py", "%2e%2e%2fcore.py"):
+        refused = await api.http.get(f"{api.url}/docs/assets/{name}")
+        assert refused.status == 404, name
