@@ -61,7 +61,9 @@ class SeaweedFS:
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             # A restart elects its master in ~2.6 s instead of ~13.
             "-master.electionTimeout=1s",
-            "-master.volumeSizeLimitMB=64", "-volume.max=20",
+            # Room for a 2,000-photo soak (~2 GB with derivatives; volumes grow 7 at a
+            # time): 20 volumes of 64 MB fill up within one.
+            "-master.volumeSizeLimitMB=64", "-volume.max=200",
         ]  # fmt: skip
 
     def start(self, *, timeout: float = 60.0) -> None:

@@ -38,7 +38,7 @@ class ClientStats:
     refused: int = 0
     reconnects: int = 0
     drops: dict[str, int] = field(default_factory=dict)
-    answered_as_duplicate: int = 0  # a retry of an upload that had been stored after all
+    answered_as_duplicate: int = 0  # retries of an upload that had been stored after all
     in_flight: dict[str, int] = field(default_factory=dict)  # api url -> uploads under way
 
 
@@ -78,7 +78,9 @@ async def run_client(
                 if status in (200, 201):
                     stats.upload_latency.append(time.monotonic() - started)
                     stats.accepted.setdefault(body["photo_id"], started)
-                    if status == 200:
+                    if status == 200 and attempt:
+                        # A retry (of an attempt cut or refused) answered as the duplicate
+                        # of what an earlier attempt stored after all.
                         stats.answered_as_duplicate += 1
                     if is_bad:
                         stats.expected_bad.add(body["photo_id"])
