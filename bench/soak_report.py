@@ -65,10 +65,10 @@ async def bare_figures(
         means[layout] = ((before[layout][0] + after[0]) / 2, (before[layout][1] + after[1]) / 2)
     best = max(layouts, key=lambda layout: means[layout][0])
     bare, bare_cpu = means[best]
-    others = "; ".join(f"{layout}: {means[layout][0]:.1f}" for layout in layouts if layout != best)
+    others = "".join(f"; {layout}: {means[layout][0]:.1f}" for layout in layouts if layout != best)
     report["bare pipeline photos/s (same photo mix, faster layout)"] = (
         f"{bare:.1f} ({best} threads; before {before[best][0]:.1f},"
-        f" after {afters[best]:.1f}; {others})"
+        f" after {afters[best]:.1f}{others})"
     )
     report["ratio end-to-end / bare (target >= 0.85)"] = f"{rate / bare:.2f}"
     # The same comparison in CPU, counting only the system's own processes: the clients
