@@ -350,6 +350,12 @@ class Host:
         if not isinstance(out, int):
             out.close()
         self.procs = [p for p in self.procs if p.poll() is None] + [proc]
+        # Back once it is on the host: a kill right after must find it in the namespace.
+        target, deadline = _ns_id(f"/run/netns/{self.netns}"), time.monotonic() + 10
+        while _ns_id(f"/proc/{proc.pid}/ns/net") != target and proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]} did not reach host {self.name}")
+            time.sleep(0.001)
         return proc
 
     def run(self, argv: list[str], *, timeout: float = 60, **kw: Any) -> str:
@@ -371,6 +377,7 @@ class Host:
         is gone (the tmpfs lived in its mount namespace)."""
         kill_netns(self.netns)
         for proc in [*self.procs, *([self.init] if self.init else [])]:
+            proc.kill()  # one of ours that was not in the namespace (yet) goes too
             proc.wait()
         self.procs = []
         self.init = None

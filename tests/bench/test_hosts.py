@@ -138,9 +138,14 @@ def test_a_cut_link_hangs_until_it_is_restored(network: Network) -> None:
 def test_a_killed_host_loses_every_process_and_its_disk(network: Network) -> None:
     a = network.hosts["a"]
     sleepers = [a.popen(["sleep", "300"]) for _ in range(2)]
-    a.run(["sh", "-c", f"echo lost > {a.disk}/state"])
+    # And one that a process of the host started, which the harness never saw.
+    a.popen(["sh", "-c", f"sleep 300 & echo $! > {a.disk}/child; wait"])
+    while not a.outside("child").exists() or not a.outside("child").read_text().strip():
+        time.sleep(0.01)
+    child = int(a.outside("child").read_text())
     a.kill()
     assert [p.poll() for p in sleepers] == [-signal.SIGKILL] * 2
+    assert _gone(child)
     assert a.init is None
     a.boot()
     assert a.run(["ls", "-A", str(a.disk)]).strip() == ""
@@ -188,3 +193,17 @@ def test_what_a_killed_run_left_is_removed_by_the_next() -> None:
     assert not Path(f"/proc/{init}").exists()
     # Nobody else's namespaces: only names that carry a dead run's pid are touched.
     assert all(n.startswith(PREFIX) for n in removed if "/" not in n)
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie waiting for its new parent counts)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.01)
+    return False
