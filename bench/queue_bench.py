@@ -3,15 +3,18 @@
 Runs no-op jobs through ``filmstrip.queue`` (one Python process, uvloop) and through BullMQ
 (one Node process, installed by this script into a temp folder from the npm registry), and
 prints jobs/s for bulk enqueue and for processing at concurrency 1, 10 and 50, the ratio
-ours/BullMQ, and Redis memory per 100,000 waiting jobs.
+ours/BullMQ, and Redis memory per 100,000 waiting jobs. With ``--cluster`` ours also runs
+on a private 3-node Redis Cluster (its keys are on one slot, so one node serves the queue;
+scripts go through redis-py's cluster client), with the ratio cluster/single.
 
-    python bench/queue_bench.py [--jobs 20000] [--skip-bullmq]
+    python bench/queue_bench.py [--jobs 20000] [--skip-bullmq] [--cluster]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import statistics
@@ -21,12 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from redis.asyncio.cluster import RedisCluster as RedisClusterClient
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-import redis.asyncio as aioredis  # noqa: E402
-
 from filmstrip.queue import Consumer, Job, JobQueue, NewJob, QueueOptions  # noqa: E402
+from filmstrip.redis_client import RedisClient, open_redis  # noqa: E402
+from filmstrip.settings import load_settings  # noqa: E402
+from tests.support.redis_cluster import RedisCluster  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 CONCURRENCIES = (1, 10, 50)
@@ -38,7 +44,10 @@ PREFETCH = 32
 BULLMQ_SCRIPT = Path(__file__).with_name("bullmq_bench.js")
 
 
-async def _used_memory(redis: aioredis.Redis) -> int:
+async def _used_memory(redis: RedisClient) -> int:
+    if isinstance(redis, RedisClusterClient):
+        per_node = await redis.info("memory", target_nodes=RedisClusterClient.PRIMARIES)
+        return sum(int(info["used_memory"]) for info in per_node.values())
     info = await redis.info("memory")
     return int(info["used_memory"])
 
@@ -60,7 +69,8 @@ def _jobs(n: int) -> list[NewJob]:
 
 
 async def bench_ours(url: str, n: int) -> dict[str, float]:
-    redis = aioredis.Redis.from_url(url)
+    # The roles' own client (a cluster is recognised from the URL).
+    redis = await open_redis(load_settings({"FILMSTRIP_REDIS_URL": url}))
     out: dict[str, float] = {}
     await redis.flushall()
     queue = JobQueue(redis, QueueOptions(name="bench-enqueue"))
@@ -132,6 +142,7 @@ def main() -> None:
         "--rounds", type=int, default=3, help="alternate ours and BullMQ; medians are shown"
     )
     parser.add_argument("--skip-bullmq", action="store_true")
+    parser.add_argument("--cluster", action="store_true", help="ours on a 3-node Redis Cluster too")
     args = parser.parse_args()
     try:
         import uvloop
@@ -141,16 +152,21 @@ def main() -> None:
         pass
     ours: list[dict[str, float]] = []
     theirs: list[dict[str, float]] = []
+    clustered: list[dict[str, float]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bullmq-bench-") as tmp,
         RedisServer(appendonly=False) as server,
+        contextlib.ExitStack() as stack,
     ):
+        cluster = stack.enter_context(RedisCluster()) if args.cluster else None
         script = None if args.skip_bullmq else install_bullmq(tmp)
-        # Alternating the two sides spreads this machine's slow spells over both.
+        # Alternating the sides spreads this machine's slow spells over all of them.
         for _ in range(args.rounds):
             ours.append(asyncio.run(bench_ours(server.url, args.jobs)))
             if script is not None:
                 theirs.append(bench_bullmq(script, server.port, args.jobs))
+            if cluster is not None:
+                clustered.append(asyncio.run(bench_ours(cluster.url, args.jobs)))
     print(f"{args.jobs} no-op jobs, redis {server.port}, python {sys.version.split()[0]}, "
           f"median of {args.rounds} alternating rounds")  # fmt: skip
     print(f"{'':28}{'ours':>12}{'BullMQ 5':>12}{'ratio':>8}{'per round':>24}")
@@ -170,6 +186,16 @@ def main() -> None:
         print(f"{label:28}{a:12,.1f}{b:12,.1f}{ratio}{spread:>24}")
     print("(memory: lower is better; the anchors on these machines are BullMQ ~3,200 jobs/s at")
     print(" concurrency 1 and 12,000-14,000 at 10-50)")
+    if clustered:
+        print(f"\n{'ours':28}{'single':>12}{'cluster':>12}{'ratio':>8}{'per round':>24}")
+        for label, mine, _other in rows:
+            a = median([r[mine] for r in ours])
+            b = median([r[mine] for r in clustered])
+            per_round = [c[mine] / r[mine] for r, c in zip(ours, clustered, strict=True)]
+            if mine == "memory":
+                a, b = a / 2**20, b / 2**20
+            spread = " ".join(f"{x:.2f}" for x in per_round)
+            print(f"{label:28}{a:12,.1f}{b:12,.1f}{b / a:8.2f}{spread:>24}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""Session-wide real services: a private redis-server; helpers for the corpus."""
+"""Session-wide real services: a private redis-server, a private 3-node Redis Cluster
+(started only if a test asks for it); helpers for the corpus.
+
+A test module marked ``both_redis`` runs each of its tests twice, on the single server and
+on the cluster, through the ``redis_kind`` / ``redis_url`` / ``redis`` fixtures; a test in
+it that asks for ``redis_server`` itself (to restart or kill it) runs on the single one.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 
+from filmstrip.redis_client import RedisClient, open_redis
+from filmstrip.settings import load_settings
 from tests.support import postgres
 from tests.support.moto_server import MotoServer
+from tests.support.redis_cluster import RedisCluster, strict_scripts
 from tests.support.redis_server import RedisServer
+
+REDIS_KINDS = ("single", "cluster")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (
+        "redis_kind" in metafunc.fixturenames
+        and metafunc.definition.get_closest_marker("both_redis") is not None
+        and "redis_server" not in metafunc.fixturenames
+    ):
+        metafunc.parametrize("redis_kind", REDIS_KINDS, indirect=True)
+
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -27,10 +48,46 @@ def redis_server() -> Iterator[RedisServer]:
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """One private 3-node Redis Cluster for the whole run (about 2 s to start)."""
+    cluster = RedisCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    """A client on the private server; the database is emptied after each test."""
-    client = aioredis.Redis.from_url(redis_server.url)
+def redis_kind(request: pytest.FixtureRequest) -> str:
+    """``single`` or ``cluster``: which Redis the test runs on (``both_redis`` runs both)."""
+    return getattr(request, "param", "single")
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, redis_kind: str) -> str:
+    """The URL of the Redis this test runs on."""
+    server = request.getfixturevalue("redis_cluster" if redis_kind == "cluster" else "redis_server")
+    url: str = server.url
+    return url
+
+
+def redis_env(redis_url: str, redis_kind: str) -> dict[str, str]:
+    """The ``FILMSTRIP_REDIS_*`` settings of a role on this test's Redis."""
+    return {
+        "FILMSTRIP_REDIS_URL": redis_url,
+        "FILMSTRIP_REDIS_CLUSTER": "true" if redis_kind == "cluster" else "false",
+    }
+
+
+@pytest.fixture
+async def redis(redis_url: str, redis_kind: str) -> AsyncIterator[RedisClient]:
+    """A client (the roles' own) on the test's Redis; every node is emptied after each test."""
+    client = await open_redis(load_settings(redis_env(redis_url, redis_kind)))
+    if isinstance(client, ClusterClient):
+        # Scripts the test registers through it may touch no key of another slot.
+        await strict_scripts(client)
     yield client
     try:
         await client.flushall()

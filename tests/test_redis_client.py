@@ -1,33 +1,40 @@
-"""The roles' Redis client: a burst waits for a pooled connection instead of failing, and
-a pool still dry after the wait is told apart from Redis being down."""
+"""The roles' Redis client, on one Redis and on a cluster: a burst waits for a connection
+(a turn, on a cluster) instead of failing, a pool still dry after the wait is told apart
+from Redis being down, and a cluster is recognised from its URL alone."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.exceptions import ConnectionError, MaxConnectionsError
 
 from filmstrip import redis_client
-from filmstrip.redis_client import open_redis
-from filmstrip.settings import load_settings
+from filmstrip.redis_client import RedisClient, WaitingRedisCluster, open_redis
+from filmstrip.settings import SettingsError, load_settings
+from tests.conftest import redis_env
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, free_port
 
-OpenRedis = Callable[..., aioredis.Redis]
+pytestmark = pytest.mark.both_redis
+
+OpenRedis = Callable[..., Awaitable[RedisClient]]
 
 
 @pytest.fixture
-async def make_redis(redis_server: RedisServer) -> AsyncIterator[OpenRedis]:
-    """Factory: ``open_redis`` with ``FILMSTRIP_*`` values given as ``name=value``."""
-    clients: list[aioredis.Redis] = []
+async def make_redis(redis_url: str, redis_kind: str) -> AsyncIterator[OpenRedis]:
+    """Factory: ``open_redis`` on the test's Redis, with ``FILMSTRIP_*`` values given as
+    ``name=value``."""
+    clients: list[RedisClient] = []
 
-    def make(**env: str) -> aioredis.Redis:
-        environ = {"FILMSTRIP_REDIS_URL": redis_server.url}
+    async def make(**env: str) -> RedisClient:
+        environ = redis_env(redis_url, redis_kind)
         environ.update({f"FILMSTRIP_{k.upper()}": v for k, v in env.items()})
-        client = open_redis(load_settings(environ))
+        client = await open_redis(load_settings(environ))
         clients.append(client)
         return client
 
@@ -37,40 +44,49 @@ async def make_redis(redis_server: RedisServer) -> AsyncIterator[OpenRedis]:
 
 
 async def test_a_burst_waits_for_a_free_connection(make_redis: OpenRedis) -> None:
-    redis = make_redis(redis_max_connections="2", redis_pool_wait_s="5")
-    # 50 calls at once on 2 connections: redis-py's default pool fails 48 of them at once.
+    redis = await make_redis(redis_max_connections="2", redis_pool_wait_s="5")
+    # 50 calls at once on 2 connections: redis-py's default pool fails 48 of them at once
+    # (on a cluster: its per-node pool of 2 does).
     replies = await asyncio.gather(*(redis.incr("burst") for _ in range(50)))
     assert sorted(replies) == list(range(1, 51))
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in range(3):
+            pipe.incr(f"burst:{n}")
+        assert await pipe.execute() == [1, 1, 1]
 
 
 async def test_a_pool_dry_past_the_wait_is_out_of_connections(make_redis: OpenRedis) -> None:
-    redis = make_redis(redis_max_connections="1", redis_pool_wait_s="0.3")
-    pool = redis.connection_pool
-    held = await pool.get_connection()
-    try:
-        started = time.monotonic()
-        with pytest.raises(MaxConnectionsError):
-            await redis.ping()
-        assert time.monotonic() - started >= 0.25  # it waited before giving up
-    finally:
-        await pool.release(held)
+    redis = await make_redis(redis_max_connections="1", redis_pool_wait_s="0.3")
+    holder = asyncio.create_task(redis.blpop(["nothing-comes"], timeout=1))  # the one connection
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(MaxConnectionsError):
+        await redis.ping()
+    assert time.monotonic() - started >= 0.25  # it waited before giving up
+    with pytest.raises(MaxConnectionsError):
+        async with redis.pipeline(transaction=False) as pipe:
+            await pipe.get("x").execute()
+    assert await holder is None
     assert await redis.ping()  # and the returned connection serves again
 
 
 async def test_redis_down_is_not_out_of_connections(make_redis: OpenRedis) -> None:
-    redis = make_redis(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    redis = await make_redis(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    # Not redis-py's RedisClusterException on a cluster: callers ride out ConnectionError.
     with pytest.raises(ConnectionError) as caught:
         await redis.ping()
     assert not isinstance(caught.value, MaxConnectionsError)
 
 
 async def test_a_returned_connection_wakes_a_waiter_even_past_a_cancelled_one(
-    make_redis: OpenRedis, monkeypatch: pytest.MonkeyPatch
+    make_redis: OpenRedis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Waiters are woken by the release itself (not by their periodic recheck, pushed out
-    of reach here), and a waiter cancelled while queued does not swallow the wake-up."""
+    of reach here), and a waiter cancelled while queued does not swallow the wake-up.
+    (The single server's pool: asking for ``redis_server`` keeps it off the cluster.)"""
     monkeypatch.setattr(redis_client, "_RECHECK_S", 60.0)
-    redis = make_redis(redis_max_connections="1", redis_pool_wait_s="30")
+    redis = await make_redis(redis_max_connections="1", redis_pool_wait_s="30")
+    assert isinstance(redis, aioredis.Redis)
     pool = redis.connection_pool
     held = await pool.get_connection()
     gone = asyncio.create_task(redis.ping())
@@ -81,3 +97,53 @@ async def test_a_returned_connection_wakes_a_waiter_even_past_a_cancelled_one(
     await asyncio.gather(gone, return_exceptions=True)
     await pool.release(held)
     assert await asyncio.wait_for(waiting, 5)
+
+
+async def test_auto_recognises_a_cluster_from_its_url(redis_url: str, redis_kind: str) -> None:
+    for value in ("auto", ""):
+        client = await open_redis(
+            load_settings({"FILMSTRIP_REDIS_URL": redis_url, "FILMSTRIP_REDIS_CLUSTER": value})
+        )
+        try:
+            if redis_kind == "cluster":
+                assert isinstance(client, WaitingRedisCluster)
+                await client.set("k", "v")  # and it serves
+            else:
+                assert isinstance(client, aioredis.Redis)
+        finally:
+            await client.aclose()
+
+
+async def test_auto_takes_a_redis_that_does_not_answer_for_a_single_one() -> None:
+    """A role that starts while Redis is down still starts (and says Redis is down)."""
+    settings = load_settings({"FILMSTRIP_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    client = await asyncio.wait_for(open_redis(settings), 5)
+    try:
+        assert isinstance(client, aioredis.Redis)
+    finally:
+        await client.aclose()
+
+
+def test_the_cluster_setting_is_checked_at_start() -> None:
+    with pytest.raises(SettingsError, match="FILMSTRIP_REDIS_CLUSTER"):
+        load_settings({"FILMSTRIP_REDIS_CLUSTER": "sometimes"})
+    with pytest.raises(SettingsError, match="a Redis Cluster is reached over"):
+        load_settings({"FILMSTRIP_REDIS_URL": "unix:///tmp/r.sock", "FILMSTRIP_REDIS_CLUSTER": "1"})
+    assert load_settings({"FILMSTRIP_REDIS_CLUSTER": "yes"}).redis_cluster_mode is True
+    assert load_settings({}).redis_cluster_mode is None
+
+
+async def test_a_cluster_client_reaches_every_node(redis_cluster: RedisCluster) -> None:
+    """Keys spread over the slots (no hash tag) land on every master and read back."""
+    redis = await open_redis(load_settings(redis_env(redis_cluster.url, "cluster")))
+    assert isinstance(redis, ClusterClient)
+    try:
+        names = [f"spread:{n}" for n in range(60)]
+        for name in names:
+            await redis.set(name, name)
+        nodes = {redis.get_node_from_key(name).name for name in names}
+        assert len(nodes) == len(redis.get_primaries()) == 3
+        assert [await redis.get(name) for name in names] == [n.encode() for n in names]
+        await redis.delete(*names)
+    finally:
+        await redis.aclose()

@@ -1,5 +1,5 @@
 """The lean script caller: same replies as redis-py, survives flushes, cancels and (when
-asked to) a Redis restart."""
+asked to) a Redis restart; on a cluster it goes to each call's slot through redis-py."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from filmstrip.redis_client import open_redis
 from filmstrip.script_wire import KEEP_IDLE, ScriptWire
 from filmstrip.settings import load_settings
+from tests.conftest import redis_env
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.both_redis
 
 _ECHO_KEY = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
 
@@ -30,8 +35,37 @@ async def test_keys_can_be_given_per_call(redis: aioredis.Redis) -> None:
     wire = ScriptWire(redis, redis.register_script(_ECHO_KEY))
     assert await wire.call(["wire:a"], ["x"]) == b"x"
     assert await wire.call([b"wire:b"], [3]) == b"3"
-    assert await redis.mget("wire:a", "wire:b") == [b"x", b"3"]
+    # On a cluster these keys live on three different nodes.
+    names = ["wire:a", "wire:b", *(f"wire:{n}" for n in range(20))]
+    for name in names[2:]:
+        assert await wire.call([name], [name]) == name.encode()
+    assert [await redis.get(name) for name in names[:2]] == [b"x", b"3"]
     await wire.aclose()
+
+
+async def test_on_a_cluster_only_a_reconnecting_wire_sends_a_call_again(
+    redis_cluster: RedisCluster,
+) -> None:
+    """A script whose reply was lost may have run: a plain wire (the queue's STEP and
+    ACTIVATE) must not send it again, as redis-py's own retries would."""
+    settings = load_settings(redis_env(redis_cluster.url, "cluster"))
+    client, control = await open_redis(settings), await open_redis(settings)
+    script = client.register_script("return redis.call('INCR', KEYS[1])")
+    plain = ScriptWire(client, script, [b"{w}runs"])
+    reconnecting = ScriptWire(client, script, [b"{w}runs"], reconnect=True)
+    kill = ("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    try:
+        assert await plain([]) == 1
+        # Cut every connection the wires' client keeps (not the control client's own).
+        await control.execute_command(*kill, target_nodes=ClusterClient.ALL_NODES)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await plain([])
+        await control.execute_command(*kill, target_nodes=ClusterClient.ALL_NODES)
+        assert await reconnecting([]) == 2
+        await control.delete("{w}runs")
+    finally:
+        await client.aclose()
+        await control.aclose()
 
 
 @pytest.fixture
@@ -80,9 +114,10 @@ async def test_a_burst_of_calls_gives_its_connections_back(redis_server: RedisSe
     keeps at most ``KEEP_IDLE`` of them: other callers are not starved."""
     settings = load_settings(
         {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "4",
-         "FILMSTRIP_REDIS_POOL_WAIT_S": "1"}
+         "FILMSTRIP_REDIS_POOL_WAIT_S": "1", "FILMSTRIP_REDIS_CLUSTER": "false"}
     )  # fmt: skip
-    client = open_redis(settings)
+    client = await open_redis(settings)
+    assert isinstance(client, aioredis.Redis)
     wire = ScriptWire(client, client.register_script(_ECHO_KEY))
     try:
         replies = await asyncio.gather(*(wire.call(["wire:burst"], [i]) for i in range(50)))

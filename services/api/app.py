@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     docs.add_routes(app)  # /docs: Swagger UI over /v1/openapi.json
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        redis = open_redis(settings, command_timeout_s=5)
+        redis = await open_redis(settings, command_timeout_s=5)
         catalog = await open_catalog(settings)
         blobs = await open_blob_store(settings)
         state = ApiState(

@@ -26,12 +26,12 @@ import logging
 import math
 import time
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from redis.commands.core import AsyncScript
 from redis.exceptions import MaxConnectionsError, RedisError
 
 from filmstrip import keys
+from filmstrip.redis_client import RedisClient
 from services.api.edge import Handler, credentials_of, route_template
 from services.api.errors import ApiError
 from services.api.middleware import CLIENT
@@ -74,7 +74,7 @@ _MAX_NOTES = 10_000
 class RateLimiter:
     """Token buckets in Redis; :meth:`take` answers how long to wait (0 = go ahead)."""
 
-    def __init__(self, redis: aioredis.Redis, *, rate_per_s: float, burst: int) -> None:
+    def __init__(self, redis: RedisClient, *, rate_per_s: float, burst: int) -> None:
         self._script: AsyncScript = redis.register_script(_TAKE)
         self._rate = rate_per_s
         self._burst = burst

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
@@ -32,6 +31,7 @@ from filmstrip.events import EventPublisher, completion_once_key, forget_once
 from filmstrip.lease import Lease, LeaseLost
 from filmstrip.pipeline import resolve_stages, split_deferred
 from filmstrip.queue import JobError, JobQueue, JobState
+from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings
 from protocols.events import PHOTO_FAILED, failure_data
 from protocols.jobs import deferred_job_id_for, follow_up_job
@@ -89,13 +89,13 @@ async def sweep_orphan_blobs(
     return removed
 
 
-async def orphan_sweep_due(redis: aioredis.Redis) -> bool:
+async def orphan_sweep_due(redis: RedisClient) -> bool:
     """True unless an orphan sweep finished within the sweep interval (call holding the
     round's lease, so no other process sweeps meanwhile)."""
     return not await redis.exists(keys.orphan_sweep_gate())
 
 
-async def orphan_sweep_done(redis: aioredis.Redis, interval_s: float) -> None:
+async def orphan_sweep_done(redis: RedisClient, interval_s: float) -> None:
     """Record a finished sweep: the next is due in ``interval_s``. Only once it finished,
     so a sweep that died halfway runs again at the next round, not an interval later."""
     await redis.set(keys.orphan_sweep_gate(), "1", px=int(interval_s * 1000))
@@ -187,7 +187,7 @@ ROUND_LEASE_S = 15.0
 
 async def reconcile_once(
     settings: Settings,
-    redis: aioredis.Redis,
+    redis: RedisClient,
     catalog: Catalog,
     blobs: BlobStore,
     queue: JobQueue,
@@ -231,7 +231,7 @@ async def reconcile_once(
 
 async def run_reconciler(
     settings: Settings,
-    redis: aioredis.Redis,
+    redis: RedisClient,
     catalog: Catalog,
     blobs: BlobStore,
     queue: JobQueue,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from filmstrip.auth.token_use import TokenUse
@@ -12,13 +11,14 @@ from filmstrip.blobs import BlobStore
 from filmstrip.catalog import Catalog
 from filmstrip.events import EventPublisher
 from filmstrip.queue import JobQueue
+from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings
 
 
 @dataclass
 class ApiState:
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     catalog: Catalog
     blobs: BlobStore
     queue: JobQueue

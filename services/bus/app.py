@@ -7,13 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from filmstrip.catalog import Catalog, open_catalog
 from filmstrip.errors import FilmstripError
-from filmstrip.redis_client import open_redis
+from filmstrip.redis_client import RedisClient, open_redis
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from protocols import ws
@@ -32,7 +31,7 @@ log = logging.getLogger("filmstrip.bus")
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
 HANDLER = web.AppKey("handler", SocketHandler)
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 CATALOG = web.AppKey("catalog", Catalog)
 SUBSCRIBER = web.AppKey("subscriber", EventSubscriber)
 PRESENCE = web.AppKey("presence", Presence)
@@ -76,7 +75,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = open_redis(settings)
+    redis = await open_redis(settings)
     catalog = await open_catalog(settings)
     replay = ReplayReader(redis)
     hub = Hub(replay)

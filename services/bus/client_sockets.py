@@ -11,6 +11,7 @@ stop counting within ``ttl_s``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
+from filmstrip.redis_client import RedisClient
 
 log = logging.getLogger("filmstrip.bus.sockets")
 
@@ -57,7 +59,7 @@ return #ARGV - 1
 class ClientSockets:
     """This bus's share of the per-client socket counts."""
 
-    def __init__(self, redis: aioredis.Redis, *, cap: int, ttl_s: float) -> None:
+    def __init__(self, redis: RedisClient, *, cap: int, ttl_s: float) -> None:
         self.cap = cap
         self.ttl_ms = max(int(ttl_s * 1000), 1)
         self._redis = redis
@@ -92,6 +94,15 @@ class ClientSockets:
         by_client: dict[str, list[str]] = defaultdict(list)
         for socket_id, client_id in self._mine.items():
             by_client[client_id].append(socket_id)
+        if not isinstance(self._redis, aioredis.Redis):
+            # A cluster pipeline does not load scripts (its EVALSHA fails NOSCRIPT on a
+            # node that never ran it): one call per client, each to its client's slot.
+            await asyncio.gather(*(
+                self._refresh(keys=[keys.bus_client_sockets(client_id)],
+                              args=[self.ttl_ms, *sockets])
+                for client_id, sockets in by_client.items()
+            ))  # fmt: skip
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
             for client_id, sockets in by_client.items():
                 await self._refresh(

@@ -16,11 +16,11 @@ import os
 import socket
 import time
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.instance import instance_name
+from filmstrip.redis_client import RedisClient
 from services.bus.client_sockets import ClientSockets
 from services.bus.hub import Hub
 
@@ -32,7 +32,7 @@ class Presence:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         hub: Hub,
         *,
         port: int,

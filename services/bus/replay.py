@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from filmstrip import keys
+from filmstrip.redis_client import RedisClient
 from services.bus import streamid
 from services.bus.streamid import StreamId
 
@@ -17,7 +18,7 @@ _BATCH = 200
 class ReplayReader:
     """XRANGE over ``keys.client_events(client_id)`` in batches."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def entries_after(
@@ -52,7 +53,7 @@ class ReplayReader:
         """
         try:
             info = await self._redis.xinfo_stream(keys.client_events(client_id))
-        except aioredis.ResponseError:
+        except ResponseError:
             return False  # no stream: nothing was ever kept, or all of it expired
         first = info.get("first-entry")
         if not first:

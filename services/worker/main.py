@@ -28,7 +28,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     configure_vips(PipelineOptions.from_settings(settings))
     configure_pool(settings.pipeline_threads)
     # No reply timeout: the consumer's XREADGROUP blocks longer on purpose.
-    redis = open_redis(settings)
+    redis = await open_redis(settings)
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))

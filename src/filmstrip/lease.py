@@ -20,8 +20,9 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from filmstrip.redis_client import RedisClient
 
 log = logging.getLogger("filmstrip.lease")
 
@@ -47,7 +48,7 @@ class LeaseLost(Exception):
 class Lease:
     """One holder's claim on ``key``: at most one holder at a time across processes."""
 
-    def __init__(self, redis: aioredis.Redis, key: str, *, ttl_s: float) -> None:
+    def __init__(self, redis: RedisClient, key: str, *, ttl_s: float) -> None:
         self.key = key
         self.ttl_ms = max(int(ttl_s * 1000), 1)
         self.token = secrets.token_hex(16)

@@ -4,6 +4,11 @@ redis-py re-encodes every argument of every call and wraps each command in sever
 of bookkeeping; for STEP, called once per job at concurrency 1, that cost as much as the
 round trip itself. Here the script's constant part (EVALSHA, sha, keys, base arguments) is
 encoded once and the call goes straight to a pooled connection.
+
+On a Redis Cluster the call goes through redis-py's cluster client instead, which routes
+it to the node owning the keys' slot and follows the cluster when slots move or a node
+fails over: redoing that here would save ~50 µs of client CPU per call (measured: 153 vs
+100 µs a call on loopback), little next to a round trip to a cluster on the network.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+
+from filmstrip.redis_client import RedisClient, unreachable_as_connection_error
 
 
 def _bulk(value: bytes) -> bytes:
@@ -45,7 +53,7 @@ class ScriptWire:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         script: AsyncScript,
         keys: Sequence[bytes] = (),
         base_args: Sequence[bytes] = (),
@@ -55,6 +63,9 @@ class ScriptWire:
         self._redis = redis
         self._script = script
         self._reconnect = reconnect
+        self._cluster = redis if isinstance(redis, RedisCluster) else None
+        self._keys = list(keys)
+        self._base_args = list(base_args)
         self._sha = _bulk(script.sha.encode())
         fixed = [b"EVALSHA", script.sha.encode(), b"%d" % len(keys), *keys, *base_args]
         self._fixed = len(fixed)
@@ -67,6 +78,8 @@ class ScriptWire:
 
     async def __call__(self, args: Sequence[Any]) -> Any:
         """Run the script with ``args`` after the base arguments; loads it after a flush."""
+        if self._cluster is not None:
+            return await self._on_cluster(self._cluster, self._keys, [*self._base_args, *args])
         packed = b"".join([
             b"*%d\r\n" % (self._fixed + len(args)),
             self._head,
@@ -77,6 +90,8 @@ class ScriptWire:
     async def call(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run the script with these ``keys`` and ``args`` (on a wire made without keys
         or base arguments)."""
+        if self._cluster is not None:
+            return await self._on_cluster(self._cluster, keys, args)
         packed = b"".join([
             b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + len(keys) + len(args)),
             self._sha,
@@ -84,6 +99,24 @@ class ScriptWire:
             *[_bulk(_encode(a)) for a in (*keys, *args)],
         ])  # fmt: skip
         return await self._run(packed)
+
+    async def _on_cluster(
+        self, cluster: RedisCluster, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Any:
+        if self._reconnect or not keys:
+            # redis-py sends it again on a fresh connection (and to the slot's new owner).
+            return await self._script(keys=keys, args=args)
+        # To the slot's node without redis-py's retries: a script whose reply was lost
+        # must not run twice. MOVED and ASK are still followed (they mean it did not run).
+        with unreachable_as_connection_error():
+            await cluster.initialize()
+            node = cluster.get_node_from_key(keys[0])
+        command = ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        try:
+            return await cluster.execute_command(*command, target_nodes=node)
+        except redis.exceptions.NoScriptError:
+            await cluster.script_load(self._script.script)
+            return await cluster.execute_command(*command, target_nodes=node)
 
     async def _run(self, packed: bytes) -> Any:
         try:
@@ -105,6 +138,7 @@ class ScriptWire:
             return await self._send(packed)
 
     async def _send(self, packed: bytes) -> Any:
+        assert isinstance(self._redis, aioredis.Redis)
         pool = self._redis.connection_pool
         conn = self._idle.pop() if self._idle else await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
@@ -125,10 +159,13 @@ class ScriptWire:
         if len(self._idle) < KEEP_IDLE:
             self._idle.append(conn)
         else:
+            assert isinstance(self._redis, aioredis.Redis)
             await self._redis.connection_pool.release(conn)
 
     async def aclose(self) -> None:
         """Give the kept connections back to the pool."""
+        if not isinstance(self._redis, aioredis.Redis):
+            return
         pool = self._redis.connection_pool
         while self._idle:
             await pool.release(self._idle.pop())

@@ -35,6 +35,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Where embedded state lives: private Redis data, filesystem blobs, SQLite.
     data_dir: str = "./var"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Whether redis_url names a Redis Cluster: auto asks the server (INFO cluster) at start,
+    # so the URL a PaaS hands out works as it is (one that does not answer is taken for a
+    # single server); true/false skip the question.
+    redis_cluster: str = "auto"
     # Each process's Redis pool (filmstrip/redis_client.py). A call holds a connection only
     # for its round trip, so 50 serve hundreds of concurrent requests; past them a call
     # waits this long for one to come back before failing as "out of connections".
@@ -243,6 +247,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return sqlite_url(self.db_path or str(self.data_path / "filmstrip.db"))
 
     @property
+    def redis_cluster_mode(self) -> bool | None:
+        """True or False as set, None for ``auto`` or empty (ask the server)."""
+        low = self.redis_cluster.strip().lower()
+        return None if low in ("auto", "") else _coerce(low, bool)
+
+    @property
     def embedded_redis_dir(self) -> Path:
         """Where ``filmstrip dev``'s private redis-server keeps its files."""
         return self.data_path / "redis"
@@ -353,6 +363,16 @@ def _check(s: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{sources['database_url']}={redacted_url(s.database_url)!r} must be a sqlite:///path "
             "(sqlite:////path when absolute) or postgresql:// URL"
+        )
+    try:
+        cluster = s.redis_cluster_mode
+    except ValueError:
+        raise SettingsError(
+            f"{_env_name('redis_cluster')}={s.redis_cluster!r} must be auto, true or false"
+        ) from None
+    if cluster and s.redis_url.startswith("unix://"):
+        raise SettingsError(
+            f"{_env_name('redis_url')}: a Redis Cluster is reached over redis:// or rediss://"
         )
     for name in ("thumbnail_format", "preview_format"):
         if getattr(s, name) not in ("webp", "jpeg", "avif", "png"):

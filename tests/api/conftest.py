@@ -10,10 +10,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from filmstrip.blobs.s3 import S3BlobStore
+from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings, load_settings
 from services.api.app import create_app
 from services.api.serving import api_runner
@@ -24,7 +24,7 @@ from services.api.tus.store import TusStore
 from services.cli.tokens import issue_token
 from tests.support import postgres
 from tests.support.moto_server import MotoServer
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import free_port
 
 
 @dataclass
@@ -85,6 +85,8 @@ class Api:
 
 
 def api_settings(tmp_path: Path, redis_url: str, **extra: str) -> Settings:
+    """The api's settings on ``redis_url``; a cluster's URL is recognised as one (the
+    setting's default, ``auto``)."""
     env = {
         "FILMSTRIP_DATA_DIR": str(tmp_path),
         "FILMSTRIP_REDIS_URL": redis_url,
@@ -129,10 +131,8 @@ async def running_api(settings: Settings, client_name: str) -> AsyncIterator[Api
 
 
 @pytest.fixture
-async def api(
-    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
-) -> AsyncIterator[Api]:
-    settings = api_settings(tmp_path, redis_server.url, max_upload_bytes="400000")
+async def api(redis_url: str, redis: RedisClient, tmp_path: Path) -> AsyncIterator[Api]:
+    settings = api_settings(tmp_path, redis_url, max_upload_bytes="400000")
     async with running_api(settings, "alice") as running:
         yield running
 

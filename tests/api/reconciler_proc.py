@@ -33,7 +33,7 @@ async def main(hang: str, lease_s: float) -> None:
         reconciler.requeue_stuck = _hang  # type: ignore[assignment]
     else:
         reconciler.sweep_orphan_blobs = _hang  # type: ignore[assignment]
-    redis = open_redis(settings)
+    redis = await open_redis(settings)
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))

@@ -10,25 +10,26 @@ from typing import Any
 
 import msgspec
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import ClientSession, web
 
 from filmstrip.auth import new_token
 from filmstrip.catalog import Catalog, PhotoRecord, open_catalog, utcnow
 from filmstrip.events import EventPublisher
+from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings, sqlite_url
 from services.bus.app import create_app
 from tests.bus.support import Account, BusClient, BusProcess, RunningBus
 from tests.support import postgres
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import free_port
 
 
 @pytest.fixture
-def bus_settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
+def bus_settings(redis_url: str, redis_kind: str, tmp_path: Path) -> Settings:
     """Settings with short timeouts so the tests stay quick."""
     return Settings(
         data_dir=str(tmp_path),
-        redis_url=redis_server.url,
+        redis_url=redis_url,
+        redis_cluster="true" if redis_kind == "cluster" else "false",
         database_url=postgres.role_catalog_settings().get(
             "database_url", sqlite_url(str(tmp_path / "catalog.db"))
         ),
@@ -82,7 +83,7 @@ def make_account(catalog: Catalog) -> Callable[..., Awaitable[Account]]:
 
 
 @pytest.fixture
-async def publisher(redis: aioredis.Redis) -> EventPublisher:
+async def publisher(redis: RedisClient) -> EventPublisher:
     return EventPublisher(redis)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 import redis.asyncio as aioredis
 
 from filmstrip import keys
@@ -13,6 +14,8 @@ from filmstrip.queue import Job, JobQueue, NewJob, QueueOptions
 from filmstrip.settings import load_settings
 from protocols.jobs import Retention
 from tests.queue.conftest import Recorder, running, wait_for
+
+pytestmark = pytest.mark.both_redis
 
 
 async def _count(queue: JobQueue, state: str, n: int) -> bool:

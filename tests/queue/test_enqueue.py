@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import redis.asyncio as aioredis
 
 from filmstrip import keys
 from filmstrip.queue import JobQueue, JobState, NewJob
 from tests.queue.conftest import Recorder, running, wait_for
+
+pytestmark = pytest.mark.both_redis
 
 
 async def test_payload_is_stored_once_and_the_entry_carries_the_id(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 import redis.asyncio as aioredis
 
 from filmstrip import keys
 from filmstrip.errors import ResourceError, TemporaryError
 from filmstrip.queue import Job, JobQueue, JobState, NewJob
 from tests.queue.conftest import Recorder, running, wait_for
+
+pytestmark = pytest.mark.both_redis
 
 
 async def _true(value: bool) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
 import redis.exceptions
 from msgspec import msgpack
 
@@ -13,6 +14,8 @@ from filmstrip import keys
 from filmstrip.errors import DataError
 from filmstrip.queue import Job, JobQueue, JobState
 from tests.queue.conftest import Recorder, running, wait_for
+
+pytestmark = pytest.mark.both_redis
 
 VIS = 200  # ms
 

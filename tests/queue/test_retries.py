@@ -13,6 +13,8 @@ from filmstrip.errors import Category, DataError, LogicError, ResourceError, Tem
 from filmstrip.queue import Job, JobQueue, JobState, Outcome, QueueOptions, backoff_ms, decide
 from tests.queue.conftest import Recorder, running, wait_for
 
+pytestmark = pytest.mark.both_redis
+
 
 async def _count(queue: JobQueue, state: str, n: int) -> bool:
     return (await queue.counts())[state] == n

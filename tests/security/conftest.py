@@ -7,9 +7,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 
+from filmstrip.redis_client import RedisClient
 from services.api.app import create_app
 from services.api.serving import api_runner
 from services.api.state import STATE
@@ -30,7 +30,7 @@ from tests.bus.conftest import (  # noqa: F401
     publisher,
     start_bus,
 )
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import free_port
 
 MakeApi = Callable[..., Awaitable[Api]]
 
@@ -45,18 +45,17 @@ async def error_of(resp: aiohttp.ClientResponse, status: int, code: str) -> dict
 
 
 @pytest.fixture
-async def make_api(
-    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
-) -> AsyncIterator[MakeApi]:
+async def make_api(redis_url: str, redis: RedisClient, tmp_path: Path) -> AsyncIterator[MakeApi]:
     """Factory: an api with extra settings (``name=value`` as in ``FILMSTRIP_NAME``), served
     the way ``services.api.main`` serves it (``api_runner``)."""
     runners: list[web.AppRunner] = []
     async with aiohttp.ClientSession() as session:
+        test_redis_url = redis_url
 
         async def make(redis_url: str | None = None, **extra: str) -> Api:
             settings = api_settings(
                 tmp_path / f"api{len(runners)}",
-                redis_url or redis_server.url,
+                redis_url or test_redis_url,
                 max_upload_bytes="400000",
                 **extra,
             )

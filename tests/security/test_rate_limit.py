@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import MaxConnectionsError
 
 from filmstrip import keys
 from filmstrip.auth import hash_token
+from filmstrip.redis_client import RedisClient, WaitingRedisCluster
 from services.api.accept import check_capacity
 from tests.security.conftest import MakeApi, error_of
 from tests.support.redis_server import free_port
+
+pytestmark = pytest.mark.both_redis
 
 NO_PHOTO = "00000000-0000-0000-0000-000000000000"
 
@@ -77,9 +84,7 @@ async def test_limiter_out_of_connections_refuses_instead_of_failing_open(
     """A process whose Redis pool stays dry is overloaded, not cut off from Redis: the
     limiter must not wave requests through, and uploads are not told the queue is down."""
     api = await make_api(redis_max_connections="2", redis_pool_wait_s="0.2")
-    pool = api.state.redis.connection_pool
-    held = [await pool.get_connection() for _ in range(pool.max_connections)]
-    try:
+    async with _all_connections_taken(api.state.redis):
         url = f"{api.url}/v1/photos/{NO_PHOTO}"
         for headers in ({}, {"Authorization": "Bearer fst_guessed-token"}, api.auth):
             resp = await api.http.get(url, headers=headers)
@@ -90,8 +95,34 @@ async def test_limiter_out_of_connections_refuses_instead_of_failing_open(
         # server_busy rather than calling the queue unavailable.
         with pytest.raises(MaxConnectionsError):
             await check_capacity(api.state)
+    await error_of(await api.http.get(url, headers=api.auth), 404, "photo_not_found")
+    assert api.blob_files() == []
+
+
+@asynccontextmanager
+async def _all_connections_taken(redis: RedisClient) -> AsyncIterator[None]:
+    """Hold every connection of ``redis``'s pool (every turn, on a cluster) for the block."""
+    if isinstance(redis, WaitingRedisCluster):
+        entered, release = asyncio.Semaphore(0), asyncio.Event()
+
+        async def hold() -> None:
+            async with redis.turn():
+                entered.release()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(redis.max_turns)]
+        for _ in holders:
+            await entered.acquire()
+        try:
+            yield
+        finally:
+            release.set()
+            await asyncio.gather(*holders)
+        return
+    pool = redis.connection_pool
+    held = [await pool.get_connection() for _ in range(pool.max_connections)]
+    try:
+        yield
     finally:
         for conn in held:
             await pool.release(conn)
-    await error_of(await api.http.get(url, headers=api.auth), 404, "photo_not_found")
-    assert api.blob_files() == []

@@ -11,12 +11,12 @@ import uuid
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.clock import iso_utc
 from filmstrip.errors import TemporaryError
+from filmstrip.redis_client import RedisClient
 from filmstrip.script_wire import ScriptWire
 from filmstrip.settings import Settings
 from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
@@ -48,7 +48,7 @@ class EventPublisher:
     """Publishes events for api and worker; the bus is the only reader."""
 
     def __init__(
-        self, redis: aioredis.Redis, *, replay_maxlen: int = 1000, replay_age_s: int = 86_400
+        self, redis: RedisClient, *, replay_maxlen: int = 1000, replay_age_s: int = 86_400
     ) -> None:
         self._redis = redis
         self._script = ScriptWire(redis, redis.register_script(_PUBLISH), reconnect=True)
@@ -56,7 +56,7 @@ class EventPublisher:
         self._age_ms = replay_age_s * 1000
 
     @classmethod
-    def from_settings(cls, redis: aioredis.Redis, settings: Settings) -> EventPublisher:
+    def from_settings(cls, redis: RedisClient, settings: Settings) -> EventPublisher:
         """A publisher whose replay streams follow ``bus_replay_maxlen``/``bus_replay_age_s``
         (what the bus promises to replay after a reconnect)."""
         return cls(
@@ -104,7 +104,7 @@ class EventPublisher:
         return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
 
 
-async def forget_once(redis: aioredis.Redis, once_key: str) -> None:
+async def forget_once(redis: RedisClient, once_key: str) -> None:
     """Allow an event published under ``once_key`` to be published again (a photo that is
     processed anew after a retry announces its new outcome)."""
     try:

@@ -12,10 +12,10 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from filmstrip import keys
+from filmstrip.redis_client import RedisClient
 from protocols.web import StageSeries
 
 log = logging.getLogger("filmstrip.metrics.stage_stats")
@@ -28,7 +28,7 @@ class StageTimingsBuffer:
     pipeline a second per worker instead of one per job. A killed worker loses what it
     had not written (at most ``interval_s`` of dashboard figures, nothing else)."""
 
-    def __init__(self, redis: aioredis.Redis, *, interval_s: float = 1.0) -> None:
+    def __init__(self, redis: RedisClient, *, interval_s: float = 1.0) -> None:
         self._redis = redis
         self._interval = interval_s
         self._sums: dict[tuple[int, str], tuple[int, float]] = {}  # (minute, stage) -> n, ms
@@ -72,7 +72,7 @@ class StageTimingsBuffer:
 
 
 async def read_stage_series(
-    redis: aioredis.Redis, *, now_ms: int, minutes: int = 60
+    redis: RedisClient, *, now_ms: int, minutes: int = 60
 ) -> list[StageSeries]:
     """The last ``minutes`` minutes (the current one last) for every stage seen in them."""
     current = now_ms // 60_000

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from filmstrip import keys
@@ -14,6 +13,7 @@ from filmstrip.queue import lua
 from filmstrip.queue.job import AddResult, JobError, JobInfo, JobState
 from filmstrip.queue.metrics import WINDOWS, QueueStats, window_stats
 from filmstrip.queue.options import QueueOptions, RetentionSpec, retention_args
+from filmstrip.redis_client import RedisClient
 from filmstrip.script_wire import ScriptWire
 
 
@@ -40,7 +40,7 @@ def _s(value: bytes | str) -> str:
 class JobQueue:
     """One named queue on Redis Streams (priority bands, delayed set, dead-letter stream)."""
 
-    def __init__(self, redis: aioredis.Redis, options: QueueOptions | None = None) -> None:
+    def __init__(self, redis: RedisClient, options: QueueOptions | None = None) -> None:
         self.redis = redis
         self.options = options or QueueOptions()
         name = self.options.name
