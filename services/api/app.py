@@ -13,6 +13,7 @@ from filmstrip.catalog import open_catalog
 from filmstrip.events import EventPublisher
 from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
+from filmstrip.redis_layout import keep_upgrading
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from protocols import openapi
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         app[STATE] = state
         tasks: list[asyncio.Task[None]] = []
         if background:
+            tasks.append(asyncio.create_task(keep_upgrading(redis)))
             tasks.append(asyncio.create_task(run_relay(catalog, state.queue)))
             tasks.append(
                 asyncio.create_task(

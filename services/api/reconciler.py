@@ -121,7 +121,7 @@ async def requeue_stuck(
                     repaired += await _record_failure(catalog, events, photo, info.error)
                 continue
             job = build_job(settings, photo, bucket=bucket)
-            await forget_once(queue.redis, completion_once_key(photo.id))
+            await forget_once(queue.redis, photo.client_id, completion_once_key(photo.id))
             await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
             await catalog.requeue_photo(photo.id)
             repaired += 1

@@ -49,7 +49,7 @@ async def send_back(state: ApiState, job_id: str, photo: PhotoRecord | None) -> 
         if photo is not None:
             # The failure was announced under the photo's once-key; the retry's outcome
             # must be announced too.
-            await forget_once(state.redis, completion_once_key(photo.id))
+            await forget_once(state.redis, photo.client_id, completion_once_key(photo.id))
         revived = await state.queue.retry_failed(job_id)
         if not revived and photo is not None:
             # The dead letter is gone (removed by an admin, or trimmed): enqueue afresh.

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from filmstrip.catalog import Catalog, open_catalog
 from filmstrip.errors import FilmstripError
 from filmstrip.redis_client import RedisClient, open_redis
+from filmstrip.redis_layout import keep_upgrading
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from protocols import ws
@@ -102,6 +103,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[HANDLER] = SocketHandler(settings, hub, authorizer, replay, sockets)
     app[RECHECKER] = TokenRechecker(hub, authorizer, interval_s=settings.bus_token_recheck_s)
     tasks = [
+        asyncio.create_task(keep_upgrading(redis), name="bus-key-layout"),
         asyncio.create_task(subscriber.run(), name="bus-subscriber"),
         asyncio.create_task(presence.run(), name="bus-presence"),
         asyncio.create_task(app[RECHECKER].run(), name="bus-token-recheck"),

@@ -16,6 +16,7 @@ from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from filmstrip.pipeline import PipelineOptions, configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
+from filmstrip.redis_layout import keep_upgrading
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from services.worker.processor import PhotoProcessor
@@ -34,6 +35,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
     timings = StageTimingsBuffer(redis)
     flushing = asyncio.create_task(timings.run())
+    upgrading = asyncio.create_task(keep_upgrading(redis))
     processor = PhotoProcessor(
         settings,
         catalog=catalog,
@@ -62,7 +64,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await consumer.stop()
         await run
     finally:
-        await cancel_and_wait(stopper, flushing)
+        await cancel_and_wait(stopper, flushing, upgrading)
         await timings.flush()
         if metrics is not None:
             await metrics.cleanup()

@@ -1,7 +1,11 @@
 """Every Redis key and channel name Filmstrip uses, in one place.
 
-All keys of one queue share the ``{queue}`` hash tag so a Redis Cluster keeps them on one
-slot (Lua scripts touch several at once).
+On a Redis Cluster a Lua script or a MULTI may only touch keys of one hash slot, so the
+keys that one script or transaction touches together share a hash tag (the part between
+the first ``{`` and the next ``}``): one tag per queue (``{photo-processing}``), one per
+client for its event stream and once-keys (``{client:<id>}``), one for the bus's presence
+records and one for the reconciler's coordination keys (``tests/test_key_slots.py``
+checks each group hashes to one slot).
 """
 
 from __future__ import annotations
@@ -9,33 +13,46 @@ from __future__ import annotations
 # --- events -----------------------------------------------------------------------------
 
 
+def client_tag(client_id: str) -> str:
+    """The hash tag of one client's event keys (the publish script touches them at once).
+
+    Every key of the client begins ``filmstrip:{client:<id>``, so they share a slot even
+    when the id itself holds a brace.
+    """
+    return "{client:" + client_id + "}"
+
+
 def client_events(client_id: str) -> str:
     """The capped per-client stream of events, for replay after a reconnect."""
-    return f"filmstrip:events:client:{client_id}"
+    return f"filmstrip:{client_tag(client_id)}:events"
+
+
+def event_once(client_id: str, name: str) -> str:
+    """Marks an event of ``client_id`` that must be published at most once (e.g. a photo's
+    completion); on the slot of the client's stream, which the same script appends to."""
+    return f"filmstrip:{client_tag(client_id)}:once:{name}"
 
 
 # --- bus (see services.bus.presence) ------------------------------------------------------
 
+_BUS_TAG = "{filmstrip:bus}"
+
 
 def bus_instances() -> str:
     """Sorted set of live bus process ids, scored by when each last reported (unix ms)."""
-    return "filmstrip:bus:instances"
+    return f"{_BUS_TAG}:instances"
 
 
 def bus_instance(instance_id: str) -> str:
-    """Hash of one bus process's figures (sockets, identified, ...); expires if it dies."""
-    return f"filmstrip:bus:instance:{instance_id}"
+    """Hash of one bus process's figures (sockets, identified, ...); expires if it dies.
+    Written in one MULTI with ``bus_instances()``, so on its slot."""
+    return f"{_BUS_TAG}:instance:{instance_id}"
 
 
 def bus_client_sockets(client_id: str) -> str:
     """Sorted set of one client's identified sockets on every bus process, scored by when
     each stops counting unless its bus refreshes it (Redis's clock, ms)."""
     return f"filmstrip:bus:sockets:{client_id}"
-
-
-def event_once(name: str) -> str:
-    """Marks an event that must be published at most once (e.g. a photo's completion)."""
-    return f"filmstrip:events:once:{name}"
 
 
 # --- queue (see filmstrip.queue) ---------------------------------------------------------
@@ -47,7 +64,13 @@ QUEUE_GROUP = "workers"
 
 
 def queue_tag(queue: str) -> str:
-    """The hash tag that keeps every key of one queue on one Cluster slot."""
+    """The hash tag that keeps every key of one queue on one Cluster slot.
+
+    Raises ValueError for a name that would make it empty (``""`` or one starting with
+    ``}``): Redis then hashes each whole key, scattering the queue over the cluster.
+    """
+    if not queue or queue.startswith("}"):
+        raise ValueError(f"queue name {queue!r} cannot be a hash tag: empty or starts with }}")
     return "{" + queue + "}"
 
 
@@ -135,3 +158,31 @@ def stage_stats_minute(minute: int) -> str:
 def api_rate(subject: str) -> str:
     """Token bucket of one rate-limited subject (``client:<id>`` or ``ip:<address>``)."""
     return f"filmstrip:ratelimit:{subject}"
+
+
+# --- key layout (see filmstrip.redis_layout) ---------------------------------------------
+
+#: The layout of these names; older releases had none (0).
+LAYOUT_VERSION = 1
+
+
+def layout_version() -> str:
+    """The layout version the data in this Redis is kept in (absent: an older release's)."""
+    return "filmstrip:layout"
+
+
+def layout_lock() -> str:
+    """Held by the one process moving keys to the current layout."""
+    return "filmstrip:layout:lock"
+
+
+# Names of older releases (layout 0), read only to move or honour what they left.
+LEGACY_CLIENT_EVENTS_PREFIX = "filmstrip:events:client:"
+
+
+def legacy_event_once(name: str) -> str:
+    """A once-key as layout 0 named it (no client in it, so it cannot be moved)."""
+    return f"filmstrip:events:once:{name}"
+
+
+LEGACY_BUS_INSTANCES = "filmstrip:bus:instances"

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from filmstrip import keys
+
 PREFIX = "FILMSTRIP_"
 
 # Catalog URLs: sqlite:///relative/path or sqlite:////absolute/path (SQLAlchemy's form),
@@ -374,6 +376,10 @@ def _check(s: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{_env_name('redis_url')}: a Redis Cluster is reached over redis:// or rediss://"
         )
+    try:
+        keys.queue_tag(s.queue_name)
+    except ValueError as exc:
+        raise SettingsError(f"{_env_name('queue_name')}: {exc}") from None
     for name in ("thumbnail_format", "preview_format"):
         if getattr(s, name) not in ("webp", "jpeg", "avif", "png"):
             raise SettingsError(f"{_env_name(name)} must be one of webp, jpeg, avif, png")

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from filmstrip import keys
 from filmstrip.events import EventPublisher
 from protocols import events as ev
 from tests.bus.support import Account, BusClient
@@ -159,8 +160,8 @@ async def test_publisher_follows_the_bus_replay_settings(redis: Any) -> None:
     for n in range(300):
         await pub.publish(ev.PHOTO_PROGRESS, photo_id="p", client_id="c", trace_id=f"{n:032x}")
     # MAXLEN ~ trims whole nodes, so "about 7" is at most one node (100 entries) more.
-    assert await redis.xlen("filmstrip:events:client:c") <= 107
-    assert 0 < await redis.pttl("filmstrip:events:client:c") <= 60_000
+    assert await redis.xlen(keys.client_events("c")) <= 107
+    assert 0 < await redis.pttl(keys.client_events("c")) <= 60_000
 
 
 async def test_a_resume_id_beyond_redis_ids_is_the_clients_error_and_can_be_corrected(

@@ -16,17 +16,21 @@ from redis.exceptions import RedisError
 from filmstrip import keys
 from filmstrip.clock import iso_utc
 from filmstrip.errors import TemporaryError
-from filmstrip.redis_client import RedisClient
+from filmstrip.redis_client import RedisClient, is_cluster
 from filmstrip.script_wire import ScriptWire
 from filmstrip.settings import Settings
 from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
 
-# KEYS[1] client stream, KEYS[2] (optional) once-only key; ARGV: channel, json body,
-# maxlen, min id (ms) for age trimming, replay ttl (ms). With KEYS[2], publishing the same
-# event again (a retried job) is a no-op that returns the first id: exactly once.
+# KEYS[1] client stream, KEYS[2] (optional) once-only key, both on the client's slot;
+# KEYS[3] (optional, never on a cluster) the once-key as older releases named it, honoured
+# until those expire (one replay window after an upgrade; see filmstrip.redis_layout).
+# ARGV: channel, json body, maxlen, min id (ms) for age trimming, replay ttl (ms). With
+# KEYS[2], publishing the same event again (a retried job) is a no-op that returns the
+# first id: exactly once.
 _PUBLISH = """
 if KEYS[2] then
   local seen = redis.call('GET', KEYS[2])
+  if not seen and KEYS[3] then seen = redis.call('GET', KEYS[3]) end
   if seen then return seen end
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
@@ -52,6 +56,8 @@ class EventPublisher:
     ) -> None:
         self._redis = redis
         self._script = ScriptWire(redis, redis.register_script(_PUBLISH), reconnect=True)
+        # A cluster never held older releases' once-keys: their publish was CROSSSLOT there.
+        self._legacy_once = not is_cluster(redis)
         self._maxlen = replay_maxlen
         self._age_ms = replay_age_s * 1000
 
@@ -88,7 +94,7 @@ class EventPublisher:
         min_id = str(int(time.time() * 1000) - self._age_ms) if self._age_ms else "0"
         try:
             stream_id = await self._script.call(
-                [keys.client_events(client_id)] + ([keys.event_once(once_key)] if once_key else []),
+                self._keys(client_id, once_key),
                 [
                     event.channel,
                     _encoder.encode(event),
@@ -103,12 +109,22 @@ class EventPublisher:
             ) from exc
         return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
 
+    def _keys(self, client_id: str, once_key: str | None) -> list[str]:
+        if once_key is None:
+            return [keys.client_events(client_id)]
+        once = [keys.client_events(client_id), keys.event_once(client_id, once_key)]
+        return [*once, keys.legacy_event_once(once_key)] if self._legacy_once else once
 
-async def forget_once(redis: RedisClient, once_key: str) -> None:
-    """Allow an event published under ``once_key`` to be published again (a photo that is
-    processed anew after a retry announces its new outcome)."""
+
+async def forget_once(redis: RedisClient, client_id: str, once_key: str) -> None:
+    """Allow an event of ``client_id`` published under ``once_key`` to be published again
+    (a photo that is processed anew after a retry announces its new outcome)."""
     try:
-        await redis.delete(keys.event_once(once_key))
+        # Two commands, not one DEL: the older release's name is on another slot.
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.event_once(client_id, once_key))
+            pipe.delete(keys.legacy_event_once(once_key))
+            await pipe.execute()
     except RedisError as exc:
         raise TemporaryError(
             f"could not reset {once_key}: {exc}", code="redis_unavailable"
