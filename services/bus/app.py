@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from filmstrip.catalog import Catalog, open_catalog
 from filmstrip.errors import FilmstripError
-from filmstrip.redis_client import RedisClient, open_redis
+from filmstrip.redis_client import RedisClient, cluster_nodes, open_redis
 from filmstrip.redis_layout import keep_upgrading
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
@@ -80,7 +80,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     catalog = await open_catalog(settings)
     replay = ReplayReader(redis)
     hub = Hub(replay)
-    subscriber = EventSubscriber(settings.redis_url, hub.publish, hub.catch_up_all)
+    subscriber = EventSubscriber(
+        settings.redis_url, hub.publish, hub.catch_up_all, nodes=cluster_nodes(redis)
+    )
     # A socket counts this long after its bus last refreshed it: three presence rounds.
     sockets = ClientSockets(
         redis,

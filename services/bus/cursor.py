@@ -1,7 +1,9 @@
 """Where a socket is in its client's event stream: the seam between replay and live.
 
-Live events for one client arrive in stream order (one Redis, one Lua call per publish),
-and a replay reads the same stream in order, so a socket needs only:
+Live events for one client arrive in stream order (one Lua call per publish, all on the
+Redis, or the cluster node, that holds the client's stream; a cluster relays them to the
+bus's node in that order), and a replay reads the same stream in order, so a socket needs
+only:
 
 * the highest id it has been sent (live events at or below it are duplicates);
 * while a replay runs, a buffer of the live events that arrive meanwhile, flushed after
@@ -50,6 +52,14 @@ class DeliveryCursor:
             return False
         self._sent(sid)
         return True
+
+    def join_at(self, floor: StreamId) -> None:
+        """The client's stream stood at ``floor`` when the socket identified: live events at
+        or below it are history, which only a replay sends (in order). Their pub/sub copy
+        can still arrive after ``identify``, and on a Redis Cluster it often does: it
+        travels from the node that published it to the one the bus listens on."""
+        if floor > self.high:
+            self.high = floor
 
     def begin_replay(self) -> None:
         """Start holding live events back until :meth:`end_replay`."""

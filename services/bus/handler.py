@@ -160,6 +160,7 @@ class SocketHandler:
             )
         conn.token_hash = hash_token(message.token)
         conn.floor = await self._replay.head(client_id)
+        conn.cursor.join_at(conn.floor)
         conn.lifecycle.move(State.IDENTIFIED)
         conn.hold(self._s.bus_resume_hold_s)
         self._hub.identified(conn, client_id)

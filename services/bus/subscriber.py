@@ -5,6 +5,10 @@ every chunk the socket delivers is parsed and dispatched in one synchronous pass
 await per message. That halves the bus's CPU per event and keeps the read prompt, which
 matters because Redis cuts subscribers that fall behind
 (``client-output-buffer-limit pubsub``).
+
+On a Redis Cluster a classic PUBLISH reaches the subscribers of every node, so one
+subscription on any node hears every event; when that node goes away the subscriber moves
+on to the next node it knows of (``nodes``: the cluster client's view of the topology).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -100,6 +104,8 @@ class EventSubscriber:
 
     After a reconnect, ``on_resubscribed`` runs so the hub can fill the gap from the replay
     streams. ``redis_url`` is redis://, rediss:// or unix:// (user and password honoured).
+    ``nodes``, on a cluster, lists the ``(host, port)`` of its nodes: each failed or lost
+    subscription moves to the next of the URL's node and these.
     """
 
     def __init__(
@@ -107,10 +113,15 @@ class EventSubscriber:
         redis_url: str,
         on_message: Callable[[bytes], None],
         on_resubscribed: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        nodes: Callable[[], Sequence[tuple[str, int]]] | None = None,
     ) -> None:
         self._url = urlsplit(redis_url)
         self._on_message = on_message
         self._on_resubscribed = on_resubscribed
+        self._nodes = nodes
+        self._turn = 0  # which of the candidate nodes the next connection tries
+        self.node: tuple[str, int] | None = None  # where the subscription is (TCP only)
         self.ready = asyncio.Event()
         self._catch_up: asyncio.Task[None] | None = None
 
@@ -147,6 +158,7 @@ class EventSubscriber:
                 log.warning("could not subscribe to events", extra={"error": str(exc)})
             finally:
                 self.ready.clear()
+                self._turn += 1  # the next attempt tries the next node (on a cluster)
                 if proto is not None and proto.transport is not None:
                     proto.transport.abort()
             await asyncio.sleep(backoff)
@@ -163,9 +175,9 @@ class EventSubscriber:
             _, proto = await loop.create_unix_connection(factory, url.path)
         else:
             tls = ssl.create_default_context() if url.scheme == "rediss" else None
-            _, proto = await loop.create_connection(
-                factory, url.hostname or "127.0.0.1", url.port or 6379, ssl=tls
-            )
+            host, port = self._candidate()
+            _, proto = await loop.create_connection(factory, host, port, ssl=tls)
+            self.node = (host, port)
         assert proto.transport is not None
         out = b""
         if url.password:
@@ -181,6 +193,13 @@ class EventSubscriber:
             proto.transport.abort()  # refused, or timed out by the caller
             raise
         return proto
+
+    def _candidate(self) -> tuple[str, int]:
+        first = (self._url.hostname or "127.0.0.1", self._url.port or 6379)
+        candidates = [first]
+        if self._nodes is not None:
+            candidates += [node for node in self._nodes() if node != first]
+        return candidates[self._turn % len(candidates)]
 
     async def _watch(self, proto: _Protocol) -> None:
         """Return when the connection is lost or has gone quiet for too long."""

@@ -16,12 +16,24 @@ from typing import Any
 
 import orjson
 from aiohttp import ClientWebSocketResponse, WSMsgType, web
+from redis.asyncio.cluster import RedisCluster
 
+from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings
 from tests.support.redis_server import env_without_filmstrip
 
 ROOT = Path(__file__).resolve().parents[2]
 RECV_TIMEOUT_S = 5.0
+
+
+async def kill_pubsub_clients(redis: RedisClient) -> int:
+    """Cut every pub/sub connection (as Redis does to a slow subscriber), on every node of
+    a cluster; how many were cut."""
+    command = ("CLIENT", "KILL", "TYPE", "pubsub")
+    if isinstance(redis, RedisCluster):
+        replies = await redis.execute_command(*command, target_nodes=RedisCluster.ALL_NODES)
+        return sum(int(n) for n in replies.values()) if isinstance(replies, dict) else int(replies)
+    return int(await redis.execute_command(*command))
 
 
 @dataclass

@@ -14,6 +14,8 @@ from services.bus import app as bus_app
 from services.bus.app import PRESENCE
 from tests.bus.support import Account, BusClient, RunningBus
 
+pytestmark = pytest.mark.both_redis
+
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
 

@@ -12,6 +12,8 @@ from filmstrip.events import EventPublisher
 from protocols import events as ev
 from tests.bus.support import Account, BusClient, BusProcess
 
+pytestmark = pytest.mark.both_redis
+
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
 

@@ -16,8 +16,10 @@ from protocols import events as ev
 from services.bus import hub as hub_module
 from services.bus.app import HUB, SUBSCRIBER
 from services.bus.subscriber import EventSubscriber
-from tests.bus.support import Account, BusClient, RunningBus
+from tests.bus.support import Account, BusClient, RunningBus, kill_pubsub_clients
 from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.both_redis
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
@@ -53,8 +55,7 @@ async def test_events_published_while_unsubscribed_are_caught_up(
 
     # Cut the bus's subscription (as Redis does to a slow subscriber) and publish into
     # the gap before it can resubscribe.
-    killed = await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    assert killed >= 1
+    assert await kill_pubsub_clients(redis) >= 1
     for n in range(1, 6):
         ids.append(
             await publisher.publish(
@@ -85,7 +86,7 @@ async def _gap_after_a_lost_subscription(
     bus: RunningBus, acc: Account, publisher: EventPublisher, redis: aioredis.Redis
 ) -> str:
     """Cut the bus's subscription, publish one event into the gap; its id."""
-    assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+    assert await kill_pubsub_clients(redis) >= 1
     return await publisher.publish(
         ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
         trace_id="0" * 32, data={"gap": True},
@@ -155,7 +156,7 @@ async def test_a_catch_up_still_running_stops_with_the_subscriber(
     subscriber = EventSubscriber(redis_server.url, lambda _: None, slow_catch_up)
     running = asyncio.create_task(subscriber.run())
     await asyncio.wait_for(subscriber.ready.wait(), 5)
-    assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+    assert await kill_pubsub_clients(redis) >= 1
     await asyncio.wait_for(started.wait(), 5)
     await cancel_and_wait(running)
     assert stopped.is_set()

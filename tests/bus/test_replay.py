@@ -7,10 +7,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+
 from filmstrip import keys
 from filmstrip.events import EventPublisher
 from protocols import events as ev
-from tests.bus.support import Account, BusClient
+from services.bus.app import HUB
+from tests.bus.support import Account, BusClient, RunningBus
+
+pytestmark = pytest.mark.both_redis
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
@@ -21,6 +27,13 @@ async def _upload(pub: EventPublisher, acc: Account, n: int = 0) -> str:
         ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
         trace_id=f"{n:032x}", data={"n": n},
     )  # fmt: skip
+
+
+async def _on_every_node(redis: Any, *command: str) -> None:
+    if isinstance(redis, ClusterClient):
+        await redis.execute_command(*command, target_nodes=ClusterClient.ALL_NODES)
+    else:
+        await redis.execute_command(*command)
 
 
 async def _until_resumed(c: BusClient) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -199,7 +212,7 @@ async def test_a_resume_that_redis_refused_can_be_retried_without_a_gap(
     live = await _upload(publisher, acc, 2)
     assert [m["id"] for m in await c.events(1)] == [live]
     # Redis refuses the replay's XRANGE (a real server error, as during a failover).
-    await redis.execute_command("ACL", "SETUSER", "default", "-xrange")
+    await _on_every_node(redis, "ACL", "SETUSER", "default", "-xrange")
     try:
         await c.send({"type": "resume", "last_event_id": seen})
         refused = await c.expect("error")
@@ -207,9 +220,36 @@ async def test_a_resume_that_redis_refused_can_be_retried_without_a_gap(
         # Redis's own words ("NOPERM ... xrange") stay in the log.
         assert "xrange" not in refused["message"].lower(), refused
     finally:
-        await redis.execute_command("ACL", "SETUSER", "default", "+xrange")
+        await _on_every_node(redis, "ACL", "SETUSER", "default", "+xrange")
     await c.send({"type": "resume", "last_event_id": seen})
     replayed, resumed = await _until_resumed(c)
     assert [m["id"] for m in replayed] == [missed]  # not the live one again, and no gap
     assert resumed["last_event_id"] == live
+    await c.barrier()
+
+
+async def test_a_late_live_copy_of_an_event_from_before_identify_is_left_to_the_replay(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+    redis: Any,
+) -> None:
+    """An event's pub/sub copy can reach the bus after a socket identified (on a cluster
+    it travels from the publishing node to the one the bus listens on). Its id is at or
+    below the ``identified`` last_event_id, so it is history: not sent live, only by a
+    replay, in order and once."""
+    bus = await start_bus()
+    acc = await make_account()
+    old = await _upload(publisher, acc, 0)
+    c = await connect(bus.url)
+    assert (await c.identify(acc.token))["last_event_id"] == old
+    [(_id, fields)] = await redis.xrange(keys.client_events(acc.client_id))
+    bus.app[HUB].publish(old.encode() + b" " + fields[b"e"])  # the late copy
+    await c.barrier()  # ends the hold
+    new = await _upload(publisher, acc, 1)
+    assert [m["id"] for m in await c.events(1)] == [new]
+    await c.send({"type": "resume", "last_event_id": "0"})
+    replayed, resumed = await _until_resumed(c)
+    assert [m["id"] for m in replayed] == [old] and resumed["last_event_id"] == new
     await c.barrier()

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import msgspec
+import pytest
 
 from filmstrip.events import EventPublisher
 from protocols import events as ev
 from protocols.ws import EventMessage
 from tests.bus.support import Account, BusClient
+
+pytestmark = pytest.mark.both_redis
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
