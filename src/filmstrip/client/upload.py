@@ -1,0 +1,57 @@
+"""One file to the api, by the way that suits its size: small files in one multipart
+request, larger ones through tus, resumable after a cut."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from filmstrip.client.files import LocalFile
+from filmstrip.client.http import ApiClient
+from filmstrip.client.resume import ResumeStore
+from filmstrip.client.tus import CHUNK_BYTES, Progress, upload_tus
+
+#: Files up to this size go in one multipart request; larger ones through tus.
+MULTIPART_MAX_BYTES = 4 * 1024 * 1024
+
+
+class Uploaded(msgspec.Struct, frozen=True, kw_only=True):
+    """``duplicate``: the client already had these bytes (``photo_id`` is that photo);
+    ``resumed_at``: bytes an earlier, cut run had already sent."""
+
+    photo_id: str
+    duplicate: bool
+    resumed_at: int = 0
+
+
+async def upload_file(
+    api: ApiClient,
+    file: LocalFile,
+    *,
+    session_id: str | None = None,
+    resume: ResumeStore | None = None,
+    progress: Progress | None = None,
+    multipart_max_bytes: int = MULTIPART_MAX_BYTES,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Uploaded:
+    """Upload an inspected photo (:func:`filmstrip.client.files.inspect_file`)."""
+    if file.size > multipart_max_bytes:
+        done = await upload_tus(
+            api,
+            file,
+            session_id=session_id,
+            resume=resume,
+            progress=progress,
+            chunk_bytes=chunk_bytes,
+        )
+        return Uploaded(
+            photo_id=done.photo_id, duplicate=done.duplicate, resumed_at=done.resumed_at
+        )
+    data = await asyncio.to_thread(file.path.read_bytes)
+    accepted = await api.upload_bytes(
+        data, filename=file.path.name, sha256=file.sha256, session_id=session_id
+    )
+    if progress is not None:
+        progress(file.size)
+    return Uploaded(photo_id=accepted.photo_id, duplicate=accepted.duplicate)
