@@ -9,6 +9,7 @@ import importlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from filmstrip import __version__, file_modes
@@ -83,6 +84,56 @@ def _migrate_parser(sub: Any) -> None:
         )
 
 
+def _upload_parser(sub: Any) -> None:
+    upload = sub.add_parser(
+        "upload",
+        help="upload photos (files and folders, recursively) and follow them until processed",
+        description="Hashes every file first and sends only what the api does not have;"
+        " large files go through tus, so running the same command again after Ctrl-C sends"
+        " only the rest. Files that are not photos are reported, not sent. Exits 1 if any"
+        " file failed (named on stderr).",
+    )
+    upload.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    upload.add_argument(
+        "--api", default=None, help="the api's URL (default FILMSTRIP_API_URL, else this machine's)"
+    )
+    upload.add_argument("--token", default=None, help="an API token (default FILMSTRIP_TOKEN)")
+    upload.add_argument(
+        "--session", default=None, help="an upload session id to add the photos to, or 'new'"
+    )
+    upload.add_argument("--concurrency", type=int, default=4, help="files sent at once")
+    upload.add_argument(
+        "--no-wait", action="store_true", help="do not wait for the photos to be processed"
+    )
+    upload.add_argument("--json", action="store_true", help="print each file's outcome as JSON")
+    upload.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where unfinished uploads are remembered (default ~/.local/state/filmstrip/uploads)",
+    )
+
+
+def _upload(settings: Settings, args: argparse.Namespace) -> int:
+    from services.cli import upload
+
+    options = upload.Options(
+        paths=args.paths,
+        api_url=(args.api or settings.effective_api_url).rstrip("/"),
+        token=args.token or settings.token,
+        session=args.session,
+        concurrency=max(1, args.concurrency),
+        wait=not args.no_wait,
+        json=args.json,
+        state_dir=args.state_dir,
+    )
+    try:
+        return _run(upload.run(options))
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to send the rest", file=sys.stderr)
+        return 130
+
+
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.migrate_command == "catalog":
         from services.cli import migrate_catalog
@@ -154,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     revoke = token_sub.add_parser("revoke", help="revoke a token, or all of a client's")
     revoke.add_argument("token", nargs="?")
     revoke.add_argument("--client", dest="client_name")
+    _upload_parser(sub)
     sub.add_parser("schemas", help="write the protocol schema files into protocols/schemas")
     _migrate_parser(sub)
 
@@ -165,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in ROLES:
         setup_logging(args.command, level=settings.log_level, json=settings.log_json)
-    if args.command != "schemas":
+    if args.command not in ("schemas", "upload"):
         # Before anything is created: this process, and what it starts, make private files.
         file_modes.restrict(settings)
     if args.command in ROLES:
@@ -191,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(tokens.revoke(settings, args.token, args.client_name))
     if args.command == "migrate":
         return _migrate(settings, args)
+    if args.command == "upload":
+        return _upload(settings, args)
     if args.command == "schemas":
         from protocols.generate import write_all
 

@@ -66,6 +66,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     bus_port: Port = 8081
     # Where browsers reach the bus; empty means ws://<api host>:<bus_port>/ws.
     public_bus_url: str = ""
+    # The client side (filmstrip upload): the api to send to, empty meaning
+    # http://<api host>:<api port>, and the token to send with it.
+    api_url: str = ""
+    token: str = ""
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -231,6 +235,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.blob_url:
             return self.blob_url
         return (self.data_path / "blobs").resolve().as_uri()
+
+    @property
+    def effective_api_url(self) -> str:
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "") else self.api_host
+        return f"http://{host}:{self.api_port}"
 
     @property
     def effective_tus_dir(self) -> Path:

@@ -12,9 +12,18 @@ from tests.support.redis_server import free_port
 class TcpProxy:
     """Forwards ``127.0.0.1:<port>`` to ``target``; ``pause``/``resume`` fake an outage."""
 
-    def __init__(self, target_host: str, target_port: int, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        port: int | None = None,
+        upload_bytes_per_s: float | None = None,
+    ) -> None:
         self.target = (target_host, target_port)
         self.port = port or free_port()
+        # Client-to-target bytes per second, per connection: a slow uplink to cut mid-way.
+        self.upload_bytes_per_s = upload_bytes_per_s
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
 
@@ -52,7 +61,9 @@ class TcpProxy:
         up_w: asyncio.StreamWriter | None = None
         try:
             up_r, up_w = await asyncio.open_connection(*self.target)
-            await asyncio.gather(self._copy(reader, up_w), self._copy(up_r, writer))
+            await asyncio.gather(
+                self._copy(reader, up_w, self.upload_bytes_per_s), self._copy(up_r, writer)
+            )
         except (OSError, asyncio.CancelledError):
             # Cancelled by pause(): the cut connection is the point, not an error.
             pass
@@ -63,11 +74,15 @@ class TcpProxy:
             self._pipes.discard(task)
 
     @staticmethod
-    async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _copy(
+        src: asyncio.StreamReader, dst: asyncio.StreamWriter, rate: float | None = None
+    ) -> None:
         try:
             while data := await src.read(65536):
                 dst.write(data)
                 await dst.drain()
+                if rate:
+                    await asyncio.sleep(len(data) / rate)
         except (ConnectionError, OSError, RuntimeError):
             # RuntimeError: uvloop's word for writing to a transport pause() just closed.
             pass
