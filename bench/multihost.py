@@ -426,7 +426,7 @@ def main() -> int:
     )
     parser.add_argument("--fast", action="store_true", help="a worker host killed every 5 s")
     parser.add_argument(
-        "--worker-hosts", type=int, default=2, choices=(1, 2, 3, 4), help="(default 2)"
+        "--worker-hosts", type=int, default=2, choices=(1, 2, 3, 4), help="worker hosts (default 2)"
     )
     parser.add_argument(
         "--aside-cpus",

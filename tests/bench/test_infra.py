@@ -19,6 +19,7 @@ from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.errors import FilmstripError
 from filmstrip.settings import load_settings
 
+SOCKETS = "/tmp/seaweedfs-*.sock"
 why = hosts_unavailable()
 pytestmark = pytest.mark.skipif(why is not None, reason=f"separate hosts: {why}")
 
@@ -48,7 +49,7 @@ async def _roundtrip(s3: SeaweedFS, secret: str) -> bytes:
 
 def test_seaweedfs_serves_s3_with_its_keys_only(network: Network) -> None:
     infra = network.hosts["infra"]
-    before = set(glob.glob("/tmp/seaweedfs-*.sock"))
+    before = set(glob.glob(SOCKETS))
     s3 = SeaweedFS(infra, access_key="test-key", secret_key="test-secret")
     in_netns(_clients(network), s3.start)
     try:
@@ -57,13 +58,14 @@ def test_seaweedfs_serves_s3_with_its_keys_only(network: Network) -> None:
         # It checks signatures: a wrong secret gets nothing in or out.
         with pytest.raises(FilmstripError):
             in_netns(_clients(network), lambda: asyncio.run(_roundtrip(s3, "wrong")))
-        # Its data is on the infra host's disk.
+        # Its data is on the infra host's disk, its sockets (which take no path) on the
+        # host's own /tmp, not the machine's.
         assert (infra.outside("seaweed") / "s3.json").exists()
+        assert f"seaweedfs-s3-{s3.S3_PORT}.sock" in infra.run(["ls", "/tmp"]).split()
+        assert f"/tmp/seaweedfs-s3-{s3.S3_PORT}.sock" not in set(glob.glob(SOCKETS)) - before
     finally:
         s3.stop()
     assert s3.proc is None
-    # Its sockets stayed on the host's own /tmp.
-    assert set(glob.glob("/tmp/seaweedfs-*.sock")) == before
 
 
 def test_postgres_takes_the_subnet_and_keeps_its_data_across_a_restart(
