@@ -65,3 +65,21 @@ async def test_a_refused_token_ends_the_stream(bus: str) -> None:
     async with EventStream(bus, "fst_not-a-token") as events:
         with pytest.raises(EventStreamError):
             await asyncio.wait_for(anext(events), timeout=20)
+
+
+async def test_following_a_photo_late_still_brings_its_earlier_events_once(
+    bus: str, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    acc = await make_account(photos=2)
+    async with EventStream(bus, acc.token, max_backoff_s=0.5) as events:
+        await events.connect()
+        uploaded = await _publish(publisher, acc, ev.PHOTO_UPLOADED, 1)
+        assert (await _next(events)).id == uploaded
+        # Its first stage is published before anyone follows the photo (its room only).
+        stage = await _publish(publisher, acc, ev.PHOTO_PROGRESS, 2)
+        done = await _publish(publisher, acc, ev.PHOTO_COMPLETED, 3)  # client room too
+        await events.follow(acc.photos[0])
+        got = [(await _next(events)).id, (await _next(events)).id]
+        assert got == [stage, done]
+        live = await _publish(publisher, acc, ev.PHOTO_PROGRESS, 4)
+        assert (await _next(events)).id == live

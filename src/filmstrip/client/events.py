@@ -39,7 +39,8 @@ def event_order(event_id: str) -> tuple[int, int]:
 
 
 class EventStream:
-    """``async with EventStream(bus_url, token) as events: async for item in events``.
+    """``async with EventStream(bus_url, token) as events: async for item in events``
+    (or without ``async with``, then :meth:`close` it).
 
     Yields :class:`protocols.ws.EventMessage` (and :class:`Gap` if events were lost). The
     client's own room brings its upload and completion events; :meth:`follow` a photo for
@@ -59,8 +60,11 @@ class EventStream:
         max_backoff_s: float = 10.0,
     ) -> None:
         self.bus_url = bus_url
+        #: The id of the last event yielded: where a new connection resumes.
         self.last_event_id = last_event_id
         self.reconnects = 0
+        # The newest event queued (yielded or not), so none is queued twice.
+        self._queued_id = last_event_id
         self._token = token
         self._session_id = session_id
         self._heartbeat_s = heartbeat_s
@@ -72,7 +76,6 @@ class EventStream:
         self._send_lock = asyncio.Lock()
 
     async def __aenter__(self) -> EventStream:
-        self._http = aiohttp.ClientSession()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -93,10 +96,14 @@ class EventStream:
             self._ws = await self._connect()
 
     async def follow(self, photo_id: str) -> None:
-        """Receive this photo's processing events too (kept across reconnects)."""
+        """Receive this photo's processing events too (kept across reconnects), those
+        already published after the last event yielded included: the stream connects
+        again, and the bus replays what the photo's room got since then."""
+        if photo_id in self._photos:
+            return
         self._photos.add(photo_id)
         if self._ws is not None:
-            await self._send(self._ws, ws.Subscribe(photo_id=photo_id))
+            await self._drop()
 
     def __aiter__(self) -> EventStream:
         return self
@@ -104,7 +111,10 @@ class EventStream:
     async def __anext__(self) -> Item:
         while True:
             if self._pending:
-                return self._pending.popleft()
+                item = self._pending.popleft()
+                if isinstance(item, ws.EventMessage):
+                    self.last_event_id = item.id
+                return item
             if self._ws is None:
                 await self.connect()
                 continue
@@ -113,13 +123,24 @@ class EventStream:
                 self._take(_server.decode(msg.data))
                 continue
             # Closed (1001 bus stopping, 1013 too slow, a dead peer…): reconnect, resume.
+            await self._drop()
+
+    async def _drop(self) -> None:
+        """Close the socket; the next read connects again and resumes from the last event
+        yielded, so what was queued but not yet yielded comes again by the replay."""
+        if self._ws is not None:
             await self._ws.close()
             self._ws = None
-            self.reconnects += 1
+        self.reconnects += 1
+        self._pending = collections.deque(
+            item for item in self._pending if not isinstance(item, ws.EventMessage)
+        )
+        self._queued_id = self.last_event_id
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         """A socket through the handshake, trying again with backoff until one is."""
-        assert self._http is not None, "use EventStream in 'async with'"
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
         delay = 0.2
         while True:
             socket: aiohttp.ClientWebSocketResponse | None = None
@@ -147,7 +168,7 @@ class EventStream:
         if self.last_event_id is None:
             # First connection: from the client's newest event on. After a drop before any
             # event arrived, resuming from it replays what came meanwhile.
-            self.last_event_id = str(identified["last_event_id"])
+            self.last_event_id = self._queued_id = str(identified["last_event_id"])
         for photo_id in sorted(self._photos):
             await self._send(socket, ws.Subscribe(photo_id=photo_id))
             reply = await self._reply(socket, "subscribed", refusable=True)
@@ -183,11 +204,9 @@ class EventStream:
         if not str(frame.get("type", "")).endswith(".event"):
             return  # subscribed, pong, a late error: nothing to yield
         event = msgspec.convert(frame, ws.EventMessage)
-        if self.last_event_id is not None and event_order(event.id) <= event_order(
-            self.last_event_id
-        ):
+        if self._queued_id is not None and event_order(event.id) <= event_order(self._queued_id):
             return
-        self.last_event_id = event.id
+        self._queued_id = event.id
         self._pending.append(event)
 
     async def _send(self, socket: aiohttp.ClientWebSocketResponse, message: Any) -> None:
