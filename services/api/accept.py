@@ -1,8 +1,8 @@
 """Recording an accepted file as a photo: shared by ``POST /v1/photos`` and tus uploads.
 
 The caller has already written the original to the blob store. From here: dedupe by
-SHA-256, the photo row and its outbox entry in one transaction, an enqueue attempt (the
-outbox relay retries if Redis fails), and the ``photo.uploaded`` event.
+SHA-256, the photo row and its outbox entry in one transaction, the ``photo.uploaded``
+event, and an enqueue attempt (the outbox relay retries if Redis fails).
 """
 
 from __future__ import annotations
@@ -164,11 +164,8 @@ async def accept_photo(
         raise from_quota_error(exc) from None
 
     # From here the upload is durable: the outbox guarantees the job even if Redis fails now.
-    try:
-        await state.queue.add(job.id, payload.encode(), priority=job.pipeline.priority)
-        await state.catalog.outbox_done(job.id)
-    except (FilmstripError, RedisError) as exc:
-        log.warning("enqueue deferred to the outbox relay: %s", exc, extra={"photo_id": photo_id})
+    # Announced before it is queued: a worker quick to take the job would otherwise publish
+    # photo.processing.started ahead of photo.uploaded, and clients see them in that order.
     try:
         await state.events.publish(
             PHOTO_UPLOADED,
@@ -180,6 +177,11 @@ async def accept_photo(
         )
     except (FilmstripError, RedisError) as exc:
         log.warning("upload event not published: %s", exc, extra={"photo_id": photo_id})
+    try:
+        await state.queue.add(job.id, payload.encode(), priority=job.pipeline.priority)
+        await state.catalog.outbox_done(job.id)
+    except (FilmstripError, RedisError) as exc:
+        log.warning("enqueue deferred to the outbox relay: %s", exc, extra={"photo_id": photo_id})
     log.info("photo accepted", extra={"photo_id": photo_id, "bytes": size})
     return UploadAccepted(photo_id=photo_id, job_id=job.id, status=PhotoStatus.QUEUED)
 

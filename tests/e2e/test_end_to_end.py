@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
+from filmstrip.client import EventStream, Gap
 from tests.support.stack import Stack, start_stack
 
 STAGES = ["validation", "metadata", "thumbnails", "optimization"]
@@ -45,52 +47,11 @@ async def _upload(http: aiohttp.ClientSession, stack: Stack, path: Path) -> str:
     return str(body["photo_id"])
 
 
-async def _follow(
-    ws: aiohttp.ClientWebSocketResponse, photo_id: str, *, until: set[str]
-) -> list[dict[str, Any]]:
-    """Events of one photo, in arrival order, until one of ``until`` arrives."""
-    seen: list[dict[str, Any]] = []
-    async with asyncio.timeout(60):
-        while True:
-            msg = await ws.receive_json()
-            if msg.get("photo_id") != photo_id or "event" not in msg:
-                continue
-            seen.append(msg)
-            if msg["event"] in until:
-                return seen
-
-
-async def _open_socket(
-    session: aiohttp.ClientSession, stack: Stack
-) -> aiohttp.ClientWebSocketResponse:
-    ws = await session.ws_connect(stack.bus)
-    await ws.send_json({"type": "identify", "token": stack.token})
-    hello = await ws.receive_json(timeout=10)
-    assert hello["type"] == "identified", hello
-    return ws
-
-
-async def _subscribe_and_catch_up(
-    ws: aiohttp.ClientWebSocketResponse, photo_id: str
-) -> list[dict[str, Any]]:
-    """Wait for the upload event, join the photo's room, then replay what it already missed
-    (the bus replays only rooms the socket is in, so the join must be confirmed first)."""
-    seen = await _follow(ws, photo_id, until={"photo.uploaded"})
-    await ws.send_json({"type": "subscribe", "photo_id": photo_id})
-    async with asyncio.timeout(10):
-        while (msg := await ws.receive_json()).get("type") != "subscribed":
-            if msg.get("photo_id") == photo_id and "event" in msg:
-                seen.append(msg)  # live events of the client's room keep coming meanwhile
-    await ws.send_json({"type": "resume", "last_event_id": seen[0]["id"]})
-    async with asyncio.timeout(10):
-        while (msg := await ws.receive_json()).get("type") != "resumed":
-            if msg.get("photo_id") == photo_id and "event" in msg:
-                seen.append(msg)
-    # Live events that arrived before the replay are older ids; the stream order is the
-    # events' order ("<ms>-<seq>" ids).
-    unique = {m["id"]: m for m in seen}
-    assert len(unique) == len(seen), "an event arrived twice (live and replayed)"
-    return [unique[i] for i in sorted(unique, key=lambda i: tuple(map(int, i.split("-"))))]
+async def _open_stream(stack: Stack) -> EventStream:
+    """The client's events (filmstrip.client), connected: nothing from now on is missed."""
+    stream = EventStream(stack.bus, stack.token)
+    await stream.connect()
+    return stream
 
 
 DONE = {"photo.processing.completed", "photo.processing.failed"}
@@ -98,24 +59,33 @@ FOLLOW_UP_DONE = {"photo.processing.deferred.completed", "photo.processing.faile
 
 
 async def _events_until_done(
-    ws: aiohttp.ClientWebSocketResponse, photo_id: str, *, until: set[str] = DONE
+    events: EventStream, photo_id: str, *, until: set[str] = DONE
 ) -> list[dict[str, Any]]:
-    """Every event of the photo, in order, up to the first of ``until``."""
-    events = await _subscribe_and_catch_up(ws, photo_id)
-    if not any(e["event"] in until for e in events):
-        events += await _follow(ws, photo_id, until=until)
-    return events
+    """Every event of the photo, in order, up to the first of ``until``: following it
+    replays the events its room got before (the stream resumes from its last event)."""
+    await events.follow(photo_id)
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(60):
+        async for item in events:
+            assert not isinstance(item, Gap), item
+            if item.photo_id != photo_id:
+                continue
+            seen.append(msgspec.to_builtins(item))
+            if item.event in until:
+                return seen
+    raise AssertionError("the event stream ended")
 
 
 async def test_upload_to_live_completion_and_upright_thumbnail(
     stack: Stack, http: aiohttp.ClientSession, corpus: Path
 ) -> None:
     source = corpus / "real/Landscape_6.jpg"  # stored 1200x1800, EXIF orientation 6
-    async with aiohttp.ClientSession() as wsession:
-        ws = await _open_socket(wsession, stack)
+    stream = await _open_stream(stack)
+    try:
         photo_id = await _upload(http, stack, source)
-        events = await _events_until_done(ws, photo_id, until=FOLLOW_UP_DONE)
-        await ws.close()
+        events = await _events_until_done(stream, photo_id, until=FOLLOW_UP_DONE)
+    finally:
+        await stream.close()
 
     names = [e["event"] for e in events]
     assert names[0] == "photo.uploaded" and events[0]["type"] == "upload.event"
@@ -161,23 +131,22 @@ async def test_upload_to_live_completion_and_upright_thumbnail(
 async def test_corrupt_photo_fails_readably_and_the_worker_carries_on(
     stack: Stack, http: aiohttp.ClientSession, corpus: Path
 ) -> None:
-    async with aiohttp.ClientSession() as wsession:
-        ws = await _open_socket(wsession, stack)
+    stream = await _open_stream(stack)
+    try:
         bad_id = await _upload(http, stack, corpus / "bad/truncated_jpeg.jpg")
-        events = await _events_until_done(ws, bad_id)
+        events = await _events_until_done(stream, bad_id)
         failed = events[-1]
         assert failed["event"] == "photo.processing.failed", failed
         assert failed["data"]["error"]["category"] == "DATA"
         assert failed["data"]["error"]["message"]
-        await ws.close()
 
-        ws = await _open_socket(wsession, stack)  # resume is once per socket
         good_id = await _upload(http, stack, corpus / "real/Portrait_3.jpg")
-        events = await _events_until_done(ws, good_id)
+        events = await _events_until_done(stream, good_id)
         # A fast follow-up job may have announced its copy by the time we caught up.
         names = [e["event"] for e in events]
         assert "photo.processing.completed" in names and "photo.processing.failed" not in names
-        await ws.close()
+    finally:
+        await stream.close()
 
     photo = await (await http.get(f"{stack.api}/v1/photos/{bad_id}")).json()
     assert photo["status"] == "failed"
