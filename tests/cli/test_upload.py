@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import sys
@@ -100,7 +101,7 @@ async def test_a_folder_goes_in_once_and_a_text_file_fails_the_run(
     state = tmp_path / "state"
     before = await _photo_count(http, stack)
 
-    status, reports, err = await _upload(stack, state, str(folder))
+    status, reports, err = await _upload(stack, state, str(folder), "--session", "new")
     assert status == 1, err
     assert set(reports) == {
         "Canon_EOS_7D.jpg", "Nikon_D5000.jpg", "Landscape_3.jpg", "copy-of-nikon.jpg",
@@ -117,6 +118,13 @@ async def test_a_folder_goes_in_once_and_a_text_file_fails_the_run(
     assert "not a photo" in reports["notes.txt"]["reason"]
     assert f"failed: {folder / 'notes.txt'}: not a photo" in err
     assert await _photo_count(http, stack) == before + 3
+    session_id = re.search(r"session (\S+)", err)
+    assert session_id, err
+    async with http.get(f"{stack.api}/v1/sessions/{session_id[1]}") as resp:
+        session = await resp.json()
+    assert sorted(session["photo_ids"]) == sorted(
+        reports[n]["photo_id"] for n in ("Canon_EOS_7D.jpg", "Nikon_D5000.jpg", "Landscape_3.jpg")
+    )
 
     # Again: the server has every photo, so nothing is sent; the text file still fails.
     sent = _upload_requests(stack)
