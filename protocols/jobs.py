@@ -8,12 +8,9 @@ import msgspec
 
 
 class JobStorage(msgspec.Struct, frozen=True, kw_only=True):
-    """Where the original lives."""
+    """Where the original lives: its key in the blob store the roles share."""
 
     key: str
-    bucket: str
-    original_size: int
-    mime_type: str
 
 
 class JobPipeline(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,39 +37,19 @@ class JobContext(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None = None
 
 
-class Backoff(msgspec.Struct, frozen=True, kw_only=True):
-    type: str = "exponential"
-    delay_ms: int = 5000
-    jitter: float = 0.0
-
-
-class Retention(msgspec.Struct, frozen=True, kw_only=True):
-    """Keep finished jobs for at most ``age_s`` seconds and ``count`` jobs (0 = no bound)."""
-
-    age_s: int = 0
-    count: int = 0
-
-
-class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
-    attempts: int = 3
-    backoff: Backoff = msgspec.field(default_factory=Backoff)
-    remove_on_complete: Retention = msgspec.field(
-        default_factory=lambda: Retention(age_s=24 * 3600, count=1000)
-    )
-    remove_on_fail: Retention = msgspec.field(
-        default_factory=lambda: Retention(age_s=7 * 24 * 3600, count=5000)
-    )
-
-
 class PhotoProcessingJob(msgspec.Struct, frozen=True, kw_only=True):
-    """One photo to process. ``id`` is ``photo:<photo_id>`` so a photo is queued at most once."""
+    """One photo to process. ``id`` is ``photo:<photo_id>`` so a photo is queued at most once.
+
+    Retries, backoff and retention are the queue's settings, not the job's. Jobs queued by
+    releases that also sent ``opts``, ``storage.bucket``, ``storage.original_size`` and
+    ``storage.mime_type`` (never read) decode as they are: unknown fields are ignored.
+    """
 
     id: str
     photo_id: str
     storage: JobStorage
     pipeline: JobPipeline
     context: JobContext
-    opts: JobOptions = msgspec.field(default_factory=JobOptions)
 
 
 def job_id_for(photo_id: str) -> str:

@@ -23,10 +23,11 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.crc import key_slot
 
 from filmstrip import keys
+from filmstrip.errors import DataError
 from filmstrip.events import EventPublisher, forget_once
 from filmstrip.lease import Lease
 from filmstrip.metrics.stage_stats import StageTimingsBuffer, read_stage_series
-from filmstrip.queue import JobQueue, QueueOptions
+from filmstrip.queue import JobQueue, Outcome, QueueOptions, Settlement
 from filmstrip.redis_client import RedisClient
 from filmstrip.redis_layout import upgrade_layout
 from filmstrip.settings import SettingsError, load_settings
@@ -87,10 +88,10 @@ def test_every_script_and_multi_is_checked_here() -> None:
 @pytest.mark.parametrize("name", ["photo-processing", *(i for i in IDS if i and i[0] != "}")])
 def test_a_queues_keys_and_prefixes_share_one_slot(name: str) -> None:
     queue = JobQueue(aioredis.Redis(), QueueOptions(name=name))
-    job_prefix, stats_prefix = queue._base_args[:2]
+    job_prefix, stats_prefix = queue.keys.job_prefix, queue.keys.stats_prefix
     # The scripts build job and stats keys from these prefixes inside Lua.
     built = [job_prefix + i for i in IDS] + [stats_prefix + "m:29000000", stats_prefix + "h:1"]
-    assert _one_slot([*queue._keys, *built])
+    assert _one_slot([*queue.keys.scripts, *built])
 
 
 @pytest.mark.parametrize("name", ["", "}", "}{"])
@@ -118,12 +119,15 @@ def test_the_queues_key_names_are_those_older_releases_used() -> None:
     would strand the jobs waiting under it."""
     name = "photo-processing"
     queue = JobQueue(aioredis.Redis(), QueueOptions(name=name))
-    assert queue._keys == [
+    assert queue.keys.scripts == [
         *(f"{{{name}}}:p{p}" for p in range(1, 11)),
         f"{{{name}}}:delayed", f"{{{name}}}:completed", f"{{{name}}}:failed",
         f"{{{name}}}-failed", f"{{{name}}}:paused", f"{{{name}}}:limiter",
     ]  # fmt: skip
-    assert queue._base_args[:2] == [f"{{{name}}}:job:", f"{{{name}}}:stats:"]
+    assert [queue.keys.job_prefix, queue.keys.stats_prefix] == [
+        f"{{{name}}}:job:",
+        f"{{{name}}}:stats:",
+    ]
 
 
 # --- on the cluster ---------------------------------------------------------------------------
@@ -138,25 +142,19 @@ async def test_queue_scripts_on_the_cluster(redis: RedisClient) -> None:
     queue = JobQueue(redis, QueueOptions(name="slots", backoff_ms=0))
     await queue.ensure_groups()
     assert (await queue.add("a", b"x")).created
-    await queue.add_bulk([])
     await queue.add("later", b"x", delay_ms=60_000)
     assert await queue.cancel("later")
     # STEP takes "a"; the outcome fails it for good (a dead letter) on the next STEP.
-    _applied, jobs, *_ = await queue._run("STEP", ["c1", 1, 0, 1000, ""])
-    job_id, eid, band = jobs[0], jobs[1], jobs[2]
+    (taken,) = (await queue.step("c1", 1, [])).jobs
+    job_id, eid = taken.id.encode(), taken.entry_id.encode()
     assert await queue.set_progress("a", eid.decode(), 50)
-    from filmstrip.queue.consumer import _pack
-
-    outcome = _pack([["a", eid.decode(), int(band), "f", 0, "DATA", "bad", "no"]])
-    applied, *_ = await queue._run("STEP", ["c1", 0, 0, 1000, outcome])
+    outcome = [Settlement(taken, Outcome.FAIL, error=DataError("no", code="bad"))]
+    applied = (await queue.step("c1", 0, outcome)).applied
     assert applied == [1] and job_id == b"a"
     assert await queue.retry_failed("a")
-    flat = await redis.xreadgroup(
-        keys.QUEUE_GROUP, "c2", {queue.streams[4]: ">"}, count=1, block=10
-    )
-    entry_id, fields = flat[0][1][0]
-    assert await queue._run("ACTIVATE", [1, 5, entry_id, fields[b"i"]])
-    reclaimed = await queue._run("RECLAIM", ["c3", 0, 0, 10, *["0-0"] * 10, 1])
+    assert await queue.read("c2", 1, 10)  # XREADGROUP, then ACTIVATE
+    reaper = JobQueue(redis, QueueOptions(name="slots", visibility_timeout_ms=0, max_stalled=0))
+    reclaimed = await reaper.reclaim("c3", None, 1)
     assert reclaimed[2]  # stalled past max_stalled 0: dead-lettered
     assert await queue.remove_failed("a")
     assert (await queue.counts())["failed"] == 0

@@ -150,7 +150,7 @@ async def accept_photo(
         trace_id=trace_id,
         uploaded_at=utcnow(),
     )
-    job = build_job(settings, record, bucket=state.blobs.bucket)
+    job = build_job(settings, record)
     payload = encode_job(job).decode()
     outbox = OutboxEntry(
         job_id=job.id,

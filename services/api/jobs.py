@@ -9,7 +9,6 @@ from filmstrip.pipeline import resolve_stages
 from filmstrip.settings import Settings
 from protocols.jobs import (
     JobContext,
-    JobOptions,
     JobPipeline,
     JobStorage,
     PhotoProcessingJob,
@@ -19,18 +18,13 @@ from protocols.jobs import (
 )
 
 
-def build_job(settings: Settings, photo: PhotoRecord, *, bucket: str) -> PhotoProcessingJob:
+def build_job(settings: Settings, photo: PhotoRecord) -> PhotoProcessingJob:
     """The job that processes ``photo`` with the default pipeline."""
     pipeline = settings.default_pipeline
     return PhotoProcessingJob(
         id=job_id_for(photo.id),
         photo_id=photo.id,
-        storage=JobStorage(
-            key=photo.blob_key,
-            bucket=bucket,
-            original_size=photo.bytes,
-            mime_type=photo.content_type,
-        ),
+        storage=JobStorage(key=photo.blob_key),
         pipeline=JobPipeline(
             name=pipeline,
             stages=resolve_stages(pipeline, None),
@@ -42,16 +36,13 @@ def build_job(settings: Settings, photo: PhotoRecord, *, bucket: str) -> PhotoPr
             uploaded_at=photo.uploaded_at,
             trace_id=photo.trace_id,
         ),
-        opts=JobOptions(attempts=settings.job_attempts),
     )
 
 
-def build_remake_job(
-    settings: Settings, photo: PhotoRecord, stage: str, *, bucket: str
-) -> PhotoProcessingJob:
+def build_remake_job(settings: Settings, photo: PhotoRecord, stage: str) -> PhotoProcessingJob:
     """The job that runs ``stage`` again on the ready ``photo`` to make its derivatives
     again: a follow-up-phase job at the upload's priority, since a client is waiting."""
-    job = build_job(settings, photo, bucket=bucket)
+    job = build_job(settings, photo)
     return msgspec.structs.replace(
         follow_up_job(job, [stage], job.pipeline.priority), id=remake_job_id_for(photo.id, stage)
     )

@@ -106,7 +106,6 @@ async def requeue_stuck(
     catalog: Catalog,
     queue: JobQueue,
     *,
-    bucket: str,
     older_than_s: float,
     events: EventPublisher | None = None,
 ) -> int:
@@ -120,7 +119,7 @@ async def requeue_stuck(
                 if info.state is JobState.FAILED and info.error is not None:
                     repaired += await _record_failure(catalog, events, photo, info.error)
                 continue
-            job = build_job(settings, photo, bucket=bucket)
+            job = build_job(settings, photo)
             await forget_once(queue.redis, photo.client_id, completion_once_key(photo.id))
             await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
             await catalog.requeue_photo(photo.id)
@@ -156,7 +155,7 @@ async def _record_failure(
 
 
 async def requeue_follow_ups(
-    settings: Settings, catalog: Catalog, queue: JobQueue, *, bucket: str, older_than_s: float
+    settings: Settings, catalog: Catalog, queue: JobQueue, *, older_than_s: float
 ) -> int:
     """Give a follow-up job back to completed photos lacking deferred results without one."""
     if not settings.defer_optimization:
@@ -169,7 +168,7 @@ async def requeue_follow_ups(
         missing = [s for s in deferred if s not in (photo.processing_metadata or {})]
         if not missing:
             continue  # the pipeline no longer defers what this photo awaited
-        ready = build_job(settings, photo, bucket=bucket)
+        ready = build_job(settings, photo)
         job = follow_up_job(ready, missing, settings.deferred_priority)
         await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
         requeued += 1
@@ -211,13 +210,10 @@ async def reconcile_once(
             settings,
             catalog,
             queue,
-            bucket=blobs.bucket,
             older_than_s=settings.stuck_after_s,
             events=events,
         )
-        await requeue_follow_ups(
-            settings, catalog, queue, bucket=blobs.bucket, older_than_s=settings.stuck_after_s
-        )
+        await requeue_follow_ups(settings, catalog, queue, older_than_s=settings.stuck_after_s)
         if await orphan_sweep_due(redis):
             await sweep_orphan_blobs(catalog, blobs, grace_s=settings.orphan_grace_s)
             await orphan_sweep_done(redis, settings.orphan_sweep_interval_s)

@@ -30,7 +30,7 @@ async def remake(
         raise LogicError(
             f"no stage makes the derivative {derivative.name!r}", code="unknown_derivative"
         )
-    job = build_remake_job(state.settings, photo, stage, bucket=state.blobs.bucket)
+    job = build_remake_job(state.settings, photo, stage)
     # Removed once done, so a later damage (another power cut) can queue it again.
     added = await state.queue.add(
         job.id, encode_job(job), priority=job.pipeline.priority, remove_on_complete=True

@@ -53,7 +53,7 @@ async def send_back(state: ApiState, job_id: str, photo: PhotoRecord | None) -> 
         revived = await state.queue.retry_failed(job_id)
         if not revived and photo is not None:
             # The dead letter is gone (removed by an admin, or trimmed): enqueue afresh.
-            job = build_job(state.settings, photo, bucket=state.blobs.bucket)
+            job = build_job(state.settings, photo)
             await state.queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
     except (FilmstripError, RedisError):
         if photo is not None:

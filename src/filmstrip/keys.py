@@ -10,6 +10,8 @@ checks each group hashes to one slot).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 # --- events -----------------------------------------------------------------------------
 
 
@@ -122,6 +124,36 @@ def queue_limiter(queue: str) -> str:
 def queue_stats_prefix(queue: str) -> str:
     """Prefix of the time-bucketed job stats hashes (``m:<minute>``, ``h:<hour>``)."""
     return f"{queue_tag(queue)}:stats:"
+
+
+class QueueKeys(NamedTuple):
+    """Every key of one queue, by name (the functions above make each)."""
+
+    streams: list[str]  # the work streams, band 1 first
+    delayed: str
+    completed: str
+    failed: str
+    dead_letter: str
+    paused: str
+    limiter: str
+    job_prefix: str
+    stats_prefix: str
+
+    @classmethod
+    def of(cls, queue: str) -> QueueKeys:
+        """The keys of the queue named ``queue``."""
+        return cls(
+            [queue_stream(queue, p) for p in PRIORITIES], queue_delayed(queue),
+            queue_completed(queue), queue_failed_index(queue), queue_dead_letter(queue),
+            queue_paused(queue), queue_limiter(queue), queue_job_prefix(queue),
+            queue_stats_prefix(queue),
+        )  # fmt: skip
+
+    @property
+    def scripts(self) -> list[str]:
+        """The KEYS every queue script takes, in the order ``filmstrip.queue.lua`` names."""
+        return [*self.streams, self.delayed, self.completed, self.failed, self.dead_letter,
+                self.paused, self.limiter]  # fmt: skip
 
 
 # --- consistency manager (api) -----------------------------------------------------------

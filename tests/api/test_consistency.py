@@ -13,11 +13,11 @@ import aiohttp
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from msgspec import msgpack
 
 from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for_url, utcnow
-from filmstrip.queue import JobQueue, JobState
+from filmstrip.errors import DataError
+from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
 from protocols.jobs import deferred_job_id_for
 from services.api.jobs import build_job, encode_job
 from services.api.reconciler import (
@@ -55,7 +55,7 @@ async def _age(api: Api, *photos: PhotoRecord) -> None:
 async def _outbox_entry(api: Api, *, priority: int = 5) -> OutboxEntry:
     """A photo row with its outbox entry, as an upload whose enqueue never happened."""
     photo = _row(api)
-    job = build_job(api.settings, photo, bucket=api.state.blobs.bucket)
+    job = build_job(api.settings, photo)
     entry = OutboxEntry(
         job_id=job.id, photo_id=photo.id, payload=encode_job(job).decode(), priority=priority
     )
@@ -180,9 +180,7 @@ async def test_stuck_photo_without_a_job_is_requeued(api: Api, status: PhotoStat
     await state.catalog.insert_photo(stuck, None)
     await state.catalog.insert_photo(fresh, None)
     await _age(api, stuck)
-    n = await requeue_stuck(
-        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
-    )
+    n = await requeue_stuck(api.settings, state.catalog, state.queue, older_than_s=60)
     assert n == 1
     info = await state.queue.get_job(stuck.job_id)
     assert info is not None and info.state is JobState.WAITING
@@ -190,9 +188,7 @@ async def test_stuck_photo_without_a_job_is_requeued(api: Api, status: PhotoStat
     assert row is not None and row.status == PhotoStatus.QUEUED
     assert await state.queue.get_job(fresh.job_id) is None
     # A second round finds the job and leaves it alone.
-    n = await requeue_stuck(
-        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=0
-    )
+    n = await requeue_stuck(api.settings, state.catalog, state.queue, older_than_s=0)
     assert n == 1  # only `fresh` (now old enough) lacked a job
     assert (await state.queue.counts())["waiting"] == 2
 
@@ -204,14 +200,14 @@ async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api
     photo = _row(api, status=PhotoStatus.PROCESSING)
     await state.catalog.insert_photo(photo, None)
     await _age(api, photo)
-    job = build_job(api.settings, photo, bucket=state.blobs.bucket)
+    job = build_job(api.settings, photo)
     await state.queue.add(job.id, encode_job(job))
-    _, flat, *_ = await state.queue._run("STEP", ["gone-worker", 1, 0, 1000, b""])
-    failure = [(job.id, flat[1].decode(), int(flat[2]), "f", 0, "DATA", "corrupt_image", "bad")]
-    await state.queue._run("STEP", ["gone-worker", 0, 0, 1000, msgpack.encode(failure)])
+    (taken,) = (await state.queue.step("gone-worker", 1, [])).jobs
+    failure = [Settlement(taken, Outcome.FAIL, error=DataError("bad", code="corrupt_image"))]
+    await state.queue.step("gone-worker", 0, failure)
 
     repaired = await requeue_stuck(
-        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket,
+        api.settings, state.catalog, state.queue,
         older_than_s=60, events=state.events,
     )  # fmt: skip
     assert repaired == 1
@@ -225,7 +221,7 @@ async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api
     ]
     # Settled: the next round has nothing to do, and the job was not queued again.
     assert await requeue_stuck(
-        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket,
+        api.settings, state.catalog, state.queue,
         older_than_s=0, events=state.events,
     ) == 0  # fmt: skip
     assert (await state.queue.counts())["waiting"] == 0
@@ -254,18 +250,14 @@ async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -
     # Age the three rows the reconciler may look at.
     await _age(api, lost, done, failed)
 
-    n = await requeue_follow_ups(
-        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
-    )
+    n = await requeue_follow_ups(api.settings, state.catalog, state.queue, older_than_s=60)
     assert n == 1
     info = await state.queue.get_job(deferred_job_id_for(lost.id))
     assert info is not None and info.priority == api.settings.deferred_priority
     for other in (done, failed, fresh):
         assert await state.queue.get_job(deferred_job_id_for(other.id)) is None
     # The next round finds the job and leaves it alone.
-    n = await requeue_follow_ups(
-        api.settings, state.catalog, state.queue, bucket=state.blobs.bucket, older_than_s=60
-    )
+    n = await requeue_follow_ups(api.settings, state.catalog, state.queue, older_than_s=60)
     assert n == 0
 
 

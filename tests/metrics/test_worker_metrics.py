@@ -15,7 +15,8 @@ def retries(category: str) -> float:
 
 
 def job(queue: JobQueue, attempt: int, attempts: int = 3) -> Job:
-    return Job(queue, "photo:m", "1-0", 5, b"{}", attempt, attempts, 0, 1000)
+    return Job(id="photo:m", entry_id="1-0", priority=5, payload=b"{}", attempt=attempt,
+               attempts=attempts, deferrals=0, backoff_ms=1000, store=queue)  # fmt: skip
 
 
 async def test_only_retryable_errors_with_attempts_left_count_as_retries(

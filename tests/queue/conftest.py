@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,6 +44,14 @@ async def running(consumer: Consumer) -> AsyncIterator[Consumer]:
     finally:
         await consumer.stop()
         await task
+
+
+async def add_many(
+    queue: JobQueue, job_ids: Iterable[str], payload: bytes = b"", **options: Any
+) -> None:
+    """Enqueue ``job_ids`` one after another, in order, with the same payload and options."""
+    for job_id in job_ids:
+        await queue.add(job_id, payload, **options)
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], limit_s: float = 10.0) -> None:

@@ -10,10 +10,9 @@ import redis.asyncio as aioredis
 
 from filmstrip import keys
 from filmstrip.errors import DataError
-from filmstrip.queue import Job, JobQueue, NewJob, QueueOptions
+from filmstrip.queue import Job, JobQueue, QueueOptions, Retention
 from filmstrip.settings import load_settings
-from protocols.jobs import Retention
-from tests.queue.conftest import Recorder, running, wait_for
+from tests.queue.conftest import Recorder, add_many, running, wait_for
 
 pytestmark = pytest.mark.both_redis
 
@@ -57,7 +56,7 @@ async def test_rate_limiter_is_global_across_consumers(
 ) -> None:
     window = 200
     queue = make_queue(limiter_max=3, limiter_duration_ms=window)
-    await queue.add_bulk(NewJob(job_id=f"j{i}", payload=b"") for i in range(9))
+    await add_many(queue, (f"j{i}" for i in range(9)))
     a, b = Recorder(), Recorder()
     async with running(a.consumer(queue, name="a")), running(b.consumer(queue, name="b")):
         await wait_for(lambda: _count(queue, "completed", 9))
@@ -105,7 +104,7 @@ async def test_failed_retention_bounds_jobs_and_dead_letters(
     async with running(rec.consumer(queue, concurrency=1)):
         await wait_for(lambda: _true(len(rec.failed) == 4))
     assert (await queue.counts())["failed"] == 2
-    assert await redis.xlen(queue.dead_letter_key) == 2
+    assert await redis.xlen(queue.keys.dead_letter) == 2
 
 
 async def test_stats_cover_completed_and_failed_jobs(make_queue: Callable[..., JobQueue]) -> None:
@@ -137,7 +136,7 @@ async def test_waiting_and_delayed_jobs_are_listed_in_the_order_they_will_run(
     make_queue: Callable[..., JobQueue],
 ) -> None:
     queue = make_queue()
-    await queue.add_bulk(NewJob(job_id=f"p5:{i}", payload=b"") for i in range(600))
+    await add_many(queue, (f"p5:{i}" for i in range(600)))
     await queue.add("p1", b"", priority=1)
     await queue.add("later", b"", delay_ms=60_000)
     first = await queue.list_jobs("waiting", offset=0, limit=3)

@@ -1,4 +1,4 @@
-"""Enqueue: one Lua call, payload stored once, dedupe by id, bulk pipelined."""
+"""Enqueue: one Lua call, payload stored once, dedupe by id."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from filmstrip import keys
-from filmstrip.queue import JobQueue, JobState, NewJob
+from filmstrip.queue import JobQueue, JobState
 from tests.queue.conftest import Recorder, running, wait_for
 
 pytestmark = pytest.mark.both_redis
@@ -53,16 +53,6 @@ async def test_dedupe_holds_while_the_job_is_active_and_after_it_completed(
     assert seen == [False]
     again = await queue.add("photo:1", b"z")
     assert not again.created and again.state is JobState.COMPLETED
-
-
-async def test_bulk_enqueue_dedupes_each_job(make_queue: Callable[..., JobQueue]) -> None:
-    queue = make_queue()
-    await queue.add("photo:3", b"old")
-    jobs = [NewJob(job_id=f"photo:{i}", payload=b"p") for i in range(2500)]
-    results = await queue.add_bulk(jobs)
-    assert len(results) == 2500
-    assert [r.job_id for r in results if not r.created] == ["photo:3"]
-    assert (await queue.counts())["waiting"] == 2500
 
 
 async def _eq(queue: JobQueue, state: str, n: int) -> bool:

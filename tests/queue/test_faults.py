@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from filmstrip.queue import JobQueue, NewJob, QueueOptions
-from tests.queue.conftest import FAST, Recorder, running, wait_for
+from filmstrip.queue import JobQueue, QueueOptions
+from tests.queue.conftest import FAST, Recorder, add_many, running, wait_for
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_completes_each_job_once(
 ) -> None:
     name = "fault-kill"
     queue = JobQueue(redis, QueueOptions(name=name))
-    await queue.add_bulk(NewJob(job_id=f"photo:{i}", payload=b"{}") for i in range(200))
+    await add_many(queue, (f"photo:{i}" for i in range(200)), b"{}")
     a = _spawn(redis_server.url, name, "a", 5, 500, 30)
     b = _spawn(redis_server.url, name, "b", 5, 500, 30)
     try:
@@ -79,8 +79,8 @@ async def test_waiting_and_delayed_jobs_survive_a_redis_restart(
     own_server: RedisServer, own_redis: aioredis.Redis
 ) -> None:
     queue = JobQueue(own_redis, QueueOptions(name="restart", **FAST))  # type: ignore[arg-type]
-    await queue.add_bulk(NewJob(job_id=f"w{i}", payload=b"") for i in range(20))
-    await queue.add_bulk(NewJob(job_id=f"d{i}", payload=b"", delay_ms=200) for i in range(10))
+    await add_many(queue, (f"w{i}" for i in range(20)))
+    await add_many(queue, (f"d{i}" for i in range(10)), delay_ms=200)
     assert (await queue.counts())["delayed"] == 10
     own_server.restart()  # SIGTERM: redis fsyncs the AOF on shutdown
     rec = Recorder()
@@ -99,13 +99,13 @@ async def test_consumers_ride_out_a_redis_outage(
     consumer = rec.consumer(queue)
     task = asyncio.create_task(consumer.run())
     try:
-        await queue.add_bulk(NewJob(job_id=f"before{i}", payload=b"") for i in range(5))
+        await add_many(queue, (f"before{i}" for i in range(5)))
         await wait_for(lambda: _true(len(rec.completed) == 5))
         own_server.stop(kill=True)
         await asyncio.sleep(1.5)  # the consumer keeps failing to reach Redis meanwhile
         assert not task.done()
         own_server.start()
-        await queue.add_bulk(NewJob(job_id=f"after{i}", payload=b"") for i in range(5))
+        await add_many(queue, (f"after{i}" for i in range(5)))
         await wait_for(lambda: _true(len(rec.completed) == 10), limit_s=20)
     finally:
         await consumer.stop()

@@ -51,7 +51,7 @@ async def test_a_worker_leaving_the_group_keeps_a_twins_jobs(
 
 async def _pending(queue: JobQueue, job_id: str) -> bool:
     total = 0
-    for stream in queue.streams:
+    for stream in queue.keys.streams:
         summary = await queue.redis.xpending(stream, keys.QUEUE_GROUP)
         total += int(summary["pending"])
     info = await queue.get_job(job_id)

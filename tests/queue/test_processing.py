@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from filmstrip import keys
 from filmstrip.errors import ResourceError, TemporaryError
-from filmstrip.queue import Job, JobQueue, JobState, NewJob
-from tests.queue.conftest import Recorder, running, wait_for
+from filmstrip.queue import Job, JobQueue, JobState
+from tests.queue.conftest import Recorder, add_many, running, wait_for
 
 pytestmark = pytest.mark.both_redis
 
@@ -28,7 +28,7 @@ async def test_priority_one_starts_before_a_thousand_waiting_priority_five(
     make_queue: Callable[..., JobQueue],
 ) -> None:
     queue = make_queue()
-    await queue.add_bulk(NewJob(job_id=f"p5:{i}", payload=b"") for i in range(1000))
+    await add_many(queue, (f"p5:{i}" for i in range(1000)))
     await queue.add("p1:urgent", b"", priority=1)
     await queue.add("p10:last", b"", priority=10)
     rec = Recorder()
@@ -66,7 +66,7 @@ async def test_jobs_that_come_back_come_back_in_their_own_band(
 
 async def test_concurrency_bounds_parallel_handlers(make_queue: Callable[..., JobQueue]) -> None:
     queue = make_queue()
-    await queue.add_bulk(NewJob(job_id=f"j{i}", payload=b"") for i in range(12))
+    await add_many(queue, (f"j{i}" for i in range(12)))
     running_now, peak = 0, 0
     gate = asyncio.Event()
 
@@ -91,7 +91,7 @@ async def test_completion_acks_and_deletes_the_stream_entry(
     redis: aioredis.Redis, make_queue: Callable[..., JobQueue]
 ) -> None:
     queue = make_queue()
-    await queue.add_bulk(NewJob(job_id=f"j{i}", payload=b"") for i in range(20))
+    await add_many(queue, (f"j{i}" for i in range(20)))
     rec = Recorder()
     async with running(rec.consumer(queue, concurrency=4)):
         await wait_for(lambda: _count(queue, "completed", 20))

@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 import pytest
 import redis.exceptions
-from msgspec import msgpack
 
 from filmstrip import keys
 from filmstrip.errors import DataError
-from filmstrip.queue import Job, JobQueue, JobState
+from filmstrip.queue import Job, JobQueue, JobState, Outcome, Settlement, Step
 from tests.queue.conftest import Recorder, running, wait_for
 
 pytestmark = pytest.mark.both_redis
@@ -22,14 +22,12 @@ VIS = 200  # ms
 
 async def _take_as(queue: JobQueue, consumer: str) -> None:
     """Take one job as a consumer that then vanishes without a trace (like SIGKILL)."""
-    _, jobs, *_ = await queue._run("STEP", [consumer, 1, 0, 1000, b""])
+    jobs = (await queue.step(consumer, 1, [])).jobs
     assert jobs, "no job was taken"
 
 
 async def _reclaim(queue: JobQueue, prune_ms: int = 0) -> None:
-    await queue._run(
-        "RECLAIM", ["reaper", VIS, queue.options.max_stalled, 100, *["0-0"] * 10, prune_ms]
-    )
+    await queue.reclaim("reaper", None, prune_ms)
 
 
 async def test_a_dead_consumers_job_is_reclaimed_without_spending_an_attempt(
@@ -52,7 +50,7 @@ async def test_a_job_whose_reader_died_before_activating_it_is_reclaimed(
     await queue.ensure_groups()
     await queue.add("photo:1", b"", priority=3)
     # A worker's blocking read hands it the entry; the worker dies before ACTIVATE.
-    streams: dict[Any, Any] = {s: ">" for s in queue.streams}
+    streams: dict[Any, Any] = {s: ">" for s in queue.keys.streams}
     reply = await queue.redis.xreadgroup(keys.QUEUE_GROUP, "killed-worker", streams, count=1)
     assert [len(entries) for _, entries in reply] == [1]
     assert await _state(queue, "photo:1", JobState.WAITING)  # delivered, never activated
@@ -152,7 +150,7 @@ async def test_graceful_stop_lets_running_jobs_finish_within_the_grace(
         await started.wait()
     assert await _state(queue, "photo:1", JobState.COMPLETED)
     # A stopped consumer leaves the group rather than lingering in it forever.
-    consumers = await queue.redis.xinfo_consumers(queue.streams[4], keys.QUEUE_GROUP)
+    consumers = await queue.redis.xinfo_consumers(queue.keys.streams[4], keys.QUEUE_GROUP)
     assert [c["name"] for c in consumers] == []
 
 
@@ -171,10 +169,13 @@ async def test_consumers_of_dead_workers_are_pruned_once_idle_and_empty(
     queue = make_queue(visibility_timeout_ms=VIS)
     await queue.add("photo:1", b"")
     await _take_as(queue, "killed-worker")
-    stream = queue.streams[4]
+    stream = queue.keys.streams[4]
     await asyncio.sleep(VIS * 1.5 / 1000)
     # Idle long enough, but it still holds a job (not reclaimed yet: min idle 60 s): kept.
-    await queue._run("RECLAIM", ["reaper", 60_000, 1, 100, *["0-0"] * 10, VIS])
+    patient = JobQueue(
+        queue.redis, msgspec.structs.replace(queue.options, visibility_timeout_ms=60_000)
+    )
+    await patient.reclaim("reaper", None, VIS)
     assert "killed-worker" in await _consumers(queue, stream)
     # Once its job is taken back it holds nothing and goes.
     await _reclaim(queue, prune_ms=VIS)
@@ -192,17 +193,17 @@ async def test_a_settle_sent_again_after_its_reply_was_lost_is_recognised(
 ) -> None:
     queue = make_queue(visibility_timeout_ms=VIS)
     await queue.add("photo:bad", b"")
-    _, flat, *_ = await queue._run("STEP", ["w1", 1, 0, 1000, b""])
-    job_id, eid, band = flat[0], flat[1], int(flat[2])
+    (taken,) = (await queue.step("w1", 1, [])).jobs
+    job_id = taken.id.encode()
     assert job_id == b"photo:bad"
-    fail = msgpack.encode([(job_id.decode(), eid.decode(), band, "f", 0, "DATA", "bad", "no")])
-    first, *_ = await queue._run("STEP", ["w1", 0, 0, 1000, fail])
-    again, *_ = await queue._run("STEP", ["w1", 0, 0, 1000, fail])
+    fail = [Settlement(taken, Outcome.FAIL, error=DataError("no", code="bad"))]
+    first = (await queue.step("w1", 0, fail)).applied
+    again = (await queue.step("w1", 0, fail)).applied
     assert (first, again) == ([1], [2])
     # Once the job runs again under a new delivery, the old one's outcome is nobody's.
     assert await queue.retry_failed("photo:bad")
     assert await _state(queue, "photo:bad", JobState.WAITING)
-    stale, *_ = await queue._run("STEP", ["w1", 0, 0, 1000, fail])
+    stale = (await queue.step("w1", 0, fail)).applied
     assert stale == [0]
 
 
@@ -212,9 +213,9 @@ class _LosesOneReply(JobQueue):
 
     lost = False
 
-    async def _run(self, script: str, args: Sequence[Any], client: Any = None) -> Any:
-        reply = await super()._run(script, args, client)
-        if script == "STEP" and args[4] and not self.lost:
+    async def step(self, consumer: str, want: int, settled: Sequence[Settlement]) -> Step:
+        reply = await super().step(consumer, want, settled)
+        if settled and not self.lost:
             self.lost = True
             raise redis.exceptions.ConnectionError("Connection closed by server.")
         return reply

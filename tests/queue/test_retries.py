@@ -96,7 +96,7 @@ async def test_temporary_errors_retry_then_dead_letter(
     assert rec.calls == [("photo:t", 1), ("photo:t", 2), ("photo:t", 3)]
     assert [(j, e.code) for j, e in rec.failed] == [("photo:t", "s3_timeout")]
 
-    entries = await redis.xrange(queue.dead_letter_key)
+    entries = await redis.xrange(queue.keys.dead_letter)
     assert len(entries) == 1
     fields = entries[0][1]
     assert fields[b"id"] == b"photo:t" and fields[b"job"] == b'{"k": 1}'
@@ -200,7 +200,7 @@ async def test_dead_letters_can_be_listed_retried_and_removed(
         await wait_for(lambda: _count(queue, "completed", 1))
         assert await queue.remove_failed("photo:1")
         assert await queue.get_job("photo:1") is None
-    assert await redis.xlen(queue.dead_letter_key) == 1
+    assert await redis.xlen(queue.keys.dead_letter) == 1
     assert (await queue.counts())["failed"] == 1
 
 

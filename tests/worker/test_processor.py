@@ -61,7 +61,7 @@ class World:
             updated_at=now,
         )  # fmt: skip
         await self.catalog.insert_photo(photo, None)
-        job = build_job(self.settings, photo, bucket=self.blobs.bucket)
+        job = build_job(self.settings, photo)
         await self.queue.add(job.id, encode_job(job))
         return photo_id
 
@@ -152,7 +152,7 @@ async def test_running_twice_gives_the_same_keys_and_values(world: World, corpus
     assert first is not None and first.status == "completed"
     # Redeliver: force the row back and process the same job again.
     await world.catalog.requeue_photo(photo_id)
-    job = build_job(world.settings, first, bucket=world.blobs.bucket)
+    job = build_job(world.settings, first)
     await world.queue.remove_failed(job.id)
     await world.queue.add(f"{job.id}:again", encode_job(job))
     await world.run_until_done([photo_id])

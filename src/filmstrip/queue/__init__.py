@@ -2,11 +2,10 @@
 
 ::
 
-    from filmstrip.queue import JobQueue, QueueOptions, Consumer, Job, AddResult, NewJob
+    from filmstrip.queue import JobQueue, QueueOptions, Consumer, Job, AddResult
 
     queue = JobQueue(redis, QueueOptions.from_settings(settings))  # redis: decode_responses=False
     res = await queue.add("photo:123", payload, priority=5)   # AddResult(job_id, created, state)
-    await queue.add_bulk([NewJob(job_id=..., payload=...), ...])   # 500 jobs per script call
     await queue.cancel(job_id)            # waiting/delayed only; False for active or finished
     await queue.pause(); await queue.resume(); await queue.is_paused()
     await queue.counts()                  # waiting, active, delayed, completed, failed, paused
@@ -21,13 +20,17 @@
     consumer.install_signal_handlers()    # SIGTERM/SIGINT -> graceful stop
     await consumer.run()                  # until stop() / request_stop()
 
-Layout (names in :mod:`filmstrip.keys`, all under the ``{<queue>}`` hash tag so one queue
-is one Cluster slot): a work stream per priority band ``{photo-processing}:p1`` ..
-``:p10`` with one consumer group ``workers``; a hash per job ``{photo-processing}:job:<id>``
-holding the payload, state and any non-default options (the stream entry carries only the
-id); ``:delayed``, ``:completed`` and ``:failed`` sorted sets; ``:paused``; ``:limiter``;
-``:stats:m:<minute>`` / ``:stats:h:<hour>`` counters; and the dead-letter stream
-``{photo-processing}-failed`` (fields id, job, error, code, category, attempts, failed_at).
+The seam: a :class:`Consumer` reaches Redis only through the queue's consumer-side methods
+(``step``, ``read``, ``renew``, ``reclaim``, ``leave``), one script call or pipeline each.
+
+Layout (``queue.keys``, named in :mod:`filmstrip.keys`, all under the ``{<queue>}`` hash tag
+so one queue is one Cluster slot): a work stream per priority band ``{photo-processing}:p1``
+.. ``:p10`` with one consumer group ``workers``; a hash per job
+``{photo-processing}:job:<id>`` holding the payload, state and any non-default options (the
+stream entry carries only the id); ``:delayed``, ``:completed`` and ``:failed`` sorted
+sets; ``:paused``; ``:limiter``; ``:stats:m:<minute>`` / ``:stats:h:<hour>`` counters; and
+the dead-letter stream ``{photo-processing}-failed`` (fields id, job, error, code, category,
+attempts, failed_at).
 
 Every state change is one Lua script (:mod:`filmstrip.queue.lua`). A consumer makes one
 STEP call per batch: it settles every job that finished since the last call (XACK + XDEL,
@@ -53,17 +56,19 @@ Semantics:
   outcomes of jobs that finished meanwhile are kept and settled after the reconnect.
 - ``on_failed`` runs once per dead-lettered job (poison path included), after the
   dead-letter is committed; ``on_completed`` after the completion is committed.
-- ``prefetch`` (default 0) lets a consumer hold that many jobs beyond ``concurrency`` so it
-  fetches and settles in batches: much faster for short jobs, but held jobs cannot go to an
-  idle worker, so photo workers leave it at 0.
+- The limiter (``FILMSTRIP_LIMITER_MAX`` jobs per ``FILMSTRIP_LIMITER_DURATION_MS``, off by
+  default) bounds how many jobs all consumers start per window.
+- ``prefetch`` (``FILMSTRIP_WORKER_PREFETCH``, default 0) lets a consumer hold that many jobs
+  beyond ``concurrency`` so it fetches and settles in batches: much faster for short jobs,
+  but held jobs cannot go to an idle worker, so photo workers leave it at 0.
 """
 
 from filmstrip.queue.consumer import Consumer
 from filmstrip.queue.job import AddResult, Job, JobError, JobInfo, JobState
 from filmstrip.queue.metrics import QueueStats, WindowStats
-from filmstrip.queue.options import QueueOptions, RetentionSpec
-from filmstrip.queue.policy import Outcome, backoff_ms, decide
-from filmstrip.queue.queue import JobQueue, NewJob
+from filmstrip.queue.options import QueueOptions, Retention, RetentionSpec
+from filmstrip.queue.policy import Outcome, Settlement, backoff_ms, decide
+from filmstrip.queue.queue import JobQueue, Reclaimed, Step
 
 __all__ = [
     "AddResult",
@@ -73,11 +78,14 @@ __all__ = [
     "JobInfo",
     "JobQueue",
     "JobState",
-    "NewJob",
     "Outcome",
     "QueueOptions",
     "QueueStats",
+    "Reclaimed",
+    "Retention",
     "RetentionSpec",
+    "Settlement",
+    "Step",
     "WindowStats",
     "backoff_ms",
     "decide",

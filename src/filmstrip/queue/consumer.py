@@ -14,16 +14,13 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-import msgspec
 import redis.exceptions
 
-from filmstrip import keys
 from filmstrip.errors import Category, FilmstripError, TemporaryError
 from filmstrip.instance import instance_name
 from filmstrip.queue.job import Job
-from filmstrip.queue.policy import Outcome, decide
+from filmstrip.queue.policy import Outcome, Settlement, decide
 from filmstrip.queue.queue import JobQueue
 from filmstrip.tasks import cancel_and_wait
 
@@ -43,25 +40,7 @@ APPLIED_BEFORE = 2
 # How long a finished job may wait for the next fetch before it is settled on its own.
 SETTLE_S = 0.01
 
-_pack = msgspec.msgpack.Encoder().encode
-
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-
-
-class _Done:
-    __slots__ = ("delay_ms", "error", "job", "outcome")
-
-    def __init__(
-        self, job: Job, outcome: Outcome, delay_ms: int = 0, error: FilmstripError | None = None
-    ) -> None:
-        self.job = job
-        self.outcome = outcome
-        self.delay_ms = delay_ms
-        self.error = error
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _reraise_cancel() -> None:
@@ -104,7 +83,7 @@ class Consumer:
         self.name = name or default_name()
         self._running: dict[asyncio.Task[None], Job] = {}
         self._buffer: collections.deque[Job] = collections.deque()
-        self._done: list[_Done] = []
+        self._done: list[Settlement] = []
         self._hooks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -112,12 +91,7 @@ class Consumer:
         self._started = False
         self._down_since: float | None = None
         self._retry_s = 0.05
-        self._limiter_max = self.options.limiter_max
-        self._limiter_ms = self.options.limiter_duration_ms
-        self._attempts = self.options.attempts
-        self._backoff_ms = self.options.backoff_ms
         self._busy = 0  # handlers started and not yet finished
-        self._stream_band = {s.encode(): i + 1 for i, s in enumerate(queue.streams)}
 
     @property
     def active(self) -> int:
@@ -189,9 +163,7 @@ class Consumer:
                 continue
             done, self._done = self._done, []
             try:
-                applied, jobs, paused, limited_ms, next_due_ms = await self._step(
-                    done, want if fetch else 0
-                )
+                step = await self.queue.step(self.name, want if fetch else 0, done)
             except REDIS_DOWN as exc:
                 self._done = done + self._done
                 await self._down(exc)
@@ -202,21 +174,21 @@ class Consumer:
                 continue
             last_step = loop.time()
             self._up()
-            self._settled(done, applied)
-            for job in jobs:
+            self._settled(done, step.applied)
+            for job in step.jobs:
                 self._take(job)
-            if jobs or done or not fetch or self._done:
+            if step.jobs or done or not fetch or self._done:
                 continue
-            if paused:
+            if step.paused:
                 await self._sleep(0.2)
-            elif limited_ms:
-                await self._sleep(limited_ms / 1000)
-            elif next_due_ms == 0:
+            elif step.limited_ms:
+                await self._sleep(step.limited_ms / 1000)
+            elif step.next_due_ms == 0:
                 continue
             else:
                 timeout = self.options.block_ms
-                if next_due_ms > 0:
-                    timeout = min(timeout, next_due_ms)
+                if step.next_due_ms > 0:
+                    timeout = min(timeout, step.next_due_ms)
                 if self._busy:
                     # Finished jobs wait for this read to return before they are settled.
                     timeout = min(timeout, 50)
@@ -232,61 +204,16 @@ class Consumer:
         else:
             self._buffer.append(job)
 
-    async def _step(
-        self, done: Sequence[_Done], want: int
-    ) -> tuple[list[int], list[Job], int, int, int]:
-        # Outcomes travel as one msgpack blob: packing hundreds of small arguments costs
-        # more client CPU than the whole script costs Redis.
-        packed = b""
-        if done:
-            rows: list[tuple[Any, ...]] = []
-            for d in done:
-                job, err = d.job, d.error
-                if err is None:
-                    rows.append((job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms))
-                else:
-                    rows.append((
-                        job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms,
-                        err.category.value, err.code, err.message,
-                    ))  # fmt: skip
-            packed = _pack(rows)
-        args = [self.name, want, self._limiter_max, self._limiter_ms, packed]
-        applied, flat, paused, limited, next_due = await self.queue._run("STEP", args)
-        return applied, self._jobs(flat), int(paused), int(limited), int(next_due)
-
-    def _jobs(self, flat: Sequence[Any]) -> list[Job]:
-        queue = self.queue
-        jobs = []
-        for i in range(0, len(flat), 8):
-            job_id, eid, band, data, made, att, deferred, backoff = flat[i : i + 8]
-            job = Job(queue, _s(job_id), _s(eid), int(band), data, int(made),
-                      int(att) if att else self._attempts, int(deferred),
-                      int(backoff) if backoff else self._backoff_ms)  # fmt: skip
-            jobs.append(job)
-        return jobs
-
     async def _block_read(self, free: int, timeout_ms: int) -> None:
-        streams: dict[Any, Any] = {s: ">" for s in self.queue.streams}
         try:
-            reply: Any = await self.queue.redis.xreadgroup(
-                keys.QUEUE_GROUP, self.name, streams, count=free, block=max(timeout_ms, 1)
-            )
-            if not reply:
-                return
-            args: list[Any] = []
-            for stream, entries in reply:
-                band = self._stream_band[stream if isinstance(stream, bytes) else stream.encode()]
-                for eid, fields in entries:
-                    args += [band, eid, fields[b"i"]]
-            flat = await self.queue._run("ACTIVATE", [len(args) // 3, *args])
+            jobs = await self.queue.read(self.name, free, timeout_ms)
         except REDIS_DOWN as exc:
-            # Entries delivered but not activated stay pending; reclaim puts them back.
             await self._down(exc)
             return
         except redis.exceptions.ResponseError as exc:
             await self._response_error(exc)
             return
-        for job in self._jobs(flat):
+        for job in jobs:
             self._take(job)
 
     async def _sleep(self, seconds: float) -> None:
@@ -315,7 +242,7 @@ class Consumer:
             await self.handler(job)
         except asyncio.CancelledError:
             # Only shutdown cancels handlers: give the job back untouched.
-            self._finish(_Done(job, Outcome.HAND_BACK))
+            self._finish(Settlement(job, Outcome.HAND_BACK))
             return
         except FilmstripError as exc:
             self._fail(job, exc)
@@ -324,7 +251,7 @@ class Consumer:
             log.exception("job %s raised an unexpected error; treating it as TEMPORARY", job.id)
             self._fail(job, TemporaryError(f"{type(exc).__name__}: {exc}", code="unexpected"))
             return
-        self._finish(_Done(job, Outcome.COMPLETE))
+        self._finish(Settlement(job, Outcome.COMPLETE))
 
     def _fail(self, job: Job, error: FilmstripError) -> None:
         outcome, delay = decide(
@@ -338,14 +265,14 @@ class Consumer:
         if outcome is not Outcome.FAIL:
             log.info("job %s: %s (%s), %s in %d ms", job.id, error.code, error.category,
                      outcome.name.lower(), delay)  # fmt: skip
-        self._finish(_Done(job, outcome, delay, error))
+        self._finish(Settlement(job, outcome, delay, error))
 
-    def _finish(self, done: _Done) -> None:
+    def _finish(self, done: Settlement) -> None:
         self._busy -= 1
         self._done.append(done)
         self._wake.set()
 
-    def _settled(self, done: Sequence[_Done], applied: Sequence[int]) -> None:
+    def _settled(self, done: Sequence[Settlement], applied: Sequence[int]) -> None:
         for d, ok in zip(done, applied, strict=True):
             if not ok:
                 log.warning("job %s was reclaimed by another worker before it settled", d.job.id)
@@ -380,20 +307,14 @@ class Consumer:
             held = [*self._running.values(), *self._buffer, *(d.job for d in self._done)]
             if not held:
                 continue
-            by_stream: dict[str, list[Any]] = {}
-            for job in held:
-                by_stream.setdefault(self.queue.streams[job.priority - 1], []).append(job.entry_id)
             try:
-                async with self.queue.redis.pipeline(transaction=False) as pipe:
-                    for stream, ids in by_stream.items():
-                        pipe.xclaim(stream, keys.QUEUE_GROUP, self.name, 0, ids, justid=True)
-                    await pipe.execute()
+                await self.queue.renew(self.name, held)
             except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
                 _reraise_cancel()
                 log.warning("heartbeat failed: %s", exc)
 
     async def _reclaim(self) -> None:
-        cursors = ["0-0"] * len(self.queue.streams)
+        cursors = None
         o = self.options
         rounds = 0
         while not self._stopping:
@@ -402,22 +323,15 @@ class Consumer:
             prune = PRUNE_AFTER_VIS * o.visibility_timeout_ms if rounds % 60 == 0 else 0
             rounds += 1
             try:
-                new_cursors, requeued, dead = await self.queue._run(
-                    "RECLAIM",
-                    [self.name, o.visibility_timeout_ms, o.max_stalled, 100, *cursors, prune],
-                )
+                reclaimed = await self.queue.reclaim(self.name, cursors, prune)
             except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
                 _reraise_cancel()
                 log.warning("reclaim failed: %s", exc)
                 continue
-            cursors = [_s(c) for c in new_cursors]
-            if requeued:
-                log.warning("%d stalled jobs put back to waiting", requeued)
-            for i in range(0, len(dead), 5):
-                job = Job(
-                    self.queue, _s(dead[i]), "", int(dead[i + 1]), dead[i + 2],
-                    int(dead[i + 3] or 0), int(dead[i + 4] or o.attempts), 0, o.backoff_ms,
-                )  # fmt: skip
+            cursors = reclaimed.cursors
+            if reclaimed.requeued:
+                log.warning("%d stalled jobs put back to waiting", reclaimed.requeued)
+            for job in reclaimed.dead:
                 log.error("job %s stalled more than %d times; dead-lettered", job.id, o.max_stalled)
                 if self.on_failed is not None:
                     error = FilmstripError(
@@ -458,7 +372,7 @@ class Consumer:
 
     async def _shutdown(self) -> None:
         while self._buffer:
-            self._done.append(_Done(self._buffer.popleft(), Outcome.HAND_BACK))
+            self._done.append(Settlement(self._buffer.popleft(), Outcome.HAND_BACK))
         if self._running:
             _, pending = await asyncio.wait(
                 list(self._running), timeout=self.options.shutdown_grace_s
@@ -474,7 +388,7 @@ class Consumer:
                 break
             done, self._done = self._done, []
             try:
-                applied, *_ = await self._step(done, 0)
+                applied = (await self.queue.step(self.name, 0, done)).applied
             except REDIS_DOWN as exc:
                 self._done = done + self._done
                 log.warning("could not settle %d jobs at shutdown (%s); retry %d", len(done),
@@ -492,9 +406,6 @@ class Consumer:
         # more idle consumer in each group. Only done once nothing of ours is pending:
         # DELCONSUMER drops the consumer's pending entries.
         try:
-            async with self.queue.redis.pipeline(transaction=False) as pipe:
-                for stream in self.queue.streams:
-                    pipe.xgroup_delconsumer(stream, keys.QUEUE_GROUP, self.name)
-                await pipe.execute(raise_on_error=False)
+            await self.queue.leave(self.name)
         except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
             log.warning("could not leave the consumer group: %s", exc)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
-
-if TYPE_CHECKING:
-    from filmstrip.queue.queue import JobQueue
 
 
 class JobState(enum.StrEnum):
@@ -52,39 +50,29 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     payload: bytes = b""
 
 
+class ProgressStore(Protocol):
+    """Where a delivery stores its progress: its queue."""
+
+    async def set_progress(self, job_id: str, entry_id: str, percent: int) -> bool: ...
+
+
+@dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class Job:
     """One delivery of a job to a handler. ``attempt`` is 1-based."""
 
-    __slots__ = (
-        "_queue", "attempt", "attempts", "backoff_ms", "deferrals", "entry_id", "id", "payload",
-        "priority",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        queue: JobQueue,
-        job_id: str,
-        entry_id: str,
-        priority: int,
-        payload: bytes,
-        attempt: int,
-        attempts: int,
-        deferrals: int,
-        backoff_ms: int,
-    ) -> None:
-        self._queue = queue
-        self.id = job_id
-        self.entry_id = entry_id
-        self.priority = priority
-        self.payload = payload
-        self.attempt = attempt
-        self.attempts = attempts
-        self.deferrals = deferrals
-        self.backoff_ms = backoff_ms
+    id: str
+    entry_id: str  # the stream entry this delivery holds: its claim on the job
+    priority: int
+    payload: bytes
+    attempt: int
+    attempts: int
+    deferrals: int
+    backoff_ms: int
+    store: ProgressStore
 
     async def update_progress(self, percent: int) -> bool:
         """Store 0..100 on the job; False if this delivery no longer owns the job."""
-        return await self._queue.set_progress(self.id, self.entry_id, percent)
+        return await self.store.set_progress(self.id, self.entry_id, percent)
 
     def __repr__(self) -> str:
         return f"Job({self.id!r}, attempt={self.attempt}/{self.attempts}, priority={self.priority})"

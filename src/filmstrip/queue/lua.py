@@ -1,7 +1,7 @@
 """The queue's Lua scripts: every state change of a job happens atomically inside Redis.
 
-Every script gets the same KEYS (see ``JobQueue._keys``) and ARGV[1..5]; its own arguments
-start at ARGV[6]:
+Every script gets the same KEYS (``filmstrip.keys.QueueKeys.scripts``) and ARGV[1..5]; its
+own arguments start at ARGV[6]:
 
 - KEYS[1..10]: the work streams of priority bands 1..10; KEYS[11] delayed zset,
   KEYS[12] completed zset, KEYS[13] failed zset, KEYS[14] dead-letter stream,
@@ -174,22 +174,6 @@ ADD = r"""
 local created, state = add_job(ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11],
   ARGV[12], ARGV[13], now_ms())
 return {created, state}
-"""
-
-# Many jobs in one call: ARGV[6] msgpack array of [id, priority, attempts, backoff ms,
-# delay ms, remove_on_complete, remove_on_fail]; ARGV[7..] the payloads in the same order
-# (Redis' cmsgpack cannot carry binary). -> {created, state, created, state, ...}
-ADD_BULK = r"""
-local now = now_ms()
-local jobs = cmsgpack.unpack(ARGV[6])
-local out = {}
-for i = 1, #jobs do
-  local j = jobs[i]
-  local created, state = add_job(j[1], ARGV[6 + i], j[2], j[3], j[4], j[5], j[6], j[7], now)
-  out[2 * i - 1] = created
-  out[2 * i] = state
-end
-return out
 """
 
 # Apply the outcomes of finished jobs, then take up to ``want`` new jobs, highest band first.

@@ -5,7 +5,14 @@ from __future__ import annotations
 import msgspec
 
 from filmstrip.settings import Settings
-from protocols.jobs import Retention
+
+
+class Retention(msgspec.Struct, frozen=True, kw_only=True):
+    """Keep finished jobs for at most ``age_s`` seconds and ``count`` jobs (0 = no bound)."""
+
+    age_s: int = 0
+    count: int = 0
+
 
 #: What ``remove_on_complete`` / ``remove_on_fail`` accept, as in BullMQ: ``True`` removes at
 #: once, ``False`` keeps forever, an int keeps that many, a ``Retention`` bounds age and count.
@@ -25,7 +32,7 @@ def retention_args(spec: RetentionSpec) -> tuple[int, int]:
         if spec < 0:
             raise ValueError("a retention count must be >= 0")
         return 0, spec
-    # protocols.jobs.Retention says count 0 means "no bound".
+    # Retention's count 0 means "no bound".
     return max(spec.age_s, 0), spec.count if spec.count > 0 else -1
 
 

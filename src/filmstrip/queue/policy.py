@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import random
 
-from filmstrip.errors import Category
+from filmstrip.errors import Category, FilmstripError
+from filmstrip.queue.job import Job
 from filmstrip.queue.options import QueueOptions
 
 
@@ -17,6 +18,20 @@ class Outcome(enum.StrEnum):
     RETRY = "r"  # spends an attempt, comes back after a backoff
     DEFER = "d"  # RESOURCE: comes back later without spending an attempt
     HAND_BACK = "h"  # shutdown: back to waiting at once, attempt not spent
+
+
+class Settlement:
+    """How one delivery ended, on its way to the queue: ``outcome`` after ``delay_ms``."""
+
+    __slots__ = ("delay_ms", "error", "job", "outcome")
+
+    def __init__(
+        self, job: Job, outcome: Outcome, delay_ms: int = 0, error: FilmstripError | None = None
+    ) -> None:
+        self.job = job
+        self.outcome = outcome
+        self.delay_ms = delay_ms
+        self.error = error
 
 
 def backoff_ms(base_ms: int, n: int, jitter: float) -> int:

@@ -1,34 +1,22 @@
-"""The producer and admin side of a queue: add, cancel, pause, inspect, retry dead letters."""
+"""A queue's Redis side: add, cancel, pause, inspect, retry dead letters, and (for
+:class:`~filmstrip.queue.Consumer`) take and settle jobs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from redis.commands.core import AsyncScript
 
 from filmstrip import keys
 from filmstrip.queue import lua
-from filmstrip.queue.job import AddResult, JobError, JobInfo, JobState
+from filmstrip.queue.job import AddResult, Job, JobError, JobInfo, JobState
 from filmstrip.queue.metrics import WINDOWS, QueueStats, window_stats
 from filmstrip.queue.options import QueueOptions, RetentionSpec, retention_args
+from filmstrip.queue.policy import Settlement
 from filmstrip.redis_client import RedisClient
 from filmstrip.script_wire import ScriptWire
-
-
-class NewJob(msgspec.Struct, frozen=True, kw_only=True):
-    """One job for :meth:`JobQueue.add_bulk`; unset options take the queue's defaults."""
-
-    job_id: str
-    payload: bytes
-    priority: int | None = None
-    attempts: int | None = None
-    backoff_ms: int | None = None
-    delay_ms: int = 0
-    remove_on_complete: RetentionSpec | None = None
-    remove_on_fail: RetentionSpec | None = None
-
 
 _pack = msgspec.msgpack.Encoder().encode
 
@@ -37,38 +25,46 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class Step(NamedTuple):
+    """What one :meth:`JobQueue.step` did: per settlement 1 applied, 2 applied by an earlier
+    call whose reply was lost, 0 not applied (the job was taken back); the jobs taken; and
+    why none were (paused, the limiter's wait, ms until the next delayed job or -1)."""
+
+    applied: list[int]
+    jobs: list[Job]
+    paused: bool
+    limited_ms: int
+    next_due_ms: int
+
+
+class Reclaimed(NamedTuple):
+    """What one :meth:`JobQueue.reclaim` did: where to go on, how many jobs went back to
+    waiting, and the jobs dead-lettered for stalling too often."""
+
+    cursors: list[str]
+    requeued: int
+    dead: list[Job]
+
+
 class JobQueue:
     """One named queue on Redis Streams (priority bands, delayed set, dead-letter stream)."""
 
     def __init__(self, redis: RedisClient, options: QueueOptions | None = None) -> None:
         self.redis = redis
         self.options = options or QueueOptions()
-        name = self.options.name
-        self.streams = [keys.queue_stream(name, p) for p in keys.PRIORITIES]
-        self.dead_letter_key = keys.queue_dead_letter(name)
-        self._keys: list[str] = [
-            *self.streams,
-            keys.queue_delayed(name),
-            keys.queue_completed(name),
-            keys.queue_failed_index(name),
-            self.dead_letter_key,
-            keys.queue_paused(name),
-            keys.queue_limiter(name),
-        ]
+        self.keys = keys.QueueKeys.of(self.options.name)
         self._default_roc = _spec(self.options.remove_on_complete)
         self._default_rof = _spec(self.options.remove_on_fail)
-        self._base_args: list[str] = [
-            keys.queue_job_prefix(name),
-            keys.queue_stats_prefix(name),
-            keys.QUEUE_GROUP,
-            self._default_roc,
-            self._default_rof,
-        ]
-        # Pre-encoded so each script call skips re-encoding the same 19 strings.
-        self._keys_b = [k.encode() for k in self._keys]
-        self._base_args_b = [a.encode() for a in self._base_args]
+        # Every script takes the same KEYS and leading ARGV (filmstrip.queue.lua), pre-encoded
+        # so each call skips encoding them again.
+        self._keys_b = [k.encode() for k in self.keys.scripts]
+        self._base_args_b = [
+            a.encode()
+            for a in (self.keys.job_prefix, self.keys.stats_prefix, keys.QUEUE_GROUP,
+                      self._default_roc, self._default_rof)
+        ]  # fmt: skip
         self._scripts: dict[str, AsyncScript] = {}
-        for attr in ("ADD", "ADD_BULK", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED",
+        for attr in ("ADD", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED",
                      "REMOVE_FAILED", "PROGRESS", "COUNTS"):  # fmt: skip
             self._scripts[attr] = redis.register_script(lua.PRELUDE + getattr(lua, attr))
         # The consumer's per-batch scripts skip redis-py's per-call encoding.
@@ -76,57 +72,23 @@ class JobQueue:
             name: ScriptWire(redis, self._scripts[name], self._keys_b, self._base_args_b)
             for name in ("STEP", "ACTIVATE")
         }
+        self._band = {s.encode(): band for band, s in enumerate(self.keys.streams, start=1)}
 
-    # --- internals shared with the consumer ------------------------------------------------
-
-    async def _run(self, script: str, args: Sequence[Any], client: Any = None) -> Any:
-        wire = self._wires.get(script) if client is None else None
+    async def _run(self, script: str, args: Sequence[Any]) -> Any:
+        wire = self._wires.get(script)
         if wire is not None:
             return await wire(args)
-        return await self._scripts[script](
-            keys=self._keys_b, args=[*self._base_args_b, *args], client=client
-        )
+        return await self._scripts[script](keys=self._keys_b, args=[*self._base_args_b, *args])
 
     async def ensure_groups(self) -> None:
         """Create every band's stream and consumer group (idempotent)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for stream in self.streams:
+            for stream in self.keys.streams:
                 pipe.xgroup_create(stream, keys.QUEUE_GROUP, id="0", mkstream=True)
             results = await pipe.execute(raise_on_error=False)
         for res in results:
             if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
                 raise res
-
-    def _add_args(
-        self,
-        job_id: str,
-        payload: bytes,
-        priority: int | None,
-        attempts: int | None,
-        backoff_ms: int | None,
-        delay_ms: int,
-        remove_on_complete: RetentionSpec | None,
-        remove_on_fail: RetentionSpec | None,
-    ) -> list[Any]:
-        o = self.options
-        prio = o.priority if priority is None else priority
-        if not 1 <= prio <= 10:
-            raise ValueError(f"priority must be 1..10, got {prio}")
-        # Options equal to the queue's defaults are not stored on the job (memory).
-        att = "" if attempts is None or attempts == o.attempts else max(attempts, 1)
-        bo = "" if backoff_ms is None or backoff_ms == o.backoff_ms else max(backoff_ms, 0)
-        roc = "" if remove_on_complete is None else _spec(remove_on_complete)
-        rof = "" if remove_on_fail is None else _spec(remove_on_fail)
-        return [
-            job_id,
-            payload,
-            prio,
-            att,
-            bo,
-            max(delay_ms, 0),
-            "" if roc == self._default_roc else roc,
-            "" if rof == self._default_rof else rof,
-        ]
 
     # --- producer ----------------------------------------------------------------------------
 
@@ -143,41 +105,21 @@ class JobQueue:
         remove_on_fail: RetentionSpec | None = None,
     ) -> AddResult:
         """Enqueue a job; adding an id that exists is a no-op that reports the existing job."""
-        args = self._add_args(
-            job_id, payload, priority, attempts, backoff_ms, delay_ms,
-            remove_on_complete, remove_on_fail,
+        o = self.options
+        prio = o.priority if priority is None else priority
+        if not 1 <= prio <= 10:
+            raise ValueError(f"priority must be 1..10, got {prio}")
+        # Options equal to the queue's defaults are not stored on the job (memory).
+        att = "" if attempts is None or attempts == o.attempts else max(attempts, 1)
+        bo = "" if backoff_ms is None or backoff_ms == o.backoff_ms else max(backoff_ms, 0)
+        roc = "" if remove_on_complete is None else _spec(remove_on_complete)
+        rof = "" if remove_on_fail is None else _spec(remove_on_fail)
+        created, state = await self._run(
+            "ADD",
+            [job_id, payload, prio, att, bo, max(delay_ms, 0),
+             "" if roc == self._default_roc else roc, "" if rof == self._default_rof else rof],
         )  # fmt: skip
-        created, state = await self._run("ADD", args)
         return AddResult(job_id, bool(created), JobState(_s(state)))
-
-    async def add_bulk(self, jobs: Iterable[NewJob], *, chunk: int = 500) -> list[AddResult]:
-        """Enqueue many jobs, ``chunk`` per script call (each job still deduplicated)."""
-        results: list[AddResult] = []
-        batch: list[NewJob] = []
-
-        async def flush() -> None:
-            meta: list[list[Any]] = []
-            payloads: list[bytes] = []
-            for j in batch:
-                a = self._add_args(
-                    j.job_id, j.payload, j.priority, j.attempts, j.backoff_ms, j.delay_ms,
-                    j.remove_on_complete, j.remove_on_fail,
-                )  # fmt: skip
-                payloads.append(a.pop(1))
-                meta.append(a)
-            reply = await self._run("ADD_BULK", [_pack(meta), *payloads])
-            for i, j in enumerate(batch):
-                created, state = reply[2 * i], reply[2 * i + 1]
-                results.append(AddResult(j.job_id, bool(created), JobState(_s(state))))
-            batch.clear()
-
-        for job in jobs:
-            batch.append(job)
-            if len(batch) >= chunk:
-                await flush()
-        if batch:
-            await flush()
-        return results
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; an active or finished job is left alone (False)."""
@@ -187,15 +129,15 @@ class JobQueue:
 
     async def pause(self) -> None:
         """Workers stop taking new jobs; jobs already running finish."""
-        await self.redis.set(self._keys[14], b"1")
+        await self.redis.set(self.keys.paused, b"1")
 
     async def resume(self) -> None:
         """Workers take jobs again."""
-        await self.redis.delete(self._keys[14])
+        await self.redis.delete(self.keys.paused)
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""
-        return bool(await self.redis.exists(self._keys[14]))
+        return bool(await self.redis.exists(self.keys.paused))
 
     # --- inspection --------------------------------------------------------------------------
 
@@ -222,7 +164,7 @@ class JobQueue:
         now_s, _ = await self.redis.time()
         now_ms = int(now_s) * 1000
         minute, hour = now_ms // 60_000, now_ms // 3_600_000
-        prefix = self._base_args[1]
+        prefix = self.keys.stats_prefix
         names = [f"{prefix}m:{minute - i}" for i in range(60)]
         names += [f"{prefix}h:{hour - i}" for i in range(WINDOWS[-1][1])]
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -250,11 +192,11 @@ class JobQueue:
         offset, limit = max(offset, 0), max(min(limit, 1000), 0)
         ids: list[str]
         if state in (JobState.FAILED, JobState.COMPLETED):
-            zkey = self._keys[12] if state is JobState.FAILED else self._keys[11]
+            zkey = self.keys.failed if state is JobState.FAILED else self.keys.completed
             members: Any = await self.redis.zrevrange(zkey, offset, offset + limit - 1)
             ids = [_s(m) for m in members]
         elif state is JobState.DELAYED:
-            members = await self.redis.zrange(self._keys[10], offset, offset + limit - 1)
+            members = await self.redis.zrange(self.keys.delayed, offset, offset + limit - 1)
             ids = [_s(m) for m in members]
         else:
             return await self._stream_jobs(state, offset, limit)
@@ -264,7 +206,7 @@ class JobQueue:
         # Waiting and active jobs both live in the band streams (active ones are pending
         # entries); walk the bands in priority order and keep the jobs in ``state``.
         found: list[JobInfo] = []
-        for stream in self.streams:
+        for stream in self.keys.streams:
             start = "-"
             while len(found) < offset + limit:
                 entries: Any = await self.redis.xrange(stream, min=start, count=500)
@@ -280,8 +222,8 @@ class JobQueue:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hgetall(self._base_args[0] + job_id)
-            pipe.zmscore(self._keys[10], list(ids))
+                pipe.hgetall(self.keys.job_prefix + job_id)
+            pipe.zmscore(self.keys.delayed, list(ids))
             *rows, due = await pipe.execute()
         return [
             _info(job_id, row, due_ms, self.options.attempts)
@@ -303,6 +245,103 @@ class JobQueue:
         """Store progress on an active job if ``entry_id`` is still its delivery."""
         pct = max(0, min(100, int(percent)))
         return bool(await self._run("PROGRESS", [job_id, entry_id, pct]))
+
+    # --- the consumer's side -----------------------------------------------------------------
+    # What a Consumer calls (one script call or one pipeline each); nothing else needs them.
+
+    async def step(self, consumer: str, want: int, settled: Sequence[Settlement]) -> Step:
+        """Apply ``settled`` and take up to ``want`` waiting jobs for ``consumer`` (band 1
+        first, due delayed jobs promoted first, within the limiter), in one script call."""
+        packed = b""
+        if settled:
+            # One msgpack blob: packing hundreds of small arguments costs more client CPU
+            # than the whole script costs Redis.
+            rows: list[tuple[Any, ...]] = []
+            for d in settled:
+                job, err = d.job, d.error
+                if err is None:
+                    rows.append((job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms))
+                else:
+                    rows.append((
+                        job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms,
+                        err.category.value, err.code, err.message,
+                    ))  # fmt: skip
+            packed = _pack(rows)
+        o = self.options
+        applied, flat, paused, limited, next_due = await self._run(
+            "STEP", [consumer, want, o.limiter_max, o.limiter_duration_ms, packed]
+        )
+        return Step(applied, self._jobs(flat), bool(paused), int(limited), int(next_due))
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Job]:
+        """Wait up to ``block_ms`` for new jobs in any band and take up to ``count``. An
+        entry read but not taken (Redis failed in between) waits for :meth:`reclaim`."""
+        streams: dict[Any, Any] = dict.fromkeys(self.keys.streams, ">")
+        reply: Any = await self.redis.xreadgroup(
+            keys.QUEUE_GROUP, consumer, streams, count=count, block=max(block_ms, 1)
+        )
+        if not reply:
+            return []
+        args: list[Any] = []
+        for stream, entries in reply:
+            band = self._band[stream if isinstance(stream, bytes) else stream.encode()]
+            for eid, fields in entries:
+                args += [band, eid, fields[b"i"]]
+        return self._jobs(await self._run("ACTIVATE", [len(args) // 3, *args]))
+
+    async def renew(self, consumer: str, jobs: Iterable[Job]) -> None:
+        """Reset the idle time of ``consumer``'s claims on ``jobs``, so no one reclaims them."""
+        by_stream: dict[str, list[Any]] = {}
+        for job in jobs:
+            by_stream.setdefault(self.keys.streams[job.priority - 1], []).append(job.entry_id)
+        if not by_stream:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xclaim(stream, keys.QUEUE_GROUP, consumer, 0, ids, justid=True)
+            await pipe.execute()
+
+    async def reclaim(
+        self, consumer: str, cursors: Sequence[str] | None, prune_idle_ms: int = 0
+    ) -> Reclaimed:
+        """Put jobs held longer than the visibility timeout without renewal back to waiting,
+        or dead-letter them after ``max_stalled`` stalls; 100 per band from ``cursors`` (None:
+        the start). With ``prune_idle_ms``, drop consumers idle that long holding nothing."""
+        o = self.options
+        cursors = cursors or ["0-0"] * len(self.keys.streams)
+        new_cursors, requeued, dead = await self._run(
+            "RECLAIM",
+            [consumer, o.visibility_timeout_ms, o.max_stalled, 100, *cursors, prune_idle_ms],
+        )
+        jobs = [
+            Job(id=_s(job_id), entry_id="", priority=int(band), payload=data,
+                attempt=int(made or 0), attempts=int(att or o.attempts), deferrals=0,
+                backoff_ms=o.backoff_ms, store=self)
+            for job_id, band, data, made, att in _rows(dead, 5)
+        ]  # fmt: skip
+        return Reclaimed([_s(c) for c in new_cursors], int(requeued), jobs)
+
+    async def leave(self, consumer: str) -> None:
+        """Remove ``consumer`` from the group: only once it holds nothing, since its pending
+        entries go with it."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self.keys.streams:
+                pipe.xgroup_delconsumer(stream, keys.QUEUE_GROUP, consumer)
+            await pipe.execute(raise_on_error=False)
+
+    def _jobs(self, flat: Sequence[Any]) -> list[Job]:
+        o = self.options
+        return [
+            Job(id=_s(job_id), entry_id=_s(eid), priority=int(band), payload=data,
+                attempt=int(made), attempts=int(att) if att else o.attempts,
+                deferrals=int(deferred), backoff_ms=int(backoff) if backoff else o.backoff_ms,
+                store=self)
+            for job_id, eid, band, data, made, att, deferred, backoff in _rows(flat, 8)
+        ]  # fmt: skip
+
+
+def _rows(flat: Sequence[Any], width: int) -> Iterable[Sequence[Any]]:
+    return (flat[i : i + width] for i in range(0, len(flat), width))
 
 
 def _spec(spec: RetentionSpec) -> str:
