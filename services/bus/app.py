@@ -139,5 +139,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/ws", _ws)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", bus_metrics)
+    app.router.add_get("/metrics", bus_metrics(lambda: app.get(HUB)))
     return app

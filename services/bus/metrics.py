@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -22,16 +24,19 @@ def figures_of(hub: Hub) -> BusFigures:
     )
 
 
-async def bus_metrics(request: web.Request) -> web.StreamResponse:
-    """``GET /metrics`` on the bus app (the route is added in ``services.bus.app``)."""
-    # Imported here because services.bus.app imports this module.
-    from services.bus.app import HUB
+def bus_metrics(
+    hub_of: Callable[[], Hub | None],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler of ``GET /metrics`` on a bus app whose hub (once started) ``hub_of`` gives."""
 
-    body = await render()
-    hub = request.app.get(HUB)
-    if hub is not None:
-        # A per-scrape registry reads this app's hub, so nothing global points at it.
-        local = CollectorRegistry(auto_describe=False)
-        local.register(BusCollector(lambda: figures_of(hub)))
-        body += generate_latest(local)
-    return metrics_response(body)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await render()
+        hub = hub_of()
+        if hub is not None:
+            # A per-scrape registry reads this app's hub, so nothing global points at it.
+            local = CollectorRegistry(auto_describe=False)
+            local.register(BusCollector(lambda: figures_of(hub)))
+            body += generate_latest(local)
+        return metrics_response(body)
+
+    return handle

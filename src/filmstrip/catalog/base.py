@@ -31,9 +31,10 @@ from filmstrip.catalog.models import (
     SessionRecord,
     TokenRecord,
 )
+from filmstrip.catalog.transaction import Row as Row
+from filmstrip.catalog.transaction import Transaction as Transaction
 from filmstrip.errors import DataError
 
-Row = Sequence[Any]
 T = TypeVar("T")
 
 _PHOTO_COLUMNS = (
@@ -155,44 +156,6 @@ class QuotaExceeded(DataError):
         )
         self.stored = stored
         self.quota = quota
-
-
-class Transaction(abc.ABC):
-    """Statements run inside one transaction, on the thread that owns the connection."""
-
-    @abc.abstractmethod
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement; return the number of rows it changed."""
-
-    @abc.abstractmethod
-    def fetchall(self, sql: str, params: Sequence[Any] = (), *, lock: bool = False) -> list[Row]:
-        """Rows of one query; with ``lock``, the rows stay locked against other writers
-        until the transaction ends (``FOR UPDATE``), for a read that decides a write."""
-
-    @abc.abstractmethod
-    def now(self) -> str:
-        """The database's clock, as stored times are written; one value per transaction."""
-
-    @abc.abstractmethod
-    def columns(self, table: str) -> set[str]:
-        """The names of ``table``'s columns (empty if there is no such table)."""
-
-    @abc.abstractmethod
-    def tables(self) -> set[str]:
-        """The names of the catalog's tables (the database's own excluded)."""
-
-    @abc.abstractmethod
-    def primary_key(self, table: str) -> list[str]:
-        """``table``'s primary key columns, in the key's order (empty if it has none)."""
-
-    @abc.abstractmethod
-    def references(self, table: str) -> set[str]:
-        """The tables ``table``'s foreign keys point at."""
-
-    @abc.abstractmethod
-    def lock_schema(self) -> None:
-        """Wait until no other process is migrating the schema (until this transaction
-        ends). A no-op where write transactions already run one at a time."""
 
 
 class Snapshot(abc.ABC):

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from filmstrip.catalog.transaction import Transaction
 from filmstrip.errors import LogicError
-
-if TYPE_CHECKING:
-    from filmstrip.catalog.base import Transaction
 
 
 @dataclass(frozen=True)
