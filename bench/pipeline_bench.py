@@ -35,13 +35,11 @@ import pyvips  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from filmstrip.concurrency import configure_pool  # noqa: E402
-from filmstrip.pipeline import (  # noqa: E402
-    PipelineOptions,
-    StageContext,
-    configure_vips,
-    get_stage,
-    run_stage,
-)
+from filmstrip.pipeline import PipelineOptions  # noqa: E402
+from filmstrip.pipeline.context import StageContext  # noqa: E402
+from filmstrip.pipeline.registry import get_stage  # noqa: E402
+from filmstrip.pipeline.runner import run_stage  # noqa: E402
+from filmstrip.pipeline.vips import configure_vips  # noqa: E402
 
 OPTIONS = PipelineOptions()
 QUICK = ["validation", "thumbnails"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from protocols.formats import CONTENT_TYPES
 from protocols.http import (
     ErrorBody,
     HashCheck,
@@ -33,16 +34,8 @@ from protocols.openapi_tus import tus_paths
 from protocols.web import ClientConfig, Dashboard
 
 _REF = "#/components/schemas/{name}"
-#: What an upload may be (by its bytes); keep in step with services/api/uploads.py.
-PHOTO_TYPES = (
-    "image/jpeg",
-    "image/png",
-    "image/webp",
-    "image/gif",
-    "image/tiff",
-    "image/heif",
-    "image/avif",
-)
+#: What an upload may be (by its bytes).
+PHOTO_TYPES = tuple(CONTENT_TYPES.values())
 
 #: Every Struct the document refers to by name.
 SCHEMA_TYPES: tuple[type[msgspec.Struct], ...] = (

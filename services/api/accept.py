@@ -35,19 +35,6 @@ from services.api.state import ApiState
 
 log = logging.getLogger("filmstrip.api.uploads")
 
-#: Sniffed format → the content type we store and serve.
-CONTENT_TYPES = {
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "tiff": "image/tiff",
-    "heif": "image/heif",
-    "avif": "image/avif",
-}
-#: How many leading bytes ``sniff_format`` needs.
-SNIFF_BYTES = 64
-
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 

@@ -17,12 +17,10 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from filmstrip.blobs import BlobTooLarge
-from filmstrip.pipeline import sniff_format
+from protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 from protocols.http import UploadAccepted
 from services.api import quota
 from services.api.accept import (
-    CONTENT_TYPES,
-    SNIFF_BYTES,
     accept_photo,
     accepted_response,
     check_capacity,

@@ -13,7 +13,8 @@ from filmstrip.events import EventPublisher
 from filmstrip.metrics.exposition import start_metrics_server
 from filmstrip.metrics.queue import refresh_depths
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
-from filmstrip.pipeline import PipelineOptions, configure_vips
+from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
 from filmstrip.redis_layout import keep_upgrading

@@ -25,14 +25,10 @@ from filmstrip.events import EventPublisher, completion_once_key
 from filmstrip.logs import trace_id_var
 from filmstrip.metrics import jobs as job_metrics
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
-from filmstrip.pipeline import (
-    PipelineOptions,
-    StageContext,
-    get_stage,
-    resolve_stages,
-    run_stage,
-    split_deferred,
-)
+from filmstrip.pipeline import PipelineOptions, resolve_stages, split_deferred
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.registry import get_stage
+from filmstrip.pipeline.runner import run_stage
 from filmstrip.queue import Job, JobQueue
 from filmstrip.settings import Settings
 from protocols.events import (

@@ -28,7 +28,8 @@ from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import PhotoStatus, catalog_for_url, open_catalog
 from filmstrip.concurrency import configure_pool, shutdown_pool
 from filmstrip.events import EventPublisher
-from filmstrip.pipeline import PipelineOptions, configure_vips
+from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, sqlite_url
 from services.api.app import create_app

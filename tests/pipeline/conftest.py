@@ -6,8 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from filmstrip.pipeline import PipelineOptions, StageContext, configure_vips, get_stage
+from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline import resolve_stages as _resolve
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.registry import get_stage
+from filmstrip.pipeline.vips import configure_vips
 
 
 @pytest.fixture(scope="session")

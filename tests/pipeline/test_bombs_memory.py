@@ -12,9 +12,10 @@ LIMIT_MB = 500
 SCRIPT = r"""
 import json, sys
 from filmstrip.errors import DataError
-from filmstrip.pipeline import (
-    PipelineOptions, StageContext, configure_vips, get_stage, resolve_stages,
-)
+from filmstrip.pipeline import PipelineOptions, resolve_stages
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.vips import configure_vips
+from filmstrip.pipeline.registry import get_stage
 
 options = PipelineOptions()
 configure_vips(options)

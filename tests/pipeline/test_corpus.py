@@ -19,10 +19,11 @@ import pyvips
 from PIL import Image
 
 from filmstrip.errors import Category, DataError
-from filmstrip.pipeline import PipelineOptions, StageContext, context, decode
+from filmstrip.pipeline import PipelineOptions, context, decode
+from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.decode import read_header
-from filmstrip.pipeline.formats import sniff_format
 from filmstrip.pipeline.stages import optimization
+from protocols.formats import sniff_format
 from tests.conftest import CORPUS
 from tests.pipeline.conftest import run_pipeline
 from tests.pipeline.reference import difference, open_rgb
@@ -229,7 +230,7 @@ def test_idempotent(options: PipelineOptions, corpus: Path) -> None:
     assert first.metadata == second.metadata
     assert first.derivatives == second.derivatives
     # and a stage run twice on one context leaves the same result
-    from filmstrip.pipeline import get_stage
+    from filmstrip.pipeline.registry import get_stage
 
     get_stage("thumbnails").run(second)
     get_stage("optimization").run(second)

@@ -8,7 +8,9 @@ import msgspec
 import pytest
 import pyvips
 
-from filmstrip.pipeline import PipelineOptions, StageContext, get_stage
+from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.registry import get_stage
 from filmstrip.settings import Settings, load_settings
 from tests.pipeline.conftest import run_pipeline
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from filmstrip.errors import Category, LogicError
-from filmstrip.pipeline import PIPELINES, get_stage, resolve_stages
+from filmstrip.pipeline import PIPELINES, resolve_stages
+from filmstrip.pipeline.registry import get_stage
 
 
 def test_named_pipelines() -> None:

@@ -12,7 +12,10 @@ import pyvips
 
 from filmstrip.concurrency import run_blocking
 from filmstrip.errors import Category, DataError, ResourceError
-from filmstrip.pipeline import PipelineOptions, StageContext, get_stage, run_stage
+from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.registry import get_stage
+from filmstrip.pipeline.runner import run_stage
 from tests.support.loop_watch import slow_steps
 
 

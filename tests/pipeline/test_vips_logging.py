@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent(
     """
     import logging
     import pyvips
-    from filmstrip.pipeline import PipelineOptions, configure_vips
+    from filmstrip.pipeline import PipelineOptions
+    from filmstrip.pipeline.vips import configure_vips
 
     configure_vips(PipelineOptions())
     jpeg = pyvips.Image.xyz(256, 256).cast("uchar").jpegsave_buffer(Q=90)

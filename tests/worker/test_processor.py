@@ -26,7 +26,8 @@ from filmstrip.concurrency import configure_pool
 from filmstrip.errors import DataError, TemporaryError
 from filmstrip.events import EventPublisher
 from filmstrip.logs import JsonFormatter
-from filmstrip.pipeline import PipelineOptions, configure_vips
+from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, load_settings
 from protocols.jobs import deferred_job_id_for

@@ -17,13 +17,11 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from filmstrip.blobs import BlobTooLarge
-from filmstrip.pipeline import sniff_format
 from filmstrip.tasks import cancel_and_wait
+from protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 from protocols.http import TusUploadStatus
 from services.api import quota
 from services.api.accept import (
-    CONTENT_TYPES,
-    SNIFF_BYTES,
     accept_photo,
     check_capacity,
     check_session,

@@ -43,7 +43,7 @@ from filmstrip.catalog.tus import Part, Segment, TusRow, TusUploads
 from filmstrip.concurrency import run_blocking
 from filmstrip.errors import FilmstripError
 from filmstrip.tasks import cancel_and_wait
-from services.api.accept import SNIFF_BYTES
+from protocols.formats import SNIFF_BYTES
 from services.api.tus.protocol import CHECKSUM_ALGORITHMS
 from services.api.tus.store import (
     Admission,

@@ -2,7 +2,9 @@
 
 Stages know nothing of Redis, HTTP, the catalog or the blob store: bytes and
 :class:`PipelineOptions` in, ``ctx.metadata`` and ``ctx.derivatives`` out. Every stage's
-``run`` blocks; the worker calls :func:`run_stage` (bounded pool + timeout).
+``run`` blocks; the worker calls ``runner.run_stage`` (bounded pool + timeout). Importing
+this package loads no decoder (the api decides jobs from the plan); the stages, their
+context and libvips' setup are in ``registry``, ``context``, ``runner`` and ``vips``.
 
 Pipelines: ``full_processing`` = validation, metadata, thumbnails, optimization;
 ``quick_processing`` = validation, thumbnails. The stages in :data:`DEFERRABLE`
@@ -40,40 +42,20 @@ container rotations (irot/imir) are applied by libheif; decoding uses libvips
 
 from __future__ import annotations
 
-from filmstrip.pipeline.context import StageContext
-from filmstrip.pipeline.derivatives import Derivative
-from filmstrip.pipeline.formats import ACCEPTED, CONTENT_TYPES, sniff_format
 from filmstrip.pipeline.options import PipelineOptions
-from filmstrip.pipeline.registry import (
+from filmstrip.pipeline.plan import (
     DEFERRABLE,
     PIPELINES,
-    STAGES,
-    Stage,
-    get_stage,
-    register_stage,
     resolve_stages,
     split_deferred,
     stage_making,
 )
-from filmstrip.pipeline.runner import run_stage
-from filmstrip.pipeline.vips import configure_vips
 
 __all__ = [
-    "ACCEPTED",
-    "CONTENT_TYPES",
     "DEFERRABLE",
     "PIPELINES",
-    "STAGES",
-    "Derivative",
     "PipelineOptions",
-    "Stage",
-    "StageContext",
-    "configure_vips",
-    "get_stage",
-    "register_stage",
     "resolve_stages",
-    "run_stage",
-    "sniff_format",
     "split_deferred",
     "stage_making",
 ]

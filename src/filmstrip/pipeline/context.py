@@ -12,8 +12,8 @@ import pyvips
 from filmstrip.errors import DataError, ResourceError
 from filmstrip.pipeline.decode import Header, check_limits, decode_rendition, read_header, what_is
 from filmstrip.pipeline.derivatives import Derivative
-from filmstrip.pipeline.formats import sniff_format
 from filmstrip.pipeline.options import PipelineOptions
+from protocols.formats import sniff_format
 
 
 class StageContext:

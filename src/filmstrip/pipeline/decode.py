@@ -17,9 +17,9 @@ import pyvips
 
 from filmstrip.errors import DataError
 from filmstrip.pipeline import icc
-from filmstrip.pipeline.formats import ACCEPTED
 from filmstrip.pipeline.options import PipelineOptions
 from filmstrip.pipeline.vips import decode_error
+from protocols.formats import ACCEPTED
 
 # StageContext.watch: the block computes the image, and a cancelled stage kills it.
 Watch = Callable[[pyvips.Image], AbstractContextManager[pyvips.Image]]

@@ -6,7 +6,7 @@ import msgspec
 import pyvips
 
 from filmstrip.errors import LogicError
-from filmstrip.pipeline.formats import CONTENT_TYPES, EXTENSIONS
+from protocols.formats import CONTENT_TYPES, EXTENSIONS
 
 
 class Derivative(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,10 +9,19 @@ import re
 import pyvips
 
 from filmstrip.errors import DataError, FilmstripError, ResourceError
-from filmstrip.pipeline.formats import VIPS_LOADERS
 from filmstrip.pipeline.options import PipelineOptions
 
 _configured: PipelineOptions | None = None
+
+#: The libvips loader classes allowed to run; every other loader is blocked process-wide.
+VIPS_LOADERS = (
+    "VipsForeignLoadJpeg",
+    "VipsForeignLoadPng",
+    "VipsForeignLoadWebp",
+    "VipsForeignLoadNsgif",
+    "VipsForeignLoadTiff",
+    "VipsForeignLoadHeif",
+)
 
 _TRUNCATED = re.compile(r"premature end|unexpected end|truncat|bad seek|end of (?:file|data)", re.I)
 _TOO_LARGE = re.compile(r"security limit|maximum supported image dimension|too large", re.I)

@@ -9,13 +9,14 @@ from filmstrip.pipeline import icc
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.exif import exif_from_blob, exif_from_tiff
 from filmstrip.pipeline.hashes import dhash, thumbhash
+from filmstrip.pipeline.plan import OUTPUTS
 
 
 class Metadata:
     """Fill ``ctx.metadata`` with the catalog's processing metadata."""
 
     name = "metadata"
-    outputs: tuple[str, ...] = ()
+    outputs = OUTPUTS[name]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         header = ctx.header()

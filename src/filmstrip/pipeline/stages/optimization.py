@@ -15,6 +15,7 @@ from filmstrip.pipeline import derivatives
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.decode import decode_full, format_name
 from filmstrip.pipeline.derivatives import Derivative
+from filmstrip.pipeline.plan import OUTPUTS
 from filmstrip.pipeline.vips import decode_error
 
 _gates: dict[int, threading.BoundedSemaphore] = {}
@@ -42,7 +43,7 @@ class Optimization:
     Animated GIF/WebP stay animated. ``ctx.metadata["optimization"]`` records the result."""
 
     name = "optimization"
-    outputs: tuple[str, ...] = ("optimized", "optimized_avif")
+    outputs = OUTPUTS[name]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         opts = ctx.options

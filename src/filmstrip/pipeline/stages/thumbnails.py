@@ -12,6 +12,7 @@ from typing import Any
 
 from filmstrip.pipeline import derivatives
 from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.plan import OUTPUTS
 from filmstrip.pipeline.stages.metadata import add_fingerprints
 
 
@@ -19,7 +20,7 @@ class Thumbnails:
     """Make ``thumbnail`` and ``preview``: upright, sRGB, first frame, metadata-free."""
 
     name = "thumbnails"
-    outputs: tuple[str, ...] = ("preview", "thumbnail")
+    outputs = OUTPUTS[name]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         opts = ctx.options

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.plan import OUTPUTS
 
 
 class Validation:
@@ -12,7 +13,7 @@ class Validation:
     then decode (shared with later stages) with ``fail_on`` so corrupt data fails here."""
 
     name = "validation"
-    outputs: tuple[str, ...] = ()
+    outputs = OUTPUTS[name]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         header = ctx.header()

@@ -1,4 +1,6 @@
-"""Which image formats we accept, told apart by magic bytes, never by name or extension."""
+"""Which image formats we accept, told apart by magic bytes, never by name or extension,
+and the media type each is stored and served as: one table for the api (uploads and tus),
+the pipeline and the client library. Plain Python, so sniffing loads no decoder."""
 
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ ACCEPTED: Final = ("jpeg", "png", "webp", "gif", "tiff", "heif", "avif")
 #: How many leading bytes :func:`sniff_format` needs at most.
 SNIFF_BYTES: Final = 64
 
+#: Sniffed format → the media type we store and serve. ``image/heif`` for every HEIF that
+#: is not AVIF: the sniffed brands include generic ``mif1`` files, and ``image/heic`` names
+#: only HEVC-coded ones.
 CONTENT_TYPES: Final = {
     "jpeg": "image/jpeg",
     "png": "image/png",
     "webp": "image/webp",
     "gif": "image/gif",
     "tiff": "image/tiff",
-    "heif": "image/heic",
+    "heif": "image/heif",
     "avif": "image/avif",
 }
 
@@ -29,16 +34,6 @@ EXTENSIONS: Final = {
     "heif": "heic",
     "avif": "avif",
 }
-
-#: The libvips loader classes allowed to run; every other loader is blocked process-wide.
-VIPS_LOADERS: Final = (
-    "VipsForeignLoadJpeg",
-    "VipsForeignLoadPng",
-    "VipsForeignLoadWebp",
-    "VipsForeignLoadNsgif",
-    "VipsForeignLoadTiff",
-    "VipsForeignLoadHeif",
-)
 
 _AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
 _HEIF_BRANDS: Final = frozenset(
