@@ -95,14 +95,25 @@ Ops = tuple[
 
 
 async def _sqlite_writer(db: str, ours: bool) -> Ops:
-    catalog = SqliteCatalog(db)
-    await catalog.connect()
+    if ours:
+        catalog = SqliteCatalog(db)
+        await catalog.connect()
+        return catalog.insert_photo, None, catalog.close
+    import aiosqlite
+
+    # A writer connection set up as the catalog sets up its own.
+    conn = await aiosqlite.connect(db, isolation_level=None)
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "busy_timeout=10000",
+        "foreign_keys=ON",
+    ):
+        await conn.execute(f"PRAGMA {pragma}")
     lock = asyncio.Lock()
 
     async def step_by_step(photo: PhotoRecord, outbox: OutboxEntry) -> None:
         """The anchor: the same transaction as ``insert_photo``, a turn of the loop per step."""
-        conn = catalog._conn
-        assert conn is not None
         async with lock:  # one transaction at a time on the process's writer connection
             await conn.execute("BEGIN IMMEDIATE")
             try:
@@ -113,7 +124,7 @@ async def _sqlite_writer(db: str, ours: bool) -> Ops:
                 raise
             await conn.execute("COMMIT")
 
-    return (catalog.insert_photo if ours else step_by_step), None, catalog.close
+    return step_by_step, None, conn.close
 
 
 async def _postgres_writer(url: str, kind: str, pool_size: int) -> Ops:

@@ -1,17 +1,16 @@
-"""The SQLite catalog driver (aiosqlite, WAL), safe for several processes on one machine."""
+"""The SQLite catalog driver (sqlite3 on threads of its own, WAL), safe for several
+processes on one machine."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from filmstrip.catalog.base import Catalog, Row, Snapshot, Transaction, format_time, settle
 from filmstrip.catalog.write_lock import WriteLock
@@ -72,6 +71,50 @@ class _SqliteTransaction(Transaction):
         pass  # BEGIN IMMEDIATE: no other writer runs until this transaction ends
 
 
+class _Connection:
+    """A sqlite3 connection used only on a thread of its own (sqlite3 keeps a connection to
+    the thread that made it), running the calls made on it one at a time, in order."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._thread: ThreadPoolExecutor | None = None
+        self.conn: sqlite3.Connection | None = None
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """``fn(connection)`` on the connection's thread, after every call made before it."""
+        if self.conn is None or self._thread is None:
+            raise TemporaryError("catalog is not connected", code="catalog_unavailable")
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn, self.conn)
+
+    async def open(self, path: str, *pragmas: str) -> None:
+        def opened() -> sqlite3.Connection:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            conn = sqlite3.connect(path, isolation_level=None)
+            for pragma in pragmas:
+                conn.execute(f"PRAGMA {pragma}").close()
+            return conn
+
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
+        self.conn = await settle(asyncio.get_running_loop().run_in_executor(self._thread, opened))
+
+    async def close(self) -> None:
+        try:
+            if self.conn is not None:
+                await settle(self.run(sqlite3.Connection.close))
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=False)
+            self.conn = self._thread = None
+
+
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise TemporaryError(f"catalog read failed: {exc}", code="catalog_unavailable") from exc
+
+
 def _in_transaction(
     conn: sqlite3.Connection, lock: WriteLock | None, work: Callable[[Transaction], T]
 ) -> T:
@@ -108,36 +151,26 @@ class SqliteCatalog(Catalog):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._conn: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._conn = _Connection("filmstrip-catalog")
+        self._reader = _Connection("filmstrip-catalog-read")
         self._write_lock = WriteLock(path + "-writelock") if path != ":memory:" else None
 
     async def connect(self, *, migrate: bool = True) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self._conn.execute("PRAGMA busy_timeout=10000")
-        await self._conn.execute("PRAGMA foreign_keys=ON")
         try:
+            pragmas = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000")
+            await self._conn.open(self.path, *pragmas, "foreign_keys=ON")
             if migrate:
                 await self.create_schema()
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._reader.execute("PRAGMA busy_timeout=10000")
-            await self._reader.execute("PRAGMA query_only=ON")
+            await self._reader.open(self.path, "busy_timeout=10000", "query_only=ON")
         except BaseException:
             await self.close()  # its threads would keep the process from exiting
             raise
 
     async def close(self) -> None:
-        if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._reader.close()
+        await self._conn.close()
         if self._write_lock is not None:
             self._write_lock.close()
 
@@ -153,28 +186,18 @@ class SqliteCatalog(Catalog):
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         # Outside a transaction a read needs no write lock: each statement on the reader
         # connection sees everything committed before it started.
-        if self._reader is None:
-            raise TemporaryError("catalog is not connected", code="catalog_unavailable")
-        try:
-            async with self._reader.execute(sql, tuple(params)) as cursor:
-                return list(await cursor.fetchall())
-        except aiosqlite.OperationalError as exc:
-            raise TemporaryError(f"catalog read failed: {exc}", code="catalog_unavailable") from exc
+        with _reading():
+            return await self._reader.run(
+                lambda conn: _SqliteTransaction(conn).fetchall(sql, params)
+            )
 
     async def _now(self) -> str:
         return _machine_now()
 
     async def run_transaction(self, work: Callable[[Transaction], T]) -> T:
-        if self._conn is None:
-            raise TemporaryError("catalog is not connected", code="catalog_unavailable")
-        conn, lock = self._conn, self._write_lock
-        # aiosqlite runs the calls queued on a connection one at a time on its thread, so
-        # transactions never interleave. ``_execute`` is how its own methods queue theirs;
-        # it has no public way to run a function there (every catalog test fails without it).
-        done: asyncio.Future[T] = asyncio.ensure_future(
-            conn._execute(lambda: _in_transaction(conn._conn, lock, work))  # type: ignore[no-untyped-call]
-        )
-        return await settle(done)
+        # The writer's thread runs one call at a time, so transactions never interleave.
+        lock = self._write_lock
+        return await settle(self._conn.run(lambda conn: _in_transaction(conn, lock, work)))
 
 
 class _SqliteSnapshot(Snapshot):
@@ -183,35 +206,24 @@ class _SqliteSnapshot(Snapshot):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="filmstrip-snapshot")
-        self._conn: sqlite3.Connection | None = None
-
-    async def _call(self, fn: Callable[[], T]) -> T:
-        try:
-            return await settle(asyncio.get_running_loop().run_in_executor(self._thread, fn))
-        except sqlite3.OperationalError as exc:
-            raise TemporaryError(f"catalog read failed: {exc}", code="catalog_unavailable") from exc
+        self._conn = _Connection("filmstrip-snapshot")
 
     async def begin(self) -> None:
-        def opened() -> sqlite3.Connection:
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA query_only=ON")
-            conn.execute("BEGIN")
-            # The snapshot is taken at the first read, so take it now.
-            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
-            return conn
-
-        self._conn = await self._call(opened)
+        with _reading():
+            await self._conn.open(self.path, "busy_timeout=10000", "query_only=ON")
+        await self.run(_begin_reading)
 
     async def run(self, work: Callable[[Transaction], T]) -> T:
-        conn = self._conn
-        if conn is None:
+        if self._conn.conn is None:
             raise TemporaryError("the snapshot has ended", code="catalog_unavailable")
-        return await self._call(lambda: work(_SqliteTransaction(conn)))
+        with _reading():
+            return await settle(self._conn.run(lambda conn: work(_SqliteTransaction(conn))))
 
     async def end(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await self._call(conn.close)  # closing ends the read transaction
-        self._thread.shutdown(wait=False)
+        await self._conn.close()  # closing ends the read transaction
+
+
+def _begin_reading(tx: Transaction) -> None:
+    tx.execute("BEGIN")
+    # The snapshot is taken at the first read, so take it now.
+    tx.fetchall("SELECT COUNT(*) FROM sqlite_master")
