@@ -9,15 +9,18 @@ the api's runner gives each connection a handler whose ``handle_error`` answers
 relies on three internals: ``AppRunner._make_server`` builds the ``Server``,
 ``Server.__call__`` builds each connection's ``RequestHandler`` from ``Server._kwargs``, and
 ``handle_error(request, status, exc, message)`` answers both parser refusals (status 400)
-and exceptions that escaped every middleware (500). ``tests/api/test_aiohttp_compat.py``
-fails loudly when any of that changes.
+and exceptions that escaped every middleware (500). A tus PATCH cut mid-body keeps every
+byte that arrived, but once the peer is gone every public read of the body raises before
+handing over what is buffered: :func:`buffered_body` takes it through the private
+``StreamReader._read_nowait``. ``tests/api/test_aiohttp_compat.py`` fails loudly when any
+of that changes.
 """
 
 from __future__ import annotations
 
 import logging
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.web_request import BaseRequest
 
 from services.api.errors import error_response
@@ -76,3 +79,11 @@ class JsonErrorRunner(web.AppRunner):
         # The Server's state is built; only the class that makes its handlers changes.
         server.__class__ = _JsonErrorServer
         return server
+
+
+def buffered_body(body: StreamReader) -> bytes:
+    """What ``body`` received but had not handed over when the connection dropped."""
+    try:
+        return body._read_nowait(-1)
+    except Exception:
+        return b""

@@ -10,10 +10,11 @@ import logging
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import StreamReader, web
+from aiohttp.base_protocol import BaseProtocol
 
 from services.api import aiohttp_compat
-from services.api.aiohttp_compat import JsonErrorRunner, refusal_reason
+from services.api.aiohttp_compat import JsonErrorRunner, buffered_body, refusal_reason
 from tests.security.raw_http import exchange
 from tests.support.redis_server import free_port
 
@@ -21,7 +22,8 @@ from tests.support.redis_server import free_port
 def test_aiohttp_is_the_release_the_internals_were_read_from() -> None:
     assert aiohttp.__version__.startswith(aiohttp_compat.AIOHTTP_VERSION + "."), (
         f"aiohttp {aiohttp.__version__}: re-read RequestHandler.handle_error, Server.__call__"
-        " and AppRunner._make_server, then update services/api/aiohttp_compat.py"
+        ", AppRunner._make_server and StreamReader._read_nowait, then update"
+        " services/api/aiohttp_compat.py"
     )
 
 
@@ -31,6 +33,19 @@ def test_the_internals_have_the_shape_the_compat_module_uses() -> None:
     assert inspect.iscoroutinefunction(web.AppRunner._make_server)
     assert "RequestHandler(self" in inspect.getsource(web.Server.__call__)
     assert "self.handle_error(" in inspect.getsource(web.RequestHandler._make_error_handler)
+    assert list(inspect.signature(StreamReader._read_nowait).parameters) == ["self", "n"]
+
+
+async def test_buffered_body_keeps_what_arrived_before_the_peer_went_away() -> None:
+    loop = asyncio.get_running_loop()
+    body = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    body.feed_data(b"first ")
+    body.feed_data(b"second")
+    body.set_exception(ConnectionResetError("the peer went away"))
+    with pytest.raises(ConnectionResetError):
+        await body.read(1)  # every public read raises first
+    assert buffered_body(body) == b"first second"
+    assert buffered_body(body) == b""
 
 
 async def test_the_runner_serves_with_json_refusals_and_keeps_its_options(

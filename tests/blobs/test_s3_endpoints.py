@@ -9,7 +9,7 @@ import botocore.loaders
 from botocore.endpoint_provider import EndpointProvider
 
 from filmstrip.blobs.s3 import S3BlobStore
-from filmstrip.blobs.s3_endpoints import UNREFERENCED
+from filmstrip.compat.botocore import UNREFERENCED
 from filmstrip.settings import load_settings
 from tests.blobs.test_s3 import s3_env
 from tests.support.moto_server import MotoServer
@@ -32,7 +32,7 @@ def _referenced(node: Any, found: set[str]) -> set[str]:
 
 def test_no_s3_endpoint_rule_reads_the_dropped_parameters() -> None:
     """If this fails, botocore's S3 rules read an object-level parameter now: remove the
-    backport (filmstrip/blobs/s3_endpoints.py), it would resolve wrong endpoints."""
+    backport (filmstrip/compat/botocore.py), it would resolve wrong endpoints."""
     ruleset = botocore.loaders.create_loader().load_service_model("s3", "endpoint-rule-set-1")
     assert not UNREFERENCED & _referenced(ruleset["rules"], set())
     assert "Bucket" in _referenced(ruleset["rules"], set())  # the walk does find reads

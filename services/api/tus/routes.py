@@ -30,6 +30,7 @@ from services.api.accept import (
     original_key,
     unsupported_type,
 )
+from services.api.aiohttp_compat import buffered_body
 from services.api.errors import ApiError
 from services.api.json import json_response
 from services.api.middleware import client_of, trace_id_of
@@ -369,25 +370,9 @@ async def _body(request: web.Request, idle_s: float) -> AsyncIterator[bytes]:
                 yield bytes(buffer)
                 buffer.clear()
     except Exception:
-        buffer += _buffered(request)
+        buffer += buffered_body(request.content)
         if buffer:
             yield bytes(buffer)
         raise
     if buffer:
         yield bytes(buffer)
-
-
-def _buffered(request: web.Request) -> bytes:
-    """Bytes aiohttp received but had not handed over when the connection dropped.
-
-    Once the peer is gone, every public read raises before returning what is already
-    buffered; tus wants those bytes kept, so take them with the private non-raising read.
-    """
-    read_nowait = getattr(request.content, "_read_nowait", None)
-    if read_nowait is None:
-        return b""
-    try:
-        data = read_nowait(-1)
-    except Exception:
-        return b""
-    return data if isinstance(data, bytes) else b""

@@ -48,10 +48,9 @@ from filmstrip.blobs.base import (
     ContentEtag,
 )
 from filmstrip.blobs.fs import guess_content_type
-from filmstrip.blobs.s3_bodies import send_bodies_as_bytes
-from filmstrip.blobs.s3_endpoints import share_endpoint_resolution
 from filmstrip.blobs.s3_timestamps import parse_timestamp
 from filmstrip.blobs.validation import check_key, check_prefix
+from filmstrip.compat.botocore import send_bodies_as_bytes, share_endpoint_resolution
 from filmstrip.errors import LogicError
 from filmstrip.settings import Settings
 

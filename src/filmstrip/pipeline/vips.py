@@ -8,6 +8,7 @@ import re
 
 import pyvips
 
+from filmstrip.compat.pyvips import leave_logs_to_glib
 from filmstrip.errors import DataError, FilmstripError, ResourceError
 from filmstrip.pipeline.options import PipelineOptions
 
@@ -54,12 +55,8 @@ def configure_vips(options: PipelineOptions) -> None:
     for loader in VIPS_LOADERS:
         pyvips.operation_block_set(loader, False)
     _limit_malloc_arenas(2)
-    # pyvips sends libvips' log messages to Python logging from whichever libvips thread
-    # emits them. Python code there may run the cyclic GC, which may free an image whose
-    # disposal logs again ("read gave 1 warnings"); GLib treats a message logged inside a
-    # log handler as fatal and aborts the process. A worker fed hostile files died this
-    # way. GLib's own handler writes the messages to stderr without running any Python.
-    pyvips._remove_log_handler()
+    # Python logging run from libvips' threads once aborted a worker (see the compat module).
+    leave_logs_to_glib()
     _configured = options
 
 
