@@ -1,6 +1,6 @@
 """Blob store throughput against the raw filesystem it sits on (and a moto S3, for scale).
 
-    python bench/blobs_throughput.py [--mib 64] [--small 500] [--s3]
+    python -m bench.blobs_throughput [--mib 64] [--small 500] [--s3]
 
 Anchors: the same bytes written with one plain write+fsync (+rename for small blobs) and
 read with plain reads, in a thread. The ratio says what the store's atomicity, hashing,
@@ -12,18 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from filmstrip.blobs import BlobStore  # noqa: E402
-from filmstrip.blobs.fs import FileBlobStore  # noqa: E402
+from filmstrip.blobs import BlobStore
+from filmstrip.blobs.fs import FileBlobStore
 
 NET_CHUNK = 64 * 1024  # what aiohttp's iter_chunked typically hands the api
 
@@ -134,9 +130,9 @@ async def main() -> None:
         print(f"    put_bytes vs durable raw (+dir fsync): {durable:.2f}")
 
     if args.s3:
+        from bench.moto_server import MotoServer
         from filmstrip.blobs.s3 import S3BlobStore
         from filmstrip.settings import load_settings
-        from tests.support.moto_server import MotoServer
 
         with MotoServer() as moto:
             url = "s3://bench"

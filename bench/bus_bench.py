@@ -5,8 +5,8 @@ published to Redis (EventPublisher's Lua script, pipelined) at rising rates. The
 load runs, in the same run, against Filmstrip's bus and against the seed's stack: Socket.IO
 4 with @socket.io/redis-adapter on Node (installed with npm into a temp folder).
 
-    python bench/bus_bench.py                  # 1000 clients, default rate steps
-    python bench/bus_bench.py --clients 500 --rates 200,1000,3000 --step-s 3
+    python -m bench.bus_bench                  # 1000 clients, default rate steps
+    python -m bench.bus_bench --clients 500 --rates 200,1000,3000 --step-s 3
 
 Both servers see identical Redis messages and identical client code (a minimal Engine.IO
 v4 / Socket.IO v5 client for the seed), and run alone with Redis, the publisher and the
@@ -35,13 +35,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+import orjson
 
-import orjson  # noqa: E402
-
-from bench.procstat import cpu_seconds, rss_kb  # noqa: E402
-from bench.stats import percentile  # noqa: E402
+from bench.procstat import cpu_seconds, rss_kb
+from bench.stats import percentile
 
 P99_TARGET_S = 0.100
 
@@ -87,8 +84,7 @@ const NAMES = {"photo:upload": "upload.event", "photo:processing": "processing.e
 """
 
 BUS_RUNNER = r"""
-import asyncio, signal, sys
-sys.path[:0] = [sys.argv[1] + "/src", sys.argv[1]]
+import asyncio, signal
 from filmstrip.settings import load_settings
 from filmstrip.logs import setup_logging
 from services.bus.main import serve
@@ -255,10 +251,10 @@ class BatchPublisher:
     + PUBLISH), pipelined per tick so one Python process can drive the rates we need."""
 
     def __init__(self, redis: Any) -> None:
-        from filmstrip.events.publisher import _PUBLISH
+        from filmstrip.events.publisher import PUBLISH_SCRIPT
 
         self._redis = redis
-        self._script = redis.register_script(_PUBLISH)
+        self._script = redis.register_script(PUBLISH_SCRIPT)
 
     async def publish_many(self, events: list[tuple[dict[str, str], int]]) -> None:
         import msgspec
@@ -333,8 +329,8 @@ async def run_target(
     try:
         ready(server)
         clients = subprocess.Popen(
-            [sys.executable, __file__, "clients", "--proto", name, "--url", client_url,
-             "--accounts", str(accounts_file)],
+            [sys.executable, "-m", "bench.bus_bench", "clients", "--proto", name,
+             "--url", client_url, "--accounts", str(accounts_file)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert clients.stdout is not None and clients.stdin is not None
@@ -451,8 +447,10 @@ def summarize(results: list[dict[str, Any]]) -> None:
 
 
 async def orchestrate(args: argparse.Namespace) -> None:
+    from bench.redis_server import RedisServer
+    from filmstrip.embedded.processes import env_without_filmstrip
+    from filmstrip.embedded.redis_server import free_port
     from filmstrip.settings import Settings
-    from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 
     rates = [int(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="filmstrip-busbench-"))
@@ -479,7 +477,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                     FILMSTRIP_DATA_DIR=str(work), FILMSTRIP_BUS_PORT=str(port),
                     FILMSTRIP_LOG_LEVEL="WARNING",
                 )  # fmt: skip
-                cmd = [sys.executable, "-c", BUS_RUNNER, str(ROOT)]
+                cmd = [sys.executable, "-c", BUS_RUNNER]
 
                 def ready(proc: subprocess.Popen[str], port: int = port) -> None:
                     wait_http(f"http://127.0.0.1:{port}/readyz")

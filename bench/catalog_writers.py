@@ -30,7 +30,6 @@ import asyncio
 import multiprocessing
 import re
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -38,13 +37,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from bench.stats import percentile  # noqa: E402
-from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow  # noqa: E402
-from filmstrip.catalog.base import insert_statements  # noqa: E402
-from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
+from bench.stats import percentile
+from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, utcnow
+from filmstrip.catalog.base import insert_statements
+from filmstrip.catalog.sqlite import SqliteCatalog
 
 # The writer implementations of each backend; the first is ours, the others anchors.
 WRITERS = {
@@ -289,9 +285,9 @@ def main() -> int:
                     asyncio.run(_prepare_sqlite(db))
                     times, rate = run(db, opts.backend, kind, opts.processes, args)
             else:
-                from tests.support.postgres import create_database, drop_database
+                from bench.postgres import create_database, drop_database
 
-                url = create_database(opts.server, per_test=False)
+                url = create_database(opts.server)
                 try:
                     asyncio.run(_prepare_postgres(url))
                     times, rate = run(url, opts.backend, kind, opts.processes, args)

@@ -1,6 +1,6 @@
 """Listing cost: keyset pages of ``GET /v1/photos`` at increasing depth, against OFFSET.
 
-    python bench/listing_pages.py [--photos 20000] [--limit 50]
+    python -m bench.listing_pages [--photos 20000] [--limit 50]
 
 Two clients share a catalog of ``--photos`` each. For depths 0, ¼, ½ and the last page the
 script times one page three ways (best of 9):
@@ -17,21 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from filmstrip.catalog import open_catalog  # noqa: E402
-from filmstrip.catalog.base import _PHOTO_COLUMNS, Transaction  # noqa: E402
-from filmstrip.settings import load_settings, sqlite_path  # noqa: E402
+from filmstrip.catalog import open_catalog
+from filmstrip.catalog.base import PHOTO_COLUMNS, Transaction
+from filmstrip.settings import load_settings, sqlite_path
 
 
 async def best(runs: int, fn: Callable[[], Awaitable[Any]]) -> float:
@@ -61,7 +56,7 @@ async def main() -> None:
                     when = (start + timedelta(seconds=i)).isoformat(timespec="milliseconds")
                     pid = str(uuid.uuid4())
                     tx.execute(
-                        f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
+                        f"INSERT INTO photos ({PHOTO_COLUMNS}) VALUES "
                         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (pid, client, None, f"originals/{pid}", "image/jpeg", 1000, None,
                          "completed", f"photo:{pid}", "t", when, when, when, "{}", "[]",
@@ -88,8 +83,8 @@ async def main() -> None:
                 assert page
 
             async def offset(depth: int = depth) -> None:
-                rows = await catalog._fetchall(
-                    f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE client_id = ? "
+                rows = await catalog.read(
+                    f"SELECT {PHOTO_COLUMNS} FROM photos WHERE client_id = ? "
                     "ORDER BY uploaded_at DESC, id DESC LIMIT ? OFFSET ?",
                     ("client-a", limit + 1, depth),
                 )
@@ -101,7 +96,7 @@ async def main() -> None:
                     where += " AND (uploaded_at, id) < (?, ?)"
                     params += [after[0], after[1]]
                 rows = raw.execute(
-                    f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {where} "
+                    f"SELECT {PHOTO_COLUMNS} FROM photos WHERE {where} "
                     "ORDER BY uploaded_at DESC, id DESC LIMIT ?",
                     (*params, limit + 1),
                 ).fetchall()

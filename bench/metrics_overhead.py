@@ -1,6 +1,6 @@
 """What the api's metrics middleware and a /metrics scrape cost.
 
-    python bench/metrics_overhead.py [--requests 4000] [--concurrency 16] [--rounds 3]
+    python -m bench.metrics_overhead [--requests 4000] [--concurrency 16] [--rounds 3]
 
 Anchor: the same aiohttp app and route without the metrics middleware. Both apps serve a
 trivial JSON handler on a loopback port, so the ratio isolates the per-request cost of a
@@ -13,20 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from filmstrip.metrics.exposition import render  # noqa: E402
-from services.api.metrics import metrics_middleware  # noqa: E402
-from tests.support.redis_server import free_port  # noqa: E402
+from filmstrip.embedded.redis_server import free_port
+from filmstrip.metrics.exposition import render
+from services.api.metrics import metrics_middleware
 
 
 async def _item(request: web.Request) -> web.Response:
@@ -64,9 +59,9 @@ async def _per_call_us(instrumented: bool, calls: int = 50_000) -> float:
     """Microseconds per request through the middleware chain alone (no sockets)."""
     app = web.Application()
     app.router.add_get("/v1/items/{item_id}", _item)
-    request = make_mocked_request("GET", "/v1/items/7", app=app)
-    match = await app.router.resolve(request)
-    request._match_info = match  # what aiohttp sets before running middlewares
+    # Resolved first, as aiohttp does before running middlewares.
+    match = await app.router.resolve(make_mocked_request("GET", "/v1/items/7", app=app))
+    request = make_mocked_request("GET", "/v1/items/7", app=app, match_info=match)
     response = web.Response()
 
     async def handler(req: web.Request) -> web.StreamResponse:

@@ -32,22 +32,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from bench.affinity import pin_tree, split_cpus  # noqa: E402
-from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample  # noqa: E402
-from bench.hosts import Host, Network, cleanup_stale, enter_netns, unavailable  # noqa: E402
-from bench.infra import HostPostgres, HostRedis  # noqa: E402
-from bench.procstat import cpu_seconds, tree_cpu_seconds  # noqa: E402
-from bench.role_process import Proc  # noqa: E402
-from bench.seaweed import SeaweedFS  # noqa: E402
-from bench.soak_clients import ClientStats, Endpoints, wait_answering  # noqa: E402
-from bench.soak_photos import CORPUS, corpus_sources, plan_uploads  # noqa: E402
-from bench.soak_report import bare_figures, print_table, run_figures  # noqa: E402
-from bench.soak_run import run_load  # noqa: E402
-from bench.soak_settings import ROLE_COMMAND, role_env, worker_threads  # noqa: E402
-from bench.soak_verify import verify  # noqa: E402
+from bench.affinity import pin_tree, split_cpus
+from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample
+from bench.hosts import Host, Network, cleanup_stale, enter_netns, unavailable
+from bench.infra import HostPostgres, HostRedis
+from bench.procstat import cpu_seconds, tree_cpu_seconds
+from bench.role_process import Proc
+from bench.seaweed import SeaweedFS
+from bench.soak_clients import ClientStats, Endpoints, wait_answering
+from bench.soak_photos import CORPUS, corpus_sources, plan_uploads
+from bench.soak_report import bare_figures, print_table, run_figures
+from bench.soak_run import run_load
+from bench.soak_settings import ROLE_COMMAND, role_env, worker_threads
+from bench.soak_verify import verify
 
 API_PORT = 8080
 BUS_PORT = 8081

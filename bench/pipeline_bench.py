@@ -1,6 +1,6 @@
 """Pipeline speed and memory, side by side with the one-decode floor and with Pillow.
 
-Run: ``python bench/pipeline_bench.py [--runs N] [--corpus PATH]``. Prints, per input:
+Run: ``python -m bench.pipeline_bench [--runs N] [--corpus PATH]``. Prints, per input:
 (a) the floor: one shrink-on-load decode at preview scale with pyvips;
 (b) our stages: quick (validation + thumbnails), ready (validation + metadata +
     thumbnails: every derivative, EXIF, hashes: what full_processing does before the photo
@@ -28,19 +28,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pyvips
+from PIL import Image, ImageOps
+
+from filmstrip.concurrency import configure_pool
+from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.context import StageContext
+from filmstrip.pipeline.registry import get_stage
+from filmstrip.pipeline.runner import run_stage
+from filmstrip.pipeline.vips import configure_vips
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-import pyvips  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
-
-from filmstrip.concurrency import configure_pool  # noqa: E402
-from filmstrip.pipeline import PipelineOptions  # noqa: E402
-from filmstrip.pipeline.context import StageContext  # noqa: E402
-from filmstrip.pipeline.registry import get_stage  # noqa: E402
-from filmstrip.pipeline.runner import run_stage  # noqa: E402
-from filmstrip.pipeline.vips import configure_vips  # noqa: E402
-
 OPTIONS = PipelineOptions()
 QUICK = ["validation", "thumbnails"]
 DERIVATIVES = ["validation", "metadata", "thumbnails"]
@@ -166,7 +164,7 @@ def peak_rss_mb() -> float:
 def rss_child(stages: str) -> float:
     """Peak RSS (MB) of a fresh process running ``stages`` at concurrency 4 on 12 MP."""
     done = subprocess.run(
-        [sys.executable, __file__, "--rss-child", stages],
+        [sys.executable, "-m", "bench.pipeline_bench", "--rss-child", stages],
         capture_output=True,
         text=True,
         check=True,

@@ -8,7 +8,7 @@ and Redis memory per 100,000 waiting jobs. With ``--cluster`` ours also runs on 
 3-node Redis Cluster (its keys are on one slot, so one node serves the queue; scripts go
 through redis-py's cluster client), with the ratio cluster/single.
 
-    python bench/queue_bench.py [--jobs 20000] [--skip-bullmq] [--cluster]
+    python -m bench.queue_bench [--jobs 20000] [--skip-bullmq] [--cluster]
 """
 
 from __future__ import annotations
@@ -27,14 +27,11 @@ from pathlib import Path
 
 from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from filmstrip.queue import Consumer, Job, JobQueue, QueueOptions  # noqa: E402
-from filmstrip.redis_client import RedisClient, open_redis  # noqa: E402
-from filmstrip.settings import load_settings  # noqa: E402
-from tests.support.redis_cluster import RedisCluster  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
+from bench.redis_cluster import RedisCluster
+from bench.redis_server import RedisServer
+from filmstrip.queue import Consumer, Job, JobQueue, QueueOptions
+from filmstrip.redis_client import RedisClient, open_redis
+from filmstrip.settings import load_settings
 
 CONCURRENCIES = (1, 10, 50)
 PAYLOAD = json.dumps({"photo_id": "0" * 26, "storage": {"key": "originals/x.jpg"}}).encode()

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+import aiohttp
+from aiohttp import web
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
-
-from filmstrip.settings import load_settings  # noqa: E402
-from services.api.app import create_app  # noqa: E402
-from services.api.ratelimit import client_rate_middleware, ip_rate_middleware  # noqa: E402
-from services.api.state import STATE  # noqa: E402
-from services.cli.tokens import issue_token  # noqa: E402
-from tests.support.redis_server import RedisServer, free_port  # noqa: E402
+from bench.redis_server import RedisServer
+from filmstrip.embedded.redis_server import free_port
+from filmstrip.settings import load_settings
+from services.api.app import create_app
+from services.api.ratelimit import client_rate_middleware, ip_rate_middleware
+from services.api.state import STATE
+from services.cli.tokens import issue_token
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 

@@ -13,19 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
 
-import redis.asyncio as aioredis  # noqa: E402
-from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool  # noqa: E402
-
-from filmstrip.redis_client import WaitingConnectionPool  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
+from bench.redis_server import RedisServer
+from filmstrip.redis_client import WaitingConnectionPool
 
 POOLS: dict[str, tuple[type[ConnectionPool], dict[str, Any]]] = {
     "plain ConnectionPool (anchor)": (ConnectionPool, {}),

@@ -27,24 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from bench.affinity import pin_tree, split_cpus  # noqa: E402
-from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample  # noqa: E402
-from bench.procstat import cpu_seconds, tree_cpu_seconds  # noqa: E402
-from bench.role_process import Proc  # noqa: E402
-from bench.soak_clients import ClientStats, Endpoints, wait_answering  # noqa: E402
-from bench.soak_photos import CORPUS, corpus_sources, plan_uploads  # noqa: E402
-from bench.soak_report import bare_figures, print_table, run_figures  # noqa: E402
-from bench.soak_run import run_load  # noqa: E402
-from bench.soak_settings import ROLE_COMMAND, role_env, worker_threads  # noqa: E402
-from bench.soak_verify import verify  # noqa: E402
-from filmstrip.catalog.sqlite import SqliteCatalog  # noqa: E402
-from filmstrip.embedded.redis_server import RedisServer, free_port  # noqa: E402
-from services.cli.tokens import issue_token  # noqa: E402
-from tests.support.moto_server import MotoServer  # noqa: E402
-from tests.support.tcp_proxy import TcpProxy  # noqa: E402
+from bench.affinity import pin_tree, split_cpus
+from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample
+from bench.moto_server import MotoServer
+from bench.procstat import cpu_seconds, tree_cpu_seconds
+from bench.role_process import Proc
+from bench.soak_clients import ClientStats, Endpoints, wait_answering
+from bench.soak_photos import CORPUS, corpus_sources, plan_uploads
+from bench.soak_report import bare_figures, print_table, run_figures
+from bench.soak_run import run_load
+from bench.soak_settings import ROLE_COMMAND, role_env, worker_threads
+from bench.soak_verify import verify
+from bench.tcp_proxy import TcpProxy
+from filmstrip.catalog.sqlite import SqliteCatalog
+from filmstrip.embedded.redis_server import RedisServer, free_port
+from services.cli.tokens import issue_token
 
 BUCKET = "soak"
 WORKERS = 2

@@ -48,7 +48,7 @@ async def wait_terminal(catalog: Catalog, ids: list[str], limit_s: float) -> dic
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" for _ in chunk)
-            for row in await catalog._fetchall(
+            for row in await catalog.read(
                 f"SELECT id, status, error_category, derivatives FROM photos WHERE id IN ({marks})",
                 chunk,
             ):
@@ -107,7 +107,7 @@ async def verify(
         problems.append(f"failures that are not DATA: {failed_by}")
 
     blobs = await open_blob_store(load_settings(store_env))
-    all_rows = {r[0] for r in await catalog._fetchall("SELECT id FROM photos")}
+    all_rows = {photo_id async for photo_id in catalog.iter_all_photo_ids()}
     # Orphans are legitimate for a moment (an outage can cut the answer to a put that S3
     # stored); the reconciler must remove them within its grace + interval.
     swept_wait = time.monotonic() + orphan_wait_s

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
+from bench.moto_server import MotoServer
+from bench.redis_cluster import RedisCluster
+from bench.redis_server import RedisServer
 from filmstrip.redis_client import RedisClient, open_redis
 from filmstrip.settings import load_settings
 from tests.support import postgres
-from tests.support.moto_server import MotoServer
-from tests.support.redis_cluster import RedisCluster, strict_scripts
-from tests.support.redis_server import RedisServer
+from tests.support.redis_cluster import strict_scripts
 
 REDIS_KINDS = ("single", "cluster")
 

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.crc import key_slot
 
+from bench.redis_cluster import RedisCluster
 from filmstrip import keys
 from filmstrip.errors import DataError
 from filmstrip.events import EventPublisher, forget_once
@@ -37,7 +38,6 @@ from services.bus.client_sockets import ClientSockets
 from services.bus.hub import Hub
 from services.bus.presence import Presence
 from services.bus.replay import ReplayReader
-from tests.support.redis_cluster import RedisCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 

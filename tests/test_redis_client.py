@@ -13,12 +13,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.exceptions import ConnectionError, MaxConnectionsError
 
+from bench.redis_cluster import RedisCluster
+from bench.redis_server import RedisServer
 from filmstrip import redis_client
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient, WaitingRedisCluster, open_redis
 from filmstrip.settings import SettingsError, load_settings
 from tests.conftest import redis_env
-from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.both_redis
 

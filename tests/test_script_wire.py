@@ -11,12 +11,12 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
+from bench.redis_cluster import RedisCluster
+from bench.redis_server import RedisServer
 from filmstrip.redis_client import open_redis
 from filmstrip.script_wire import KEEP_IDLE, ScriptWire
 from filmstrip.settings import load_settings
 from tests.conftest import redis_env
-from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.both_redis
 

@@ -12,7 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bench.moto_server import MotoServer
 from filmstrip.blobs.s3 import S3BlobStore
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings, load_settings
 from services.api.app import create_app
@@ -23,8 +25,6 @@ from services.api.tus.shared import SharedTusStore
 from services.api.tus.store import TusStore
 from services.cli.tokens import issue_token
 from tests.support import postgres
-from tests.support.moto_server import MotoServer
-from tests.support.redis_server import free_port
 
 
 @dataclass

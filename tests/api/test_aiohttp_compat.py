@@ -13,10 +13,10 @@ import pytest
 from aiohttp import StreamReader, web
 from aiohttp.base_protocol import BaseProtocol
 
+from filmstrip.embedded.redis_server import free_port
 from services.api import aiohttp_compat
 from services.api.aiohttp_compat import JsonErrorRunner, buffered_body, refusal_reason
 from tests.security.raw_http import exchange
-from tests.support.redis_server import free_port
 
 
 def test_aiohttp_is_the_release_the_internals_were_read_from() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import fake_jpeg, uploaded
-from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture

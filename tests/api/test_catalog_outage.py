@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.auth import hash_token
 from services.api.reconciler import sweep_orphan_blobs
 from tests.api.conftest import Api, api_settings, running_api
 from tests.support import postgres
-from tests.support.redis_server import RedisServer
 
 
 def _photo(corpus: Path, name: str) -> bytes:

@@ -14,8 +14,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for_url, utcnow
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import DataError
 from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
 from protocols.jobs import deferred_job_id_for
@@ -32,7 +34,6 @@ from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
 from tests.api.factories import fake_jpeg
-from tests.support.redis_server import RedisServer, free_port
 
 
 def _row(api: Api, *, status: str = PhotoStatus.QUEUED) -> PhotoRecord:

@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from filmstrip.settings import sqlite_url
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import fake_jpeg
 from tests.support import postgres
-from tests.support.redis_server import RedisServer
 
 
 @asynccontextmanager

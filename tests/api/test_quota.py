@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from tests.api.conftest import Api, TusBackend, api_settings, running_api
-from tests.support.redis_server import RedisServer
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}

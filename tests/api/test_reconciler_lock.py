@@ -15,10 +15,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from filmstrip import keys
 from services.api.reconciler import reconcile_once
 from tests.api.conftest import Api, api_settings, running_api
-from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # Far longer than any test: a process that died mid-round must not hold the others off

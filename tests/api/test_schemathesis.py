@@ -18,12 +18,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.redis_server import RedisServer
 from protocols import openapi
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import api_settings, start_api
 from tests.support import postgres
-from tests.support.redis_server import RedisServer
 
 # Small and fixed for the suite; `FILMSTRIP_FUZZ_EXAMPLES=500` hunts with random seeds.
 EXAMPLES_PER_OPERATION = int(os.environ.get("FILMSTRIP_FUZZ_EXAMPLES", "10"))

@@ -23,13 +23,13 @@ import pytest
 import redis.asyncio as aioredis
 from tusclient.client import TusClient
 
+from bench.redis_server import RedisServer
 from filmstrip.auth import hash_token
 from filmstrip.catalog import PhotoStatus
 from protocols import openapi
 from services.api.app import create_app
 from services.api.tus.store import UploadLocked
 from tests.api.conftest import Api, TusBackend, api_settings, running_api
-from tests.support.redis_server import RedisServer
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}

@@ -24,9 +24,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from PIL import Image
 
+from bench.redis_server import RedisServer
 from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import PhotoStatus, catalog_for_url, open_catalog
 from filmstrip.concurrency import configure_pool, shutdown_pool
+from filmstrip.embedded.processes import env_without_filmstrip
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.events import EventPublisher
 from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.vips import configure_vips
@@ -38,7 +41,6 @@ from services.cli.tokens import issue_token
 from services.worker.processor import PhotoProcessor
 from tests.api.conftest import api_settings
 from tests.support import postgres
-from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GB = 1024**3

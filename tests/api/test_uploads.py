@@ -9,12 +9,12 @@ import aiohttp
 import msgspec
 import pytest
 
+from bench.moto_server import MotoServer
 from filmstrip.catalog import PhotoStatus
 from protocols.jobs import PhotoProcessingJob
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
-from tests.support.moto_server import MotoServer
 
 
 async def _error(resp: aiohttp.ClientResponse, status: int, code: str) -> dict[str, str]:
@@ -234,7 +234,7 @@ async def test_duplicate_bytes_answer_200_with_existing_photo(api: Api, corpus: 
 async def test_redis_unreachable_is_503_and_nothing_left(
     tmp_path: Path, corpus: Path, redis_server: object
 ) -> None:
-    from tests.support.redis_server import free_port
+    from filmstrip.embedded.redis_server import free_port
 
     settings = api_settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
     runner, url = await start_api(settings)

@@ -18,6 +18,8 @@ from bench.hosts import PREFIX, namespaces, netns_pids
 from bench.hosts import unavailable as hosts_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
+# The bench runs this checkout's code, not the installed package.
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
 why = hosts_unavailable()
 pytestmark = pytest.mark.skipif(why is not None, reason=f"the multi-host soak: {why}")
 
@@ -36,7 +38,7 @@ def _leftovers(pid: int) -> list[str]:
 def test_small_multihost_soak_keeps_every_guarantee(corpus: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.multihost", "-n", "30", "--clients", "6", "--fast"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         stdout, stderr = proc.communicate(timeout=LIMIT_S)
@@ -58,7 +60,7 @@ def test_small_multihost_soak_keeps_every_guarantee(corpus: Path) -> None:
 def test_an_interrupted_run_removes_everything_it_made(corpus: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.multihost", "-n", "400", "--clients", "4", "--fast"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
     # Interrupted mid-run, while the clients upload (its first progress line).

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from bench.moto_server import MotoServer
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.settings import load_settings
 from tests.blobs.test_s3 import s3_env
-from tests.support.moto_server import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
+# The bench runs this checkout's code, not the installed package.
+CHECKOUT = {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
 
 # A run takes 20-35 s here; the soak's own waits for a missing event end well before this.
 LIMIT_S = 150
@@ -29,7 +31,7 @@ def _soak(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.soak", *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **CHECKOUT, **(env or {})},
     )  # fmt: skip
     try:
         stdout, stderr = proc.communicate(timeout=LIMIT_S)

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from bench.moto_server import MotoServer
+from bench.tcp_proxy import TcpProxy
 from filmstrip.blobs import BlobInfo
 from filmstrip.blobs import copy as blob_copy
 from filmstrip.blobs.base import ContentEtag
@@ -23,8 +25,6 @@ from filmstrip.blobs.copy import BlobCopyResult, Outcome
 from filmstrip.blobs.fs import FileBlobStore
 from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore
 from filmstrip.settings import load_settings
-from tests.support.moto_server import MotoServer
-from tests.support.tcp_proxy import TcpProxy
 
 BUCKET = "filmstrip-copy"
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.moto_server import MotoServer
 from filmstrip.blobs import open_blob_store
 from filmstrip.blobs.fs import FileBlobStore
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.settings import load_settings
 from tests.blobs.test_s3 import s3_env
-from tests.support.moto_server import MotoServer
 
 
 async def test_file_url(tmp_path: Path) -> None:

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bench.moto_server import MotoServer
 from filmstrip import __version__
 from filmstrip.blobs import BlobStore, BlobStoreUnavailable
 from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore, parse_s3_url
 from filmstrip.errors import Category, LogicError
 from filmstrip.settings import load_settings
 from tests.blobs.contract import BlobStoreContract, Source
-from tests.support.moto_server import MotoServer
 from tests.support.recording_endpoint import RecordingEndpoint, recording_endpoint
 
 BUCKET = "filmstrip-test"

@@ -8,11 +8,11 @@ from typing import Any
 import botocore.loaders
 from botocore.endpoint_provider import EndpointProvider
 
+from bench.moto_server import MotoServer
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.compat.botocore import UNREFERENCED
 from filmstrip.settings import load_settings
 from tests.blobs.test_s3 import s3_env
-from tests.support.moto_server import MotoServer
 
 
 def _referenced(node: Any, found: set[str]) -> set[str]:

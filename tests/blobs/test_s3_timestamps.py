@@ -9,11 +9,11 @@ from datetime import UTC
 import pytest
 from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
 
+from bench.moto_server import MotoServer
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.blobs.s3_timestamps import parse_timestamp
 from filmstrip.settings import load_settings
 from tests.blobs.test_s3 import s3_env
-from tests.support.moto_server import MotoServer
 
 SHAPES = [
     "2026-11-29T23:00:00.000Z",  # ListObjectsV2's LastModified

@@ -18,9 +18,9 @@ import orjson
 from aiohttp import ClientWebSocketResponse, WSMsgType, web
 from redis.asyncio.cluster import RedisCluster
 
+from filmstrip.embedded.processes import env_without_filmstrip
 from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings
-from tests.support.redis_server import env_without_filmstrip
 
 ROOT = Path(__file__).resolve().parents[2]
 RECV_TIMEOUT_S = 5.0

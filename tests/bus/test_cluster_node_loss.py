@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
+from bench.redis_cluster import RedisCluster
 from filmstrip import keys
 from filmstrip.events import EventPublisher
 from filmstrip.redis_client import open_redis
@@ -14,7 +15,6 @@ from protocols import events as ev
 from services.bus.app import SUBSCRIBER
 from tests.bus.support import Account, BusClient, RunningBus
 from tests.conftest import redis_env
-from tests.support.redis_cluster import RedisCluster
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bench.redis_server import RedisServer
 from filmstrip.events import EventPublisher
 from filmstrip.tasks import cancel_and_wait
 from protocols import events as ev
@@ -17,7 +18,6 @@ from services.bus import hub as hub_module
 from services.bus.app import HUB, SUBSCRIBER
 from services.bus.subscriber import EventSubscriber
 from tests.bus.support import Account, BusClient, RunningBus, kill_pubsub_clients
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.both_redis
 

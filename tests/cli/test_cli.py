@@ -17,9 +17,10 @@ import pyvips
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
+from filmstrip.embedded.processes import env_without_filmstrip
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.settings import Settings
 from services.api.tus.protocol import OFFSET_CONTENT_TYPE
-from tests.support.redis_server import env_without_filmstrip, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,17 +23,18 @@ import psycopg
 import pytest
 import pyvips
 
+from bench.moto_server import MotoServer
+from bench.redis_server import RedisServer
 from filmstrip.auth import hash_token
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.catalog import catalog_for_url
 from filmstrip.catalog.migrations import LATEST
+from filmstrip.embedded.processes import env_without_filmstrip
 from filmstrip.settings import Settings, load_settings, sqlite_url
 from services.api.queues import QUEUE_PATH
 from services.cli.tokens import issue_token
 from tests.api.conftest import start_api
 from tests.support import postgres
-from tests.support.moto_server import MotoServer
-from tests.support.redis_server import RedisServer, env_without_filmstrip
 from tests.support.stack import start_stack
 
 ROOT = Path(__file__).resolve().parents[2]

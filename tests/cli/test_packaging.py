@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
+from bench.redis_server import RedisServer
+from filmstrip.embedded.processes import env_without_filmstrip
+from filmstrip.embedded.redis_server import free_port
 
 SCRIPT = Path(sys.executable).parent / "filmstrip"
 

@@ -21,9 +21,9 @@ import orjson
 import pytest
 import pyvips
 
-from tests.support.redis_server import env_without_filmstrip
+from bench.tcp_proxy import TcpProxy
+from filmstrip.embedded.processes import env_without_filmstrip
 from tests.support.stack import ROOT, Stack, start_stack
-from tests.support.tcp_proxy import TcpProxy
 
 PHOTOS = ["real/Canon_EOS_7D.jpg", "real/Nikon_D5000.jpg", "real/Landscape_3.jpg"]
 

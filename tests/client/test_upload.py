@@ -12,11 +12,11 @@ import pytest
 import pyvips
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from filmstrip.client import ApiClient, ApiFailure, ResumeStore, inspect_file, upload_file
 from filmstrip.client.files import LocalFile
 from filmstrip.errors import Category
 from tests.api.conftest import api_settings, running_api
-from tests.support.redis_server import RedisServer
 
 
 def _jpeg(path: Path, size: int = 600) -> Path:

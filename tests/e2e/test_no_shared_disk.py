@@ -20,12 +20,13 @@ import aiohttp
 import pytest
 import pyvips
 
+from bench.moto_server import MotoServer
+from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
-from filmstrip.embedded.processes import wait_or_kill
+from filmstrip.embedded.processes import env_without_filmstrip, wait_or_kill
+from filmstrip.embedded.redis_server import free_port
 from services.cli.tokens import issue_token
 from tests.support import postgres
-from tests.support.moto_server import MotoServer
-from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 from tests.support.stack import ROOT, procfile_commands
 
 TUS = {"Tus-Resumable": "1.0.0"}

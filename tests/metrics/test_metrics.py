@@ -10,13 +10,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.redis_server import RedisServer
 from filmstrip import keys
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.metrics.exposition import start_metrics_server
 from filmstrip.metrics.stage_stats import StageTimingsBuffer, read_stage_series
 from filmstrip.queue import JobQueue, QueueOptions
 from services.bus.app import create_app as create_bus_app
 from tests.api.conftest import api_settings, start_api
-from tests.support.redis_server import RedisServer, free_port
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

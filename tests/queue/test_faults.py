@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from filmstrip.queue import JobQueue, QueueOptions
 from tests.queue.conftest import FAST, Recorder, add_many, running, wait_for
-from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient
 from services.api.app import create_app
 from services.api.serving import api_runner
@@ -30,7 +31,6 @@ from tests.bus.conftest import (  # noqa: F401
     publisher,
     start_bus,
 )
-from tests.support.redis_server import free_port
 
 MakeApi = Callable[..., Awaitable[Api]]
 

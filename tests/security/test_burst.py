@@ -24,12 +24,13 @@ import pytest
 import redis.asyncio as aioredis
 from PIL import Image
 
+from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
-from filmstrip.embedded.processes import stop_process
+from filmstrip.embedded.processes import env_without_filmstrip, stop_process
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.settings import sqlite_url
 from services.cli.tokens import issue_token
 from tests.support import postgres
-from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 from tests.support.stack import ROOT, procfile_commands
 
 RATE_PER_S = 100.0

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 
 from filmstrip.catalog import PhotoStatus
-from filmstrip.embedded.processes import stop_process
+from filmstrip.embedded.processes import env_without_filmstrip, stop_process
 from filmstrip.settings import Settings
 from tests.api.conftest import Api
 from tests.security.conftest import MakeApi
 from tests.security.hostile_files import Hostile, generated
-from tests.support.redis_server import env_without_filmstrip
 
 ROOT = Path(__file__).resolve().parents[2]
 RSS_LIMIT_BYTES = 500 * 1024 * 1024

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from filmstrip.auth.signing import signed_query
+from filmstrip.embedded.redis_server import free_port
 from services.api.app import create_app
 from tests.api.conftest import Api
 from tests.security.conftest import MakeApi
 from tests.security.raw_http import Reply, exchange
-from tests.support.redis_server import free_port
 
 NO_PHOTO = "0a1b2c3d-0000-4000-8000-000000000000"
 BAD_BYTES = b"\xff\xfe\xc3("  # not UTF-8 in any reading

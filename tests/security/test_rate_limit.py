@@ -12,10 +12,10 @@ from redis.exceptions import MaxConnectionsError
 
 from filmstrip import keys
 from filmstrip.auth import hash_token
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient, WaitingRedisCluster
 from services.api.accept import check_capacity
 from tests.security.conftest import MakeApi, error_of
-from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.both_redis
 

@@ -15,15 +15,15 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.support.redis_server import free_port
+from bench import postgres as databases
+from filmstrip.embedded.redis_server import free_port
 
-SERVER_URL = os.environ.get("FILMSTRIP_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/postgres")
+SERVER_URL = os.environ.get("FILMSTRIP_TEST_POSTGRES_URL", databases.SERVER_URL)
 PG_BIN = Path("/usr/lib/postgresql")
 
 # Databases made by ``create_database`` and not dropped yet (the conftest drops them after
@@ -47,32 +47,19 @@ def unreachable() -> str | None:
     return None
 
 
-def database_url(name: str, server: str = SERVER_URL) -> str:
-    """The URL of database ``name`` on ``server``."""
-    params = {k: str(v) for k, v in conninfo_to_dict(server).items()}
-    user = params.get("user", "")
-    if user and params.get("password"):
-        user += f":{params['password']}"
-    host, port = params.get("host", "127.0.0.1"), params.get("port", "5432")
-    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{name}"
-
-
 def create_database(server: str = SERVER_URL, *, per_test: bool = True) -> str:
     """A new empty database with a unique name; its URL. ``per_test``: dropped after the
     test (else the caller drops it)."""
-    name = f"filmstrip_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    url = databases.create_database(server)
     if per_test and server == SERVER_URL:
-        made.append(name)
-    return database_url(name, server)
+        made.append(conninfo_to_dict(url)["dbname"])
+    return url
 
 
 def drop_database(url: str, server: str = SERVER_URL) -> None:
     """Drop the database of ``url``, whoever is still connected to it."""
+    databases.drop_database(url, server)
     name = conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if name in made:
         made.remove(name)
 
@@ -80,7 +67,7 @@ def drop_database(url: str, server: str = SERVER_URL) -> None:
 def drop_made() -> None:
     """Drop every database ``create_database`` made on the test server."""
     for name in list(made):
-        drop_database(database_url(name))
+        drop_database(databases.database_url(name, SERVER_URL))
 
 
 class PrivatePostgres:

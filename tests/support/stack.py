@@ -17,12 +17,13 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
-from filmstrip.embedded.processes import stop_process, wait_or_kill
+from filmstrip.embedded.processes import env_without_filmstrip, stop_process, wait_or_kill
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.settings import sqlite_url
 from services.cli.tokens import issue_token
 from tests.support import postgres
-from tests.support.redis_server import RedisServer, env_without_filmstrip, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from bench.redis_server import RedisServer
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
-from tests.support.redis_server import RedisServer
 
 
 class WebApi(Api):

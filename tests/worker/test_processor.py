@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.blobs import BlobInfo, BlobStore, open_blob_store
 from filmstrip.blobs.local_cache import LocalBlobCache
@@ -36,7 +37,6 @@ from services.worker import processor as processor_module
 from services.worker.processor import PhotoProcessor
 from tests.support import postgres
 from tests.support.loop_watch import slow_steps
-from tests.support.redis_server import RedisServer
 
 READY_FILES = ("preview.jpg", "thumbnail.webp")
 

@@ -37,7 +37,7 @@ from filmstrip.errors import DataError
 
 T = TypeVar("T")
 
-_PHOTO_COLUMNS = (
+PHOTO_COLUMNS = (
     "id, client_id, session_id, blob_key, content_type, bytes, sha256, status, job_id, "
     "trace_id, uploaded_at, taken_at, processed_at, processing_metadata, derivatives, "
     "processing_error, error_category, updated_at"
@@ -116,7 +116,7 @@ def insert_statements(
     whose database clock reads ``now`` (the row's ``updated_at``, the entry's ``created_at``)."""
     statements: list[tuple[str, tuple[Any, ...]]] = [
         (
-            f"INSERT INTO photos ({_PHOTO_COLUMNS}) VALUES "
+            f"INSERT INTO photos ({PHOTO_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 photo.id, photo.client_id, photo.session_id, photo.blob_key,
@@ -195,6 +195,11 @@ class Catalog(abc.ABC):
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self.run_transaction(lambda tx: tx.fetchall(sql, params))
 
+    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of one read statement outside any transaction, run as the catalog's own
+        queries run theirs (for tools that check or measure the catalog)."""
+        return await self._fetchall(sql, params)
+
     async def _now(self) -> str:
         """The database's clock, as stored times are written."""
         return await self.run_transaction(lambda tx: tx.now())
@@ -262,11 +267,11 @@ class Catalog(abc.ABC):
         """One photo; with ``client_id``, only if that client owns it."""
         if client_id is None:
             row = await self._fetchone(
-                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,)
+                f"SELECT {PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,)
             )
         else:
             row = await self._fetchone(
-                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ? AND client_id = ?",
+                f"SELECT {PHOTO_COLUMNS} FROM photos WHERE id = ? AND client_id = ?",
                 (photo_id, client_id),
             )
         return _photo(row) if row else None
@@ -274,7 +279,7 @@ class Catalog(abc.ABC):
     async def find_by_sha256(self, client_id: str, sha256: str) -> PhotoRecord | None:
         """The client's photo with these bytes, if any."""
         row = await self._fetchone(
-            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE client_id = ? AND sha256 = ? "
+            f"SELECT {PHOTO_COLUMNS} FROM photos WHERE client_id = ? AND sha256 = ? "
             "ORDER BY uploaded_at LIMIT 1",
             (client_id, sha256),
         )
@@ -428,7 +433,7 @@ class Catalog(abc.ABC):
 
         def work(tx: Transaction) -> Row | None:
             rows = tx.fetchall(
-                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ? AND client_id = ?",
+                f"SELECT {PHOTO_COLUMNS} FROM photos WHERE id = ? AND client_id = ?",
                 (photo_id, client_id),
                 lock=True,
             )
@@ -457,7 +462,7 @@ class Catalog(abc.ABC):
     ) -> list[PhotoRecord]:
         """Photos that have sat in ``status`` for ``older_than_s`` by the database's clock."""
         rows = await self._fetchall(
-            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at <= ? "
+            f"SELECT {PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at <= ? "
             "ORDER BY updated_at LIMIT ?",
             (status, await self._ago(older_than_s), limit),
         )
@@ -469,7 +474,7 @@ class Catalog(abc.ABC):
         """Completed photos, unchanged for ``older_than_s`` by the database's clock, still
         awaiting a deferred stage's result (its follow-up job never reported)."""
         rows = await self._fetchall(
-            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE follow_up IS NOT NULL "
+            f"SELECT {PHOTO_COLUMNS} FROM photos WHERE follow_up IS NOT NULL "
             "AND updated_at <= ? AND status = ? ORDER BY updated_at LIMIT ?",
             (await self._ago(older_than_s), PhotoStatus.COMPLETED, limit),
         )
@@ -537,7 +542,7 @@ class Catalog(abc.ABC):
         self, where: list[str], params: list[Any], order: str, limit: int
     ) -> list[PhotoRecord]:
         rows = await self._fetchall(
-            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {' AND '.join(where)} "
+            f"SELECT {PHOTO_COLUMNS} FROM photos WHERE {' AND '.join(where)} "
             f"ORDER BY {order} LIMIT ?",
             [*params, limit],
         )

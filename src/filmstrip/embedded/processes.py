@@ -1,7 +1,9 @@
-"""Stopping child processes: politely first, by force once their time is up."""
+"""Child processes: their environment, and stopping them politely first, by force once
+their time is up."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Any
 
@@ -24,3 +26,10 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float, *, kill: bool = Fa
     else:
         proc.terminate()
     wait_or_kill(proc, timeout)
+
+
+def env_without_filmstrip() -> dict[str, str]:
+    """This process's environment minus Filmstrip's settings (``FILMSTRIP_*`` and the PaaS
+    names it honours): for a child given settings of its own."""
+    paas = ("PORT", "DATABASE_URL", "REDIS_URL")
+    return {k: v for k, v in os.environ.items() if not k.startswith("FILMSTRIP_") and k not in paas}

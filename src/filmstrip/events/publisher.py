@@ -27,7 +27,7 @@ from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
 # ARGV: channel, json body, maxlen, min id (ms) for age trimming, replay ttl (ms). With
 # KEYS[2], publishing the same event again (a retried job) is a no-op that returns the
 # first id: exactly once.
-_PUBLISH = """
+PUBLISH_SCRIPT = """
 if KEYS[2] then
   local seen = redis.call('GET', KEYS[2])
   if not seen and KEYS[3] then seen = redis.call('GET', KEYS[3]) end
@@ -55,7 +55,7 @@ class EventPublisher:
         self, redis: RedisClient, *, replay_maxlen: int = 1000, replay_age_s: int = 86_400
     ) -> None:
         self._redis = redis
-        self._script = ScriptWire(redis, redis.register_script(_PUBLISH), reconnect=True)
+        self._script = ScriptWire(redis, redis.register_script(PUBLISH_SCRIPT), reconnect=True)
         # A cluster never held older releases' once-keys: their publish was CROSSSLOT there.
         self._legacy_once = not is_cluster(redis)
         self._maxlen = replay_maxlen

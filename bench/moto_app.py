@@ -1,4 +1,4 @@
-"""moto's S3 backend as a WSGI app, for tests/support/moto_server.py to serve."""
+"""moto's S3 backend as a WSGI app, for bench/moto_server.py to serve."""
 
 from moto.moto_server.werkzeug_app import create_backend_app
 

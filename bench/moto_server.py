@@ -1,4 +1,5 @@
-"""A moto S3 server the tests own: a real HTTP endpoint on loopback they can stop and start."""
+"""A moto S3 server of the benches and tests: a real HTTP endpoint on loopback they can stop
+and start."""
 
 from __future__ import annotations
 
@@ -12,21 +13,21 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.redis_server import free_port
+from filmstrip.embedded.redis_server import free_port
 
-# moto's S3 app (tests/support/moto_app.py) served by granian, an HTTP server in Rust.
+# moto's S3 app (bench/moto_app.py) served by granian, an HTTP server in Rust.
 # ``python -m moto.server`` runs werkzeug's development server, which closes the connection
 # after every response and starts a thread per connection: every S3 request then pays a new
 # TCP connection on both sides, a cost no real S3 endpoint has (measured: 1.4 -> 0.9 ms of
 # moto CPU and 1.45 -> 1.06 ms of client CPU per request with keep-alive). Serving only
 # the S3 app also skips the all-services dispatcher, which stat()s moto's ~190 module
 # folders to find each request's service.
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[1]
 _ARGS = [
     *("-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1"),
     *("--workers", "1", "--blocking-threads", "4", "--no-ws", "--log-level", "error"),
 ]
-_APP = "tests.support.moto_app:app"
+_APP = "bench.moto_app:app"
 
 
 class MotoServer:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tests.support.redis_server import free_port
+from filmstrip.embedded.redis_server import free_port
 
 
 class TcpProxy:
