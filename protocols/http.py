@@ -48,6 +48,10 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     derivatives: list[Derivative]
     metadata: dict[str, Any] | None
     error: str | None
+    #: Why a failed photo failed, as a category: ``DATA`` or ``LOGIC`` (the file or the
+    #: code is at fault: a retry fails the same way) or ``TEMPORARY`` / ``RESOURCE`` (a
+    #: retry may succeed); null unless failed.
+    error_category: str | None = None
 
 
 # --- Client features: sessions, listing, checks, retries, queue admin -------------------
@@ -166,6 +170,55 @@ class QueueJobPage(msgspec.Struct, frozen=True, kw_only=True):
     offset: int
     limit: int
     next_offset: int | None
+
+
+class StageTiming(msgspec.Struct, frozen=True, kw_only=True):
+    """One stage of one run: how long it took and when it ended (epoch ms)."""
+
+    stage: str
+    ms: float
+    at_ms: int
+
+
+class JobRun(msgspec.Struct, frozen=True, kw_only=True):
+    """One run of a job, as its photo's events tell it.
+
+    ``outcome``: ``running``, ``completed``, ``failed`` (with ``error`` when it is known:
+    the queue keeps a job's last error only), or ``ended`` (it stopped without a result
+    and ran again: failed with a reason no longer kept, or handed back by a stopping or
+    stalled worker). ``attempt`` is the worker's attempt number, when it said.
+    """
+
+    attempt: int | None
+    started_at_ms: int | None
+    finished_at_ms: int | None
+    outcome: Literal["running", "completed", "failed", "ended"]
+    stages: list[StageTiming]
+    error: JobFailure | None
+
+
+class JobPhoto(msgspec.Struct, frozen=True, kw_only=True):
+    """The photo a job works on, as the catalog has it (any client's: admins only)."""
+
+    photo_id: str
+    client_id: str
+    status: str
+    uploaded_at: str
+    error: str | None
+    error_category: str | None
+
+
+class QueueJobDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET .../jobs/{job_id}``: the job, its payload (decoded JSON, or text), its runs
+    and its photo. ``history_complete`` is false once the photo's first events have left
+    the client's replay window (``FILMSTRIP_BUS_REPLAY_MAXLEN``, ``_AGE_S``): earlier runs
+    are then missing."""
+
+    job: QueueJob
+    payload: Any
+    runs: list[JobRun]
+    history_complete: bool
+    photo: JobPhoto | None
 
 
 class QueueControl(msgspec.Struct, frozen=True, kw_only=True):

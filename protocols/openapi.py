@@ -21,6 +21,7 @@ from protocols.http import (
     Photo,
     PhotoPage,
     QueueControl,
+    QueueJobDetail,
     QueueJobPage,
     QueueOverview,
     Readiness,
@@ -50,6 +51,7 @@ SCHEMA_TYPES: tuple[type[msgspec.Struct], ...] = (
     Session,
     QueueOverview,
     QueueJobPage,
+    QueueJobDetail,
     QueueControl,
     Health,
     Readiness,
@@ -404,10 +406,18 @@ def _queue_paths() -> dict[str, Any]:
                     _query(
                         "state",
                         {
-                            "enum": ["waiting", "delayed", "active", "completed", "failed"],
+                            "enum": [
+                                "waiting",
+                                "delayed",
+                                "active",
+                                "completed",
+                                "failed",
+                                "retrying",
+                            ],
                             "default": "failed",
                         },
-                        "job state",
+                        "job state: `failed` is dead-lettered (failed for good); `retrying` is"
+                        " a job whose last run failed and that runs again (active or delayed)",
                     ),
                     _query(
                         "offset",
@@ -425,6 +435,17 @@ def _queue_paths() -> dict[str, Any]:
             }
         },
         f"{base}/jobs/{{job_id}}": {
+            "get": {
+                "summary": "One job: its payload, its runs with each stage's time, its photo"
+                " (admin)",
+                "parameters": [job_id],
+                "responses": {
+                    "200": _json("QueueJobDetail", "the job"),
+                    **_ADMIN_ERRORS,
+                    "404": _error("no job with this id (`job_not_found`)"),
+                    **_UNAVAILABLE,
+                },
+            },
             "delete": {
                 "summary": "Remove a failed job (its photo stays failed) (admin)",
                 "parameters": [job_id],
@@ -434,7 +455,7 @@ def _queue_paths() -> dict[str, Any]:
                     "404": _error("no failed job with this id"),
                     **_UNAVAILABLE,
                 },
-            }
+            },
         },
         f"{base}/jobs/{{job_id}}/retry": {
             "post": {
@@ -575,6 +596,14 @@ def web_paths() -> dict[str, Any]:
     }
     return {
         "/": {"get": {"summary": "The photo gallery", "security": [], "responses": html}},
+        "/photos/{photo_id}": {
+            "get": {
+                "summary": "The gallery page opened on one photo (its link to share)",
+                "security": [],
+                "parameters": [_PHOTO_ID],
+                "responses": html,
+            }
+        },
         "/dashboard": {
             "get": {"summary": "The queue dashboard", "security": [], "responses": html}
         },
@@ -620,7 +649,9 @@ def web_paths() -> dict[str, Any]:
         },
         "/v1/dashboard": {
             "get": {
-                "summary": "Queue counts, an hour of throughput and stage times, bus processes",
+                "summary": (
+                    "Job and photo counts, an hour of throughput and stage times, bus processes"
+                ),
                 "responses": {
                     "200": _json("Dashboard", "the dashboard's figures"),
                     **_AUTH_ERRORS,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from protocols.http import SessionCounts
+
 
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /v1/config``: what a browser needs before it can talk to the other roles."""
@@ -46,7 +48,10 @@ class Dashboard(msgspec.Struct, frozen=True, kw_only=True):
 
     queue: str
     now_ms: int
+    #: Jobs per state (a photo makes two: its ready job and its follow-up).
     counts: dict[str, int]
+    #: Photos per status, every client's.
+    photos: SessionCounts
     paused: bool
     throughput: MinuteCounts
     stages: list[StageSeries]

@@ -79,6 +79,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     q = queues.QUEUE_PATH
     app.router.add_get(q, queues.queue_overview)
     app.router.add_get(f"{q}/jobs", queues.list_jobs)
+    app.router.add_get(f"{q}/jobs/{{job_id}}", queues.get_job)
     app.router.add_post(f"{q}/jobs/{{job_id}}/retry", queues.retry_job)
     app.router.add_delete(f"{q}/jobs/{{job_id}}", queues.remove_job)
     app.router.add_post(f"{q}/pause", queues.pause)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from filmstrip import keys
 from filmstrip.metrics.stage_stats import read_stage_series
+from protocols.http import SessionCounts
 from protocols.web import BusInstance, Dashboard, MinuteCounts
 from services.api.errors import ApiError
 from services.api.json import json_response
@@ -58,10 +59,12 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         if row  # an expired hash: that process died without withdrawing
     ]
     counts = await queue.counts()
+    photos = await state.catalog.count_by_status()
     body = Dashboard(
         queue=queue.options.name,
         now_ms=now_ms,
         counts=counts,
+        photos=SessionCounts(**photos, total=sum(photos.values())),
         paused=bool(counts.get("paused")),
         throughput=MinuteCounts(
             start_ms=first * 60_000,

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from filmstrip.auth.signing import signed_query, verify
 from filmstrip.blobs import BlobInfo, BlobNotFound
-from filmstrip.catalog import PhotoRecord
+from filmstrip.catalog import PhotoRecord, PhotoStatus
 from protocols.http import Derivative, Photo
 from services.api.errors import ApiError
 from services.api.json import json_response
@@ -52,6 +52,7 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
         ],
         metadata=photo.processing_metadata,
         error=photo.processing_error,
+        error_category=photo.error_category if photo.status == PhotoStatus.FAILED else None,
     )
 
 

@@ -1,7 +1,10 @@
-"""Queue administration (``/v1/queues/photo-processing``): counts, stats, failed jobs,
-retry, removal, pause and resume. Admin tokens only; everyone else gets 403."""
+"""Queue administration (``/v1/queues/photo-processing``): counts, stats, jobs by state,
+one job's detail, retry, removal, pause and resume. Admin tokens only; everyone else gets
+403."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -10,17 +13,21 @@ from filmstrip.catalog import PhotoStatus
 from filmstrip.queue import JobInfo, JobState, WindowStats
 from protocols.http import (
     JobFailure,
+    JobPhoto,
     QueueControl,
     QueueCounts,
     QueueJob,
+    QueueJobDetail,
     QueueJobPage,
     QueueOverview,
     QueueWindow,
     QueueWindows,
     RetryAccepted,
 )
+from protocols.jobs import PhotoProcessingJob
 from services.api.errors import ApiError
 from services.api.ids import photo_of_job
+from services.api.job_history import history_complete, job_runs, photo_events
 from services.api.json import json_response
 from services.api.listing import parse_limit
 from services.api.middleware import client_of
@@ -28,10 +35,15 @@ from services.api.retries import send_back
 from services.api.state import ApiState, state_of
 
 QUEUE_PATH = "/v1/queues/photo-processing"
-_STATES = tuple(s.value for s in JobState)
+# ``retrying``: jobs whose last run failed and that will run again (running again now, or
+# waiting out their backoff); ``failed`` ones are dead-lettered, failed for good.
+RETRYING = "retrying"
+_STATES = (*(s.value for s in JobState), RETRYING)
 _NO_STORE = {"Cache-Control": "no-store"}
 # Redis ranges are 64-bit; far below that, and far beyond any real backlog.
 MAX_OFFSET = 1_000_000_000
+# Jobs read per call while looking for retrying ones.
+_SCAN = 200
 
 
 def _admin_state(request: web.Request) -> ApiState:
@@ -77,13 +89,63 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
         offset = -1
     if not 0 <= offset <= MAX_OFFSET:
         raise ApiError(400, "bad_offset", f"offset must be an integer from 0 to {MAX_OFFSET}")
-    infos = await state.queue.list_jobs(JobState(job_state), offset, limit + 1)
+    if job_state == RETRYING:
+        infos = await _retrying(state, offset, limit + 1)
+    else:
+        infos = await state.queue.list_jobs(JobState(job_state), offset, limit + 1)
     more = len(infos) > limit
     body = QueueJobPage(
         items=[_job_view(i) for i in infos[:limit]],
         offset=offset,
         limit=limit,
         next_offset=offset + limit if more else None,
+    )
+    return json_response(body, headers=_NO_STORE)
+
+
+async def _retrying(state: ApiState, offset: int, limit: int) -> list[JobInfo]:
+    """Running and delayed jobs carrying an error (a failed run before), running first,
+    then by when they run again."""
+    found: list[JobInfo] = []
+    for job_state in (JobState.ACTIVE, JobState.DELAYED):
+        start = 0
+        while len(found) < offset + limit:
+            chunk = await state.queue.list_jobs(job_state, start, _SCAN)
+            found += [i for i in chunk if i.error is not None]
+            if len(chunk) < _SCAN:
+                break
+            start += _SCAN
+    return found[offset : offset + limit]
+
+
+async def get_job(request: web.Request) -> web.StreamResponse:
+    """``GET .../jobs/{job_id}``: the job, its payload, its runs and its photo."""
+    state = _admin_state(request)
+    job_id = request.match_info["job_id"]
+    info = await state.queue.get_job(job_id)
+    if info is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r}")
+    spec = _spec_of(info.payload)
+    runs, complete, photo = [], False, None
+    if spec is not None:
+        events = await photo_events(state.redis, spec.context.client_id, spec.photo_id)
+        runs, complete = job_runs(info, spec, events), history_complete(events)
+        record = await state.catalog.get_photo(spec.photo_id)
+        if record is not None:
+            photo = JobPhoto(
+                photo_id=record.id,
+                client_id=record.client_id,
+                status=record.status,
+                uploaded_at=record.uploaded_at,
+                error=record.processing_error,
+                error_category=record.error_category,
+            )
+    body = QueueJobDetail(
+        job=_job_view(info),
+        payload=_payload_of(info.payload),
+        runs=runs,
+        history_complete=complete,
+        photo=photo,
     )
     return json_response(body, headers=_NO_STORE)
 
@@ -137,23 +199,41 @@ def _window(w: WindowStats) -> QueueWindow:
 
 
 class _TraceOnly(msgspec.Struct):
+    photo_id: str | None = None
     context: dict[str, object] = msgspec.field(default_factory=dict)
 
 
-def _trace_of(payload: bytes) -> str | None:
-    """The trace id a photo job carries (None for a payload that is not a photo job)."""
+_decode_trace = msgspec.json.Decoder(_TraceOnly).decode
+_decode_spec = msgspec.json.Decoder(PhotoProcessingJob).decode
+
+
+def _spec_of(payload: bytes) -> PhotoProcessingJob | None:
+    """The photo job a payload holds (None for anything else)."""
     try:
-        trace = msgspec.json.decode(payload, type=_TraceOnly).context.get("trace_id")
-    except msgspec.DecodeError:
+        return _decode_spec(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return trace if isinstance(trace, str) else None
+
+
+def _payload_of(payload: bytes) -> Any:
+    """A payload as JSON, or as text when it is not JSON."""
+    try:
+        return msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return payload.decode("utf-8", "replace")
 
 
 def _job_view(info: JobInfo) -> QueueJob:
+    # The photo and trace a job carries; a payload that is not a photo job has neither.
+    try:
+        head = _decode_trace(info.payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        head = _TraceOnly()
+    trace = head.context.get("trace_id")
     return QueueJob(
         job_id=info.id,
-        photo_id=photo_of_job(info.id),
-        trace_id=_trace_of(info.payload),
+        photo_id=head.photo_id or photo_of_job(info.id),
+        trace_id=trace if isinstance(trace, str) else None,
         state=info.state.value,
         priority=info.priority,
         attempts=info.attempts,

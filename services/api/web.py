@@ -44,6 +44,12 @@ async def gallery(request: web.Request) -> web.StreamResponse:
     return _page("index.html")
 
 
+async def photo_page(request: web.Request) -> web.StreamResponse:
+    """``GET /photos/{photo_id}``: the gallery page, which opens that photo (a link to share,
+    a view that survives a reload; the page asks the api for the photo, so no token here)."""
+    return _page("index.html")
+
+
 async def dashboard_page(request: web.Request) -> web.StreamResponse:
     """``GET /dashboard``: the queue dashboard page (its data needs an admin token)."""
     return _page("dashboard.html")
@@ -83,6 +89,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     """Pages, static files, config, dashboard data and metrics."""
     app.router.add_get("/", gallery)
+    app.router.add_get("/photos/{photo_id}", photo_page)
     app.router.add_get("/dashboard", dashboard_page)
     app.router.add_get("/static/{path:.+}", static_file)
     app.router.add_get("/v1/config", client_config)

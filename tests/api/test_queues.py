@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from tests.api.conftest import Api
+from filmstrip.errors import TemporaryError
+from filmstrip.queue import Consumer, Job
+from filmstrip.redis_client import RedisClient
+from protocols.events import PHOTO_COMPLETED, PHOTO_PROCESSING_STARTED, STAGE_COMPLETED
+from protocols.jobs import PhotoProcessingJob
+from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import bearer, client_token, complete, fail, uploaded
 
 Q = "/v1/queues/photo-processing"
@@ -100,6 +108,7 @@ async def test_bad_job_queries_are_400(api: Api, query: dict[str, str], code: st
     [
         ("GET", Q),
         ("GET", f"{Q}/jobs"),
+        ("GET", f"{Q}/jobs/photo:00000000-0000-0000-0000-000000000000"),
         ("POST", f"{Q}/jobs/photo:00000000-0000-0000-0000-000000000000/retry"),
         ("DELETE", f"{Q}/jobs/photo:00000000-0000-0000-0000-000000000000"),
         ("POST", f"{Q}/pause"),
@@ -142,3 +151,115 @@ async def test_completed_photo_is_not_retried(api: Api) -> None:
     await complete(api, photo_id)
     resp = await api.http.post(f"{api.url}/v1/photos/{photo_id}/retry", headers=api.auth)
     await _json(resp, 409)
+
+
+async def test_a_failed_photo_says_its_errors_category(api: Api) -> None:
+    failed, done = await uploaded(api), await uploaded(api)
+    await fail(api, failed)
+    await complete(api, done)
+    photo = await _json(await api.http.get(f"{api.url}/v1/photos/{failed}", headers=api.auth), 200)
+    assert photo["error"] == "cannot decode" and photo["error_category"] == "DATA"
+    photo = await _json(await api.http.get(f"{api.url}/v1/photos/{done}", headers=api.auth), 200)
+    assert photo["error"] is None and photo["error_category"] is None
+
+
+async def _run_once(api: Api, handler: Any) -> None:
+    """Run a real consumer until it has settled one delivery of the only waiting job."""
+    settled = asyncio.Event()
+
+    async def run(job: Job) -> None:
+        try:
+            await handler(job)
+        finally:
+            settled.set()
+
+    consumer = Consumer(api.state.queue, run, concurrency=1)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(settled.wait(), 10)
+    finally:
+        await consumer.stop()
+        await task
+
+
+async def test_job_detail_tells_each_run_with_its_error_and_stage_times(
+    tmp_path: Path, redis_url: str, redis: RedisClient
+) -> None:
+    settings = api_settings(tmp_path, redis_url, job_backoff_ms="100")
+    async with running_api(settings, "alice") as api:
+        admin = bearer(await client_token(api, "ops", admin=True))
+        photo_id = await uploaded(api)
+        job_id = f"photo:{photo_id}"
+        info = await api.state.queue.get_job(job_id)
+        assert info is not None
+        spec = msgspec.json.decode(info.payload, type=PhotoProcessingJob)
+
+        async def publish(type_: str, data: dict[str, Any]) -> None:
+            await api.state.events.publish(
+                type_,
+                photo_id=photo_id,
+                client_id=spec.context.client_id,
+                trace_id=spec.context.trace_id,
+                data=data,
+            )
+
+        async def flaky(job: Job) -> None:
+            await publish(PHOTO_PROCESSING_STARTED, {"attempt": job.attempt})
+            await publish(STAGE_COMPLETED, {"stage": "validation", "ms": 12.5})
+            raise TemporaryError("the blob store timed out", code="io_error")
+
+        await _run_once(api, flaky)
+        # A job put off on purpose is delayed too, but it has not failed.
+        await api.state.queue.add("later", b"{}", delay_ms=60_000)
+        # Failed once, waiting out its backoff: a retrying job, not a dead-lettered one.
+        for state, listed in (("retrying", True), ("delayed", True), ("failed", False)):
+            page = await _json(
+                await api.http.get(f"{api.url}{Q}/jobs", params={"state": state}, headers=admin),
+                200,
+            )
+            assert (job_id in [j["job_id"] for j in page["items"]]) is listed, state
+            assert ("later" in [j["job_id"] for j in page["items"]]) is (state == "delayed")
+        detail = await _json(await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=admin), 200)
+        [run] = detail["runs"]
+        assert run["outcome"] == "failed" and run["attempt"] == 1
+        assert run["error"] == {
+            "code": "io_error",
+            "category": "TEMPORARY",
+            "message": "the blob store timed out",
+        }
+        assert [s["stage"] for s in run["stages"]] == ["validation"]
+
+        async def works(job: Job) -> None:
+            await publish(PHOTO_PROCESSING_STARTED, {"attempt": job.attempt})
+            for stage, ms in (("validation", 10.0), ("metadata", 20.0), ("thumbnails", 30.0)):
+                await publish(STAGE_COMPLETED, {"stage": stage, "ms": ms})
+            await publish(PHOTO_COMPLETED, {"status": "completed"})
+
+        await asyncio.sleep(0.15)  # the backoff
+        await _run_once(api, works)
+        detail = await _json(await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=admin), 200)
+        assert detail["job"]["state"] == "completed" and detail["job"]["attempts_made"] == 2
+        assert detail["job"]["trace_id"] == spec.context.trace_id
+        assert detail["payload"]["photo_id"] == photo_id
+        assert detail["payload"]["context"]["client_id"] == spec.context.client_id
+        assert detail["history_complete"] is True  # the upload's event is still there
+        first, second = detail["runs"]
+        assert first["outcome"] == "failed" and first["error"]["code"] == "io_error"
+        assert second["outcome"] == "completed" and second["attempt"] == 2
+        assert [(s["stage"], s["ms"]) for s in second["stages"]] == [
+            ("validation", 10.0),
+            ("metadata", 20.0),
+            ("thumbnails", 30.0),
+        ]
+        assert second["started_at_ms"] <= second["stages"][0]["at_ms"] <= second["finished_at_ms"]
+        assert detail["photo"]["photo_id"] == photo_id and detail["photo"]["status"] == "queued"
+        retrying = await _json(
+            await api.http.get(f"{api.url}{Q}/jobs", params={"state": "retrying"}, headers=admin),
+            200,
+        )
+        assert retrying["items"] == []
+
+        missing = await api.http.get(f"{api.url}{Q}/jobs/photo:nope", headers=admin)
+        assert (await _json(missing, 404))["error"]["code"] == "job_not_found"
+        refused = await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=api.auth)
+        assert refused.status == 403

@@ -35,6 +35,8 @@ async def test_dashboard_reports_counts_throughput_stages_and_bus_processes(api:
     assert resp.status == 200
     body = await resp.json()
     assert body["counts"]["waiting"] == 1 and body["paused"] is False
+    # Photos are counted as photos (a photo makes two jobs), every client's.
+    assert body["photos"] == {"queued": 1, "processing": 0, "completed": 0, "failed": 0, "total": 1}
     completed, failed = body["throughput"]["completed"], body["throughput"]["failed"]
     assert len(completed) == 60 and completed[-1] == 7 and failed[-1] == 2
     assert completed[0] == 1 and sum(completed) == 8

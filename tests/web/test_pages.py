@@ -9,7 +9,13 @@ from tests.web.conftest import WebApi
 
 
 async def test_gallery_and_dashboard_pages_are_served_with_a_strict_csp(api: WebApi) -> None:
-    for path, marker in (("/", "gallery.js"), ("/dashboard", "dashboard.js")):
+    pages = (
+        ("/", "gallery.js"),
+        # A photo's own address is the gallery page, which opens it (a link to share).
+        ("/photos/0b6c3d4e-1f2a-4b5c-8d9e-0f1a2b3c4d5e", "gallery.js"),
+        ("/dashboard", "dashboard.js"),
+    )
+    for path, marker in pages:
         resp = await api.http.get(f"{api.url}{path}")
         assert resp.status == 200
         assert resp.content_type == "text/html"

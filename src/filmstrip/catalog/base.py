@@ -730,6 +730,13 @@ class Catalog(abc.ABC):
         )
         return [(r[0], r[1]) for r in rows]
 
+    async def count_by_status(self) -> dict[str, int]:
+        """Photos per status, every client's (each status present, 0 if none)."""
+        rows = await self._fetchall("SELECT status, COUNT(*) FROM photos GROUP BY status")
+        counts = dict.fromkeys(PhotoStatus.ALL, 0)
+        counts.update({r[0]: int(r[1]) for r in rows})
+        return counts
+
     async def iter_all_photo_ids(self, batch: int = 1000) -> AsyncIterator[str]:
         """Every photo id (for sweeps)."""
         last = ""
