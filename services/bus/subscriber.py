@@ -4,7 +4,8 @@ It speaks RESP on a plain asyncio connection instead of going through redis-py's
 every chunk the socket delivers is parsed and dispatched in one synchronous pass, with no
 await per message. That halves the bus's CPU per event and keeps the read prompt, which
 matters because Redis cuts subscribers that fall behind
-(``client-output-buffer-limit pubsub``).
+(``client-output-buffer-limit pubsub``). The RESP codec is the one the script wire uses
+(``filmstrip.compat.redis``); ``bench/bus_subscription.py`` measures the gain.
 
 On a Redis Cluster a classic PUBLISH reaches the subscribers of every node, so one
 subscription on any node hears every event; when that node goes away the subscriber moves
@@ -21,9 +22,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+from filmstrip.compat import redis as resp
 from filmstrip.tasks import cancel_and_wait
 from protocols.events import CHANNELS
-from services.bus import resp
 
 log = logging.getLogger("filmstrip.bus.subscriber")
 

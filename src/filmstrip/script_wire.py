@@ -3,7 +3,8 @@
 redis-py re-encodes every argument of every call and wraps each command in several layers
 of bookkeeping; for STEP, called once per job at concurrency 1, that cost as much as the
 round trip itself. Here the script's constant part (EVALSHA, sha, keys, base arguments) is
-encoded once and the call goes straight to a pooled connection.
+encoded once and the call goes straight to a pooled connection (``bench/script_calls.py``;
+the RESP it writes and redis-py's connection API it uses are in ``filmstrip.compat.redis``).
 
 On a Redis Cluster the call goes through redis-py's cluster client instead, which routes
 it to the node owning the keys' slot and follows the cluster when slots move or a node
@@ -21,22 +22,8 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from filmstrip.compat.redis import bulk, send_packed
 from filmstrip.redis_client import RedisClient, unreachable_as_connection_error
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
-def _encode(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, int):
-        return b"%d" % value
-    raise TypeError(f"cannot send {type(value).__name__} to a queue script")
-
 
 #: At most this many connections a wire keeps out of the pool between calls.
 KEEP_IDLE = 2
@@ -66,10 +53,10 @@ class ScriptWire:
         self._cluster = redis if isinstance(redis, RedisCluster) else None
         self._keys = list(keys)
         self._base_args = list(base_args)
-        self._sha = _bulk(script.sha.encode())
+        self._sha = bulk(script.sha)
         fixed = [b"EVALSHA", script.sha.encode(), b"%d" % len(keys), *keys, *base_args]
         self._fixed = len(fixed)
-        self._head = b"".join(_bulk(part) for part in fixed)
+        self._head = b"".join(bulk(part) for part in fixed)
         # Connections kept out of the pool between calls: taking one from the pool and
         # giving it back costs more than the call's own client work. Only a few: a burst
         # of concurrent calls would otherwise keep every connection it took, and the
@@ -83,7 +70,7 @@ class ScriptWire:
         packed = b"".join([
             b"*%d\r\n" % (self._fixed + len(args)),
             self._head,
-            *[_bulk(_encode(a)) for a in args],
+            *[bulk(a) for a in args],
         ])  # fmt: skip
         return await self._run(packed)
 
@@ -95,8 +82,8 @@ class ScriptWire:
         packed = b"".join([
             b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + len(keys) + len(args)),
             self._sha,
-            _bulk(b"%d" % len(keys)),
-            *[_bulk(_encode(a)) for a in (*keys, *args)],
+            bulk(len(keys)),
+            *[bulk(a) for a in (*keys, *args)],
         ])  # fmt: skip
         return await self._run(packed)
 
@@ -142,8 +129,7 @@ class ScriptWire:
         pool = self._redis.connection_pool
         conn = self._idle.pop() if self._idle else await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(packed, check_health=False)
-            reply = await conn.read_response()
+            reply = await send_packed(conn, packed)
         except redis.exceptions.ResponseError:
             await self._keep(conn)
             raise

@@ -94,7 +94,7 @@ def test_cursor_overflow_during_replay() -> None:
 
 
 def test_resp_parses_pubsub_frames_split_anywhere() -> None:
-    from services.bus import resp
+    from filmstrip.compat import redis as resp
 
     frame = (
         b"*3\r\n$9\r\nsubscribe\r\n$12\r\nphoto:upload\r\n:1\r\n"
