@@ -1,18 +1,13 @@
-"""Where Filmstrip speaks RESP itself instead of through redis-py's client, for two measured
-gains. Fits redis-py 8.2.
+"""Where Filmstrip speaks RESP past redis-py's client, kept for measured gains. Fits
+redis-py 8.2.
 
-The hot scripts (the queue consumer's, the event publisher's) go out through
-:class:`~filmstrip.script_wire.ScriptWire`: the script's constant part encoded once, the
-call sent with :func:`send_packed` on a connection of redis-py's pool, through the
-connection's ``send_packed_command`` and ``read_response`` (below redis-py's client):
-0.36-0.39x the client CPU of redis-py's own script call, ~0.5 ms per photo
-(``bench/script_calls.py``). The bus reads its pub/sub subscription on a plain asyncio
-connection, parsing every chunk and dispatching its messages in one pass: 0.46x the CPU
-per event of redis-py's ``PubSub`` (``bench/bus_subscription.py``).
-
-Both use this one RESP2 codec: :func:`command` and :func:`bulk` write commands as redis-py
-writes them, :func:`parse` reads replies from a buffer without copying more than each
-value. ``tests/compat/test_redis.py`` fails loudly when redis-py changes either.
+The queue's and the publisher's scripts go out through
+:class:`~filmstrip.script_wire.ScriptWire`, sent with :func:`send_packed` on a connection of
+redis-py's pool (its ``send_packed_command`` and ``read_response``): 0.36-0.52x the client
+CPU of redis-py's own script call (``bench/script_calls.py``). The bus parses its pub/sub
+subscription itself: 0.46x the CPU per event of redis-py's ``PubSub``
+(``bench/bus_subscription.py``). Both use this one RESP2 codec; ``tests/compat/test_redis.py``
+fails loudly when redis-py writes commands otherwise or changes that connection API.
 """
 
 from __future__ import annotations
