@@ -448,8 +448,8 @@ def summarize(results: list[dict[str, Any]]) -> None:
 
 async def orchestrate(args: argparse.Namespace) -> None:
     from bench.redis_server import RedisServer
-    from filmstrip.embedded.processes import env_without_filmstrip
     from filmstrip.embedded.redis_server import free_port
+    from filmstrip.embedded.supervisor import env_without_filmstrip
     from filmstrip.settings import Settings
 
     rates = [int(r) for r in args.rates.split(",")]

@@ -25,10 +25,10 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -39,12 +39,13 @@ from bench.infra import HostPostgres, HostRedis
 from bench.procstat import cpu_seconds, tree_cpu_seconds
 from bench.role_process import Proc
 from bench.seaweed import SeaweedFS
-from bench.soak_clients import ClientStats, Endpoints, wait_answering
+from bench.soak_clients import ClientStats, Endpoints
 from bench.soak_photos import CORPUS, corpus_sources, plan_uploads
 from bench.soak_report import bare_figures, print_table, run_figures
 from bench.soak_run import run_load
-from bench.soak_settings import ROLE_COMMAND, role_env, worker_threads
+from bench.soak_settings import role_env, worker_threads
 from bench.soak_verify import verify
+from filmstrip.embedded.supervisor import Role, Supervisor, command
 
 API_PORT = 8080
 BUS_PORT = 8081
@@ -65,6 +66,7 @@ class Deployment:
     cpus: list[int] | None  # the system's CPUs (None: no pinning)
     aside: list[int] | None  # SeaweedFS's, PostgreSQL's and the clients'
     hosts: dict[str, Host] = field(default_factory=dict)  # the roles' hosts by name
+    supervisor: Supervisor = field(default_factory=lambda: Supervisor([]))
     on_host: dict[str, list[Proc]] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
     infra_cpu_before: dict[str, float] = field(default_factory=dict)  # of restarted ones
@@ -110,17 +112,12 @@ class Deployment:
         cpu = self.infra_cpu().get(kind, 0.0)
         self.infra_cpu_before[kind] = self.infra_cpu_before.get(kind, 0.0) + cpu
 
-    def add_role(self, role: str, host: Host, env: dict[str, str]) -> Proc:
-        def spawn(argv: list[str], env: dict[str, str], log: Path) -> Any:
-            # The host's disk is new after each boot: the role's data dir goes on it.
-            host.outside("filmstrip").mkdir(exist_ok=True)
-            return host.popen(argv, env=env, log=role, cpus=self.cpus)
-
-        proc = Proc(role, [*ROLE_COMMAND, role], env, self.network.logs / f"{host.name}.{role}.log")
-        proc.spawn = spawn
-        self.procs.append(proc)
-        self.on_host.setdefault(host.name, []).append(proc)
-        return proc
+    def launch(self, role: Role) -> subprocess.Popen[bytes]:
+        """Start ``role`` (named ``<host>.<role>``) on its host."""
+        host = self.hosts[role.name.split(".")[0]]
+        # The host's disk is new after each boot: the role's data dir goes on it.
+        host.outside("filmstrip").mkdir(exist_ok=True)
+        return host.popen(role.argv, env=role.env, log=role.name.split(".")[1], cpus=self.cpus)
 
     def kill_host(self, host: Host) -> None:
         """SIGKILL every process of ``host``; it boots again with an empty disk and its
@@ -129,8 +126,6 @@ class Deployment:
         for proc in procs:
             proc.bank()
         host.kill()
-        for proc in procs:
-            proc.popen = None
         host.boot()
         for proc in procs:
             proc.start()
@@ -173,6 +168,7 @@ async def start_deployment(
     await wait_store(dep.store_env())
     cores = len(cpus) if cpus else (os.cpu_count() or 1)
     base = role_env(chaos=chaos, threads=worker_threads(workers, cores))
+    roles = []
     for name, host in network.hosts.items():
         role = name.rstrip("0123456789")
         if role not in ("api", "worker", "bus"):
@@ -189,9 +185,18 @@ async def start_deployment(
             "FILMSTRIP_BUS_HOST": host.address,
             "FILMSTRIP_BUS_PORT": str(BUS_PORT),
         }
-        dep.add_role(role, host, env)
-    for proc in dep.procs:
-        proc.start()
+        health = {
+            "api": f"http://{host.address}:{API_PORT}/readyz",
+            "bus": f"http://{host.address}:{BUS_PORT}/healthz",
+        }.get(role)
+        roles.append(Role(f"{name}.{role}", command(role), env, health))
+    dep.supervisor = Supervisor(roles, launch=dep.launch)
+    for r in roles:
+        host_name, role = r.name.split(".")
+        proc = Proc(role, r.name, dep.supervisor)
+        dep.procs.append(proc)
+        dep.on_host.setdefault(host_name, []).append(proc)
+    dep.supervisor.start()
     return dep
 
 
@@ -220,16 +225,13 @@ async def wait_store(store_env: dict[str, str], limit_s: float = 60) -> None:
 
 
 async def wait_ready(dep: Deployment, limit_s: float = 90) -> None:
-    urls = [f"{u}/readyz" for u in dep.api_urls] + [
-        u.replace("ws://", "http://").removesuffix("/ws") + "/healthz" for u in dep.bus_urls
-    ]
-    if not await wait_answering(urls, limit_s):
-        raise RuntimeError(f"the roles did not become ready: {urls}")
+    await asyncio.to_thread(dep.supervisor.wait_ready, timeout=limit_s)
 
 
 async def stop_deployment(dep: Deployment) -> None:
     for proc in dep.procs:
-        await asyncio.to_thread(proc.stop, 10)
+        proc.bank()
+    await asyncio.to_thread(dep.supervisor.stop, timeout=10)
     dep.s3.stop()
     await asyncio.to_thread(dep.postgres.stop)
     dep.redis.stop(kill=True)

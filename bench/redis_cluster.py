@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from filmstrip.embedded.processes import stop_process
 from filmstrip.embedded.redis_server import redis_server_binary
+from filmstrip.embedded.supervisor import stop_process
 
 _BUS_OFFSET = 10_000
 

@@ -1,53 +1,39 @@
-"""One role slot of a soak (an api, a worker, a bus): its process across restarts, with the
-CPU and peak memory it used, wherever it was started."""
+"""One role slot of a soak (an api, a worker, a bus): the process its supervisor runs for it
+across restarts, with the CPU and peak memory it used, wherever it was started."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.procstat import cpu_seconds, rss_kb
-from filmstrip.embedded.processes import stop_process
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# Starts argv with env, stderr into log: a local process by default; the multi-host soak
-# starts it on a host.
-Spawn = Callable[[list[str], dict[str, str], Path], "subprocess.Popen[bytes]"]
-
-
-def spawn_here(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as err:
-        return subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
-            start_new_session=True,
-        )  # fmt: skip
+from filmstrip.embedded.supervisor import Supervisor
 
 
 @dataclass
 class Proc:
-    role: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    spawn: Spawn = spawn_here
-    popen: subprocess.Popen[bytes] | None = None
+    role: str  # api, worker or bus
+    name: str  # the supervisor's name of this slot
+    supervisor: Supervisor
     peak_rss_kb: int = 0
     cpu_s_before: float = 0.0  # CPU of earlier incarnations (a killed worker's)
     loop_cpu_s_before: float = 0.0  # the same, of the main (event-loop) thread alone
 
+    @property
+    def popen(self) -> subprocess.Popen[bytes] | None:
+        """The slot's process while it runs."""
+        proc = self.supervisor.process(self.name)
+        return proc if proc is not None and proc.poll() is None else None
+
     def start(self) -> None:
-        self.popen = self.spawn(self.argv, self.env, self.log)
+        self.supervisor.start(self.name)
 
     def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        return self.popen is not None
 
     def sample_rss(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.peak_rss_kb = max(self.peak_rss_kb, rss_kb(self.popen.pid)[1])
+        if self.popen is not None:
+            self.peak_rss_kb = max(self.peak_rss_kb, rss_kb(self.popen.pid)[1])
 
     def cpu_s(self) -> float:
         """CPU seconds used by this role slot, across restarts."""
@@ -61,19 +47,15 @@ class Proc:
     def bank(self) -> None:
         """Count what the running process used so far as an earlier incarnation's: it is
         about to die (by :meth:`kill`, or with its host)."""
-        if self.popen and self.popen.poll() is None:
+        if self.popen is not None:
             self.sample_rss()
             self.cpu_s_before += cpu_seconds(self.popen.pid) or 0.0
             self.loop_cpu_s_before += cpu_seconds(self.popen.pid, tid=self.popen.pid) or 0.0
 
     def kill(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.bank()
-            self.popen.kill()
-            self.popen.wait()
-        self.popen = None
+        self.bank()
+        self.supervisor.kill(self.name)
 
     def stop(self, timeout: float = 30) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.bank()
-            stop_process(self.popen, timeout)
+        self.bank()
+        self.supervisor.stop(self.name, timeout=timeout)

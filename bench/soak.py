@@ -32,15 +32,16 @@ from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample
 from bench.moto_server import MotoServer
 from bench.procstat import cpu_seconds, tree_cpu_seconds
 from bench.role_process import Proc
-from bench.soak_clients import ClientStats, Endpoints, wait_answering
+from bench.soak_clients import ClientStats, Endpoints
 from bench.soak_photos import CORPUS, corpus_sources, plan_uploads
 from bench.soak_report import bare_figures, print_table, run_figures
 from bench.soak_run import run_load
-from bench.soak_settings import ROLE_COMMAND, role_env, worker_threads
+from bench.soak_settings import role_env, worker_threads
 from bench.soak_verify import verify
 from bench.tcp_proxy import TcpProxy
 from filmstrip.catalog.sqlite import SqliteCatalog
 from filmstrip.embedded.redis_server import RedisServer, free_port
+from filmstrip.embedded.supervisor import Role, Supervisor, command
 from services.cli.tokens import issue_token
 
 BUCKET = "soak"
@@ -61,6 +62,7 @@ class Cluster:
     api_urls: list[str]
     bus_url: str
     blobs: str  # "s3" (moto) or "fs"
+    supervisor: Supervisor = field(default_factory=lambda: Supervisor([]))
     procs: list[Proc] = field(default_factory=list)
     # With CPUs set aside: the system's CPUs, and moto's (which the soak's clients share).
     cpus: list[int] | None = None
@@ -159,7 +161,6 @@ async def start_cluster(
         ),
         FILMSTRIP_BUS_PORT=str(bus_port),
     )
-    cmd = ROLE_COMMAND
     cluster = Cluster(
         data,
         redis,
@@ -175,32 +176,34 @@ async def start_cluster(
     )
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
+    roles = []
     for i in range(apis):
         port = free_port()
         env = {**base, "FILMSTRIP_API_PORT": str(port)}
-        cluster.procs.append(Proc("api", [*cmd, "api"], env, logs / f"api{i}.log"))
+        health = f"http://127.0.0.1:{port}/readyz"
+        roles.append(Role(f"api{i}", command("api"), env, health, logs / f"api{i}.log"))
         cluster.api_urls.append(f"http://127.0.0.1:{port}")
     for i in range(workers):
-        cluster.procs.append(Proc("worker", [*cmd, "worker"], base, logs / f"worker{i}.log"))
-    cluster.procs.append(Proc("bus", [*cmd, "bus"], base, logs / "bus.log"))
-    for proc in cluster.procs:
-        proc.start()
+        roles.append(Role(f"worker{i}", command("worker"), base, None, logs / f"worker{i}.log"))
+    health = f"http://127.0.0.1:{bus_port}/healthz"
+    roles.append(Role("bus", command("bus"), base, health, logs / "bus.log"))
+    cluster.supervisor = Supervisor(roles)
+    cluster.procs = [Proc(r.name.rstrip("0123456789"), r.name, cluster.supervisor) for r in roles]
+    cluster.supervisor.start()
     # At once, before they start their threads; again once they are ready (wait_ready).
     cluster.pin()
     return cluster
 
 
 async def wait_ready(cluster: Cluster, limit_s: float = 60) -> None:
-    bus_http = cluster.bus_url.replace("ws://", "http://").removesuffix("/ws")
-    urls = [f"{u}/readyz" for u in cluster.api_urls] + [f"{bus_http}/healthz"]
-    if not await wait_answering(urls, limit_s):
-        raise RuntimeError("cluster did not become ready")
+    await asyncio.to_thread(cluster.supervisor.wait_ready, timeout=limit_s)
     cluster.pin()  # the threads they started since
 
 
 async def stop_cluster(cluster: Cluster) -> None:
     for proc in cluster.procs:
-        await asyncio.to_thread(proc.stop)
+        proc.bank()
+    await asyncio.to_thread(cluster.supervisor.stop)
     cluster.redis.stop()
     if cluster.s3_proxy is not None:
         await cluster.s3_proxy.close()

@@ -164,21 +164,3 @@ async def report_progress(
             file=sys.stderr,
             flush=True,
         )
-
-
-async def wait_answering(urls: list[str], limit_s: float) -> bool:
-    """Whether every one of ``urls`` answered 200 within ``limit_s``."""
-    deadline = time.monotonic() + limit_s
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        while time.monotonic() < deadline:
-            ok = 0
-            for url in urls:
-                try:
-                    async with http.get(url) as resp:
-                        ok += resp.status == 200
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-            if ok == len(urls):
-                return True
-            await asyncio.sleep(0.3)
-    return False

@@ -4,11 +4,11 @@ quick retries and reclaims, so chaos shows within a run, and quick repairs under
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
+from filmstrip.embedded.supervisor import env_without_filmstrip
+
 ROOT = Path(__file__).resolve().parents[1]
-ROLE_COMMAND = [sys.executable, "-m", "services.cli.main"]
 
 
 def worker_threads(workers: int, cores: int | None = None) -> int:
@@ -17,9 +17,9 @@ def worker_threads(workers: int, cores: int | None = None) -> int:
 
 
 def role_env(*, chaos: bool, threads: int) -> dict[str, str]:
-    """This process's environment without its ``FILMSTRIP_`` settings, plus the soaks'
+    """This process's environment without its Filmstrip settings, plus the soaks'
     (``threads``: each worker's pipeline threads)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FILMSTRIP_")}
+    env = env_without_filmstrip()
     env.update(
         PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",
         FILMSTRIP_JOB_BACKOFF_MS="500",

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
-from filmstrip.embedded.processes import wait_or_kill
-from filmstrip.embedded.redis_server import RedisServer, die_with_parent
+from filmstrip.embedded.redis_server import RedisServer
+from filmstrip.embedded.supervisor import Role, Supervisor, command
 from filmstrip.settings import Settings, database_backend
 from services.cli.tokens import issue_token
 
@@ -64,16 +63,10 @@ def run_dev(settings: Settings) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    supervisor = Supervisor([Role(role, command(role), env) for role in ROLES])
     code = 0
     try:
-        for role in ROLES:
-            children[role] = subprocess.Popen(
-                [sys.executable, "-m", "services.cli.main", role],
-                env=env,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+        supervisor.start()
         api = f"http://{settings.api_host}:{settings.api_port}"
         stores = f"  blobs, catalog {data}\n"
         if settings.database_url:  # not the SQLite file in the data dir
@@ -92,19 +85,15 @@ def run_dev(settings: Settings) -> int:
             flush=True,
         )
         while not stopping:
-            for role, child in children.items():
-                if child.poll() is not None:
-                    print(f"filmstrip dev: {role} exited with {child.returncode}", file=sys.stderr)
+            for role in ROLES:
+                proc = supervisor.process(role)
+                if proc is not None and proc.poll() is not None:
+                    print(f"filmstrip dev: {role} exited with {proc.returncode}", file=sys.stderr)
                     code = 1
                     stopping = True
             time.sleep(0.2)
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + settings.shutdown_grace_s + 5
-        for child in children.values():
-            wait_or_kill(child, max(0.1, deadline - time.monotonic()))
+        supervisor.stop(timeout=settings.shutdown_grace_s + 5)
         if redis is not None:
             redis.stop()
         print("filmstrip dev: stopped", file=sys.stderr)

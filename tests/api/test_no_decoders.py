@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import aiohttp
 
 from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
-from filmstrip.embedded.processes import env_without_filmstrip, stop_process
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
 from filmstrip.settings import sqlite_url
 from services.cli.tokens import issue_token
 from tests.api.factories import fake_jpeg
@@ -49,13 +48,6 @@ async def _token(database_url: str) -> str:
 async def _upload_each_way(url: str, token: str) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                if (await http.get(f"{url}/readyz")).status == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
         form = aiohttp.FormData()
         form.add_field("file", HEIC_HEAD + os.urandom(200), filename="a.heic")
         resp = await http.post(f"{url}/v1/photos", data=form, headers=auth)
@@ -86,15 +78,17 @@ def test_the_api_process_loads_no_decoder(redis_server: RedisServer, tmp_path: P
         "PORT": str(port),
     }
     modules, log = tmp_path / "modules.txt", tmp_path / "api.log"
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", PROGRAM, str(modules)], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-        try:
-            asyncio.run(_upload_each_way(f"http://127.0.0.1:{port}", token))
-        finally:
-            stop_process(proc, 30)
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-c", PROGRAM, str(modules)]
+    supervisor = Supervisor([Role("api", argv, env, f"{url}/readyz", log, cwd=ROOT)])
+    try:
+        supervisor.start()
+        supervisor.wait_ready(timeout=30)
+        asyncio.run(_upload_each_way(url, token))
+    finally:
+        supervisor.stop(timeout=30)
+    proc = supervisor.process("api")
+    assert proc is not None
     assert proc.returncode == 0, log.read_text()[-2000:]
     loaded = modules.read_text().split()
     assert "services.api.uploads" in loaded and "protocols.formats" in loaded

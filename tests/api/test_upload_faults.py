@@ -9,7 +9,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -28,8 +27,8 @@ from bench.redis_server import RedisServer
 from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import PhotoStatus, catalog_for_url, open_catalog
 from filmstrip.concurrency import configure_pool, shutdown_pool
-from filmstrip.embedded.processes import env_without_filmstrip
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.embedded.supervisor import Role, Supervisor, command, env_without_filmstrip
 from filmstrip.events import EventPublisher
 from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.vips import configure_vips
@@ -55,7 +54,7 @@ JPEG_HEAD = bytes.fromhex("ffd8ffe000104a46494600010100000100010000")
 class ApiProcess:
     url: str
     token: str
-    proc: asyncio.subprocess.Process
+    proc: subprocess.Popen[bytes]
     data_dir: Path
 
     def peak_rss(self) -> int:
@@ -101,37 +100,17 @@ async def api_process(
         FILMSTRIP_MAX_UPLOAD_BYTES=str(2 * GB),
         FILMSTRIP_LOG_LEVEL="WARNING",
     )
-    log = (tmp_path / "api.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli.main",
-        "api",
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
+    api = Role("api", command("api"), env, f"{url}/readyz", tmp_path / "api.log", cwd=ROOT)
+    supervisor = Supervisor([api])
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    if (await http.get(f"{url}/readyz")).status == 200:
-                        break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, (tmp_path / "api.log").read_text()
-                await asyncio.sleep(0.1)
+        supervisor.start()
+        await asyncio.to_thread(supervisor.wait_ready, timeout=30)
+        proc = supervisor.process("api")
+        assert proc is not None
         yield ApiProcess(url=url, token=token, proc=proc, data_dir=data_dir)
     finally:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        log.close()
+        await asyncio.to_thread(supervisor.stop, timeout=15)
         # Gigabytes: do not leave them for pytest's tmp retention.
         shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -7,9 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import orjson
 from aiohttp import ClientWebSocketResponse, WSMsgType, web
 from redis.asyncio.cluster import RedisCluster
 
-from filmstrip.embedded.processes import env_without_filmstrip
+from filmstrip.embedded.supervisor import Role, Supervisor, command, env_without_filmstrip
 from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings
 
@@ -123,16 +121,20 @@ class BusClient:
 
 
 class BusProcess:
-    """``python -m tests.bus.runner`` with the given settings on ``port``."""
+    """``filmstrip bus`` with the given settings on ``port``."""
 
     def __init__(self, settings: Settings, port: int) -> None:
         self.settings = settings
         self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.supervisor: Supervisor | None = None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.supervisor.process("bus") if self.supervisor else None
 
     def start(self, timeout: float = 15.0) -> None:
         env = env_without_filmstrip()
@@ -148,21 +150,10 @@ class BusProcess:
             FILMSTRIP_LOG_LEVEL="WARNING",
             PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         )
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bus.runner"], cwd=ROOT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bus exited with {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/readyz", timeout=0.5
-                ) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("bus did not become ready")
+        health = f"http://127.0.0.1:{self.port}/readyz"
+        self.supervisor = Supervisor([Role("bus", command("bus"), env, health, cwd=ROOT)])
+        self.supervisor.start()
+        self.supervisor.wait_ready(timeout=timeout)
 
     def terminate(self) -> None:
         """SIGTERM: the bus closes its sockets with 1001 and exits."""
@@ -179,9 +170,6 @@ class BusProcess:
         return self.proc.returncode
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+        if self.supervisor is not None:
+            self.supervisor.kill()
+        self.supervisor = None

@@ -17,8 +17,8 @@ import pyvips
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
-from filmstrip.embedded.processes import env_without_filmstrip
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.embedded.supervisor import env_without_filmstrip
 from filmstrip.settings import Settings
 from services.api.tus.protocol import OFFSET_CONTENT_TYPE
 

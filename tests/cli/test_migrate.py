@@ -29,7 +29,7 @@ from filmstrip.auth import hash_token
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.catalog import catalog_for_url
 from filmstrip.catalog.migrations import LATEST
-from filmstrip.embedded.processes import env_without_filmstrip
+from filmstrip.embedded.supervisor import env_without_filmstrip
 from filmstrip.settings import Settings, load_settings, sqlite_url
 from services.api.queues import QUEUE_PATH
 from services.cli.tokens import issue_token

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.redis_server import RedisServer
-from filmstrip.embedded.processes import env_without_filmstrip
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.embedded.supervisor import env_without_filmstrip
 
 SCRIPT = Path(sys.executable).parent / "filmstrip"
 

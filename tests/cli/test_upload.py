@@ -22,7 +22,7 @@ import pytest
 import pyvips
 
 from bench.tcp_proxy import TcpProxy
-from filmstrip.embedded.processes import env_without_filmstrip
+from filmstrip.embedded.supervisor import env_without_filmstrip
 from tests.support.stack import ROOT, Stack, start_stack
 
 PHOTOS = ["real/Canon_EOS_7D.jpg", "real/Nikon_D5000.jpg", "real/Landscape_3.jpg"]

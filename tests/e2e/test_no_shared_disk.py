@@ -23,8 +23,8 @@ import pyvips
 from bench.moto_server import MotoServer
 from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
-from filmstrip.embedded.processes import env_without_filmstrip, wait_or_kill
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
 from services.cli.tokens import issue_token
 from tests.support import postgres
 from tests.support.stack import ROOT, procfile_commands
@@ -88,45 +88,32 @@ def hosts(tmp_path: Path, redis_server: RedisServer, moto_server: MotoServer) ->
     commands = procfile_commands()
     apis: list[str] = []
     data_dirs: list[Path] = []
-    procs: list[subprocess.Popen[bytes]] = []
+    roles: list[Role] = []
     for role in ("web", "web", "worker"):
         data = tmp_path / f"{role}-{len(data_dirs)}"
         data.mkdir()
         data_dirs.append(data)
         env = {**env_without_filmstrip(), **shared, "FILMSTRIP_DATA_DIR": str(data)}
+        health = None
         if role == "web":
             port = free_port()
             env["PORT"] = str(port)
             apis.append(f"http://127.0.0.1:{port}")
+            health = f"{apis[-1]}/readyz"
         else:
             env["FILMSTRIP_WORKER_METRICS_PORT"] = str(free_port())
-        log = (data / "role.log").open("ab")
-        procs.append(subprocess.Popen(commands[role], env=env, cwd=ROOT, stdout=log, stderr=log))
+        roles.append(Role(data.name, commands[role], env, health, data / "role.log", cwd=ROOT))
+    supervisor = Supervisor(roles)
     try:
-        asyncio.run(_ready(apis, procs))
+        supervisor.start()
+        supervisor.wait_ready(timeout=60)
+        procs = [p for name in supervisor.names if (p := supervisor.process(name))]
         yield Hosts(apis=apis, token=token, data_dirs=data_dirs, procs=procs)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc, data in zip(procs, data_dirs, strict=True):
-            wait_or_kill(proc, 30)
+        supervisor.stop(timeout=30)
+        for data in data_dirs:
             print(f"--- {data.name}\n" + (data / "role.log").read_text(errors="replace")[-3000:])
         postgres.drop_database(database_url)
-
-
-async def _ready(apis: list[str], procs: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 60
-    async with aiohttp.ClientSession() as http:
-        for api in apis:
-            while True:
-                assert all(p.poll() is None for p in procs), "a role exited"
-                assert time.monotonic() < deadline, f"{api} did not become ready"
-                try:
-                    if (await http.get(f"{api}/readyz")).status == 200:
-                        break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
 
 
 @pytest.fixture

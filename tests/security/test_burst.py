@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,8 +25,8 @@ from PIL import Image
 
 from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
-from filmstrip.embedded.processes import env_without_filmstrip, stop_process
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
 from filmstrip.settings import sqlite_url
 from services.cli.tokens import issue_token
 from tests.support import postgres
@@ -76,30 +75,15 @@ async def api_process(
     }
     token = await _token(database_url)
     log = tmp_path / "api.log"
-    proc = _launch(env, log)
     url = f"http://127.0.0.1:{port}"
+    web = procfile_commands()["web"]
+    supervisor = Supervisor([Role("web", web, env, f"{url}/healthz", log, cwd=ROOT)])
     try:
-        async with aiohttp.ClientSession() as http:
-            async with asyncio.timeout(30):
-                while True:
-                    assert proc.poll() is None, log.read_text()
-                    try:
-                        async with http.get(f"{url}/healthz") as resp:
-                            if resp.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.1)
+        supervisor.start()
+        await asyncio.to_thread(supervisor.wait_ready, timeout=30)
         yield ApiProcess(url=url, token=token, log=log)
     finally:
-        stop_process(proc, 20)
-
-
-def _launch(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            procfile_commands()["web"], env=env, cwd=ROOT, stdout=out, stderr=out
-        )
+        await asyncio.to_thread(supervisor.stop, timeout=20)
 
 
 def _jpeg(seed: int) -> bytes:

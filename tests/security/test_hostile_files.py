@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from filmstrip.catalog import PhotoStatus
-from filmstrip.embedded.processes import env_without_filmstrip, stop_process
+from filmstrip.embedded.supervisor import Role, Supervisor, command, env_without_filmstrip
 from filmstrip.settings import Settings
 from tests.api.conftest import Api
 from tests.security.conftest import MakeApi
@@ -43,13 +42,17 @@ class WorkerProcess:
             FILMSTRIP_LOG_JSON="false",
         )
         self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "worker"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-        )  # fmt: skip
+        self.supervisor = Supervisor([Role("worker", command("worker"), env, log=log, cwd=ROOT)])
+        self.supervisor.start()
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        proc = self.supervisor.process("worker")
+        assert proc is not None
+        return proc
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.supervisor.running("worker")
 
     def peak_rss(self) -> int:
         """The process's peak resident set (VmHWM), in bytes."""
@@ -59,7 +62,7 @@ class WorkerProcess:
         raise AssertionError("no VmHWM in /proc status")
 
     def stop(self) -> None:
-        stop_process(self.proc, 30)
+        self.supervisor.stop(timeout=30)
 
 
 @pytest.fixture

