@@ -65,14 +65,3 @@ def deferred_job_id_for(photo_id: str) -> str:
 def remake_job_id_for(photo_id: str, stage: str) -> str:
     """The deduplicating id of the job that makes a ready photo's ``stage`` outputs again."""
     return f"remake:{photo_id}:{stage}"
-
-
-def follow_up_job(job: PhotoProcessingJob, stages: list[str], priority: int) -> PhotoProcessingJob:
-    """The follow-up of ``job``: the same photo and context, ``stages`` deferred."""
-    return msgspec.structs.replace(
-        job,
-        id=deferred_job_id_for(job.photo_id),
-        pipeline=JobPipeline(
-            name=job.pipeline.name, stages=stages, priority=priority, phase="deferred"
-        ),
-    )

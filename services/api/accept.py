@@ -1,8 +1,8 @@
 """Recording an accepted file as a photo: shared by ``POST /v1/photos`` and tus uploads.
 
 The caller has already written the original to the blob store. From here: dedupe by
-SHA-256, the photo row and its outbox entry in one transaction, the ``photo.uploaded``
-event, and an enqueue attempt (the outbox relay retries if Redis fails).
+SHA-256, then the photo's lifecycle records it (``PhotoLifecycle.accept``: the row and its
+outbox entry in one transaction, the ``photo.uploaded`` event, an enqueue attempt).
 """
 
 from __future__ import annotations
@@ -15,20 +15,11 @@ import uuid
 from aiohttp import web
 from redis.exceptions import MaxConnectionsError, RedisError
 
-from filmstrip.catalog import (
-    ClientRecord,
-    OutboxEntry,
-    PhotoRecord,
-    PhotoStatus,
-    QuotaExceeded,
-    utcnow,
-)
+from filmstrip.catalog import ClientRecord, PhotoRecord, PhotoStatus, QuotaExceeded, utcnow
 from filmstrip.errors import FilmstripError
-from protocols.events import PHOTO_UPLOADED
 from protocols.http import UploadAccepted
 from protocols.jobs import job_id_for
 from services.api.errors import ApiError
-from services.api.jobs import build_job, encode_job
 from services.api.json import json_response
 from services.api.quota import from_quota_error
 from services.api.state import ApiState
@@ -137,40 +128,12 @@ async def accept_photo(
         trace_id=trace_id,
         uploaded_at=utcnow(),
     )
-    job = build_job(settings, record)
-    payload = encode_job(job).decode()
-    outbox = OutboxEntry(
-        job_id=job.id,
-        photo_id=photo_id,
-        payload=payload,
-        priority=job.pipeline.priority,
-    )
     try:
-        await state.catalog.insert_photo(record, outbox, quota_bytes=settings.client_quota_bytes)
+        job_id = await state.photos.accept(record, quota_bytes=settings.client_quota_bytes)
     except QuotaExceeded as exc:
         raise from_quota_error(exc) from None
-
-    # From here the upload is durable: the outbox guarantees the job even if Redis fails now.
-    # Announced before it is queued: a worker quick to take the job would otherwise publish
-    # photo.processing.started ahead of photo.uploaded, and clients see them in that order.
-    try:
-        await state.events.publish(
-            PHOTO_UPLOADED,
-            photo_id=photo_id,
-            client_id=client.id,
-            session_id=session_id,
-            trace_id=trace_id,
-            data={"job_id": job.id, "bytes": size, "content_type": content_type},
-        )
-    except (FilmstripError, RedisError) as exc:
-        log.warning("upload event not published: %s", exc, extra={"photo_id": photo_id})
-    try:
-        await state.queue.add(job.id, payload.encode(), priority=job.pipeline.priority)
-        await state.catalog.outbox_done(job.id)
-    except (FilmstripError, RedisError) as exc:
-        log.warning("enqueue deferred to the outbox relay: %s", exc, extra={"photo_id": photo_id})
     log.info("photo accepted", extra={"photo_id": photo_id, "bytes": size})
-    return UploadAccepted(photo_id=photo_id, job_id=job.id, status=PhotoStatus.QUEUED)
+    return UploadAccepted(photo_id=photo_id, job_id=job_id, status=PhotoStatus.QUEUED)
 
 
 def accepted_response(body: UploadAccepted) -> web.Response:

@@ -11,6 +11,7 @@ from filmstrip.auth.signing import load_signing_secret
 from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import open_catalog
 from filmstrip.events import EventPublisher
+from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
 from filmstrip.redis_layout import keep_upgrading
@@ -91,13 +92,16 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         redis = await open_redis(settings, command_timeout_s=5)
         catalog = await open_catalog(settings)
         blobs = await open_blob_store(settings)
+        queue = JobQueue(redis, QueueOptions.from_settings(settings))
+        events = EventPublisher.from_settings(redis, settings)
         state = ApiState(
             settings=settings,
             redis=redis,
             catalog=catalog,
             blobs=blobs,
-            queue=JobQueue(redis, QueueOptions.from_settings(settings)),
-            events=EventPublisher.from_settings(redis, settings),
+            queue=queue,
+            events=events,
+            photos=PhotoLifecycle(settings, catalog, queue, events),
             signing_secret=await load_signing_secret(
                 settings.signing_secret, catalog, settings.data_dir
             ),
@@ -106,12 +110,8 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         tasks: list[asyncio.Task[None]] = []
         if background:
             tasks.append(asyncio.create_task(keep_upgrading(redis)))
-            tasks.append(asyncio.create_task(run_relay(catalog, state.queue)))
-            tasks.append(
-                asyncio.create_task(
-                    run_reconciler(settings, redis, catalog, blobs, state.queue, state.events)
-                )
-            )
+            tasks.append(asyncio.create_task(run_relay(state.photos)))
+            tasks.append(asyncio.create_task(run_reconciler(state.photos, redis, blobs)))
         yield
         await cancel_and_wait(*tasks)
         await blobs.close()

@@ -10,6 +10,8 @@ import msgspec
 from aiohttp import web
 
 from filmstrip.catalog import PhotoStatus
+from filmstrip.errors import LogicError
+from filmstrip.photos import decode_job
 from filmstrip.queue import JobInfo, JobState, WindowStats
 from protocols.http import (
     JobFailure,
@@ -31,7 +33,6 @@ from services.api.job_history import history_complete, job_runs, photo_events
 from services.api.json import json_response
 from services.api.listing import parse_limit
 from services.api.middleware import client_of
-from services.api.retries import send_back
 from services.api.state import ApiState, state_of
 
 QUEUE_PATH = "/v1/queues/photo-processing"
@@ -159,7 +160,7 @@ async def retry_job(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "job_not_found", f"no failed job {job_id!r}")
     photo_id = photo_of_job(job_id)
     photo = await state.catalog.get_photo(photo_id) if photo_id else None
-    await send_back(state, job_id, photo)
+    await state.photos.retry(job_id, photo)
     body = RetryAccepted(photo_id=photo_id, job_id=job_id, status=PhotoStatus.QUEUED)
     return json_response(body, status=202)
 
@@ -204,14 +205,13 @@ class _TraceOnly(msgspec.Struct):
 
 
 _decode_trace = msgspec.json.Decoder(_TraceOnly).decode
-_decode_spec = msgspec.json.Decoder(PhotoProcessingJob).decode
 
 
 def _spec_of(payload: bytes) -> PhotoProcessingJob | None:
     """The photo job a payload holds (None for anything else)."""
     try:
-        return _decode_spec(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        return decode_job(payload)
+    except LogicError:
         return None
 
 

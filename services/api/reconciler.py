@@ -25,17 +25,13 @@ from redis.exceptions import RedisError
 
 from filmstrip import keys
 from filmstrip.blobs import BlobStore
-from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus
+from filmstrip.catalog import Catalog, PhotoStatus
 from filmstrip.errors import FilmstripError
-from filmstrip.events import EventPublisher, completion_once_key, forget_once
 from filmstrip.lease import Lease, LeaseLost
-from filmstrip.pipeline import resolve_stages, split_deferred
-from filmstrip.queue import JobError, JobQueue, JobState
+from filmstrip.photos import PhotoLifecycle, ready_job
+from filmstrip.queue import JobState
 from filmstrip.redis_client import RedisClient
-from filmstrip.settings import Settings
-from protocols.events import PHOTO_FAILED, failure_data
-from protocols.jobs import deferred_job_id_for, follow_up_job
-from services.api.jobs import build_job, encode_job
+from protocols.jobs import deferred_job_id_for
 
 log = logging.getLogger("filmstrip.api.reconciler")
 
@@ -101,81 +97,49 @@ async def orphan_sweep_done(redis: RedisClient, interval_s: float) -> None:
     await redis.set(keys.orphan_sweep_gate(), "1", px=int(interval_s * 1000))
 
 
-async def requeue_stuck(
-    settings: Settings,
-    catalog: Catalog,
-    queue: JobQueue,
-    *,
-    older_than_s: float,
-    events: EventPublisher | None = None,
-) -> int:
+async def requeue_stuck(photos: PhotoLifecycle, *, older_than_s: float) -> int:
     """Give a job back to photos queued/processing for ``older_than_s`` without one, and
     mark failed those whose job was dead-lettered; return how many photos were repaired."""
     repaired = 0
     for status in (PhotoStatus.QUEUED, PhotoStatus.PROCESSING):
-        for photo in await catalog.photos_in_status(status, older_than_s=older_than_s):
-            info = await queue.get_job(photo.job_id)
-            if info is not None:
-                if info.state is JobState.FAILED and info.error is not None:
-                    repaired += await _record_failure(catalog, events, photo, info.error)
-                continue
-            job = build_job(settings, photo)
-            await forget_once(queue.redis, photo.client_id, completion_once_key(photo.id))
-            await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
-            await catalog.requeue_photo(photo.id)
-            repaired += 1
-            log.warning(
-                "photo had no job; re-enqueued",
-                extra={"photo_id": photo.id, "was": status, "trace_id": photo.trace_id},
-            )
+        for photo in await photos.catalog.photos_in_status(status, older_than_s=older_than_s):
+            info = await photos.queue.get_job(photo.job_id)
+            if info is None:
+                await photos.requeue(photo)
+                repaired += 1
+                log.warning(
+                    "photo had no job; re-enqueued",
+                    extra={"photo_id": photo.id, "was": status, "trace_id": photo.trace_id},
+                )
+            elif info.state is JobState.FAILED and (error := info.error) is not None:
+                # The worker's failure hook never ran (it died, or the catalog refused it).
+                job = ready_job(photos.settings, photo)
+                what = {"code": error.code, "category": error.category, "message": error.message}
+                if not await photos.fail(job, **what):
+                    continue  # deleted meanwhile
+                repaired += 1
+                log.warning(
+                    "photo's job was dead-lettered but the photo was not marked; marked failed",
+                    extra={"photo_id": photo.id, "code": error.code, "trace_id": photo.trace_id},
+                )
     return repaired
 
 
-async def _record_failure(
-    catalog: Catalog, events: EventPublisher | None, photo: PhotoRecord, error: JobError
-) -> int:
-    if not await catalog.fail_photo(photo.id, error=error.message, category=error.category):
-        return 0  # deleted meanwhile
-    log.warning(
-        "photo's job was dead-lettered but the photo was not marked; marked failed",
-        extra={"photo_id": photo.id, "code": error.code, "trace_id": photo.trace_id},
-    )
-    if events is not None:
-        # A failure here leaves the photo failed in the catalog, which clients resync from.
-        await events.publish(
-            PHOTO_FAILED,
-            photo_id=photo.id,
-            client_id=photo.client_id,
-            session_id=photo.session_id,
-            trace_id=photo.trace_id,
-            data=failure_data(code=error.code, message=error.message, category=error.category),
-            once_key=completion_once_key(photo.id),
-        )
-    return 1
-
-
-async def requeue_follow_ups(
-    settings: Settings, catalog: Catalog, queue: JobQueue, *, older_than_s: float
-) -> int:
+async def requeue_follow_ups(photos: PhotoLifecycle, *, older_than_s: float) -> int:
     """Give a follow-up job back to completed photos lacking deferred results without one."""
-    if not settings.defer_optimization:
+    if not photos.settings.defer_optimization:
         return 0
-    _, deferred = split_deferred(resolve_stages(settings.default_pipeline))
     requeued = 0
-    for photo in await catalog.awaiting_follow_up(older_than_s=older_than_s):
-        if await queue.get_job(deferred_job_id_for(photo.id)) is not None:
+    for photo in await photos.catalog.awaiting_follow_up(older_than_s=older_than_s):
+        if await photos.queue.get_job(deferred_job_id_for(photo.id)) is not None:
             continue
-        missing = [s for s in deferred if s not in (photo.processing_metadata or {})]
-        if not missing:
-            continue  # the pipeline no longer defers what this photo awaited
-        ready = build_job(settings, photo)
-        job = follow_up_job(ready, missing, settings.deferred_priority)
-        await queue.add(job.id, encode_job(job), priority=job.pipeline.priority)
-        requeued += 1
-        log.warning(
-            "completed photo had no follow-up job; re-enqueued",
-            extra={"photo_id": photo.id, "stages": missing, "trace_id": photo.trace_id},
-        )
+        # None owed: the pipeline no longer defers what this photo awaited.
+        if stages := await photos.requeue_follow_up(photo):
+            requeued += 1
+            log.warning(
+                "completed photo had no follow-up job; re-enqueued",
+                extra={"photo_id": photo.id, "stages": stages, "trace_id": photo.trace_id},
+            )
     return requeued
 
 
@@ -185,17 +149,11 @@ ROUND_LEASE_S = 15.0
 
 
 async def reconcile_once(
-    settings: Settings,
-    redis: RedisClient,
-    catalog: Catalog,
-    blobs: BlobStore,
-    queue: JobQueue,
-    events: EventPublisher | None = None,
-    *,
-    lease_s: float = ROUND_LEASE_S,
+    photos: PhotoLifecycle, redis: RedisClient, blobs: BlobStore, *, lease_s: float = ROUND_LEASE_S
 ) -> bool:
     """One round, unless another process is running one or one finished within most of
     the interval; True if this process ran it."""
+    settings = photos.settings
     lease = Lease(redis, keys.reconciler_lock(), ttl_s=lease_s)
     ran = False
 
@@ -206,16 +164,10 @@ async def reconcile_once(
         if await redis.exists(keys.reconciler_round_gate()):
             return
         ran = True
-        await requeue_stuck(
-            settings,
-            catalog,
-            queue,
-            older_than_s=settings.stuck_after_s,
-            events=events,
-        )
-        await requeue_follow_ups(settings, catalog, queue, older_than_s=settings.stuck_after_s)
+        await requeue_stuck(photos, older_than_s=settings.stuck_after_s)
+        await requeue_follow_ups(photos, older_than_s=settings.stuck_after_s)
         if await orphan_sweep_due(redis):
-            await sweep_orphan_blobs(catalog, blobs, grace_s=settings.orphan_grace_s)
+            await sweep_orphan_blobs(photos.catalog, blobs, grace_s=settings.orphan_grace_s)
             await orphan_sweep_done(redis, settings.orphan_sweep_interval_s)
         await redis.set(
             keys.reconciler_round_gate(), "1", px=int(settings.reconcile_interval_s * 900)
@@ -225,20 +177,13 @@ async def reconcile_once(
     return ran
 
 
-async def run_reconciler(
-    settings: Settings,
-    redis: RedisClient,
-    catalog: Catalog,
-    blobs: BlobStore,
-    queue: JobQueue,
-    events: EventPublisher | None = None,
-) -> None:
+async def run_reconciler(photos: PhotoLifecycle, redis: RedisClient, blobs: BlobStore) -> None:
     """Reconcile every ``reconcile_interval_s`` (until cancelled)."""
-    interval = settings.reconcile_interval_s
+    interval = photos.settings.reconcile_interval_s
     while True:
         await asyncio.sleep(interval)
         try:
-            await reconcile_once(settings, redis, catalog, blobs, queue, events)
+            await reconcile_once(photos, redis, blobs)
         except (FilmstripError, RedisError, LeaseLost) as exc:
             log.warning("reconciler round failed: %s", exc)
         except Exception:

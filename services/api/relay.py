@@ -13,34 +13,32 @@ import logging
 
 from redis.exceptions import RedisError
 
-from filmstrip.catalog import Catalog
 from filmstrip.errors import FilmstripError
-from filmstrip.queue import JobQueue
+from filmstrip.photos import PhotoLifecycle
 
 log = logging.getLogger("filmstrip.api.relay")
 
 
-async def relay_once(catalog: Catalog, queue: JobQueue, *, min_age_s: float = 2.0) -> int:
+async def relay_once(photos: PhotoLifecycle, *, min_age_s: float = 2.0) -> int:
     """Enqueue outbox entries older than ``min_age_s``; return how many were moved."""
     moved = 0
-    for entry in await catalog.outbox_pending(older_than_s=min_age_s, limit=200):
+    for entry in await photos.catalog.outbox_pending(older_than_s=min_age_s, limit=200):
         try:
-            await queue.add(entry.job_id, entry.payload.encode(), priority=entry.priority)
+            await photos.relay(entry)
         except (FilmstripError, RedisError) as exc:
             log.warning("outbox relay paused: %s", exc)
             break
-        await catalog.outbox_done(entry.job_id)
         moved += 1
     if moved:
         log.info("outbox relay enqueued %d job(s)", moved)
     return moved
 
 
-async def run_relay(catalog: Catalog, queue: JobQueue, *, interval_s: float = 2.0) -> None:
+async def run_relay(photos: PhotoLifecycle, *, interval_s: float = 2.0) -> None:
     """Relay forever (until cancelled)."""
     while True:
         try:
-            await relay_once(catalog, queue)
+            await relay_once(photos)
         except (FilmstripError, RedisError) as exc:
             log.warning("outbox relay failed: %s", exc)
         except Exception:

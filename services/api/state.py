@@ -10,6 +10,7 @@ from filmstrip.auth.token_use import TokenUse
 from filmstrip.blobs import BlobStore
 from filmstrip.catalog import Catalog
 from filmstrip.events import EventPublisher
+from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import JobQueue
 from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings
@@ -23,6 +24,7 @@ class ApiState:
     blobs: BlobStore
     queue: JobQueue
     events: EventPublisher
+    photos: PhotoLifecycle
     signing_secret: bytes
     token_use: TokenUse = field(default_factory=TokenUse)
 

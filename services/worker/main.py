@@ -13,6 +13,7 @@ from filmstrip.events import EventPublisher
 from filmstrip.metrics.exposition import start_metrics_server
 from filmstrip.metrics.queue import refresh_depths
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
+from filmstrip.photos import PhotoLifecycle
 from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
@@ -39,11 +40,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     upgrading = asyncio.create_task(keep_upgrading(redis))
     processor = PhotoProcessor(
         settings,
-        catalog=catalog,
+        photos=PhotoLifecycle(
+            settings, catalog, queue, EventPublisher.from_settings(redis, settings)
+        ),
         blobs=blobs,
-        events=EventPublisher.from_settings(redis, settings),
         timings=timings,
-        queue=queue,
         originals=LocalBlobCache.for_originals(settings),
     )
     metrics = await start_metrics_server(

@@ -1,4 +1,5 @@
-"""The worker's job handler: wires pipeline stages to the blob store, catalog and events.
+"""The worker's job handler: wires pipeline stages to the blob store and to the photo's
+lifecycle (filmstrip.photos: its catalog writes, follow-up jobs and events).
 
 Every step is idempotent because a job may be delivered more than once: derivatives are
 written under fixed keys, the catalog update is a plain overwrite, and a photo deleted
@@ -13,45 +14,27 @@ import logging
 import time
 from typing import Any
 
-import msgspec
 from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobNotFound, BlobStore
 from filmstrip.blobs.local_cache import LocalBlobCache
-from filmstrip.catalog import Catalog, DerivativeRecord, PhotoRecord, PhotoStatus
+from filmstrip.catalog import DerivativeRecord, PhotoRecord, PhotoStatus
 from filmstrip.concurrency import run_blocking
 from filmstrip.errors import DataError, FilmstripError, LogicError, TemporaryError
-from filmstrip.events import EventPublisher, completion_once_key
 from filmstrip.logs import trace_id_var
 from filmstrip.metrics import jobs as job_metrics
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
-from filmstrip.pipeline import PipelineOptions, resolve_stages, split_deferred
+from filmstrip.photos import PhotoLifecycle, decode_job, owed_stages, split_stages
+from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.registry import get_stage
 from filmstrip.pipeline.runner import run_stage
-from filmstrip.queue import Job, JobQueue
+from filmstrip.queue import Job
 from filmstrip.settings import Settings
-from protocols.events import (
-    PHOTO_COMPLETED,
-    PHOTO_DEFERRED_COMPLETED,
-    PHOTO_FAILED,
-    PHOTO_PROCESSING_STARTED,
-    STAGE_COMPLETED,
-    failure_data,
-)
-from protocols.jobs import PhotoProcessingJob, follow_up_job
+from protocols.events import PHOTO_DEFERRED_COMPLETED, STAGE_COMPLETED
+from protocols.jobs import PhotoProcessingJob
 
 log = logging.getLogger("filmstrip.worker")
-
-_job_decoder = msgspec.json.Decoder(PhotoProcessingJob)
-
-
-def decode_job(payload: bytes) -> PhotoProcessingJob:
-    """The job in a queue payload; a payload that is not one is a LOGIC error."""
-    try:
-        return _job_decoder.decode(payload)
-    except msgspec.DecodeError as exc:
-        raise LogicError(f"malformed job payload: {exc}", code="bad_job") from exc
 
 
 def derivative_key(photo_id: str, name: str, ext: str) -> str:
@@ -63,29 +46,24 @@ PROGRESS_EVERY_S = 1.0
 
 
 class PhotoProcessor:
-    """Processes one photo job end to end."""
+    """Processes one photo job end to end; ``photos`` makes its changes of state."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        catalog: Catalog,
+        photos: PhotoLifecycle,
         blobs: BlobStore,
-        events: EventPublisher,
         timings: StageTimingsBuffer | None = None,
-        queue: JobQueue | None = None,
         originals: LocalBlobCache | None = None,
     ) -> None:
         self.settings = settings
+        self.photos = photos
         # Where per-stage timings go for the dashboard; None records none (focused tests).
         self.timings = timings
-        # Where follow-up jobs go; without one every stage runs in the upload's job.
-        self.queue = queue
         # Where an original waits for its photo's follow-up job; None fetches it again.
         self.originals = originals
-        self.catalog = catalog
         self.blobs = blobs
-        self.events = events
         self.options = PipelineOptions.from_settings(settings)
         # When each delivery in flight last stored its progress (or started).
         self._progress_at: dict[str, float] = {}
@@ -113,35 +91,28 @@ class PhotoProcessor:
             trace_id_var.reset(token)
             self._progress_at.pop(job.entry_id, None)
 
-    def _split(self, spec: PhotoProcessingJob) -> tuple[list[str], list[str]]:
-        """The job's stages as (run now, leave to the follow-up job)."""
-        stages = resolve_stages(spec.pipeline.name, spec.pipeline.stages)
-        if not (self.settings.defer_optimization and self.queue is not None):
-            return stages, []
-        return split_deferred(stages)
-
     async def _process(self, job: Job, spec: PhotoProcessingJob) -> None:
         if spec.pipeline.phase == "deferred":
             await self._process_deferred(job, spec)
             return
         photo_id = spec.photo_id
-        photo = await self.catalog.get_photo(photo_id)
+        photo = await self.photos.catalog.get_photo(photo_id)
         if photo is None:
             log.info("photo was deleted; job discarded", extra={"photo_id": photo_id})
             return
-        stages, deferred = self._split(spec)
+        stages, deferred = split_stages(self.settings, spec)
         if photo.status == PhotoStatus.COMPLETED:
             # A redelivery after the catalog update: make sure the follow-up job exists and
             # the client heard about it (the once-key keeps this from announcing it twice).
             log.info("photo already processed; duplicate delivery", extra={"photo_id": photo_id})
             known = photo.processing_metadata or {}
-            if any(name not in known for name in deferred):
-                await self._enqueue_deferred(spec, deferred)
-            await self._announce_completion(spec, known, photo.derivatives, 0.0)
+            follow_up = deferred if owed_stages(deferred, known) else []
+            await self.photos.ready(
+                spec, follow_up=follow_up, metadata=known, derivatives=photo.derivatives, ms=0.0
+            )
             return
         started = time.perf_counter()
-        await self.catalog.mark_processing(photo_id)
-        await self._publish(spec, PHOTO_PROCESSING_STARTED, {"attempt": job.attempt})
+        await self.photos.start(spec, job.attempt)
         data = await self._original(spec)
         if data is None:
             return
@@ -154,7 +125,7 @@ class PhotoProcessor:
         metadata: dict[str, Any] = dict(ctx.metadata)
         exif = metadata.get("exif") or {}
         taken_at = exif.get("taken_at") if isinstance(exif, dict) else None
-        stored = await self.catalog.complete_photo(
+        stored = await self.photos.catalog.complete_photo(
             photo_id,
             metadata=metadata,
             derivatives=records,
@@ -170,15 +141,13 @@ class PhotoProcessor:
                 "photo deleted during processing; results discarded", extra={"photo_id": photo_id}
             )
             return
-        # Before the announcement: if this fails the job is retried, and the retry's
-        # duplicate-delivery path enqueues it again (its id makes that idempotent).
-        if deferred:
-            if self.originals is not None:
-                await self.originals.put(spec.storage.key, data)
-            await self._enqueue_deferred(spec, deferred)
+        if deferred and self.originals is not None:
+            await self.originals.put(spec.storage.key, data)
         self._record_timings(timings)
         total_ms = round((time.perf_counter() - started) * 1000, 1)
-        await self._announce_completion(spec, metadata, records, total_ms)
+        await self.photos.ready(
+            spec, follow_up=deferred, metadata=metadata, derivatives=records, ms=total_ms
+        )
         log.info(
             "photo completed", extra={"photo_id": photo_id, "ms": total_ms, "stages_ms": timings}
         )
@@ -188,7 +157,7 @@ class PhotoProcessor:
         try:
             return await self.blobs.get_bytes(spec.storage.key)
         except BlobNotFound:
-            if await self.catalog.get_photo(spec.photo_id) is None:
+            if await self.photos.catalog.get_photo(spec.photo_id) is None:
                 return None
             raise DataError(
                 "the original file is missing from the blob store", code="original_missing"
@@ -226,7 +195,7 @@ class PhotoProcessor:
             job_metrics.STAGE_SECONDS.labels(name).observe(timings[name] / 1000)
             progress = int(progress_to * index / len(stages))
             await self._progress(job, progress)
-            await self._publish(
+            await self.photos.notify(
                 spec,
                 STAGE_COMPLETED,
                 {"stage": name, "progress": progress, "ms": timings[name], "result": summary},
@@ -237,15 +206,6 @@ class PhotoProcessor:
             )
         return timings
 
-    async def _enqueue_deferred(self, spec: PhotoProcessingJob, deferred: list[str]) -> None:
-        """Queue the photo's follow-up job at the deferred priority (once: its id is fixed)."""
-        assert self.queue is not None  # _split defers nothing without a queue
-        follow_up = follow_up_job(spec, deferred, self.settings.deferred_priority)
-        # A Redis failure here fails the attempt as TEMPORARY in handle(), like any other.
-        await self.queue.add(
-            follow_up.id, msgspec.json.encode(follow_up), priority=follow_up.pipeline.priority
-        )
-
     async def _process_deferred(self, job: Job, spec: PhotoProcessingJob) -> None:
         """The follow-up job: run the deferred stages on a ready photo and merge the results.
 
@@ -253,7 +213,7 @@ class PhotoProcessor:
         copies, never the photo.
         """
         photo_id = spec.photo_id
-        photo = await self.catalog.get_photo(photo_id)
+        photo = await self.photos.catalog.get_photo(photo_id)
         if photo is None or photo.status != PhotoStatus.COMPLETED:
             log.info(
                 "follow-up job for a photo that is not ready; discarded",
@@ -275,7 +235,7 @@ class PhotoProcessor:
         owned = _outputs(stages)
         records = await self._store_derivatives(photo_id, ctx)
         results = {name: ctx.metadata[name] for name in stages if name in ctx.metadata}
-        merged = await self.catalog.add_deferred_results(
+        merged = await self.photos.catalog.add_deferred_results(
             photo_id, metadata=results, derivatives=records, replaces=owned
         )
         if merged is None:
@@ -290,7 +250,7 @@ class PhotoProcessor:
                 if old.name == stale:
                     await self.blobs.delete(old.key)
         self._record_timings(timings)
-        await self._publish(
+        await self.photos.notify(
             spec,
             PHOTO_DEFERRED_COMPLETED,
             {
@@ -336,28 +296,6 @@ class PhotoProcessor:
                 raise outcome
         return records
 
-    async def _announce_completion(
-        self,
-        spec: PhotoProcessingJob,
-        metadata: dict[str, Any],
-        records: list[DerivativeRecord],
-        total_ms: float,
-    ) -> None:
-        data = {
-            "status": PhotoStatus.COMPLETED,
-            "derivatives": [r.name for r in records],
-            "width": metadata.get("width"),
-            "height": metadata.get("height"),
-            "thumbhash": metadata.get("thumbhash"),
-            "ms": total_ms,
-        }
-        # The completion event is the client's "ready" signal: it must not be lost. Retry
-        # through a Redis blip; if Redis stays away, fail the attempt so the job is
-        # redelivered and announces again (at most once, by the once-key).
-        await self._publish_durably(
-            spec, PHOTO_COMPLETED, data, once=completion_once_key(spec.photo_id)
-        )
-
     async def on_failed(self, job: Job, error: FilmstripError) -> None:
         """A job failed for good: record it on the photo and tell the client."""
         try:
@@ -367,58 +305,30 @@ class PhotoProcessor:
             return
         job_metrics.DEAD_LETTERS.labels(str(error.category)).inc()
         token = trace_id_var.set(spec.context.trace_id)
-        if spec.pipeline.phase == "deferred":
-            # The photo is ready and stays so: only its optional copies are missing.
-            log.warning(
-                "follow-up job failed; the photo keeps its ready derivatives",
-                extra={"photo_id": spec.photo_id, "code": error.code, "error": error.message},
-            )
-            try:
-                await self._drop_unrecorded_derivatives(spec.photo_id)
-                # Recorded, so neither a redelivered upload job nor the reconciler queues
-                # the follow-up again for a result that will not come.
-                failure = {
-                    "failed": True,
-                    "code": error.code,
-                    "category": str(error.category),
-                    "message": error.message,
-                }
-                await self.catalog.add_deferred_results(
-                    spec.photo_id,
-                    metadata=dict.fromkeys(spec.pipeline.stages, failure),
-                    derivatives=[],
-                    replaces=(),
-                )
-            finally:
-                trace_id_var.reset(token)
-            return
+        what = {"code": error.code, "category": str(error.category), "message": error.message}
         try:
+            if spec.pipeline.phase == "deferred":
+                # The photo is ready and stays so: only its optional copies are missing.
+                log.warning(
+                    "follow-up job failed; the photo keeps its ready derivatives",
+                    extra={"photo_id": spec.photo_id, "code": error.code, "error": error.message},
+                )
+                await self._drop_unrecorded_derivatives(spec.photo_id)
+                await self.photos.follow_up_failed(spec, **what)
+                return
             log.warning(
                 "photo failed",
-                extra={
-                    "photo_id": spec.photo_id,
-                    "code": error.code,
-                    "category": str(error.category),
-                    "error": error.message,
-                },
-            )
-            if not await self.catalog.fail_photo(
-                spec.photo_id, error=error.message, category=str(error.category)
-            ):
-                return
-            await self._publish_durably(
-                spec,
-                PHOTO_FAILED,
-                failure_data(code=error.code, message=error.message, category=str(error.category)),
-                once=completion_once_key(spec.photo_id),
-            )
+                extra={"photo_id": spec.photo_id, "code": error.code,
+                       "category": str(error.category), "error": error.message},
+            )  # fmt: skip
+            await self.photos.fail(spec, **what)
         finally:
             trace_id_var.reset(token)
 
     async def _drop_unrecorded_derivatives(self, photo_id: str) -> None:
         """Delete the photo's derivative blobs the catalog does not list (a copy a failed
         follow-up job stored before it could record it)."""
-        photo = await self.catalog.get_photo(photo_id)
+        photo = await self.photos.catalog.get_photo(photo_id)
         if photo is None:
             return
         recorded = {d.key for d in photo.derivatives}
@@ -441,48 +351,9 @@ class PhotoProcessor:
         except (RedisError, FilmstripError) as exc:
             log.debug("progress %d%% not stored: %s", percent, exc)
 
-    async def _publish_durably(
-        self, spec: PhotoProcessingJob, type_: str, data: dict[str, Any], *, once: str
-    ) -> None:
-        delay = 0.2
-        for attempt in range(8):
-            try:
-                await self.events.publish(
-                    type_,
-                    photo_id=spec.photo_id,
-                    client_id=spec.context.client_id,
-                    session_id=spec.context.session_id,
-                    trace_id=spec.context.trace_id,
-                    data=data,
-                    once_key=once,
-                )
-                return
-            except FilmstripError as exc:
-                if attempt == 7:
-                    raise TemporaryError(
-                        f"could not announce {type_}: {exc}", code="event_unpublished"
-                    ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
     def _record_timings(self, timings: dict[str, float]) -> None:
         if self.timings is not None:
             self.timings.add(timings, now_ms=int(time.time() * 1000))
-
-    async def _publish(self, spec: PhotoProcessingJob, type_: str, data: dict[str, Any]) -> None:
-        try:
-            await self.events.publish(
-                type_,
-                photo_id=spec.photo_id,
-                client_id=spec.context.client_id,
-                session_id=spec.context.session_id,
-                trace_id=spec.context.trace_id,
-                data=data,
-            )
-        except FilmstripError as exc:
-            # Events are notifications; the catalog is the truth, so a lost event must not
-            # fail the job (clients resync from GET /v1/photos/{id}).
-            log.warning("event %s not published: %s", type_, exc)
 
 
 def _sha256_hex(data: bytes) -> str:

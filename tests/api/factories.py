@@ -8,6 +8,7 @@ from typing import Any
 
 from filmstrip.catalog import DerivativeRecord
 from filmstrip.errors import DataError, FilmstripError
+from filmstrip.photos import decode_job
 from filmstrip.queue import Consumer, Job, JobState
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api
@@ -64,7 +65,8 @@ async def complete(api: Api, photo_id: str, *, taken_at: str | None = None) -> N
 
 
 async def fail(api: Api, photo_id: str) -> None:
-    """Dead-letter the photo's job and mark the photo failed, as the worker does.
+    """Dead-letter the photo's job and mark the photo failed through its lifecycle, as the
+    worker's failure hook does.
 
     Runs a real consumer, so the photo's job must be the only one waiting.
     """
@@ -76,6 +78,8 @@ async def fail(api: Api, photo_id: str) -> None:
         raise DataError("cannot decode", code="corrupt")
 
     async def on_failed(job: Job, error: FilmstripError) -> None:
+        what = {"code": error.code, "category": str(error.category), "message": error.message}
+        await api.state.photos.fail(decode_job(job.payload), **what)
         failed.set()
 
     consumer = Consumer(api.state.queue, handler, on_failed=on_failed, concurrency=1)
@@ -87,4 +91,3 @@ async def fail(api: Api, photo_id: str) -> None:
         await task
     info = await api.state.queue.get_job(job_id)
     assert info is not None and info.state is JobState.FAILED, info
-    await api.state.catalog.fail_photo(photo_id, error="cannot decode", category="DATA")

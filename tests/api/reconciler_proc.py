@@ -15,6 +15,8 @@ from typing import Any
 
 from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import open_catalog
+from filmstrip.events import EventPublisher
+from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
 from filmstrip.settings import load_settings
@@ -37,7 +39,8 @@ async def main(hang: str, lease_s: float) -> None:
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
-    await reconciler.reconcile_once(settings, redis, catalog, blobs, queue, lease_s=lease_s)
+    photos = PhotoLifecycle(settings, catalog, queue, EventPublisher(redis))
+    await reconciler.reconcile_once(photos, redis, blobs, lease_s=lease_s)
 
 
 if __name__ == "__main__":

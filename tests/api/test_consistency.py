@@ -19,9 +19,9 @@ from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for_url, utcnow
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import DataError
+from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
 from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
 from protocols.jobs import deferred_job_id_for
-from services.api.jobs import build_job, encode_job
 from services.api.reconciler import (
     orphan_sweep_done,
     orphan_sweep_due,
@@ -56,7 +56,7 @@ async def _age(api: Api, *photos: PhotoRecord) -> None:
 async def _outbox_entry(api: Api, *, priority: int = 5) -> OutboxEntry:
     """A photo row with its outbox entry, as an upload whose enqueue never happened."""
     photo = _row(api)
-    job = build_job(api.settings, photo)
+    job = ready_job(api.settings, photo)
     entry = OutboxEntry(
         job_id=job.id, photo_id=photo.id, payload=encode_job(job).decode(), priority=priority
     )
@@ -73,16 +73,16 @@ async def test_outbox_relay_enqueues_exactly_once(api: Api) -> None:
     entry = await _outbox_entry(api, priority=3)
     assert await state.queue.get_job(entry.job_id) is None
 
-    assert await relay_once(state.catalog, state.queue, min_age_s=0) == 1
+    assert await relay_once(state.photos, min_age_s=0) == 1
     info = await state.queue.get_job(entry.job_id)
     assert info is not None and info.state is JobState.WAITING
     assert info.payload == entry.payload.encode() and info.priority == 3
     assert await _pending(api) == []
-    assert await relay_once(state.catalog, state.queue, min_age_s=0) == 0
+    assert await relay_once(state.photos, min_age_s=0) == 0
 
     # Two api processes relaying the same entries at once still make one job each.
     more = [await _outbox_entry(api) for _ in range(3)]
-    await asyncio.gather(*(relay_once(state.catalog, state.queue, min_age_s=0) for _ in "ab"))
+    await asyncio.gather(*(relay_once(state.photos, min_age_s=0) for _ in "ab"))
     for other in more:
         assert await state.queue.get_job(other.job_id) is not None
     assert (await state.queue.counts())["waiting"] == 4
@@ -95,14 +95,16 @@ async def test_outbox_relay_keeps_an_entry_whose_enqueue_failed(api: Api) -> Non
     # Redis down: nothing listens on the port.
     down = aioredis.Redis(port=free_port(), socket_connect_timeout=1)
     try:
-        moved = await relay_once(state.catalog, JobQueue(down, state.queue.options), min_age_s=0)
+        unqueued = JobQueue(down, state.queue.options)
+        photos = PhotoLifecycle(api.settings, state.catalog, unqueued, state.events)
+        moved = await relay_once(photos, min_age_s=0)
     finally:
         await down.aclose()
     assert moved == 0
     assert await _pending(api) == [entry.job_id]
     assert await state.queue.get_job(entry.job_id) is None
     # Redis back: the next round moves it.
-    assert await relay_once(state.catalog, state.queue, min_age_s=0) == 1
+    assert await relay_once(state.photos, min_age_s=0) == 1
     assert await state.queue.get_job(entry.job_id) is not None
     assert await _pending(api) == []
 
@@ -181,7 +183,7 @@ async def test_stuck_photo_without_a_job_is_requeued(api: Api, status: PhotoStat
     await state.catalog.insert_photo(stuck, None)
     await state.catalog.insert_photo(fresh, None)
     await _age(api, stuck)
-    n = await requeue_stuck(api.settings, state.catalog, state.queue, older_than_s=60)
+    n = await requeue_stuck(state.photos, older_than_s=60)
     assert n == 1
     info = await state.queue.get_job(stuck.job_id)
     assert info is not None and info.state is JobState.WAITING
@@ -189,7 +191,7 @@ async def test_stuck_photo_without_a_job_is_requeued(api: Api, status: PhotoStat
     assert row is not None and row.status == PhotoStatus.QUEUED
     assert await state.queue.get_job(fresh.job_id) is None
     # A second round finds the job and leaves it alone.
-    n = await requeue_stuck(api.settings, state.catalog, state.queue, older_than_s=0)
+    n = await requeue_stuck(state.photos, older_than_s=0)
     assert n == 1  # only `fresh` (now old enough) lacked a job
     assert (await state.queue.counts())["waiting"] == 2
 
@@ -201,16 +203,12 @@ async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api
     photo = _row(api, status=PhotoStatus.PROCESSING)
     await state.catalog.insert_photo(photo, None)
     await _age(api, photo)
-    job = build_job(api.settings, photo)
-    await state.queue.add(job.id, encode_job(job))
+    await state.photos.enqueue(ready_job(api.settings, photo))
     (taken,) = (await state.queue.step("gone-worker", 1, [])).jobs
     failure = [Settlement(taken, Outcome.FAIL, error=DataError("bad", code="corrupt_image"))]
     await state.queue.step("gone-worker", 0, failure)
 
-    repaired = await requeue_stuck(
-        api.settings, state.catalog, state.queue,
-        older_than_s=60, events=state.events,
-    )  # fmt: skip
+    repaired = await requeue_stuck(state.photos, older_than_s=60)
     assert repaired == 1
     row = await state.catalog.get_photo(photo.id)
     assert row is not None and row.status == PhotoStatus.FAILED
@@ -221,10 +219,7 @@ async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api
         ("photo.processing.failed", "corrupt_image")
     ]
     # Settled: the next round has nothing to do, and the job was not queued again.
-    assert await requeue_stuck(
-        api.settings, state.catalog, state.queue,
-        older_than_s=0, events=state.events,
-    ) == 0  # fmt: skip
+    assert await requeue_stuck(state.photos, older_than_s=0) == 0
     assert (await state.queue.counts())["waiting"] == 0
 
 
@@ -251,14 +246,14 @@ async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -
     # Age the three rows the reconciler may look at.
     await _age(api, lost, done, failed)
 
-    n = await requeue_follow_ups(api.settings, state.catalog, state.queue, older_than_s=60)
+    n = await requeue_follow_ups(state.photos, older_than_s=60)
     assert n == 1
     info = await state.queue.get_job(deferred_job_id_for(lost.id))
     assert info is not None and info.priority == api.settings.deferred_priority
     for other in (done, failed, fresh):
         assert await state.queue.get_job(deferred_job_id_for(other.id)) is None
     # The next round finds the job and leaves it alone.
-    n = await requeue_follow_ups(api.settings, state.catalog, state.queue, older_than_s=60)
+    n = await requeue_follow_ups(state.photos, older_than_s=60)
     assert n == 0
 
 

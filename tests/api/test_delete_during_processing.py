@@ -7,9 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from filmstrip.errors import FilmstripError
+from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import Consumer, Job
 from services.worker.processor import PhotoProcessor
 from tests.api.conftest import Api
@@ -41,9 +43,10 @@ async def test_delete_mid_job_leaves_nothing(
     async def on_failed(job: Job, error: FilmstripError) -> None:
         outcome.set_result(f"failed: {error}")
 
-    processor = PhotoProcessor(
-        api.settings, catalog=api.state.catalog, blobs=blobs, events=api.state.events
-    )
+    # Every stage in the upload's job: no follow-up job to wait for.
+    settings = msgspec.structs.replace(api.settings, defer_optimization=False)
+    photos = PhotoLifecycle(settings, api.state.catalog, api.state.queue, api.state.events)
+    processor = PhotoProcessor(settings, photos=photos, blobs=blobs)
     consumer = Consumer(
         api.state.queue,
         processor.handle,

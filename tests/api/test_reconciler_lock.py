@@ -41,7 +41,7 @@ async def _apis(redis_server: RedisServer, tmp_path: Path, n: int) -> AsyncItera
 
 async def _round(api: Api) -> bool:
     s = api.state
-    return await reconcile_once(s.settings, s.redis, s.catalog, s.blobs, s.queue, lease_s=0.6)
+    return await reconcile_once(s.photos, s.redis, s.blobs, lease_s=0.6)
 
 
 @asynccontextmanager

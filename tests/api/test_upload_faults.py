@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -30,6 +31,7 @@ from filmstrip.concurrency import configure_pool, shutdown_pool
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, command, env_without_filmstrip
 from filmstrip.events import EventPublisher
+from filmstrip.photos import PhotoLifecycle
 from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
@@ -263,9 +265,13 @@ async def stack(own_redis: RedisServer, tmp_path: Path) -> AsyncIterator[Stack]:
         return await complete_photo(photo_id, **kwargs)
 
     catalog.complete_photo = counted_complete  # type: ignore[method-assign]
-    processor = PhotoProcessor(settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis))
+    queue = JobQueue(redis, QueueOptions.from_settings(settings))
+    # Every stage in the upload's job: one completion per photo, no follow-up job.
+    ready_only = msgspec.structs.replace(settings, defer_optimization=False)
+    photos = PhotoLifecycle(ready_only, catalog, queue, EventPublisher(redis))
+    processor = PhotoProcessor(ready_only, photos=photos, blobs=blobs)
     consumer = Consumer(
-        JobQueue(redis, QueueOptions.from_settings(settings)),
+        queue,
         processor.handle,
         on_failed=processor.on_failed,
         concurrency=settings.worker_concurrency,

@@ -6,12 +6,11 @@ import hashlib
 from pathlib import Path
 
 import aiohttp
-import msgspec
 import pytest
 
 from bench.moto_server import MotoServer
 from filmstrip.catalog import PhotoStatus
-from protocols.jobs import PhotoProcessingJob
+from filmstrip.photos import decode_job
 from services.api.state import STATE
 from services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
@@ -51,7 +50,7 @@ async def test_upload_is_accepted_recorded_and_queued(api: Api, corpus: Path) ->
     assert await api.waiting_jobs() == 1
     job = await api.state.queue.get_job(body["job_id"])
     assert job is not None
-    spec = msgspec.json.decode(job.payload, type=PhotoProcessingJob)
+    spec = decode_job(job.payload)
     assert spec.photo_id == body["photo_id"]
     assert spec.storage.key == f"originals/{body['photo_id']}"
     assert spec.pipeline.stages == ["validation", "metadata", "thumbnails", "optimization"]

@@ -27,12 +27,12 @@ from filmstrip.concurrency import configure_pool
 from filmstrip.errors import DataError, TemporaryError
 from filmstrip.events import EventPublisher
 from filmstrip.logs import JsonFormatter
+from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
 from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, load_settings
 from protocols.jobs import deferred_job_id_for
-from services.api.jobs import build_job, encode_job
 from services.worker import processor as processor_module
 from services.worker.processor import PhotoProcessor
 from tests.support import postgres
@@ -62,7 +62,7 @@ class World:
             updated_at=now,
         )  # fmt: skip
         await self.catalog.insert_photo(photo, None)
-        job = build_job(self.settings, photo)
+        job = ready_job(self.settings, photo)
         await self.queue.add(job.id, encode_job(job))
         return photo_id
 
@@ -105,9 +105,8 @@ async def world(
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
-    processor = PhotoProcessor(
-        settings, catalog=catalog, blobs=blobs, events=EventPublisher(redis), queue=queue
-    )
+    photos = PhotoLifecycle(settings, catalog, queue, EventPublisher(redis))
+    processor = PhotoProcessor(settings, photos=photos, blobs=blobs)
     yield World(settings, catalog, blobs, queue, processor)
     await blobs.close()
     await catalog.close()
@@ -153,7 +152,7 @@ async def test_running_twice_gives_the_same_keys_and_values(world: World, corpus
     assert first is not None and first.status == "completed"
     # Redeliver: force the row back and process the same job again.
     await world.catalog.requeue_photo(photo_id)
-    job = build_job(world.settings, first)
+    job = ready_job(world.settings, first)
     await world.queue.remove_failed(job.id)
     await world.queue.add(f"{job.id}:again", encode_job(job))
     await world.run_until_done([photo_id])
@@ -317,7 +316,7 @@ async def test_a_follow_up_lost_with_redis_is_queued_by_the_redelivered_job(
     world: World, corpus: Path
 ) -> None:
     blinking = _QueueBlinks(world.queue)
-    world.processor.queue = blinking  # type: ignore[assignment]
+    world.processor.photos.queue = blinking  # type: ignore[assignment]
     photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
     await world.run_until_done([photo_id])
     assert blinking.refused == 1
@@ -340,7 +339,7 @@ class _QueueForgets(_Wrapping[JobQueue]):
 async def test_a_photo_whose_follow_up_was_forgotten_is_found_by_the_catalog(
     world: World, corpus: Path
 ) -> None:
-    world.processor.queue = _QueueForgets(world.queue)  # type: ignore[assignment]
+    world.processor.photos.queue = _QueueForgets(world.queue)  # type: ignore[assignment]
     photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
@@ -362,7 +361,7 @@ class _RecordingFails(_Wrapping[Catalog]):
 async def test_a_follow_up_that_fails_after_its_put_leaves_no_stray_copy(
     world: World, corpus: Path
 ) -> None:
-    world.processor.catalog = _RecordingFails(world.catalog)  # type: ignore[assignment]
+    world.processor.photos.catalog = _RecordingFails(world.catalog)  # type: ignore[assignment]
     photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
@@ -454,7 +453,7 @@ async def test_a_follow_up_for_a_deleted_photo_drops_its_kept_original(
                 await world.catalog.delete_photo(job_id.split(":")[1], "c")
             return result
 
-    world.processor.queue = _DeletesAfterEnqueue(world.queue)  # type: ignore[assignment]
+    world.processor.photos.queue = _DeletesAfterEnqueue(world.queue)  # type: ignore[assignment]
     photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
     await world.run_until_done([photo_id])
     assert await world.catalog.get_photo(photo_id) is None

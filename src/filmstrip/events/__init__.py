@@ -1,10 +1,5 @@
 """Events: published to Redis by api and worker, bridged to WebSockets by the bus."""
 
-from filmstrip.events.publisher import (
-    EventPublisher,
-    completion_once_key,
-    forget_once,
-    new_trace_id,
-)
+from filmstrip.events.publisher import EventPublisher, forget_once, new_trace_id
 
-__all__ = ["EventPublisher", "completion_once_key", "forget_once", "new_trace_id"]
+__all__ = ["EventPublisher", "forget_once", "new_trace_id"]

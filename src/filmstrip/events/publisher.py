@@ -131,11 +131,6 @@ async def forget_once(redis: RedisClient, client_id: str, once_key: str) -> None
         ) from exc
 
 
-def completion_once_key(photo_id: str) -> str:
-    """The once-key of a photo's terminal event (completed or failed)."""
-    return f"{photo_id}:done"
-
-
 def new_trace_id() -> str:
     """A W3C-compatible 32-hex trace id."""
     return uuid.uuid4().hex

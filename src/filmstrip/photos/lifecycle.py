@@ -1,0 +1,235 @@
+"""Each change of a photo's state: the catalog write, the job and the event that go with it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord, PhotoStatus
+from filmstrip.errors import Category, FilmstripError, TemporaryError
+from filmstrip.events import EventPublisher, forget_once
+from filmstrip.photos.jobs import encode_job, follow_up_job, owed_stages, ready_job, remake_job
+from filmstrip.pipeline import resolve_stages, split_deferred
+from filmstrip.queue import AddResult, JobQueue, RetentionSpec
+from filmstrip.settings import Settings
+from protocols.events import (
+    PHOTO_COMPLETED,
+    PHOTO_FAILED,
+    PHOTO_PROCESSING_STARTED,
+    PHOTO_UPLOADED,
+    failure_data,
+)
+from protocols.jobs import PhotoProcessingJob
+
+log = logging.getLogger("filmstrip.photos")
+
+
+def completion_once_key(photo_id: str) -> str:
+    """The once-key of a photo's outcome (ready or failed): its client hears it once."""
+    return f"{photo_id}:done"
+
+
+class PhotoLifecycle:
+    """A photo's changes of state, for the roles that hold its catalog, queue and events."""
+
+    def __init__(
+        self, settings: Settings, catalog: Catalog, queue: JobQueue, events: EventPublisher
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.queue = queue
+        self.events = events
+
+    async def enqueue(
+        self, job: PhotoProcessingJob, *, remove_on_complete: RetentionSpec | None = None
+    ) -> AddResult:
+        """Queue ``job`` at its priority (once: a job id that exists is left as it is)."""
+        return await self.queue.add(
+            job.id,
+            encode_job(job),
+            priority=job.pipeline.priority,
+            remove_on_complete=remove_on_complete,
+        )
+
+    # --- accepted (the api) -------------------------------------------------------------------
+
+    async def accept(self, photo: PhotoRecord, *, quota_bytes: int) -> str:
+        """Record the uploaded ``photo`` and its job in one transaction (the outbox), announce
+        it, then queue the job; return the job's id. From the commit on the upload is
+        durable: if Redis fails here, the outbox relay queues the job. Raises
+        QuotaExceeded (nothing recorded) past ``quota_bytes``."""
+        job = ready_job(self.settings, photo)
+        entry = OutboxEntry(
+            job_id=job.id,
+            photo_id=photo.id,
+            payload=encode_job(job).decode(),
+            priority=job.pipeline.priority,
+        )
+        await self.catalog.insert_photo(photo, entry, quota_bytes=quota_bytes)
+        # Announced before it is queued: a worker quick to take the job would otherwise
+        # publish photo.processing.started ahead of photo.uploaded.
+        data = {"job_id": job.id, "bytes": photo.bytes, "content_type": photo.content_type}
+        await self.notify(job, PHOTO_UPLOADED, data)
+        try:
+            await self.relay(entry)
+        except (FilmstripError, RedisError) as exc:
+            log.warning(
+                "enqueue deferred to the outbox relay: %s", exc, extra={"photo_id": photo.id}
+            )
+        return job.id
+
+    async def relay(self, entry: OutboxEntry) -> None:
+        """Queue the job of an outbox entry, then drop the entry (dedupe by id makes a second
+        relay of it harmless)."""
+        await self.queue.add(entry.job_id, entry.payload.encode(), priority=entry.priority)
+        await self.catalog.outbox_done(entry.job_id)
+
+    # --- started, ready, failed (the worker; failed also the reconciler) ----------------------
+
+    async def start(self, job: PhotoProcessingJob, attempt: int) -> None:
+        """The ready job's delivery ``attempt`` begins: the photo is processing."""
+        await self.catalog.mark_processing(job.photo_id)
+        await self.notify(job, PHOTO_PROCESSING_STARTED, {"attempt": attempt})
+
+    async def ready(
+        self,
+        job: PhotoProcessingJob,
+        *,
+        follow_up: list[str],
+        metadata: dict[str, Any],
+        derivatives: list[DerivativeRecord],
+        ms: float,
+    ) -> None:
+        """The photo's results are in the catalog: queue its follow-up job for the stages in
+        ``follow_up`` (before the announcement: if that fails the job is retried, and the
+        retry queues it again, once by its id), then announce it ready."""
+        if follow_up:
+            await self.enqueue(follow_up_job(job, follow_up, self.settings.deferred_priority))
+        data = {
+            "status": PhotoStatus.COMPLETED,
+            "derivatives": [r.name for r in derivatives],
+            "width": metadata.get("width"),
+            "height": metadata.get("height"),
+            "thumbhash": metadata.get("thumbhash"),
+            "ms": ms,
+        }
+        await self._announce(job, PHOTO_COMPLETED, data)
+
+    async def fail(
+        self, job: PhotoProcessingJob, *, code: str, category: str, message: str
+    ) -> bool:
+        """Mark the photo failed for good and tell its client; False if it was deleted."""
+        if not await self.catalog.fail_photo(job.photo_id, error=message, category=category):
+            return False
+        data = failure_data(code=code, message=message, category=category)
+        await self._announce(job, PHOTO_FAILED, data)
+        return True
+
+    async def follow_up_failed(
+        self, job: PhotoProcessingJob, *, code: str, category: str, message: str
+    ) -> None:
+        """Record the failed follow-up on the photo, which stays ready: neither a redelivered
+        upload job nor the reconciler queues it again for a result that will not come."""
+        failure = {"failed": True, "code": code, "category": category, "message": message}
+        await self.catalog.add_deferred_results(
+            job.photo_id,
+            metadata=dict.fromkeys(job.pipeline.stages, failure),
+            derivatives=[],
+            replaces=(),
+        )
+
+    # --- retried, re-queued, remade (the api and its reconciler) -------------------------------
+
+    async def retry(self, job_id: str, photo: PhotoRecord | None) -> None:
+        """Mark the photo queued, then revive its dead-lettered job (or add a fresh one).
+
+        The row changes first so a worker that takes the job at once finds it queued; if the
+        queue then fails, the row is restored, because a ``queued`` photo whose job sits in
+        the failed set is one the reconciler would never repair.
+        """
+        if photo is not None:
+            await self.catalog.requeue_photo(photo.id)
+        try:
+            if photo is not None:
+                # The failure was announced under the once-key; the retry's outcome must be too.
+                await forget_once(self.queue.redis, photo.client_id, completion_once_key(photo.id))
+            revived = await self.queue.retry_failed(job_id)
+            if not revived and photo is not None:
+                # The dead letter is gone (removed by an admin, or trimmed): enqueue afresh.
+                await self.enqueue(ready_job(self.settings, photo))
+        except (FilmstripError, RedisError):
+            if photo is not None:
+                await self.catalog.fail_photo(
+                    photo.id,
+                    error=photo.processing_error or "retry failed",
+                    category=photo.error_category or Category.TEMPORARY,
+                )
+            raise
+
+    async def requeue(self, photo: PhotoRecord) -> None:
+        """Give a queued or processing photo whose job was lost its job again."""
+        await forget_once(self.queue.redis, photo.client_id, completion_once_key(photo.id))
+        await self.enqueue(ready_job(self.settings, photo))
+        await self.catalog.requeue_photo(photo.id)
+
+    async def requeue_follow_up(self, photo: PhotoRecord) -> list[str]:
+        """Give a ready photo whose follow-up job was lost a follow-up for the deferred
+        stages that have no result yet; those stages (none: nothing was queued)."""
+        _, deferred = split_deferred(resolve_stages(self.settings.default_pipeline))
+        owed = owed_stages(deferred, photo.processing_metadata)
+        if owed:
+            job = follow_up_job(
+                ready_job(self.settings, photo), owed, self.settings.deferred_priority
+            )
+            await self.enqueue(job)
+        return owed
+
+    async def remake(self, photo: PhotoRecord, derivative: str) -> AddResult:
+        """Queue the job that makes ``derivative`` of the ready ``photo`` again, found short or
+        missing (workers write derivatives without fsync, so a power cut can leave one so).
+        Once: while it waits or runs, asking again is a no-op."""
+        # Removed once done, so a later damage (another power cut) can queue it again.
+        job = remake_job(self.settings, photo, derivative)
+        return await self.enqueue(job, remove_on_complete=True)
+
+    # --- events ---------------------------------------------------------------------------------
+
+    async def notify(self, job: PhotoProcessingJob, type_: str, data: dict[str, Any]) -> None:
+        """Publish an event of the photo; one that cannot be is logged, not raised: the
+        catalog is the truth and clients resync from it."""
+        try:
+            await self._publish(job, type_, data)
+        except (FilmstripError, RedisError) as exc:
+            log.warning("event %s not published: %s", type_, exc, extra={"photo_id": job.photo_id})
+
+    async def _announce(self, job: PhotoProcessingJob, type_: str, data: dict[str, Any]) -> None:
+        # A photo's outcome must reach its client: retry through a Redis blip, then fail
+        # (the caller's attempt is retried and announces again, at most once by the key).
+        delay = 0.2
+        for attempt in range(8):
+            try:
+                await self._publish(job, type_, data, once_key=completion_once_key(job.photo_id))
+                return
+            except FilmstripError as exc:
+                if attempt == 7:
+                    raise TemporaryError(
+                        f"could not announce {type_}: {exc}", code="event_unpublished"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _publish(
+        self, job: PhotoProcessingJob, type_: str, data: dict[str, Any], once_key: str | None = None
+    ) -> None:
+        await self.events.publish(
+            type_,
+            photo_id=job.photo_id,
+            client_id=job.context.client_id,
+            session_id=job.context.session_id,
+            trace_id=job.context.trace_id,
+            data=data,
+            once_key=once_key,
+        )
