@@ -1,5 +1,4 @@
-"""The SQLite catalog driver (sqlite3 on threads of its own, WAL), safe for several
-processes on one machine."""
+"""The SQLite catalog driver (aiosqlite, WAL), safe for several processes on one machine."""
 
 from __future__ import annotations
 
@@ -7,13 +6,15 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiosqlite
+
 from filmstrip.catalog.base import Catalog, Row, Snapshot, Transaction, format_time, settle
 from filmstrip.catalog.write_lock import WriteLock
+from filmstrip.compat.aiosqlite import run_on_thread
 from filmstrip.errors import TemporaryError
 
 T = TypeVar("T")
@@ -72,39 +73,28 @@ class _SqliteTransaction(Transaction):
 
 
 class _Connection:
-    """A sqlite3 connection used only on a thread of its own (sqlite3 keeps a connection to
-    the thread that made it), running the calls made on it one at a time, in order."""
+    """An aiosqlite connection: the calls made on it run one at a time, in order, on the
+    thread that owns its sqlite3 connection."""
 
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._thread: ThreadPoolExecutor | None = None
-        self.conn: sqlite3.Connection | None = None
+    def __init__(self) -> None:
+        self.conn: aiosqlite.Connection | None = None
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """``fn(connection)`` on the connection's thread, after every call made before it."""
-        if self.conn is None or self._thread is None:
+        if self.conn is None:
             raise TemporaryError("catalog is not connected", code="catalog_unavailable")
-        return asyncio.get_running_loop().run_in_executor(self._thread, fn, self.conn)
+        return run_on_thread(self.conn, fn)
 
     async def open(self, path: str, *pragmas: str) -> None:
-        def opened() -> sqlite3.Connection:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-            conn = sqlite3.connect(path, isolation_level=None)
-            for pragma in pragmas:
-                conn.execute(f"PRAGMA {pragma}").close()
-            return conn
-
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
-        self.conn = await settle(asyncio.get_running_loop().run_in_executor(self._thread, opened))
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        self.conn = await aiosqlite.connect(path, isolation_level=None)
+        for pragma in pragmas:
+            await self.conn.execute(f"PRAGMA {pragma}")
 
     async def close(self) -> None:
-        try:
-            if self.conn is not None:
-                await settle(self.run(sqlite3.Connection.close))
-        finally:
-            if self._thread is not None:
-                self._thread.shutdown(wait=False)
-            self.conn = self._thread = None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await conn.close()
 
 
 @contextlib.contextmanager
@@ -151,8 +141,8 @@ class SqliteCatalog(Catalog):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._conn = _Connection("filmstrip-catalog")
-        self._reader = _Connection("filmstrip-catalog-read")
+        self._conn = _Connection()
+        self._reader = _Connection()
         self._write_lock = WriteLock(path + "-writelock") if path != ":memory:" else None
 
     async def connect(self, *, migrate: bool = True) -> None:
@@ -206,7 +196,7 @@ class _SqliteSnapshot(Snapshot):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._conn = _Connection("filmstrip-snapshot")
+        self._conn = _Connection()
 
     async def begin(self) -> None:
         with _reading():

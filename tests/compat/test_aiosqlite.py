@@ -1,0 +1,48 @@
+"""The aiosqlite internals ``filmstrip/compat/aiosqlite.py`` relies on: this fails loudly
+when an aiosqlite upgrade moves them, so the catalog's one-call transactions cannot
+silently stop running on the connection's own thread."""
+
+from __future__ import annotations
+
+import inspect
+import sqlite3
+import threading
+from pathlib import Path
+
+import aiosqlite
+
+from filmstrip.compat import aiosqlite as compat
+
+
+def test_aiosqlite_is_the_release_the_internals_were_read_from() -> None:
+    assert aiosqlite.__version__.startswith(compat.AIOSQLITE_VERSION + "."), (
+        f"aiosqlite {aiosqlite.__version__}: re-read how Connection queues a call on its"
+        " thread (_execute) and holds its sqlite3 connection (_conn), then update"
+        " filmstrip/compat/aiosqlite.py"
+    )
+
+
+def test_execute_queues_a_function_with_its_arguments() -> None:
+    assert list(inspect.signature(aiosqlite.Connection._execute).parameters) == [
+        "self", "fn", "args", "kwargs"
+    ]  # fmt: skip
+    assert inspect.iscoroutinefunction(aiosqlite.Connection._execute)
+
+
+async def test_a_function_runs_on_the_connections_thread(tmp_path: Path) -> None:
+    conn = await aiosqlite.connect(tmp_path / "db", isolation_level=None)
+    try:
+        threads: list[int] = []
+
+        def names(raw: sqlite3.Connection) -> list[tuple[str]]:
+            threads.append(threading.get_ident())
+            # sqlite3 refuses a connection used off the thread that made it.
+            return raw.execute("SELECT name FROM sqlite_master").fetchall()
+
+        await conn.execute("CREATE TABLE t (x)")
+        assert await compat.run_on_thread(conn, names) == [("t",)]
+        await conn.execute("CREATE TABLE u (x)")
+        assert await compat.run_on_thread(conn, names) == [("t",), ("u",)]
+        assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
+    finally:
+        await conn.close()
