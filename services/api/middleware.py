@@ -51,7 +51,9 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
         response.headers["X-Trace-Id"] = trace_id
         return response
     finally:
-        log.info(
+        # A tus upload is a PATCH per chunk: those go to DEBUG unless they fail.
+        log.log(
+            logging.DEBUG if request.method == "PATCH" and status < 400 else logging.INFO,
             "request",
             extra={
                 "method": request.method,

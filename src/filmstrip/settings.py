@@ -72,7 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token: str = ""
 
     log_level: str = "INFO"
-    log_json: bool = True
+    # JSON lines, or readable ones (false); unset or auto: readable on a terminal.
+    log_json: bool | None = None
     # The process umask (octal), set at start by every command (filmstrip/file_modes.py):
     # files holding client data are 0600 and directories 0700. 007 lets a group share them
     # (roles run as different users on one volume).
@@ -354,7 +355,9 @@ def redacted_url(url: str) -> str:
 
 
 def _coerce(raw: str, typ: Any) -> Any:
-    if typ is bool:
+    if typ == bool | None and raw.strip().lower() == "auto":
+        return None
+    if typ in (bool, bool | None):
         low = raw.strip().lower()
         if low in ("1", "true", "yes", "on"):
             return True

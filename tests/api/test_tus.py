@@ -207,6 +207,21 @@ async def test_creation_with_upload(api: Api, corpus: Path) -> None:
     assert resp.headers["Filmstrip-Photo-Id"]
 
 
+async def test_chunks_are_logged_at_debug_unless_they_fail(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="filmstrip.api")
+    url = await _create(api, 10)
+    assert (await _patch(api, url, 0, b"abc")).status == 204
+    assert (await _patch(api, url, 0, b"abc")).status == 409  # the offset is 3 by now
+    levels = {
+        (r.__dict__["method"], r.__dict__["status"]): r.levelname
+        for r in caplog.records
+        if r.getMessage() == "request"
+    }
+    assert levels == {("POST", 201): "INFO", ("PATCH", 204): "DEBUG", ("PATCH", 409): "INFO"}
+
+
 async def test_checksum_mismatch_discards_the_chunk(api: Api, corpus: Path) -> None:
     data = (corpus / "real/Landscape_1.jpg").read_bytes()
     url = await _create(api, len(data))
