@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import pty
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,19 @@ def test_json_unless_the_logs_go_to_a_terminal_or_json_is_off() -> None:
     off = _log_one(False, terminal=False)
     assert "200 GET /v1/photos 1.5 ms" in off and "\x1b" not in off
     assert orjson.loads(_log_one(True, terminal=True))["status"] == 200
+
+
+def test_a_role_that_cannot_listen_says_why_and_what_to_change(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILMSTRIP_")}
+    env.update(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", FILMSTRIP_DATA_DIR=str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env["FILMSTRIP_API_PORT"] = str(taken.getsockname()[1])
+        argv = [sys.executable, "-m", "services.cli.main", "api"]
+        done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    said = orjson.loads(done.stderr.splitlines()[-1])
+    assert (said["level"], said["msg"]) == ("ERROR", "cannot start")
+    assert "is in use" in said["cause"] and "FILMSTRIP_API_PORT" in said["fix"]

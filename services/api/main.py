@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
-
+from filmstrip.listening import listen
 from filmstrip.settings import Settings
 from services.api.app import create_app
 from services.api.serving import api_runner
@@ -18,8 +17,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve HTTP on ``api_host:api_port`` until ``stop`` is set."""
     runner = api_runner(create_app(settings), settings, access_log=None, shutdown_timeout=10)
     await runner.setup()
-    site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
-    await site.start()
+    await listen(runner, settings.api_host, settings.api_port, settings="API")
     log.info("api listening", extra={"url": f"http://{settings.api_host}:{settings.api_port}"})
     try:
         await stop.wait()

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from filmstrip.listening import listen
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
 from services.bus.app import HUB, create_app
@@ -28,8 +29,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     gc_policy.install()
     surges = asyncio.create_task(gc_policy.run(), name="bus-gc-policy")
     try:
-        site = web.TCPSite(runner, settings.bus_host, settings.bus_port, reuse_address=True)
-        await site.start()
+        await listen(runner, settings.bus_host, settings.bus_port, settings="BUS")
         log.info("bus listening", extra={"host": settings.bus_host, "port": settings.bus_port})
         await stop.wait()
     finally:

@@ -1,12 +1,16 @@
 """``filmstrip dev``: a private Redis plus the three roles as child processes.
 
-Children run in their own sessions so Ctrl-C reaches only this supervisor, which then
-stops the roles first (they hand back in-flight jobs) and Redis last.
+It says it is running once every role answers its health check, and stops (exit 1) with
+one line naming a role that cannot start; a role that dies later starts again after a
+backoff while the others run on. Children run in their own sessions so Ctrl-C reaches
+only this supervisor, which then stops the roles first (they hand back in-flight jobs)
+and Redis last.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -16,9 +20,13 @@ from pathlib import Path
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
 from filmstrip.embedded.redis_server import RedisServer
-from filmstrip.embedded.supervisor import Role, Supervisor, command
+from filmstrip.embedded.supervisor import Role, RoleFailed, Supervisor, command
+from filmstrip.logs import setup_logging
 from filmstrip.settings import Settings, database_backend
+from services.cli.dev_output import RoleOutput
 from services.cli.tokens import issue_token
+
+log = logging.getLogger("filmstrip.dev")
 
 ROLES = ("api", "worker", "bus")
 
@@ -40,12 +48,27 @@ async def _dev_token(settings: Settings) -> str:
     return token
 
 
+def _health(role: str, settings: Settings) -> str | None:
+    """The URL that answers 200 once ``role`` is ready (the worker's: its metrics)."""
+    host, port, path = {
+        "api": (settings.api_host, settings.api_port, "/readyz"),
+        "bus": (settings.bus_host, settings.bus_port, "/healthz"),
+        "worker": (settings.worker_metrics_host, settings.worker_metrics_port, "/metrics"),
+    }[role]
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}{path}" if port else None
+
+
 def run_dev(settings: Settings) -> int:
     """Run everything until Ctrl-C or SIGTERM; return the exit code."""
     data = Path(settings.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["FILMSTRIP_DATA_DIR"] = str(data)
+    terminal = sys.stderr.isatty()
+    people = settings.log_json is False or (settings.log_json is None and terminal)
+    setup_logging("dev", level=settings.log_level, json=not people)
+    output = RoleOutput(readable=people, colour=people and terminal)
+    # The roles tell dev in JSON; it shows their lines as its own settings say.
+    env = {**os.environ, "FILMSTRIP_DATA_DIR": str(data), "FILMSTRIP_LOG_JSON": "true"}
     redis: RedisServer | None = None
     # A Redis given by FILMSTRIP_REDIS_URL or a PaaS's REDIS_URL is used; else a private one.
     if "FILMSTRIP_REDIS_URL" not in os.environ and not os.environ.get("REDIS_URL"):
@@ -53,48 +76,58 @@ def run_dev(settings: Settings) -> int:
         redis.start()
         env["FILMSTRIP_REDIS_URL"] = redis.url
     token = asyncio.run(_dev_token(settings))
-
-    stopping = False
+    ready = stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        if not ready:
+            raise KeyboardInterrupt  # out of the wait for the roles
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-
-    supervisor = Supervisor([Role(role, command(role), env) for role in ROLES])
-    code = 0
+    roles = [Role(role, command(role), env, _health(role, settings)) for role in ROLES]
+    supervisor = Supervisor(roles, launch=output.launch)
+    failure = ""
     try:
         supervisor.start()
-        api = f"http://{settings.api_host}:{settings.api_port}"
-        stores = f"  blobs, catalog {data}\n"
-        if settings.database_url:  # not the SQLite file in the data dir
-            backend = database_backend(settings.database_url)
-            stores = f"  blobs          {data}\n  catalog        {backend}\n"
-        bus = f"ws://{settings.bus_host}:{settings.bus_port}/ws"
-        print(
-            "\nFilmstrip is running (Ctrl-C stops everything)\n"
-            f"  gallery & API  {api}/\n"
-            f"  event bus      {bus}\n"
-            f"  redis          {redis.url if redis else settings.redis_url}"
-            f"{' (private, data in ' + str(redis.dir) + ')' if redis else ''}\n"
-            f"{stores}"
-            f"  demo token     {token}\n"
-            f"  try: curl -H 'Authorization: Bearer {token}' -F file=@photo.jpg {api}/v1/photos\n",
-            flush=True,
-        )
+        supervisor.wait_ready(timeout=60)
+        ready = True
+        print(_banner(settings, data, redis, token), flush=True)
         while not stopping:
-            for role in ROLES:
-                proc = supervisor.process(role)
-                if proc is not None and proc.poll() is not None:
-                    print(f"filmstrip dev: {role} exited with {proc.returncode}", file=sys.stderr)
-                    code = 1
-                    stopping = True
+            supervisor.keep_running()  # a role that dies starts again, after a backoff
             time.sleep(0.2)
+    except RoleFailed as failed:
+        failure = output.why(failed)
+    except KeyboardInterrupt:
+        pass
     finally:
+        ready = True  # a second Ctrl-C must not cut the stopping short
         supervisor.stop(timeout=settings.shutdown_grace_s + 5)
+        output.drain()
         if redis is not None:
             redis.stop()
-        print("filmstrip dev: stopped", file=sys.stderr)
-    return code
+        if failure:  # the last line, after what the others said as they stopped
+            log.error(failure)
+        else:
+            log.info("stopped")
+    return 1 if failure else 0
+
+
+def _banner(settings: Settings, data: Path, redis: RedisServer | None, token: str) -> str:
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    stores = f"  blobs, catalog {data}\n"
+    if settings.database_url:  # not the SQLite file in the data dir
+        backend = database_backend(settings.database_url)
+        stores = f"  blobs          {data}\n  catalog        {backend}\n"
+    bus = f"ws://{settings.bus_host}:{settings.bus_port}/ws"
+    return (
+        "\nFilmstrip is running (Ctrl-C stops everything)\n"
+        f"  gallery & API  {api}/\n"
+        f"  event bus      {bus}\n"
+        f"  redis          {redis.url if redis else settings.redis_url}"
+        f"{' (private, data in ' + str(redis.dir) + ')' if redis else ''}\n"
+        f"{stores}"
+        f"  demo token     {token}\n"
+        f"  try: curl -H 'Authorization: Bearer {token}' -F file=@photo.jpg {api}/v1/photos\n"
+    )

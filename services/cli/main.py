@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import faulthandler
 import importlib
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from filmstrip import __version__, file_modes
+from filmstrip.errors import StartupError
 from filmstrip.logs import setup_logging
 from filmstrip.settings import Settings, SettingsError, load_settings
 
@@ -36,7 +38,12 @@ async def _serve_role(role: str, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop)
+    try:
+        await serve(settings, stop)
+    except StartupError as exc:
+        extra = {"cause": exc.message, "fix": exc.fix}
+        logging.getLogger(f"filmstrip.{role}").error("cannot start", extra=extra)
+        return 2
     return 0
 
 

@@ -56,3 +56,12 @@ class LogicError(FilmstripError):
     """A programming or configuration error; retrying will not help."""
 
     category = Category.LOGIC
+
+
+class StartupError(LogicError):
+    """A process cannot start (a port in use, an address not here); ``fix`` says what to
+    change."""
+
+    def __init__(self, message: str, *, fix: str) -> None:
+        super().__init__(message, code="cannot_start")
+        self.fix = fix

@@ -4,6 +4,7 @@ started by a launch hook when given one."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -139,3 +140,24 @@ def test_roles_start_through_the_launch_hook(tmp_path: Path) -> None:
     finally:
         supervisor.stop(timeout=10)
     assert launched == ["one", "one"]
+
+
+def test_a_role_that_keeps_dying_starts_again_each_time_later(tmp_path: Path) -> None:
+    starts: list[float] = []
+
+    def launch(role: Role) -> subprocess.Popen[bytes]:
+        starts.append(time.monotonic())
+        return launch_here(role)
+
+    dies = Role("dies", [sys.executable, "-c", "pass"], env_without_filmstrip())
+    supervisor = Supervisor([dies], launch=launch)
+    supervisor.start()
+    deadline = time.monotonic() + 30
+    while len(starts) < 4:
+        assert time.monotonic() < deadline
+        supervisor.keep_running()
+        time.sleep(0.02)
+    supervisor.stop(timeout=5)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # 0.5 s, then 1, then 2, each plus the moment it takes to exit and be seen.
+    assert gaps[0] >= 0.5 and gaps[1] >= 1.0 and 2.0 <= gaps[2] < 5, gaps

@@ -77,13 +77,15 @@ class Role:
     cwd: Path | None = None
 
 
-def launch_here(role: Role) -> subprocess.Popen[bytes]:
+def launch_here(role: Role, output: int | None = None) -> subprocess.Popen[bytes]:
     """Start ``role`` here, in a session of its own (Ctrl-C reaches only the supervisor),
-    told to stop when its parent dies."""
-    with open(role.log, "ab") if role.log else contextlib.nullcontext() as out:
+    told to stop when its parent dies; with no log its output goes to ``output`` (PIPE:
+    both streams into one pipe)."""
+    with open(role.log, "ab") if role.log else contextlib.nullcontext(output) as out:
         return subprocess.Popen(
             role.argv, env=role.env, cwd=role.cwd, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=out, start_new_session=True, preexec_fn=die_with_parent,
+            stderr=None if out is None else subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
 
 
@@ -181,11 +183,11 @@ class Supervisor:
                 code, slot.backoff = slot.proc.returncode, min(slot.backoff * 2, BACKOFF_MAX_S)
                 log.warning(
                     "%s exited with %s; starting it again in %.1f s", name, code,
-                    slot.restart_at - now, extra={"process": name, "code": code},
+                    slot.restart_at - now, extra={"child": name, "code": code},
                 )  # fmt: skip
             elif now >= slot.restart_at:
                 self.start(name)
-                log.info("%s started again", name, extra={"process": name})
+                log.info("%s started again", name, extra={"child": name})
 
 
 def answers(url: str, timeout: float = 2.0) -> bool:
