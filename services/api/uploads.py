@@ -96,7 +96,15 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
         raise _malformed(exc) from None
     part, fields = await _fields_until_file(reader, pace)
     if part is None:
-        raise ApiError(400, "missing_file", "the multipart body has no 'file' field")
+        raise ApiError(400, "missing_file", "the multipart body has no field named 'file'")
+    if part.name != "file":
+        # Refused before its bytes are read, whatever their size: the mistake is the
+        # field's name, and reading the file only to drop it would hide that.
+        raise ApiError(
+            400,
+            "missing_file",
+            f"the file came in a field named {part.name!r}; send it in a field named 'file'",
+        )
     session_id = fields.get("session_id") or request.query.get("session_id") or None
 
     first = await _parse(pace, part.read_chunk(_CHUNK))
@@ -166,7 +174,8 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
 async def _fields_until_file(
     reader: MultipartReader, pace: BodyPace
 ) -> tuple[BodyPartReader | None, dict[str, str]]:
-    """Small fields up to the ``file`` part, and that part (None once the body ends)."""
+    """Small fields up to the first file part (the ``file`` field, or a file under another
+    name), and that part (None once the body ends)."""
     fields: dict[str, str] = {}
     # Bounded, like every field: a chunked body has no length for the size check to see.
     for _ in range(_MAX_FIELDS):
@@ -175,13 +184,22 @@ async def _fields_until_file(
             return None, fields
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "bad_multipart", "nested multipart bodies are not supported")
-        if part.name == "file":
-            return part, fields
         if part.name == "session_id":
             fields["session_id"] = await _small_field(part, pace)
+        elif part.name == "file" or _is_file_part(part):
+            return part, fields
         else:
             await _field_bytes(part, pace, _IGNORED_FIELD_MAX)  # read, bounded, dropped
     raise ApiError(400, "too_many_fields", f"send at most {_MAX_FIELDS} fields besides 'file'")
+
+
+def _is_file_part(part: BodyPartReader) -> bool:
+    """Whether a part carries a file (a ``filename``, or a media type other than text's) rather
+    than a form value."""
+    if part.filename is not None:
+        return True
+    media_type = part.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return media_type not in ("", "text/plain")
 
 
 async def _trailing_fields(reader: MultipartReader, pace: BodyPace) -> dict[str, str]:

@@ -149,6 +149,19 @@ async def test_missing_file_field_is_400(api: Api) -> None:
     await _assert_nothing_left(api)
 
 
+@pytest.mark.parametrize("size", [3, 348_000])
+async def test_a_file_under_another_field_name_is_400_missing_file_naming_it(
+    api: Api, size: int
+) -> None:
+    """Whatever its size (a large one used to be refused as a form field too large)."""
+    form = aiohttp.FormData()
+    form.add_field("image", b"\xff\xd8\xff" + b"\0" * (size - 3), filename="x.jpg")
+    resp = await api.http.post(f"{api.url}/v1/photos", data=form, headers=api.auth)
+    error = await _error(resp, 400, "missing_file")
+    assert "'image'" in error["message"], error
+    await _assert_nothing_left(api)
+
+
 @pytest.mark.parametrize(
     "content_type", ["image/jpeg", "multipart/form-datax; boundary=b", "multipart/mixed", ""]
 )
