@@ -133,6 +133,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     preview_format: str = "jpeg"
     preview_quality: Quality = 80
     optimize_quality: Quality = 80
+    # The optimised copy is kept only when it is at least this fraction smaller than the
+    # original: a second lossy generation that saves 1-2 % costs quality for nothing.
+    optimize_min_saving: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.10
 
     # --- pipeline area (filmstrip.pipeline): decoding, libvips and optimisation knobs ---
     # libvips fail_on level for decoding: none, truncated, error or warning (strictest).

@@ -74,6 +74,31 @@ def test_optimized_copy_is_dropped_when_not_smaller(options: PipelineOptions, co
     assert "optimized" not in ctx.derivatives
 
 
+def test_optimized_copy_is_kept_only_when_it_saves_the_minimum(
+    options: PipelineOptions, corpus: Path
+) -> None:
+    data = (corpus / "real/Olympus_PEN_E-P3.jpg").read_bytes()
+
+    def optimise(min_saving: float) -> StageContext:
+        ctx = StageContext(data, msgspec.structs.replace(options, optimize_min_saving=min_saving))
+        get_stage("validation").run(ctx)
+        get_stage("optimization").run(ctx)
+        return ctx
+
+    saving = optimise(0.0).metadata["optimization"]["bytes_saved"] / len(data)
+    assert 0 < saving < 0.9, saving
+    under = optimise(saving - 0.01)
+    assert under.metadata["optimization"]["kept"] and "optimized" in under.derivatives
+    over = optimise(saving + 0.01)
+    assert over.metadata["optimization"]["kept"] is False
+    assert over.metadata["optimization"]["bytes_saved"] == 0
+    assert "optimized" not in over.derivatives
+    # The default asks for 10 %, from FILMSTRIP_OPTIMIZE_MIN_SAVING.
+    assert Settings().optimize_min_saving == PipelineOptions().optimize_min_saving == 0.10
+    settings = load_settings({"FILMSTRIP_OPTIMIZE_MIN_SAVING": "0.25"})
+    assert PipelineOptions.from_settings(settings).optimize_min_saving == 0.25
+
+
 def test_oversized_animation_is_not_flattened_into_a_still(
     options: PipelineOptions, corpus: Path
 ) -> None:

@@ -205,7 +205,7 @@ async def test_a_failed_derivative_put_retries_the_photo_and_loses_nothing(
 ) -> None:
     flaky = _FlakyPuts(world.blobs, "/preview")
     world.processor.blobs = flaky  # type: ignore[assignment]
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
     assert photo is not None and photo.status == "completed", photo
@@ -230,7 +230,7 @@ async def _event_types(redis: aioredis.Redis, client_id: str) -> list[str]:
 async def test_optimization_runs_after_the_photo_is_ready_in_a_low_priority_job(
     world: World, corpus: Path, redis: aioredis.Redis
 ) -> None:
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
     assert photo is not None and photo.status == "completed"
@@ -274,7 +274,7 @@ async def test_a_photo_deleted_during_its_follow_up_job_leaves_no_blob(
         await world.blobs.delete_prefix(f"derivatives/{photo_id}/")
 
     world.processor.blobs = _Hooked(world.blobs, "/optimized", delete_photo)  # type: ignore[assignment]
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     assert await world.catalog.get_photo(photo_id) is None
     assert [b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")] == []
@@ -285,7 +285,7 @@ async def test_a_failed_follow_up_job_leaves_the_photo_ready(world: World, corpu
         raise DataError("the store refused this copy", code="refused")
 
     world.processor.blobs = _Hooked(world.blobs, "/optimized", refuse)  # type: ignore[assignment]
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
     assert photo is not None and photo.status == "completed", photo
@@ -317,7 +317,7 @@ async def test_a_follow_up_lost_with_redis_is_queued_by_the_redelivered_job(
 ) -> None:
     blinking = _QueueBlinks(world.queue)
     world.processor.photos.queue = blinking  # type: ignore[assignment]
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     assert blinking.refused == 1
     photo = await world.catalog.get_photo(photo_id)
@@ -340,7 +340,7 @@ async def test_a_photo_whose_follow_up_was_forgotten_is_found_by_the_catalog(
     world: World, corpus: Path
 ) -> None:
     world.processor.photos.queue = _QueueForgets(world.queue)  # type: ignore[assignment]
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
     assert photo is not None and photo.status == "completed"
@@ -362,7 +362,7 @@ async def test_a_follow_up_that_fails_after_its_put_leaves_no_stray_copy(
     world: World, corpus: Path
 ) -> None:
     world.processor.photos.catalog = _RecordingFails(world.catalog)  # type: ignore[assignment]
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
     assert photo is not None and photo.status == "completed", photo
@@ -429,7 +429,7 @@ async def test_the_follow_up_job_takes_the_original_the_upload_job_kept(
     world.processor.originals = kind(tmp_path / "kept", max_bytes=10**8, max_age_s=600)
     counted = _CountedGets(world.blobs)
     world.processor.blobs = counted  # type: ignore[assignment]
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg", with_sha256=True)
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg", with_sha256=True)
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
     assert photo is not None and photo.status == "completed", photo
@@ -454,7 +454,7 @@ async def test_a_follow_up_for_a_deleted_photo_drops_its_kept_original(
             return result
 
     world.processor.photos.queue = _DeletesAfterEnqueue(world.queue)  # type: ignore[assignment]
-    photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     assert await world.catalog.get_photo(photo_id) is None
     assert list((tmp_path / "kept").iterdir()) == []
@@ -481,7 +481,7 @@ async def test_each_job_writes_one_info_line_with_its_stage_times_and_trace(
     level = worker_log.level
     worker_log.setLevel(logging.INFO)
     try:
-        photo_id = await world.submit(corpus / "real/Landscape_3.jpg")
+        photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
         await world.run_until_done([photo_id])
     finally:
         worker_log.removeHandler(lines)

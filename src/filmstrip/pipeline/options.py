@@ -25,6 +25,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
     preview_format: str = "jpeg"
     preview_quality: int = 80
     optimize_quality: int = 80
+    optimize_min_saving: float = 0.10
     optimize_effort: int = 2
     optimize_avif: bool = False
     optimize_avif_effort: int = 0
@@ -51,6 +52,7 @@ class PipelineOptions(msgspec.Struct, frozen=True, kw_only=True):
             preview_format=settings.preview_format,
             preview_quality=settings.preview_quality,
             optimize_quality=settings.optimize_quality,
+            optimize_min_saving=settings.optimize_min_saving,
             optimize_effort=settings.optimize_effort,
             optimize_avif=settings.optimize_avif,
             optimize_avif_effort=settings.optimize_avif_effort,

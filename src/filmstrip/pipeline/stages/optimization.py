@@ -1,4 +1,4 @@
-"""optimization: a smaller full-size copy of the original, kept only if it is smaller."""
+"""optimization: a smaller full-size copy of the original, kept only if it saves enough."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def full_size_slot(ctx: StageContext) -> Iterator[None]:
 class Optimization:
     """Re-encode the original at full size as WebP (and AVIF when enabled and fast enough:
     at most ``optimize_avif_max_time_ratio`` x the WebP time). Upright, sRGB, no metadata.
-    Animated GIF/WebP stay animated. ``ctx.metadata["optimization"]`` records the result."""
+    Animated GIF/WebP stay animated. The copy is kept only when it is at least
+    ``optimize_min_saving`` of the original smaller. ``ctx.metadata["optimization"]`` records
+    the result."""
 
     name = "optimization"
     outputs = OUTPUTS[name]
@@ -78,7 +80,8 @@ class Optimization:
                     candidates.append(avif)
 
         best = min(candidates, key=lambda d: len(d.data))
-        kept = len(best.data) < original
+        saved = original - len(best.data)
+        kept = saved > 0 and saved >= opts.optimize_min_saving * original
         # Idempotent: a rerun that keeps nothing must not leave an older copy behind.
         for name in ("optimized", "optimized_avif"):
             ctx.derivatives.pop(name, None)
@@ -88,7 +91,7 @@ class Optimization:
             "format": best.ext,
             "bytes": len(best.data),
             "original_bytes": original,
-            "bytes_saved": original - len(best.data) if kept else 0,
+            "bytes_saved": saved if kept else 0,
             "kept": kept,
             "animated": animated,
         }
