@@ -219,6 +219,67 @@ def _scrape(url: str) -> str:
         return str(resp.read().decode())
 
 
+PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1400, "height": 900}
+
+# Every control a finger or a pointer may use that is on screen, as (html, width, height).
+_TARGETS = """() => [...document.querySelectorAll(
+    'a[href], button, select, input:not(.visually-hidden), label.button, [tabindex="0"]')]
+  .map(el => [el, el.getBoundingClientRect()])
+  .filter(([el, r]) => r.width > 0 && r.right > 0 && el.checkVisibility())
+  .map(([el, r]) => [el.outerHTML.slice(0, 90), Math.round(r.width), Math.round(r.height)])"""
+
+
+def assert_fits(page: Any, width: int) -> None:
+    """No horizontal scrolling at ``width`` and every target at least 44 px both ways."""
+    page.set_viewport_size({"width": width, "height": 800})
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - innerWidth")
+    wide = page.evaluate(
+        """() => [...document.querySelectorAll('body *')]
+            .filter(el => el.getBoundingClientRect().right > innerWidth + 0.5)
+            .map(el => el.outerHTML.slice(0, 60))"""
+    )
+    assert overflow <= 0, f"{overflow} px of horizontal scroll at {width} px: {wide[:5]}"
+    small = [t for t in page.evaluate(_TARGETS) if t[1] < 44 or t[2] < 44]
+    assert not small, small
+
+
+def test_gallery_fits_a_phone_and_a_wide_screen(stack: Stack, page: Any) -> None:
+    expect = playwright_api.expect
+    page.set_viewport_size(PHONE)
+    sign_in(page, f"{stack.api}/", stack.token)
+    expect(page.locator("#grid .tile").first).to_be_visible()
+    # With photos in the gallery the drop zone is only its button; the picker offers the
+    # camera roll (image/*, several at once).
+    expect(page.locator("#drop")).to_have_class("drop compact")
+    expect(page.locator("#drop .drop-hint").first).to_be_hidden()
+    picker = page.locator("#file-input")
+    assert picker.get_attribute("accept") == "image/*"
+    assert picker.get_attribute("multiple") is not None
+    assert page.locator("#drop").bounding_box()["height"] < 60
+    for width in (360, 390):
+        assert_fits(page, width)
+    # Three photos a row on a phone, not one photo a screen.
+    tops = page.eval_on_selector_all(
+        "#grid .tile", "els => els.slice(0, 3).map(e => e.getBoundingClientRect().top)"
+    )
+    assert len(set(tops)) == 1, tops
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(SHOTS / "gallery-390.png"))
+    page.set_viewport_size(DESKTOP)
+    page.screenshot(path=str(SHOTS / "gallery-1400.png"))
+
+
+def test_dashboard_fits_a_phone(stack: Stack, page: Any) -> None:
+    expect = playwright_api.expect
+    page.set_viewport_size(PHONE)
+    sign_in(page, f"{stack.api}/dashboard", stack.admin_token)
+    expect(page.locator('.count[data-state="completed"] dd')).to_have_text(re.compile(r"^\d+$"))
+    for width in (360, 390):
+        assert_fits(page, width)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(SHOTS / "dashboard-390.png"), full_page=True)
+
+
 def test_thumbhash_decoder_matches_the_encoders_average_colour(
     stack: Stack, page: Any, corpus: Path
 ) -> None:
@@ -269,10 +330,10 @@ def test_gallery_is_keyboard_operable(stack: Stack, page: Any) -> None:
     assert unnamed == []
     # The file picker is reachable by keyboard and shows a visible focus ring.
     page.get_by_label("Choose photos…").focus()
-    outline = page.evaluate("() => getComputedStyle(document.querySelector('#drop')).borderColor")
-    assert outline != page.evaluate(
-        "() => getComputedStyle(document.querySelector('.card')).borderColor"
+    ring = page.evaluate(
+        "() => getComputedStyle(document.querySelector('#drop label.button')).outlineStyle"
     )
+    assert ring == "solid"
     # Signing out forgets the token: a reload lands on the sign-in form again.
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API token")).to_be_visible()

@@ -61,6 +61,8 @@ async function start() {
     sentinel: $("#sentinel"),
     sessionSelect: $("#filter-session"),
     onOpen: (photo) => viewer.open(photo),
+    // With photos to show (or a filter hiding them), the drop zone shrinks to its button.
+    onCount: (n, filtered) => $("#drop").classList.toggle("compact", n > 0 || filtered),
   });
   const viewer = new Viewer($("#viewer"), {
     onDeleted: (id) => {
@@ -88,18 +90,30 @@ async function start() {
     uploads.add([...input.files]);
     input.value = "";
   });
+  // Files dropped anywhere on the page upload; the zone only says where while it is big.
   const drop = $("#drop");
-  for (const type of ["dragenter", "dragover"]) {
-    drop.addEventListener(type, (e) => {
-      e.preventDefault();
-      drop.classList.add("over");
-    });
-  }
-  for (const type of ["dragleave", "drop"]) {
-    drop.addEventListener(type, () => drop.classList.remove("over"));
-  }
-  drop.addEventListener("drop", (e) => {
+  let depth = 0;
+  const dragging = (on) => {
+    document.body.classList.toggle("dragging", on);
+    drop.classList.toggle("over", on);
+  };
+  document.addEventListener("dragenter", (e) => {
     e.preventDefault();
+    depth += 1;
+    dragging(true);
+  });
+  document.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    dragging(true);
+  });
+  document.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) dragging(false);
+  });
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    depth = 0;
+    dragging(false);
     const files = [...e.dataTransfer.files].filter((f) => f.size > 0);
     if (files.length) uploads.add(files);
   });

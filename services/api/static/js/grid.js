@@ -14,12 +14,13 @@ const REFRESHING_EVENTS = new Set([
 const PAGE = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("page")) || 30));
 
 export class PhotoGrid {
-  constructor(list, { empty, end, sentinel, sessionSelect, onOpen }) {
+  constructor(list, { empty, end, sentinel, sessionSelect, onOpen, onCount = () => {} }) {
     this.list = list;
     this.empty = empty;
     this.end = end;
     this.sessionSelect = sessionSelect;
     this.onOpen = onOpen;
+    this.onCount = onCount;
     this.photos = new Map();
     this.params = {};
     this.cursor = null;
@@ -65,7 +66,7 @@ export class PhotoGrid {
     } finally {
       if (generation === this.generation) this.loading = false;
     }
-    this.empty.hidden = this.photos.size > 0;
+    this.counted();
     // The observer only reports changes: if a page did not push the sentinel out of
     // reach (a tall window, a short page), nothing would ever ask for the next one.
     if (this.nearEnd && !this.exhausted && generation === this.generation) {
@@ -90,7 +91,7 @@ export class PhotoGrid {
     if (old) old.li.replaceWith(li);
     else if (prepend) this.insertByDate(li, photo);
     else this.list.append(li);
-    this.empty.hidden = true;
+    this.counted();
   }
 
   /** Photos finish in any order; keep the grid newest-uploaded first, as pages list it. */
@@ -110,7 +111,12 @@ export class PhotoGrid {
     if (!entry) return;
     entry.li.remove();
     this.photos.delete(photoId);
+    this.counted();
+  }
+
+  counted() {
     this.empty.hidden = this.photos.size > 0;
+    this.onCount(this.photos.size, Object.keys(this.params).length > 0);
   }
 
   /** Completion events for photos uploaded elsewhere (another tab) refresh their tile, and
