@@ -36,12 +36,22 @@ CHANNEL_OF_TYPE: dict[str, str] = {
 Channel = Literal["photo:upload", "photo:processing", "photo:completion"]
 
 
-def failure_data(*, code: str, message: str, category: str) -> dict[str, Any]:
+class PhotoError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a photo failed. ``code`` is machine-readable (``corrupt_image``, ...);
+    ``category`` is ``DATA`` (the file is at fault: a retry fails the same way),
+    ``TEMPORARY`` or ``RESOURCE`` (a retry may succeed) or ``LOGIC`` (a bug or a setting:
+    a retry may pass once that is fixed); ``retryable`` says whether
+    ``POST /v1/photos/{id}/retry`` may help (false exactly for ``DATA``)."""
+
+    code: str
+    category: str
+    message: str
+    retryable: bool
+
+
+def failure_data(error: PhotoError) -> dict[str, Any]:
     """The ``data`` of a ``photo.processing.failed`` event."""
-    return {
-        "status": "failed",
-        "error": {"code": code, "message": message, "category": category},
-    }
+    return {"status": "failed", "error": msgspec.to_builtins(error)}
 
 
 class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):

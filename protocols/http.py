@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from protocols.events import PhotoError
+
 
 class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
     code: str
@@ -47,10 +49,10 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     original_url: str
     derivatives: list[Derivative]
     metadata: dict[str, Any] | None
-    error: str | None
-    #: Why a failed photo failed, as a category: ``DATA`` or ``LOGIC`` (the file or the
-    #: code is at fault: a retry fails the same way) or ``TEMPORARY`` / ``RESOURCE`` (a
-    #: retry may succeed); null unless failed.
+    #: Why a failed photo failed (null unless failed): ``retryable`` is false for a
+    #: ``DATA`` failure, which ``POST /v1/photos/{id}/retry`` refuses.
+    error: PhotoError | None
+    #: ``error.category``, kept for clients written before ``error`` was an object.
     error_category: str | None = None
 
 

@@ -316,7 +316,10 @@ def _photo_paths() -> dict[str, Any]:
                     "202": _json("RetryAccepted", "queued again"),
                     **_AUTH_ERRORS,
                     "404": _error("no such photo for this client"),
-                    "409": _error("the photo has not failed (`not_failed`)"),
+                    "409": _error(
+                        "the photo has not failed (`not_failed`), or failed for a reason a "
+                        "retry cannot help (`not_retryable`: a DATA failure)"
+                    ),
                     **_UNAVAILABLE,
                 },
             }

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from filmstrip.auth.signing import signed_query, verify
 from filmstrip.blobs import BlobInfo, BlobNotFound
-from filmstrip.catalog import PhotoRecord, PhotoStatus
+from filmstrip.catalog import PhotoRecord
+from filmstrip.photos.failures import error_of
 from protocols.http import Derivative, Photo
 from services.api.errors import ApiError
 from services.api.json import json_response
@@ -30,6 +31,7 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
     secret = state.signing_secret
     ttl = state.settings.signed_url_ttl_s
     base = f"/v1/photos/{photo.id}"
+    error = error_of(photo)
     return Photo(
         photo_id=photo.id,
         status=photo.status,
@@ -53,8 +55,8 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
             for d in photo.derivatives
         ],
         metadata=photo.processing_metadata,
-        error=photo.processing_error,
-        error_category=photo.error_category if photo.status == PhotoStatus.FAILED else None,
+        error=error,
+        error_category=error.category if error is not None else None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from filmstrip.catalog import PhotoStatus
+from filmstrip.photos.failures import error_of
 from protocols.http import RetryAccepted
 from services.api.errors import ApiError
 from services.api.ids import PHOTO_ID
@@ -15,7 +16,8 @@ from services.api.state import state_of
 
 async def retry_photo(request: web.Request) -> web.StreamResponse:
     """``POST /v1/photos/{id}/retry``: 202 when a failed photo is queued again; 409 when it
-    has not failed; 404 when the caller has no such photo."""
+    has not failed or failed for a reason a retry cannot help (``not_retryable``: a
+    DATA failure); 404 when the caller has no such photo."""
     state = state_of(request)
     photo_id = request.match_info["photo_id"]
     photo = None
@@ -26,6 +28,14 @@ async def retry_photo(request: web.Request) -> web.StreamResponse:
     if photo.status != PhotoStatus.FAILED:
         raise ApiError(
             409, "not_failed", f"the photo is {photo.status}; only a failed photo is retried"
+        )
+    error = error_of(photo)
+    if error is not None and not error.retryable:
+        raise ApiError(
+            409,
+            "not_retryable",
+            f"the photo failed with {error.code} ({error.category}: the file itself is at "
+            "fault); a retry would fail the same way",
         )
     await state.photos.retry(photo.job_id, photo)
     body = RetryAccepted(photo_id=photo.id, job_id=photo.job_id, status=PhotoStatus.QUEUED)

@@ -320,7 +320,8 @@ async def _wait_processed(
             for photo_id in sorted(pending)[:_POLL_BATCH]:
                 photo = await api.photo(photo_id)
                 if photo.status in ("completed", "failed"):
-                    state.done[photo_id] = (photo.status, photo.error, "api")
+                    reason = photo.error.message if photo.error else None
+                    state.done[photo_id] = (photo.status, reason, "api")
             quiet_since = time.monotonic()
     for report in state.reports.values():
         if report.photo_id in state.done and report.outcome == "uploaded":

@@ -17,6 +17,12 @@ class Category(enum.StrEnum):
     def retryable(self) -> bool:
         return self in (Category.TEMPORARY, Category.RESOURCE)
 
+    @property
+    def retry_may_help(self) -> bool:
+        """Whether sending the work again by hand may succeed: for anything but bad input
+        (a LOGIC failure may pass once its bug or setting is fixed)."""
+        return self is not Category.DATA
+
 
 class FilmstripError(Exception):
     """An error with a category and a machine-readable code."""

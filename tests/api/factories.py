@@ -64,9 +64,9 @@ async def complete(api: Api, photo_id: str, *, taken_at: str | None = None) -> N
     assert stored
 
 
-async def fail(api: Api, photo_id: str) -> None:
+async def fail(api: Api, photo_id: str, error: FilmstripError | None = None) -> None:
     """Dead-letter the photo's job and mark the photo failed through its lifecycle, as the
-    worker's failure hook does.
+    worker's failure hook does (with ``error``, by default a DATA one: a corrupt file).
 
     Runs a real consumer, so the photo's job must be the only one waiting.
     """
@@ -75,7 +75,7 @@ async def fail(api: Api, photo_id: str) -> None:
 
     async def handler(job: Job) -> None:
         assert job.id == job_id, f"another job was waiting: {job.id}"
-        raise DataError("cannot decode", code="corrupt")
+        raise error or DataError("cannot decode", code="corrupt")
 
     async def on_failed(job: Job, error: FilmstripError) -> None:
         what = {"code": error.code, "category": str(error.category), "message": error.message}

@@ -58,7 +58,7 @@ async def test_processing_lifecycle(catalog: Catalog) -> None:
     # A deleted photo cannot be completed or failed (the worker discards its results).
     await catalog.delete_photo(photo.id, photo.client_id)
     assert not await catalog.complete_photo(photo.id, metadata={}, derivatives=[], taken_at=None)
-    assert not await catalog.fail_photo(photo.id, error="x", category="DATA")
+    assert not await catalog.fail_photo(photo.id, error="x", category="DATA", code="x")
 
 
 async def test_keyset_listing_is_stable_under_inserts(catalog: Catalog) -> None:

@@ -14,6 +14,8 @@ from filmstrip.catalog import Catalog, DerivativeRecord, PhotoStatus
 from filmstrip.catalog.migrations import LATEST, MIGRATIONS
 from filmstrip.catalog.sqlite import SqliteCatalog
 from filmstrip.errors import LogicError
+from filmstrip.photos.failures import error_of
+from protocols.events import PhotoError
 from tests.catalog.conftest import Backend, make_photo
 
 # Made by releases before schema versions with fixtures/make_release_catalog.py: a client
@@ -105,6 +107,10 @@ async def test_a_catalog_made_by_an_earlier_release_upgrades_in_place(
         ]
         failed, completed, queued = photos
         assert failed.processing_error == "not an image" and failed.error_category == "DATA"
+        # Failed before codes were kept: a generic one, the category still deciding retries.
+        assert error_of(failed) == PhotoError(
+            code="processing_failed", category="DATA", message="not an image", retryable=False
+        )
         assert completed.processing_metadata == {"width": 4032, "height": 3024}
         assert [d.name for d in completed.derivatives] == ["thumbnail"]
         assert completed.taken_at == "2025-12-24T18:00:00+01:00"

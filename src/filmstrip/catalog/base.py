@@ -40,7 +40,7 @@ T = TypeVar("T")
 PHOTO_COLUMNS = (
     "id, client_id, session_id, blob_key, content_type, bytes, sha256, status, job_id, "
     "trace_id, uploaded_at, taken_at, processed_at, processing_metadata, derivatives, "
-    "processing_error, error_category, updated_at"
+    "processing_error, error_category, updated_at, error_code"
 )
 
 _derivatives_decoder = msgspec.json.Decoder(list[DerivativeRecord])
@@ -106,6 +106,7 @@ def _photo(row: Row) -> PhotoRecord:
         processing_error=row[15],
         error_category=row[16],
         updated_at=row[17],
+        error_code=row[18],
     )
 
 
@@ -117,12 +118,12 @@ def insert_statements(
     statements: list[tuple[str, tuple[Any, ...]]] = [
         (
             f"INSERT INTO photos ({PHOTO_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 photo.id, photo.client_id, photo.session_id, photo.blob_key,
                 photo.content_type, photo.bytes, photo.sha256, photo.status, photo.job_id,
                 photo.trace_id, photo.uploaded_at, photo.taken_at, photo.processed_at,
-                None, None, None, None, now,
+                None, None, None, None, now, None,
             ),
         )
     ]  # fmt: skip
@@ -304,6 +305,7 @@ class Catalog(abc.ABC):
         changed = await self.run_transaction(
             lambda tx: tx.execute(
                 "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
+                "error_code = NULL, "
                 "updated_at = ? WHERE id = ?",
                 (PhotoStatus.PROCESSING, tx.now(), photo_id),
             )
@@ -348,6 +350,7 @@ class Catalog(abc.ABC):
             tx.execute(
                 "UPDATE photos SET status = ?, processing_metadata = ?, derivatives = ?, "
                 "taken_at = ?, processed_at = ?, processing_error = NULL, error_category = NULL, "
+                "error_code = NULL, "
                 "updated_at = ?, follow_up = ? WHERE id = ?",
                 (
                     PhotoStatus.COMPLETED,
@@ -406,13 +409,13 @@ class Catalog(abc.ABC):
 
         return await self.run_transaction(work)
 
-    async def fail_photo(self, photo_id: str, *, error: str, category: str) -> bool:
+    async def fail_photo(self, photo_id: str, *, error: str, category: str, code: str) -> bool:
         """Record a photo that failed for good; False if it was deleted meanwhile."""
         changed = await self.run_transaction(
             lambda tx: tx.execute(
                 "UPDATE photos SET status = ?, processing_error = ?, error_category = ?, "
-                "processed_at = ?, updated_at = ? WHERE id = ?",
-                (PhotoStatus.FAILED, error, category, tx.now(), tx.now(), photo_id),
+                "error_code = ?, processed_at = ?, updated_at = ? WHERE id = ?",
+                (PhotoStatus.FAILED, error, category, code, tx.now(), tx.now(), photo_id),
             )
         )
         return changed > 0
@@ -422,6 +425,7 @@ class Catalog(abc.ABC):
         changed = await self.run_transaction(
             lambda tx: tx.execute(
                 "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
+                "error_code = NULL, "
                 "updated_at = ? WHERE id = ?",
                 (PhotoStatus.QUEUED, tx.now(), photo_id),
             )

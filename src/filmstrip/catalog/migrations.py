@@ -158,6 +158,12 @@ def _token_last_used(tx: Transaction) -> None:
         tx.execute("ALTER TABLE tokens ADD COLUMN last_used_at TEXT")
 
 
+def _error_code(tx: Transaction) -> None:
+    # A failed photo's error is {code, category, message}: the code was only in its event.
+    if "error_code" not in tx.columns("photos"):
+        tx.execute("ALTER TABLE photos ADD COLUMN error_code TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "clients, tokens, sessions, photos, outbox", _tables),
     Migration(2, "photos.follow_up: the deferred stages a completed photo awaits", _follow_up),
@@ -165,6 +171,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "service_secrets: keys all processes share (URL signing)", _service_secrets),
     Migration(5, "tus_uploads: partial uploads whose bytes are in the blob store", _tus_uploads),
     Migration(6, "tokens.last_used_at: when each token was last used", _token_last_used),
+    Migration(7, "photos.error_code: the machine-readable code of a photo's failure", _error_code),
 )
 
 # Each touches only rows not yet filled in: those of catalogs from before the column, and

@@ -42,6 +42,7 @@ class PhotoRecord(msgspec.Struct, frozen=True, kw_only=True):
     derivatives: list[DerivativeRecord] = msgspec.field(default_factory=list)
     processing_error: str | None = None
     error_category: str | None = None
+    error_code: str | None = None
     # Stamped by the catalog from the database's clock on every write (it decides repairs).
     updated_at: str = ""
 

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord, PhotoStatus
 from filmstrip.errors import Category, FilmstripError, TemporaryError
 from filmstrip.events import EventPublisher, forget_once
+from filmstrip.photos.failures import UNKNOWN_CODE, photo_error
 from filmstrip.photos.jobs import encode_job, follow_up_job, owed_stages, ready_job, remake_job
 from filmstrip.pipeline import resolve_stages, split_deferred
 from filmstrip.queue import AddResult, JobQueue, RetentionSpec
@@ -122,9 +123,12 @@ class PhotoLifecycle:
         self, job: PhotoProcessingJob, *, code: str, category: str, message: str
     ) -> bool:
         """Mark the photo failed for good and tell its client; False if it was deleted."""
-        if not await self.catalog.fail_photo(job.photo_id, error=message, category=category):
+        error = photo_error(code=code, category=category, message=message)
+        if not await self.catalog.fail_photo(
+            job.photo_id, error=error.message, category=error.category, code=error.code
+        ):
             return False
-        data = failure_data(code=code, message=message, category=category)
+        data = failure_data(error)
         await self._announce(job, PHOTO_FAILED, data)
         return True
 
@@ -166,6 +170,7 @@ class PhotoLifecycle:
                     photo.id,
                     error=photo.processing_error or "retry failed",
                     category=photo.error_category or Category.TEMPORARY,
+                    code=photo.error_code or UNKNOWN_CODE,
                 )
             raise
 

@@ -118,7 +118,7 @@ export class Uploads {
     try {
       const photo = await api(`/v1/photos/${item.photoId}`);
       if (photo.status === "completed") return this.completed(item, photo);
-      if (photo.status === "failed") return this.failed(item, photo.error || "processing failed", photo);
+      if (photo.status === "failed") return this.failed(item, photo.error, photo);
     } catch {
       // try again later
     }
@@ -155,11 +155,9 @@ export class Uploads {
       case "photo.processing.completed":
         this.resync(item);
         break;
-      case "photo.processing.failed": {
-        const e = event.data.error || {};
-        this.failed(item, e.message || "processing failed");
+      case "photo.processing.failed":
+        this.failed(item, event.data.error);
         break;
-      }
       default:
         break;
     }
@@ -189,11 +187,15 @@ export class Uploads {
     this.onDone(photo);
   }
 
-  failed(item, reason, photo = null) {
+  // error: {code, category, message, retryable}; Retry is offered only where it can help
+  // (not for a file that is itself at fault).
+  failed(item, error, photo = null) {
     if (item.done) return;
     item.done = true;
     clearTimeout(item.timer);
-    this.fail(item, `Failed: ${reason}`, () => this.retryProcessing(item));
+    const e = error || {};
+    const retry = e.retryable === false ? null : () => this.retryProcessing(item);
+    this.fail(item, `Failed: ${e.message || "processing failed"}`, retry);
     // Failed photos belong in the grid too (marked), so they can be found and retried.
     const shown = photo ? Promise.resolve(photo) : api(`/v1/photos/${item.photoId}`);
     shown.then((p) => this.onDone(p)).catch(() => {});
@@ -204,6 +206,7 @@ export class Uploads {
     item.li.querySelector(".upload-status").classList.add("error");
     const actions = item.li.querySelector(".upload-actions");
     actions.innerHTML = "";
+    if (!retry) return;
     const button = document.createElement("button");
     button.type = "button";
     button.className = "ghost small";

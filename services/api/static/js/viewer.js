@@ -36,7 +36,7 @@ export function exifRows(photo) {
     ["Format", meta.format],
     ["Size", formatBytes(photo.bytes)],
     ["Status", photo.status],
-    ["Error", photo.error],
+    ["Error", photo.error && photo.error.message],
   ].filter(([, value]) => value);
 }
 
@@ -101,7 +101,7 @@ export class Viewer {
       const saved = Math.round(100 * (1 - smaller.bytes / photo.bytes));
       link.textContent = `Download smaller copy (${format}, ${saved}% smaller)`;
     }
-    this.q("#viewer-retry").hidden = photo.status !== "failed";
+    this.q("#viewer-retry").hidden = !(photo.error && photo.error.retryable);
     this.q("#viewer-error").textContent = "";
   }
 
