@@ -54,6 +54,10 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     error: PhotoError | None
     #: ``error.category``, kept for clients written before ``error`` was an object.
     error_category: str | None = None
+    #: The name the file was sent with (the multipart part's ``filename`` or tus
+    #: ``filename`` metadata), cleaned: no path, no control characters, at most 255 bytes
+    #: of UTF-8; null when it came without one.
+    filename: str | None = None
 
 
 # --- Client features: sessions, listing, checks, retries, queue admin -------------------

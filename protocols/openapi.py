@@ -203,10 +203,15 @@ def _photo_paths() -> dict[str, Any]:
                         {"enum": ["uploaded", "taken"], "default": "uploaded"},
                         "order by upload time or by date taken, newest first",
                     ),
+                    _query(
+                        "q",
+                        {"type": "string", "maxLength": 255},
+                        "only photos whose file name contains this, in any case",
+                    ),
                 ],
                 "responses": {
                     "200": _json("PhotoPage", "one page"),
-                    "400": _error("bad limit, cursor, status, session id, date or sort"),
+                    "400": _error("bad limit, cursor, status, session id, date, sort or q"),
                     **_AUTH_ERRORS,
                     **_UNAVAILABLE,
                 },
@@ -330,7 +335,17 @@ def _photo_paths() -> dict[str, Any]:
                 "parameters": [_PHOTO_ID, *_SIGNED],
                 "security": [{"bearer": []}, {}],
                 "responses": {
-                    "200": _BINARY,
+                    "200": {
+                        **_BINARY,
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": "attachment, named as the file was sent"
+                                " (RFC 6266: an ASCII `filename`, and `filename*` in UTF-8"
+                                " when the name is not ASCII), else `<photo_id>.<ext>`",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
                     "304": {"description": "not modified"},
                     **_AUTH_ERRORS,
                     "403": _error("bad or expired signature"),

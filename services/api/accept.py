@@ -99,11 +99,12 @@ async def accept_photo(
     size: int,
     sha256: str,
     session_id: str | None,
+    filename: str | None = None,
 ) -> UploadAccepted:
     """Record the stored original ``blob_key`` as a photo (or answer the duplicate).
 
-    On a duplicate the new blob is deleted and ``duplicate`` is set; the caller deletes
-    the blob if this raises.
+    On a duplicate the new blob is deleted and ``duplicate`` is set (the photo keeps the
+    name it was first sent with); the caller deletes the blob if this raises.
     """
     settings = state.settings
     await check_session(state, client, session_id)
@@ -127,6 +128,7 @@ async def accept_photo(
         job_id=job_id_for(photo_id),
         trace_id=trace_id,
         uploaded_at=utcnow(),
+        filename=filename,
     )
     try:
         job_id = await state.photos.accept(record, quota_bytes=settings.client_quota_bytes)

@@ -23,6 +23,8 @@ from services.api.state import state_of
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 SORTS = ("uploaded", "taken")
+# A file name is at most 255 bytes (services/api/filenames.py): a longer q matches nothing.
+MAX_QUERY = 255
 
 
 async def list_photos(request: web.Request) -> web.StreamResponse:
@@ -40,6 +42,9 @@ async def list_photos(request: web.Request) -> web.StreamResponse:
     session_id = query.get("session_id") or None
     if session_id is not None and not SESSION_ID.match(session_id):
         raise ApiError(400, "bad_session_id", "session_id must be 1-64 of [A-Za-z0-9_-]")
+    q = query.get("q") or None
+    if q is not None and len(q) > MAX_QUERY:
+        raise ApiError(400, "bad_query", f"q must be at most {MAX_QUERY} characters")
     after = None
     if cursor := query.get("cursor"):
         try:
@@ -57,6 +62,7 @@ async def list_photos(request: web.Request) -> web.StreamResponse:
         taken_before=_taken_bound(query.get("taken_before"), "taken_before"),
         sort=sort,
         after=after,
+        filename_contains=q,
     )
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(sort, _sort_key(page[-1], sort), page[-1].id) if more else None

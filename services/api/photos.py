@@ -12,8 +12,10 @@ from filmstrip.auth.signing import signed_query, verify
 from filmstrip.blobs import BlobInfo, BlobNotFound
 from filmstrip.catalog import PhotoRecord
 from filmstrip.photos.failures import error_of
+from protocols.formats import CONTENT_TYPES, EXTENSIONS
 from protocols.http import Derivative, Photo
 from services.api.errors import ApiError
+from services.api.filenames import content_disposition
 from services.api.json import json_response
 from services.api.middleware import CLIENT
 from services.api.state import ApiState, state_of
@@ -24,6 +26,7 @@ _PHOTO_ID = re.compile(r"^[0-9a-f-]{36}$")
 # Originals and derivatives never change under the same URL (a re-processed photo writes
 # the same bytes), so browsers may keep them; "private" keeps them out of shared caches.
 _CACHE = "private, max-age=86400, immutable"
+_EXTENSION_OF_TYPE = {CONTENT_TYPES[fmt]: EXTENSIONS[fmt] for fmt in CONTENT_TYPES}
 
 
 def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
@@ -57,6 +60,7 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
         metadata=photo.processing_metadata,
         error=error,
         error_category=error.category if error is not None else None,
+        filename=photo.filename,
     )
 
 
@@ -95,7 +99,15 @@ async def get_photo(request: web.Request) -> web.StreamResponse:
 async def get_original(request: web.Request) -> web.StreamResponse:
     """``GET /v1/photos/{id}/original``: the uploaded bytes."""
     photo = await _owned_photo(request)
-    return await _stream_blob(request, photo.blob_key, photo.content_type)
+    # A download saves under the name the file came with; without one, under its id and
+    # the extension of its type.
+    name = photo.filename or f"{photo.id}.{_EXTENSION_OF_TYPE.get(photo.content_type, 'bin')}"
+    return await _stream_blob(
+        request,
+        photo.blob_key,
+        photo.content_type,
+        {"Content-Disposition": content_disposition(name)},
+    )
 
 
 async def get_derivative(request: web.Request) -> web.StreamResponse:
@@ -134,19 +146,26 @@ async def get_derivative(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _stream_blob(request: web.Request, key: str, content_type: str) -> web.StreamResponse:
+async def _stream_blob(
+    request: web.Request, key: str, content_type: str, extra: dict[str, str]
+) -> web.StreamResponse:
     try:
         info, body = await state_of(request).blobs.open_stream(key)
     except BlobNotFound:
         raise ApiError(404, "blob_not_found", "the file is gone") from None
-    return await _send_blob(request, info, body, content_type)
+    return await _send_blob(request, info, body, content_type, extra)
 
 
 async def _send_blob(
-    request: web.Request, info: BlobInfo, body: AsyncIterator[bytes], content_type: str
+    request: web.Request,
+    info: BlobInfo,
+    body: AsyncIterator[bytes],
+    content_type: str,
+    extra: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     etag = f'"{info.etag}"'
     headers = {
+        **(extra or {}),
         "ETag": etag,
         "Cache-Control": _CACHE,
         "Content-Type": content_type,

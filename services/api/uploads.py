@@ -30,6 +30,7 @@ from services.api.accept import (
     unsupported_type,
 )
 from services.api.errors import ApiError
+from services.api.filenames import multipart_filename
 from services.api.middleware import client_of, trace_id_of
 from services.api.pacing import BodyPace
 from services.api.state import state_of
@@ -164,6 +165,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             size=size,
             sha256=digest.hexdigest(),
             session_id=session_id,
+            filename=multipart_filename(part.filename),
         )
     except BaseException:
         await discard_unrecorded(state, photo_id, blob_key)

@@ -87,6 +87,32 @@ async def test_listing_by_date_taken_puts_undated_photos_last(catalog: Catalog) 
     assert [p.id for p in first + rest] == [dated[1].id, dated[0].id, undated.id]
 
 
+async def test_filenames_are_kept_and_searched_in_any_case_by_keyset(catalog: Catalog) -> None:
+    names = ["ÉTÉ 1.jpg", "été 2.jpg", "Straße.jpg", "50%_off.jpg", None, "STRASSE.png"]
+    for day, name in enumerate(names, start=1):
+        photo = make_photo(uploaded=f"2026-01-0{day}T00:00:00.000Z", filename=name)
+        await catalog.insert_photo(photo, None)
+        stored = await catalog.get_photo(photo.id)
+        assert stored is not None and stored.filename == name
+
+    async def names_matching(text: str, sort: str = "uploaded") -> list[str | None]:
+        found, after = [], None
+        while page := await catalog.list_photos(
+            "c1", limit=1, sort=sort, after=after, filename_contains=text
+        ):
+            found += page
+            last = page[-1]
+            after = ((last.taken_at or "") if sort == "taken" else last.uploaded_at, last.id)
+        return [p.filename for p in found]
+
+    # Case-folded alike in SQLite and PostgreSQL, beyond ASCII (ß folds to ss).
+    assert await names_matching("été") == ["été 2.jpg", "ÉTÉ 1.jpg"]
+    assert await names_matching("strasse") == ["STRASSE.png", "Straße.jpg"]
+    assert await names_matching("%_") == ["50%_off.jpg"]
+    # Undated under sort=taken: by id, so in any order, each once.
+    assert sorted(await names_matching("été", sort="taken")) == ["ÉTÉ 1.jpg", "été 2.jpg"]
+
+
 async def test_tokens_are_looked_up_by_hash_and_revocable(catalog: Catalog) -> None:
     client = await catalog.create_client("c9", "nine", is_admin=False)
     await catalog.add_token("h1", client.id)

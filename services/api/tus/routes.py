@@ -32,6 +32,7 @@ from services.api.accept import (
 )
 from services.api.aiohttp_compat import buffered_body
 from services.api.errors import ApiError
+from services.api.filenames import clean_filename
 from services.api.json import json_response
 from services.api.middleware import client_of, trace_id_of
 from services.api.state import STATE, ApiState, state_of
@@ -321,6 +322,7 @@ async def _finish(
             size=upload.length,
             sha256=digest.hexdigest(),
             session_id=upload.metadata.get("session_id") or None,
+            filename=clean_filename(upload.metadata.get("filename")),
         )
     except BaseException:
         await discard_unrecorded(state, photo_id, blob_key)

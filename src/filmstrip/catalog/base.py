@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,7 @@ T = TypeVar("T")
 PHOTO_COLUMNS = (
     "id, client_id, session_id, blob_key, content_type, bytes, sha256, status, job_id, "
     "trace_id, uploaded_at, taken_at, processed_at, processing_metadata, derivatives, "
-    "processing_error, error_category, updated_at, error_code"
+    "processing_error, error_category, updated_at, error_code, filename"
 )
 
 _derivatives_decoder = msgspec.json.Decoder(list[DerivativeRecord])
@@ -80,6 +81,18 @@ async def settle(done: asyncio.Future[T]) -> T:
         raise
 
 
+def search_key(text: str) -> str:
+    """``text`` as the filename search compares it: case-folded in Python, so SQLite and
+    PostgreSQL match alike (each database's LOWER folds differently beyond ASCII)."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern (``ESCAPE '\\'``) matching any value that contains ``text``."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _follow_up(owed: Iterable[str], results: Mapping[str, Any]) -> str | None:
     """The ``follow_up`` column: the owed stages without a result yet, NULL if none."""
     awaited = [name for name in owed if name not in results]
@@ -107,6 +120,7 @@ def _photo(row: Row) -> PhotoRecord:
         error_category=row[16],
         updated_at=row[17],
         error_code=row[18],
+        filename=row[19],
     )
 
 
@@ -117,13 +131,14 @@ def insert_statements(
     whose database clock reads ``now`` (the row's ``updated_at``, the entry's ``created_at``)."""
     statements: list[tuple[str, tuple[Any, ...]]] = [
         (
-            f"INSERT INTO photos ({PHOTO_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO photos ({PHOTO_COLUMNS}, filename_key) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 photo.id, photo.client_id, photo.session_id, photo.blob_key,
                 photo.content_type, photo.bytes, photo.sha256, photo.status, photo.job_id,
                 photo.trace_id, photo.uploaded_at, photo.taken_at, photo.processed_at,
-                None, None, None, None, now, None,
+                None, None, None, None, now, None, photo.filename,
+                None if photo.filename is None else search_key(photo.filename),
             ),
         )
     ]  # fmt: skip
@@ -495,8 +510,10 @@ class Catalog(abc.ABC):
         taken_before: str | None = None,
         sort: str = "uploaded",
         after: tuple[str, str] | None = None,
+        filename_contains: str | None = None,
     ) -> list[PhotoRecord]:
-        """The client's photos, newest first, after the keyset cursor ``(sort key, id)``.
+        """The client's photos, newest first, after the keyset cursor ``(sort key, id)``;
+        with ``filename_contains``, only those whose name contains it, in any case.
 
         Under ``sort="taken"`` photos without a date taken follow every dated one; their
         cursor key is ``""``.
@@ -515,6 +532,9 @@ class Catalog(abc.ABC):
         if taken_before:
             where.append("taken_at < ?")
             params.append(taken_before)
+        if filename_contains:
+            where.append("filename_key LIKE ? ESCAPE '\\'")
+            params.append(_like_pattern(search_key(filename_contains)))
         # Row-value comparisons let the (client_id, <key>, id) index seek straight to the
         # cursor; an OR of comparisons (or COALESCE) makes the engine scan and sort instead.
         if sort != "taken":

@@ -164,6 +164,15 @@ def _error_code(tx: Transaction) -> None:
         tx.execute("ALTER TABLE photos ADD COLUMN error_code TEXT")
 
 
+def _filenames(tx: Transaction) -> None:
+    # The name the client sent with the file (cleaned by the api), and the same case-folded
+    # in Python for the listing's filename search: each database's LOWER folds differently
+    # beyond ASCII, this folds the same everywhere. NULL for photos sent without a name.
+    for column in ("filename", "filename_key"):
+        if column not in tx.columns("photos"):
+            tx.execute(f"ALTER TABLE photos ADD COLUMN {column} TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "clients, tokens, sessions, photos, outbox", _tables),
     Migration(2, "photos.follow_up: the deferred stages a completed photo awaits", _follow_up),
@@ -172,6 +181,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "tus_uploads: partial uploads whose bytes are in the blob store", _tus_uploads),
     Migration(6, "tokens.last_used_at: when each token was last used", _token_last_used),
     Migration(7, "photos.error_code: the machine-readable code of a photo's failure", _error_code),
+    Migration(8, "photos.filename: the name the file was sent with", _filenames),
 )
 
 # Each touches only rows not yet filled in: those of catalogs from before the column, and

@@ -43,6 +43,8 @@ class PhotoRecord(msgspec.Struct, frozen=True, kw_only=True):
     processing_error: str | None = None
     error_category: str | None = None
     error_code: str | None = None
+    # The name the file was sent with, as the api kept it (services/api/filenames.py).
+    filename: str | None = None
     # Stamped by the catalog from the database's clock on every write (it decides repairs).
     updated_at: str = ""
 
