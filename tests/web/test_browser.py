@@ -30,6 +30,7 @@ ARGS = [
 ]  # fmt: skip
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 PHOTOS = ["real/Canon_EOS_7D.jpg", "real/Nikon_D5000.jpg", "real/Olympus_PEN_E-P3.jpg"]
+PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1400, "height": 900}
 LIVE_MS = 60_000  # generous: the machine is shared and the worker may be busy
 
 pytestmark = pytest.mark.skipif(
@@ -105,7 +106,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
@@ -165,7 +166,7 @@ def test_gallery_upload_live_progress_view_and_delete(
     assert background.startswith('url("data:image/png;base64,'), background[:60]
     page.screenshot(path=str(SHOTS / "gallery.png"), full_page=True)
 
-    canon = tiles.filter(has_text="Canon EOS 7D")
+    canon = tiles.filter(has_text="Canon_EOS_7D.jpg")  # captions name the file
     expect(canon).to_have_count(1)
     photo_id = canon.get_attribute("data-photo-id")
     # The optimised copy comes from the follow-up job: wait for it before opening the view.
@@ -179,8 +180,14 @@ def test_gallery_upload_live_progress_view_and_delete(
     canon.get_by_role("button").click()
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
+    # The open photo has its own address.
+    expect(page).to_have_url(f"{stack.api}/photos/{photo_id}")
+    expect(viewer.locator('dd[data-field="file"]')).to_have_text("Canon_EOS_7D.jpg")
     expect(viewer.locator('dd[data-field="camera"]')).to_have_text("Canon EOS 7D")
     expect(viewer.locator('dd[data-field="dimensions"]')).to_have_text("600 \u00d7 900")
+    # The date as the reader's language writes it (this context is en-US), not ISO 8601.
+    expect(viewer.locator('dd[data-field="taken"]')).to_have_text("December 12, 2010 at 12:41 PM")
+    expect(viewer.locator('dd[data-field="exposure"]')).to_contain_text(re.compile(r"\d s"))
     expect(viewer.locator("#viewer-img")).to_have_js_property("complete", True, timeout=LIVE_MS)
     assert viewer.locator("#viewer-img").evaluate("img => img.naturalWidth") > 0
     href = viewer.get_by_role("link", name="Download original").get_attribute("href")
@@ -195,9 +202,59 @@ def test_gallery_upload_live_progress_view_and_delete(
         expect(optimized).to_be_hidden()
     page.screenshot(path=str(SHOTS / "photo-view.png"))
 
+    # Previous and next by keyboard, in the grid's order; each shows in the address.
+    order = tiles.evaluate_all("els => els.map((el) => el.dataset.photoId)")
+    at = order.index(photo_id)
+    step = 1 if at + 1 < len(order) else -1
+    page.keyboard.press("ArrowRight" if step == 1 else "ArrowLeft")
+    expect(viewer).to_have_attribute("data-photo-id", order[at + step])
+    expect(page).to_have_url(f"{stack.api}/photos/{order[at + step]}")
+    page.keyboard.press("ArrowLeft" if step == 1 else "ArrowRight")
+    expect(viewer).to_have_attribute("data-photo-id", photo_id)
+    # Zoom to the original's own pixels (one photo pixel on one screen pixel), and back.
+    zoom = viewer.get_by_role("button", name="Actual pixels")
+    zoom.click()
+    img = viewer.locator("#viewer-img")
+    expect(viewer.get_by_role("button", name="Fit to screen")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    expect(img).to_have_attribute("src", re.compile(f"/v1/photos/{photo_id}/original"))
+    expect(img).to_have_js_property("naturalWidth", 600, timeout=LIVE_MS)
+    ratio = page.evaluate("() => devicePixelRatio")
+    assert img.evaluate("i => i.getBoundingClientRect().width") == pytest.approx(600 / ratio)
+    page.keyboard.press("z")
+    expect(viewer.get_by_role("button", name="Actual pixels")).to_have_attribute(
+        "aria-pressed", "false"
+    )
+    # Back closes the view (the gallery's address again), forward opens it again, and so
+    # does a reload of its address.
+    page.go_back()
+    expect(viewer).to_be_hidden()
+    expect(page).to_have_url(f"{stack.api}/")
+    page.go_forward()
+    expect(viewer).to_be_visible()
+    expect(viewer).to_have_attribute("data-photo-id", photo_id)
+    page.reload()
+    expect(viewer).to_be_visible()
+    expect(viewer).to_have_attribute("data-photo-id", photo_id)
+    expect(viewer.locator('dd[data-field="camera"]')).to_have_text("Canon EOS 7D")
+
+    # A photo with GPS shows where, linked to a map.
+    nikon = next(
+        p["photo_id"]
+        for p in listing["items"]
+        if p["photo_id"] != photo_id and ((p["metadata"] or {}).get("exif") or {}).get("gps")
+    )
+    page.goto(f"{stack.api}/photos/{nikon}")
+    place = viewer.locator('dd[data-field="location"] a')
+    expect(place).to_have_text(re.compile(r"^\d+\.\d{5}° [NS], \d+\.\d{5}° [EW]$"))
+    assert place.get_attribute("href").startswith("https://www.openstreetmap.org/?mlat=")
+    page.goto(f"{stack.api}/photos/{photo_id}")
+    expect(viewer).to_have_attribute("data-photo-id", photo_id)
     page.once("dialog", lambda dialog: dialog.accept())
     viewer.get_by_role("button", name="Delete").click()
     expect(viewer).to_be_hidden()
+    expect(page).to_have_url(f"{stack.api}/")
     expect(tiles).to_have_count(2)
     status, _ = _request(stack, "GET", f"/v1/photos/{photo_id}", stack.token)
     assert status == 404
@@ -218,8 +275,6 @@ def _scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return str(resp.read().decode())
 
-
-PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1400, "height": 900}
 
 # Every control a finger or a pointer may use that is on screen, as (html, width, height).
 _TARGETS = """() => [...document.querySelectorAll(
@@ -267,6 +322,39 @@ def test_gallery_fits_a_phone_and_a_wide_screen(stack: Stack, page: Any) -> None
     page.screenshot(path=str(SHOTS / "gallery-390.png"))
     page.set_viewport_size(DESKTOP)
     page.screenshot(path=str(SHOTS / "gallery-1400.png"))
+
+    # The photo view fills the phone; a swipe to the left shows the next photo.
+    page.set_viewport_size(PHONE)
+    order = page.locator("#grid .tile").evaluate_all("els => els.map((el) => el.dataset.photoId)")
+    page.locator("#grid .tile").first.get_by_role("button").click()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_have_attribute("data-photo-id", order[0])
+    expect(viewer.locator("#viewer-img")).to_have_js_property("complete", True)
+    assert_fits(page, 390)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(SHOTS / "photo-view-390.png"))
+    swipe(page, "#viewer-stage", -120)
+    expect(viewer).to_have_attribute("data-photo-id", order[1])
+    expect(page).to_have_url(f"{stack.api}/photos/{order[1]}")
+    swipe(page, "#viewer-stage", 120)
+    expect(viewer).to_have_attribute("data-photo-id", order[0])
+
+
+def swipe(page: Any, selector: str, dx: int) -> None:
+    """A finger's horizontal swipe of ``dx`` px across the middle of ``selector``."""
+    page.eval_on_selector(
+        selector,
+        """(el, dx) => {
+            const r = el.getBoundingClientRect();
+            const [x, y] = [r.left + r.width / 2, r.top + r.height / 2];
+            const at = (type, cx) => el.dispatchEvent(new PointerEvent(type, {
+                clientX: cx, clientY: y, pointerType: "touch", isPrimary: true, bubbles: true}));
+            at("pointerdown", x - dx / 2);
+            at("pointermove", x);
+            at("pointerup", x + dx / 2);
+        }""",
+        dx,
+    )
 
 
 def test_dashboard_fits_a_phone(stack: Stack, page: Any) -> None:
@@ -447,11 +535,28 @@ def test_failed_upload_shows_reason_and_no_useless_retry(
     assert photo["error"]["category"] == "DATA" and photo["error"]["retryable"] is False
     status, body = _request(stack, "POST", f"/v1/photos/{photo_id}/retry", stack.token)
     assert (status, body["error"]["code"]) == (409, "not_retryable")
+    # Its bar is red.
+    bar = item.locator("progress").evaluate("el => getComputedStyle(el).accentColor")
+    assert bar == "rgb(198, 40, 40)", bar  # --bad
     # The failed photo is in the grid too, marked, and the status filter finds it alone.
-    expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(1)
+    failed_tile = page.locator('#grid .tile[data-status="failed"]')
+    expect(failed_tile).to_have_count(1)
+    expect(failed_tile).to_contain_text("Couldn\u2019t process")
+    expect(failed_tile).to_contain_text("truncated_jpeg.jpg")
     page.get_by_label("Status").select_option("failed")
     expect(page.locator("#grid .tile")).to_have_count(1)
     expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(1)
+    # Its view says why instead of an empty picture, and offers no retry either.
+    failed_tile.get_by_role("button").click()
+    viewer = page.locator("#viewer")
+    expect(viewer.locator("#viewer-empty")).to_be_visible()
+    expect(viewer.locator("#viewer-reason")).to_contain_text("This JPEG file is truncated")
+    expect(viewer.locator("#viewer-reason")).to_contain_text("damaged")
+    expect(viewer.get_by_role("button", name="Retry")).to_be_hidden()
+    expect(viewer.locator("#viewer-img")).to_be_hidden()
+    page.screenshot(path=str(SHOTS / "photo-failed.png"))
+    viewer.get_by_role("button", name="Close").click()
+    expect(viewer).to_be_hidden()
     page.get_by_label("Status").select_option("completed")
     expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(0)
 

@@ -51,28 +51,73 @@ function busStatus(bus) {
   });
 }
 
+const PHOTO_PATH = /^\/photos\/([0-9a-f-]{36})$/;
+const photoInPath = () => PHOTO_PATH.exec(location.pathname)?.[1] || null;
+
 async function start() {
   const config = await api("/v1/config");
   const bus = new Bus(config.bus_url, auth.token);
   busStatus(bus);
+  // Names the files were uploaded under in this tab, for photos the api names no file for.
+  const names = new Map();
   const grid = new PhotoGrid($("#grid"), {
     empty: $("#grid-empty"),
     end: $("#grid-end"),
     sentinel: $("#sentinel"),
     sessionSelect: $("#filter-session"),
-    onOpen: (photo) => viewer.open(photo),
+    names,
+    onOpen: (photo) => openPhoto(photo),
     // With photos to show (or a filter hiding them), the drop zone shrinks to its button.
     onCount: (n, filtered) => $("#drop").classList.toggle("compact", n > 0 || filtered),
   });
+  // A photo open in the view has its own address, /photos/<id>: back closes it, forward
+  // opens it again, a reload or a shared link opens it at once.
+  const title = document.title;
+  function openPhoto(photo, { replace = false } = {}) {
+    const path = `/photos/${photo.photo_id}`;
+    if (location.pathname !== path) {
+      if (replace || photoInPath()) history.replaceState({ photo: photo.photo_id, pushed: history.state?.pushed }, "", path);
+      else history.pushState({ photo: photo.photo_id, pushed: true }, "", path);
+    }
+    viewer.open(photo);
+  }
+  async function openFromPath() {
+    const id = photoInPath();
+    if (!id) {
+      viewer.close();
+      return;
+    }
+    try {
+      viewer.open(await api(`/v1/photos/${id}`));
+    } catch (err) {
+      history.replaceState(null, "", "/");
+      toast(err instanceof ApiError && err.status === 404 ? "That photo is not here (deleted, or another account's)." : err.message);
+    }
+  }
   const viewer = new Viewer($("#viewer"), {
     onDeleted: (id) => {
       grid.remove(id);
       toast("Photo deleted");
     },
     onChanged: (photo) => grid.upsert(photo),
+    onStep: (photo) => openPhoto(photo, { replace: true }),
+    step: (id, delta, options) => grid.step(id, delta, options),
+    nameOf: (id) => names.get(id),
+    onClosed: () => {
+      document.title = title;
+      if (!photoInPath()) return; // closed by going back
+      // Opened from the grid: go back to it; opened from a link: the gallery's address.
+      if (history.state?.pushed) history.back();
+      else history.replaceState(null, "", "/");
+      grid.focus(viewer.lastId);
+    },
   });
+  window.addEventListener("popstate", openFromPath);
   const uploads = new Uploads($("#uploads"), bus, {
-    onDone: (photo) => grid.upsert(photo, { prepend: true }),
+    onDone: (photo, name) => {
+      names.set(photo.photo_id, name);
+      grid.upsert(photo, { prepend: true });
+    },
     newSession: async () => {
       const s = await api("/v1/sessions", { method: "POST" });
       grid.addSession(s.session_id);
@@ -126,7 +171,7 @@ async function start() {
   $("#sign-in").hidden = true;
   $("#app").hidden = false;
   $("#sign-out").hidden = false;
-  await grid.reload();
+  await Promise.all([grid.reload(), openFromPath()]);
 }
 
 $("#sign-in-form").addEventListener("submit", async (e) => {

@@ -3,6 +3,8 @@
 
 import { api, esc } from "./api.js";
 import { thumbHashDataURL } from "./thumbhash.js";
+import { formatMoment } from "./format.js";
+import { photoName } from "./photo.js";
 
 // Photos per page of the cursor API; `?page=N` in the address overrides it (1..100).
 // Events after which a tile shows something new.
@@ -14,13 +16,14 @@ const REFRESHING_EVENTS = new Set([
 const PAGE = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("page")) || 30));
 
 export class PhotoGrid {
-  constructor(list, { empty, end, sentinel, sessionSelect, onOpen, onCount = () => {} }) {
+  constructor(list, { empty, end, sentinel, sessionSelect, names, onOpen, onCount = () => {} }) {
     this.list = list;
     this.empty = empty;
     this.end = end;
     this.sessionSelect = sessionSelect;
     this.onOpen = onOpen;
     this.onCount = onCount;
+    this.names = names;
     this.photos = new Map();
     this.params = {};
     this.cursor = null;
@@ -131,6 +134,29 @@ export class PhotoGrid {
     }
   }
 
+  /** The photo ``delta`` places from ``photoId`` in the grid's order, paging on at the
+   * end; with ``peek``, only whether there is one (true when more pages may hold it). */
+  async step(photoId, delta, { peek = false } = {}) {
+    const order = () => [...this.list.querySelectorAll(".tile")].map((li) => li.dataset.photoId);
+    let ids = order();
+    const at = ids.indexOf(photoId);
+    if (at < 0) return null;
+    while (at + delta >= ids.length && !this.exhausted) {
+      if (peek) return true;
+      await this.more();
+      ids = order();
+      if (this.loading) break;
+    }
+    const id = ids[at + delta];
+    if (!id) return null;
+    return peek ? true : this.photos.get(id).photo;
+  }
+
+  /** Keyboard focus back on a photo's tile (after its view closes). */
+  focus(photoId) {
+    this.photos.get(photoId)?.li.querySelector("button")?.focus();
+  }
+
   addSession(sessionId) {
     if (this.sessions.has(sessionId)) return;
     this.sessions.add(sessionId);
@@ -147,11 +173,11 @@ export class PhotoGrid {
     li.dataset.status = photo.status;
     li.dataset.uploadedAt = photo.uploaded_at;
     const meta = photo.metadata || {};
-    const name = (meta.exif && meta.exif.model) || photo.uploaded_at.slice(0, 10);
+    const name = photoName(photo, this.names.get(photo.photo_id)) || formatMoment(photo.uploaded_at);
     const button = document.createElement("button");
     button.type = "button";
     button.className = "tile-button";
-    button.setAttribute("aria-label", `Open photo from ${photo.uploaded_at.slice(0, 16).replace("T", " ")}`);
+    button.setAttribute("aria-label", `Open ${name}${photo.status === "failed" ? " (failed)" : ""}`);
     const placeholder = thumbHashDataURL(meta.thumbhash);
     const thumb = photo.derivatives.find((d) => d.name === "thumbnail");
     const frame = document.createElement("div");
@@ -169,13 +195,15 @@ export class PhotoGrid {
     } else {
       frame.insertAdjacentHTML(
         "beforeend",
-        `<span class="tile-state">${esc(photo.status)}</span>`,
+        photo.status === "failed"
+          ? `<span class="tile-state"><span aria-hidden="true">⚠</span> Couldn’t process</span>`
+          : `<span class="tile-state">${esc(photo.status)}…</span>`,
       );
     }
     button.append(frame);
     const caption = document.createElement("span");
     caption.className = "tile-caption";
-    caption.textContent = photo.status === "failed" ? "Failed" : name;
+    caption.textContent = name;
     button.append(caption);
     button.addEventListener("click", () => this.onOpen(photo));
     li.append(button);

@@ -2,6 +2,7 @@
 // the bus, then its thumbnail; a failure shows the reason and a retry button.
 
 import { api, esc, uploadFile } from "./api.js";
+import { photoFailure } from "./photo.js";
 
 const STAGES = ["validation", "metadata", "thumbnails", "optimization"];
 const PARALLEL = 3;
@@ -118,7 +119,7 @@ export class Uploads {
     try {
       const photo = await api(`/v1/photos/${item.photoId}`);
       if (photo.status === "completed") return this.completed(item, photo);
-      if (photo.status === "failed") return this.failed(item, photo.error, photo);
+      if (photo.status === "failed") return this.failed(item, photoFailure(photo), photo);
     } catch {
       // try again later
     }
@@ -155,9 +156,14 @@ export class Uploads {
       case "photo.processing.completed":
         this.resync(item);
         break;
-      case "photo.processing.failed":
-        this.failed(item, event.data.error);
+      case "photo.processing.failed": {
+        const e = event.data.error || {};
+        this.failed(item, {
+          message: e.message || "processing failed",
+          retryable: typeof e.retryable === "boolean" ? e.retryable : e.category !== "DATA",
+        });
         break;
+      }
       default:
         break;
     }
@@ -184,21 +190,19 @@ export class Uploads {
     // While the bus is away keep the room: its events replay on reconnect, and the
     // replayed completion unwatches it then.
     if (this.bus.state === "open") this.bus.unwatch(photo.photo_id);
-    this.onDone(photo);
+    this.onDone(photo, item.file.name);
   }
 
-  // error: {code, category, message, retryable}; Retry is offered only where it can help
-  // (not for a file that is itself at fault).
-  failed(item, error, photo = null) {
+  /** Processing failed: the reason, and a retry only when one can help (a damaged file
+   * fails the same way every time). */
+  failed(item, failure, photo = null) {
     if (item.done) return;
     item.done = true;
     clearTimeout(item.timer);
-    const e = error || {};
-    const retry = e.retryable === false ? null : () => this.retryProcessing(item);
-    this.fail(item, `Failed: ${e.message || "processing failed"}`, retry);
+    this.fail(item, `Failed: ${failure.message}`, failure.retryable ? () => this.retryProcessing(item) : null);
     // Failed photos belong in the grid too (marked), so they can be found and retried.
     const shown = photo ? Promise.resolve(photo) : api(`/v1/photos/${item.photoId}`);
-    shown.then((p) => this.onDone(p)).catch(() => {});
+    shown.then((p) => this.onDone(p, item.file.name)).catch(() => {});
   }
 
   fail(item, text, retry) {
