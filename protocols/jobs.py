@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
+
+#: The named pipelines a job may run (their stages: filmstrip/pipeline/plan.py), here so the
+#: settings and the api can check a name without importing the pipeline.
+PIPELINE_NAMES: Final = ("full_processing", "quick_processing")
 
 
 class JobStorage(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from filmstrip.pipeline.plan import PIPELINES
 from filmstrip.settings import SettingsError, database_backend, load_settings, sqlite_path
+from protocols.jobs import PIPELINE_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_need_no_environment() -> None:
@@ -45,6 +54,7 @@ def test_values_are_typed() -> None:
         ({"FILMSTRIP_DATABASE_URL": "sqlite://x.db"}, "FILMSTRIP_DATABASE_URL"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"FILMSTRIP_DATABASE_URL": "sqlite:///a.db", "FILMSTRIP_DB_PATH": "b.db"}, "both"),
+        ({"FILMSTRIP_DEFAULT_PIPELINE": "fast"}, "FILMSTRIP_DEFAULT_PIPELINE='fast'"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(env: dict[str, str], name: str) -> None:
@@ -84,3 +94,24 @@ def test_a_password_in_a_bad_database_url_is_not_shown() -> None:
     with pytest.raises(SettingsError) as failed:
         load_settings({"DATABASE_URL": "mysql://app:s3cret@db/app"})
     assert "s3cret" not in str(failed.value)
+
+
+def test_the_pipelines_settings_may_name_are_those_the_plan_runs() -> None:
+    assert tuple(PIPELINES) == PIPELINE_NAMES
+
+
+def test_a_role_with_an_unknown_default_pipeline_does_not_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILMSTRIP_")}
+    env.update(
+        PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+        FILMSTRIP_DATA_DIR=str(tmp_path),
+        FILMSTRIP_DEFAULT_PIPELINE="fast_processing",
+    )
+    argv = [sys.executable, "-m", "services.cli.main", "api"]
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        "filmstrip: FILMSTRIP_DEFAULT_PIPELINE='fast_processing' is not a pipeline: "
+        "use one of full_processing, quick_processing"
+    )
+    assert not (tmp_path / "filmstrip.db").exists()  # stopped before opening anything

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 
 from filmstrip import keys
+from protocols.jobs import PIPELINE_NAMES
 
 PREFIX = "FILMSTRIP_"
 
@@ -400,6 +401,11 @@ def _check(s: Settings, sources: Mapping[str, str]) -> None:
     for name in ("thumbnail_format", "preview_format"):
         if getattr(s, name) not in ("webp", "jpeg", "avif", "png"):
             raise SettingsError(f"{_env_name(name)} must be one of webp, jpeg, avif, png")
+    if s.default_pipeline not in PIPELINE_NAMES:
+        raise SettingsError(
+            f"{_env_name('default_pipeline')}={s.default_pipeline!r} is not a pipeline: "
+            f"use one of {', '.join(PIPELINE_NAMES)}"
+        )
     if s.decode_fail_on not in ("none", "truncated", "error", "warning"):
         raise SettingsError(
             f"{_env_name('decode_fail_on')} must be one of none, truncated, error, warning"

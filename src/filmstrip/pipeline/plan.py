@@ -17,6 +17,8 @@ PIPELINES: dict[str, list[str]] = {
     "full_processing": ["validation", "metadata", "thumbnails", "optimization"],
     "quick_processing": ["validation", "thumbnails"],
 }
+# The names are the job contract's (PIPELINE_NAMES: what settings and uploads may name);
+# each has its stages here, and only those (tests/test_settings.py).
 
 
 # Stages that run after the photo is announced ready, in a low-priority follow-up job:
