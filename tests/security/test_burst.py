@@ -113,8 +113,11 @@ async def test_200_concurrent_uploads_with_redis_healthy_get_no_503(
 
 
 async def test_per_ip_limit_holds_at_400_concurrent_requests(api_process: ApiProcess) -> None:
-    """3,000 refused tokens, 400 at a time: the IP's 401s stay within 10 % of what its
-    bucket allows over the run (burst + rate x elapsed); the rest are 429, none 5xx."""
+    """3,000 refused tokens, 400 at a time: the IP's 401s are at least its burst and at most
+    10 % over what its bucket allows over the run (burst + rate x elapsed); the rest are
+    429, none 5xx. The client's elapsed time bounds the server's from above only (on a
+    loaded machine the last answers are read well after the last was decided), so it
+    bounds the 401s only from above."""
     statuses: Counter[int] = Counter()
     gate = asyncio.Semaphore(400)
     url = f"{api_process.url}/v1/photos/{NO_PHOTO}"
@@ -133,4 +136,4 @@ async def test_per_ip_limit_holds_at_400_concurrent_requests(api_process: ApiPro
     allowance = BURST + RATE_PER_S * elapsed
     figures = f"{dict(statuses)} in {elapsed:.2f} s, allowance {allowance:.0f}"
     assert set(statuses) <= {401, 429}, figures
-    assert abs(statuses[401] - allowance) <= 0.1 * allowance, figures
+    assert 0.9 * BURST <= statuses[401] <= 1.1 * allowance, figures
