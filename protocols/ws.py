@@ -63,8 +63,8 @@ ClientMessage = Identify | Subscribe | Unsubscribe | Resume | Ping
 
 class Identified(msgspec.Struct, frozen=True, tag="identified", kw_only=True):
     """``last_event_id`` is the id of the client's newest event when the socket identified
-    (``0-0`` if none): a client that has seen no event yet resumes from it after a drop,
-    so what was published while it reconnected is replayed, not missed."""
+    (if none, an id for that moment): a client that has seen no event yet resumes from it
+    after a drop, so what was published while it reconnected is replayed, not missed."""
 
     socket_id: str
     client_id: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,13 +14,27 @@ from services.bus import streamid
 from services.bus.streamid import StreamId
 
 _BATCH = 200
+# The newest id, or the millisecond before now if none: atomically, so an event added
+# right after is newer than what is returned.
+_HEAD_SCRIPT = """
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #newest > 0 then return newest[1][1] end
+local now = redis.call('TIME')
+return tostring(tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - 1) .. '-0'
+"""
+# Publishers trim by their own clocks: hosts a minute apart still agree on the window.
+_CLOCK_SLACK_MS = 60_000
 
 
 class ReplayReader:
-    """XRANGE over ``keys.client_events(client_id)`` in batches."""
+    """XRANGE over ``keys.client_events(client_id)`` in batches; ``maxlen`` and ``age_s``
+    are the publishers' trimming (``bus_replay_maxlen``, ``bus_replay_age_s``)."""
 
-    def __init__(self, redis: RedisClient) -> None:
+    def __init__(self, redis: RedisClient, *, maxlen: int = 1000, age_s: int = 86_400) -> None:
         self._redis = redis
+        self._head = redis.register_script(_HEAD_SCRIPT)
+        self._maxlen = maxlen
+        self._age_ms = age_s * 1000
 
     async def entries_after(
         self, client_id: str, after: StreamId
@@ -39,18 +54,14 @@ class ReplayReader:
             start = "(" + rows[-1][0].decode()
 
     async def head(self, client_id: str) -> StreamId:
-        """The id of the client's newest retained event (``0-0`` if none)."""
-        key = keys.client_events(client_id)
-        rows: list[Any] = await self._redis.xrevrange(key, max="+", min="-", count=1) or []
-        return streamid.parse(rows[0][0]) if rows else streamid.ZERO
+        """The id of the client's newest retained event; with none, the millisecond before
+        the server's now, so that a resume from it counts as recent (every later event is
+        newer, and none could have been trimmed before it)."""
+        found = await self._head(keys=[keys.client_events(client_id)])
+        return streamid.parse(found)
 
     async def truncated_after(self, client_id: str, after: StreamId) -> bool:
-        """Whether an event after ``after`` was trimmed away (by length or age).
-
-        Trimming removes the oldest entries, so some were lost after ``after`` when the
-        stream has dropped entries and its oldest kept one is newer than ``after``. (If
-        ``after`` was exactly the last entry trimmed, this errs towards True.)
-        """
+        """Whether an event after ``after`` was trimmed away (by length or age)."""
         try:
             info = await self._redis.xinfo_stream(keys.client_events(client_id))
         except ResponseError:
@@ -58,9 +69,13 @@ class ReplayReader:
         first = info.get("first-entry")
         if not first:
             return False
-        # Redis 7 counts every entry ever added: equal to the length means none was trimmed.
-        # Redis 6.2 lacks the count; the oldest kept entry is then the only evidence.
-        added = info.get("entries-added")
-        if added is not None and int(added) <= int(info.get("length", 0)):
+        deleted = info.get("max-deleted-entry-id")
+        if deleted is not None:  # Redis 7 keeps the newest id trimmed away
+            return streamid.parse(deleted) > after
+        # Redis 6.2 keeps no trace of a trim. Trims take the oldest entries, by length (the
+        # stream then stays at its cap or above) or by age, so an event after ``after`` can
+        # be gone only if the stream is at its cap or ``after`` is older than the age window.
+        window_start_ms = time.time() * 1000 - self._age_ms + _CLOCK_SLACK_MS
+        if int(info.get("length", 0)) < self._maxlen and after[0] >= window_start_ms:
             return False
         return streamid.parse(first[0]) > after
