@@ -15,7 +15,14 @@ import uuid
 from aiohttp import web
 from redis.exceptions import MaxConnectionsError, RedisError
 
-from filmstrip.catalog import ClientRecord, PhotoRecord, PhotoStatus, QuotaExceeded, utcnow
+from filmstrip.catalog import (
+    ClientRecord,
+    DuplicatePhoto,
+    PhotoRecord,
+    PhotoStatus,
+    QuotaExceeded,
+    utcnow,
+)
 from filmstrip.errors import FilmstripError
 from protocols.http import UploadAccepted
 from protocols.jobs import job_id_for
@@ -111,10 +118,7 @@ async def accept_photo(
 
     existing = await state.catalog.find_by_sha256(client.id, sha256)
     if existing is not None:
-        await delete_quietly(state, blob_key)
-        return UploadAccepted(
-            photo_id=existing.id, job_id=existing.job_id, status=existing.status, duplicate=True
-        )
+        return await _duplicate(state, existing, blob_key)
 
     record = PhotoRecord(
         id=photo_id,
@@ -134,8 +138,24 @@ async def accept_photo(
         job_id = await state.photos.accept(record, quota_bytes=settings.client_quota_bytes)
     except QuotaExceeded as exc:
         raise from_quota_error(exc) from None
+    except DuplicatePhoto as exc:
+        # Another upload of these bytes was recorded while this one was being stored.
+        first = await state.catalog.get_photo(exc.photo_id, client.id)
+        if first is None:  # deleted meanwhile: sent again, this upload is recorded
+            raise ApiError(
+                409, "upload_conflict", "a photo of these bytes was deleted meanwhile; send again"
+            ) from None
+        return await _duplicate(state, first, blob_key)
     log.info("photo accepted", extra={"photo_id": photo_id, "bytes": size})
     return UploadAccepted(photo_id=photo_id, job_id=job_id, status=PhotoStatus.QUEUED)
+
+
+async def _duplicate(state: ApiState, first: PhotoRecord, blob_key: str) -> UploadAccepted:
+    """The answer for bytes the client already has as ``first``: this upload's blob goes."""
+    await delete_quietly(state, blob_key)
+    return UploadAccepted(
+        photo_id=first.id, job_id=first.job_id, status=first.status, duplicate=True
+    )
 
 
 def accepted_response(body: UploadAccepted) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -241,6 +242,19 @@ async def test_duplicate_bytes_answer_200_with_existing_photo(api: Api, corpus: 
     # Another client uploading the same bytes gets a photo of its own.
     other = await api.upload(data, token=await api.new_token())
     assert other.status == 201
+
+
+async def test_concurrent_uploads_of_the_same_bytes_are_one_photo(api: Api, corpus: Path) -> None:
+    """Six requests of the same bytes at once all pass the duplicate check before any is
+    recorded: one 201, five 200s naming its photo, one row, one job, one original."""
+    data = (corpus / "real/Landscape_3.jpg").read_bytes()
+    answers = await asyncio.gather(*(api.upload(data) for _ in range(6)))
+    bodies = [await r.json() for r in answers]
+    assert sorted(r.status for r in answers) == [200] * 5 + [201], bodies
+    assert len({b["photo_id"] for b in bodies}) == 1, bodies
+    assert await api.photo_count() == 1
+    assert await api.waiting_jobs() == 1
+    assert len([f for f in api.blob_files() if f.startswith("originals/")]) == 1
 
 
 async def test_redis_unreachable_is_503_and_nothing_left(

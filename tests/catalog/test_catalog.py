@@ -12,7 +12,14 @@ from datetime import datetime, timedelta, tzinfo
 import orjson
 import pytest
 
-from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoStatus, QuotaExceeded
+from filmstrip.catalog import (
+    Catalog,
+    DerivativeRecord,
+    DuplicatePhoto,
+    OutboxEntry,
+    PhotoStatus,
+    QuotaExceeded,
+)
 from filmstrip.catalog import base as catalog_base
 from filmstrip.catalog.base import Transaction
 from tests.catalog.conftest import Backend, make_photo
@@ -133,6 +140,25 @@ async def test_sessions_list_their_photos(catalog: Catalog) -> None:
         photo.sha256: photo.id
     }
     assert [pid async for pid in catalog.iter_all_photo_ids(batch=1)] == [photo.id]
+
+
+async def test_concurrent_uploads_of_the_same_bytes_record_one_photo(catalog: Catalog) -> None:
+    """Uploads of the same bytes racing past the api's duplicate check (two requests, two
+    api hosts): one photo is recorded, each other insert names it and records nothing."""
+    await catalog.create_client("c1", "one", is_admin=False)
+    sha = "ab" * 32
+    racing = [make_photo("c1", sha256=sha, bytes=10) for _ in range(5)]
+    results = await asyncio.gather(
+        *(catalog.insert_photo(p, None) for p in racing), return_exceptions=True
+    )
+    recorded = [p.id for p, r in zip(racing, results, strict=True) if r is None]
+    assert len(recorded) == 1, results
+    assert all(isinstance(r, DuplicatePhoto) for r in results if r is not None), results
+    assert {r.photo_id for r in results if isinstance(r, DuplicatePhoto)} == set(recorded)
+    assert await catalog.existing_sha256("c1", [sha]) == {sha: recorded[0]}
+    assert await catalog.stored_bytes("c1") == 10  # the refused ones were not charged
+    # Another client's photo of the same bytes is its own.
+    await catalog.insert_photo(make_photo("c2", sha256=sha), None)
 
 
 async def test_stored_bytes_follow_inserts_and_deletes_and_the_quota_holds(

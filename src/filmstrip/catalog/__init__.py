@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from filmstrip.catalog.base import Catalog, QuotaExceeded, utcnow
+from filmstrip.catalog.base import Catalog, DuplicatePhoto, QuotaExceeded, utcnow
 from filmstrip.catalog.models import (
     ClientRecord,
     DerivativeRecord,
@@ -23,6 +23,7 @@ __all__ = [
     "CatalogMissing",
     "ClientRecord",
     "DerivativeRecord",
+    "DuplicatePhoto",
     "OutboxEntry",
     "PhotoRecord",
     "PhotoStatus",

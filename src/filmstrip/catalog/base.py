@@ -174,6 +174,14 @@ class QuotaExceeded(DataError):
         self.quota = quota
 
 
+class DuplicatePhoto(DataError):
+    """The client already has a photo of these bytes (``photo_id``); nothing was recorded."""
+
+    def __init__(self, photo_id: str) -> None:
+        super().__init__(f"the client already has these bytes as {photo_id}", code="duplicate")
+        self.photo_id = photo_id
+
+
 class Snapshot(abc.ABC):
     """A read-only transaction held open across calls: every call sees the catalog as it
     was when the snapshot began, whatever other connections commit meanwhile."""
@@ -255,7 +263,8 @@ class Catalog(abc.ABC):
     async def insert_photo(
         self, photo: PhotoRecord, outbox: OutboxEntry | None, *, quota_bytes: int = 0
     ) -> None:
-        """Insert a photo row and (atomically) its outbox entry. With ``quota_bytes``,
+        """Insert a photo row and (atomically) its outbox entry; raise :class:`DuplicatePhoto`
+        instead if the client already has a photo of these bytes. With ``quota_bytes``,
         raise :class:`QuotaExceeded` instead if the client's originals would pass it. The
         row's ``updated_at`` and the entry's ``created_at`` are the database's now,
         whatever the records say."""
@@ -263,6 +272,16 @@ class Catalog(abc.ABC):
         def work(tx: Transaction) -> None:
             for sql, params in insert_statements(photo, outbox, tx.now()):
                 tx.execute(sql, params)
+            # The charge holds the client's row until commit, so a concurrent upload of the
+            # same bytes (another request, another api host) waits here and then sees this
+            # one: the client's first photo of these bytes is the only one recorded.
+            same = tx.fetchall(
+                "SELECT id FROM photos WHERE client_id = ? AND sha256 = ? AND id <> ? "
+                "ORDER BY uploaded_at LIMIT 1",
+                (photo.client_id, photo.sha256, photo.id),
+            )
+            if same:
+                raise DuplicatePhoto(str(same[0][0]))
             if quota_bytes:
                 # The charge above holds the client's row until commit (PostgreSQL locks
                 # it; SQLite has one writer), so concurrent uploads cannot both slip under.
