@@ -56,13 +56,13 @@ def _loop(
     go: Event | None = None,
 ) -> tuple[float, float]:
     """Run the stages on ``photos`` on ``threads`` threads: (seconds, CPU seconds)."""
-    from filmstrip.pipeline import PipelineOptions, resolve_stages
+    from filmstrip.pipeline import resolve_stages
     from filmstrip.pipeline.context import StageContext
     from filmstrip.pipeline.registry import get_stage
     from filmstrip.pipeline.vips import configure_vips
     from filmstrip.settings import load_settings
 
-    options = PipelineOptions.from_settings(load_settings({}))
+    options = load_settings({}.pipeline)
     configure_vips(options)
     stages = [get_stage(s) for s in resolve_stages("full_processing", None)]
 

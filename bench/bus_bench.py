@@ -450,7 +450,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     from bench.redis_server import RedisServer
     from filmstrip.embedded.redis_server import free_port
     from filmstrip.embedded.supervisor import env_without_filmstrip
-    from filmstrip.settings import Settings
+    from filmstrip.settings import load_settings
 
     rates = [int(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="filmstrip-busbench-"))
@@ -458,8 +458,9 @@ async def orchestrate(args: argparse.Namespace) -> None:
     redis_server.start()
     results: list[dict[str, Any]] = []
     try:
-        settings = Settings(data_dir=str(work), db_path=str(work / "catalog.db"),
-                            redis_url=redis_server.url)  # fmt: skip
+        where = {"DATA_DIR": str(work), "DB_PATH": str(work / "catalog.db")}
+        settings = load_settings({f"FILMSTRIP_{k}": v for k, v in where.items()}
+                                 | {"FILMSTRIP_REDIS_URL": redis_server.url})  # fmt: skip
         accounts_file = work / "accounts.json"
         await make_accounts(settings, args.clients, accounts_file)
         print(f"{args.clients} accounts ready", flush=True)

@@ -130,8 +130,8 @@ def test_the_cluster_setting_is_checked_at_start() -> None:
         load_settings({"FILMSTRIP_REDIS_CLUSTER": "sometimes"})
     with pytest.raises(SettingsError, match="a Redis Cluster is reached over"):
         load_settings({"FILMSTRIP_REDIS_URL": "unix:///tmp/r.sock", "FILMSTRIP_REDIS_CLUSTER": "1"})
-    assert load_settings({"FILMSTRIP_REDIS_CLUSTER": "yes"}).redis_cluster_mode is True
-    assert load_settings({}).redis_cluster_mode is None
+    assert load_settings({"FILMSTRIP_REDIS_CLUSTER": "yes"}).redis.cluster_mode is True
+    assert load_settings({}).redis.cluster_mode is None
 
 
 async def test_a_cluster_client_reaches_every_node(redis_cluster: RedisCluster) -> None:

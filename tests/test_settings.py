@@ -18,22 +18,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_defaults_need_no_environment() -> None:
     s = load_settings({})
-    assert s.api_port == 8080 and s.bus_port == 8081
+    assert s.api.port == 8080 and s.bus.port == 8081
     assert s.effective_blob_url.startswith("file://") and s.effective_blob_url.endswith(
         "/var/blobs"
     )
     assert s.effective_database_url == "sqlite:///var/filmstrip.db"
-    assert s.max_upload_bytes == 200 * 1024 * 1024
+    assert s.api.max_upload_bytes == 200 * 1024 * 1024
 
 
 def test_paas_port_wins_and_binds_all_interfaces() -> None:
     s = load_settings({"PORT": "5000", "FILMSTRIP_API_PORT": "9000"})
-    assert s.api_port == 5000 and s.api_host == "0.0.0.0"
+    assert s.api.port == 5000 and s.api.host == "0.0.0.0"
 
 
 def test_values_are_typed() -> None:
     s = load_settings({"FILMSTRIP_WORKER_CONCURRENCY": "7", "FILMSTRIP_LOG_JSON": "no"})
-    assert s.worker_concurrency == 7 and s.log_json is False
+    assert s.queue.concurrency == 7 and s.logs.log_json is False
     assert load_settings({"FILMSTRIP_UMASK": "007"}).file_umask == 0o007
 
 
@@ -79,11 +79,11 @@ def test_the_catalog_is_chosen_by_url() -> None:
 def test_paas_database_and_redis_urls_are_used_unless_ours_are_set() -> None:
     paas = {"DATABASE_URL": "postgres://u@db/app", "REDIS_URL": "rediss://h:6380"}
     s = load_settings(paas)
-    assert (s.effective_database_url, s.redis_url) == (paas["DATABASE_URL"], paas["REDIS_URL"])
+    assert (s.effective_database_url, s.redis.url) == (paas["DATABASE_URL"], paas["REDIS_URL"])
     ours = load_settings(
         {**paas, "FILMSTRIP_DATABASE_URL": "sqlite:///x.db", "FILMSTRIP_REDIS_URL": "redis://r"}
     )
-    assert (ours.effective_database_url, ours.redis_url) == ("sqlite:///x.db", "redis://r")
+    assert (ours.effective_database_url, ours.redis.url) == ("sqlite:///x.db", "redis://r")
     # An explicit SQLite file is a setting of ours too.
     assert load_settings({**paas, "FILMSTRIP_DB_PATH": "c.db"}).effective_database_url == (
         "sqlite:///c.db"

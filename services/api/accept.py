@@ -73,8 +73,9 @@ async def check_capacity(state: ApiState) -> None:
     # no new photo's thumbnails, so it refuses uploads only at ten times the limit, which
     # bounds the memory they hold in Redis (about 1 KB each).
     bands = 10
-    if settings.defer_optimization and settings.job_priority < settings.deferred_priority:
-        bands = settings.deferred_priority - 1
+    jobs = settings.jobs
+    if jobs.defer_optimization and settings.queue.priority < jobs.deferred_priority:
+        bands = jobs.deferred_priority - 1
     try:
         ahead, total = await state.queue.backlog(bands)
     except MaxConnectionsError:
@@ -86,7 +87,7 @@ async def check_capacity(state: ApiState) -> None:
             "the job queue is unreachable; try again shortly",
             headers={"Retry-After": "5"},
         ) from exc
-    if ahead >= settings.queue_max_waiting or total >= 10 * settings.queue_max_waiting:
+    if ahead >= settings.queue.max_waiting or total >= 10 * settings.queue.max_waiting:
         raise ApiError(
             503,
             "queue_full",
@@ -135,7 +136,7 @@ async def accept_photo(
         filename=filename,
     )
     try:
-        job_id = await state.photos.accept(record, quota_bytes=settings.client_quota_bytes)
+        job_id = await state.photos.accept(record, quota_bytes=settings.api.client_quota_bytes)
     except QuotaExceeded as exc:
         raise from_quota_error(exc) from None
     except DuplicatePhoto as exc:

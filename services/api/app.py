@@ -103,7 +103,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
             events=events,
             photos=PhotoLifecycle(settings, catalog, queue, events),
             signing_secret=await load_signing_secret(
-                settings.signing_secret, catalog, settings.data_dir
+                settings.api.signing_secret, catalog, settings.files.data_dir
             ),
         )
         app[STATE] = state

@@ -18,8 +18,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     runner = api_runner(create_app(settings), settings, access_log=None, shutdown_timeout=10)
     await runner.setup()
     try:  # cleaned up also when it cannot listen: the catalog's threads would keep us alive
-        await listen(runner, settings.api_host, settings.api_port, settings="API")
-        log.info("api listening", extra={"url": f"http://{settings.api_host}:{settings.api_port}"})
+        await listen(runner, settings.api.host, settings.api.port, settings="API")
+        log.info("api listening", extra={"url": f"http://{settings.api.host}:{settings.api.port}"})
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -32,8 +32,8 @@ class BodyPace:
     def from_settings(cls, settings: Settings) -> BodyPace:
         """The pace the api's settings ask of uploads."""
         return cls(
-            idle_s=settings.upload_idle_timeout_s,
-            min_bytes_per_s=settings.upload_min_bytes_per_s,
+            idle_s=settings.api.upload_idle_timeout_s,
+            min_bytes_per_s=settings.api.upload_min_bytes_per_s,
         )
 
     async def read(self, step: Awaitable[T]) -> T:

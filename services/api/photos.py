@@ -32,7 +32,7 @@ _EXTENSION_OF_TYPE = {CONTENT_TYPES[fmt]: EXTENSIONS[fmt] for fmt in CONTENT_TYP
 def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
     """The public view of a photo, with signed URLs that work without headers."""
     secret = state.signing_secret
-    ttl = state.settings.signed_url_ttl_s
+    ttl = state.settings.api.signed_url_ttl_s
     base = f"/v1/photos/{photo.id}"
     error = error_of(photo)
     return Photo(

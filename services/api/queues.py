@@ -59,7 +59,7 @@ async def queue_overview(request: web.Request) -> web.StreamResponse:
     counts = await state.queue.counts()
     stats = await state.queue.stats()
     body = QueueOverview(
-        name=state.settings.queue_name,
+        name=state.settings.queue.name,
         paused=bool(counts["paused"]),
         counts=QueueCounts(
             waiting=counts["waiting"],

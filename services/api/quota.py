@@ -44,7 +44,7 @@ def from_quota_error(exc: QuotaExceeded) -> ApiError:
 
 async def stored(state: ApiState, client: ClientRecord) -> int:
     """The bytes of the client's photos, as the quota counts them (0 without a quota)."""
-    if not state.settings.client_quota_bytes:
+    if not state.settings.api.client_quota_bytes:
         return 0
     return await state.catalog.stored_bytes(client.id)
 
@@ -52,7 +52,7 @@ async def stored(state: ApiState, client: ClientRecord) -> int:
 async def room(state: ApiState, client: ClientRecord, *, at_least: int = 1) -> int | None:
     """Bytes the client may still store (None without a quota); the 413 when under
     ``at_least``."""
-    quota = state.settings.client_quota_bytes
+    quota = state.settings.api.client_quota_bytes
     if not quota:
         return None
     used = await stored(state, client)
@@ -66,14 +66,14 @@ def tus_admission(settings: Settings, length: int, stored: int) -> Callable[[Ope
     given the ``stored`` bytes of its photos: raises the 429 or 413 if not."""
 
     def admit(open_: OpenUploads) -> None:
-        if open_.count >= settings.tus_max_open_per_client:
+        if open_.count >= settings.tus.max_open_per_client:
             raise ApiError(
                 429,
                 TOO_MANY_OPEN_UPLOADS,
                 f"the client has {open_.count} unfinished uploads, the most it may have open;"
                 " finish or terminate (DELETE) one first, or wait for one to expire",
             )
-        budget = settings.tus_max_open_bytes_per_client
+        budget = settings.tus.max_open_bytes_per_client
         if open_.bytes + length > budget:
             raise ApiError(
                 413,
@@ -83,7 +83,7 @@ def tus_admission(settings: Settings, length: int, stored: int) -> Callable[[Ope
             )
         # Other open uploads reserve nothing: one abandoned by a crashed app would hold
         # the room until it expired. Whichever finishes first is recorded first.
-        quota = settings.client_quota_bytes
+        quota = settings.api.client_quota_bytes
         if quota and stored + length > quota:
             raise quota_exceeded(quota, stored, adding=length)
 

@@ -132,7 +132,7 @@ async def start_limiter(app: web.Application) -> None:
     """``on_startup`` hook: the limiter over the api's Redis (after its resources start)."""
     state = app[STATE]
     app[LIMITER] = RateLimiter(
-        state.redis, rate_per_s=state.settings.api_rate_per_s, burst=state.settings.api_rate_burst
+        state.redis, rate_per_s=state.settings.api.rate_per_s, burst=state.settings.api.rate_burst
     )
 
 

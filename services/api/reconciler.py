@@ -127,7 +127,7 @@ async def requeue_stuck(photos: PhotoLifecycle, *, older_than_s: float) -> int:
 
 async def requeue_follow_ups(photos: PhotoLifecycle, *, older_than_s: float) -> int:
     """Give a follow-up job back to completed photos lacking deferred results without one."""
-    if not photos.settings.defer_optimization:
+    if not photos.settings.jobs.defer_optimization:
         return 0
     requeued = 0
     for photo in await photos.catalog.awaiting_follow_up(older_than_s=older_than_s):
@@ -164,13 +164,13 @@ async def reconcile_once(
         if await redis.exists(keys.reconciler_round_gate()):
             return
         ran = True
-        await requeue_stuck(photos, older_than_s=settings.stuck_after_s)
-        await requeue_follow_ups(photos, older_than_s=settings.stuck_after_s)
+        await requeue_stuck(photos, older_than_s=settings.api.stuck_after_s)
+        await requeue_follow_ups(photos, older_than_s=settings.api.stuck_after_s)
         if await orphan_sweep_due(redis):
-            await sweep_orphan_blobs(photos.catalog, blobs, grace_s=settings.orphan_grace_s)
-            await orphan_sweep_done(redis, settings.orphan_sweep_interval_s)
+            await sweep_orphan_blobs(photos.catalog, blobs, grace_s=settings.api.orphan_grace_s)
+            await orphan_sweep_done(redis, settings.api.orphan_sweep_interval_s)
         await redis.set(
-            keys.reconciler_round_gate(), "1", px=int(settings.reconcile_interval_s * 900)
+            keys.reconciler_round_gate(), "1", px=int(settings.api.reconcile_interval_s * 900)
         )
 
     await lease.run(round_)
@@ -179,7 +179,7 @@ async def reconcile_once(
 
 async def run_reconciler(photos: PhotoLifecycle, redis: RedisClient, blobs: BlobStore) -> None:
     """Reconcile every ``reconcile_interval_s`` (until cancelled)."""
-    interval = photos.settings.reconcile_interval_s
+    interval = photos.settings.api.reconcile_interval_s
     while True:
         await asyncio.sleep(interval)
         try:

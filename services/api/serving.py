@@ -16,7 +16,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # aiohttp closes a connection still waiting for a request's headers when its
         # keep-alive timer fires, from connect or from the last response: our header
         # deadline against slowloris (idle keep-alive connections go at the same time).
-        "keepalive_timeout": settings.api_header_timeout_s,
+        "keepalive_timeout": settings.api.header_timeout_s,
         # Request bodies stay as sent: inflating gzip before the size checks would let a
         # small body expand without bound, and a corrupt stream would be answered with
         # a plain-text 400 from under our handlers. Uploads refuse a Content-Encoding.

@@ -70,9 +70,9 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             )
 
     if request.content_length is not None and request.content_length > (
-        settings.max_upload_bytes + 64 * 1024
+        settings.api.max_upload_bytes + 64 * 1024
     ):
-        raise ApiError(413, "too_large", _too_large_message(settings.max_upload_bytes))
+        raise ApiError(413, "too_large", _too_large_message(settings.api.max_upload_bytes))
     # The raw header, not request.content_type: aiohttp parses that with the email package,
     # a tenth of the handler's own CPU for an upload.
     media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -89,7 +89,8 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
     # Before the body: a client at its quota is refused at once; otherwise the file may be
     # no larger than its room (the final check is where the photo is recorded).
     room = await quota.room(state, client)
-    limit = settings.max_upload_bytes if room is None else min(room, settings.max_upload_bytes)
+    cap = settings.api.max_upload_bytes
+    limit = cap if room is None else min(room, cap)
     pace = BodyPace.from_settings(settings)
     try:
         reader = await request.multipart()
@@ -139,11 +140,11 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
     try:
         await state.blobs.put_stream(blob_key, chunks(), content_type=content_type, max_bytes=limit)
     except BlobTooLarge:
-        if limit < settings.max_upload_bytes:
+        if limit < settings.api.max_upload_bytes:
             raise quota.quota_exceeded(
-                settings.client_quota_bytes, settings.client_quota_bytes - limit
+                settings.api.client_quota_bytes, settings.api.client_quota_bytes - limit
             ) from None
-        raise ApiError(413, "too_large", _too_large_message(settings.max_upload_bytes)) from None
+        raise ApiError(413, "too_large", _too_large_message(cap)) from None
 
     # Anything after the file part (e.g. session_id) is read now; the blob must not outlive
     # a failure from here on.

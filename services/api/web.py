@@ -58,18 +58,18 @@ async def dashboard_page(request: web.Request) -> web.StreamResponse:
 def bus_url_for(request: web.Request) -> str:
     """The configured public bus URL, else the bus port on the host the browser used."""
     settings = state_of(request).settings
-    if settings.public_bus_url:
-        return settings.public_bus_url
+    if settings.api.public_bus_url:
+        return settings.api.public_bus_url
     secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
-    host = host_of(request) or settings.bus_host
+    host = host_of(request) or settings.bus.host
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
-    return f"{'wss' if secure else 'ws'}://{host}:{settings.bus_port}/ws"
+    return f"{'wss' if secure else 'ws'}://{host}:{settings.bus.port}/ws"
 
 
 async def client_config(request: web.Request) -> web.StreamResponse:
     """``GET /v1/config``: public, so the sign-in page can reach the bus."""
-    body = ClientConfig(bus_url=bus_url_for(request), queue=state_of(request).settings.queue_name)
+    body = ClientConfig(bus_url=bus_url_for(request), queue=state_of(request).settings.queue.name)
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 

@@ -81,19 +81,19 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     replay = ReplayReader(redis, maxlen=settings.bus_replay_maxlen, age_s=settings.bus_replay_age_s)
     hub = Hub(replay)
     subscriber = EventSubscriber(
-        settings.redis_url, hub.publish, hub.catch_up_all, nodes=cluster_nodes(redis)
+        settings.redis.url, hub.publish, hub.catch_up_all, nodes=cluster_nodes(redis)
     )
     # A socket counts this long after its bus last refreshed it: three presence rounds.
     sockets = ClientSockets(
         redis,
-        cap=settings.bus_max_sockets_per_client,
-        ttl_s=3 * settings.bus_presence_interval_s,
+        cap=settings.bus.max_sockets_per_client,
+        ttl_s=3 * settings.bus.presence_interval_s,
     )
     presence = Presence(
         redis,
         hub,
-        port=settings.bus_port,
-        interval_s=settings.bus_presence_interval_s,
+        port=settings.bus.port,
+        interval_s=settings.bus.presence_interval_s,
         sockets=sockets,
     )
     app[REDIS] = redis
@@ -103,7 +103,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[PRESENCE] = presence
     authorizer = Authorizer(catalog)
     app[HANDLER] = SocketHandler(settings, hub, authorizer, replay, sockets)
-    app[RECHECKER] = TokenRechecker(hub, authorizer, interval_s=settings.bus_token_recheck_s)
+    app[RECHECKER] = TokenRechecker(hub, authorizer, interval_s=settings.bus.token_recheck_s)
     tasks = [
         asyncio.create_task(keep_upgrading(redis), name="bus-key-layout"),
         asyncio.create_task(subscriber.run(), name="bus-subscriber"),

@@ -48,21 +48,21 @@ class SocketHandler:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         s = self._s
         socket = web.WebSocketResponse(
-            heartbeat=s.bus_heartbeat_s,
-            max_msg_size=s.bus_max_message_bytes,
+            heartbeat=s.bus.heartbeat_s,
+            max_msg_size=s.bus.max_message_bytes,
             # Events are small JSON sent to many sockets: compression costs more CPU per
             # socket than the bytes it saves.
             compress=False,
-            timeout=s.bus_close_timeout_s,
+            timeout=s.bus.close_timeout_s,
         )
         await socket.prepare(request)
         conn = Connection(
             socket,
             request,
             socket_id=uuid.uuid4().hex,
-            queue_size=s.bus_send_queue,
-            close_timeout_s=s.bus_close_timeout_s,
-            rate=TokenBucket(s.bus_rate_per_s, s.bus_rate_burst),
+            queue_size=s.bus.send_queue,
+            close_timeout_s=s.bus.close_timeout_s,
+            rate=TokenBucket(s.bus.rate_per_s, s.bus.rate_burst),
         )
         self._hub.add(conn)
         conn.start()
@@ -77,7 +77,7 @@ class SocketHandler:
     async def _read(self, conn: Connection) -> None:
         socket = conn.socket
         loop = asyncio.get_running_loop()
-        identify_by = loop.time() + self._s.bus_identify_timeout_s
+        identify_by = loop.time() + self._s.bus.identify_timeout_s
         while conn.lifecycle.open:
             timeout = None
             if conn.lifecycle.state is State.CONNECTED:
@@ -131,11 +131,11 @@ class SocketHandler:
             await self._identify(conn, message)
         elif isinstance(message, ws.Subscribe):
             room = photo_room(message.photo_id)
-            if room not in conn.rooms and conn.photo_rooms >= self._s.bus_max_photos_per_socket:
+            if room not in conn.rooms and conn.photo_rooms >= self._s.bus.max_photos_per_socket:
                 raise Refused(
                     ws.Error(
                         code=ws.TOO_MANY_ROOMS,
-                        message=f"at most {self._s.bus_max_photos_per_socket} photos per socket",
+                        message=f"at most {self._s.bus.max_photos_per_socket} photos per socket",
                     )
                 )
             await self._auth.check_photo(_client(conn), message.photo_id)
@@ -155,14 +155,14 @@ class SocketHandler:
             raise Refused(
                 ws.Error(
                     code=ws.TOO_MANY_SOCKETS,
-                    message=f"at most {self._s.bus_max_sockets_per_client} sockets per client",
+                    message=f"at most {self._s.bus.max_sockets_per_client} sockets per client",
                 )
             )
         conn.token_hash = hash_token(message.token)
         conn.floor = await self._replay.head(client_id)
         conn.cursor.join_at(conn.floor)
         conn.lifecycle.move(State.IDENTIFIED)
-        conn.hold(self._s.bus_resume_hold_s)
+        conn.hold(self._s.bus.resume_hold_s)
         self._hub.identified(conn, client_id)
         conn.reply(
             ws.Identified(

@@ -17,11 +17,11 @@ log = logging.getLogger("filmstrip.bus")
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the bus on settings.bus_host:bus_port until `stop` is set, then shut down
+    """Run the bus on settings.bus.host:bus_port until `stop` is set, then shut down
     gracefully (close sockets with 1001)."""
     app = create_app(settings)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=settings.bus_close_timeout_s
+        app, handle_signals=False, access_log=None, shutdown_timeout=settings.bus.close_timeout_s
     )
     await runner.setup()
     hub = app[HUB]
@@ -29,8 +29,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     gc_policy.install()
     surges = asyncio.create_task(gc_policy.run(), name="bus-gc-policy")
     try:
-        await listen(runner, settings.bus_host, settings.bus_port, settings="BUS")
-        log.info("bus listening", extra={"host": settings.bus_host, "port": settings.bus_port})
+        await listen(runner, settings.bus.host, settings.bus.port, settings="BUS")
+        log.info("bus listening", extra={"host": settings.bus.host, "port": settings.bus.port})
         await stop.wait()
     finally:
         await cancel_and_wait(surges)

@@ -33,7 +33,7 @@ ROLES = ("api", "worker", "bus")
 
 async def _dev_token(settings: Settings) -> str:
     """The demo client's token, kept in ``<data_dir>/dev-token`` (embedded mode only)."""
-    path = Path(settings.data_dir) / "dev-token"
+    path = Path(settings.files.data_dir) / "dev-token"
     catalog = await open_catalog(settings)
     try:
         if path.exists():
@@ -51,9 +51,9 @@ async def _dev_token(settings: Settings) -> str:
 def _health(role: str, settings: Settings) -> str | None:
     """The URL that answers 200 once ``role`` is ready (the worker's: its metrics)."""
     host, port, path = {
-        "api": (settings.api_host, settings.api_port, "/readyz"),
-        "bus": (settings.bus_host, settings.bus_port, "/healthz"),
-        "worker": (settings.worker_metrics_host, settings.worker_metrics_port, "/metrics"),
+        "api": (settings.api.host, settings.api.port, "/readyz"),
+        "bus": (settings.bus.host, settings.bus.port, "/healthz"),
+        "worker": (settings.worker.metrics_host, settings.worker.metrics_port, "/metrics"),
     }[role]
     host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, host)
     return f"http://{host}:{port}{path}" if port else None
@@ -61,11 +61,11 @@ def _health(role: str, settings: Settings) -> str | None:
 
 def run_dev(settings: Settings) -> int:
     """Run everything until Ctrl-C or SIGTERM; return the exit code."""
-    data = Path(settings.data_dir).resolve()
+    data = Path(settings.files.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     terminal = sys.stderr.isatty()
-    people = settings.log_json is False or (settings.log_json is None and terminal)
-    setup_logging("dev", level=settings.log_level, json=not people)
+    people = settings.logs.log_json is False or (settings.logs.log_json is None and terminal)
+    setup_logging("dev", level=settings.logs.log_level, json=not people)
     output = RoleOutput(readable=people, colour=people and terminal)
     # The roles tell dev in JSON; it shows their lines as its own settings say.
     env = {**os.environ, "FILMSTRIP_DATA_DIR": str(data), "FILMSTRIP_LOG_JSON": "true"}
@@ -103,7 +103,7 @@ def run_dev(settings: Settings) -> int:
         pass
     finally:
         ready = True  # a second Ctrl-C must not cut the stopping short
-        supervisor.stop(timeout=settings.shutdown_grace_s + 5)
+        supervisor.stop(timeout=settings.queue.shutdown_grace_s + 5)
         output.drain()
         if redis is not None:
             redis.stop()
@@ -115,17 +115,17 @@ def run_dev(settings: Settings) -> int:
 
 
 def _banner(settings: Settings, data: Path, redis: RedisServer | None, token: str) -> str:
-    api = f"http://{settings.api_host}:{settings.api_port}"
+    api = f"http://{settings.api.host}:{settings.api.port}"
     stores = f"  blobs, catalog {data}\n"
-    if settings.database_url:  # not the SQLite file in the data dir
-        backend = database_backend(settings.database_url)
+    if settings.catalog.database_url:  # not the SQLite file in the data dir
+        backend = database_backend(settings.catalog.database_url)
         stores = f"  blobs          {data}\n  catalog        {backend}\n"
-    bus = f"ws://{settings.bus_host}:{settings.bus_port}/ws"
+    bus = f"ws://{settings.bus.host}:{settings.bus.port}/ws"
     return (
         "\nFilmstrip is running (Ctrl-C stops everything)\n"
         f"  gallery & API  {api}/\n"
         f"  event bus      {bus}\n"
-        f"  redis          {redis.url if redis else settings.redis_url}"
+        f"  redis          {redis.url if redis else settings.redis.url}"
         f"{' (private, data in ' + str(redis.dir) + ')' if redis else ''}\n"
         f"{stores}"
         f"  demo token     {token}\n"

@@ -127,7 +127,7 @@ def _upload(settings: Settings, args: argparse.Namespace) -> int:
     options = upload.Options(
         paths=args.paths,
         api_url=(args.api or settings.effective_api_url).rstrip("/"),
-        token=args.token or settings.token,
+        token=args.token or settings.client.token,
         session=args.session,
         concurrency=max(1, args.concurrency),
         wait=not args.no_wait,
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"filmstrip: {exc}", file=sys.stderr)
         return 2
     if args.command in ROLES:
-        setup_logging(args.command, level=settings.log_level, json=settings.log_json)
+        setup_logging(args.command, level=settings.logs.log_level, json=settings.logs.log_json)
     if args.command not in ("schemas", "upload"):
         # Before anything is created: this process, and what it starts, make private files.
         file_modes.restrict(settings)

@@ -78,7 +78,7 @@ async def _migrate(
 def _print_plan(settings: Settings, plan: BlobPlan, source_url: str, options: Options) -> None:
     where = ""
     if options.target.startswith("s3://"):
-        where = f" at {settings.s3_endpoint_url or 'AWS'}, region {settings.s3_region}"
+        where = f" at {settings.blobs.s3_endpoint_url or 'AWS'}, region {settings.blobs.s3_region}"
     _say(f"{'DRY RUN: ' if options.dry_run else ''}copy the blobs")
     _say(f"  from {source_url} ({len(plan.source)} blobs, {_mb(plan.source_bytes)})")
     _say(f"  to   {options.target}{where} ({len(plan.target)} blobs)")

@@ -14,7 +14,6 @@ from filmstrip.metrics.exposition import start_metrics_server
 from filmstrip.metrics.queue import refresh_depths
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from filmstrip.photos import PhotoLifecycle
-from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
@@ -28,8 +27,8 @@ log = logging.getLogger("filmstrip.worker")
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Consume photo jobs until ``stop`` is set, then hand back what is in flight."""
-    configure_vips(PipelineOptions.from_settings(settings))
-    configure_pool(settings.pipeline_threads)
+    configure_vips(settings.pipeline)
+    configure_pool(settings.worker.pipeline_threads)
     # No reply timeout: the consumer's XREADGROUP blocks longer on purpose.
     redis = await open_redis(settings)
     catalog = await open_catalog(settings)
@@ -48,18 +47,18 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         originals=LocalBlobCache.for_originals(settings),
     )
     metrics = await start_metrics_server(
-        settings.worker_metrics_host,
-        settings.worker_metrics_port,
+        settings.worker.metrics_host,
+        settings.worker.metrics_port,
         refresh=lambda: refresh_depths(queue),
     )
     consumer = Consumer(
         queue,
         processor.handle,
         on_failed=processor.on_failed,
-        concurrency=settings.worker_concurrency,
+        concurrency=settings.queue.concurrency,
     )
     run = asyncio.create_task(consumer.run())
-    log.info("worker consuming", extra={"concurrency": settings.worker_concurrency})
+    log.info("worker consuming", extra={"concurrency": settings.queue.concurrency})
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -25,7 +25,6 @@ from filmstrip.logs import trace_id_var
 from filmstrip.metrics import jobs as job_metrics
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from filmstrip.photos import PhotoLifecycle, decode_job, owed_stages, split_stages
-from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.registry import get_stage
 from filmstrip.pipeline.runner import run_stage
@@ -64,7 +63,7 @@ class PhotoProcessor:
         # Where an original waits for its photo's follow-up job; None fetches it again.
         self.originals = originals
         self.blobs = blobs
-        self.options = PipelineOptions.from_settings(settings)
+        self.options = settings.pipeline
         # When each delivery in flight last stored its progress (or started).
         self._progress_at: dict[str, float] = {}
 
@@ -190,7 +189,7 @@ class PhotoProcessor:
         timings: dict[str, float] = {}
         for index, name in enumerate(stages, start=1):
             t0 = time.perf_counter()
-            summary = await run_stage(get_stage(name), ctx, timeout_s=self.settings.stage_timeout_s)
+            summary = await run_stage(get_stage(name), ctx, timeout_s=self.options.stage_timeout_s)
             timings[name] = round((time.perf_counter() - t0) * 1000, 1)
             job_metrics.STAGE_SECONDS.labels(name).observe(timings[name] / 1000)
             progress = int(progress_to * index / len(stages))

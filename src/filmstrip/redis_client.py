@@ -215,32 +215,32 @@ def cluster_nodes(redis: RedisClient) -> Callable[[], list[tuple[str, int]]] | N
 
 
 async def open_redis(settings: Settings, *, command_timeout_s: float | None = None) -> RedisClient:
-    """A client on ``settings.redis_url``: over a :class:`WaitingConnectionPool`, or a
+    """A client on ``settings.redis.url``: over a :class:`WaitingConnectionPool`, or a
     :class:`WaitingRedisCluster` when the URL names a cluster.
 
     ``command_timeout_s`` bounds each reply; leave it ``None`` where blocking reads
     (``XREADGROUP … BLOCK``) wait longer on purpose. With ``redis_cluster`` ``auto`` this
     asks the server first; one that does not answer is taken for a single server.
     """
-    cluster = settings.redis_cluster_mode
+    cluster = settings.redis.cluster_mode
     if cluster is None:
         # Never waits for a Redis that is down: the role starts and says so (readyz, 503s).
-        cluster = await detect_cluster(settings.redis_url)
+        cluster = await detect_cluster(settings.redis.url)
     if cluster:
         return WaitingRedisCluster.from_url(
-            settings.redis_url,
+            settings.redis.url,
             # A master down without a replica leaves its slots unserved; the others serve.
             require_full_coverage=False,
-            max_connections=settings.redis_max_connections,
-            pool_wait_s=settings.redis_pool_wait_s,
+            max_connections=settings.redis.max_connections,
+            pool_wait_s=settings.redis.pool_wait_s,
             socket_connect_timeout=_CONNECT_TIMEOUT_S,
             socket_timeout=command_timeout_s,
             health_check_interval=_HEALTH_CHECK_INTERVAL_S,
         )
     pool = WaitingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_pool_wait_s,
+        settings.redis.url,
+        max_connections=settings.redis.max_connections,
+        timeout=settings.redis.pool_wait_s,
         socket_connect_timeout=_CONNECT_TIMEOUT_S,
         socket_timeout=command_timeout_s,
         health_check_interval=_HEALTH_CHECK_INTERVAL_S,

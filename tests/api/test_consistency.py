@@ -249,7 +249,7 @@ async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -
     n = await requeue_follow_ups(state.photos, older_than_s=60)
     assert n == 1
     info = await state.queue.get_job(deferred_job_id_for(lost.id))
-    assert info is not None and info.priority == api.settings.deferred_priority
+    assert info is not None and info.priority == api.settings.jobs.deferred_priority
     for other in (done, failed, fresh):
         assert await state.queue.get_job(deferred_job_id_for(other.id)) is None
     # The next round finds the job and leaves it alone.

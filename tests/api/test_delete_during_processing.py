@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from filmstrip.errors import FilmstripError
@@ -15,6 +14,7 @@ from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import Consumer, Job
 from services.worker.processor import PhotoProcessor
 from tests.api.conftest import Api
+from tests.support.settings import replace_settings
 
 
 async def test_delete_mid_job_leaves_nothing(
@@ -44,7 +44,7 @@ async def test_delete_mid_job_leaves_nothing(
         outcome.set_result(f"failed: {error}")
 
     # Every stage in the upload's job: no follow-up job to wait for.
-    settings = msgspec.structs.replace(api.settings, defer_optimization=False)
+    settings = replace_settings(api.settings, defer_optimization=False)
     photos = PhotoLifecycle(settings, api.state.catalog, api.state.queue, api.state.events)
     processor = PhotoProcessor(settings, photos=photos, blobs=blobs)
     consumer = Consumer(

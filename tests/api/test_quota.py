@@ -156,7 +156,7 @@ async def test_the_sweeper_keeps_the_count_of_open_uploads(
         assert await store.sweep(after_s=60, stale_s=1) == 0
         assert (await _create(api, 1000)).status == 429
         # Expired and swept, they count no more.
-        assert await store.sweep(after_s=2 * api.settings.tus_expiry_s) == 2
+        assert await store.sweep(after_s=2 * api.settings.tus.expiry_s) == 2
         await _created(api, 1000)
         for url in urls:
             assert (await api.http.head(url, headers={**_auth(api), **TUS})).status == 404
@@ -337,7 +337,7 @@ async def test_without_a_quota_nothing_is_counted_against_one(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
     async with _api(redis_server, tmp_path, max_upload_bytes="5000") as api:
-        assert api.settings.client_quota_bytes == 0
+        assert api.settings.api.client_quota_bytes == 0
         for _ in range(4):
             assert (await api.upload(_jpeg(5000))).status == 201
         url = await _created(api, 5000)

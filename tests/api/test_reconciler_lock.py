@@ -50,8 +50,8 @@ async def _hanging_round(api: Api, at: str) -> AsyncIterator[asyncio.subprocess.
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-        "FILMSTRIP_DATA_DIR": api.settings.data_dir,
-        "FILMSTRIP_REDIS_URL": api.settings.redis_url,
+        "FILMSTRIP_DATA_DIR": api.settings.files.data_dir,
+        "FILMSTRIP_REDIS_URL": api.settings.redis.url,
         "FILMSTRIP_DATABASE_URL": api.settings.effective_database_url,
         "FILMSTRIP_BLOB_URL": api.settings.effective_blob_url,
         "FILMSTRIP_RECONCILE_INTERVAL_S": INTERVAL,

@@ -126,7 +126,7 @@ async def test_options_announces_tus_without_a_token(api: Api) -> None:
     assert {"creation", "creation-with-upload", "termination", "checksum", "expiration"} <= set(
         extensions
     )
-    assert resp.headers["Tus-Max-Size"] == str(api.settings.max_upload_bytes)
+    assert resp.headers["Tus-Max-Size"] == str(api.settings.api.max_upload_bytes)
     assert "sha1" in resp.headers["Tus-Checksum-Algorithm"].split(",")
 
 
@@ -289,7 +289,7 @@ async def test_wrong_offset_is_409(api: Api, corpus: Path, offset: int) -> None:
 
 
 async def test_too_large_is_413(api: Api, corpus: Path) -> None:
-    limit = api.settings.max_upload_bytes
+    limit = api.settings.api.max_upload_bytes
     resp = await api.http.post(
         f"{api.url}/v1/uploads", headers=_headers(api, **{"Upload-Length": str(limit + 1)})
     )
@@ -357,7 +357,7 @@ async def test_expired_uploads_are_swept(api: Api, tus_backend: TusBackend, corp
     # A second store over the same directory, as another api process would have.
     store = tus_backend.store(api)
     assert await store.sweep() == 0
-    assert await store.sweep(after_s=api.settings.tus_expiry_s + 1) == 1
+    assert await store.sweep(after_s=api.settings.tus.expiry_s + 1) == 1
     assert await tus_backend.leftovers(api) == []
     assert (await api.http.head(stale, headers=_headers(api))).status == 404
 
@@ -406,7 +406,7 @@ async def test_one_writer_at_a_time_across_processes(api: Api, tus_backend: TusB
             async with second.locked(upload_id):
                 pass
         # A sweep does not delete an upload someone is writing, even if expired.
-        assert await second.sweep(after_s=10 * api.settings.tus_expiry_s) == 0
+        assert await second.sweep(after_s=10 * api.settings.tus.expiry_s) == 0
     async with second.locked(upload_id):
         pass
     # Over HTTP the busy answer is a retryable 503.
@@ -604,7 +604,7 @@ async def test_an_expired_large_upload_leaves_nothing(
         assert held[1].startswith(f"uploads/{url.rsplit('/', 1)[1]}/tail-"), held
     else:
         assert held
-    assert await tus_backend.store(api).sweep(after_s=api.settings.tus_expiry_s + 1) == 1
+    assert await tus_backend.store(api).sweep(after_s=api.settings.tus.expiry_s + 1) == 1
     assert await tus_backend.leftovers(api) == []
     assert (await api.http.head(url, headers=_headers(api))).status == 404
 

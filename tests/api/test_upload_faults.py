@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -32,7 +31,6 @@ from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, command, env_without_filmstrip
 from filmstrip.events import EventPublisher
 from filmstrip.photos import PhotoLifecycle
-from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, sqlite_url
@@ -42,6 +40,7 @@ from services.cli.tokens import issue_token
 from services.worker.processor import PhotoProcessor
 from tests.api.conftest import api_settings
 from tests.support import postgres
+from tests.support.settings import replace_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GB = 1024**3
@@ -252,9 +251,9 @@ async def stack(own_redis: RedisServer, tmp_path: Path) -> AsyncIterator[Stack]:
     _client, token = await issue_token(runner.app[STATE].catalog, "faults", admin=False)
 
     completions: collections.Counter[str] = collections.Counter()
-    configure_vips(PipelineOptions.from_settings(settings))
+    configure_vips(settings.pipeline)
     configure_pool(2)
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    redis = aioredis.Redis.from_url(settings.redis.url, socket_connect_timeout=2)
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     complete_photo = catalog.complete_photo
@@ -267,14 +266,14 @@ async def stack(own_redis: RedisServer, tmp_path: Path) -> AsyncIterator[Stack]:
     catalog.complete_photo = counted_complete  # type: ignore[method-assign]
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
     # Every stage in the upload's job: one completion per photo, no follow-up job.
-    ready_only = msgspec.structs.replace(settings, defer_optimization=False)
+    ready_only = replace_settings(settings, defer_optimization=False)
     photos = PhotoLifecycle(ready_only, catalog, queue, EventPublisher(redis))
     processor = PhotoProcessor(ready_only, photos=photos, blobs=blobs)
     consumer = Consumer(
         queue,
         processor.handle,
         on_failed=processor.on_failed,
-        concurrency=settings.worker_concurrency,
+        concurrency=settings.queue.concurrency,
         name="faults-worker",
     )
     worker = asyncio.create_task(consumer.run())

@@ -110,7 +110,7 @@ async def test_empty_file_is_400(api: Api) -> None:
 
 async def test_over_limit_is_413_and_partial_blob_removed(api: Api, corpus: Path) -> None:
     big = (corpus / "real/Canon_PowerShot_A85.jpg").read_bytes()  # 1.2 MB > 400 kB limit
-    assert len(big) > api.settings.max_upload_bytes
+    assert len(big) > api.settings.api.max_upload_bytes
 
     resp = await api.upload(big)
     await _error(resp, 413, "too_large")

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from aiohttp import ClientSession, web
 
@@ -21,12 +20,14 @@ from filmstrip.settings import Settings, sqlite_url
 from services.bus.app import create_app
 from tests.bus.support import Account, BusClient, BusProcess, RunningBus
 from tests.support import postgres
+from tests.support.settings import replace_settings
 
 
 @pytest.fixture
 def bus_settings(redis_url: str, redis_kind: str, tmp_path: Path) -> Settings:
     """Settings with short timeouts so the tests stay quick."""
-    return Settings(
+    return replace_settings(
+        Settings(),
         data_dir=str(tmp_path),
         redis_url=redis_url,
         redis_cluster="true" if redis_kind == "cluster" else "false",
@@ -93,13 +94,13 @@ async def start_bus(bus_settings: Settings) -> AsyncIterator[Callable[..., Await
     runners: list[web.AppRunner] = []
 
     async def start(**overrides: Any) -> RunningBus:
-        settings = msgspec.structs.replace(bus_settings, bus_port=free_port(), **overrides)
+        settings = replace_settings(bus_settings, bus_port=free_port(), **overrides)
         app = create_app(settings)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
         await runner.setup()
         runners.append(runner)
-        await web.TCPSite(runner, settings.bus_host, settings.bus_port).start()
-        return RunningBus(f"ws://{settings.bus_host}:{settings.bus_port}/ws", app, settings)
+        await web.TCPSite(runner, settings.bus.host, settings.bus.port).start()
+        return RunningBus(f"ws://{settings.bus.host}:{settings.bus.port}/ws", app, settings)
 
     yield start
     for runner in runners:

@@ -139,14 +139,14 @@ class BusProcess:
     def start(self, timeout: float = 15.0) -> None:
         env = env_without_filmstrip()
         env.update(
-            FILMSTRIP_REDIS_URL=self.settings.redis_url,
+            FILMSTRIP_REDIS_URL=self.settings.redis.url,
             FILMSTRIP_DATABASE_URL=self.settings.effective_database_url,
-            FILMSTRIP_DATA_DIR=self.settings.data_dir,
+            FILMSTRIP_DATA_DIR=self.settings.files.data_dir,
             FILMSTRIP_BUS_HOST="127.0.0.1",
             FILMSTRIP_BUS_PORT=str(self.port),
             FILMSTRIP_BUS_CLOSE_TIMEOUT_S="2",
-            FILMSTRIP_BUS_MAX_SOCKETS_PER_CLIENT=str(self.settings.bus_max_sockets_per_client),
-            FILMSTRIP_BUS_PRESENCE_INTERVAL_S=str(self.settings.bus_presence_interval_s),
+            FILMSTRIP_BUS_MAX_SOCKETS_PER_CLIENT=str(self.settings.bus.max_sockets_per_client),
+            FILMSTRIP_BUS_PRESENCE_INTERVAL_S=str(self.settings.bus.presence_interval_s),
             FILMSTRIP_LOG_LEVEL="WARNING",
             PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         )

@@ -191,8 +191,11 @@ async def test_resume_reports_a_trimmed_stream(
 
 async def test_publisher_follows_the_bus_replay_settings(redis: Any) -> None:
     from filmstrip.settings import Settings
+    from tests.support.settings import replace_settings
 
-    pub = EventPublisher.from_settings(redis, Settings(bus_replay_maxlen=7, bus_replay_age_s=60))
+    pub = EventPublisher.from_settings(
+        redis, replace_settings(Settings(), bus_replay_maxlen=7, bus_replay_age_s=60)
+    )
     for n in range(300):
         await pub.publish(ev.PHOTO_PROGRESS, photo_id="p", client_id="c", trace_id=f"{n:032x}")
     # MAXLEN ~ trims whole nodes, so "about 7" is at most one node (100 entries) more.

@@ -11,6 +11,7 @@ import pytest
 from filmstrip.catalog import Catalog, CatalogMissing, open_catalog
 from filmstrip.settings import Settings
 from tests.catalog.conftest import Backend
+from tests.support.settings import replace_settings
 
 
 async def _last_used(catalog: Catalog, token_hash: str) -> str | None:
@@ -60,12 +61,12 @@ async def test_open_without_create_refuses_a_catalog_that_is_not_there(
     backend: Backend, tmp_path: Path
 ) -> None:
     if backend.name == "sqlite":
-        missing = Settings(data_dir=str(tmp_path / "elsewhere"))
+        missing = replace_settings(Settings(), data_dir=str(tmp_path / "elsewhere"))
         with pytest.raises(CatalogMissing):
             await open_catalog(missing, create=False)
         assert not (tmp_path / "elsewhere").exists(), "looking must not make the file"
     # An existing database without the catalog's tables is no catalog either.
-    empty = Settings(database_url=backend.url)
+    empty = replace_settings(Settings(), database_url=backend.url)
     with pytest.raises(CatalogMissing):
         await open_catalog(empty, create=False)
     made = await open_catalog(empty)

@@ -21,6 +21,7 @@ from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import env_without_filmstrip
 from filmstrip.settings import Settings
 from services.api.tus.protocol import OFFSET_CONTENT_TYPE
+from tests.support.settings import replace_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +96,7 @@ def _token_create(env: dict[str, str], *args: str) -> tuple[str, str]:
 
 
 async def _is_admin(tmp_path: Path, token: str) -> bool:
-    catalog = await open_catalog(Settings(data_dir=str(tmp_path / "var")))
+    catalog = await open_catalog(replace_settings(Settings(), data_dir=str(tmp_path / "var")))
     try:
         client = await catalog.client_for_token(hash_token(token))
     finally:
@@ -190,7 +191,7 @@ async def _store_a_photo_and_a_partial_upload(api: str, token: str) -> None:
 
 
 async def _old_catalog(data: Path) -> None:
-    catalog = await open_catalog(Settings(data_dir=str(data)))
+    catalog = await open_catalog(replace_settings(Settings(), data_dir=str(data)))
     await catalog.create_client("c1", "old", is_admin=False)
     await catalog.close()
 

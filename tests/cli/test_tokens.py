@@ -13,6 +13,7 @@ from pathlib import Path
 from filmstrip.catalog import open_catalog
 from filmstrip.settings import Settings
 from tests.cli.test_cli import ROOT, _env
+from tests.support.settings import replace_settings
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,7 +80,7 @@ async def test_token_list_shows_clients_roles_and_use_never_the_token(tmp_path: 
     ops = _cli(env, "token", "create", "ops", "--admin").stdout.strip()
     _cli(env, "token", "create", "gone")
     _cli(env, "token", "revoke", "--client", "gone")
-    catalog = await open_catalog(Settings(data_dir=str(tmp_path / "var")))
+    catalog = await open_catalog(replace_settings(Settings(), data_dir=str(tmp_path / "var")))
     try:
         [(alice_hash,)] = await catalog._fetchall(
             "SELECT t.token_hash FROM tokens t JOIN clients c ON c.id = t.client_id "

@@ -60,6 +60,6 @@ def test_a_remake_runs_the_stage_making_the_derivative_at_the_uploads_priority()
         ["thumbnails"],
         "deferred",
     )
-    assert job.pipeline.priority == settings.job_priority
+    assert job.pipeline.priority == settings.queue.priority
     with pytest.raises(LogicError):
         remake_job(settings, PHOTO, "poster")

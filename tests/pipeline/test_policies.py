@@ -28,11 +28,11 @@ def test_options_follow_settings() -> None:
     settings = load_settings(
         {"FILMSTRIP_THUMBNAIL_SIZE": "300", "FILMSTRIP_DECODE_FAIL_ON": "truncated"}
     )
-    opts = PipelineOptions.from_settings(settings)
+    opts = settings.pipeline
     assert opts.thumbnail_size == 300 and opts.fail_on == "truncated"
-    assert PipelineOptions.from_settings(Settings()) == PipelineOptions()
+    assert Settings().pipeline == PipelineOptions()
     with pytest.raises(msgspec.ValidationError):
-        msgspec.convert({"fail_on": "sometimes"}, PipelineOptions)
+        msgspec.convert({"decode_fail_on": "sometimes"}, PipelineOptions)
 
 
 def test_animated_gif_stays_animated_when_optimised(options: PipelineOptions, corpus: Path) -> None:
@@ -94,9 +94,9 @@ def test_optimized_copy_is_kept_only_when_it_saves_the_minimum(
     assert over.metadata["optimization"]["bytes_saved"] == 0
     assert "optimized" not in over.derivatives
     # The default asks for 10 %, from FILMSTRIP_OPTIMIZE_MIN_SAVING.
-    assert Settings().optimize_min_saving == PipelineOptions().optimize_min_saving == 0.10
+    assert Settings().pipeline.optimize_min_saving == PipelineOptions().optimize_min_saving == 0.10
     settings = load_settings({"FILMSTRIP_OPTIMIZE_MIN_SAVING": "0.25"})
-    assert PipelineOptions.from_settings(settings).optimize_min_saving == 0.25
+    assert settings.pipeline.optimize_min_saving == 0.25
 
 
 def test_oversized_animation_is_not_flattened_into_a_still(

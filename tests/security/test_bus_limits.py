@@ -8,13 +8,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import msgspec
 import pytest
 from aiohttp import WSMsgType
 
 from filmstrip.settings import Settings
 from protocols import ws
 from tests.bus.support import Account, BusClient, BusProcess, Closed, RunningBus
+from tests.support.settings import replace_settings
 
 Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
@@ -23,7 +23,7 @@ MakeAccount = Callable[..., Awaitable[Account]]
 @pytest.fixture
 def bus_settings(bus_settings: Settings) -> Settings:
     """The bus suite's settings with tight limits, so each is reached in a few messages."""
-    return msgspec.structs.replace(
+    return replace_settings(
         bus_settings,
         bus_identify_timeout_s=0.5,
         bus_heartbeat_s=0.5,
@@ -31,7 +31,7 @@ def bus_settings(bus_settings: Settings) -> Settings:
         bus_max_sockets_per_client=2,
         bus_rate_per_s=1.0,
         bus_rate_burst=5,
-        bus_resume_hold_s=Settings().bus_resume_hold_s,  # this suite keeps the default hold
+        bus_resume_hold_s=Settings().bus.resume_hold_s,  # this suite keeps the default hold
     )
 
 

@@ -33,9 +33,9 @@ class WorkerProcess:
         env = env_without_filmstrip()
         env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
         env.update(
-            FILMSTRIP_DATA_DIR=settings.data_dir,
+            FILMSTRIP_DATA_DIR=settings.files.data_dir,
             FILMSTRIP_DATABASE_URL=settings.effective_database_url,
-            FILMSTRIP_REDIS_URL=settings.redis_url,
+            FILMSTRIP_REDIS_URL=settings.redis.url,
             FILMSTRIP_WORKER_CONCURRENCY="2",
             FILMSTRIP_PIPELINE_THREADS="1",
             FILMSTRIP_JOB_BACKOFF_MS="50",

@@ -92,7 +92,7 @@ async def test_signed_urls_expire_and_cannot_be_repointed(make_api: MakeApi, cor
     secret = api.state.signing_secret
     path = f"/v1/photos/{mine}/original"
 
-    fresh = signed_query(secret, path, api.settings.signed_url_ttl_s)
+    fresh = signed_query(secret, path, api.settings.api.signed_url_ttl_s)
     assert (await api.http.get(f"{api.url}{fresh}")).status == 200
     # Properly signed, but it expired a minute ago.
     expired = signed_query(secret, path, 60, now=time.time() - 180)

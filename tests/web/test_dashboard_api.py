@@ -19,7 +19,7 @@ async def test_dashboard_reports_counts_throughput_stages_and_bus_processes(api:
     now_s, _ = await redis.time()
     now_ms = int(now_s) * 1000
     minute = now_ms // 60_000
-    prefix = keys.queue_stats_prefix(api.settings.queue_name)
+    prefix = keys.queue_stats_prefix(api.settings.queue.name)
     await redis.hset(f"{prefix}m:{minute}", mapping={"c": 7, "f": 2, "t": 900})
     await redis.hset(f"{prefix}m:{minute - 59}", mapping={"c": 1})
     await redis.hset(f"{prefix}m:{minute - 60}", mapping={"c": 99})  # outside the hour

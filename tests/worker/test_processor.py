@@ -28,7 +28,6 @@ from filmstrip.errors import DataError, TemporaryError
 from filmstrip.events import EventPublisher
 from filmstrip.logs import JsonFormatter
 from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
-from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, load_settings
@@ -99,7 +98,7 @@ async def world(
             **{f"FILMSTRIP_{k.upper()}": v for k, v in postgres.role_catalog_settings().items()},
         }
     )
-    configure_vips(PipelineOptions.from_settings(settings))
+    configure_vips(settings.pipeline)
     # One pipeline thread leaves the loop a core of its own on this 2-core machine.
     configure_pool(1)
     catalog = await open_catalog(settings)

@@ -88,7 +88,7 @@ def setup_tus(app: web.Application, *, background: bool = True) -> None:
         await store.open()
         app[TUS_STORE] = store
         sweeper = (
-            asyncio.create_task(run_tus_sweeper(store, settings.tus_sweep_interval_s))
+            asyncio.create_task(run_tus_sweeper(store, settings.tus.sweep_interval_s))
             if background
             else None
         )
@@ -108,7 +108,7 @@ async def _add_tus_resumable(request: web.Request, response: web.StreamResponse)
 
 async def options(request: web.Request) -> web.StreamResponse:
     """Discovery: version, extensions, size limit and checksum algorithms (no token)."""
-    max_size = state_of(request).settings.max_upload_bytes
+    max_size = state_of(request).settings.api.max_upload_bytes
     return web.Response(status=204, headers=discovery_headers(max_size))
 
 
@@ -121,9 +121,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     if "Upload-Defer-Length" in request.headers:
         raise ApiError(400, "defer_length_unsupported", "send Upload-Length; it cannot be deferred")
     length = parse_length(request.headers.get("Upload-Length"), "Upload-Length")
-    if length > settings.max_upload_bytes:
+    if length > settings.api.max_upload_bytes:
         raise ApiError(
-            413, "too_large", f"Upload-Length is over the limit of {settings.max_upload_bytes}"
+            413, "too_large", f"Upload-Length is over the limit of {settings.api.max_upload_bytes}"
         )
     if length == 0:
         raise ApiError(400, "empty_file", "the upload is empty")
@@ -140,7 +140,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         client_id=client.id,
         length=length,
         metadata=metadata,
-        ttl_s=settings.tus_expiry_s,
+        ttl_s=settings.tus.expiry_s,
         admit=quota.tus_admission(settings, length, stored),
     )
     log.info("tus upload created", extra={"upload_id": upload.id, "bytes": length})
@@ -261,8 +261,8 @@ async def _receive(
     try:
         upload, cut = await store.append(
             upload,
-            _body(request, state.settings.tus_idle_timeout_s),
-            ttl_s=state.settings.tus_expiry_s,
+            _body(request, state.settings.tus.idle_timeout_s),
+            ttl_s=state.settings.tus.expiry_s,
             checksum=checksum,
         )
     except ChecksumMismatch as exc:
@@ -307,7 +307,7 @@ async def _finish(
             blob_key,
             store.iter_bytes(upload, digest),
             content_type=upload.content_type,
-            max_bytes=state.settings.max_upload_bytes,
+            max_bytes=state.settings.api.max_upload_bytes,
         )
     except BlobTooLarge:
         raise ApiError(413, "too_large", "the upload is larger than the limit") from None

@@ -47,12 +47,12 @@ class LocalBlobCache:
     def for_originals(cls, settings: Settings) -> LocalBlobCache | None:
         """The worker's cache of originals; None when it is off or the store is local
         (the store is then a local read already)."""
-        if not settings.original_cache_mb or settings.effective_blob_url.startswith("file:"):
+        if not settings.worker.original_cache_mb or settings.effective_blob_url.startswith("file:"):
             return None
         return cls(
             settings.effective_original_cache_dir,
-            max_bytes=settings.original_cache_mb * 1024 * 1024,
-            max_age_s=settings.original_cache_max_age_s,
+            max_bytes=settings.worker.original_cache_mb * 1024 * 1024,
+            max_age_s=settings.worker.original_cache_max_age_s,
         )
 
     def _path(self, key: str) -> Path:

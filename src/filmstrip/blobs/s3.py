@@ -132,19 +132,19 @@ class S3BlobStore(BlobStore):
         parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
         session = aioboto3.Session(
             botocore_session=botocore_session,
-            aws_access_key_id=settings.s3_access_key_id or None,
-            aws_secret_access_key=settings.s3_secret_access_key or None,
-            region_name=settings.s3_region or None,
+            aws_access_key_id=settings.blobs.s3_access_key_id or None,
+            aws_secret_access_key=settings.blobs.s3_secret_access_key or None,
+            region_name=settings.blobs.s3_region or None,
         )
         stack = contextlib.AsyncExitStack()
         client = await stack.enter_async_context(
             session.client(
-                "s3", endpoint_url=settings.s3_endpoint_url or None, config=client_config()
+                "s3", endpoint_url=settings.blobs.s3_endpoint_url or None, config=client_config()
             )
         )
         share_endpoint_resolution(client)
         send_bodies_as_bytes(client)
-        return cls(client, bucket, prefix=prefix, region=settings.s3_region, exit_stack=stack)
+        return cls(client, bucket, prefix=prefix, region=settings.blobs.s3_region, exit_stack=stack)
 
     async def close(self) -> None:
         """Close the client and its connection pool."""

@@ -64,7 +64,7 @@ async def open_catalog(settings: Settings, *, create: bool = True) -> Catalog:
     """The configured catalog, connected and with its schema in place. With ``create``
     False, a catalog that does not exist yet is not made: :class:`CatalogMissing`."""
     url = settings.effective_database_url
-    catalog = catalog_for_url(url, pool_size=settings.database_pool_size)
+    catalog = catalog_for_url(url, pool_size=settings.catalog.database_pool_size)
     if create:
         await catalog.connect()
         return catalog

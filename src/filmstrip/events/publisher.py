@@ -66,7 +66,7 @@ class EventPublisher:
         """A publisher whose replay streams follow ``bus_replay_maxlen``/``bus_replay_age_s``
         (what the bus promises to replay after a reconnect)."""
         return cls(
-            redis, replay_maxlen=settings.bus_replay_maxlen, replay_age_s=settings.bus_replay_age_s
+            redis, replay_maxlen=settings.bus.replay_maxlen, replay_age_s=settings.bus.replay_age_s
         )
 
     async def publish(

@@ -39,13 +39,13 @@ def decode_job(payload: bytes) -> PhotoProcessingJob:
 
 def ready_job(settings: Settings, photo: PhotoRecord) -> PhotoProcessingJob:
     """The job that processes ``photo`` with the default pipeline and announces it ready."""
-    pipeline = settings.default_pipeline
+    pipeline = settings.jobs.default_pipeline
     return PhotoProcessingJob(
         id=job_id_for(photo.id),
         photo_id=photo.id,
         storage=JobStorage(key=photo.blob_key),
         pipeline=JobPipeline(
-            name=pipeline, stages=resolve_stages(pipeline, None), priority=settings.job_priority
+            name=pipeline, stages=resolve_stages(pipeline, None), priority=settings.queue.priority
         ),
         context=JobContext(
             client_id=photo.client_id,
@@ -59,7 +59,7 @@ def ready_job(settings: Settings, photo: PhotoRecord) -> PhotoProcessingJob:
 def split_stages(settings: Settings, job: PhotoProcessingJob) -> tuple[list[str], list[str]]:
     """A ready job's stages as (run now, leave to the follow-up job)."""
     stages = resolve_stages(job.pipeline.name, job.pipeline.stages)
-    if not settings.defer_optimization:
+    if not settings.jobs.defer_optimization:
         return stages, []
     return split_deferred(stages)
 

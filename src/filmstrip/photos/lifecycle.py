@@ -108,7 +108,7 @@ class PhotoLifecycle:
         ``follow_up`` (before the announcement: if that fails the job is retried, and the
         retry queues it again, once by its id), then announce it ready."""
         if follow_up:
-            await self.enqueue(follow_up_job(job, follow_up, self.settings.deferred_priority))
+            await self.enqueue(follow_up_job(job, follow_up, self.settings.jobs.deferred_priority))
         data = {
             "status": PhotoStatus.COMPLETED,
             "derivatives": [r.name for r in derivatives],
@@ -183,11 +183,11 @@ class PhotoLifecycle:
     async def requeue_follow_up(self, photo: PhotoRecord) -> list[str]:
         """Give a ready photo whose follow-up job was lost a follow-up for the deferred
         stages that have no result yet; those stages (none: nothing was queued)."""
-        _, deferred = split_deferred(resolve_stages(self.settings.default_pipeline))
+        _, deferred = split_deferred(resolve_stages(self.settings.jobs.default_pipeline))
         owed = owed_stages(deferred, photo.processing_metadata)
         if owed:
             job = follow_up_job(
-                ready_job(self.settings, photo), owed, self.settings.deferred_priority
+                ready_job(self.settings, photo), owed, self.settings.jobs.deferred_priority
             )
             await self.enqueue(job)
         return owed

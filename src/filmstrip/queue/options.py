@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from filmstrip.settings import Settings
+from filmstrip.settings import QueueSettings, Settings
 
 
 class Retention(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,25 +36,9 @@ def retention_args(spec: RetentionSpec) -> tuple[int, int]:
     return max(spec.age_s, 0), spec.count if spec.count > 0 else -1
 
 
-class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a producer and a consumer of one queue agree on."""
+class QueueOptions(QueueSettings, frozen=True, kw_only=True):
+    """The queue's settings group and what only code sets: how long finished jobs stay."""
 
-    name: str = "photo-processing"
-    concurrency: int = 3
-    # Jobs a consumer takes beyond ``concurrency`` so that it fetches (and settles) in
-    # batches: fewer round trips for short jobs, but held jobs cannot go to an idle worker.
-    prefetch: int = 0
-    attempts: int = 3
-    backoff_ms: int = 5000
-    backoff_jitter: float = 0.0
-    priority: int = 5
-    visibility_timeout_ms: int = 30_000
-    max_stalled: int = 1
-    resource_max_deferrals: int = 5
-    shutdown_grace_s: float = 25.0
-    limiter_max: int = 0  # 0 = off
-    limiter_duration_ms: int = 1000
-    max_waiting: int = 10_000
     remove_on_complete: RetentionSpec = DEFAULT_KEEP_COMPLETED
     remove_on_fail: RetentionSpec = DEFAULT_KEEP_FAILED
     # Longest a consumer blocks on an empty queue before it looks at delayed jobs again.
@@ -63,22 +47,7 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_settings(cls, settings: Settings) -> QueueOptions:
         """The queue options the ``FILMSTRIP_*`` settings describe."""
-        return cls(
-            name=settings.queue_name,
-            concurrency=settings.worker_concurrency,
-            prefetch=settings.worker_prefetch,
-            attempts=settings.job_attempts,
-            backoff_ms=settings.job_backoff_ms,
-            backoff_jitter=settings.job_backoff_jitter,
-            priority=settings.job_priority,
-            visibility_timeout_ms=settings.visibility_timeout_ms,
-            max_stalled=settings.max_stalled,
-            resource_max_deferrals=settings.resource_max_deferrals,
-            shutdown_grace_s=settings.shutdown_grace_s,
-            limiter_max=settings.limiter_max,
-            limiter_duration_ms=settings.limiter_duration_ms,
-            max_waiting=settings.queue_max_waiting,
-        )
+        return cls(**msgspec.structs.asdict(settings.queue))
 
     @property
     def heartbeat_s(self) -> float:
