@@ -169,7 +169,7 @@ def _photo_paths() -> dict[str, Any]:
                 "summary": "The client's photos, newest first, in keyset pages",
                 "description": "Pages are stable under concurrent uploads: a photo is "
                 "never skipped or repeated while paging. Photos without a date taken "
-                "come last under sort=taken.",
+                "come last under sort=taken, newest upload first.",
                 "parameters": [
                     _LIMIT,
                     _query(

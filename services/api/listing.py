@@ -11,6 +11,7 @@ from datetime import datetime
 from aiohttp import web
 
 from filmstrip.catalog import PhotoRecord, PhotoStatus
+from filmstrip.catalog.base import taken_sort_key
 from protocols.http import PhotoPage
 from services.api.cursors import BadCursor, decode_cursor, encode_cursor
 from services.api.errors import ApiError
@@ -84,8 +85,7 @@ def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
 
 
 def _sort_key(photo: PhotoRecord, sort: str) -> str:
-    # Must match the catalog's ORDER BY: photos without a date taken sort as "".
-    return (photo.taken_at or "") if sort == "taken" else photo.uploaded_at
+    return taken_sort_key(photo) if sort == "taken" else photo.uploaded_at
 
 
 def _taken_bound(raw: str | None, name: str) -> str | None:

@@ -21,7 +21,7 @@ from filmstrip.catalog import (
     QuotaExceeded,
 )
 from filmstrip.catalog import base as catalog_base
-from filmstrip.catalog.base import Transaction
+from filmstrip.catalog.base import Transaction, taken_sort_key
 from tests.catalog.conftest import Backend, make_photo
 
 
@@ -80,18 +80,23 @@ async def test_keyset_listing_is_stable_under_inserts(catalog: Catalog) -> None:
     assert seen == ["2026-01-05", "2026-01-04", "2026-01-03", "2026-01-02", "2026-01-01"]
 
 
-async def test_listing_by_date_taken_puts_undated_photos_last(catalog: Catalog) -> None:
+async def test_listing_by_date_taken_puts_undated_photos_last_newest_upload_first(
+    catalog: Catalog,
+) -> None:
     dated = [make_photo(), make_photo()]
-    undated = make_photo()
-    for photo in (*dated, undated):
+    # Random ids: only their upload times order them.
+    undated = [make_photo(uploaded=f"2026-01-0{day}T00:00:00.000Z") for day in range(1, 6)]
+    for photo in (*dated, *undated):
         await catalog.insert_photo(photo, None)
     for photo, taken in zip(dated, ("2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z"), strict=True):
         await catalog.complete_photo(photo.id, metadata={}, derivatives=[], taken_at=taken)
-    first = await catalog.list_photos("c1", limit=1, sort="taken")
-    rest = await catalog.list_photos(
-        "c1", limit=5, sort="taken", after=(first[0].taken_at or "", first[0].id)
-    )
-    assert [p.id for p in first + rest] == [dated[1].id, dated[0].id, undated.id]
+    seen = await catalog.list_photos("c1", limit=1, sort="taken")
+    while page := await catalog.list_photos(
+        "c1", limit=2, sort="taken", after=(taken_sort_key(seen[-1]), seen[-1].id)
+    ):
+        seen += page
+    expected = [dated[1], dated[0], *reversed(undated)]
+    assert [p.id for p in seen] == [p.id for p in expected]
 
 
 async def test_filenames_are_kept_and_searched_in_any_case_by_keyset(catalog: Catalog) -> None:
@@ -109,15 +114,15 @@ async def test_filenames_are_kept_and_searched_in_any_case_by_keyset(catalog: Ca
         ):
             found += page
             last = page[-1]
-            after = ((last.taken_at or "") if sort == "taken" else last.uploaded_at, last.id)
+            after = (taken_sort_key(last) if sort == "taken" else last.uploaded_at, last.id)
         return [p.filename for p in found]
 
     # Case-folded alike in SQLite and PostgreSQL, beyond ASCII (ß folds to ss).
     assert await names_matching("été") == ["été 2.jpg", "ÉTÉ 1.jpg"]
     assert await names_matching("strasse") == ["STRASSE.png", "Straße.jpg"]
     assert await names_matching("%_") == ["50%_off.jpg"]
-    # Undated under sort=taken: by id, so in any order, each once.
-    assert sorted(await names_matching("été", sort="taken")) == ["ÉTÉ 1.jpg", "été 2.jpg"]
+    # Undated under sort=taken: newest upload first, each once.
+    assert await names_matching("été", sort="taken") == ["été 2.jpg", "ÉTÉ 1.jpg"]
 
 
 async def test_tokens_are_looked_up_by_hash_and_revocable(catalog: Catalog) -> None:

@@ -81,6 +81,17 @@ async def settle(done: asyncio.Future[T]) -> T:
         raise
 
 
+# Under sort="taken", an undated photo's keyset key: its upload time behind this prefix, so
+# undated photos follow the dated ones newest upload first, and a cursor says which part
+# of the listing it continues.
+UNDATED = "undated:"
+
+
+def taken_sort_key(photo: PhotoRecord) -> str:
+    """The keyset key of ``photo`` in the listing by date taken."""
+    return photo.taken_at or f"{UNDATED}{photo.uploaded_at}"
+
+
 def search_key(text: str) -> str:
     """``text`` as the filename search compares it: case-folded in Python, so SQLite and
     PostgreSQL match alike (each database's LOWER folds differently beyond ASCII)."""
@@ -534,8 +545,8 @@ class Catalog(abc.ABC):
         """The client's photos, newest first, after the keyset cursor ``(sort key, id)``;
         with ``filename_contains``, only those whose name contains it, in any case.
 
-        Under ``sort="taken"`` photos without a date taken follow every dated one; their
-        cursor key is ``""``.
+        Under ``sort="taken"`` photos without a date taken follow every dated one, newest
+        upload first; their cursor key is :func:`taken_sort_key`'s.
         """
         where = ["client_id = ?"]
         params: list[Any] = [client_id]
@@ -562,7 +573,8 @@ class Catalog(abc.ABC):
                 where + keyset, [*params, *(after or ())], "uploaded_at DESC, id DESC", limit
             )
         page: list[PhotoRecord] = []
-        in_undated = after is not None and after[0] == ""
+        # "" is how cursors made before undated photos were ordered by upload named them.
+        in_undated = after is not None and (after[0] == "" or after[0].startswith(UNDATED))
         if not in_undated:
             keyset = ["(taken_at, id) < (?, ?)"] if after else []
             page = await self._photo_page(
@@ -572,11 +584,12 @@ class Catalog(abc.ABC):
                 limit,
             )
         if len(page) < limit and not (taken_after or taken_before):
-            keyset = ["id < ?"] if in_undated and after else []
+            uploaded = after[0].removeprefix(UNDATED) if in_undated and after else ""
+            keyset = ["(uploaded_at, id) < (?, ?)"] if uploaded else []
             page += await self._photo_page(
                 [*where, "taken_at IS NULL", *keyset],
-                [*params, *([after[1]] if in_undated and after else [])],
-                "id DESC",
+                [*params, *((uploaded, after[1]) if uploaded and after else ())],
+                "uploaded_at DESC, id DESC",
                 limit - len(page),
             )
         return page
