@@ -78,7 +78,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = await open_redis(settings)
     catalog = await open_catalog(settings)
-    replay = ReplayReader(redis, maxlen=settings.bus_replay_maxlen, age_s=settings.bus_replay_age_s)
+    replay = ReplayReader(redis, maxlen=settings.bus.replay_maxlen, age_s=settings.bus.replay_age_s)
     hub = Hub(replay)
     subscriber = EventSubscriber(
         settings.redis.url, hub.publish, hub.catch_up_all, nodes=cluster_nodes(redis)
