@@ -27,16 +27,27 @@ class _FromClient(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     pass
 
 
+# Photos an ``identify`` may name; more are followed with ``subscribe``.
+MAX_IDENTIFY_PHOTOS = 100
+
+
 class Identify(_FromClient, frozen=True, tag="identify"):
-    """Authenticate with an API token; join the client's room and, if given, one of its
-    upload sessions' rooms."""
+    """Authenticate with an API token; join the client's room, if given one of its upload
+    sessions' rooms, and the rooms of ``photo_ids`` that are the client's (``identified``
+    lists those joined). Events flow at once. With ``last_event_id`` the socket first
+    replays the events after it that its rooms would have received, in order, then
+    ``resumed``, then live events: reconnecting in one message."""
 
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
     session_id: ShortId | None = None
+    last_event_id: EventId | None = None
+    photo_ids: Annotated[list[ShortId], msgspec.Meta(max_length=MAX_IDENTIFY_PHOTOS)] = []
 
 
 class Subscribe(_FromClient, frozen=True, tag="subscribe"):
-    """Join the room of a photo the client owns."""
+    """Join the room of a photo the client owns; after ``subscribed`` come the events the
+    photo published that this socket did not get (since it identified, or since its
+    ``last_event_id``), in order, then its live ones."""
 
     photo_id: ShortId
 
@@ -47,7 +58,9 @@ class Unsubscribe(_FromClient, frozen=True, tag="unsubscribe"):
 
 class Resume(_FromClient, frozen=True, tag="resume"):
     """Replay the events after ``last_event_id`` that this socket's rooms would have
-    received, in order, then continue live."""
+    received and it has not been sent, in order, then continue live. Events sent live
+    between ``identify`` and ``resume`` are not held back for it: for strict order, put
+    ``last_event_id`` in ``identify`` instead."""
 
     last_event_id: EventId
 
@@ -69,6 +82,9 @@ class Identified(msgspec.Struct, frozen=True, tag="identified", kw_only=True):
     socket_id: str
     client_id: str
     last_event_id: str
+    #: The photos of ``identify``'s ``photo_ids`` whose rooms the socket joined (those
+    #: that are the client's).
+    photo_ids: list[str] = []
 
 
 class Subscribed(msgspec.Struct, frozen=True, tag="subscribed", kw_only=True):

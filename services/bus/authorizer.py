@@ -66,6 +66,16 @@ class Authorizer:
         if photo is None:
             raise Refused(ws.Error(code=ws.FORBIDDEN, message=f"photo {photo_id} is not yours"))
 
+    async def owns_photo(self, client_id: str, photo_id: str) -> bool:
+        """Whether ``client_id`` owns ``photo_id`` (an unknown photo is not owned)."""
+        try:
+            await self.check_photo(client_id, photo_id)
+        except Refused as exc:
+            if exc.error.code == ws.FORBIDDEN:
+                return False
+            raise
+        return True
+
     async def token_valid(self, token_hash: str, client_id: str) -> bool:
         """Whether the token is still live and still the client's. A catalog that does
         not answer counts as valid: an outage must not disconnect everyone."""

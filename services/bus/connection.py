@@ -46,7 +46,9 @@ class Connection:
         self.rooms: set[str] = set()
         self.cursor = DeliveryCursor(buffer_limit=queue_size)
         self.rate = rate
-        self.resumed = False
+        # Where the client's replay started (``identify``'s or ``resume``'s
+        # ``last_event_id``), once it has replayed: it has every event after it.
+        self.resumed_from: StreamId | None = None
         # Told how many held-back events a release delivered (the hub counts deliveries).
         self.on_released: Callable[[int], None] | None = None
         # Told how many frames a cut-off socket never got (the hub counts drops).
@@ -58,7 +60,7 @@ class Connection:
         self._close_timeout = close_timeout_s
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
-        self._hold: asyncio.TimerHandle | None = None
+        self._holding = False
 
     @property
     def photo_rooms(self) -> int:
@@ -95,35 +97,30 @@ class Connection:
                 self.send(frame)
                 return True
         except BufferOverflow:
-            if not self.holding:
-                if self.on_dropped is not None:
-                    self.on_dropped(1)
-                self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events during replay")
-                return False
-            # A busy client that has not resumed yet: give up the hold, not the socket.
-            self.release()
-            return self.offer_live(sid, frame)
+            if self.on_dropped is not None:
+                self.on_dropped(1)
+            self.kick(ws.CLOSE_TRY_AGAIN_LATER, "too many events during replay")
         return False
 
-    # --- the hold after identify ------------------------------------------------------------
+    # --- holding live events back while a replay starts ----------------------------------------
 
-    def hold(self, seconds: float) -> None:
-        """Hold live events back after ``identify`` so that a ``resume`` sent right after
-        (and after any ``subscribe``) keeps the socket's events in stream order. The hold
-        ends at ``resume``, at any other message, or after ``seconds``."""
+    def hold(self) -> None:
+        """Hold live events back until :meth:`release`: from the moment a socket asks for a
+        replay (``identify`` with ``last_event_id``, ``resume``) until it is done, so the
+        replayed events and the live ones arrive in stream order. Never otherwise: a socket
+        that does not ask for a replay gets each event at once."""
         self.cursor.begin_replay()
-        self._hold = asyncio.get_running_loop().call_later(seconds, self.release)
+        self._holding = True
 
     @property
     def holding(self) -> bool:
-        return self._hold is not None
+        return self._holding
 
     def release(self) -> None:
         """End the hold: send the live events held back, in order."""
-        if self._hold is None:
+        if not self._holding:
             return
-        self._hold.cancel()
-        self._hold = None
+        self._holding = False
         try:
             frames = self.cursor.end_replay(resumed=False)
         except BufferOverflow:
@@ -204,9 +201,6 @@ class Connection:
 
     async def finished(self) -> None:
         """Called by the handler when the socket is gone: stop the tasks."""
-        if self._hold is not None:
-            self._hold.cancel()
-            self._hold = None
         if self.lifecycle.state is not State.CLOSED:
             if self.lifecycle.open:
                 self.lifecycle.move(State.CLOSING)

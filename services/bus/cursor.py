@@ -77,6 +77,15 @@ class DeliveryCursor:
         self._sent(sid)
         return True
 
+    def accept_backfill(self, sid: StreamId) -> bool:
+        """True if ``sid``, an event of a photo the socket has just joined that none of its
+        other rooms received, should be sent: it may be below ``high`` (that photo's
+        history comes after newer events of the socket's other rooms), never twice."""
+        if self._sent_early is not None and sid in self._sent_early:
+            return False
+        self._sent(sid)
+        return True
+
     def end_replay(self, *, resumed: bool) -> list[bytes]:
         """Stop holding back; return the held live frames still to send, in order."""
         self._replaying -= 1

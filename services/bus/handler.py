@@ -105,8 +105,6 @@ class SocketHandler:
         except codec.BadMessage as exc:
             conn.reply(ws.Error(code=ws.BAD_MESSAGE, message=str(exc)))
             return
-        if conn.holding and not isinstance(message, (ws.Subscribe, ws.Unsubscribe, ws.Resume)):
-            conn.release()
         refusal = conn.lifecycle.refusal(message)
         if refusal is not None:
             conn.reply(refusal)
@@ -139,8 +137,15 @@ class SocketHandler:
                     )
                 )
             await self._auth.check_photo(_client(conn), message.photo_id)
-            self._hub.join(conn, room)
-            conn.reply(ws.Subscribed(room=room))
+            if room in conn.rooms:
+                conn.reply(ws.Subscribed(room=room))
+                return
+            # What the photo published since the socket identified (or since the id it
+            # replayed from) and reached none of its other rooms is sent after the reply.
+            after = conn.resumed_from if conn.resumed_from is not None else conn.floor
+            await self._hub.join_photo(
+                conn, message.photo_id, after, lambda: conn.reply(ws.Subscribed(room=room))
+            )
         elif isinstance(message, ws.Unsubscribe):
             room = photo_room(message.photo_id)
             self._hub.leave(conn, room)
@@ -150,6 +155,18 @@ class SocketHandler:
 
     async def _identify(self, conn: Connection, message: ws.Identify) -> None:
         client_id = await self._auth.identify(message.token, message.session_id)
+        photo_ids = [
+            photo_id
+            for photo_id in dict.fromkeys(message.photo_ids)
+            if await self._auth.owns_photo(client_id, photo_id)
+        ]
+        if len(photo_ids) > self._s.bus.max_photos_per_socket:
+            raise Refused(
+                ws.Error(
+                    code=ws.TOO_MANY_ROOMS,
+                    message=f"at most {self._s.bus.max_photos_per_socket} photos per socket",
+                )
+            )
         # Counted across every bus process (in Redis), not only this one's sockets.
         if not await self._sockets.admit(client_id, conn.socket_id):
             raise Refused(
@@ -162,42 +179,56 @@ class SocketHandler:
         conn.floor = await self._replay.head(client_id)
         conn.cursor.join_at(conn.floor)
         conn.lifecycle.move(State.IDENTIFIED)
-        conn.hold(self._s.bus.resume_hold_s)
         self._hub.identified(conn, client_id)
+        if message.last_event_id is not None:
+            conn.hold()  # from joining the rooms until the replay is sent
         conn.reply(
             ws.Identified(
                 socket_id=conn.socket_id,
                 client_id=client_id,
                 last_event_id=streamid.format_id(conn.floor),
+                photo_ids=photo_ids,
             )
         )
         self._hub.join(conn, client_room(client_id))
         if message.session_id is not None:
             self._hub.join(conn, session_room(message.session_id))
+        for photo_id in photo_ids:
+            self._hub.join(conn, photo_room(photo_id))
+        if message.last_event_id is not None:
+            # If Redis fails here the socket stays identified: ``resume`` may try again.
+            await self._replay_after(conn, message.last_event_id)
 
     async def _resume(self, conn: Connection, message: ws.Resume) -> None:
-        if conn.resumed:
+        if conn.resumed_from is not None:
             conn.reply(ws.Error(code=ws.BAD_MESSAGE, message="this socket has already resumed"))
             return
-        after = streamid.parse(message.last_event_id)
-        client_id = _client(conn)
-        truncated = await self._replay.truncated_after(client_id, after)
+        conn.hold()
+        await self._replay_after(conn, message.last_event_id)
 
-        def done(count: int) -> None:
-            conn.reply(
-                ws.Resumed(
-                    replayed=count,
-                    last_event_id=streamid.format_id(conn.cursor.high),
-                    truncated=truncated,
-                )
-            )
+    async def _replay_after(self, conn: Connection, last_event_id: str) -> None:
+        """Replay what the socket's rooms got after ``last_event_id``, then ``resumed``, then
+        release the live events held since the request (the caller's :meth:`hold`)."""
+        after = streamid.parse(last_event_id)
+        client_id = _client(conn)
 
         try:
+            truncated = await self._replay.truncated_after(client_id, after)
+
+            def done(count: int) -> None:
+                conn.reply(
+                    ws.Resumed(
+                        replayed=count,
+                        last_event_id=streamid.format_id(conn.cursor.high),
+                        truncated=truncated,
+                    )
+                )
+
             await self._hub.replay(conn, after, resume=True, done=done)
         finally:
             conn.release()
         # Only now: a resume that Redis failed did not happen, and the client may retry it.
-        conn.resumed = True
+        conn.resumed_from = after
 
 
 def _client(conn: Connection) -> str:

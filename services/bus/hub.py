@@ -11,10 +11,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from protocols.events import PHOTO_UPLOADED
 from services.bus import streamid, wire
 from services.bus.connection import Connection
 from services.bus.replay import ReplayReader
 from services.bus.rooms import Rooms
+from services.bus.routing import photo_room
 from services.bus.streamid import StreamId
 
 log = logging.getLogger("filmstrip.bus.hub")
@@ -153,6 +155,54 @@ class Hub:
                 conn.send(frame)
             self.delivered += len(released)
         self.delivered += sent
+        return sent
+
+    async def join_photo(
+        self,
+        conn: Connection,
+        photo_id: str,
+        after: StreamId,
+        joined: Callable[[], None],
+    ) -> int:
+        """Join the photo's room, call ``joined()`` (to answer ``subscribed``), then send the
+        photo's events after ``after`` that none of the socket's other rooms brought it, in
+        order, then the live events held back meanwhile: a client that subscribes after its
+        upload's ``201`` misses nothing. Returns how many were sent from the stream. If
+        Redis fails, the socket is left out of the room, nothing was sent, and it raises."""
+        client_id = conn.client_id
+        assert client_id is not None
+        room = photo_room(photo_id)
+        others = set(conn.rooms)
+        self.join(conn, room)
+        conn.cursor.begin_replay()  # live events of the room wait until its past is sent
+        found: list[wire.RoutedEvent] = []
+        sent = 0
+        try:
+            try:
+                async for raw_id, body in self._replay.entries_newest_first(client_id, after):
+                    try:
+                        event = wire.route(raw_id, body)
+                    except wire.BadEvent:
+                        continue
+                    if event.photo_id != photo_id:
+                        continue
+                    if room in event.rooms and not others.intersection(event.rooms):
+                        found.append(event)
+                    if event.type == PHOTO_UPLOADED:
+                        break  # the photo's first event: nothing of it is older
+            except BaseException:
+                self.leave(conn, room)
+                raise
+            joined()
+            for event in reversed(found):
+                if conn.cursor.accept_backfill(event.id):
+                    conn.send(event.frame)
+                    sent += 1
+        finally:
+            released = conn.cursor.end_replay(resumed=False)
+            for frame in released:
+                conn.send(frame)
+            self.delivered += len(released) + sent
         return sent
 
     async def catch_up_all(self) -> None:

@@ -53,6 +53,26 @@ class ReplayReader:
                 return
             start = "(" + rows[-1][0].decode()
 
+    async def entries_newest_first(
+        self, client_id: str, after: StreamId
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """``(stream id, event json)`` of the retained events after ``after``, newest first
+        (a reader that finds what it wants near the end stops early)."""
+        key = keys.client_events(client_id)
+        end = "+"
+        floor = "(" + streamid.format_id(after)
+        while True:
+            rows: list[Any] = (
+                await self._redis.xrevrange(key, max=end, min=floor, count=_BATCH) or []
+            )
+            for raw_id, fields in rows:
+                body = fields.get(b"e")
+                if body is not None:
+                    yield raw_id.decode(), body
+            if len(rows) < _BATCH:
+                return
+            end = "(" + rows[-1][0].decode()
+
     async def head(self, client_id: str) -> StreamId:
         """The id of the client's newest retained event; with none, the millisecond before
         the server's now, so that a resume from it counts as recent (every later event is

@@ -51,13 +51,16 @@ _encoder = msgspec.json.Encoder()
 
 
 class RoutedEvent(msgspec.Struct, frozen=True):
-    """One event ready to deliver: its id, rooms, owner, trace id and the frame to send."""
+    """One event ready to deliver: its id, rooms, owner, trace id, the frame to send, and
+    the photo and event type it is about."""
 
     id: streamid.StreamId
     rooms: list[str]
     client_id: str
     trace_id: str
     frame: bytes
+    photo_id: str
+    type: str
 
 
 class BadEvent(ValueError):
@@ -91,6 +94,8 @@ def route(stream_id: str | bytes, body: bytes | str) -> RoutedEvent:
         client_id=meta.client_id,
         trace_id=meta.trace_id,
         frame=frame,
+        photo_id=ev.photo_id,
+        type=ev.type,
     )
 
 

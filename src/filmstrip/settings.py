@@ -191,9 +191,6 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, rename=lambda name:
     # at most this many events, none older than this.
     replay_maxlen: Positive = 1000
     replay_age_s: Positive = 86_400
-    # After identify, live events wait this long at most for the client's resume (and its
-    # subscribes before it), so replayed and live events reach it in stream order.
-    resume_hold_s: SecondsOrZero = 1.0
     # Photo rooms one socket may be in.
     max_photos_per_socket: Positive = 1000
     # Identified sockets' tokens are checked again this often (a revoked one's: 1008).

@@ -39,7 +39,6 @@ def bus_settings(redis_url: str, redis_kind: str, tmp_path: Path) -> Settings:
         bus_identify_timeout_s=1.0,
         bus_close_timeout_s=2.0,
         bus_presence_interval_s=0.2,
-        bus_resume_hold_s=0.2,
         log_json=False,
     )
 

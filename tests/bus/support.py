@@ -84,10 +84,21 @@ class BusClient:
         assert msg["type"] == type_, msg
         return msg
 
-    async def identify(self, token: str, session_id: str | None = None) -> dict[str, Any]:
+    async def identify(
+        self,
+        token: str,
+        session_id: str | None = None,
+        *,
+        last_event_id: str | None = None,
+        photo_ids: list[str] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"type": "identify", "token": token}
         if session_id is not None:
             body["session_id"] = session_id
+        if last_event_id is not None:
+            body["last_event_id"] = last_event_id
+        if photo_ids is not None:
+            body["photo_ids"] = photo_ids
         await self.send(body)
         return await self.expect("identified")
 

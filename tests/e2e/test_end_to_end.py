@@ -152,10 +152,35 @@ async def test_corrupt_photo_fails_readably_and_the_worker_carries_on(
 
     photo = await (await http.get(f"{stack.api}/v1/photos/{bad_id}")).json()
     assert photo["status"] == "failed"
-    assert (photo["error"] and "truncat" in photo["error"].lower()) or "premature" in (
-        photo["error"] or ""
-    ).lower()
+    error = photo["error"]
+    assert error["category"] == "DATA" and error["retryable"] is False, error
+    assert "truncat" in error["message"].lower() or "premature" in error["message"].lower()
     assert stack.procs["worker"].poll() is None
+
+
+async def test_a_photo_followed_after_its_201_misses_none_of_its_events(
+    stack: Stack, http: aiohttp.ClientSession, corpus: Path
+) -> None:
+    """A plain client (no resume): identify, upload, wait until the photo is processed,
+    only then subscribe: it still gets the photo's processing events."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(stack.bus) as socket:
+        await socket.send_json({"type": "identify", "token": stack.token})
+        got = [await socket.receive_json(timeout=10)]
+        assert got[0]["type"] == "identified", got
+        photo_id = await _upload(http, stack, corpus / "real/Portrait_6.jpg")
+        await _ready_with_follow_up(http, stack, photo_id)
+        await socket.send_json({"type": "subscribe", "photo_id": photo_id})
+        await socket.send_json({"type": "ping"})
+        while got[-1]["type"] != "pong":
+            got.append(await socket.receive_json(timeout=10))
+    names = [m.get("event") or m["type"] for m in got if m.get("photo_id", photo_id) == photo_id]
+    # The client's room brought the upload and the completion live; the subscribe brings
+    # what only the photo's room got, in order, after its answer.
+    assert names[:3] == ["identified", "photo.uploaded", "photo.processing.completed"], names
+    subscribed = names.index("subscribed")
+    assert names[subscribed + 1] == "photo.processing.started", names
+    assert names[subscribed + 1 :].count("photo.processing.stage.completed") == len(STAGES)
+    assert names[-2:] == ["photo.processing.deferred.completed", "pong"], names
 
 
 async def _ready_with_follow_up(http: aiohttp.ClientSession, stack: Stack, photo_id: str) -> Any:

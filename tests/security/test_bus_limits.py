@@ -31,7 +31,6 @@ def bus_settings(bus_settings: Settings) -> Settings:
         bus_max_sockets_per_client=2,
         bus_rate_per_s=1.0,
         bus_rate_burst=5,
-        bus_resume_hold_s=Settings().bus.resume_hold_s,  # this suite keeps the default hold
     )
 
 

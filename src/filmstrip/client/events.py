@@ -2,8 +2,9 @@
 connected: it identifies, joins the photos it follows, and after any drop reconnects and
 resumes from the last event it yielded, so nothing is missed or repeated.
 
-The handshake (identify, subscribe, resume) is :meth:`EventStream._handshake`, the one
-place that knows the order the bus wants (``services/bus/README.md``).
+The handshake (one ``identify`` with the last event id and the followed photos) is
+:meth:`EventStream._handshake`, the one place that knows the protocol
+(``services/bus/README.md``).
 """
 
 from __future__ import annotations
@@ -98,9 +99,12 @@ class EventStream:
     async def follow(self, photo_id: str) -> None:
         """Receive this photo's processing events too (kept across reconnects), those
         already published after the last event yielded included: the stream connects
-        again, and the bus replays what the photo's room got since then."""
+        again, and the bus replays what the photo's room got since then, in order. At most
+        :data:`protocols.ws.MAX_IDENTIFY_PHOTOS` photos (ValueError past that)."""
         if photo_id in self._photos:
             return
+        if len(self._photos) >= ws.MAX_IDENTIFY_PHOTOS:
+            raise ValueError(f"a stream follows at most {ws.MAX_IDENTIFY_PHOTOS} photos")
         self._photos.add(photo_id)
         if self._ws is not None:
             await self._drop()
@@ -159,28 +163,33 @@ class EventStream:
             delay = min(delay * 2, self._max_backoff_s)
 
     async def _handshake(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        """identify → subscribe (each followed photo) → resume from the last event id.
-
-        Live events wait at the bus until the resume, so replayed and live ones arrive in
-        order; what arrives during the handshake is queued to be yielded."""
-        await self._send(socket, ws.Identify(token=self._token, session_id=self._session_id))
+        """One ``identify`` naming the followed photos and, once there is one, the last
+        event id: the bus replays what came after it in order, then ``resumed``, then live
+        events; what arrives during the handshake is queued to be yielded."""
+        after = self.last_event_id
+        await self._send(
+            socket,
+            ws.Identify(
+                token=self._token,
+                session_id=self._session_id,
+                last_event_id=after,
+                photo_ids=sorted(self._photos),
+            ),
+        )
         identified = await self._reply(socket, "identified")
-        if self.last_event_id is None:
+        # A photo deleted meanwhile is not joined: nothing more will come of it.
+        self._photos &= set(identified.get("photo_ids") or ())
+        if after is None:
             # First connection: from the client's newest event on. After a drop before any
             # event arrived, resuming from it replays what came meanwhile.
             self.last_event_id = self._queued_id = str(identified["last_event_id"])
-        for photo_id in sorted(self._photos):
-            await self._send(socket, ws.Subscribe(photo_id=photo_id))
-            reply = await self._reply(socket, "subscribed", refusable=True)
-            if reply.get("code") == ws.FORBIDDEN:
-                self._photos.discard(photo_id)  # deleted meanwhile: nothing more will come
-        await self._send(socket, ws.Resume(last_event_id=self.last_event_id))
+            return
         resumed = await self._reply(socket, "resumed")
         if resumed["truncated"]:
-            self._pending.append(Gap(last_event_id=self.last_event_id))
+            self._pending.append(Gap(last_event_id=after))
 
     async def _reply(
-        self, socket: aiohttp.ClientWebSocketResponse, expected: str, *, refusable: bool = False
+        self, socket: aiohttp.ClientWebSocketResponse, expected: str
     ) -> dict[str, Any]:
         """Read up to the ``expected`` reply, queueing the events met on the way."""
         while True:
@@ -194,8 +203,6 @@ class EventStream:
             if kind == "error":
                 if frame.get("code") == ws.UNAUTHORIZED:
                     raise EventStreamError(str(frame.get("message")), code=ws.UNAUTHORIZED)
-                if refusable and frame.get("code") == ws.FORBIDDEN:
-                    return frame
                 raise _Retry(str(frame.get("message")))
             self._take(frame)
 

@@ -2,12 +2,13 @@
 // from the last event seen, so no event is missed across a drop. Events are deduplicated
 // by id (a replay may overlap what already arrived live).
 //
-// The bus takes one `resume` per socket. It is spent right after `identify` when we have
-// seen an event before (a reconnect); on a fresh socket it is kept for the first photo we
-// watch, so that photo's processing events since its upload event are replayed. Later
-// photos rely on live events, and the gallery resyncs from the api if one was missed.
+// A reconnect is one `identify` with the last event id and the photos watched (the bus
+// replays what they missed, in order); a photo watched later is subscribed, and the bus
+// sends what it published since this socket joined.
 
 const MAX_BACKOFF_MS = 10000;
+// Photos one identify may name (MAX_IDENTIFY_PHOTOS in protocols/ws.py); more are subscribed.
+const MAX_IDENTIFY_PHOTOS = 100;
 
 export class Bus extends EventTarget {
   constructor(url, token) {
@@ -21,7 +22,6 @@ export class Bus extends EventTarget {
     this.attempt = 0;
     this.closed = false;
     this.ws = null;
-    this.resumed = false; // this socket has spent its one resume
   }
 
   start() {
@@ -34,19 +34,10 @@ export class Bus extends EventTarget {
     if (this.ws) this.ws.close(1000, "bye");
   }
 
-  /** Join a photo's room (and, if this socket still may, replay what it missed). */
+  /** Join a photo's room; the bus sends what it published since this socket joined. */
   watch(photoId) {
     this.photos.add(photoId);
-    if (this.state === "open") {
-      this.send({ type: "subscribe", photo_id: photoId });
-      this.resume();
-    }
-  }
-
-  resume() {
-    if (this.resumed || !this.lastEventId) return;
-    this.resumed = true;
-    this.send({ type: "resume", last_event_id: this.lastEventId });
+    if (this.state === "open") this.send({ type: "subscribe", photo_id: photoId });
   }
 
   unwatch(photoId) {
@@ -74,8 +65,14 @@ export class Bus extends EventTarget {
       return;
     }
     this.ws = ws;
-    this.resumed = false;
-    ws.onopen = () => ws.send(JSON.stringify({ type: "identify", token: this.token }));
+    ws.onopen = () => {
+      const identify = { type: "identify", token: this.token };
+      if (this.lastEventId) {
+        identify.last_event_id = this.lastEventId;
+        identify.photo_ids = [...this.photos].slice(0, MAX_IDENTIFY_PHOTOS);
+      }
+      ws.send(JSON.stringify(identify));
+    };
     ws.onmessage = (msg) => this.receive(msg.data);
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
@@ -108,8 +105,8 @@ export class Bus extends EventTarget {
     if (msg.type === "identified") {
       this.attempt = 0;
       this.setState("open", { clientId: msg.client_id });
-      for (const id of this.photos) this.send({ type: "subscribe", photo_id: id });
-      this.resume();
+      const joined = new Set(msg.photo_ids || []);
+      for (const id of this.photos) if (!joined.has(id)) this.send({ type: "subscribe", photo_id: id });
       // Nothing seen yet: a later reconnect resumes from where this socket joined, so
       // what is published while it is away is replayed, not missed.
       if (!this.lastEventId && msg.last_event_id) this.lastEventId = msg.last_event_id;

@@ -1,0 +1,121 @@
+"""What a plain client meets: events at once without any ``resume``, reconnecting in one
+``identify``, and a photo followed after its upload's ``201`` missing nothing (#20)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from filmstrip import keys
+from filmstrip.events import EventPublisher
+from protocols import events as ev
+from services.bus.app import HUB
+from tests.bus.support import Account, BusClient, RunningBus
+
+pytestmark = pytest.mark.both_redis
+
+Connect = Callable[..., Awaitable[BusClient]]
+MakeAccount = Callable[..., Awaitable[Account]]
+
+
+async def _publish(pub: EventPublisher, acc: Account, type_: str, photo: int = 0) -> str:
+    return await pub.publish(
+        type_, photo_id=acc.photos[photo], client_id=acc.client_id, trace_id="t" * 32,
+        data={"photo": photo},
+    )  # fmt: skip
+
+
+async def _until_resumed(c: BusClient) -> list[dict[str, Any]]:
+    events = []
+    while (msg := await c.recv())["type"] != "resumed":
+        assert msg["type"].endswith(".event"), msg
+        events.append(msg)
+    return events
+
+
+async def test_a_socket_that_never_resumes_gets_each_event_at_once(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+    redis: Any,
+) -> None:
+    bus = await start_bus()
+    acc = await make_account()
+    c = await connect(bus.url)
+    await c.identify(acc.token)
+    await c.subscribe(acc.photos[0])
+    uploaded = await _publish(publisher, acc, ev.PHOTO_UPLOADED)
+    # Hand the bus its copy now (the pub/sub one is deduplicated whenever it comes), so
+    # the event is the bus's to send before it reads the next message.
+    [(_id, fields)] = await redis.xrange(keys.client_events(acc.client_id))
+    bus.app[HUB].publish(uploaded.encode() + b" " + fields[b"e"])
+    await c.send({"type": "subscribe", "photo_id": acc.photos[1]})
+    # Not held back waiting for a resume this socket will never send.
+    assert (await c.recv())["id"] == uploaded
+    await c.expect("subscribed")
+    await c.barrier()
+
+
+async def test_identify_with_last_event_id_replays_in_order_then_live(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    acc = await make_account()
+    seen = await _publish(publisher, acc, ev.PHOTO_UPLOADED)
+    missed = [
+        await _publish(publisher, acc, ev.PHOTO_PROCESSING_STARTED),  # the photo's room only
+        await _publish(publisher, acc, ev.PHOTO_UPLOADED, photo=1),
+        await _publish(publisher, acc, ev.PHOTO_COMPLETED),
+    ]
+    await _publish(publisher, acc, ev.PHOTO_PROCESSING_STARTED, photo=1)  # not followed
+    c = await connect(bus)
+    identified = await c.identify(
+        acc.token, last_event_id=seen, photo_ids=[acc.photos[0], "p_not-theirs"]
+    )
+    assert identified["photo_ids"] == [acc.photos[0]]
+    assert [m["id"] for m in await _until_resumed(c)] == missed
+    live = await _publish(publisher, acc, ev.PHOTO_PROCESSING_STARTED)
+    assert [m["id"] for m in await c.events(1)] == [live]
+    await c.send({"type": "resume", "last_event_id": seen})  # it has resumed already
+    assert (await c.expect("error"))["code"] == "bad_message"
+    await c.barrier()  # and nothing twice
+
+
+async def test_subscribing_after_the_events_brings_those_of_the_photo_it_missed(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    """A client learns its photo's id from the 201 and only then subscribes."""
+    acc = await make_account()
+    c = await connect(bus)
+    await c.identify(acc.token)
+    uploaded = await _publish(publisher, acc, ev.PHOTO_UPLOADED)
+    started = await _publish(publisher, acc, ev.PHOTO_PROCESSING_STARTED)
+    await _publish(publisher, acc, ev.PHOTO_PROCESSING_STARTED, photo=1)  # another photo
+    stage = await _publish(publisher, acc, ev.STAGE_COMPLETED)
+    completed = await _publish(publisher, acc, ev.PHOTO_COMPLETED)
+    # The client's room brought these at once.
+    assert [m["id"] for m in await c.events(2)] == [uploaded, completed]
+    await c.subscribe(acc.photos[0])
+    # What only the photo's room got, in order; not what the socket already has.
+    assert [m["id"] for m in await c.events(2)] == [started, stage]
+    live = await _publish(publisher, acc, ev.PHOTO_DEFERRED_COMPLETED)
+    assert [m["id"] for m in await c.events(1)] == [live]
+    await c.subscribe(acc.photos[0])  # already followed: nothing again
+    await c.barrier()
+
+
+async def test_after_identify_with_last_event_id_a_subscribe_brings_what_came_after_it(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    acc = await make_account()
+    await _publish(publisher, acc, ev.PHOTO_PROCESSING_STARTED)  # before: had it already
+    seen = await _publish(publisher, acc, ev.PHOTO_UPLOADED, photo=1)
+    after = await _publish(publisher, acc, ev.STAGE_COMPLETED)
+    c = await connect(bus)
+    await c.identify(acc.token, last_event_id=seen)
+    assert await _until_resumed(c) == []  # the client's room got nothing after ``seen``
+    await c.subscribe(acc.photos[0])
+    assert [m["id"] for m in await c.events(1)] == [after]
+    await c.barrier()
