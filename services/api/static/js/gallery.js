@@ -54,6 +54,50 @@ function busStatus(bus) {
 const PHOTO_PATH = /^\/photos\/([0-9a-f-]{36})$/;
 const photoInPath = () => PHOTO_PATH.exec(location.pathname)?.[1] || null;
 
+/** Select several photos (the Select button, then tiles), delete them in one go. */
+function selecting(grid) {
+  const toggle = $("#select-toggle");
+  const bar = $("#selection-bar");
+  const set = (on) => {
+    grid.select(on);
+    toggle.setAttribute("aria-pressed", String(on));
+    bar.hidden = !on;
+  };
+  toggle.addEventListener("click", () => set(!grid.selecting));
+  $("#selection-cancel").addEventListener("click", () => {
+    set(false);
+    toggle.focus();
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && grid.selecting && !$("#viewer").open) set(false);
+  });
+  $("#selection-delete").addEventListener("click", async () => {
+    const ids = [...grid.selected];
+    const what = ids.length === 1 ? "this photo" : `these ${ids.length} photos`;
+    if (!ids.length || !confirm(`Delete ${what} and all their renditions?`)) return;
+    const failures = [];
+    // A few at a time: the api's rate limit is per client.
+    for (let i = 0; i < ids.length; i += 4) {
+      await Promise.all(
+        ids.slice(i, i + 4).map(async (id) => {
+          try {
+            await api(`/v1/photos/${id}`, { method: "DELETE" });
+          } catch (err) {
+            if (!(err instanceof ApiError && err.status === 404)) {
+              failures.push(err.message);
+              return;
+            }
+          }
+          grid.remove(id);
+        }),
+      );
+    }
+    const done = ids.length - failures.length;
+    toast(failures.length ? `Deleted ${done} of ${ids.length}: ${failures[0]}` : `Deleted ${done} photo${done === 1 ? "" : "s"}`);
+    if (!failures.length) set(false);
+  });
+}
+
 async function start() {
   const config = await api("/v1/config");
   const bus = new Bus(config.bus_url, auth.token);
@@ -69,7 +113,12 @@ async function start() {
     onOpen: (photo) => openPhoto(photo),
     // With photos to show (or a filter hiding them), the drop zone shrinks to its button.
     onCount: (n, filtered) => $("#drop").classList.toggle("compact", n > 0 || filtered),
+    onSelect: (n) => {
+      $("#selection-count").textContent = `${n} selected`;
+      $("#selection-delete").disabled = n === 0;
+    },
   });
+  selecting(grid);
   // A photo open in the view has its own address, /photos/<id>: back closes it, forward
   // opens it again, a reload or a shared link opens it at once.
   const title = document.title;
@@ -116,7 +165,7 @@ async function start() {
   const uploads = new Uploads($("#uploads"), bus, {
     onDone: (photo, name) => {
       names.set(photo.photo_id, name);
-      grid.upsert(photo, { prepend: true });
+      grid.upsert(photo);
     },
     newSession: async () => {
       const s = await api("/v1/sessions", { method: "POST" });

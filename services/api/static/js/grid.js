@@ -1,32 +1,53 @@
-// The photo grid: newest first, infinite scroll over the cursor API, filters, and
-// ThumbHash placeholders that give way to the real thumbnails as they load.
+// The timeline: photos grouped by the day they were taken (or, without a date taken, the
+// day they were uploaded, labelled so), newest first, in the listing's keyset pages by date
+// taken; filters; selecting several to delete; ThumbHash placeholders that give way to the
+// thumbnails as they load.
 
 import { api, esc } from "./api.js";
-import { thumbHashDataURL } from "./thumbhash.js";
-import { formatMoment } from "./format.js";
+import { formatMoment, photoDay } from "./format.js";
 import { photoName } from "./photo.js";
+import { thumbHashDataURL } from "./thumbhash.js";
 
-// Photos per page of the cursor API; `?page=N` in the address overrides it (1..100).
 // Events after which a tile shows something new.
 const REFRESHING_EVENTS = new Set([
   "photo.processing.completed",
   "photo.processing.failed",
   "photo.processing.deferred.completed",
 ]);
+// Photos per page of the cursor API; `?page=N` in the address overrides it (1..100).
 const PAGE = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("page")) || 30));
 
+/** The listing's order under sort=taken, as a comparable tuple: dated photos first, by
+ * date taken, then undated ones by upload time; the id breaks ties (all descending). */
+function sortKey(photo) {
+  const taken = photo.metadata?.exif?.taken_at;
+  return taken ? [1, taken, photo.photo_id] : [0, photo.uploaded_at, photo.photo_id];
+}
+
+/** >0 when ``a`` comes before ``b`` in the timeline. */
+function compare(a, b) {
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) return a[i] > b[i] ? 1 : -1;
+  }
+  return 0;
+}
+
 export class PhotoGrid {
-  constructor(list, { empty, end, sentinel, sessionSelect, names, onOpen, onCount = () => {} }) {
-    this.list = list;
+  constructor(root, { empty, end, sentinel, sessionSelect, names, onOpen, onCount = () => {}, onSelect = () => {} }) {
+    this.root = root;
     this.empty = empty;
     this.end = end;
     this.sessionSelect = sessionSelect;
+    this.names = names;
     this.onOpen = onOpen;
     this.onCount = onCount;
-    this.names = names;
-    this.photos = new Map();
+    this.onSelect = onSelect;
+    this.photos = new Map(); // photo_id -> {photo, li, key}
+    this.selected = new Set();
+    this.selecting = false;
     this.params = {};
     this.cursor = null;
+    this.last = null; // the key of the last photo the pages have served
     this.loading = false;
     this.exhausted = false;
     this.generation = 0;
@@ -45,9 +66,11 @@ export class PhotoGrid {
 
   async reload() {
     this.generation += 1;
-    this.list.replaceChildren();
+    this.root.replaceChildren();
     this.photos.clear();
+    this.clearSelection();
     this.cursor = null;
+    this.last = null;
     this.exhausted = false;
     this.loading = false;
     await this.more();
@@ -57,14 +80,15 @@ export class PhotoGrid {
     if (this.loading || this.exhausted) return;
     this.loading = true;
     const generation = this.generation;
-    const query = new URLSearchParams({ limit: String(PAGE), ...this.params });
+    const query = new URLSearchParams({ limit: String(PAGE), sort: "taken", ...this.params });
     if (this.cursor) query.set("cursor", this.cursor);
     try {
       const page = await api(`/v1/photos?${query}`);
       if (generation !== this.generation) return; // a filter changed meanwhile
-      for (const photo of page.items) this.upsert(photo);
+      if (page.items.length) this.last = sortKey(page.items[page.items.length - 1]);
       this.cursor = page.next_cursor;
       this.exhausted = !page.next_cursor;
+      for (const photo of page.items) this.upsert(photo);
       this.end.textContent = this.exhausted && this.photos.size ? `${this.photos.size} photos` : "";
     } finally {
       if (generation === this.generation) this.loading = false;
@@ -82,38 +106,62 @@ export class PhotoGrid {
     return (!status || photo.status === status) && (!session || photo.session_id === session);
   }
 
-  upsert(photo, { prepend = false } = {}) {
+  /** Show ``photo`` where the listing has it: a new upload joins its day; one that sorts
+   * past the pages served so far waits for its page (shown once, never twice). */
+  upsert(photo) {
     if (photo.session_id) this.addSession(photo.session_id);
     if (!this.matches(photo)) {
       this.remove(photo.photo_id);
       return;
     }
+    const key = sortKey(photo);
     const old = this.photos.get(photo.photo_id);
+    if (!old && !this.exhausted && (!this.last || compare(key, this.last) < 0)) return;
     const li = this.tile(photo);
-    this.photos.set(photo.photo_id, { photo, li });
-    if (old) old.li.replaceWith(li);
-    else if (prepend) this.insertByDate(li, photo);
-    else this.list.append(li);
+    if (old && compare(old.key, key) === 0) {
+      old.li.replaceWith(li);
+    } else {
+      if (old) this.detach(old.li);
+      this.place(li, photo, key);
+    }
+    this.photos.set(photo.photo_id, { photo, li, key });
     this.counted();
   }
 
-  /** Photos finish in any order; keep the grid newest-uploaded first, as pages list it. */
-  insertByDate(li, photo) {
-    const key = `${photo.uploaded_at} ${photo.photo_id}`;
-    for (const other of this.list.children) {
-      if (`${other.dataset.uploadedAt} ${other.dataset.photoId}` < key) {
-        other.before(li);
-        return;
-      }
+  place(li, photo, key) {
+    const day = photoDay(photo);
+    let section = this.root.querySelector(`section.day[data-day="${day.key}"]`);
+    if (!section) {
+      section = document.createElement("section");
+      section.className = "day";
+      section.dataset.day = day.key;
+      section.dataset.kind = day.taken ? "taken" : "uploaded";
+      const id = `day-${day.key}`;
+      section.setAttribute("aria-labelledby", id);
+      section.innerHTML = `<h3 class="day-head" id="${id}">${esc(day.label)}</h3><ul class="grid"></ul>`;
+      // Days in the listing's order: taken days newest first, then upload days.
+      const rank = (s) => [s.dataset.kind === "taken" ? 1 : 0, s.dataset.day.slice(1)];
+      const mine = rank(section);
+      const after = [...this.root.children].find((s) => compare(mine, rank(s)) > 0);
+      this.root.insertBefore(section, after || null);
     }
-    this.list.append(li);
+    const list = section.querySelector("ul");
+    const before = [...list.children].find((other) => compare(key, this.photos.get(other.dataset.photoId).key) > 0);
+    list.insertBefore(li, before || null);
+  }
+
+  detach(li) {
+    const section = li.closest("section.day");
+    li.remove();
+    if (section && !section.querySelector(".tile")) section.remove();
   }
 
   remove(photoId) {
     const entry = this.photos.get(photoId);
     if (!entry) return;
-    entry.li.remove();
+    this.detach(entry.li);
     this.photos.delete(photoId);
+    if (this.selected.delete(photoId)) this.onSelect(this.selected.size);
     this.counted();
   }
 
@@ -134,17 +182,21 @@ export class PhotoGrid {
     }
   }
 
+  /** The ids in the order shown. */
+  order() {
+    return [...this.root.querySelectorAll(".tile")].map((li) => li.dataset.photoId);
+  }
+
   /** The photo ``delta`` places from ``photoId`` in the grid's order, paging on at the
    * end; with ``peek``, only whether there is one (true when more pages may hold it). */
   async step(photoId, delta, { peek = false } = {}) {
-    const order = () => [...this.list.querySelectorAll(".tile")].map((li) => li.dataset.photoId);
-    let ids = order();
+    let ids = this.order();
     const at = ids.indexOf(photoId);
     if (at < 0) return null;
     while (at + delta >= ids.length && !this.exhausted) {
       if (peek) return true;
       await this.more();
-      ids = order();
+      ids = this.order();
       if (this.loading) break;
     }
     const id = ids[at + delta];
@@ -155,6 +207,47 @@ export class PhotoGrid {
   /** Keyboard focus back on a photo's tile (after its view closes). */
   focus(photoId) {
     this.photos.get(photoId)?.li.querySelector("button")?.focus();
+  }
+
+  // --- selecting several ----------------------------------------------------------------
+
+  select(on) {
+    this.selecting = on;
+    this.root.classList.toggle("selecting", on);
+    if (!on) this.clearSelection();
+    for (const { photo, li } of this.photos.values()) this.label(li, photo);
+  }
+
+  clearSelection() {
+    this.selected.clear();
+    for (const li of this.root.querySelectorAll(".tile.selected")) {
+      li.classList.remove("selected");
+      li.querySelector("button").setAttribute("aria-pressed", "false");
+    }
+    this.onSelect(0);
+  }
+
+  toggle(photoId) {
+    const entry = this.photos.get(photoId);
+    if (!entry) return;
+    const on = !this.selected.has(photoId);
+    if (on) this.selected.add(photoId);
+    else this.selected.delete(photoId);
+    entry.li.classList.toggle("selected", on);
+    entry.li.querySelector("button").setAttribute("aria-pressed", String(on));
+    this.onSelect(this.selected.size);
+  }
+
+  label(li, photo) {
+    const button = li.querySelector("button");
+    const name = li.dataset.name;
+    if (this.selecting) {
+      button.setAttribute("aria-label", `Select ${name}`);
+      button.setAttribute("aria-pressed", String(this.selected.has(photo.photo_id)));
+    } else {
+      button.setAttribute("aria-label", `Open ${name}${photo.status === "failed" ? " (failed)" : ""}`);
+      button.removeAttribute("aria-pressed");
+    }
   }
 
   addSession(sessionId) {
@@ -174,10 +267,12 @@ export class PhotoGrid {
     li.dataset.uploadedAt = photo.uploaded_at;
     const meta = photo.metadata || {};
     const name = photoName(photo, this.names.get(photo.photo_id)) || formatMoment(photo.uploaded_at);
+    li.dataset.name = name;
+    if (this.selected.has(photo.photo_id)) li.classList.add("selected");
     const button = document.createElement("button");
     button.type = "button";
     button.className = "tile-button";
-    button.setAttribute("aria-label", `Open ${name}${photo.status === "failed" ? " (failed)" : ""}`);
+    button.title = name;
     const placeholder = thumbHashDataURL(meta.thumbhash);
     const thumb = photo.derivatives.find((d) => d.name === "thumbnail");
     const frame = document.createElement("div");
@@ -200,13 +295,18 @@ export class PhotoGrid {
           : `<span class="tile-state">${esc(photo.status)}…</span>`,
       );
     }
+    frame.insertAdjacentHTML("beforeend", `<span class="tile-check" aria-hidden="true">✓</span>`);
     button.append(frame);
     const caption = document.createElement("span");
     caption.className = "tile-caption";
     caption.textContent = name;
     button.append(caption);
-    button.addEventListener("click", () => this.onOpen(photo));
+    button.addEventListener("click", () => {
+      if (this.selecting) this.toggle(photo.photo_id);
+      else this.onOpen(this.photos.get(photo.photo_id)?.photo || photo);
+    });
     li.append(button);
+    this.label(li, photo);
     return li;
   }
 }
