@@ -57,10 +57,10 @@ async def main() -> None:
                     pid = str(uuid.uuid4())
                     tx.execute(
                         f"INSERT INTO photos ({PHOTO_COLUMNS}) VALUES "
-                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (pid, client, None, f"originals/{pid}", "image/jpeg", 1000, None,
                          "completed", f"photo:{pid}", "t", when, when, when, "{}", "[]",
-                         None, None, when, None, None),
+                         None, None, when, None, None, None, None),
                     )  # fmt: skip
 
         await catalog.run_transaction(fill)

@@ -31,6 +31,7 @@ from protocols.http import (
     TusUploadStatus,
     UploadAccepted,
 )
+from protocols.jobs import PIPELINE_NAMES
 from protocols.openapi_tus import tus_paths
 from protocols.web import ClientConfig, Dashboard
 
@@ -242,6 +243,19 @@ def _photo_paths() -> dict[str, Any]:
                                         "type": "string",
                                         "pattern": "^[A-Za-z0-9_-]{1,64}$",
                                     },
+                                    "pipeline": {
+                                        "enum": list(PIPELINE_NAMES),
+                                        "description": "the named pipeline to run (default:"
+                                        " FILMSTRIP_DEFAULT_PIPELINE)",
+                                    },
+                                    "priority": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": 10,
+                                        "description": "1 runs first, 10 last (default:"
+                                        " FILMSTRIP_JOB_PRIORITY); ahead of the default"
+                                        " needs an admin token",
+                                    },
                                 },
                             },
                             # The type is read from the file's leading bytes, not from
@@ -254,8 +268,13 @@ def _photo_paths() -> dict[str, Any]:
                     "201": _json("UploadAccepted", "accepted and queued"),
                     "200": _json("UploadAccepted", "the client already has these bytes"),
                     "400": _error(
-                        "empty file, missing field, malformed body, or the bytes do not match "
-                        "X-Content-SHA256 (`checksum_mismatch`)"
+                        "empty file, missing field, malformed body, the bytes do not match "
+                        "X-Content-SHA256 (`checksum_mismatch`), an unknown pipeline "
+                        "(`unknown_pipeline`) or a priority not 1-10 (`bad_priority`)"
+                    ),
+                    "403": _error(
+                        "a priority ahead of the default from a non-admin token"
+                        " (`priority_not_allowed`)"
                     ),
                     "408": _error("the body stalled or arrived too slowly"),
                     **_AUTH_ERRORS,

@@ -89,7 +89,10 @@ def tus_paths() -> dict[str, Any]:
                     ),
                     _header(
                         "Upload-Metadata",
-                        "comma-separated 'key base64(value)': filename, filetype, session_id",
+                        "comma-separated 'key base64(value)': filename (kept on the photo),"
+                        " filetype (ignored: the type is read from the bytes), session_id,"
+                        " pipeline (full_processing, quick_processing), priority (1 first to"
+                        " 10 last; ahead of the default needs an admin token)",
                         required=False,
                     ),
                     _header(
@@ -102,7 +105,14 @@ def tus_paths() -> dict[str, Any]:
                 "requestBody": _CHUNK_BODY,
                 "responses": {
                     "201": _answer("created", "Location", "Upload-Expires", "Upload-Offset"),
-                    "400": _error("bad or missing Upload-Length or Upload-Metadata, empty file"),
+                    "400": _error(
+                        "bad or missing Upload-Length or Upload-Metadata, empty file, unknown"
+                        " pipeline (`unknown_pipeline`), priority not 1-10 (`bad_priority`)"
+                    ),
+                    "403": _error(
+                        "a priority ahead of the default from a non-admin token"
+                        " (`priority_not_allowed`)"
+                    ),
                     **_COMMON,
                     "413": _error(
                         "Upload-Length over Tus-Max-Size (`too_large`), past the declared bytes"

@@ -26,6 +26,7 @@ from filmstrip.catalog import (
 from filmstrip.errors import FilmstripError
 from protocols.http import UploadAccepted
 from protocols.jobs import job_id_for
+from services.api.choices import UploadChoices
 from services.api.errors import ApiError
 from services.api.json import json_response
 from services.api.quota import from_quota_error
@@ -108,6 +109,7 @@ async def accept_photo(
     sha256: str,
     session_id: str | None,
     filename: str | None = None,
+    choices: UploadChoices | None = None,
 ) -> UploadAccepted:
     """Record the stored original ``blob_key`` as a photo (or answer the duplicate).
 
@@ -134,6 +136,8 @@ async def accept_photo(
         trace_id=trace_id,
         uploaded_at=utcnow(),
         filename=filename,
+        pipeline=choices.pipeline if choices else None,
+        priority=choices.priority if choices else None,
     )
     try:
         job_id = await state.photos.accept(record, quota_bytes=settings.api.client_quota_bytes)

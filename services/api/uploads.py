@@ -29,6 +29,8 @@ from services.api.accept import (
     original_key,
     unsupported_type,
 )
+from services.api.choices import FIELDS as CHOICE_FIELDS
+from services.api.choices import upload_choices
 from services.api.errors import ApiError
 from services.api.filenames import multipart_filename
 from services.api.middleware import client_of, trace_id_of
@@ -42,6 +44,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FIELD_MAX = 1024
 _IGNORED_FIELD_MAX = 64 * 1024
 _MAX_FIELDS = 16
+_FORM_FIELDS = ("session_id", *CHOICE_FIELDS)
 
 T = TypeVar("T")
 
@@ -108,6 +111,8 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             f"the file came in a field named {part.name!r}; send it in a field named 'file'",
         )
     session_id = fields.get("session_id") or request.query.get("session_id") or None
+    # Choices sent ahead of the file are refused before any of its bytes are stored.
+    upload_choices(settings, client, fields)
 
     first = await _parse(pace, part.read_chunk(_CHUNK))
     while len(first) < SNIFF_BYTES:
@@ -151,6 +156,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
     try:
         trailing = await _trailing_fields(reader, pace)
         session_id = trailing.get("session_id") or session_id
+        choices = upload_choices(settings, client, {**fields, **trailing})
         if declared and declared != digest.hexdigest():
             # The client said what it sent; what arrived differs (a proxy or a bug mangled it).
             raise ApiError(
@@ -167,6 +173,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             sha256=digest.hexdigest(),
             session_id=session_id,
             filename=multipart_filename(part.filename),
+            choices=choices,
         )
     except BaseException:
         await discard_unrecorded(state, photo_id, blob_key)
@@ -187,8 +194,8 @@ async def _fields_until_file(
             return None, fields
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "bad_multipart", "nested multipart bodies are not supported")
-        if part.name == "session_id":
-            fields["session_id"] = await _small_field(part, pace)
+        if part.name in _FORM_FIELDS:
+            fields[part.name] = await _small_field(part, pace)
         elif part.name == "file" or _is_file_part(part):
             return part, fields
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from filmstrip.catalog import PhotoRecord, PhotoStatus
@@ -29,6 +30,20 @@ def test_the_ready_job_goes_through_the_codec_unchanged() -> None:
     assert (job.id, job.storage.key, job.pipeline.priority) == ("photo:p1", "originals/p1", 4)
     assert (job.context.session_id, job.context.trace_id) == ("s", "t" * 32)
     assert decode_job(encode_job(job)) == job
+
+
+def test_every_job_of_a_photo_runs_the_pipeline_and_priority_its_upload_chose() -> None:
+    settings = load_settings({})
+    chosen = msgspec.structs.replace(PHOTO, pipeline="quick_processing", priority=8)
+    job = ready_job(settings, chosen)
+    assert (job.pipeline.name, job.pipeline.stages) == (
+        "quick_processing",
+        ["validation", "thumbnails"],
+    )
+    assert job.pipeline.priority == 8
+    # A photo from before the choices: the settings' defaults.
+    plain = ready_job(settings, PHOTO).pipeline
+    assert (plain.name, plain.priority) == ("full_processing", settings.queue.priority)
 
 
 def test_a_payload_that_is_no_job_is_a_logic_error() -> None:

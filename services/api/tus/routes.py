@@ -31,6 +31,7 @@ from services.api.accept import (
     unsupported_type,
 )
 from services.api.aiohttp_compat import buffered_body
+from services.api.choices import upload_choices
 from services.api.errors import ApiError
 from services.api.filenames import clean_filename
 from services.api.json import json_response
@@ -129,6 +130,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "empty_file", "the upload is empty")
     metadata = parse_metadata(request.headers.get("Upload-Metadata"))
     await check_session(state, client, metadata.get("session_id") or None)
+    upload_choices(settings, client, metadata)
     # Refuse work the queue cannot take now rather than after the bytes have arrived.
     await check_capacity(state)
 
@@ -323,6 +325,7 @@ async def _finish(
             sha256=digest.hexdigest(),
             session_id=upload.metadata.get("session_id") or None,
             filename=clean_filename(upload.metadata.get("filename")),
+            choices=upload_choices(state.settings, client_of(request), upload.metadata),
         )
     except BaseException:
         await discard_unrecorded(state, photo_id, blob_key)

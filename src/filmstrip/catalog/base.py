@@ -41,7 +41,7 @@ T = TypeVar("T")
 PHOTO_COLUMNS = (
     "id, client_id, session_id, blob_key, content_type, bytes, sha256, status, job_id, "
     "trace_id, uploaded_at, taken_at, processed_at, processing_metadata, derivatives, "
-    "processing_error, error_category, updated_at, error_code, filename"
+    "processing_error, error_category, updated_at, error_code, filename, pipeline, priority"
 )
 
 _derivatives_decoder = msgspec.json.Decoder(list[DerivativeRecord])
@@ -132,6 +132,8 @@ def _photo(row: Row) -> PhotoRecord:
         updated_at=row[17],
         error_code=row[18],
         filename=row[19],
+        pipeline=row[20],
+        priority=None if row[21] is None else int(row[21]),
     )
 
 
@@ -143,13 +145,13 @@ def insert_statements(
     statements: list[tuple[str, tuple[Any, ...]]] = [
         (
             f"INSERT INTO photos ({PHOTO_COLUMNS}, filename_key) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 photo.id, photo.client_id, photo.session_id, photo.blob_key,
                 photo.content_type, photo.bytes, photo.sha256, photo.status, photo.job_id,
                 photo.trace_id, photo.uploaded_at, photo.taken_at, photo.processed_at,
-                None, None, None, None, now, None, photo.filename,
-                None if photo.filename is None else search_key(photo.filename),
+                None, None, None, None, now, None, photo.filename, photo.pipeline,
+                photo.priority, None if photo.filename is None else search_key(photo.filename),
             ),
         )
     ]  # fmt: skip

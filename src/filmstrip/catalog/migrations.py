@@ -173,6 +173,15 @@ def _filenames(tx: Transaction) -> None:
             tx.execute(f"ALTER TABLE photos ADD COLUMN {column} TEXT")
 
 
+def _upload_choices(tx: Transaction) -> None:
+    # The pipeline and priority the upload chose, so every job made for the photo later
+    # (a retry, a lost job given back, a remake) runs as the upload asked. NULL: the
+    # settings' defaults (photos from before the columns).
+    for column, kind in (("pipeline", "TEXT"), ("priority", "INTEGER")):
+        if column not in tx.columns("photos"):
+            tx.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "clients, tokens, sessions, photos, outbox", _tables),
     Migration(2, "photos.follow_up: the deferred stages a completed photo awaits", _follow_up),
@@ -182,6 +191,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "tokens.last_used_at: when each token was last used", _token_last_used),
     Migration(7, "photos.error_code: the machine-readable code of a photo's failure", _error_code),
     Migration(8, "photos.filename: the name the file was sent with", _filenames),
+    Migration(9, "photos.pipeline, photos.priority: what the upload chose", _upload_choices),
 )
 
 # Each touches only rows not yet filled in: those of catalogs from before the column, and

@@ -45,6 +45,9 @@ class PhotoRecord(msgspec.Struct, frozen=True, kw_only=True):
     error_code: str | None = None
     # The name the file was sent with, as the api kept it (services/api/filenames.py).
     filename: str | None = None
+    # The upload's pipeline and priority (None: the settings' defaults when its job is made).
+    pipeline: str | None = None
+    priority: int | None = None
     # Stamped by the catalog from the database's clock on every write (it decides repairs).
     updated_at: str = ""
 

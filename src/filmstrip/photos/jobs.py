@@ -37,15 +37,23 @@ def decode_job(payload: bytes) -> PhotoProcessingJob:
         raise LogicError(f"malformed job payload: {exc}", code="bad_job") from exc
 
 
+def photo_pipeline(settings: Settings, photo: PhotoRecord) -> str:
+    """The pipeline ``photo``'s jobs run: the one its upload chose, else the default."""
+    return photo.pipeline or settings.jobs.default_pipeline
+
+
 def ready_job(settings: Settings, photo: PhotoRecord) -> PhotoProcessingJob:
-    """The job that processes ``photo`` with the default pipeline and announces it ready."""
-    pipeline = settings.jobs.default_pipeline
+    """The job that processes ``photo`` with the pipeline and priority its upload chose (the
+    settings' defaults where it chose none) and announces it ready."""
+    pipeline = photo_pipeline(settings, photo)
     return PhotoProcessingJob(
         id=job_id_for(photo.id),
         photo_id=photo.id,
         storage=JobStorage(key=photo.blob_key),
         pipeline=JobPipeline(
-            name=pipeline, stages=resolve_stages(pipeline, None), priority=settings.queue.priority
+            name=pipeline,
+            stages=resolve_stages(pipeline, None),
+            priority=photo.priority or settings.queue.priority,
         ),
         context=JobContext(
             client_id=photo.client_id,

@@ -12,7 +12,14 @@ from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecor
 from filmstrip.errors import Category, FilmstripError, TemporaryError
 from filmstrip.events import EventPublisher, forget_once
 from filmstrip.photos.failures import UNKNOWN_CODE, photo_error
-from filmstrip.photos.jobs import encode_job, follow_up_job, owed_stages, ready_job, remake_job
+from filmstrip.photos.jobs import (
+    encode_job,
+    follow_up_job,
+    owed_stages,
+    photo_pipeline,
+    ready_job,
+    remake_job,
+)
 from filmstrip.pipeline import resolve_stages, split_deferred
 from filmstrip.queue import AddResult, JobQueue, RetentionSpec
 from filmstrip.settings import Settings
@@ -183,7 +190,7 @@ class PhotoLifecycle:
     async def requeue_follow_up(self, photo: PhotoRecord) -> list[str]:
         """Give a ready photo whose follow-up job was lost a follow-up for the deferred
         stages that have no result yet; those stages (none: nothing was queued)."""
-        _, deferred = split_deferred(resolve_stages(self.settings.jobs.default_pipeline))
+        _, deferred = split_deferred(resolve_stages(photo_pipeline(self.settings, photo)))
         owed = owed_stages(deferred, photo.processing_metadata)
         if owed:
             job = follow_up_job(
