@@ -31,6 +31,7 @@ from services.api import (
     uploads,
 )
 from services.api import web as web_pages
+from services.api.cors import add_cors_headers, cors_middleware
 from services.api.edge import edge_middleware
 from services.api.json import json_response
 from services.api.metrics import metrics_middleware
@@ -53,6 +54,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         middlewares=[
             trace_middleware,
             metrics_middleware,
+            cors_middleware,
             error_middleware,
             edge_middleware,
             ip_rate_middleware,
@@ -121,4 +123,5 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(resources)
     setup_tus(app, background=background)
     app.on_startup.append(start_limiter)
+    app.on_response_prepare.append(add_cors_headers)
     return app

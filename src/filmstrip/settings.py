@@ -31,6 +31,11 @@ SecondsOrZero = Annotated[float, msgspec.Meta(ge=0)]
 FailOn = Literal["none", "truncated", "error", "warning"]
 
 
+# A web origin as browsers send it: scheme, host and an optional port, nothing more (apps
+# in a mobile web view send their own schemes, e.g. capacitor://localhost).
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?")
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
@@ -148,6 +153,17 @@ class ApiSettings(
     # of its last response (slowloris); it is aiohttp's keep-alive timeout, which closes a
     # connection still waiting for headers, so idle keep-alive connections go too.
     header_timeout_s: Seconds = 15.0
+    # Origins whose web apps may call /v1 from a browser (services/api/cors.py): exact
+    # scheme://host[:port], comma-separated, or * for any; empty: none (the gallery,
+    # served by the api itself, needs none).
+    cors_origins: str = ""
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """``cors_origins`` as its origins, lower-case as browsers send them (``("*",)`` for
+        any, empty for none)."""
+        origins = (o.strip().rstrip("/").lower() for o in self.cors_origins.split(","))
+        return tuple(o for o in origins if o)
 
 
 class TusSettings(msgspec.Struct, frozen=True, kw_only=True, rename=lambda name: "tus_" + name):
@@ -506,5 +522,11 @@ def _check(s: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{_env_name('umask')}={s.files.umask!r} must be three octal digits, e.g. 077"
         )
+    for origin in s.api.cors_origin_list:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise SettingsError(
+                f"{_env_name('cors_origins')}: {origin!r} is not an origin: give "
+                "scheme://host[:port] (no path), comma-separated, or * for any"
+            )
     if s.logs.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"{_env_name('log_level')} must be DEBUG, INFO, WARNING or ERROR")
