@@ -69,3 +69,16 @@ async def test_a_kept_upload_the_server_lost_starts_afresh_and_a_refusal_is_fina
             await upload_file(client, fake, resume=store, multipart_max_bytes=0)
         assert refused.value.status == 415 and refused.value.category is Category.DATA
         assert await store.get(client.url, "f" * 64) is None
+
+
+async def test_the_file_name_goes_with_both_ways_of_uploading(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    small = await asyncio.to_thread(inspect_file, _jpeg(tmp_path / "Été à Zürich 100%41.jpg", 100))
+    large = await asyncio.to_thread(inspect_file, _jpeg(tmp_path / "tus 100%.jpg", 300))
+    settings = api_settings(tmp_path, redis_server.url)
+    async with running_api(settings, "carol") as api, ApiClient(api.url, api.token) as client:
+        multipart = await upload_file(client, small)
+        tus = await upload_file(client, large, multipart_max_bytes=0)
+        assert (await client.photo(multipart.photo_id)).filename == "Été à Zürich 100%41.jpg"
+        assert (await client.photo(tus.photo_id)).filename == "tus 100%.jpg"
