@@ -212,6 +212,10 @@ class JobPhoto(msgspec.Struct, frozen=True, kw_only=True):
     uploaded_at: str
     error: str | None
     error_category: str | None
+    #: The name its file was sent with, when the api kept one.
+    filename: str | None = None
+    #: Its thumbnail as a signed URL (no token needed), once it has one.
+    thumbnail_url: str | None = None
 
 
 class QueueJobDetail(msgspec.Struct, frozen=True, kw_only=True):

@@ -64,6 +64,14 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
     )
 
 
+def thumbnail_url(state: ApiState, photo: PhotoRecord) -> str | None:
+    """The photo's thumbnail as a signed URL, or None before it has one."""
+    if not any(d.name == "thumbnail" for d in photo.derivatives):
+        return None
+    path = f"/v1/photos/{photo.id}/derivatives/thumbnail"
+    return signed_query(state.signing_secret, path, state.settings.api.signed_url_ttl_s)
+
+
 async def _owned_photo(request: web.Request) -> PhotoRecord:
     """The photo named in the path, if the caller may see it (token owner or valid signature).
 

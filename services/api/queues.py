@@ -33,6 +33,7 @@ from services.api.job_history import history_complete, job_runs, photo_events
 from services.api.json import json_response
 from services.api.listing import parse_limit
 from services.api.middleware import client_of
+from services.api.photos import thumbnail_url
 from services.api.state import ApiState, state_of
 
 QUEUE_PATH = "/v1/queues/photo-processing"
@@ -140,6 +141,8 @@ async def get_job(request: web.Request) -> web.StreamResponse:
                 uploaded_at=record.uploaded_at,
                 error=record.processing_error,
                 error_category=record.error_category,
+                filename=record.filename,
+                thumbnail_url=thumbnail_url(state, record),
             )
     body = QueueJobDetail(
         job=_job_view(info),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from filmstrip import keys
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
+from tests.api.factories import complete
 from tests.web.conftest import WebApi
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -96,3 +97,20 @@ async def test_queue_admin_pauses_lists_and_refuses_non_admins(api: WebApi) -> N
     assert job["photo_id"] and len(job["trace_id"]) == 32
     missing = await api.http.post(f"{base}/jobs/photo:nope/retry", headers=api.admin)
     assert missing.status == 404
+
+
+async def test_job_detail_names_the_photos_file_and_shows_its_thumbnail(api: WebApi) -> None:
+    resp = await api.upload(JPEG, filename="beach day.jpg")
+    photo_id = (await resp.json())["photo_id"]
+    job = f"{api.url}/v1/queues/photo-processing/jobs/photo:{photo_id}"
+    before = await (await api.http.get(job, headers=api.admin)).json()
+    assert before["photo"]["filename"] == "beach day.jpg"
+    assert before["photo"]["thumbnail_url"] is None  # not processed yet
+    await complete(api, photo_id)
+    detail = await (await api.http.get(job, headers=api.admin)).json()
+    assert "photo" in detail, detail
+    url = detail["photo"]["thumbnail_url"]
+    assert url.startswith(f"/v1/photos/{photo_id}/derivatives/thumbnail?exp=")
+    # Signed: the operator's page shows another client's thumbnail without their token.
+    thumb = await api.http.get(f"{api.url}{url}")
+    assert thumb.status == 200 and await thumb.read() == b"RIFF....WEBP"
