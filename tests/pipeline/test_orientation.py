@@ -9,6 +9,7 @@ turned or mirrored, so a rendition turned 180 degrees or mirrored fails.
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -17,6 +18,7 @@ import pyvips
 from PIL import Image, ImageOps
 
 from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.decode import read_header
 from filmstrip.pipeline.stages.optimization import Optimization
 from tests.pipeline.conftest import run_pipeline
 from tests.pipeline.reference import difference, open_rgb
@@ -103,4 +105,42 @@ def test_other_containers_renditions_are_upright(
     jpeg = (corpus / f"real/Landscape_{orientation}.jpg").read_bytes()
     data = _in_container(jpeg, OTHER[container])
     assert _orientation(data) == orientation  # the file says how to turn it
+    _check_every_rendition(data, open_rgb(jpeg), options)
+
+
+def _with_raw_profile(png: bytes, exif: bytes, chunk: bytes) -> bytes:
+    """``png`` with ``exif`` as ImageMagick writes it, a "Raw profile type exif" text chunk
+    (hex in lines of 72), right after IHDR."""
+    hexed = exif.hex()
+    text = (
+        b"\nexif\n%8d\n" % len(exif)
+        + "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72)).encode()
+        + b"\n"
+    )
+    keyword = b"Raw profile type exif\x00"
+    body = {
+        b"tEXt": keyword + text,
+        b"zTXt": keyword + b"\x00" + zlib.compress(text),
+        b"iTXt": keyword + b"\x01\x00" + b"\x00\x00" + zlib.compress(text),
+    }[chunk]
+    crc = zlib.crc32(chunk + body).to_bytes(4, "big")
+    at = 8 + 25  # signature, then IHDR (length, type, 13 bytes, CRC)
+    return png[:at] + len(body).to_bytes(4, "big") + chunk + body + crc + png[at:]
+
+
+@pytest.mark.parametrize(
+    ("orientation", "chunk"),
+    [(n, b"zTXt") for n in range(1, 9)] + [(6, b"tEXt"), (8, b"iTXt")],
+)
+def test_a_png_whose_orientation_is_in_an_imagemagick_text_chunk_is_turned(
+    orientation: int, chunk: bytes, options: PipelineOptions, corpus: Path
+) -> None:
+    jpeg = (corpus / f"real/Landscape_{orientation}.jpg").read_bytes()
+    stored = pyvips.Image.new_from_buffer(jpeg, "")
+    png = bytes(stored.resize(1 / 3).write_to_buffer(".png[compression=1]", keep="none"))
+    exif = bytes(stored.get("exif-data"))
+    data = _with_raw_profile(png, exif, chunk)
+    assert pyvips.Image.new_from_buffer(data, "").get_typeof("orientation") == 0  # unseen
+    header = read_header(data, "png", options)
+    assert (header.orientation, header.exif) == (orientation, exif)
     _check_every_rendition(data, open_rgb(jpeg), options)

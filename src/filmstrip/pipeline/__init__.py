@@ -34,9 +34,12 @@ Metadata keys (``ctx.metadata``, JSON-able, the catalog's ``processing_metadata`
 - ``optimization``: ``format``, ``bytes``, ``original_bytes``, ``bytes_saved``, ``kept``,
   ``animated``
 
-Policies: orientation comes from standard EXIF only (a PNG's ImageMagick text chunk is
-ignored, as browsers and libvips do); HEIC is decoded by libheif via pillow-heif; AVIF
-container rotations (irot/imir) are applied by libheif; decoding uses libvips
+Policies: orientation comes from EXIF wherever the file keeps it: JPEG APP1, WebP's EXIF
+chunk, TIFF's tags, PNG's ``eXIf`` (all read by libvips) and the "Raw profile type exif"
+text chunk ImageMagick writes into PNGs (read in ``png_text``; libvips ignores it, Pillow
+and ImageMagick honour it, so the photo is shown as the camera meant); HEIC is decoded by
+libheif via pillow-heif, whose container rotations (irot/imir) are applied by libheif, as
+are AVIF's (HEIF's rule: those, not EXIF, say how to turn it); decoding uses libvips
 ``fail_on=warning`` (sharp's default), so files libjpeg/libpng call corrupt are refused.
 """
 

@@ -17,7 +17,9 @@ import pyvips
 
 from filmstrip.errors import DataError
 from filmstrip.pipeline import icc
+from filmstrip.pipeline.exif import orientation_from_blob
 from filmstrip.pipeline.options import PipelineOptions
+from filmstrip.pipeline.png_text import raw_profile_exif
 from filmstrip.pipeline.vips import decode_error
 from protocols.formats import ACCEPTED
 
@@ -80,6 +82,9 @@ class Header:
     height: int  # one frame
     frames: int
     orientation: int  # EXIF orientation 1-8 (1 when absent or invalid)
+    # The orientation came from where libvips does not look (a PNG's raw profile text
+    # chunk): libvips will not turn the pixels by itself, the decoders here do.
+    orientation_unseen: bool
     bands: int
     interpretation: str
     has_alpha: bool
@@ -112,6 +117,12 @@ def read_header(data: bytes, fmt: str, options: PipelineOptions) -> Header:
         heif_compression = _get_str(image, "heif-compression")
         frames = _get_int(image, "n-pages") or 1
         orientation = _get_int(image, "orientation") or 1
+        exif = _get_blob(image, "exif-data")
+        unseen = False
+        if exif is None and fmt == "png":
+            exif = raw_profile_exif(data)
+            if exif is not None:
+                orientation, unseen = orientation_from_blob(exif), True
         header = Header(
             format=fmt,
             loader=loader,
@@ -119,10 +130,11 @@ def read_header(data: bytes, fmt: str, options: PipelineOptions) -> Header:
             height=image.height,
             frames=frames,
             orientation=orientation if 1 <= orientation <= 8 else 1,
+            orientation_unseen=unseen,
             bands=image.bands,
             interpretation=str(image.interpretation),
             has_alpha=bool(image.hasalpha()),
-            exif=_get_blob(image, "exif-data"),
+            exif=exif,
             icc=_get_blob(image, "icc-profile-data"),
         )
     except pyvips.Error as exc:
@@ -183,7 +195,12 @@ def decode_rendition(
                 data, size, height=size, size="down", option_string=f"fail_on={options.fail_on}"
             )
         with watch(to_srgb8(image)) as computing:
-            return computing.copy_memory()
+            image = computing.copy_memory()
+        if header.orientation_unseen:
+            # thumbnail turned what libvips saw, which was nothing; the box is square, so
+            # turning the small image now gives the same result.
+            image = upright(image, header).copy_memory()
+        return image
     except pyvips.Error as exc:
         raise decode_error(exc, what) from None
 
@@ -221,7 +238,7 @@ def _jpeg_rendition(
         image = computing.copy_memory()
     if header.orientation != 1:
         # Rotating needs the whole image; it is small and in memory by now.
-        image = image.autorot().copy_memory()
+        image = upright(image, header).copy_memory()
     return image
 
 
@@ -239,11 +256,19 @@ def decode_full(
         if all_frames:
             kwargs["n"] = -1
         image = pyvips.Image.new_from_buffer(data, "", **kwargs)
-        if header.orientation != 1:
-            image = image.autorot()
-        return to_srgb8(image)
+        return to_srgb8(upright(image, header))
     except pyvips.Error as exc:
         raise decode_error(exc, what) from None
+
+
+def upright(image: pyvips.Image, header: Header) -> pyvips.Image:
+    """``image`` turned as ``header.orientation`` says, wherever the file kept it."""
+    if header.orientation == 1:
+        return image
+    if header.orientation_unseen:
+        image = image.copy()
+        image.set_type(pyvips.GValue.gint_type, "orientation", header.orientation)
+    return image.autorot()
 
 
 def to_srgb8(image: pyvips.Image) -> pyvips.Image:

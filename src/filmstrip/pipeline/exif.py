@@ -32,6 +32,18 @@ def exif_from_blob(blob: bytes | None) -> dict[str, Any]:
     return _fields(exif)
 
 
+def orientation_from_blob(blob: bytes) -> int:
+    """The orientation (1-8) a raw EXIF block records; 1 when absent, out of range or
+    unreadable."""
+    exif = Image.Exif()
+    try:
+        exif.load(blob)
+        value = int(exif.get(_ORIENTATION, 1))
+    except Exception:
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
 def exif_from_tiff(data: bytes) -> dict[str, Any]:
     """Our EXIF fields from a TIFF's own tags (TIFF keeps Make/Model in IFD0, not a blob)."""
     try:
