@@ -52,6 +52,7 @@ CHECKED = {
     "services/bus/presence.py": "test_bus_presence_on_the_cluster",
     "services/bus/client_sockets.py": "test_the_bus_socket_counts_on_the_cluster",
     "src/filmstrip/lease.py": "test_the_reconcilers_lease_on_the_cluster",
+    "services/bus/replay.py": "test_the_bus_replay_head_on_the_cluster",
     # Only on a single Redis (its rename spans slots by design); on a cluster it records.
     "src/filmstrip/redis_layout.py": "test_the_layout_upgrade_only_records_on_a_cluster",
 }
@@ -178,6 +179,18 @@ async def test_event_publishing_on_the_cluster(redis: RedisClient) -> None:
     )  # fmt: skip
     assert third != first
     assert await redis.xlen(keys.client_events("c{1}")) == 2
+
+
+async def test_the_bus_replay_head_on_the_cluster(redis: RedisClient) -> None:
+    """The head script reads the client's stream and the server's time in one call."""
+    replay = ReplayReader(redis)
+    before_ms = (await redis.time())[0] * 1000
+    empty = await replay.head("c{2}")
+    assert empty[1] == 0 and before_ms - 2_000 <= empty[0] <= before_ms + 2_000
+    newest = await EventPublisher(redis).publish(
+        "photo.uploaded", photo_id="p", client_id="c{2}", trace_id="0" * 32
+    )
+    assert "-".join(map(str, await replay.head("c{2}"))) == newest
 
 
 async def test_rate_limiter_on_the_cluster(redis: RedisClient) -> None:
