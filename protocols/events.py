@@ -49,9 +49,62 @@ class PhotoError(msgspec.Struct, frozen=True, kw_only=True):
     retryable: bool
 
 
+class Derivative(msgspec.Struct, frozen=True, kw_only=True):
+    """One rendition of a photo: ``url`` is signed (it works without a token) and relative
+    to the api; it expires after ``FILMSTRIP_SIGNED_URL_TTL_S``, after which
+    ``GET /v1/photos/{id}`` hands out fresh ones."""
+
+    name: str
+    url: str
+    content_type: str
+    width: int
+    height: int
+    bytes: int
+
+
+class CompletedData(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``data`` of ``photo.processing.completed``: enough to show the photo without
+    asking the api. ``width``/``height`` are the photo's, upright; ``taken_at`` is the
+    EXIF date taken (null if none); ``thumbhash`` is a base64 ThumbHash placeholder;
+    ``ms`` is how long processing took (0 when a redelivered job found it done)."""
+
+    status: Literal["completed"] = "completed"
+    derivatives: list[Derivative]
+    width: int | None
+    height: int | None
+    taken_at: str | None
+    thumbhash: str | None
+    ms: float
+
+
+class DeferredCompletedData(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``data`` of ``photo.processing.deferred.completed``: the follow-up job's
+    ``stages`` and their ``results``, and every derivative the photo has now (the
+    optimised copy among them when it was kept)."""
+
+    stages: list[str]
+    derivatives: list[Derivative]
+    results: dict[str, Any]
+
+
+class FailedData(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``data`` of ``photo.processing.failed``."""
+
+    status: Literal["failed"] = "failed"
+    error: PhotoError
+
+
+#: The ``data`` of the events that carry a schema of their own, by event type.
+DATA_OF_TYPE: dict[str, type[msgspec.Struct]] = {
+    PHOTO_COMPLETED: CompletedData,
+    PHOTO_DEFERRED_COMPLETED: DeferredCompletedData,
+    PHOTO_FAILED: FailedData,
+}
+
+
 def failure_data(error: PhotoError) -> dict[str, Any]:
     """The ``data`` of a ``photo.processing.failed`` event."""
-    return {"status": "failed", "error": msgspec.to_builtins(error)}
+    return msgspec.to_builtins(FailedData(error=error))  # type: ignore[no-any-return]
 
 
 class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):

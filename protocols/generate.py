@@ -10,7 +10,7 @@ import msgspec
 import orjson
 
 from protocols import openapi
-from protocols.events import Event
+from protocols.events import CompletedData, DeferredCompletedData, Event, FailedData
 from protocols.jobs import PhotoProcessingJob
 from protocols.ws import ClientMessage, EventMessage, ServerMessage
 
@@ -47,6 +47,10 @@ def render_all() -> dict[str, bytes]:
     docs = {
         "job.schema.json": _schema([PhotoProcessingJob], "PhotoProcessingJob"),
         "event.schema.json": _schema([Event], "Event (Redis pub/sub)"),
+        "event-data.schema.json": _schema(
+            [CompletedData, DeferredCompletedData, FailedData],
+            "Event data: photo.processing.completed, .deferred.completed, .failed",
+        ),
         "ws-client.schema.json": _schema([ClientMessage], "WebSocket: client to bus"),
         "ws-server.schema.json": _schema([ServerMessage, EventMessage], "WebSocket: bus to client"),
         "openapi.json": openapi.document(),

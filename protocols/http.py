@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from protocols.events import PhotoError
+from protocols.events import Derivative, PhotoError
 
 
 class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
@@ -25,15 +25,6 @@ class UploadAccepted(msgspec.Struct, frozen=True, kw_only=True):
     job_id: str
     status: str
     duplicate: bool = False
-
-
-class Derivative(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    url: str
-    content_type: str
-    width: int
-    height: int
-    bytes: int
 
 
 class Photo(msgspec.Struct, frozen=True, kw_only=True):

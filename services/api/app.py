@@ -96,6 +96,9 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
         blobs = await open_blob_store(settings)
         queue = JobQueue(redis, QueueOptions.from_settings(settings))
         events = EventPublisher.from_settings(redis, settings)
+        secret = await load_signing_secret(
+            settings.api.signing_secret, catalog, settings.files.data_dir
+        )
         state = ApiState(
             settings=settings,
             redis=redis,
@@ -103,10 +106,8 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
             blobs=blobs,
             queue=queue,
             events=events,
-            photos=PhotoLifecycle(settings, catalog, queue, events),
-            signing_secret=await load_signing_secret(
-                settings.api.signing_secret, catalog, settings.files.data_dir
-            ),
+            photos=PhotoLifecycle(settings, catalog, queue, events, signing_secret=secret),
+            signing_secret=secret,
         )
         app[STATE] = state
         tasks: list[asyncio.Task[None]] = []

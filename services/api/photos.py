@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from filmstrip.auth.signing import signed_query, verify
+from filmstrip.auth.signing import verify
 from filmstrip.blobs import BlobInfo, BlobNotFound
 from filmstrip.catalog import PhotoRecord
+from filmstrip.photos import links
 from filmstrip.photos.failures import error_of
 from protocols.formats import CONTENT_TYPES, EXTENSIONS
-from protocols.http import Derivative, Photo
+from protocols.http import Photo
 from services.api.errors import ApiError
 from services.api.filenames import content_disposition
 from services.api.json import json_response
@@ -33,7 +34,6 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
     """The public view of a photo, with signed URLs that work without headers."""
     secret = state.signing_secret
     ttl = state.settings.api.signed_url_ttl_s
-    base = f"/v1/photos/{photo.id}"
     error = error_of(photo)
     return Photo(
         photo_id=photo.id,
@@ -45,18 +45,8 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
         sha256=photo.sha256,
         uploaded_at=photo.uploaded_at,
         processed_at=photo.processed_at,
-        original_url=signed_query(secret, f"{base}/original", ttl),
-        derivatives=[
-            Derivative(
-                name=d.name,
-                url=signed_query(secret, f"{base}/derivatives/{d.name}", ttl),
-                content_type=d.content_type,
-                width=d.width,
-                height=d.height,
-                bytes=d.bytes,
-            )
-            for d in photo.derivatives
-        ],
+        original_url=links.original_url(secret, photo.id, ttl),
+        derivatives=links.derivatives(secret, photo.id, photo.derivatives, ttl),
         metadata=photo.processing_metadata,
         error=error,
         error_category=error.category if error is not None else None,

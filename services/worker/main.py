@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from filmstrip.auth.signing import load_signing_secret
 from filmstrip.blobs import open_blob_store
 from filmstrip.blobs.local_cache import LocalBlobCache
 from filmstrip.catalog import open_catalog
@@ -40,7 +41,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     processor = PhotoProcessor(
         settings,
         photos=PhotoLifecycle(
-            settings, catalog, queue, EventPublisher.from_settings(redis, settings)
+            settings,
+            catalog,
+            queue,
+            EventPublisher.from_settings(redis, settings),
+            # The api's key (kept in the catalog): the completion events carry signed URLs.
+            signing_secret=await load_signing_secret(
+                settings.api.signing_secret, catalog, settings.files.data_dir
+            ),
         ),
         blobs=blobs,
         timings=timings,

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+import msgspec
 from redis.exceptions import RedisError
 
 from filmstrip.blobs import BlobNotFound, BlobStore
@@ -30,7 +31,7 @@ from filmstrip.pipeline.registry import get_stage
 from filmstrip.pipeline.runner import run_stage
 from filmstrip.queue import Job
 from filmstrip.settings import Settings
-from protocols.events import PHOTO_DEFERRED_COMPLETED, STAGE_COMPLETED
+from protocols.events import PHOTO_DEFERRED_COMPLETED, STAGE_COMPLETED, DeferredCompletedData
 from protocols.jobs import PhotoProcessingJob
 
 log = logging.getLogger("filmstrip.worker")
@@ -107,7 +108,12 @@ class PhotoProcessor:
             known = photo.processing_metadata or {}
             follow_up = deferred if owed_stages(deferred, known) else []
             await self.photos.ready(
-                spec, follow_up=follow_up, metadata=known, derivatives=photo.derivatives, ms=0.0
+                spec,
+                follow_up=follow_up,
+                metadata=known,
+                derivatives=photo.derivatives,
+                taken_at=photo.taken_at,
+                ms=0.0,
             )
             return
         started = time.perf_counter()
@@ -145,7 +151,12 @@ class PhotoProcessor:
         self._record_timings(timings)
         total_ms = round((time.perf_counter() - started) * 1000, 1)
         await self.photos.ready(
-            spec, follow_up=deferred, metadata=metadata, derivatives=records, ms=total_ms
+            spec,
+            follow_up=deferred,
+            metadata=metadata,
+            derivatives=records,
+            taken_at=taken_at,
+            ms=total_ms,
         )
         log.info(
             "photo completed", extra={"photo_id": photo_id, "ms": total_ms, "stages_ms": timings}
@@ -252,11 +263,13 @@ class PhotoProcessor:
         await self.photos.notify(
             spec,
             PHOTO_DEFERRED_COMPLETED,
-            {
-                "stages": stages,
-                "derivatives": [r.name for r in merged],
-                "results": results,
-            },
+            msgspec.to_builtins(
+                DeferredCompletedData(
+                    stages=stages,
+                    derivatives=self.photos.derivative_links(photo_id, merged),
+                    results=results,
+                )
+            ),
         )
         log.info(
             "follow-up done",

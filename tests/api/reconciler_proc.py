@@ -39,7 +39,7 @@ async def main(hang: str, lease_s: float) -> None:
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
-    photos = PhotoLifecycle(settings, catalog, queue, EventPublisher(redis))
+    photos = PhotoLifecycle(settings, catalog, queue, EventPublisher(redis), signing_secret=b"test")
     await reconciler.reconcile_once(photos, redis, blobs, lease_s=lease_s)
 
 

@@ -96,7 +96,10 @@ async def test_outbox_relay_keeps_an_entry_whose_enqueue_failed(api: Api) -> Non
     down = aioredis.Redis(port=free_port(), socket_connect_timeout=1)
     try:
         unqueued = JobQueue(down, state.queue.options)
-        photos = PhotoLifecycle(api.settings, state.catalog, unqueued, state.events)
+        photos = PhotoLifecycle(
+            api.settings, state.catalog, unqueued, state.events,
+            signing_secret=state.signing_secret,
+        )  # fmt: skip
         moved = await relay_once(photos, min_age_s=0)
     finally:
         await down.aclose()

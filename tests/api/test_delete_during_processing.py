@@ -45,7 +45,10 @@ async def test_delete_mid_job_leaves_nothing(
 
     # Every stage in the upload's job: no follow-up job to wait for.
     settings = replace_settings(api.settings, defer_optimization=False)
-    photos = PhotoLifecycle(settings, api.state.catalog, api.state.queue, api.state.events)
+    photos = PhotoLifecycle(
+        settings, api.state.catalog, api.state.queue, api.state.events,
+        signing_secret=api.state.signing_secret,
+    )  # fmt: skip
     processor = PhotoProcessor(settings, photos=photos, blobs=blobs)
     consumer = Consumer(
         api.state.queue,

@@ -267,7 +267,9 @@ async def stack(own_redis: RedisServer, tmp_path: Path) -> AsyncIterator[Stack]:
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
     # Every stage in the upload's job: one completion per photo, no follow-up job.
     ready_only = replace_settings(settings, defer_optimization=False)
-    photos = PhotoLifecycle(ready_only, catalog, queue, EventPublisher(redis))
+    photos = PhotoLifecycle(
+        ready_only, catalog, queue, EventPublisher(redis), signing_secret=b"test"
+    )
     processor = PhotoProcessor(ready_only, photos=photos, blobs=blobs)
     consumer = Consumer(
         queue,

@@ -103,7 +103,7 @@ async def test_upload_to_live_completion_and_upright_thumbnail(
     ]
     assert stages == STAGES
     assert [e["data"]["stage"] for e in events[:ready] if "stage" in e["data"]] == READY_STAGES
-    assert "optimized" in events[-1]["data"]["derivatives"]
+    assert "optimized" in [d["name"] for d in events[-1]["data"]["derivatives"]]
     ids = [e["id"] for e in events]
     assert len(set(ids)) == len(ids), "an event arrived twice"
     assert all(e["metadata"]["trace_id"] == events[0]["metadata"]["trace_id"] for e in events)
@@ -115,7 +115,16 @@ async def test_upload_to_live_completion_and_upright_thumbnail(
     thumb_info = derivatives["thumbnail"]
     assert (thumb_info["width"], thumb_info["height"]) == (256, 171)
 
+    # The completion event alone is enough to show the photo: its URLs, sizes and date.
+    shown = events[ready]["data"]
+    assert (shown["width"], shown["height"]) == (1800, 1200) and shown["thumbhash"]
+    in_event = {d["name"]: d for d in shown["derivatives"]}
+    assert {k: v for k, v in in_event["thumbnail"].items() if k != "url"} == {
+        k: v for k, v in thumb_info.items() if k != "url"
+    }
     async with aiohttp.ClientSession() as anonymous:  # signed URL: no header needed
+        resp = await anonymous.get(f"{stack.api}{in_event['thumbnail']['url']}")
+        assert resp.status == 200 and resp.headers["Content-Type"] == "image/webp"
         resp = await anonymous.get(f"{stack.api}{thumb_info['url']}")
         assert resp.status == 200
         assert resp.headers["Content-Type"] == "image/webp"

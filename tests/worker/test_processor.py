@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import msgspec
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -20,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bench.redis_server import RedisServer
 from filmstrip import keys
+from filmstrip.auth.signing import verify
 from filmstrip.blobs import BlobInfo, BlobStore, open_blob_store
 from filmstrip.blobs.local_cache import LocalBlobCache
 from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, open_catalog, utcnow
@@ -31,6 +33,14 @@ from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.settings import Settings, load_settings
+from protocols.events import (
+    PHOTO_COMPLETED,
+    PHOTO_DEFERRED_COMPLETED,
+    PHOTO_FAILED,
+    CompletedData,
+    DeferredCompletedData,
+    FailedData,
+)
 from protocols.jobs import deferred_job_id_for
 from services.worker import processor as processor_module
 from services.worker.processor import PhotoProcessor
@@ -38,6 +48,7 @@ from tests.support import postgres
 from tests.support.loop_watch import slow_steps
 
 READY_FILES = ("preview.jpg", "thumbnail.webp")
+SIGNING_SECRET = b"the-api-key"
 
 
 @dataclass
@@ -104,7 +115,9 @@ async def world(
     catalog = await open_catalog(settings)
     blobs = await open_blob_store(settings)
     queue = JobQueue(redis, QueueOptions.from_settings(settings))
-    photos = PhotoLifecycle(settings, catalog, queue, EventPublisher(redis))
+    photos = PhotoLifecycle(
+        settings, catalog, queue, EventPublisher(redis), signing_secret=SIGNING_SECRET
+    )
     processor = PhotoProcessor(settings, photos=photos, blobs=blobs)
     yield World(settings, catalog, blobs, queue, processor)
     await blobs.close()
@@ -246,6 +259,53 @@ async def test_optimization_runs_after_the_photo_is_ready_in_a_low_priority_job(
     assert mine.index("photo.processing.completed") < mine.index(
         "photo.processing.deferred.completed"
     ), mine
+
+
+async def _events(redis: aioredis.Redis, client_id: str, type_: str) -> list[dict[str, Any]]:
+    entries = await redis.xrange(keys.client_events(client_id))
+    events = [orjson.loads(fields[b"e"]) for _id, fields in entries]
+    return [e for e in events if e["type"] == type_]
+
+
+def _signed(url: str) -> bool:
+    path, _, query = url.partition("?")
+    params = dict(part.split("=", 1) for part in query.split("&"))
+    return verify(SIGNING_SECRET, path, params["exp"], params["sig"])
+
+
+async def test_the_completion_event_is_enough_to_show_the_photo(
+    world: World, corpus: Path, redis: aioredis.Redis
+) -> None:
+    good = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
+    bad = await world.submit(corpus / "bad/truncated_jpeg.jpg")
+    await world.run_until_done([good, bad])
+    photo = await world.catalog.get_photo(good)
+    assert photo is not None and photo.processing_metadata is not None and photo.taken_at
+    [event] = await _events(redis, "c", PHOTO_COMPLETED)
+    data = msgspec.convert(event["data"], CompletedData)  # the schema protocols/ keeps
+    meta = photo.processing_metadata
+    assert (data.width, data.height) == (meta["width"], meta["height"])
+    assert data.taken_at == photo.taken_at and data.thumbhash == meta["thumbhash"]
+    assert data.ms > 0
+    ready = {d.name: d for d in photo.derivatives if d.name != "optimized"}
+    assert {d.name for d in data.derivatives} == set(ready) == {"thumbnail", "preview"}
+    for shown in data.derivatives:
+        stored = ready[shown.name]
+        assert (shown.content_type, shown.width, shown.height, shown.bytes) == (
+            stored.content_type, stored.width, stored.height, stored.bytes,
+        )  # fmt: skip
+        assert shown.url.startswith(f"/v1/photos/{good}/derivatives/{shown.name}?")
+        assert _signed(shown.url), shown.url
+    # The follow-up's event lists the optimised copy the same way.
+    [later] = await _events(redis, "c", PHOTO_DEFERRED_COMPLETED)
+    copies = msgspec.convert(later["data"], DeferredCompletedData).derivatives
+    optimized = next(d for d in copies if d.name == "optimized")
+    assert optimized.content_type.startswith("image/") and _signed(optimized.url)
+    # A failure carries the whole error.
+    [failed] = await _events(redis, "c", PHOTO_FAILED)
+    error = msgspec.convert(failed["data"], FailedData).error
+    assert (error.category, error.retryable) == ("DATA", False)
+    assert error.code != "processing_failed" and error.message
 
 
 class _Hooked(_Wrapping[BlobStore]):

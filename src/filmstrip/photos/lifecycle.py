@@ -6,11 +6,13 @@ import asyncio
 import logging
 from typing import Any
 
+import msgspec
 from redis.exceptions import RedisError
 
-from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord, PhotoStatus
+from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord
 from filmstrip.errors import Category, FilmstripError, TemporaryError
 from filmstrip.events import EventPublisher, forget_once
+from filmstrip.photos import links
 from filmstrip.photos.failures import UNKNOWN_CODE, photo_error
 from filmstrip.photos.jobs import (
     encode_job,
@@ -28,11 +30,17 @@ from protocols.events import (
     PHOTO_FAILED,
     PHOTO_PROCESSING_STARTED,
     PHOTO_UPLOADED,
+    CompletedData,
+    Derivative,
     failure_data,
 )
 from protocols.jobs import PhotoProcessingJob
 
 log = logging.getLogger("filmstrip.photos")
+
+
+def _dimension(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def completion_once_key(photo_id: str) -> str:
@@ -44,12 +52,20 @@ class PhotoLifecycle:
     """A photo's changes of state, for the roles that hold its catalog, queue and events."""
 
     def __init__(
-        self, settings: Settings, catalog: Catalog, queue: JobQueue, events: EventPublisher
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        queue: JobQueue,
+        events: EventPublisher,
+        *,
+        signing_secret: bytes,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.queue = queue
         self.events = events
+        # The key of the signed URLs the completion events carry (the api's).
+        self.signing_secret = signing_secret
 
     async def enqueue(
         self, job: PhotoProcessingJob, *, remove_on_complete: RetentionSpec | None = None
@@ -109,22 +125,30 @@ class PhotoLifecycle:
         follow_up: list[str],
         metadata: dict[str, Any],
         derivatives: list[DerivativeRecord],
+        taken_at: str | None,
         ms: float,
     ) -> None:
         """The photo's results are in the catalog: queue its follow-up job for the stages in
         ``follow_up`` (before the announcement: if that fails the job is retried, and the
-        retry queues it again, once by its id), then announce it ready."""
+        retry queues it again, once by its id), then announce it ready with what a client
+        needs to show it."""
         if follow_up:
             await self.enqueue(follow_up_job(job, follow_up, self.settings.jobs.deferred_priority))
-        data = {
-            "status": PhotoStatus.COMPLETED,
-            "derivatives": [r.name for r in derivatives],
-            "width": metadata.get("width"),
-            "height": metadata.get("height"),
-            "thumbhash": metadata.get("thumbhash"),
-            "ms": ms,
-        }
-        await self._announce(job, PHOTO_COMPLETED, data)
+        thumbhash = metadata.get("thumbhash")
+        data = CompletedData(
+            derivatives=self.derivative_links(job.photo_id, derivatives),
+            width=_dimension(metadata.get("width")),
+            height=_dimension(metadata.get("height")),
+            taken_at=taken_at,
+            thumbhash=thumbhash if isinstance(thumbhash, str) else None,
+            ms=ms,
+        )
+        await self._announce(job, PHOTO_COMPLETED, msgspec.to_builtins(data))
+
+    def derivative_links(self, photo_id: str, records: list[DerivativeRecord]) -> list[Derivative]:
+        """The photo's derivatives with signed URLs, as its events carry them."""
+        ttl = self.settings.api.signed_url_ttl_s
+        return links.derivatives(self.signing_secret, photo_id, records, ttl)
 
     async def fail(
         self, job: PhotoProcessingJob, *, code: str, category: str, message: str
