@@ -58,8 +58,8 @@ def thumbnail_url(state: ApiState, photo: PhotoRecord) -> str | None:
     """The photo's thumbnail as a signed URL, or None before it has one."""
     if not any(d.name == "thumbnail" for d in photo.derivatives):
         return None
-    path = f"/v1/photos/{photo.id}/derivatives/thumbnail"
-    return signed_query(state.signing_secret, path, state.settings.api.signed_url_ttl_s)
+    ttl = state.settings.api.signed_url_ttl_s
+    return links.derivative_url(state.signing_secret, photo.id, "thumbnail", ttl)
 
 
 async def _owned_photo(request: web.Request) -> PhotoRecord:

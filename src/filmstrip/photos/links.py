@@ -15,6 +15,11 @@ def original_url(secret: bytes, photo_id: str, ttl_s: int) -> str:
     return signed_query(secret, f"/v1/photos/{photo_id}/original", ttl_s)
 
 
+def derivative_url(secret: bytes, photo_id: str, name: str, ttl_s: int) -> str:
+    """The signed URL of one of the photo's derivatives, valid ``ttl_s`` seconds."""
+    return signed_query(secret, f"/v1/photos/{photo_id}/derivatives/{name}", ttl_s)
+
+
 def derivatives(
     secret: bytes, photo_id: str, records: Iterable[DerivativeRecord], ttl_s: int
 ) -> list[Derivative]:
@@ -22,7 +27,7 @@ def derivatives(
     return [
         Derivative(
             name=d.name,
-            url=signed_query(secret, f"/v1/photos/{photo_id}/derivatives/{d.name}", ttl_s),
+            url=derivative_url(secret, photo_id, d.name, ttl_s),
             content_type=d.content_type,
             width=d.width,
             height=d.height,
