@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 
 import msgspec
+import pillow_heif
 import pytest
 import pyvips
 from PIL import Image, ImageOps
@@ -144,3 +145,24 @@ def test_a_png_whose_orientation_is_in_an_imagemagick_text_chunk_is_turned(
     header = read_header(data, "png", options)
     assert (header.orientation, header.exif) == (orientation, exif)
     _check_every_rendition(data, open_rgb(jpeg), options)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 6, 8])
+def test_a_heic_is_turned_by_its_container_and_not_again_by_its_exif(
+    orientation: int, options: PipelineOptions, corpus: Path
+) -> None:
+    # As phones write them: the turn as the container's irot/imir and EXIF's orientation
+    # too. HEIF's rule (libheif's, browsers'): the container's turn, once.
+    jpeg = (corpus / f"real/Landscape_{orientation}.jpg").read_bytes()
+    with Image.open(io.BytesIO(jpeg)) as image:
+        small, exif = image.resize((image.width // 4, image.height // 4)), image.info["exif"]
+    buffer = io.BytesIO()
+    small.save(buffer, format="HEIF", quality=80, exif=exif)
+    data = buffer.getvalue()
+    stored = Image.Exif()
+    stored.load(pillow_heif.open_heif(data).info["exif"])
+    assert stored.get(0x0112) == orientation  # the EXIF still says to turn it
+    ctx = run_pipeline(data, options, "full_processing")
+    assert ctx.metadata["orientation"] == 1  # turned already, by the container
+    for name in ("thumbnail", "preview"):
+        _assert_upright(name, ctx.derivatives[name].data, open_rgb(jpeg))
