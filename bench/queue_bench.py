@@ -4,9 +4,12 @@ Runs no-op jobs through ``filmstrip.queue`` (one Python process, uvloop) and thr
 (one Node process, installed by this script into a temp folder from the npm registry), and
 prints jobs/s for enqueue (ours: ``add`` from 50 tasks at once, as uploads add jobs;
 BullMQ: ``addBulk``) and for processing at concurrency 1, 10 and 50, the ratio ours/BullMQ,
-and Redis memory per 100,000 waiting jobs. With ``--cluster`` ours also runs on a private
-3-node Redis Cluster (its keys are on one slot, so one node serves the queue; scripts go
-through redis-py's cluster client), with the ratio cluster/single.
+Redis memory per 100,000 waiting jobs, and the CPU per job of the consuming process and of
+Redis. Each processing figure is measured right beside BullMQ's at the same concurrency:
+on a shared machine jobs/s swing with the neighbours' load, CPU per job much less. With
+``--cluster`` ours also runs on a private 3-node Redis Cluster (its keys are on one slot,
+so one node serves the queue; scripts go through redis-py's cluster client), with the
+ratio cluster/single.
 
     python -m bench.queue_bench [--jobs 20000] [--skip-bullmq] [--cluster]
 """
@@ -72,9 +75,27 @@ async def _fill(queue: JobQueue, n: int, tasks: int = 50) -> None:
     await asyncio.gather(*(add(t) for t in range(tasks)))
 
 
-async def bench_ours(url: str, n: int) -> dict[str, float]:
-    # The roles' own client (a cluster is recognised from the URL).
-    redis = await open_redis(load_settings({"FILMSTRIP_REDIS_URL": url}))
+async def _redis_cpu_s(redis: RedisClient) -> float:
+    """Redis CPU seconds so far (summed over a cluster's masters)."""
+    if isinstance(redis, RedisClusterClient):
+        per_node = await redis.info("cpu", target_nodes=RedisClusterClient.PRIMARIES)
+        infos = list(per_node.values())
+    else:
+        infos = [await redis.info("cpu")]
+    return sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos)
+
+
+async def _open(url: str) -> RedisClient:
+    # The roles' own client (a cluster is recognised from the URL), with room for the 50
+    # adding tasks beside the connections a consumer's script wire keeps: with exactly 50,
+    # adders that waited for one starved behind those that never let go.
+    settings = load_settings({"FILMSTRIP_REDIS_URL": url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "64"})
+    return await open_redis(settings)
+
+
+async def bench_enqueue(url: str, n: int) -> dict[str, float]:
+    """Jobs/s adding ``n`` jobs, and Redis memory held by ``MEMORY_JOBS`` waiting jobs."""
+    redis = await _open(url)
     out: dict[str, float] = {}
     await redis.flushall()
     queue = JobQueue(redis, QueueOptions(name="bench-enqueue"))
@@ -88,22 +109,33 @@ async def bench_ours(url: str, n: int) -> dict[str, float]:
     await queue.ensure_groups()
     await _fill(queue, MEMORY_JOBS)
     out["memory"] = await _used_memory(redis) - before
+    await redis.flushall()
+    await redis.aclose()
+    return out
 
-    for c, prefetch in [(c, 0) for c in CONCURRENCIES] + [(c, PREFETCH) for c in CONCURRENCIES]:
-        await redis.flushall()
-        queue = JobQueue(redis, QueueOptions(name=f"bench-c{c}"))
-        await _fill(queue, n)
-        noop = _NoOp(n)
-        consumer = Consumer(queue, noop, concurrency=c, prefetch=prefetch, name=f"bench-{c}")
-        t = time.perf_counter()
-        task = asyncio.create_task(consumer.run())
-        await noop.finished.wait()
-        # Count a job only once its completion is recorded in Redis.
-        while (counts := await queue.counts())["waiting"] + counts["active"]:  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
-        out[f"c{c}" + (f"p{prefetch}" if prefetch else "")] = n / (time.perf_counter() - t)
-        await consumer.stop()
-        await task
+
+async def bench_process(url: str, n: int, c: int, prefetch: int) -> dict[str, float]:
+    """Jobs/s processing ``n`` no-op jobs at concurrency ``c``, and the CPU µs per job of
+    this process and of Redis while it ran."""
+    redis = await _open(url)
+    await redis.flushall()
+    queue = JobQueue(redis, QueueOptions(name=f"bench-c{c}"))
+    await _fill(queue, n)
+    noop = _NoOp(n)
+    consumer = Consumer(queue, noop, concurrency=c, prefetch=prefetch, name=f"bench-{c}")
+    cpu0, rcpu0 = time.process_time(), await _redis_cpu_s(redis)
+    t = time.perf_counter()
+    task = asyncio.create_task(consumer.run())
+    await noop.finished.wait()
+    # Count a job only once its completion is recorded in Redis.
+    while (counts := await queue.counts())["waiting"] + counts["active"]:  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
+    key = f"c{c}" + (f"p{prefetch}" if prefetch else "")
+    out = {key: n / (time.perf_counter() - t)}
+    out[key + "cpu"] = (time.process_time() - cpu0) * 1e6 / n
+    out[key + "rcpu"] = (await _redis_cpu_s(redis) - rcpu0) * 1e6 / n
+    await consumer.stop()
+    await task
     await redis.flushall()
     await redis.aclose()
     return out
@@ -122,10 +154,12 @@ def install_bullmq(folder: str) -> Path:
     return script
 
 
-def bench_bullmq(script: Path, port: int, n: int) -> dict[str, float]:
+def bench_bullmq(
+    script: Path, port: int, n: int, mem_jobs: int, concs: list[int]
+) -> dict[str, float]:
     res = subprocess.run(
-        ["node", str(script), str(port), str(n), str(MEMORY_JOBS),
-         json.dumps(list(CONCURRENCIES)), PAYLOAD.decode()],
+        ["node", str(script), str(port), str(n), str(mem_jobs), json.dumps(concs),
+         PAYLOAD.decode()],
         cwd=script.parent, check=False, capture_output=True, text=True,
     )  # fmt: skip
     if res.returncode:
@@ -163,13 +197,25 @@ def main() -> None:
     ):
         cluster = stack.enter_context(RedisCluster()) if args.cluster else None
         script = None if args.skip_bullmq else install_bullmq(tmp)
-        # Alternating the sides spreads this machine's slow spells over all of them.
+        # Alternating the sides, each measurement beside its counterpart (ours at c, then
+        # BullMQ at c), spreads this machine's slow spells over all of them.
         for _ in range(args.rounds):
-            ours.append(asyncio.run(bench_ours(server.url, args.jobs)))
-            if script is not None:
-                theirs.append(bench_bullmq(script, server.port, args.jobs))
-            if cluster is not None:
-                clustered.append(asyncio.run(bench_ours(cluster.url, args.jobs)))
+            mine = asyncio.run(bench_enqueue(server.url, args.jobs))
+            other = bench_bullmq(script, server.port, args.jobs, MEMORY_JOBS, []) if script else {}
+            on_cluster = asyncio.run(bench_enqueue(cluster.url, args.jobs)) if cluster else {}
+            for c in CONCURRENCIES:
+                mine |= asyncio.run(bench_process(server.url, args.jobs, c, 0))
+                if script is not None:
+                    other |= bench_bullmq(script, server.port, args.jobs, 0, [c])
+                mine |= asyncio.run(bench_process(server.url, args.jobs, c, PREFETCH))
+                if cluster is not None:
+                    on_cluster |= asyncio.run(bench_process(cluster.url, args.jobs, c, 0))
+                    on_cluster |= asyncio.run(bench_process(cluster.url, args.jobs, c, PREFETCH))
+            ours.append(mine)
+            if other:
+                theirs.append(other)
+            if on_cluster:
+                clustered.append(on_cluster)
     print(f"{args.jobs} no-op jobs, redis {server.port}, python {sys.version.split()[0]}, "
           f"median of {args.rounds} alternating rounds")  # fmt: skip
     print(f"{'':28}{'ours':>12}{'BullMQ 5':>12}{'ratio':>8}{'per round':>24}")
@@ -178,6 +224,8 @@ def main() -> None:
     rows += [(f"  ours prefetch={PREFETCH}, c={c}", f"c{c}p{PREFETCH}", f"c{c}")
              for c in CONCURRENCIES]  # fmt: skip
     rows += [("MiB per 100k waiting jobs", "memory", "memory")]
+    rows += [(f"CPU µs/job c={c}, client", f"c{c}cpu", f"c{c}cpu") for c in CONCURRENCIES]
+    rows += [(f"CPU µs/job c={c}, Redis", f"c{c}rcpu", f"c{c}rcpu") for c in CONCURRENCIES]
     for label, mine, other in rows:
         a = median([r[mine] for r in ours])
         b = median([r[other] for r in theirs])
@@ -187,8 +235,8 @@ def main() -> None:
         ratio = f"{a / b:8.2f}" if a and b else f"{'-':>8}"
         spread = " ".join(f"{x:.2f}" for x in per_round)
         print(f"{label:28}{a:12,.1f}{b:12,.1f}{ratio}{spread:>24}")
-    print("(memory: lower is better; the anchors on these machines are BullMQ ~3,200 jobs/s at")
-    print(" concurrency 1 and 12,000-14,000 at 10-50)")
+    print("(target: jobs/s ratio >= 2 at each concurrency without prefetch; memory and CPU:")
+    print(" lower is better; CPU per job holds still on a busy machine where jobs/s do not)")
     if clustered:
         print(f"\n{'ours':28}{'single':>12}{'cluster':>12}{'ratio':>8}{'per round':>24}")
         for label, mine, _other in rows:

@@ -74,6 +74,13 @@ class ScriptWire:
         ])  # fmt: skip
         return await self._run(packed)
 
+    async def encoded(self, args: Sequence[Any], encoded: bytes) -> Any:
+        """Run the script with ``args``, given also as ``encoded``: their RESP bulk strings
+        joined (kept per caller where they repeat; the cluster path sends ``args``)."""
+        if self._cluster is not None:
+            return await self._on_cluster(self._cluster, self._keys, [*self._base_args, *args])
+        return await self._run(b"*%d\r\n%b%b" % (self._fixed + len(args), self._head, encoded))
+
     async def call(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run the script with these ``keys`` and ``args`` (on a wire made without keys
         or base arguments)."""

@@ -28,9 +28,12 @@ local JP, SP, G, DEF_ROC, DEF_ROF = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local DELAYED, COMPLETED, FAILED, DLQ, PAUSED, LIMITER =
   KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 
+-- The server's clock in ms, as a number and as the string sent back to Redis: a number
+-- passed to redis.call is formatted by printf each time, a cost the hot scripts notice.
 local function now_ms()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local s = t[1] .. string.sub('00000' .. t[2], -6, -4)
+  return tonumber(s), s
 end
 
 local function enqueue(id, jk, band)
@@ -52,7 +55,8 @@ end
 
 -- Record finished jobs in zkey under their retention ``age_s:count`` and trim the set once
 -- per call; trimming is bounded so one call never does unbounded work.
-local function retain(zkey, ids, spec, now, has_dlq)
+local function retain(zkey, ids, spec, now, has_dlq, now_s)
+  now_s = now_s or now
   if #ids == 0 then return end
   local sep = string.find(spec, ':', 1, true)
   local age = tonumber(string.sub(spec, 1, sep - 1))
@@ -64,7 +68,7 @@ local function retain(zkey, ids, spec, now, has_dlq)
   end
   local zargs = {}
   for i = 1, #ids do
-    zargs[2 * i - 1] = now
+    zargs[2 * i - 1] = now_s
     zargs[2 * i] = ids[i]
   end
   redis.call('ZADD', zkey, unpack(zargs))
@@ -83,19 +87,20 @@ local function retain(zkey, ids, spec, now, has_dlq)
   end
 end
 
+local function bump_bucket(k, ttl, c, f, t)
+  -- A bucket's first write is one whose running total equals its increment; set the TTL
+  -- then (a later write that sees the same is harmless) instead of on every write.
+  local first = false
+  if c > 0 then first = redis.call('HINCRBY', k, 'c', c) == c end
+  if f > 0 then first = redis.call('HINCRBY', k, 'f', f) == f or first end
+  redis.call('HINCRBY', k, 't', t)
+  if first then redis.call('EXPIRE', k, ttl) end
+end
+
 local function bump_stats(now, c, f, t)
   if c + f == 0 then return end
-  local m = SP .. 'm:' .. math.floor(now / 60000)
-  local h = SP .. 'h:' .. math.floor(now / 3600000)
-  for k, ttl in pairs({[m] = 7200, [h] = 8 * 86400}) do
-    -- A bucket's first write is one whose running total equals its increment; set the
-    -- TTL then (a later write that sees the same is harmless) instead of on every write.
-    local first = false
-    if c > 0 then first = redis.call('HINCRBY', k, 'c', c) == c end
-    if f > 0 then first = redis.call('HINCRBY', k, 'f', f) == f or first end
-    redis.call('HINCRBY', k, 't', t)
-    if first then redis.call('EXPIRE', k, ttl) end
-  end
+  bump_bucket(SP .. 'm:' .. math.floor(now / 60000), 7200, c, f, t)
+  bump_bucket(SP .. 'h:' .. math.floor(now / 3600000), 8 * 86400, c, f, t)
 end
 
 local function dead_letter(id, jk, cat, code, msg, now)
@@ -108,7 +113,7 @@ local function dead_letter(id, jk, cat, code, msg, now)
 end
 
 -- Turn a delivered stream entry into an active job; stale or cancelled entries are dropped.
-local function activate(band, eid, id, now, out)
+local function activate(band, eid, id, now_s, out)
   local s = KEYS[band]
   local jk = JP .. id
   local d = redis.call('HMGET', jk, 'state', 'eid', 'data', 'made', 'att', 'def', 'bo')
@@ -118,7 +123,7 @@ local function activate(band, eid, id, now, out)
     return 0
   end
   local made = tonumber(d[4] or 0) + 1
-  redis.call('HSET', jk, 'state', 'active', 'made', made, 'pt', now, 'prog', 0)
+  redis.call('HSET', jk, 'state', 'active', 'made', made, 'pt', now_s, 'prog', '0')
   local n = #out
   out[n + 1] = id
   out[n + 2] = eid
@@ -156,8 +161,8 @@ local function add_job(id, data, prio, att, bo, delay, roc, rof, now)
   return 1, 'waiting'
 end
 
-local function promote(now)
-  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)
+local function promote(now_s)
+  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now_s, 'LIMIT', 0, 1000)
   for i = 1, #due do
     local jk = JP .. due[i]
     local prio = redis.call('HGET', jk, 'prio')
@@ -185,7 +190,7 @@ return {created, state}
 STEP = r"""
 local consumer, want = ARGV[6], tonumber(ARGV[7])
 local lmax, ldur = tonumber(ARGV[8]), tonumber(ARGV[9])
-local now = now_ms()
+local now, now_s = now_ms()
 local applied = {}
 local SETTLED_AS = {c = 'completed', f = 'failed'}
 local c, f, t = 0, 0, 0
@@ -210,18 +215,22 @@ if ARGV[10] ~= '' then
       applied[i] = (cur[5] == eid and cur[1] == SETTLED_AS[kind]) and 2 or 0
     else
       applied[i] = 1
-      redis.call('HSET', jk, 'leid', eid)
+      -- leid rides along with each outcome's own HSET: every call inside a script costs
+      -- about as much as the command itself.
       if kind == 'c' then
         c = c + 1
         t = t + now - tonumber(cur[3])
-        redis.call('HSET', jk, 'state', 'completed', 'eid', '', 'ft', now, 'prog', 100)
+        redis.call('HSET', jk, 'state', 'completed', 'eid', '', 'ft', now_s, 'prog', '100',
+          'leid', eid)
         completed[#completed + 1] = id
         roc = cur[4] or DEF_ROC
       elseif kind == 'f' then
         f = f + 1
         t = t + now - tonumber(cur[3])
+        redis.call('HSET', jk, 'leid', eid)
         dead_letter(id, jk, o[6], o[7], o[8], now)
       elseif kind == 'h' then
+        redis.call('HSET', jk, 'leid', eid)
         redis.call('HINCRBY', jk, 'made', -1)
         enqueue(id, jk, band)
       else
@@ -230,7 +239,7 @@ if ARGV[10] ~= '' then
           redis.call('HINCRBY', jk, 'def', 1)
         end
         redis.call('HSET', jk, 'state', 'delayed', 'eid', '', 'cat', o[6], 'code', o[7],
-          'err', o[8])
+          'err', o[8], 'leid', eid)
         redis.call('ZADD', DELAYED, now + o[5], id)
       end
     end
@@ -241,7 +250,7 @@ if ARGV[10] ~= '' then
     redis.call('XACK', KEYS[band], G, unpack(eids))
     redis.call('XDEL', KEYS[band], unpack(eids))
   end
-  retain(COMPLETED, completed, roc or DEF_ROC, now, false)
+  retain(COMPLETED, completed, roc or DEF_ROC, now, false, now_s)
   bump_stats(now, c, f, t)
 end
 
@@ -249,7 +258,7 @@ local jobs = {}
 local paused = redis.call('EXISTS', PAUSED)
 local limited = 0
 if want > 0 and paused == 0 then
-  promote(now)
+  promote(now_s)
   if lmax > 0 then
     local used = tonumber(redis.call('GET', LIMITER) or '0')
     if used >= lmax then
@@ -271,7 +280,7 @@ if want > 0 and paused == 0 then
       local entries = r[1][2]
       for j = 1, #entries do
         local e = entries[j]
-        got = got + activate(p, e[1], e[2][2], now, jobs)
+        got = got + activate(p, e[1], e[2][2], now_s, jobs)
       end
     end
   end
@@ -293,7 +302,7 @@ return {applied, jobs, paused, limited, next_due}
 # Activate entries a blocking XREADGROUP delivered; if the queue was paused meanwhile, put
 # them back to waiting instead. ARGV[6] n, then band, eid, id each.
 ACTIVATE = r"""
-local now = now_ms()
+local _, now_s = now_ms()
 local jobs = {}
 local n = tonumber(ARGV[6])
 local paused = redis.call('EXISTS', PAUSED) == 1
@@ -307,7 +316,7 @@ for i = 0, n - 1 do
     redis.call('XDEL', KEYS[band], eid)
     if d[1] == 'waiting' and d[2] == eid then enqueue(id, jk, band) end
   else
-    activate(band, eid, id, now, jobs)
+    activate(band, eid, id, now_s, jobs)
   end
 end
 return jobs

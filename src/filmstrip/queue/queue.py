@@ -10,6 +10,7 @@ import msgspec
 from redis.commands.core import AsyncScript
 
 from filmstrip import keys
+from filmstrip.compat.redis import bulk
 from filmstrip.queue import lua
 from filmstrip.queue.job import AddResult, Job, JobError, JobInfo, JobState
 from filmstrip.queue.metrics import WINDOWS, QueueStats, window_stats
@@ -73,6 +74,8 @@ class JobQueue:
             for name in ("STEP", "ACTIVATE")
         }
         self._band = {s.encode(): band for band, s in enumerate(self.keys.streams, start=1)}
+        self._step_heads: dict[str, bytes] = {}
+        self._limiter_b = bulk(self.options.limiter_max) + bulk(self.options.limiter_duration_ms)
 
     async def _run(self, script: str, args: Sequence[Any]) -> Any:
         wire = self._wires.get(script)
@@ -268,8 +271,17 @@ class JobQueue:
                     ))  # fmt: skip
             packed = _pack(rows)
         o = self.options
-        applied, flat, paused, limited, next_due = await self._run(
-            "STEP", [consumer, want, o.limiter_max, o.limiter_duration_ms, packed]
+        args = (consumer, want, o.limiter_max, o.limiter_duration_ms, packed)
+        # The consumer's name and the limiter are the same on every call: encoded once.
+        head = self._step_heads.get(consumer)
+        if head is None:
+            head = bulk(consumer)
+            if len(self._step_heads) < 64:
+                self._step_heads[consumer] = head
+        tail = self._limiter_b + bulk(packed)
+        step_wire = self._wires["STEP"]
+        applied, flat, paused, limited, next_due = await step_wire.encoded(
+            args, b"".join((head, bulk(want), tail))
         )
         return Step(applied, self._jobs(flat), bool(paused), int(limited), int(next_due))
 
@@ -330,13 +342,15 @@ class JobQueue:
             await pipe.execute(raise_on_error=False)
 
     def _jobs(self, flat: Sequence[Any]) -> list[Job]:
+        # Ids and entry ids come back as bytes (the client does not decode replies).
         o = self.options
         return [
-            Job(id=_s(job_id), entry_id=_s(eid), priority=int(band), payload=data,
-                attempt=int(made), attempts=int(att) if att else o.attempts,
-                deferrals=int(deferred), backoff_ms=int(backoff) if backoff else o.backoff_ms,
-                store=self)
-            for job_id, eid, band, data, made, att, deferred, backoff in _rows(flat, 8)
+            Job(id=flat[i].decode(), entry_id=flat[i + 1].decode(), priority=int(flat[i + 2]),
+                payload=flat[i + 3], attempt=int(flat[i + 4]),
+                attempts=int(flat[i + 5]) if flat[i + 5] else o.attempts,
+                deferrals=int(flat[i + 6]),
+                backoff_ms=int(flat[i + 7]) if flat[i + 7] else o.backoff_ms, store=self)
+            for i in range(0, len(flat), 8)
         ]  # fmt: skip
 
 
