@@ -49,6 +49,10 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     #: ``filename`` metadata), cleaned: no path, no control characters, at most 255 bytes
     #: of UTF-8; null when it came without one.
     filename: str | None = None
+    #: The pipeline its jobs run and the priority of its upload's job (1 first, 10 last):
+    #: the upload's choice, else the server's defaults.
+    pipeline: str | None = None
+    priority: int | None = None
 
 
 # --- Client features: sessions, listing, checks, retries, queue admin -------------------

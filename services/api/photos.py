@@ -11,7 +11,7 @@ from aiohttp import web
 from filmstrip.auth.signing import verify
 from filmstrip.blobs import BlobInfo, BlobNotFound
 from filmstrip.catalog import PhotoRecord
-from filmstrip.photos import links
+from filmstrip.photos import links, photo_pipeline, photo_priority
 from filmstrip.photos.failures import error_of
 from protocols.formats import CONTENT_TYPES, EXTENSIONS
 from protocols.http import Photo
@@ -51,6 +51,8 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
         error=error,
         error_category=error.category if error is not None else None,
         filename=photo.filename,
+        pipeline=photo_pipeline(state.settings, photo),
+        priority=photo_priority(state.settings, photo),
     )
 
 

@@ -17,6 +17,7 @@ from filmstrip import __version__, file_modes
 from filmstrip.errors import StartupError
 from filmstrip.logs import setup_logging
 from filmstrip.settings import Settings, SettingsError, load_settings
+from protocols.jobs import PIPELINE_NAMES
 
 ROLES = ("api", "worker", "bus")
 # The help's description: argparse prints it as it stands, so no markup.
@@ -114,6 +115,17 @@ def _upload_parser(sub: Any) -> None:
     )
     upload.add_argument("--json", action="store_true", help="print each file's outcome as JSON")
     upload.add_argument(
+        "--pipeline", choices=PIPELINE_NAMES, default=None, help="the pipeline to run"
+    )
+    upload.add_argument(
+        "--priority",
+        type=int,
+        choices=range(1, 11),
+        metavar="1-10",
+        default=None,
+        help="1 runs first, 10 last (ahead of the server's default needs an admin token)",
+    )
+    upload.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -133,6 +145,8 @@ def _upload(settings: Settings, args: argparse.Namespace) -> int:
         wait=not args.no_wait,
         json=args.json,
         state_dir=args.state_dir,
+        pipeline=args.pipeline,
+        priority=args.priority,
     )
     try:
         return _run(upload.run(options))

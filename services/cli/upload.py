@@ -60,6 +60,8 @@ class Options:
     wait: bool = True
     json: bool = False
     state_dir: Path | None = None
+    pipeline: str | None = None
+    priority: int | None = None
 
 
 class FileReport(msgspec.Struct, kw_only=True):
@@ -251,7 +253,13 @@ async def _send(
         async with limit:
             try:
                 result = await upload_file(
-                    api, f, session_id=session_id, resume=resume, progress=progress
+                    api,
+                    f,
+                    session_id=session_id,
+                    resume=resume,
+                    progress=progress,
+                    pipeline=state.options.pipeline,
+                    priority=state.options.priority,
                 )
             except ApiFailure as exc:
                 bars.advance(total, f.size - sent)

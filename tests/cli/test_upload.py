@@ -143,6 +143,24 @@ async def test_a_folder_goes_in_once_and_a_text_file_fails_the_run(
     assert status == 0, err
 
 
+async def test_the_run_chooses_the_pipeline_and_priority(
+    stack: Stack, http: aiohttp.ClientSession, corpus: Path, tmp_path: Path
+) -> None:
+    photo = tmp_path / "Été.jpg"
+    photo.write_bytes((corpus / "real/Olympus_PEN_E-P3.jpg").read_bytes())
+    args = ("--pipeline", "quick_processing", "--priority", "9", str(photo))
+    status, reports, err = await _upload(stack, tmp_path / "state", *args)
+    assert status == 0, err
+    report = reports["Été.jpg"]
+    assert report["processing"] == "completed", report
+    async with http.get(f"{stack.api}/v1/photos/{report['photo_id']}") as resp:
+        body = await resp.json()
+    assert (body["pipeline"], body["priority"], body["filename"]) == (
+        "quick_processing", 9, "Été.jpg",
+    )  # fmt: skip
+    assert {d["name"] for d in body["derivatives"]} == {"thumbnail", "preview"}
+
+
 async def test_a_large_upload_interrupted_half_way_is_finished_by_the_next_run(
     stack: Stack, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

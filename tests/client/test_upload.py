@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from bench.redis_server import RedisServer
 from filmstrip.client import ApiClient, ApiFailure, ResumeStore, inspect_file, upload_file
 from filmstrip.client.files import LocalFile
+from filmstrip.client.upload import MULTIPART_MAX_BYTES
 from filmstrip.errors import Category
 from tests.api.conftest import api_settings, running_api
 
@@ -82,3 +83,25 @@ async def test_the_file_name_goes_with_both_ways_of_uploading(
         tus = await upload_file(client, large, multipart_max_bytes=0)
         assert (await client.photo(multipart.photo_id)).filename == "Été à Zürich 100%41.jpg"
         assert (await client.photo(tus.photo_id)).filename == "tus 100%.jpg"
+
+
+async def test_the_upload_chooses_its_pipeline_and_priority_both_ways(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    small = await asyncio.to_thread(inspect_file, _jpeg(tmp_path / "small.jpg", 100))
+    large = await asyncio.to_thread(inspect_file, _jpeg(tmp_path / "large.jpg", 300))
+    settings = api_settings(tmp_path, redis_server.url)
+    async with running_api(settings, "dave") as api, ApiClient(api.url, api.token) as client:
+        for photo, limit in ((small, MULTIPART_MAX_BYTES), (large, 0)):
+            done = await upload_file(
+                client, photo, multipart_max_bytes=limit, pipeline="quick_processing", priority=8
+            )
+            record = await client.photo(done.photo_id)
+            assert (record.pipeline, record.priority) == ("quick_processing", 8)
+        plain = await client.photo((await upload_file(client, await asyncio.to_thread(
+            inspect_file, _jpeg(tmp_path / "plain.jpg", 100)))).photo_id)  # fmt: skip
+        assert (plain.pipeline, plain.priority) == ("full_processing", 5)
+        fresh = await asyncio.to_thread(inspect_file, _jpeg(tmp_path / "fresh.jpg", 100))
+        with pytest.raises(ApiFailure) as refused:
+            await upload_file(client, fresh, priority=2)  # ahead of the default: admins only
+        assert (refused.value.status, refused.value.code) == (403, "priority_not_allowed")

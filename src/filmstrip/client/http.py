@@ -151,14 +151,19 @@ class ApiClient:
         filename: str,
         sha256: str | None = None,
         session_id: str | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> UploadAccepted:
         """``POST /v1/photos`` (multipart, in one request): for small files. With
-        ``sha256`` a photo the client already has is answered before the body is read."""
+        ``sha256`` a photo the client already has is answered before the body is read;
+        ``fields`` are more form fields (``pipeline``, ``priority``)."""
 
         def form() -> aiohttp.FormData:
             made = aiohttp.FormData()
             if session_id:
                 made.add_field("session_id", session_id)
+            # Before the file: the server refuses a bad one before storing any of it.
+            for name, value in (fields or {}).items():
+                made.add_field(name, value)
             made.add_field("file", data, filename=filename)
             return made
 

@@ -65,6 +65,7 @@ async def upload_tus(
     resume: ResumeStore | None = None,
     progress: Progress | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    fields: Mapping[str, str] | None = None,
 ) -> TusResult:
     """Upload ``file`` (already inspected: a photo with its SHA-256) through tus, resuming
     the upload ``resume`` kept for it if the server still has it."""
@@ -73,7 +74,7 @@ async def upload_tus(
     url, offset = await _resume_point(api, file, resume)
     resumed_at = offset
     if url is None:
-        url = await _create(api, file, session_id)
+        url = await _create(api, file, session_id, fields or {})
         if resume is not None:
             await resume.put(api.url, file.sha256, url)
         offset = 0
@@ -179,8 +180,10 @@ async def _head(api: ApiClient, url: str) -> Answer | None:
     return answer if answer.status in (200, 404, 410) else None
 
 
-async def _create(api: ApiClient, file: LocalFile, session_id: str | None) -> str:
-    metadata = {"filename": file.path.name, "filetype": file.content_type}
+async def _create(
+    api: ApiClient, file: LocalFile, session_id: str | None, fields: Mapping[str, str]
+) -> str:
+    metadata = {**fields, "filename": file.path.name, "filetype": file.content_type}
     if session_id:
         metadata["session_id"] = session_id
     answer = await api.send(

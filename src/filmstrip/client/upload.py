@@ -34,13 +34,19 @@ async def upload_file(
     progress: Progress | None = None,
     multipart_max_bytes: int = MULTIPART_MAX_BYTES,
     chunk_bytes: int = CHUNK_BYTES,
+    pipeline: str | None = None,
+    priority: int | None = None,
 ) -> Uploaded:
-    """Upload an inspected photo (:func:`filmstrip.client.files.inspect_file`)."""
+    """Upload an inspected photo (:func:`filmstrip.client.files.inspect_file`); with
+    ``pipeline`` or ``priority``, processed so (the server's defaults otherwise)."""
+    choices = {"pipeline": pipeline, "priority": None if priority is None else str(priority)}
+    fields = {name: value for name, value in choices.items() if value is not None}
     if file.size > multipart_max_bytes:
         done = await upload_tus(
             api,
             file,
             session_id=session_id,
+            fields=fields,
             resume=resume,
             progress=progress,
             chunk_bytes=chunk_bytes,
@@ -50,7 +56,7 @@ async def upload_file(
         )
     data = await asyncio.to_thread(file.path.read_bytes)
     accepted = await api.upload_bytes(
-        data, filename=file.path.name, sha256=file.sha256, session_id=session_id
+        data, filename=file.path.name, sha256=file.sha256, session_id=session_id, fields=fields
     )
     if progress is not None:
         progress(file.size)

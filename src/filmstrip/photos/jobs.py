@@ -42,6 +42,11 @@ def photo_pipeline(settings: Settings, photo: PhotoRecord) -> str:
     return photo.pipeline or settings.jobs.default_pipeline
 
 
+def photo_priority(settings: Settings, photo: PhotoRecord) -> int:
+    """The priority ``photo``'s upload job runs at: its upload's choice, else the default."""
+    return photo.priority or settings.queue.priority
+
+
 def ready_job(settings: Settings, photo: PhotoRecord) -> PhotoProcessingJob:
     """The job that processes ``photo`` with the pipeline and priority its upload chose (the
     settings' defaults where it chose none) and announces it ready."""
@@ -53,7 +58,7 @@ def ready_job(settings: Settings, photo: PhotoRecord) -> PhotoProcessingJob:
         pipeline=JobPipeline(
             name=pipeline,
             stages=resolve_stages(pipeline, None),
-            priority=photo.priority or settings.queue.priority,
+            priority=photo_priority(settings, photo),
         ),
         context=JobContext(
             client_id=photo.client_id,
