@@ -75,11 +75,12 @@ def _failure(raw: Any) -> JobFailure | None:
 
 
 def job_runs(
-    info: JobInfo, spec: PhotoProcessingJob, events: list[tuple[int, Event]]
+    info: JobInfo, spec: PhotoProcessingJob, events: list[tuple[int, Event]], runs_stages: list[str]
 ) -> list[JobRun]:
-    """The runs of the job ``info`` (``spec`` is its payload), oldest first."""
+    """The runs of the job ``info`` (``spec`` is its payload, ``runs_stages`` the stages it
+    runs itself: not those a ready job leaves to its follow-up), oldest first."""
     ready = spec.pipeline.phase == "ready"
-    stages = set(spec.pipeline.stages)
+    stages = set(runs_stages)
     runs: list[_Run] = []
 
     def begin(attempt: int | None, at_ms: int | None) -> _Run:

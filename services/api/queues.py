@@ -12,6 +12,7 @@ from aiohttp import web
 from filmstrip.catalog import PhotoStatus
 from filmstrip.errors import LogicError
 from filmstrip.photos import decode_job
+from filmstrip.photos.jobs import split_stages
 from filmstrip.queue import JobInfo, JobState, WindowStats
 from protocols.http import (
     JobFailure,
@@ -131,7 +132,10 @@ async def get_job(request: web.Request) -> web.StreamResponse:
     runs, complete, photo = [], False, None
     if spec is not None:
         events = await photo_events(state.redis, spec.context.client_id, spec.photo_id)
-        runs, complete = job_runs(info, spec, events), history_complete(events)
+        # A ready job's deferred stages are its follow-up job's runs, not its own.
+        own = split_stages(state.settings, spec)[0] if spec.pipeline.phase == "ready" else None
+        runs = job_runs(info, spec, events, own if own is not None else spec.pipeline.stages)
+        complete = history_complete(events)
         record = await state.catalog.get_photo(spec.photo_id)
         if record is not None:
             photo = JobPhoto(

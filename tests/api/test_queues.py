@@ -15,6 +15,7 @@ from filmstrip.queue import Consumer, Job
 from filmstrip.redis_client import RedisClient
 from protocols.events import (
     PHOTO_COMPLETED,
+    PHOTO_DEFERRED_COMPLETED,
     PHOTO_FAILED,
     PHOTO_PROCESSING_STARTED,
     STAGE_COMPLETED,
@@ -264,6 +265,10 @@ async def test_job_detail_tells_each_run_with_its_error_and_stage_times(
 
         await asyncio.sleep(0.15)  # the backoff
         await _run_once(api, works)
+        # Its follow-up job makes the optimised copy: that run is the follow-up's, not this
+        # job's third.
+        await publish(STAGE_COMPLETED, {"stage": "optimization", "ms": 80.0})
+        await publish(PHOTO_DEFERRED_COMPLETED, {})
         detail = await _json(await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=admin), 200)
         assert detail["job"]["state"] == "completed" and detail["job"]["attempts_made"] == 2
         assert detail["job"]["trace_id"] == spec.context.trace_id
