@@ -367,6 +367,14 @@ def test_dashboard_fits_a_phone(stack: Stack, page: Any) -> None:
         assert_fits(page, width)
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(SHOTS / "dashboard-390.png"), full_page=True)
+    # A job's detail fits the phone too.
+    page.get_by_role("tab", name=re.compile("^Completed")).click()
+    page.locator("#jobs button.open-job").first.click()
+    expect(page.locator("#job .run").first).to_be_visible()
+    for width in (360, 390):
+        assert_fits(page, width)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(SHOTS / "job-detail-390.png"))
 
 
 def test_thumbhash_decoder_matches_the_encoders_average_colour(
@@ -638,31 +646,100 @@ def test_failed_upload_shows_reason_and_no_useless_retry(
     expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(0)
 
 
-def test_dashboard_counts_rise_and_a_failed_job_is_retried(
+def test_dashboard_browses_jobs_and_retries_a_failed_one(
     stack: Stack, page: Any, corpus: Path
 ) -> None:
     expect = playwright_api.expect
     bad_id = upload(stack, corpus / "bad/BlueSquare_truncated.jpg", stack.token)
     sign_in(page, f"{stack.api}/dashboard", stack.admin_token)
-    completed = page.locator('.count[data-state="completed"] dd')
+    # Photos are counted as photos, jobs as jobs (a photo makes two).
+    completed = page.locator('#photo-counts .count[data-state="completed"] dd')
     expect(completed).to_have_text(re.compile(r"^\d+$"))
+    expect(page.locator("#photo-counts dt").first).to_have_text("Queued")
     before = int(completed.inner_text())
-    upload(stack, corpus / "real/HTC_Desire.jpg", stack.token)
+    good_id = upload(stack, corpus / "real/HTC_Desire.jpg", stack.token)
     deadline = time.monotonic() + LIVE_MS / 1000
     while int(completed.inner_text()) <= before:
         assert time.monotonic() < deadline, "completed count did not rise"
         page.wait_for_timeout(300)
+    jobs_done = page.locator("#tab-completed .tab-count")
+    expect(jobs_done).to_have_text(re.compile(r"^\d+$"))
+    assert int(jobs_done.inner_text()) > int(completed.inner_text())
 
+    # Failed jobs are the first tab: the dead-lettered one is there with its category.
     job_id = f"photo:{bad_id}"
-    row = page.locator(f'#failed-jobs tr[data-job-id="{job_id}"]')
+    row = page.locator(f'#jobs tr[data-job-id="{job_id}"]')
     expect(row).to_be_visible(timeout=LIVE_MS)
     expect(row).to_contain_text("DATA")
-    trace = row.locator("td").nth(4).inner_text().strip()
+    trace = row.locator("code.trace").inner_text().strip()
     assert len(trace) == 32, trace
+    # Charts say their units, and a minute's tooltip says what it holds.
     expect(page.locator("#throughput-chart svg rect.bar-ok").first).to_be_visible()
+    expect(page.locator("#throughput-chart svg text.unit").first).to_have_text("jobs / min")
     expect(page.locator("#stages-chart svg path")).to_have_count(4)
+    expect(page.locator("#stages-chart svg text.unit").first).to_have_text("ms")
+    # Over a minute that has a bar (or a point), the tooltip says what it holds.
+    bar = page.locator("#throughput-chart svg rect.bar-ok").last.bounding_box()
+    page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
+    expect(page.locator("#throughput-chart .chart-tip")).to_contain_text("completed")
+    dot = page.locator("#stages-chart svg circle").last.bounding_box()
+    page.mouse.move(dot["x"] + dot["width"] / 2, dot["y"] + dot["height"] / 2)
+    expect(page.locator("#throughput-chart .chart-tip")).to_be_hidden()
+    expect(page.locator("#stages-chart .chart-tip")).to_contain_text(
+        re.compile(r"validation [\d.,]+ ms")
+    )
     expect(page.locator("#bus-instances tr")).to_have_count(1, timeout=LIVE_MS)
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - innerWidth")
+    assert overflow <= 0, "the tooltip widened the page"
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+
+    # The failed job's detail: its runs and error, trace id, payload and its photo.
+    row.get_by_role("button", name=f"Details of job {job_id}").click()
+    detail = page.locator("#job")
+    expect(detail).to_be_visible()
+    expect(page).to_have_url(re.compile(f"#job=photo%3A{bad_id}$"))
+    expect(detail.locator('dd[data-field="trace-id"]')).to_have_text(trace)
+    expect(detail.locator('.run[data-outcome="failed"] .error').first).to_contain_text("DATA")
+    expect(detail.locator("#job-photo-caption")).to_contain_text("BlueSquare_truncated.jpg")
+    link = detail.get_by_role("link", name="Open the photo")
+    assert link.get_attribute("href") == f"/photos/{bad_id}"
+    detail.locator("summary").click()
+    expect(detail.locator("#job-payload")).to_contain_text(f'"photo_id": "{bad_id}"')
+    page.screenshot(path=str(SHOTS / "job-detail-failed.png"))
+    page.keyboard.press("Escape")
+    expect(detail).to_be_hidden()
+    expect(page).to_have_url(f"{stack.api}/dashboard")
+
+    # A completed job: each stage's time, the photo's thumbnail.
+    page.get_by_role("tab", name=re.compile("^Completed")).click()
+    good = page.locator(f'#jobs tr[data-job-id="photo:{good_id}"]')
+    expect(good).to_be_visible()
+    good.get_by_role("button", name=f"Details of job photo:{good_id}").click()
+    stages = detail.locator('.run[data-outcome="completed"] .stages-table tbody tr')
+    expect(stages.nth(2)).to_be_visible()  # validation, metadata, thumbnails at least
+    expect(stages.first).to_contain_text(re.compile(r"validation\s*[\d.,]+ (ms|s)"))
+    thumb = detail.get_by_role("img", name="Thumbnail of HTC_Desire.jpg")
+    expect(thumb).to_have_js_property("complete", True)
+    assert thumb.evaluate("i => i.naturalWidth") > 0
+    page.screenshot(path=str(SHOTS / "job-detail.png"))
+    # Its own address: a reload opens it again.
+    page.reload()
+    expect(detail).to_be_visible()
+    expect(detail).to_have_attribute("data-job-id", f"photo:{good_id}")
+    detail.get_by_role("button", name="Close").click()
+    # Pages of twenty.
+    _, listed = _request(
+        stack, "GET", "/v1/queues/photo-processing/jobs?state=completed&limit=20", stack.admin_token
+    )
+    if listed["next_offset"] is not None:
+        page.get_by_role("tab", name=re.compile("^Completed")).click()
+        expect(page.locator("#jobs tr")).to_have_count(20)
+        first_page = page.locator("#jobs tr").evaluate_all("rs => rs.map(r => r.dataset.jobId)")
+        page.get_by_role("button", name="Next page").click()
+        expect(page.locator("#jobs-range")).to_have_text(re.compile(r"^21\u2013"))
+        second = page.locator("#jobs tr").evaluate_all("rs => rs.map(r => r.dataset.jobId)")
+        assert second and not set(second) & set(first_page)
+    page.get_by_role("tab", name=re.compile("^Failed")).click()
 
     _, jobs = _request(
         stack, "GET", "/v1/queues/photo-processing/jobs?state=failed", stack.admin_token

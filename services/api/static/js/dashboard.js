@@ -1,5 +1,6 @@
-// The queue dashboard: live counts, throughput and stage-time charts, failed jobs with
-// retry and remove, pause and resume, and the bus processes. Polls one admin endpoint.
+// The queue dashboard: photos and jobs counted as such, a job browser (jobs by state in
+// pages, each job's detail: payload, runs with their errors and stage times, trace id, its
+// photo), pause and resume, charts with units and tooltips, and the bus processes. Polls.
 
 import { api, auth, ApiError, esc } from "./api.js";
 import { barChart, lineChart } from "./chart.js";
@@ -7,11 +8,21 @@ import { barChart, lineChart } from "./chart.js";
 const $ = (sel) => document.querySelector(sel);
 const POLL_MS = 2000;
 const QUEUE = "/v1/queues/photo-processing";
+const PAGE = 20;
 // An operator's token lives under its own key, so signing in here never signs the
 // gallery out; without one, the gallery's token is tried (it may be an admin's).
 const ADMIN_KEY = "filmstrip.adminToken";
 if (localStorage.getItem(ADMIN_KEY)) auth.use(ADMIN_KEY);
 let timer = null;
+const browser = { state: "failed", offset: 0, shown: "" };
+const STATE_WORDS = {
+  waiting: "waiting",
+  active: "running now",
+  delayed: "delayed",
+  retrying: "failed once, will run again",
+  completed: "completed",
+  failed: "failed for good (dead-lettered)",
+};
 
 function toast(text) {
   const el = $("#toast");
@@ -37,11 +48,20 @@ function ago(ms, now) {
   return `${Math.round(s / 3600)} h ago`;
 }
 
+const moment = (ms) =>
+  ms ? new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" }).format(ms) : "–";
+const duration = (ms) =>
+  ms >= 1000 ? `${new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 }).format(ms / 1000)} s` : `${Math.round(ms)} ms`;
+
 function renderCounts(data) {
   $("#queue-name").textContent = data.queue;
-  for (const [state, value] of Object.entries(data.counts)) {
-    const dd = document.querySelector(`.count[data-state="${state}"] dd`);
-    if (dd) dd.textContent = state === "paused" ? (value ? "yes" : "no") : String(value);
+  for (const [state, value] of Object.entries(data.photos)) {
+    const dd = document.querySelector(`#photo-counts .count[data-state="${state}"] dd`);
+    if (dd) dd.textContent = new Intl.NumberFormat().format(value);
+  }
+  for (const tab of document.querySelectorAll("#job-tabs [role=tab]")) {
+    const n = data.counts[tab.dataset.state];
+    tab.querySelector(".tab-count").textContent = n === undefined ? "" : new Intl.NumberFormat().format(n);
   }
   const pill = $("#paused-state");
   pill.textContent = data.paused ? "Paused" : "Running";
@@ -52,17 +72,25 @@ function renderCounts(data) {
 
 function renderCharts(data) {
   const t = data.throughput;
+  const total = (xs) => xs.reduce((a, b) => a + b, 0);
   barChart($("#throughput-chart"), {
     completed: t.completed,
     failed: t.failed,
-    label: `Jobs finished per minute over the last hour: ${t.completed.reduce((a, b) => a + b, 0)} completed, ${t.failed.reduce((a, b) => a + b, 0)} failed`,
+    startMs: t.start_ms,
+    yUnit: "jobs / min",
+    xTitle: "time (each bar one minute)",
+    label: `Jobs finished per minute over the last hour: ${total(t.completed)} completed, ${total(t.failed)} failed`,
   });
   lineChart($("#stages-chart"), {
     series: data.stages.map((s) => ({
       name: s.stage,
       values: s.mean_ms.map((v, i) => (s.runs[i] ? v : null)),
     })),
-    label: "Mean processing time per stage per minute",
+    startMs: t.start_ms,
+    yUnit: "ms",
+    unit: "ms",
+    xTitle: "time (each point one minute's mean)",
+    label: "Mean time per stage, in milliseconds, for each minute of the last hour",
   });
 }
 
@@ -79,38 +107,167 @@ function renderBus(data) {
   $("#bus-empty").hidden = data.bus.length > 0;
 }
 
-async function renderFailed(now) {
-  const [failed, delayed] = await Promise.all([
-    api(`${QUEUE}/jobs?state=failed&limit=50`),
-    api(`${QUEUE}/jobs?state=delayed&limit=50`),
-  ]);
-  const jobs = [...failed.items, ...delayed.items.filter((j) => j.error)];
-  const body = $("#failed-jobs");
+// --- the job browser ------------------------------------------------------------------
+
+function selectTab(state, { focus = false } = {}) {
+  browser.state = state;
+  browser.offset = 0;
+  browser.shown = "";
+  for (const tab of document.querySelectorAll("#job-tabs [role=tab]")) {
+    const on = tab.dataset.state === state;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+    if (on && focus) tab.focus();
+  }
+  $("#jobs-panel").setAttribute("aria-labelledby", `tab-${state}`);
+  return renderJobs();
+}
+
+// Clock times, not "2 min ago": a row stays as it is until the job changes.
+const clockTime = (ms) => new Intl.DateTimeFormat(undefined, { timeStyle: "medium" }).format(ms);
+
+function jobWhen(job) {
+  if (job.state === "delayed" && job.delayed_until_ms) return `runs again ${clockTime(job.delayed_until_ms)}`;
+  if (job.finished_at_ms) return `finished ${clockTime(job.finished_at_ms)}`;
+  if (job.processed_at_ms) return `started ${clockTime(job.processed_at_ms)}`;
+  return `queued ${clockTime(job.created_at_ms)}`;
+}
+
+async function renderJobs() {
+  const { state, offset } = browser;
+  const page = await api(`${QUEUE}/jobs?state=${state}&offset=${offset}&limit=${PAGE}`);
+  if (state !== browser.state || offset !== browser.offset) return; // the tab changed
+  // Redrawn only when something changed: a redraw under the keyboard's focus loses it.
+  const stamp = JSON.stringify(page.items.map((j) => [j.job_id, j.state, j.attempts_made, j.finished_at_ms, j.delayed_until_ms, j.error]));
+  $("#jobs-caption").textContent = `Jobs ${STATE_WORDS[state]}`;
+  $("#jobs-range").textContent = page.items.length ? `${offset + 1}–${offset + page.items.length}` : "";
+  $("#jobs-prev").disabled = offset === 0;
+  $("#jobs-next").disabled = page.next_offset === null;
+  $("#jobs-empty").hidden = page.items.length > 0;
+  $("#jobs-empty").textContent = `No jobs ${STATE_WORDS[state]}.`;
+  if (stamp === browser.shown) return;
+  browser.shown = stamp;
+  const body = $("#jobs");
   body.replaceChildren();
-  for (const job of jobs) {
+  for (const job of page.items) {
     const tr = document.createElement("tr");
     tr.dataset.jobId = job.job_id;
     tr.dataset.state = job.state;
-    const when = job.finished_at_ms || job.created_at_ms;
     tr.innerHTML = `
-      <td><code>${esc(job.job_id)}</code>${job.state === "delayed" ? ' <span class="pill">retrying</span>' : ""}</td>
-      <td><strong>${esc(job.error?.code)}</strong><br>${esc(job.error?.message)}</td>
-      <td>${esc(job.error?.category)}</td>
+      <td><button type="button" class="link open-job">${esc(job.job_id)}</button></td>
       <td>${job.attempts_made}/${job.attempts}</td>
-      <td><code>${esc(job.trace_id || "")}</code></td>
-      <td>${when ? ago(when, now) : ""}</td>
+      <td>${esc(jobWhen(job))}</td>
+      <td>${job.error ? `<strong>${esc(job.error.code)}</strong> <span class="pill small">${esc(job.error.category)}</span><br>${esc(job.error.message)}` : ""}</td>
+      <td><code class="trace">${esc(job.trace_id || "")}</code></td>
       <td><div class="row-actions"></div></td>`;
-    if (job.state === "failed") {
-      const actions = tr.querySelector(".row-actions");
-      actions.append(
-        button("Retry", `Retry job ${job.job_id}`, () => act(`${QUEUE}/jobs/${encodeURIComponent(job.job_id)}/retry`, "POST", "Job sent back to waiting")),
-        button("Remove", `Remove job ${job.job_id}`, () => act(`${QUEUE}/jobs/${encodeURIComponent(job.job_id)}`, "DELETE", "Job removed"), "danger"),
-      );
-    }
+    const open = tr.querySelector(".open-job");
+    open.setAttribute("aria-label", `Details of job ${job.job_id}`);
+    open.addEventListener("click", () => openJob(job.job_id));
+    if (job.state === "failed") tr.querySelector(".row-actions").append(...jobActions(job.job_id));
     body.append(tr);
   }
-  $("#failed-empty").hidden = jobs.length > 0;
 }
+
+function jobActions(jobId) {
+  const path = `${QUEUE}/jobs/${encodeURIComponent(jobId)}`;
+  return [
+    button("Retry", `Retry job ${jobId}`, () => act(`${path}/retry`, "POST", "Job sent back to waiting")),
+    button("Remove", `Remove job ${jobId}`, () => act(path, "DELETE", "Job removed"), "danger"),
+  ];
+}
+
+// --- one job --------------------------------------------------------------------------
+
+async function openJob(jobId, { push = true } = {}) {
+  const dialog = $("#job");
+  let detail;
+  try {
+    detail = await api(`${QUEUE}/jobs/${encodeURIComponent(jobId)}`);
+  } catch (err) {
+    toast(err instanceof ApiError && err.status === 404 ? `No job ${jobId} any more.` : err.message);
+    if (location.hash) history.replaceState(null, "", location.pathname);
+    return;
+  }
+  if (push) history.pushState({ job: jobId }, "", `#job=${encodeURIComponent(jobId)}`);
+  const { job, runs, photo, payload } = detail;
+  dialog.dataset.jobId = job.job_id;
+  $("#job-title").textContent = `Job ${job.job_id}`;
+  const phase = payload?.pipeline?.phase;
+  const facts = [
+    ["State", STATE_WORDS[job.state] || job.state],
+    ["Makes", phase === "ready" ? "the photo ready (thumbnail, preview, metadata)" : phase ? "the photo's optimised copy" : null],
+    ["Stages", payload?.pipeline?.stages?.join(", ")],
+    ["Attempts", `${job.attempts_made} of ${job.attempts}`],
+    ["Queued", moment(job.created_at_ms)],
+    ["Started", moment(job.processed_at_ms)],
+    ["Finished", moment(job.finished_at_ms)],
+    ["Runs again", job.delayed_until_ms ? moment(job.delayed_until_ms) : null],
+    ["Trace id", job.trace_id],
+    ["Last error", job.error ? `${job.error.code} (${job.error.category}): ${job.error.message}` : null],
+  ];
+  const dl = $("#job-facts");
+  dl.replaceChildren();
+  for (const [term, value] of facts) {
+    if (!value) continue;
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.dataset.field = term.toLowerCase().replace(" ", "-");
+    if (term === "Trace id") dd.innerHTML = `<code>${esc(value)}</code>`;
+    else dd.textContent = value;
+    dl.append(dt, dd);
+  }
+  const figure = $("#job-photo");
+  figure.hidden = !photo;
+  if (photo) {
+    const name = photo.filename || `photo ${photo.photo_id.slice(0, 8)}`;
+    const img = $("#job-thumb");
+    img.hidden = !photo.thumbnail_url;
+    if (photo.thumbnail_url) img.src = photo.thumbnail_url;
+    img.alt = `Thumbnail of ${name}`;
+    $("#job-photo-caption").innerHTML = `<strong>${esc(name)}</strong><br>
+      <span class="muted small">${esc(photo.status)}${photo.error ? ` · ${esc(photo.error_category || "")}` : ""} · client ${esc(photo.client_id.slice(0, 8))}</span><br>
+      <a href="/photos/${encodeURIComponent(photo.photo_id)}">Open the photo</a>`;
+  }
+  const actions = $("#job-actions");
+  actions.replaceChildren(...(job.state === "failed" ? jobActions(job.job_id) : []));
+  $("#job-history").hidden = detail.history_complete;
+  const list = $("#job-runs");
+  list.replaceChildren();
+  for (const run of runs) {
+    const li = document.createElement("li");
+    li.className = "run";
+    li.dataset.outcome = run.outcome;
+    const total = run.started_at_ms && run.finished_at_ms ? duration(run.finished_at_ms - run.started_at_ms) : null;
+    const longest = Math.max(...run.stages.map((s) => s.ms), 1);
+    li.innerHTML = `
+      <div><strong>${run.attempt ? `Attempt ${run.attempt}` : "Run"}</strong> · <span class="outcome">${esc(run.outcome)}</span>
+        <span class="muted small">${esc(moment(run.started_at_ms))}${total ? ` · ${total}` : ""}</span></div>
+      <table class="stages-table"><caption class="visually-hidden">Time per stage</caption>
+        <thead><tr><th scope="col">Stage</th><th scope="col">Time</th><th scope="col"><span class="visually-hidden">Share</span></th></tr></thead>
+        <tbody>${run.stages
+          .map((s) => `<tr data-stage="${esc(s.stage)}"><td>${esc(s.stage)}</td><td>${esc(duration(s.ms))}</td>
+            <td class="stage-bar-cell"><meter min="0" max="${longest}" value="${s.ms}" aria-label="${esc(s.stage)}"></meter></td></tr>`)
+          .join("")}</tbody></table>
+      ${run.error ? `<p class="error"><strong>${esc(run.error.code)}</strong> (${esc(run.error.category)}): ${esc(run.error.message)}</p>` : ""}`;
+    list.append(li);
+  }
+  if (!runs.length) list.innerHTML = `<li class="muted">No run recorded yet.</li>`;
+  $("#job-payload").textContent = typeof payload === "string" ? payload : JSON.stringify(payload, null, 2);
+  if (!dialog.open) dialog.showModal();
+}
+
+function closeJob() {
+  const dialog = $("#job");
+  if (dialog.open) dialog.close();
+}
+
+function jobInHash() {
+  const m = /^#job=(.+)$/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+// --- actions and polling ------------------------------------------------------------
 
 function button(text, label, onClick, kind = "ghost") {
   const b = document.createElement("button");
@@ -132,6 +289,8 @@ async function act(path, method, done) {
   } catch (err) {
     toast(err.message);
   }
+  closeJob();
+  browser.shown = "";
   await refresh();
 }
 
@@ -142,7 +301,7 @@ async function refresh() {
     renderCounts(data);
     renderCharts(data);
     renderBus(data);
-    await renderFailed(data.now_ms);
+    await renderJobs();
     $("#updated").textContent = `Updated ${new Date(data.now_ms).toLocaleTimeString()}`;
   } catch (err) {
     if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
@@ -162,9 +321,45 @@ async function start() {
   $("#sign-in").hidden = true;
   $("#app").hidden = false;
   $("#sign-out").hidden = false;
+  selectTab(browser.state).catch(() => {});
   await refresh();
+  const id = jobInHash();
+  if (id && !$("#app").hidden) await openJob(id, { push: false });
 }
 
+$("#job-tabs").addEventListener("click", (e) => {
+  const tab = e.target.closest("[role=tab]");
+  if (tab) selectTab(tab.dataset.state).catch((err) => toast(err.message));
+});
+// Arrow keys move between tabs, as in any tab list.
+$("#job-tabs").addEventListener("keydown", (e) => {
+  const tabs = [...document.querySelectorAll("#job-tabs [role=tab]")];
+  const at = tabs.findIndex((t) => t.dataset.state === browser.state);
+  const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: tabs.length - 1 }[e.key];
+  if (to === undefined) return;
+  e.preventDefault();
+  selectTab(tabs[(to + tabs.length) % tabs.length].dataset.state, { focus: true });
+});
+$("#jobs-prev").addEventListener("click", () => {
+  browser.offset = Math.max(0, browser.offset - PAGE);
+  renderJobs();
+});
+$("#jobs-next").addEventListener("click", () => {
+  browser.offset += PAGE;
+  renderJobs();
+});
+$("#job-close").addEventListener("click", closeJob);
+$("#job").addEventListener("close", () => {
+  if (jobInHash()) {
+    if (history.state?.job) history.back();
+    else history.replaceState(null, "", location.pathname);
+  }
+});
+window.addEventListener("popstate", () => {
+  const id = jobInHash();
+  if (id) openJob(id, { push: false });
+  else closeJob();
+});
 $("#pause").addEventListener("click", () => act(`${QUEUE}/pause`, "POST", "Queue paused"));
 $("#resume").addEventListener("click", () => act(`${QUEUE}/resume`, "POST", "Queue resumed"));
 $("#sign-out").addEventListener("click", () => {
