@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.stack import ROOT, Stack, start_stack
+from tests.web.axe import axe_source, axe_violations
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
@@ -105,6 +106,21 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+@pytest.fixture(scope="module")
+def axe() -> Callable[[Any], None]:
+    """``axe(page)`` fails on any serious or critical accessibility violation in the page
+    as it is now."""
+    source = axe_source()
+
+    def check(page: Any) -> None:
+        if source is not None:
+            found = axe_violations(page, source)
+            width = page.viewport_size["width"]
+            assert not found, f"axe at {width} px on {page.url}: {found}"
+
+    return check
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=DESKTOP, locale="en-US")
@@ -126,6 +142,27 @@ def page(browser: Any) -> Iterator[Any]:
     assert not problems, problems
 
 
+def look(page: Any, axe: Callable[[Any], None], name: str, *, full_page: bool = False) -> None:
+    """A screenshot to look at in test-artifacts/, and axe's verdict on the page as shown."""
+    page.screenshot(path=str(SHOTS / name), full_page=full_page)
+    axe(page)
+
+
+def test_sign_in_pages_are_accessible_at_both_widths(
+    stack: Stack, page: Any, axe: Callable[[Any], None]
+) -> None:
+    expect = playwright_api.expect
+    for path, name in (("/", "sign-in"), ("/dashboard", "dashboard-sign-in")):
+        for size in (PHONE, DESKTOP):
+            page.set_viewport_size(size)
+            page.goto(f"{stack.api}{path}")
+            expect(page.locator("#sign-in")).to_be_visible()
+            if size is PHONE:
+                assert_fits(page, 360)
+                page.set_viewport_size(size)
+            look(page, axe, f"{name}-{size['width']}.png")
+
+
 def sign_in(page: Any, url: str, token: str) -> None:
     page.goto(url)
     page.get_by_label("token").fill(token)
@@ -134,7 +171,7 @@ def sign_in(page: Any, url: str, token: str) -> None:
 
 
 def test_gallery_upload_live_progress_view_and_delete(
-    stack: Stack, page: Any, corpus: Path
+    stack: Stack, page: Any, axe: Callable[[Any], None], corpus: Path
 ) -> None:
     expect = playwright_api.expect
     sign_in(page, f"{stack.api}/", stack.token)
@@ -165,7 +202,7 @@ def test_gallery_upload_live_progress_view_and_delete(
         "el => getComputedStyle(el).backgroundImage"
     )
     assert background.startswith('url("data:image/png;base64,'), background[:60]
-    page.screenshot(path=str(SHOTS / "gallery.png"), full_page=True)
+    look(page, axe, "gallery.png", full_page=True)
 
     canon = tiles.filter(has_text="Canon_EOS_7D.jpg")  # captions name the file
     expect(canon).to_have_count(1)
@@ -201,7 +238,7 @@ def test_gallery_upload_live_progress_view_and_delete(
         assert link and link.startswith(f"/v1/photos/{photo_id}/derivatives/optimized"), link
     else:
         expect(optimized).to_be_hidden()
-    page.screenshot(path=str(SHOTS / "photo-view.png"))
+    look(page, axe, "photo-view.png")
 
     # Previous and next by keyboard, in the grid's order; each shows in the address.
     order = tiles.evaluate_all("els => els.map((el) => el.dataset.photoId)")
@@ -279,7 +316,7 @@ def _scrape(url: str) -> str:
 
 # Every control a finger or a pointer may use that is on screen, as (html, width, height).
 _TARGETS = """() => [...document.querySelectorAll(
-    'a[href], button, select, input:not(.visually-hidden), label.button, [tabindex="0"]')]
+    'a[href], button, select, input:not(.visually-hidden), label.button, summary')]
   .map(el => [el, el.getBoundingClientRect()])
   .filter(([el, r]) => r.width > 0 && r.right > 0 && el.checkVisibility())
   .map(([el, r]) => [el.outerHTML.slice(0, 90), Math.round(r.width), Math.round(r.height)])"""
@@ -299,7 +336,9 @@ def assert_fits(page: Any, width: int) -> None:
     assert not small, small
 
 
-def test_gallery_fits_a_phone_and_a_wide_screen(stack: Stack, page: Any) -> None:
+def test_gallery_fits_a_phone_and_a_wide_screen(
+    stack: Stack, page: Any, axe: Callable[[Any], None]
+) -> None:
     expect = playwright_api.expect
     page.set_viewport_size(PHONE)
     sign_in(page, f"{stack.api}/", stack.token)
@@ -320,9 +359,9 @@ def test_gallery_fits_a_phone_and_a_wide_screen(stack: Stack, page: Any) -> None
     )
     assert columns == 3
     page.set_viewport_size(PHONE)
-    page.screenshot(path=str(SHOTS / "gallery-390.png"))
+    look(page, axe, "gallery-390.png")
     page.set_viewport_size(DESKTOP)
-    page.screenshot(path=str(SHOTS / "gallery-1400.png"))
+    look(page, axe, "gallery-1400.png")
 
     # The photo view fills the phone; a swipe to the left shows the next photo.
     page.set_viewport_size(PHONE)
@@ -333,7 +372,7 @@ def test_gallery_fits_a_phone_and_a_wide_screen(stack: Stack, page: Any) -> None
     expect(viewer.locator("#viewer-img")).to_have_js_property("complete", True)
     assert_fits(page, 390)
     page.set_viewport_size(PHONE)
-    page.screenshot(path=str(SHOTS / "photo-view-390.png"))
+    look(page, axe, "photo-view-390.png")
     swipe(page, "#viewer-stage", -120)
     expect(viewer).to_have_attribute("data-photo-id", order[1])
     expect(page).to_have_url(f"{stack.api}/photos/{order[1]}")
@@ -358,7 +397,7 @@ def swipe(page: Any, selector: str, dx: int) -> None:
     )
 
 
-def test_dashboard_fits_a_phone(stack: Stack, page: Any) -> None:
+def test_dashboard_fits_a_phone(stack: Stack, page: Any, axe: Callable[[Any], None]) -> None:
     expect = playwright_api.expect
     page.set_viewport_size(PHONE)
     sign_in(page, f"{stack.api}/dashboard", stack.admin_token)
@@ -366,7 +405,7 @@ def test_dashboard_fits_a_phone(stack: Stack, page: Any) -> None:
     for width in (360, 390):
         assert_fits(page, width)
     page.set_viewport_size(PHONE)
-    page.screenshot(path=str(SHOTS / "dashboard-390.png"), full_page=True)
+    look(page, axe, "dashboard-390.png", full_page=True)
     # A job's detail fits the phone too.
     page.get_by_role("tab", name=re.compile("^Completed")).click()
     page.locator("#jobs button.open-job").first.click()
@@ -374,7 +413,7 @@ def test_dashboard_fits_a_phone(stack: Stack, page: Any) -> None:
     for width in (360, 390):
         assert_fits(page, width)
     page.set_viewport_size(PHONE)
-    page.screenshot(path=str(SHOTS / "job-detail-390.png"))
+    look(page, axe, "job-detail-390.png")
 
 
 def test_thumbhash_decoder_matches_the_encoders_average_colour(
@@ -431,6 +470,30 @@ def test_gallery_is_keyboard_operable(stack: Stack, page: Any) -> None:
         "() => getComputedStyle(document.querySelector('#drop label.button')).outlineStyle"
     )
     assert ring == "solid"
+    # A photo opens from the keyboard, the arrows step through, Escape closes the view and
+    # gives the focus back to the photo's tile.
+    first = page.locator("#grid .tile button").first
+    expect(first).to_be_visible()
+    first.focus()
+    page.keyboard.press("Enter")
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    opened = viewer.get_attribute("data-photo-id")
+    page.keyboard.press("ArrowRight")
+    expect(viewer).not_to_have_attribute("data-photo-id", opened)
+    stepped = viewer.get_attribute("data-photo-id")
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+    focused = page.evaluate("() => document.activeElement.closest('.tile')?.dataset.photoId")
+    assert focused == stepped
+    # Select mode by keyboard: Space picks a photo, Escape leaves the mode.
+    page.get_by_role("button", name="Select", exact=True).focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    expect(page.locator("#selection-count")).to_have_text("1 selected")
+    page.keyboard.press("Escape")
+    expect(page.locator("#selection-bar")).to_be_hidden()
     # Signing out forgets the token: a reload lands on the sign-in form again.
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API token")).to_be_visible()
@@ -552,7 +615,9 @@ def _day_label(photo: dict[str, Any]) -> str:
     return f"Uploaded {up:%a}, {up:%B} {up.day}, {up.year} · no date taken"
 
 
-def test_timeline_groups_photos_by_day_and_deletes_a_selection(stack: Stack, page: Any) -> None:
+def test_timeline_groups_photos_by_day_and_deletes_a_selection(
+    stack: Stack, page: Any, axe: Callable[[Any], None]
+) -> None:
     expect = playwright_api.expect
     sign_in(page, f"{stack.api}/", stack.token)
     _, listing = _request(stack, "GET", "/v1/photos?limit=100&sort=taken", stack.token)
@@ -591,9 +656,9 @@ def test_timeline_groups_photos_by_day_and_deletes_a_selection(stack: Stack, pag
         expect(button).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#selection-count")).to_have_text("2 selected")
     page.set_viewport_size(PHONE)
-    page.screenshot(path=str(SHOTS / "timeline-select-390.png"))
+    look(page, axe, "timeline-select-390.png")
     page.set_viewport_size(DESKTOP)
-    page.screenshot(path=str(SHOTS / "timeline-select-1400.png"))
+    look(page, axe, "timeline-select-1400.png")
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#selection-bar").get_by_role("button", name="Delete").click()
     expect(page.locator("#toast")).to_have_text("Deleted 2 photos")
@@ -604,7 +669,7 @@ def test_timeline_groups_photos_by_day_and_deletes_a_selection(stack: Stack, pag
 
 
 def test_failed_upload_shows_reason_and_no_useless_retry(
-    stack: Stack, page: Any, corpus: Path
+    stack: Stack, page: Any, axe: Callable[[Any], None], corpus: Path
 ) -> None:
     expect = playwright_api.expect
     sign_in(page, f"{stack.api}/", stack.token)
@@ -639,7 +704,7 @@ def test_failed_upload_shows_reason_and_no_useless_retry(
     expect(viewer.locator("#viewer-reason")).to_contain_text("damaged")
     expect(viewer.get_by_role("button", name="Retry")).to_be_hidden()
     expect(viewer.locator("#viewer-img")).to_be_hidden()
-    page.screenshot(path=str(SHOTS / "photo-failed.png"))
+    look(page, axe, "photo-failed.png")
     viewer.get_by_role("button", name="Close").click()
     expect(viewer).to_be_hidden()
     page.get_by_label("Status").select_option("completed")
@@ -647,7 +712,7 @@ def test_failed_upload_shows_reason_and_no_useless_retry(
 
 
 def test_dashboard_browses_jobs_and_retries_a_failed_one(
-    stack: Stack, page: Any, corpus: Path
+    stack: Stack, page: Any, axe: Callable[[Any], None], corpus: Path
 ) -> None:
     expect = playwright_api.expect
     bad_id = upload(stack, corpus / "bad/BlueSquare_truncated.jpg", stack.token)
@@ -691,7 +756,7 @@ def test_dashboard_browses_jobs_and_retries_a_failed_one(
     expect(page.locator("#bus-instances tr")).to_have_count(1, timeout=LIVE_MS)
     overflow = page.evaluate("() => document.documentElement.scrollWidth - innerWidth")
     assert overflow <= 0, "the tooltip widened the page"
-    page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+    look(page, axe, "dashboard.png", full_page=True)
 
     # The failed job's detail: its runs and error, trace id, payload and its photo.
     row.get_by_role("button", name=f"Details of job {job_id}").click()
@@ -705,23 +770,30 @@ def test_dashboard_browses_jobs_and_retries_a_failed_one(
     assert link.get_attribute("href") == f"/photos/{bad_id}"
     detail.locator("summary").click()
     expect(detail.locator("#job-payload")).to_contain_text(f'"photo_id": "{bad_id}"')
-    page.screenshot(path=str(SHOTS / "job-detail-failed.png"))
+    look(page, axe, "job-detail-failed.png")
     page.keyboard.press("Escape")
     expect(detail).to_be_hidden()
     expect(page).to_have_url(f"{stack.api}/dashboard")
 
+    # The tabs answer the arrow keys; a job opens with Enter.
+    page.get_by_role("tab", name=re.compile("^Failed")).focus()
+    page.keyboard.press("ArrowLeft")
+    expect(page.get_by_role("tab", name=re.compile("^Completed"))).to_be_focused()
+    expect(page.get_by_role("tab", name=re.compile("^Completed"))).to_have_attribute(
+        "aria-selected", "true"
+    )
     # A completed job: each stage's time, the photo's thumbnail.
-    page.get_by_role("tab", name=re.compile("^Completed")).click()
     good = page.locator(f'#jobs tr[data-job-id="photo:{good_id}"]')
     expect(good).to_be_visible()
-    good.get_by_role("button", name=f"Details of job photo:{good_id}").click()
+    good.get_by_role("button", name=f"Details of job photo:{good_id}").focus()
+    page.keyboard.press("Enter")
     stages = detail.locator('.run[data-outcome="completed"] .stages-table tbody tr')
     expect(stages.nth(2)).to_be_visible()  # validation, metadata, thumbnails at least
     expect(stages.first).to_contain_text(re.compile(r"validation\s*[\d.,]+ (ms|s)"))
     thumb = detail.get_by_role("img", name="Thumbnail of HTC_Desire.jpg")
     expect(thumb).to_have_js_property("complete", True)
     assert thumb.evaluate("i => i.naturalWidth") > 0
-    page.screenshot(path=str(SHOTS / "job-detail.png"))
+    look(page, axe, "job-detail.png")
     # Its own address: a reload opens it again.
     page.reload()
     expect(detail).to_be_visible()
