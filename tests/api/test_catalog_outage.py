@@ -17,7 +17,7 @@ from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.auth import hash_token
 from services.api.reconciler import sweep_orphan_blobs
-from tests.api.conftest import Api, api_settings, running_api
+from tests.api.conftest import EVERY_BLOB, Api, api_settings, running_api
 from tests.support import postgres
 
 
@@ -108,7 +108,10 @@ async def test_postgresql_down_means_503_and_nothing_lost(
             # The refused upload's original was kept while the catalog could not say whether
             # its row committed; with no row, it is an orphan the sweep removes.
             assert len([f for f in api.blob_files() if f.startswith("originals/")]) == 3
-            assert await sweep_orphan_blobs(api.state.catalog, api.state.blobs, grace_s=0) == 1
+            assert (
+                await sweep_orphan_blobs(api.state.catalog, api.state.blobs, grace_s=EVERY_BLOB)
+                == 1
+            )
             assert sorted(f for f in api.blob_files() if f.startswith("originals/")) == sorted(
                 f"originals/{pid}" for pid in (kept, later)
             )

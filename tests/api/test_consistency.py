@@ -32,7 +32,7 @@ from services.api.reconciler import (
 from services.api.relay import relay_once
 from services.api.state import STATE
 from services.cli.tokens import issue_token
-from tests.api.conftest import Api, api_settings, start_api
+from tests.api.conftest import EVERY_BLOB, Api, api_settings, start_api
 from tests.api.factories import fake_jpeg
 
 
@@ -123,7 +123,7 @@ async def test_orphan_blobs_are_swept_after_grace(api: Api, corpus: Path) -> Non
     )
 
     assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=3600) == 0
-    assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=0) == 2
+    assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=EVERY_BLOB) == 2
     assert await state.blobs.stat(f"originals/{orphan}") is None
     assert await state.blobs.stat(f"originals/{kept}") is not None
 
@@ -167,7 +167,7 @@ async def test_orphan_sweep_checks_the_catalog_in_bounded_batches(
         return await present(ids)
 
     monkeypatch.setattr(state.catalog, "photo_ids_present", counting)
-    assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=0, batch=2) == 10
+    assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=EVERY_BLOB, batch=2) == 10
     # Each photo is asked about once per prefix it has blobs under (the kept ones have
     # no derivatives: no worker runs here), never more than a batch at a time.
     assert max(asked) <= 2 and sum(asked) == len(kept) + 2 * len(orphans)
