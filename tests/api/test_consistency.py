@@ -281,7 +281,7 @@ async def test_an_upload_cancelled_after_its_row_is_committed_keeps_its_original
     # relay will queue its job), so its original must stay. It used to be deleted.
     settings = api_settings(tmp_path, redis_server.url)
     runner, url = await start_api(settings, shutdown_timeout=0.5)
-    client, token = await issue_token(runner.app[STATE].catalog, "alice", admin=False)
+    _client, token = await issue_token(runner.app[STATE].catalog, "alice", admin=False)
     gate = asyncio.Event()
     boundary = "cancelled-after-commit"
     head = (
@@ -306,17 +306,26 @@ async def test_an_upload_cancelled_after_its_row_is_committed_keeps_its_original
                     },
                 )
 
+    queue = runner.app[STATE].queue
+    backlog = queue.backlog
+    checked = asyncio.Event()
+
+    async def observed_backlog(top_band: int) -> tuple[int, int]:
+        try:
+            return await backlog(top_band)
+        finally:
+            checked.set()
+
+    queue.backlog = observed_backlog  # type: ignore[method-assign]
     uploading = asyncio.create_task(upload())
     catalog = catalog_for_url(settings.effective_database_url)
     await catalog.connect()
     try:
-        # The client's rate limit is the last Redis write before the row; wait past it.
-        for _ in range(100):
-            if await redis.exists(keys.api_rate(f"client:{client.id}")):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the upload never reached the rate limiter")
+        # The queue's capacity check is the upload's last Redis call before its row (a
+        # script, which a write pause holds): pause only once it has answered. Waiting for
+        # the client's rate key alone paused it first now and then, and no row came.
+        async with asyncio.timeout(5):
+            await checked.wait()
         await redis.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
         gate.set()
         for _ in range(100):
