@@ -579,9 +579,13 @@ def test_grid_scrolls_through_every_page_while_uploads_arrive(
     sign_in(page, f"{stack.api}/?page=2", stack.token)
     tiles = page.locator("#grid .tile")
     expect(tiles.first).to_be_visible()
-    # Two uploads land while the pages are read: one taken in 2011 (among the photos shown
-    # already: it joins its day at once), one in 1999 (past the pages read so far: it
-    # comes with its page, once).
+    # Reading along, a photo from March 2011 in the middle of the window.
+    anchor = tiles.filter(has_text="Nikon_D5000.jpg")
+    anchor.evaluate("el => el.scrollIntoView({ block: 'center' })")
+    top = anchor.bounding_box()["y"]
+    # Two uploads land while the pages are read: one taken in April 2011 (among the photos
+    # shown already, above the one read: it joins its day at once), one in 1999 (past the
+    # pages read so far: it comes with its page, once).
     page.set_input_files(
         "#file-input",
         [str(corpus / "real/Samsung_GT-I9000.jpg"), str(corpus / "real/Kodak_DC240.jpg")],
@@ -590,6 +594,9 @@ def test_grid_scrolls_through_every_page_while_uploads_arrive(
         expect(page.locator("#uploads .upload").nth(i)).to_have_attribute(
             "data-state", "completed", timeout=LIVE_MS
         )
+    expect(tiles.filter(has_text="Samsung_GT-I9000.jpg")).to_have_count(1)
+    # What was being read has not moved, though a day and two upload cards came above it.
+    assert anchor.bounding_box()["y"] == pytest.approx(top, abs=2)
     _, listing = _request(stack, "GET", "/v1/photos?limit=100&sort=taken", stack.token)
     expected = [p["photo_id"] for p in listing["items"]]
     # Pages of two keep coming while the end of the grid is near the window (it is, at

@@ -3,6 +3,7 @@
 import { api, auth, ApiError } from "./api.js";
 import { Bus } from "./bus.js";
 import { PhotoGrid } from "./grid.js";
+import { holdScroll } from "./steady.js";
 import { Uploads } from "./uploads.js";
 import { Viewer } from "./viewer.js";
 
@@ -119,6 +120,7 @@ async function start() {
     },
   });
   selecting(grid);
+  holdScroll($("#grid"));
   // A photo open in the view has its own address, /photos/<id>: back closes it, forward
   // opens it again, a reload or a shared link opens it at once.
   const title = document.title;

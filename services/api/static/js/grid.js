@@ -89,7 +89,6 @@ export class PhotoGrid {
       this.cursor = page.next_cursor;
       this.exhausted = !page.next_cursor;
       for (const photo of page.items) this.upsert(photo);
-      this.end.textContent = this.exhausted && this.photos.size ? `${this.photos.size} photos` : "";
     } finally {
       if (generation === this.generation) this.loading = false;
     }
@@ -167,6 +166,7 @@ export class PhotoGrid {
 
   counted() {
     this.empty.hidden = this.photos.size > 0;
+    this.end.textContent = this.exhausted && this.photos.size ? `${this.photos.size} photos` : "";
     this.onCount(this.photos.size, Object.keys(this.params).length > 0);
   }
 
