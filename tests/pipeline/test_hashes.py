@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pytest
 import pyvips
 
 from filmstrip.pipeline import PipelineOptions
-from filmstrip.pipeline.hashes import dhash, thumbhash, thumbhash_average_rgba
+from filmstrip.pipeline.hashes import dhash, rgba_to_thumbhash, thumbhash, thumbhash_average_rgba
 from tests.pipeline.conftest import run_pipeline
 
 
@@ -51,3 +52,36 @@ def test_dhash_is_16_hex_digits() -> None:
     # brightening left to right: no pixel is brighter than its right-hand neighbour
     assert dhash(gradient) == "0" * 16
     assert dhash(gradient.fliphor()) == "f" * 16
+
+
+def _pattern(w: int, h: int) -> bytes:
+    return bytes(
+        v
+        for y in range(h)
+        for x in range(w)
+        for v in ((x * 37 + y * 11) % 256, (y * 53) % 256, (x * y * 7) % 256, 255)
+    )
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "expected"),
+    [
+        (32, 24, "HhgGFYZVZVZgZ3dihjZ3c/+XfPiH"),
+        (24, 32, "HhgGFQRFRnN3B2dndnNoN/6rdsb4"),
+        (32, 32, "HhgGDwZVZVVzd3dwd2dnKId2879Kd3wP"),
+        (7, 3, "EIoOI5pwd3eCiHiIcFUHt4g="),
+    ],
+)
+def test_opaque_thumbhash_keeps_every_bit(w: int, h: int, expected: str) -> None:
+    # Pinned from the general alpha formulas (before the opaque shortcut, #26): a
+    # fingerprint that moved would no longer match the photos already catalogued.
+    assert base64.b64encode(rgba_to_thumbhash(w, h, _pattern(w, h))).decode() == expected
+
+
+def test_thumbhash_without_alpha_equals_it_with_opaque_alpha(corpus: Path) -> None:
+    for name in ("Kodak_DC240.jpg", "Canon_EOS_7D.jpg", "hopper.tif", "kimono.crop.png"):
+        tiny = pyvips.Image.new_from_file(str(corpus / "real" / name)).thumbnail_image(32)
+        tiny = tiny.copy_memory()
+        rgba = bytes(tiny.bandjoin(255).write_to_memory())
+        expected = base64.b64encode(rgba_to_thumbhash(tiny.width, tiny.height, rgba)).decode()
+        assert thumbhash(tiny, 32) == expected, name
