@@ -10,7 +10,7 @@ from typing import Any
 import pyvips
 
 from filmstrip.errors import DataError, ResourceError
-from filmstrip.pipeline.decode import Header, check_limits, decode_rendition, read_header, what_is
+from filmstrip.pipeline.decode import Header, check_limits, decode_rendition, open_header, what_is
 from filmstrip.pipeline.derivatives import Derivative
 from filmstrip.pipeline.options import PipelineOptions
 from protocols.formats import sniff_format
@@ -30,6 +30,8 @@ class StageContext:
         self.metadata: dict[str, Any] = {}
         self.derivatives: dict[str, Derivative] = {}
         self._header: Header | None = None
+        # The image the header was read from, until the one decode takes it over.
+        self._opened: pyvips.Image | None = None
         self._rendition: pyvips.Image | None = None
         self._small: pyvips.Image | None = None
         self._cancelled = threading.Event()
@@ -99,9 +101,9 @@ class StageContext:
                     f"({what_is(self.data[:64])})",
                     code="unsupported_format",
                 )
-            header = read_header(self.data, fmt, self.options)
+            header, opened = open_header(self.data, fmt, self.options)
             check_limits(header, self.options)
-            self._header = header
+            self._header, self._opened = header, opened
         return self._header
 
     def rendition(self) -> pyvips.Image:
@@ -109,8 +111,11 @@ class StageContext:
         if self._rendition is None:
             header = self.header()
             self.check_cancelled()
+            opened, self._opened = self._opened, None
             try:
-                self._rendition = decode_rendition(self.data, header, self.options, self.watch)
+                self._rendition = decode_rendition(
+                    self.data, header, self.options, self.watch, opened
+                )
             except DataError:
                 self.check_cancelled()
                 raise
