@@ -78,7 +78,7 @@ async def check_capacity(state: ApiState) -> None:
     if jobs.defer_optimization and settings.queue.priority < jobs.deferred_priority:
         bands = jobs.deferred_priority - 1
     try:
-        ahead, total = await state.queue.backlog(bands)
+        ahead, total = await state.backlog.read(state.queue, bands, settings.queue.max_waiting)
     except MaxConnectionsError:
         raise  # the process is busy, the queue may be fine: 503 server_busy
     except (FilmstripError, RedisError) as exc:

@@ -14,6 +14,7 @@ from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import JobQueue
 from filmstrip.redis_client import RedisClient
 from filmstrip.settings import Settings
+from services.api.backlog import BacklogReader
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ApiState:
     photos: PhotoLifecycle
     signing_secret: bytes
     token_use: TokenUse = field(default_factory=TokenUse)
+    backlog: BacklogReader = field(default_factory=BacklogReader)
 
 
 STATE: web.AppKey[ApiState] = web.AppKey("filmstrip_api_state", ApiState)

@@ -62,3 +62,24 @@ async def test_a_huge_follow_up_backlog_refuses_uploads(small_queue_api: Api) ->
     resp = await api.upload(fake_jpeg())
     assert resp.status == 503 and (await resp.json())["error"]["code"] == "queue_full"
     assert await api.photo_count() == 0
+
+
+async def test_far_below_the_limit_the_backlog_is_read_once_a_second_not_per_upload(
+    api: Api,
+) -> None:
+    """Each reading is a Redis script over every band; a shared Redis pays it per upload
+    otherwise. Far from the limit, one reading serves the uploads that follow it."""
+    queue = api.state.queue
+    reads = 0
+    backlog = queue.backlog
+
+    async def counted(top_band: int) -> tuple[int, int]:
+        nonlocal reads
+        reads += 1
+        return await backlog(top_band)
+
+    queue.backlog = counted  # type: ignore[method-assign]
+    for _ in range(3):
+        assert (await api.upload(fake_jpeg())).status == 201
+    assert reads == 1
+    assert await api.waiting_jobs() == 3
