@@ -140,7 +140,9 @@ async def accept_photo(
         priority=choices.priority if choices else None,
     )
     try:
-        job_id = await state.photos.accept(record, quota_bytes=settings.api.client_quota_bytes)
+        job_id, queued = await state.photos.accept(
+            record, quota_bytes=settings.api.client_quota_bytes
+        )
     except QuotaExceeded as exc:
         raise from_quota_error(exc) from None
     except DuplicatePhoto as exc:
@@ -151,6 +153,9 @@ async def accept_photo(
                 409, "upload_conflict", "a photo of these bytes was deleted meanwhile; send again"
             ) from None
         return await _duplicate(state, first, blob_key)
+    if not queued:
+        # Redis failed: the next upload asks it again, and is refused while it is down.
+        state.backlog.forget()
     log.info("photo accepted", extra={"photo_id": photo_id, "bytes": size})
     return UploadAccepted(photo_id=photo_id, job_id=job_id, status=PhotoStatus.QUEUED)
 

@@ -19,7 +19,8 @@ class BacklogReader:
 
     Under half the limit a reading up to ``FRESH_S`` old is used with those uploads added:
     other api processes' uploads in that second would have to fill the other half to be
-    missed. Near or over the limit every check reads Redis, so a refusal is never stale.
+    missed. Near or over the limit every check reads Redis, so a refusal is never stale;
+    after a Redis failure (:meth:`forget`) too, so an outage refuses uploads (503) at once.
     """
 
     ahead: int = 0
@@ -37,3 +38,7 @@ class BacklogReader:
         self.ahead, self.total = await queue.backlog(top_band)
         self.read_at, self.since = time.monotonic(), 1
         return self.ahead, self.total
+
+    def forget(self) -> None:
+        """Read Redis at the next check (it just failed this process)."""
+        self.read_at = -math.inf

@@ -80,11 +80,11 @@ class PhotoLifecycle:
 
     # --- accepted (the api) -------------------------------------------------------------------
 
-    async def accept(self, photo: PhotoRecord, *, quota_bytes: int) -> str:
+    async def accept(self, photo: PhotoRecord, *, quota_bytes: int) -> tuple[str, bool]:
         """Record the uploaded ``photo`` and its job in one transaction (the outbox), announce
-        it, then queue the job; return the job's id. From the commit on the upload is
-        durable: if Redis fails here, the outbox relay queues the job. Raises
-        QuotaExceeded (nothing recorded) past ``quota_bytes``."""
+        it, then queue the job; return the job's id and whether it is queued. From the commit
+        on the upload is durable: if Redis fails here, the outbox relay queues the job.
+        Raises QuotaExceeded (nothing recorded) past ``quota_bytes``."""
         job = ready_job(self.settings, photo)
         entry = OutboxEntry(
             job_id=job.id,
@@ -103,7 +103,8 @@ class PhotoLifecycle:
             log.warning(
                 "enqueue deferred to the outbox relay: %s", exc, extra={"photo_id": photo.id}
             )
-        return job.id
+            return job.id, False
+        return job.id, True
 
     async def relay(self, entry: OutboxEntry) -> None:
         """Queue the job of an outbox entry, then drop the entry (dedupe by id makes a second
