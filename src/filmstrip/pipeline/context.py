@@ -10,7 +10,14 @@ from typing import Any
 import pyvips
 
 from filmstrip.errors import DataError, ResourceError
-from filmstrip.pipeline.decode import Header, check_limits, decode_rendition, open_header, what_is
+from filmstrip.pipeline.decode import (
+    Header,
+    check_limits,
+    decode_rendition,
+    decodes_opened,
+    open_header,
+    what_is,
+)
 from filmstrip.pipeline.derivatives import Derivative
 from filmstrip.pipeline.options import PipelineOptions
 from protocols.formats import sniff_format
@@ -103,7 +110,8 @@ class StageContext:
                 )
             header, opened = open_header(self.data, fmt, self.options)
             check_limits(header, self.options)
-            self._header, self._opened = header, opened
+            self._header = header
+            self._opened = opened if decodes_opened(header, self.options) else None
         return self._header
 
     def rendition(self) -> pyvips.Image:
