@@ -444,6 +444,52 @@ def test_thumbhash_decoder_matches_the_encoders_average_colour(
     assert mean["h"] == 32 and mean["w"] < 32
 
 
+def test_a_german_reader_gets_dates_and_numbers_in_german(stack: Stack, browser: Any) -> None:
+    context = browser.new_context(locale="de-DE", timezone_id="Europe/Berlin")
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.api}/")
+        said = page.evaluate(
+            """async () => {
+                const f = await import("/static/js/format.js");
+                return [f.formatTaken("2010-12-12T12:41:35"),
+                        f.formatTaken("2019-05-01T08:00:00+02:00"),
+                        f.formatExposure({ f_number: 2.8, exposure_time: 0.004, iso: 1600,
+                                           focal_length: 50 }),
+                        f.formatCoordinates({ lat: 48.858370, lon: -2.294481 }),
+                        f.formatBytes(2_345_678)];
+            }"""
+        )
+    finally:
+        context.close()
+    assert said == [
+        "12. Dezember 2010 um 12:41",
+        "1. Mai 2019 um 08:00 (UTC+02:00)",
+        "\u0192/2,8 \u00b7 1/250 s \u00b7 ISO 1.600 \u00b7 50 mm",
+        "48,85837\u00b0 N, 2,29448\u00b0 W",
+        "2,3 MB",
+    ]
+
+
+def test_retry_is_offered_only_where_it_can_help(stack: Stack, page: Any) -> None:
+    page.goto(f"{stack.api}/")
+    offered = page.evaluate(
+        """async () => {
+            const { photoFailure } = await import("/static/js/photo.js");
+            const failed = (extra) => photoFailure({ status: "failed", ...extra });
+            return [
+                failed({ error: { category: "TEMPORARY", message: "m", retryable: true } }),
+                failed({ error: { category: "DATA", message: "m", retryable: false } }),
+                // The api before errors were objects: a string and error_category.
+                failed({ error: "timed out", error_category: "TEMPORARY" }),
+                failed({ error: "truncated", error_category: "DATA" }),
+                photoFailure({ status: "completed", error: null }),
+            ].map((f) => f && f.retryable);
+        }"""
+    )
+    assert offered == [True, False, True, False, None]
+
+
 def test_gallery_is_keyboard_operable(stack: Stack, page: Any) -> None:
     expect = playwright_api.expect
     page.goto(f"{stack.api}/")
