@@ -160,7 +160,10 @@ async function start() {
       // Opened from the grid: go back to it; opened from a link: the gallery's address.
       if (history.state?.pushed) history.back();
       else history.replaceState(null, "", "/");
-      grid.focus(viewer.lastId);
+      // After the dialog's own focus restore (to the tile it opened from), which may come
+      // later than this event: the focus goes to the tile of the photo last shown.
+      const last = viewer.lastId;
+      setTimeout(() => grid.focus(last), 0);
     },
   });
   window.addEventListener("popstate", openFromPath);
