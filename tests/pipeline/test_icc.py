@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pillow_heif
 import pytest
 import pyvips
 from PIL import ImageCms
@@ -47,6 +48,23 @@ def test_srgb_is_told_apart_from_other_profiles(corpus: Path) -> None:
     assert icc.is_srgb(_profile(corpus / "real" / "Nikon_D5000.jpg"))
     assert not icc.is_srgb(_profile(corpus / "real" / "Canon_EOS_7D.jpg"))  # Adobe RGB
     assert not icc.is_srgb(_profile(corpus / "real" / "red-at-12-oclock-with-color-profile.jpg"))
+
+
+def test_srgb_is_known_by_its_numbers_whatever_its_name(corpus: Path) -> None:
+    # Android's Ultra HDR photos: sRGB's primaries and parametric curve under another
+    # name. Transforming through it cost 31 ms of CPU on an 8 MP photo and changed nothing.
+    ultra_hdr = _profile(corpus / "real" / "ultra-hdr.jpg")
+    assert icc.description(ultra_hdr) == "sRGB Gamut with sRGB Transfer"
+    assert icc.is_srgb(ultra_hdr)
+    assert icc.is_srgb(bytes(pyvips.Operation.call("profile_load", "srgb")))  # libvips' own
+    iphone_heic = (corpus / "real" / "exif-at-eof.heic").read_bytes()
+    display_p3 = pillow_heif.open_heif(iphone_heic).info["icc_profile"]
+    assert icc.description(display_p3) == "Display P3" and not icc.is_srgb(display_p3)
+    assert not icc.is_srgb(bytes(pyvips.Operation.call("profile_load", "p3")))
+    image = pyvips.Image.new_from_file(str(corpus / "real" / "ultra-hdr.jpg"), shrink=4)
+    skipped = to_srgb8(image)
+    converted = image.icc_transform("srgb", embedded=True, intent="perceptual").cast("uchar")
+    assert (skipped.cast("int") - converted.cast("int")).abs().max() <= 1
 
 
 def test_skipping_the_srgb_transform_changes_no_pixel_visibly(corpus: Path) -> None:
