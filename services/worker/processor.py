@@ -205,10 +205,12 @@ class PhotoProcessor:
             job_metrics.STAGE_SECONDS.labels(name).observe(timings[name] / 1000)
             progress = int(progress_to * index / len(stages))
             await self._progress(job, progress)
+            # Held up to HOLD_S: a fast photo's stage events go out with its completion.
             await self.photos.notify(
                 spec,
                 STAGE_COMPLETED,
                 {"stage": name, "progress": progress, "ms": timings[name], "result": summary},
+                hold=True,
             )
             # DEBUG: the job's INFO line carries every stage's time.
             log.debug(

@@ -1,4 +1,6 @@
-"""Publish events: one Lua call appends to the client's capped replay stream and PUBLISHes.
+"""Publish events: one Lua call appends to the client's capped replay stream and PUBLISHes
+(one event, or several of one client in order: a worker's events of a fast photo go out in
+one call instead of one each).
 
 The pub/sub message is ``<stream id> <json>``: the stream id is the event's id, so a client
 that reconnects can resume from the last id it saw without a gap or a duplicate.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -24,25 +27,35 @@ from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
 # KEYS[1] client stream, KEYS[2] (optional) once-only key, both on the client's slot;
 # KEYS[3] (optional, never on a cluster) the once-key as older releases named it, honoured
 # until those expire (one replay window after an upgrade; see filmstrip.redis_layout).
-# ARGV: channel, json body, maxlen, min id (ms) for age trimming, replay ttl (ms). With
-# KEYS[2], publishing the same event again (a retried job) is a no-op that returns the
-# first id: exactly once.
+# ARGV: channel, json body, maxlen, min id (ms) for age trimming, replay ttl (ms), then
+# the channel and body of each further event, in order. With KEYS[2], the last event,
+# published again (a retried job), is a no-op that returns its first id: exactly once.
+# Returns the last event's id.
 PUBLISH_SCRIPT = """
+local n = 1 + (#ARGV - 5) / 2
+local seen = false
 if KEYS[2] then
-  local seen = redis.call('GET', KEYS[2])
+  seen = redis.call('GET', KEYS[2])
   if not seen and KEYS[3] then seen = redis.call('GET', KEYS[3]) end
-  if seen then return seen end
+  if seen and n == 1 then return seen end
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
-if KEYS[2] then
+local id
+for i = 1, seen and n - 1 or n do
+  local channel, body = ARGV[1], ARGV[2]
+  if i > 1 then
+    channel, body = ARGV[2 * i + 2], ARGV[2 * i + 3]
+  end
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', body)
+  redis.call('PUBLISH', channel, id .. ' ' .. body)
+end
+if KEYS[2] and not seen then
   redis.call('SET', KEYS[2], id, 'PX', ARGV[5])
 end
 if ARGV[4] ~= '0' then
   redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
-return id
+return seen or id
 """
 
 _encoder = msgspec.json.Encoder()
@@ -69,6 +82,27 @@ class EventPublisher:
             redis, replay_maxlen=settings.bus.replay_maxlen, replay_age_s=settings.bus.replay_age_s
         )
 
+    def event(
+        self,
+        type_: str,
+        *,
+        photo_id: str,
+        client_id: str,
+        trace_id: str,
+        session_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """An event of ``client_id``'s photo, to publish (its id is its stream id)."""
+        return Event(
+            id="",
+            type=type_,
+            channel=CHANNEL_OF_TYPE[type_],  # type: ignore[arg-type]
+            photo_id=photo_id,
+            data={"photo_id": photo_id, **(data or {})},
+            metadata=EventMetadata(client_id=client_id, session_id=session_id, trace_id=trace_id),
+            timestamp=iso_utc(time.time()),
+        )
+
     async def publish(
         self,
         type_: str,
@@ -82,30 +116,38 @@ class EventPublisher:
     ) -> str:
         """Publish one event; return its id. With ``once_key``, an event already published
         under that key is not published again. Raises TemporaryError if Redis is unreachable."""
-        event = Event(
-            id="",
-            type=type_,
-            channel=CHANNEL_OF_TYPE[type_],  # type: ignore[arg-type]
+        event = self.event(
+            type_,
             photo_id=photo_id,
-            data={"photo_id": photo_id, **(data or {})},
-            metadata=EventMetadata(client_id=client_id, session_id=session_id, trace_id=trace_id),
-            timestamp=iso_utc(time.time()),
+            client_id=client_id,
+            trace_id=trace_id,
+            session_id=session_id,
+            data=data,
         )
+        return await self.publish_events([event], once_key=once_key)
+
+    async def publish_events(self, events: Sequence[Event], *, once_key: str | None = None) -> str:
+        """Publish events of one client in order, in one call; return the last one's id.
+        ``once_key`` is the last event's (see :meth:`publish`)."""
+        first, *rest = events
         min_id = str(int(time.time() * 1000) - self._age_ms) if self._age_ms else "0"
+        args: list[Any] = [
+            first.channel,
+            _encoder.encode(first),
+            self._maxlen,
+            min_id,
+            self._age_ms or 86_400_000,
+        ]
+        for event in rest:
+            args += [event.channel, _encoder.encode(event)]
         try:
             stream_id = await self._script.call(
-                self._keys(client_id, once_key),
-                [
-                    event.channel,
-                    _encoder.encode(event),
-                    self._maxlen,
-                    min_id,
-                    self._age_ms or 86_400_000,
-                ],
+                self._keys(first.metadata.client_id, once_key), args
             )
         except RedisError as exc:
+            types = ", ".join(e.type for e in events)
             raise TemporaryError(
-                f"could not publish {type_}: {exc}", code="redis_unavailable"
+                f"could not publish {types}: {exc}", code="redis_unavailable"
             ) from exc
         return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
 
