@@ -62,7 +62,7 @@ def _loop(
     from filmstrip.pipeline.vips import configure_vips
     from filmstrip.settings import load_settings
 
-    options = load_settings({}.pipeline)
+    options = load_settings({}).pipeline
     configure_vips(options)
     stages = [get_stage(s) for s in resolve_stages("full_processing", None)]
 

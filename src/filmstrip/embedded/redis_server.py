@@ -11,12 +11,20 @@ from pathlib import Path
 
 from filmstrip.embedded.supervisor import Role, launch_here, stop_process
 
+# Ports handed out by this process: one picked but not yet bound is free again, and the
+# kernel may offer it twice (dev's api got the port just picked for the worker's metrics).
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port on loopback that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on loopback that is free right now and not handed out here before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def redis_server_binary() -> str:
