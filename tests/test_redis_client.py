@@ -100,6 +100,33 @@ async def test_a_returned_connection_wakes_a_waiter_even_past_a_cancelled_one(
     assert await asyncio.wait_for(waiting, 5)
 
 
+async def test_a_waiter_is_served_before_a_task_that_releases_and_asks_again(
+    make_redis: OpenRedis, redis_server: RedisServer
+) -> None:
+    """A connection released while someone waits goes to the waiter, not to the next
+    caller to ask (a task that gives its connection back and takes one again at once held
+    the pool's only connection until the waiter timed out)."""
+    redis = await make_redis(redis_max_connections="1", redis_pool_wait_s="1")
+    assert isinstance(redis, aioredis.Redis)
+    pool = redis.connection_pool
+    stop = asyncio.Event()
+
+    async def hog() -> None:
+        while not stop.is_set():
+            held = await pool.get_connection()
+            await asyncio.sleep(0.005)  # using it
+            await pool.release(held)
+
+    hogging = asyncio.create_task(hog())
+    await asyncio.sleep(0.05)
+    try:
+        served = await pool.get_connection()
+        await pool.release(served)
+    finally:
+        stop.set()
+        await hogging
+
+
 async def test_auto_recognises_a_cluster_from_its_url(redis_url: str, redis_kind: str) -> None:
     for value in ("auto", ""):
         client = await open_redis(

@@ -64,18 +64,25 @@ _RECHECK_S = 0.1
 
 class WaitingConnectionPool(ConnectionPool):
     """A pool of ``max_connections`` whose callers wait up to ``timeout`` seconds for a
-    free connection, then get :class:`MaxConnectionsError`."""
+    free connection, in turn, then get :class:`MaxConnectionsError`."""
 
     def __init__(self, *, timeout: float = 2.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.timeout = timeout
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # Waiters woken by a release that have not yet taken its connection: a newcomer
+        # must not take it from under them (a task that releases and asks again at once
+        # starved a waiter until its timeout).
+        self._woken = 0
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
-        try:
-            return await self._take()
-        except MaxConnectionsError:
-            pass
+        while self._waiters and self._waiters[0].done():
+            self._waiters.popleft()
+        if not self._waiters and not self._woken:
+            try:
+                return await self._take()
+            except MaxConnectionsError:
+                pass
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         waiter: asyncio.Future[None] = loop.create_future()
@@ -88,13 +95,21 @@ class WaitingConnectionPool(ConnectionPool):
                         f"all {self.max_connections} Redis connections stayed busy for"
                         f" {self.timeout} s"
                     )
-                await asyncio.wait((waiter,), timeout=min(left, _RECHECK_S))
+                try:
+                    await asyncio.wait((waiter,), timeout=min(left, _RECHECK_S))
+                except BaseException:
+                    if waiter.done() and not waiter.cancelled():
+                        self._woken -= 1
+                        self._wake_next()  # the connection released for it is the next's
+                    raise
+                if waiter.done():
+                    self._woken -= 1
                 try:
                     return await self._take()
                 except MaxConnectionsError:
-                    if waiter.done():  # woken, but another caller took it first
+                    if waiter.done():  # woken, but the connection went elsewhere: stay first
                         waiter = loop.create_future()
-                        self._waiters.append(waiter)
+                        self._waiters.appendleft(waiter)
         finally:
             waiter.cancel()  # a release skips it
 
@@ -106,11 +121,15 @@ class WaitingConnectionPool(ConnectionPool):
         try:
             await super().release(connection)
         finally:
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    break
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._woken += 1
+                return
 
 
 # Set while a task holds a turn, so what it runs inside (a pipeline's redirected commands,
