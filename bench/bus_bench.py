@@ -87,7 +87,7 @@ BUS_RUNNER = r"""
 import asyncio, signal
 from filmstrip.settings import load_settings
 from filmstrip.logs import setup_logging
-from services.bus.main import serve
+from filmstrip.services.bus.main import serve
 async def main():
     settings = load_settings()
     setup_logging("bus", level="WARNING")
@@ -260,7 +260,7 @@ class BatchPublisher:
         import msgspec
 
         from filmstrip import keys
-        from protocols.events import CHANNEL_PROCESSING, Event, EventMetadata
+        from filmstrip.protocols.events import CHANNEL_PROCESSING, Event, EventMetadata
 
         min_id = str(int(time.time() * 1000) - 86_400_000)
         async with self._redis.pipeline(transaction=False) as pipe:

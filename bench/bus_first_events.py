@@ -40,9 +40,9 @@ from filmstrip.catalog import PhotoRecord, open_catalog, utcnow
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, command, env_without_filmstrip
 from filmstrip.events import EventPublisher
+from filmstrip.protocols import events as ev
 from filmstrip.redis_client import RedisClient, open_redis
 from filmstrip.settings import Settings, load_settings, sqlite_url
-from protocols import events as ev
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("naive", "resuming", "legacy")

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from bench.redis_server import RedisServer
-from protocols.events import CHANNELS
-from services.bus.subscriber import EventSubscriber
+from filmstrip.protocols.events import CHANNELS
+from filmstrip.services.bus.subscriber import EventSubscriber
 
 # photo.uploaded, three stage events, completed, the follow-up's stage event and its
 # completion: what one photo sends through the bus.

@@ -21,7 +21,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.metrics.exposition import render
-from services.api.metrics import metrics_middleware
+from filmstrip.services.api.metrics import metrics_middleware
 
 
 async def _item(request: web.Request) -> web.Response:

@@ -325,7 +325,7 @@ async def multihost(
     """The run on ``network`` (made by :func:`build_network`; this thread is already in
     its clients' namespace)."""
     from filmstrip.catalog import catalog_for_url
-    from services.cli.tokens import issue_token
+    from filmstrip.services.cli.tokens import issue_token
 
     good, bad = corpus_sources()
     plans, uses = plan_uploads(n, clients, good, bad, hostile=chaos_on)

@@ -48,7 +48,7 @@ from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.registry import get_stage
 from filmstrip.pipeline.runner import run_stage
 from filmstrip.pipeline.vips import configure_vips
-from protocols.formats import ACCEPTED, sniff_format
+from filmstrip.protocols.formats import ACCEPTED, sniff_format
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = PipelineOptions()

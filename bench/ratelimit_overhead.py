@@ -19,11 +19,11 @@ from aiohttp import web
 
 from bench.redis_server import RedisServer
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.services.api.app import create_app
+from filmstrip.services.api.ratelimit import client_rate_middleware, ip_rate_middleware
+from filmstrip.services.api.state import STATE
+from filmstrip.services.cli.tokens import issue_token
 from filmstrip.settings import load_settings
-from services.api.app import create_app
-from services.api.ratelimit import client_rate_middleware, ip_rate_middleware
-from services.api.state import STATE
-from services.cli.tokens import issue_token
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 

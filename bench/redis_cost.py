@@ -27,6 +27,7 @@ import asyncio
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -41,8 +42,8 @@ from bench.soak_clients import ClientStats, Endpoints, listen
 from bench.soak_photos import CORPUS, unique_variant
 from filmstrip.catalog.sqlite import SqliteCatalog
 from filmstrip.embedded.redis_server import RedisServer, free_port
-from filmstrip.embedded.supervisor import Role, Supervisor, command, env_without_filmstrip
-from services.cli.tokens import issue_token
+from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
+from filmstrip.services.cli.tokens import issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 0.4
@@ -198,6 +199,12 @@ async def run(photos_n: int, concurrency: int, code: Path) -> None:
     )
     logs = data / "logs"
     logs.mkdir()
+
+    def command(role: str) -> list[str]:
+        # Checkouts from before the roles were installed as filmstrip.services.
+        main = "filmstrip.services" if (code / "src/filmstrip/services").exists() else "services"
+        return [sys.executable, "-m", f"{main}.cli.main", role]
+
     supervisor = Supervisor(
         [
             # cwd too: ``python -m`` puts it first on the path (services, protocols).

@@ -42,7 +42,7 @@ from bench.tcp_proxy import TcpProxy
 from filmstrip.catalog.sqlite import SqliteCatalog
 from filmstrip.embedded.redis_server import RedisServer, free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, command
-from services.cli.tokens import issue_token
+from filmstrip.services.cli.tokens import issue_token
 
 BUCKET = "soak"
 WORKERS = 2

@@ -9,10 +9,10 @@ from typing import Any
 import msgspec
 import orjson
 
-from protocols import openapi
-from protocols.events import CompletedData, DeferredCompletedData, Event, FailedData
-from protocols.jobs import PhotoProcessingJob
-from protocols.ws import ClientMessage, EventMessage, ServerMessage
+from filmstrip.protocols import openapi
+from filmstrip.protocols.events import CompletedData, DeferredCompletedData, Event, FailedData
+from filmstrip.protocols.jobs import PhotoProcessingJob
+from filmstrip.protocols.ws import ClientMessage, EventMessage, ServerMessage
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 

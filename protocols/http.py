@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from protocols.events import Derivative, PhotoError
+from filmstrip.protocols.events import Derivative, PhotoError
 
 
 class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from protocols.formats import CONTENT_TYPES
-from protocols.http import (
+from filmstrip.protocols.formats import CONTENT_TYPES
+from filmstrip.protocols.http import (
     ErrorBody,
     HashCheck,
     HashCheckResult,
@@ -31,9 +31,9 @@ from protocols.http import (
     TusUploadStatus,
     UploadAccepted,
 )
-from protocols.jobs import PIPELINE_NAMES
-from protocols.openapi_tus import tus_paths
-from protocols.web import ClientConfig, Dashboard
+from filmstrip.protocols.jobs import PIPELINE_NAMES
+from filmstrip.protocols.openapi_tus import tus_paths
+from filmstrip.protocols.web import ClientConfig, Dashboard
 
 _REF = "#/components/schemas/{name}"
 #: What an upload may be (by its bytes).

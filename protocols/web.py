@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from protocols.http import SessionCounts
+from filmstrip.protocols.http import SessionCounts
 
 
 class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -31,13 +31,13 @@ from filmstrip.metrics.stage_stats import StageTimingsBuffer, read_stage_series
 from filmstrip.queue import JobQueue, Outcome, QueueOptions, Settlement
 from filmstrip.redis_client import RedisClient
 from filmstrip.redis_layout import upgrade_layout
+from filmstrip.services.api.ratelimit import RateLimiter
+from filmstrip.services.api.reconciler import orphan_sweep_done, orphan_sweep_due
+from filmstrip.services.bus.client_sockets import ClientSockets
+from filmstrip.services.bus.hub import Hub
+from filmstrip.services.bus.presence import Presence
+from filmstrip.services.bus.replay import ReplayReader
 from filmstrip.settings import SettingsError, load_settings
-from services.api.ratelimit import RateLimiter
-from services.api.reconciler import orphan_sweep_done, orphan_sweep_due
-from services.bus.client_sockets import ClientSockets
-from services.bus.hub import Hub
-from services.bus.presence import Presence
-from services.bus.replay import ReplayReader
 
 ROOT = Path(__file__).resolve().parents[1]
 

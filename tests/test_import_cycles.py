@@ -11,7 +11,11 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"src/filmstrip": "filmstrip", "services": "services", "protocols": "protocols"}
+PACKAGES = {
+    "src/filmstrip": "filmstrip",
+    "services": "filmstrip.services",
+    "protocols": "filmstrip.protocols",
+}
 
 
 def modules_under(root: Path, packages: dict[str, str]) -> dict[str, Path]:

@@ -99,7 +99,7 @@ def test_a_role_that_cannot_listen_says_why_and_what_to_change(tmp_path: Path) -
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         env["FILMSTRIP_API_PORT"] = str(taken.getsockname()[1])
-        argv = [sys.executable, "-m", "services.cli.main", "api"]
+        argv = [sys.executable, "-m", "filmstrip.services.cli.main", "api"]
         done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr

@@ -11,8 +11,8 @@ from filmstrip import keys
 from filmstrip.events import EventPublisher, forget_once
 from filmstrip.queue import Consumer, Job, JobQueue, QueueOptions
 from filmstrip.redis_layout import upgrade_layout
-from services.bus.replay import ReplayReader
-from services.bus.streamid import ZERO, format_id
+from filmstrip.services.bus.replay import ReplayReader
+from filmstrip.services.bus.streamid import ZERO, format_id
 
 LEGACY = keys.LEGACY_CLIENT_EVENTS_PREFIX
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from filmstrip.pipeline.plan import PIPELINES
+from filmstrip.protocols.jobs import PIPELINE_NAMES
 from filmstrip.settings import SettingsError, database_backend, load_settings, sqlite_path
-from protocols.jobs import PIPELINE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def test_a_role_with_an_unknown_default_pipeline_does_not_start(tmp_path: Path) 
         FILMSTRIP_DATA_DIR=str(tmp_path),
         FILMSTRIP_DEFAULT_PIPELINE="fast_processing",
     )
-    argv = [sys.executable, "-m", "services.cli.main", "api"]
+    argv = [sys.executable, "-m", "filmstrip.services.cli.main", "api"]
     done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1] == (

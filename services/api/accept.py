@@ -24,13 +24,13 @@ from filmstrip.catalog import (
     utcnow,
 )
 from filmstrip.errors import FilmstripError
-from protocols.http import UploadAccepted
-from protocols.jobs import job_id_for
-from services.api.choices import UploadChoices
-from services.api.errors import ApiError
-from services.api.json import json_response
-from services.api.quota import from_quota_error
-from services.api.state import ApiState
+from filmstrip.protocols.http import UploadAccepted
+from filmstrip.protocols.jobs import job_id_for
+from filmstrip.services.api.choices import UploadChoices
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.quota import from_quota_error
+from filmstrip.services.api.state import ApiState
 
 log = logging.getLogger("filmstrip.api.uploads")
 

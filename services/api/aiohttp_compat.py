@@ -23,7 +23,7 @@ import logging
 from aiohttp import StreamReader, web
 from aiohttp.web_request import BaseRequest
 
-from services.api.errors import error_response
+from filmstrip.services.api.errors import error_response
 
 #: The aiohttp release these internals were read from.
 AIOHTTP_VERSION = "3.14"

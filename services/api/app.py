@@ -12,13 +12,11 @@ from filmstrip.blobs import open_blob_store
 from filmstrip.catalog import open_catalog
 from filmstrip.events import EventPublisher
 from filmstrip.photos import PhotoLifecycle
+from filmstrip.protocols import openapi
 from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
 from filmstrip.redis_layout import keep_upgrading
-from filmstrip.settings import Settings
-from filmstrip.tasks import cancel_and_wait
-from protocols import openapi
-from services.api import (
+from filmstrip.services.api import (
     checks,
     deletion,
     docs,
@@ -30,17 +28,23 @@ from services.api import (
     sessions,
     uploads,
 )
-from services.api import web as web_pages
-from services.api.cors import add_cors_headers, cors_middleware
-from services.api.edge import edge_middleware
-from services.api.json import json_response
-from services.api.metrics import metrics_middleware
-from services.api.middleware import auth_middleware, error_middleware, trace_middleware
-from services.api.ratelimit import client_rate_middleware, ip_rate_middleware, start_limiter
-from services.api.reconciler import run_reconciler
-from services.api.relay import run_relay
-from services.api.state import STATE, ApiState
-from services.api.tus import setup_tus
+from filmstrip.services.api import web as web_pages
+from filmstrip.services.api.cors import add_cors_headers, cors_middleware
+from filmstrip.services.api.edge import edge_middleware
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.metrics import metrics_middleware
+from filmstrip.services.api.middleware import auth_middleware, error_middleware, trace_middleware
+from filmstrip.services.api.ratelimit import (
+    client_rate_middleware,
+    ip_rate_middleware,
+    start_limiter,
+)
+from filmstrip.services.api.reconciler import run_reconciler
+from filmstrip.services.api.relay import run_relay
+from filmstrip.services.api.state import STATE, ApiState
+from filmstrip.services.api.tus import setup_tus
+from filmstrip.settings import Settings
+from filmstrip.tasks import cancel_and_wait
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from protocols.http import HashCheck, HashCheckResult
-from services.api.errors import ApiError
-from services.api.json import json_response
-from services.api.middleware import client_of
-from services.api.state import state_of
+from filmstrip.protocols.http import HashCheck, HashCheckResult
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.middleware import client_of
+from filmstrip.services.api.state import state_of
 
 _decoder = msgspec.json.Decoder(HashCheck)
 # 1000 digests of 64 hex digits in JSON fit easily; anything larger is not a valid batch.

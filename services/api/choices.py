@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from filmstrip.catalog import ClientRecord
+from filmstrip.protocols.jobs import PIPELINE_NAMES
+from filmstrip.services.api.errors import ApiError
 from filmstrip.settings import Settings
-from protocols.jobs import PIPELINE_NAMES
-from services.api.errors import ApiError
 
 #: The fields (and tus metadata keys) that carry the choices.
 FIELDS = ("pipeline", "priority")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from filmstrip.services.api.edge import Handler
+from filmstrip.services.api.errors import error_response
+from filmstrip.services.api.state import STATE
 from filmstrip.settings import Settings
-from services.api.edge import Handler
-from services.api.errors import error_response
-from services.api.state import STATE
 
 PREFIX = "/v1/"
 

@@ -6,12 +6,12 @@ from aiohttp import web
 
 from filmstrip import keys
 from filmstrip.metrics.stage_stats import read_stage_series
-from protocols.http import SessionCounts
-from protocols.web import BusInstance, Dashboard, MinuteCounts
-from services.api.errors import ApiError
-from services.api.json import json_response
-from services.api.middleware import client_of
-from services.api.state import state_of
+from filmstrip.protocols.http import SessionCounts
+from filmstrip.protocols.web import BusInstance, Dashboard, MinuteCounts
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.middleware import client_of
+from filmstrip.services.api.state import state_of
 
 MINUTES = 60
 

@@ -14,10 +14,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from filmstrip.errors import FilmstripError
-from services.api.errors import ApiError
-from services.api.ids import PHOTO_ID
-from services.api.middleware import client_of
-from services.api.state import state_of
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.ids import PHOTO_ID
+from filmstrip.services.api.middleware import client_of
+from filmstrip.services.api.state import state_of
 
 log = logging.getLogger("filmstrip.api.deletion")
 

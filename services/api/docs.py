@@ -13,8 +13,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.api.errors import ApiError
-from services.api.web import STATIC
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.web import STATIC
 
 # Only what the page loads; the wheel also holds Swagger Editor and source maps.
 ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"})

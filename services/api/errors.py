@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from filmstrip.errors import Category, FilmstripError
-from protocols.http import ErrorBody, ErrorDetail
-from services.api.json import json_response
+from filmstrip.protocols.http import ErrorBody, ErrorDetail
+from filmstrip.services.api.json import json_response
 
 
 class ApiError(Exception):

@@ -9,9 +9,9 @@ from typing import Literal
 
 from aiohttp import web
 
-from protocols.http import Readiness
-from services.api.json import json_response
-from services.api.state import state_of
+from filmstrip.protocols.http import Readiness
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.state import state_of
 
 log = logging.getLogger("filmstrip.api.health")
 

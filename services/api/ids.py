@@ -6,7 +6,7 @@ import re
 
 PHOTO_ID = re.compile(r"^[0-9a-f-]{36}$")
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Photo jobs are ``photo:<photo id>`` (protocols.jobs.job_id_for).
+# Photo jobs are ``photo:<photo id>`` (filmstrip.protocols.jobs.job_id_for).
 PHOTO_JOB_ID = re.compile(r"^photo:([0-9a-f-]{36})$")
 
 

@@ -10,9 +10,7 @@ from typing import Any, Literal
 import msgspec
 
 from filmstrip import keys
-from filmstrip.queue import JobInfo, JobState
-from filmstrip.redis_client import RedisClient
-from protocols.events import (
+from filmstrip.protocols.events import (
     PHOTO_COMPLETED,
     PHOTO_DEFERRED_COMPLETED,
     PHOTO_FAILED,
@@ -21,8 +19,10 @@ from protocols.events import (
     STAGE_COMPLETED,
     Event,
 )
-from protocols.http import JobFailure, JobRun, StageTiming
-from protocols.jobs import PhotoProcessingJob
+from filmstrip.protocols.http import JobFailure, JobRun, StageTiming
+from filmstrip.protocols.jobs import PhotoProcessingJob
+from filmstrip.queue import JobInfo, JobState
+from filmstrip.redis_client import RedisClient
 
 # A client's stream is capped near FILMSTRIP_BUS_REPLAY_MAXLEN (1,000 by default, trimmed
 # approximately); read a little past any sane cap, newest first.

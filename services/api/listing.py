@@ -12,14 +12,14 @@ from aiohttp import web
 
 from filmstrip.catalog import PhotoRecord, PhotoStatus
 from filmstrip.catalog.base import taken_sort_key
-from protocols.http import PhotoPage
-from services.api.cursors import BadCursor, decode_cursor, encode_cursor
-from services.api.errors import ApiError
-from services.api.ids import SESSION_ID
-from services.api.json import json_response
-from services.api.middleware import client_of
-from services.api.photos import photo_body
-from services.api.state import state_of
+from filmstrip.protocols.http import PhotoPage
+from filmstrip.services.api.cursors import BadCursor, decode_cursor, encode_cursor
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.ids import SESSION_ID
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.middleware import client_of
+from filmstrip.services.api.photos import photo_body
+from filmstrip.services.api.state import state_of
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -6,9 +6,9 @@ import asyncio
 import logging
 
 from filmstrip.listening import listen
+from filmstrip.services.api.app import create_app
+from filmstrip.services.api.serving import api_runner
 from filmstrip.settings import Settings
-from services.api.app import create_app
-from services.api.serving import api_runner
 
 log = logging.getLogger("filmstrip.api")
 

@@ -10,8 +10,8 @@ from prometheus_client import Counter, Histogram
 from filmstrip.metrics import http as http_metrics
 from filmstrip.metrics.exposition import metrics_response, render
 from filmstrip.metrics.queue import refresh_depths
-from services.api.edge import Handler, route_template
-from services.api.state import state_of
+from filmstrip.services.api.edge import Handler, route_template
+from filmstrip.services.api.state import state_of
 
 _UPLOAD_ROUTE = "/v1/photos"
 

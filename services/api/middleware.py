@@ -15,9 +15,9 @@ from filmstrip.catalog import ClientRecord
 from filmstrip.errors import FilmstripError
 from filmstrip.events import new_trace_id
 from filmstrip.logs import trace_id_var
-from services.api.edge import Handler, credentials_of, route_template
-from services.api.errors import ApiError, error_response, from_filmstrip_error
-from services.api.state import ApiState, state_of
+from filmstrip.services.api.edge import Handler, credentials_of, route_template
+from filmstrip.services.api.errors import ApiError, error_response, from_filmstrip_error
+from filmstrip.services.api.state import ApiState, state_of
 
 log = logging.getLogger("filmstrip.api")
 

@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from filmstrip.services.api.errors import ApiError
 from filmstrip.settings import Settings
-from services.api.errors import ApiError
 
 T = TypeVar("T")
 

@@ -13,13 +13,13 @@ from filmstrip.blobs import BlobInfo, BlobNotFound
 from filmstrip.catalog import PhotoRecord
 from filmstrip.photos import links, photo_pipeline, photo_priority
 from filmstrip.photos.failures import error_of
-from protocols.formats import CONTENT_TYPES, EXTENSIONS
-from protocols.http import Photo
-from services.api.errors import ApiError
-from services.api.filenames import content_disposition
-from services.api.json import json_response
-from services.api.middleware import CLIENT
-from services.api.state import ApiState, state_of
+from filmstrip.protocols.formats import CONTENT_TYPES, EXTENSIONS
+from filmstrip.protocols.http import Photo
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.filenames import content_disposition
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.middleware import CLIENT
+from filmstrip.services.api.state import ApiState, state_of
 
 log = logging.getLogger("filmstrip.api.photos")
 

@@ -13,8 +13,7 @@ from filmstrip.catalog import PhotoStatus
 from filmstrip.errors import LogicError
 from filmstrip.photos import decode_job
 from filmstrip.photos.jobs import split_stages
-from filmstrip.queue import JobInfo, JobState, WindowStats
-from protocols.http import (
+from filmstrip.protocols.http import (
     JobFailure,
     JobPhoto,
     QueueControl,
@@ -27,15 +26,16 @@ from protocols.http import (
     QueueWindows,
     RetryAccepted,
 )
-from protocols.jobs import PhotoProcessingJob
-from services.api.errors import ApiError
-from services.api.ids import photo_of_job
-from services.api.job_history import history_complete, job_runs, photo_events
-from services.api.json import json_response
-from services.api.listing import parse_limit
-from services.api.middleware import client_of
-from services.api.photos import thumbnail_url
-from services.api.state import ApiState, state_of
+from filmstrip.protocols.jobs import PhotoProcessingJob
+from filmstrip.queue import JobInfo, JobState, WindowStats
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.ids import photo_of_job
+from filmstrip.services.api.job_history import history_complete, job_runs, photo_events
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.listing import parse_limit
+from filmstrip.services.api.middleware import client_of
+from filmstrip.services.api.photos import thumbnail_url
+from filmstrip.services.api.state import ApiState, state_of
 
 QUEUE_PATH = "/v1/queues/photo-processing"
 # ``retrying``: jobs whose last run failed and that will run again (running again now, or

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from filmstrip.catalog import ClientRecord, QuotaExceeded
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.state import ApiState
 from filmstrip.settings import Settings
-from services.api.errors import ApiError
-from services.api.state import ApiState
 
 if TYPE_CHECKING:  # the tus package imports this module's users
-    from services.api.tus.store import OpenUploads
+    from filmstrip.services.api.tus.store import OpenUploads
 
 QUOTA_EXCEEDED = "quota_exceeded"
 TOO_MANY_OPEN_UPLOADS = "too_many_open_uploads"

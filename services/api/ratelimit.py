@@ -32,10 +32,10 @@ from redis.exceptions import MaxConnectionsError, RedisError
 
 from filmstrip import keys
 from filmstrip.redis_client import RedisClient
-from services.api.edge import Handler, credentials_of, route_template
-from services.api.errors import ApiError
-from services.api.middleware import CLIENT
-from services.api.state import STATE
+from filmstrip.services.api.edge import Handler, credentials_of, route_template
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.middleware import CLIENT
+from filmstrip.services.api.state import STATE
 
 log = logging.getLogger("filmstrip.api.ratelimit")
 

@@ -29,9 +29,9 @@ from filmstrip.catalog import Catalog, PhotoStatus
 from filmstrip.errors import FilmstripError
 from filmstrip.lease import Lease, LeaseLost
 from filmstrip.photos import PhotoLifecycle, ready_job
+from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import JobState
 from filmstrip.redis_client import RedisClient
-from protocols.jobs import deferred_job_id_for
 
 log = logging.getLogger("filmstrip.api.reconciler")
 

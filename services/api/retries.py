@@ -6,12 +6,12 @@ from aiohttp import web
 
 from filmstrip.catalog import PhotoStatus
 from filmstrip.photos.failures import error_of
-from protocols.http import RetryAccepted
-from services.api.errors import ApiError
-from services.api.ids import PHOTO_ID
-from services.api.json import json_response
-from services.api.middleware import client_of
-from services.api.state import state_of
+from filmstrip.protocols.http import RetryAccepted
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.ids import PHOTO_ID
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.middleware import client_of
+from filmstrip.services.api.state import state_of
 
 
 async def retry_photo(request: web.Request) -> web.StreamResponse:

@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from filmstrip.services.api.aiohttp_compat import JsonErrorRunner
 from filmstrip.settings import Settings
-from services.api.aiohttp_compat import JsonErrorRunner
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -8,12 +8,12 @@ from collections import Counter
 from aiohttp import web
 
 from filmstrip.catalog import PhotoStatus
-from protocols.http import Session, SessionCounts, SessionCreated
-from services.api.errors import ApiError
-from services.api.ids import SESSION_ID
-from services.api.json import json_response
-from services.api.middleware import client_of
-from services.api.state import state_of
+from filmstrip.protocols.http import Session, SessionCounts, SessionCreated
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.ids import SESSION_ID
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.middleware import client_of
+from filmstrip.services.api.state import state_of
 
 
 async def create_session(request: web.Request) -> web.StreamResponse:

@@ -13,8 +13,8 @@ from filmstrip.events import EventPublisher
 from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import JobQueue
 from filmstrip.redis_client import RedisClient
+from filmstrip.services.api.backlog import BacklogReader
 from filmstrip.settings import Settings
-from services.api.backlog import BacklogReader
 
 
 @dataclass

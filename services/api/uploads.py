@@ -17,10 +17,10 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from filmstrip.blobs import BlobTooLarge
-from protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
-from protocols.http import UploadAccepted
-from services.api import quota
-from services.api.accept import (
+from filmstrip.protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
+from filmstrip.protocols.http import UploadAccepted
+from filmstrip.services.api import quota
+from filmstrip.services.api.accept import (
     accept_photo,
     accepted_response,
     check_capacity,
@@ -29,13 +29,13 @@ from services.api.accept import (
     original_key,
     unsupported_type,
 )
-from services.api.choices import FIELDS as CHOICE_FIELDS
-from services.api.choices import upload_choices
-from services.api.errors import ApiError
-from services.api.filenames import multipart_filename
-from services.api.middleware import client_of, trace_id_of
-from services.api.pacing import BodyPace
-from services.api.state import state_of
+from filmstrip.services.api.choices import FIELDS as CHOICE_FIELDS
+from filmstrip.services.api.choices import upload_choices
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.filenames import multipart_filename
+from filmstrip.services.api.middleware import client_of, trace_id_of
+from filmstrip.services.api.pacing import BodyPace
+from filmstrip.services.api.state import state_of
 
 log = logging.getLogger("filmstrip.api.uploads")
 

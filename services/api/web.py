@@ -11,12 +11,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from protocols.web import ClientConfig
-from services.api import dashboard, metrics
-from services.api.edge import host_of
-from services.api.errors import ApiError
-from services.api.json import json_response
-from services.api.state import state_of
+from filmstrip.protocols.web import ClientConfig
+from filmstrip.services.api import dashboard, metrics
+from filmstrip.services.api.edge import host_of
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.state import state_of
 
 STATIC = Path(__file__).resolve().parent / "static"
 

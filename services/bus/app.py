@@ -12,20 +12,20 @@ from redis.exceptions import RedisError
 
 from filmstrip.catalog import Catalog, open_catalog
 from filmstrip.errors import FilmstripError
+from filmstrip.protocols import ws
 from filmstrip.redis_client import RedisClient, cluster_nodes, open_redis
 from filmstrip.redis_layout import keep_upgrading
+from filmstrip.services.bus.authorizer import Authorizer
+from filmstrip.services.bus.client_sockets import ClientSockets
+from filmstrip.services.bus.handler import SocketHandler
+from filmstrip.services.bus.hub import Hub
+from filmstrip.services.bus.metrics import bus_metrics
+from filmstrip.services.bus.presence import Presence
+from filmstrip.services.bus.replay import ReplayReader
+from filmstrip.services.bus.revocation import TokenRechecker
+from filmstrip.services.bus.subscriber import EventSubscriber
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
-from protocols import ws
-from services.bus.authorizer import Authorizer
-from services.bus.client_sockets import ClientSockets
-from services.bus.handler import SocketHandler
-from services.bus.hub import Hub
-from services.bus.metrics import bus_metrics
-from services.bus.presence import Presence
-from services.bus.replay import ReplayReader
-from services.bus.revocation import TokenRechecker
-from services.bus.subscriber import EventSubscriber
 
 log = logging.getLogger("filmstrip.bus")
 

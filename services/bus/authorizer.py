@@ -7,7 +7,7 @@ import logging
 from filmstrip.auth import hash_token
 from filmstrip.catalog import Catalog
 from filmstrip.errors import FilmstripError, TemporaryError
-from protocols import ws
+from filmstrip.protocols import ws
 
 
 class Refused(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from protocols import ws
+from filmstrip.protocols import ws
 
 _decoder = msgspec.json.Decoder(ws.ClientMessage)
 _encoder = msgspec.json.Encoder()

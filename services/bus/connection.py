@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-from protocols import ws
-from services.bus import codec
-from services.bus.cursor import BufferOverflow, DeliveryCursor
-from services.bus.lifecycle import Lifecycle, State
-from services.bus.ratelimit import TokenBucket
-from services.bus.streamid import StreamId
+from filmstrip.protocols import ws
+from filmstrip.services.bus import codec
+from filmstrip.services.bus.cursor import BufferOverflow, DeliveryCursor
+from filmstrip.services.bus.lifecycle import Lifecycle, State
+from filmstrip.services.bus.ratelimit import TokenBucket
+from filmstrip.services.bus.streamid import StreamId
 
 log = logging.getLogger("filmstrip.bus.connection")
 

@@ -15,7 +15,7 @@ only:
 
 from __future__ import annotations
 
-from services.bus.streamid import ZERO, StreamId
+from filmstrip.services.bus.streamid import ZERO, StreamId
 
 _EARLY_CAP = 10_000
 

@@ -13,17 +13,17 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from filmstrip.auth import hash_token
+from filmstrip.protocols import ws
+from filmstrip.services.bus import codec, streamid
+from filmstrip.services.bus.authorizer import Authorizer, Refused
+from filmstrip.services.bus.client_sockets import ClientSockets
+from filmstrip.services.bus.connection import Connection
+from filmstrip.services.bus.hub import Hub
+from filmstrip.services.bus.lifecycle import State
+from filmstrip.services.bus.ratelimit import TokenBucket
+from filmstrip.services.bus.replay import ReplayReader
+from filmstrip.services.bus.routing import client_room, photo_room, session_room
 from filmstrip.settings import Settings
-from protocols import ws
-from services.bus import codec, streamid
-from services.bus.authorizer import Authorizer, Refused
-from services.bus.client_sockets import ClientSockets
-from services.bus.connection import Connection
-from services.bus.hub import Hub
-from services.bus.lifecycle import State
-from services.bus.ratelimit import TokenBucket
-from services.bus.replay import ReplayReader
-from services.bus.routing import client_room, photo_room, session_room
 
 log = logging.getLogger("filmstrip.bus.handler")
 

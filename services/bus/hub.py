@@ -11,13 +11,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from protocols.events import PHOTO_UPLOADED
-from services.bus import streamid, wire
-from services.bus.connection import Connection
-from services.bus.replay import ReplayReader
-from services.bus.rooms import Rooms
-from services.bus.routing import photo_room
-from services.bus.streamid import StreamId
+from filmstrip.protocols.events import PHOTO_UPLOADED
+from filmstrip.services.bus import streamid, wire
+from filmstrip.services.bus.connection import Connection
+from filmstrip.services.bus.replay import ReplayReader
+from filmstrip.services.bus.rooms import Rooms
+from filmstrip.services.bus.routing import photo_room
+from filmstrip.services.bus.streamid import StreamId
 
 log = logging.getLogger("filmstrip.bus.hub")
 

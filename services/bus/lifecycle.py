@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 
-from protocols import ws
+from filmstrip.protocols import ws
 
 
 class State(enum.Enum):

@@ -8,10 +8,10 @@ import logging
 from aiohttp import web
 
 from filmstrip.listening import listen
+from filmstrip.services.bus.app import HUB, create_app
+from filmstrip.services.bus.gcpolicy import GcPolicy
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
-from services.bus.app import HUB, create_app
-from services.bus.gcpolicy import GcPolicy
 
 log = logging.getLogger("filmstrip.bus")
 

@@ -10,7 +10,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from filmstrip.metrics.bus import BusCollector, BusFigures
 from filmstrip.metrics.exposition import metrics_response, render
-from services.bus.hub import Hub
+from filmstrip.services.bus.hub import Hub
 
 
 def figures_of(hub: Hub) -> BusFigures:

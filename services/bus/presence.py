@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 from filmstrip import keys
 from filmstrip.instance import instance_name
 from filmstrip.redis_client import RedisClient
-from services.bus.client_sockets import ClientSockets
-from services.bus.hub import Hub
+from filmstrip.services.bus.client_sockets import ClientSockets
+from filmstrip.services.bus.hub import Hub
 
 log = logging.getLogger("filmstrip.bus.presence")
 

@@ -10,8 +10,8 @@ from redis.exceptions import ResponseError
 
 from filmstrip import keys
 from filmstrip.redis_client import RedisClient
-from services.bus import streamid
-from services.bus.streamid import StreamId
+from filmstrip.services.bus import streamid
+from filmstrip.services.bus.streamid import StreamId
 
 _BATCH = 200
 # The newest id, or the millisecond before now if none: atomically, so an event added

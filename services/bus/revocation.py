@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from protocols import ws
-from services.bus.authorizer import Authorizer
-from services.bus.hub import Hub
+from filmstrip.protocols import ws
+from filmstrip.services.bus.authorizer import Authorizer
+from filmstrip.services.bus.hub import Hub
 
 log = logging.getLogger("filmstrip.bus.revocation")
 

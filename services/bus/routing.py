@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocols.events import CHANNEL_COMPLETION, CHANNEL_PROCESSING, CHANNEL_UPLOAD
+from filmstrip.protocols.events import CHANNEL_COMPLETION, CHANNEL_PROCESSING, CHANNEL_UPLOAD
 
 
 def client_room(client_id: str) -> str:

@@ -23,8 +23,8 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from filmstrip.compat import redis as resp
+from filmstrip.protocols.events import CHANNELS
 from filmstrip.tasks import cancel_and_wait
-from protocols.events import CHANNELS
 
 log = logging.getLogger("filmstrip.bus.subscriber")
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import msgspec
 
-from protocols.events import EventMetadata
-from protocols.ws import SOCKET_EVENT_OF_CHANNEL
-from services.bus import streamid
-from services.bus.routing import rooms_for
+from filmstrip.protocols.events import EventMetadata
+from filmstrip.protocols.ws import SOCKET_EVENT_OF_CHANNEL
+from filmstrip.services.bus import streamid
+from filmstrip.services.bus.routing import rooms_for
 
 
 class _Published(msgspec.Struct, frozen=True, kw_only=True):
-    """The publisher's :class:`protocols.events.Event`, with the payload left raw."""
+    """The publisher's :class:`filmstrip.protocols.events.Event`, with the payload left raw."""
 
     type: str
     channel: str
@@ -33,7 +33,7 @@ class _Routing(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Outgoing(msgspec.Struct, frozen=True, kw_only=True):
-    """Same fields, same order as :class:`protocols.ws.EventMessage`."""
+    """Same fields, same order as :class:`filmstrip.protocols.ws.EventMessage`."""
 
     type: str
     id: str

@@ -22,9 +22,9 @@ from filmstrip.catalog import open_catalog
 from filmstrip.embedded.redis_server import RedisServer
 from filmstrip.embedded.supervisor import Role, RoleFailed, Supervisor, command
 from filmstrip.logs import setup_logging
+from filmstrip.services.cli.dev_output import RoleOutput
+from filmstrip.services.cli.tokens import issue_token
 from filmstrip.settings import Settings, database_backend
-from services.cli.dev_output import RoleOutput
-from services.cli.tokens import issue_token
 
 log = logging.getLogger("filmstrip.dev")
 

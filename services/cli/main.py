@@ -16,8 +16,8 @@ from typing import Any
 from filmstrip import __version__, file_modes
 from filmstrip.errors import StartupError
 from filmstrip.logs import setup_logging
+from filmstrip.protocols.jobs import PIPELINE_NAMES
 from filmstrip.settings import Settings, SettingsError, load_settings
-from protocols.jobs import PIPELINE_NAMES
 
 ROLES = ("api", "worker", "bus")
 # The help's description: argparse prints it as it stands, so no markup.
@@ -134,7 +134,7 @@ def _upload_parser(sub: Any) -> None:
 
 
 def _upload(settings: Settings, args: argparse.Namespace) -> int:
-    from services.cli import upload
+    from filmstrip.services.cli import upload
 
     options = upload.Options(
         paths=args.paths,
@@ -157,7 +157,7 @@ def _upload(settings: Settings, args: argparse.Namespace) -> int:
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.migrate_command == "catalog":
-        from services.cli import migrate_catalog
+        from filmstrip.services.cli import migrate_catalog
 
         return _run(
             migrate_catalog.run(
@@ -172,7 +172,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
                 ),
             )
         )
-    from services.cli import migrate_blobs
+    from filmstrip.services.cli import migrate_blobs
 
     return _run(
         migrate_blobs.run(
@@ -244,11 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ROLES:
         return _run(_serve_role(args.command, settings))
     if args.command == "dev":
-        from services.cli.dev import run_dev
+        from filmstrip.services.cli.dev import run_dev
 
         return run_dev(settings)
     if args.command == "token":
-        from services.cli import tokens
+        from filmstrip.services.cli import tokens
 
         if args.token_command == "create":
             return _run(
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "upload":
         return _upload(settings, args)
     if args.command == "schemas":
-        from protocols.generate import write_all
+        from filmstrip.protocols.generate import write_all
 
         for path in write_all():
             print(path)

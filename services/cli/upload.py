@@ -42,7 +42,7 @@ from filmstrip.client import (
     upload_file,
 )
 from filmstrip.client.events import Gap
-from protocols.events import PHOTO_COMPLETED, PHOTO_FAILED
+from filmstrip.protocols.events import PHOTO_COMPLETED, PHOTO_FAILED
 
 # How long the processing wait goes without an event before asking the api directly, and
 # how many photos it asks about then (the api's rate limit is per client).

@@ -19,9 +19,9 @@ from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
 from filmstrip.redis_layout import keep_upgrading
+from filmstrip.services.worker.processor import PhotoProcessor
 from filmstrip.settings import Settings
 from filmstrip.tasks import cancel_and_wait
-from services.worker.processor import PhotoProcessor
 
 log = logging.getLogger("filmstrip.worker")
 

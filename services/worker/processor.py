@@ -29,10 +29,14 @@ from filmstrip.photos import PhotoLifecycle, decode_job, owed_stages, split_stag
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.registry import get_stage
 from filmstrip.pipeline.runner import run_stage
+from filmstrip.protocols.events import (
+    PHOTO_DEFERRED_COMPLETED,
+    STAGE_COMPLETED,
+    DeferredCompletedData,
+)
+from filmstrip.protocols.jobs import PhotoProcessingJob
 from filmstrip.queue import Job
 from filmstrip.settings import Settings
-from protocols.events import PHOTO_DEFERRED_COMPLETED, STAGE_COMPLETED, DeferredCompletedData
-from protocols.jobs import PhotoProcessingJob
 
 log = logging.getLogger("filmstrip.worker")
 

@@ -35,7 +35,7 @@ def event_once(client_id: str, name: str) -> str:
     return f"filmstrip:{client_tag(client_id)}:once:{name}"
 
 
-# --- bus (see services.bus.presence) ------------------------------------------------------
+# --- bus (see filmstrip.services.bus.presence) ----------------------------------------------------
 
 _BUS_TAG = "{filmstrip:bus}"
 
@@ -184,7 +184,7 @@ def stage_stats_minute(minute: int) -> str:
     return f"filmstrip:stats:stages:m:{minute}"
 
 
-# --- api protections (see services.api.ratelimit) ----------------------------------------
+# --- api protections (see filmstrip.services.api.ratelimit) ---------------------------------------
 
 
 def api_rate(subject: str) -> str:

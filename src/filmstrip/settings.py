@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from filmstrip import keys
-from protocols.jobs import PIPELINE_NAMES
+from filmstrip.protocols.jobs import PIPELINE_NAMES
 
 PREFIX = "FILMSTRIP_"
 

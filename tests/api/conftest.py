@@ -16,14 +16,14 @@ from bench.moto_server import MotoServer
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient
+from filmstrip.services.api.app import create_app
+from filmstrip.services.api.serving import api_runner
+from filmstrip.services.api.state import STATE, ApiState
+from filmstrip.services.api.tus.local import LocalTusStore
+from filmstrip.services.api.tus.shared import SharedTusStore
+from filmstrip.services.api.tus.store import TusStore
+from filmstrip.services.cli.tokens import issue_token
 from filmstrip.settings import Settings, load_settings
-from services.api.app import create_app
-from services.api.serving import api_runner
-from services.api.state import STATE, ApiState
-from services.api.tus.local import LocalTusStore
-from services.api.tus.shared import SharedTusStore
-from services.api.tus.store import TusStore
-from services.cli.tokens import issue_token
 from tests.support import postgres
 
 

@@ -10,7 +10,7 @@ from filmstrip.catalog import DerivativeRecord
 from filmstrip.errors import DataError, FilmstripError
 from filmstrip.photos import decode_job
 from filmstrip.queue import Consumer, Job, JobState
-from services.cli.tokens import issue_token
+from filmstrip.services.cli.tokens import issue_token
 from tests.api.conftest import Api
 
 

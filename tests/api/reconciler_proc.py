@@ -19,8 +19,8 @@ from filmstrip.events import EventPublisher
 from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import JobQueue, QueueOptions
 from filmstrip.redis_client import open_redis
+from filmstrip.services.api import reconciler
 from filmstrip.settings import load_settings
-from services.api import reconciler
 
 
 async def _hang(*_args: Any, **_kwargs: Any) -> int:

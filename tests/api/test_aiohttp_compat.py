@@ -14,8 +14,8 @@ from aiohttp import StreamReader, web
 from aiohttp.base_protocol import BaseProtocol
 
 from filmstrip.embedded.redis_server import free_port
-from services.api import aiohttp_compat
-from services.api.aiohttp_compat import JsonErrorRunner, buffered_body, refusal_reason
+from filmstrip.services.api import aiohttp_compat
+from filmstrip.services.api.aiohttp_compat import JsonErrorRunner, buffered_body, refusal_reason
 from tests.security.raw_http import exchange
 
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.auth import hash_token
-from services.api.reconciler import sweep_orphan_blobs
+from filmstrip.services.api.reconciler import sweep_orphan_blobs
 from tests.api.conftest import EVERY_BLOB, Api, api_settings, running_api
 from tests.support import postgres
 

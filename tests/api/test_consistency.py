@@ -20,18 +20,18 @@ from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import DataError
 from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
+from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
-from protocols.jobs import deferred_job_id_for
-from services.api.reconciler import (
+from filmstrip.services.api.reconciler import (
     orphan_sweep_done,
     orphan_sweep_due,
     requeue_follow_ups,
     requeue_stuck,
     sweep_orphan_blobs,
 )
-from services.api.relay import relay_once
-from services.api.state import STATE
-from services.cli.tokens import issue_token
+from filmstrip.services.api.relay import relay_once
+from filmstrip.services.api.state import STATE
+from filmstrip.services.cli.tokens import issue_token
 from tests.api.conftest import EVERY_BLOB, Api, api_settings, start_api
 from tests.api.factories import fake_jpeg
 

@@ -12,7 +12,7 @@ import pytest
 from filmstrip.errors import FilmstripError
 from filmstrip.photos import PhotoLifecycle
 from filmstrip.queue import Consumer, Job
-from services.worker.processor import PhotoProcessor
+from filmstrip.services.worker.processor import PhotoProcessor
 from tests.api.conftest import Api
 from tests.support.settings import replace_settings
 

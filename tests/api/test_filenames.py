@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
-from services.api.filenames import MAX_BYTES, clean_filename, content_disposition
+from filmstrip.services.api.filenames import MAX_BYTES, clean_filename, content_disposition
 from tests.api.conftest import Api
 from tests.api.factories import fake_jpeg
 

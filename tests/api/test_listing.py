@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.api.cursors import encode_cursor
+from filmstrip.services.api.cursors import encode_cursor
 from tests.api.conftest import Api
 from tests.api.factories import complete, new_session, uploaded
 

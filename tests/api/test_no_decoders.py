@@ -15,8 +15,8 @@ from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
+from filmstrip.services.cli.tokens import issue_token
 from filmstrip.settings import sqlite_url
-from services.cli.tokens import issue_token
 from tests.api.factories import fake_jpeg
 from tests.support import postgres
 
@@ -27,7 +27,7 @@ PROGRAM = """
 import atexit, sys
 out = sys.argv.pop(1)
 atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
-from services.cli.main import main
+from filmstrip.services.cli.main import main
 sys.exit(main(["api"]))
 """
 
@@ -91,5 +91,5 @@ def test_the_api_process_loads_no_decoder(redis_server: RedisServer, tmp_path: P
     assert proc is not None
     assert proc.returncode == 0, log.read_text()[-2000:]
     loaded = modules.read_text().split()
-    assert "services.api.uploads" in loaded and "protocols.formats" in loaded
+    assert "filmstrip.services.api.uploads" in loaded and "filmstrip.protocols.formats" in loaded
     assert [m for m in loaded if m.split(".")[0] in DECODERS] == []

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from protocols import openapi
-from services.api.app import create_app
+from filmstrip.protocols import openapi
+from filmstrip.services.api.app import create_app
 from tests.api.conftest import Api, api_settings
 
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

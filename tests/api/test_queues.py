@@ -11,16 +11,16 @@ import pytest
 
 from filmstrip import keys
 from filmstrip.errors import LogicError, TemporaryError
-from filmstrip.queue import Consumer, Job
-from filmstrip.redis_client import RedisClient
-from protocols.events import (
+from filmstrip.protocols.events import (
     PHOTO_COMPLETED,
     PHOTO_DEFERRED_COMPLETED,
     PHOTO_FAILED,
     PHOTO_PROCESSING_STARTED,
     STAGE_COMPLETED,
 )
-from protocols.jobs import PhotoProcessingJob
+from filmstrip.protocols.jobs import PhotoProcessingJob
+from filmstrip.queue import Consumer, Job
+from filmstrip.redis_client import RedisClient
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import bearer, client_token, complete, fail, uploaded
 

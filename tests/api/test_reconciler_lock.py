@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from bench.redis_server import RedisServer
 from filmstrip import keys
-from services.api.reconciler import reconcile_once
+from filmstrip.services.api.reconciler import reconcile_once
 from tests.api.conftest import Api, api_settings, running_api
 
 ROOT = Path(__file__).resolve().parents[2]

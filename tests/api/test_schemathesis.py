@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.redis_server import RedisServer
-from protocols import openapi
-from services.api.state import STATE
-from services.cli.tokens import issue_token
+from filmstrip.protocols import openapi
+from filmstrip.services.api.state import STATE
+from filmstrip.services.cli.tokens import issue_token
 from tests.api.conftest import api_settings, start_api
 from tests.support import postgres
 

@@ -26,9 +26,9 @@ from tusclient.client import TusClient
 from bench.redis_server import RedisServer
 from filmstrip.auth import hash_token
 from filmstrip.catalog import PhotoStatus
-from protocols import openapi
-from services.api.app import create_app
-from services.api.tus.store import UploadLocked
+from filmstrip.protocols import openapi
+from filmstrip.services.api.app import create_app
+from filmstrip.services.api.tus.store import UploadLocked
 from tests.api.conftest import Api, TusBackend, api_settings, running_api
 
 TUS = {"Tus-Resumable": "1.0.0"}

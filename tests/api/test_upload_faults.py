@@ -33,11 +33,11 @@ from filmstrip.events import EventPublisher
 from filmstrip.photos import PhotoLifecycle
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
+from filmstrip.services.api.app import create_app
+from filmstrip.services.api.state import STATE
+from filmstrip.services.cli.tokens import issue_token
+from filmstrip.services.worker.processor import PhotoProcessor
 from filmstrip.settings import Settings, sqlite_url
-from services.api.app import create_app
-from services.api.state import STATE
-from services.cli.tokens import issue_token
-from services.worker.processor import PhotoProcessor
 from tests.api.conftest import api_settings
 from tests.support import postgres
 from tests.support.settings import replace_settings

@@ -12,8 +12,8 @@ import pytest
 from bench.moto_server import MotoServer
 from filmstrip.catalog import PhotoStatus
 from filmstrip.photos import decode_job
-from services.api.state import STATE
-from services.cli.tokens import issue_token
+from filmstrip.services.api.state import STATE
+from filmstrip.services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
 
 

@@ -16,8 +16,8 @@ from filmstrip.catalog import Catalog, PhotoRecord, open_catalog, utcnow
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.events import EventPublisher
 from filmstrip.redis_client import RedisClient
+from filmstrip.services.bus.app import create_app
 from filmstrip.settings import Settings, sqlite_url
-from services.bus.app import create_app
 from tests.bus.support import Account, BusClient, BusProcess, RunningBus
 from tests.support import postgres
 from tests.support.settings import replace_settings

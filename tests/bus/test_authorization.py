@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from filmstrip.auth import hash_token
 from filmstrip.catalog import Catalog
 from filmstrip.events import EventPublisher
-from protocols import events as ev
-from services.bus.app import RECHECKER
+from filmstrip.protocols import events as ev
+from filmstrip.services.bus.app import RECHECKER
 from tests.bus.support import Account, BusClient, RunningBus
 
 Connect = Callable[..., Awaitable[BusClient]]

@@ -9,10 +9,10 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from bench.redis_cluster import RedisCluster
 from filmstrip import keys
 from filmstrip.events import EventPublisher
+from filmstrip.protocols import events as ev
 from filmstrip.redis_client import open_redis
+from filmstrip.services.bus.app import SUBSCRIBER
 from filmstrip.settings import load_settings
-from protocols import events as ev
-from services.bus.app import SUBSCRIBER
 from tests.bus.support import Account, BusClient, RunningBus
 from tests.conftest import redis_env
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from services.bus.gcpolicy import GcPolicy
-from services.bus.hub import Hub
+from filmstrip.services.bus.gcpolicy import GcPolicy
+from filmstrip.services.bus.hub import Hub
 
 
 class _Node:

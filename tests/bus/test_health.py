@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from aiohttp import ClientSession
 
 from filmstrip import keys
-from services.bus import app as bus_app
-from services.bus.app import PRESENCE
+from filmstrip.services.bus import app as bus_app
+from filmstrip.services.bus.app import PRESENCE
 from tests.bus.support import Account, BusClient, RunningBus
 
 pytestmark = pytest.mark.both_redis

@@ -10,8 +10,8 @@ import pytest
 
 from filmstrip import keys
 from filmstrip.events import EventPublisher
-from protocols import events as ev
-from services.bus.app import HUB
+from filmstrip.protocols import events as ev
+from filmstrip.services.bus.app import HUB
 from tests.bus.support import Account, BusClient, RunningBus
 
 pytestmark = pytest.mark.both_redis

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from filmstrip.events import EventPublisher
-from protocols import events as ev
+from filmstrip.protocols import events as ev
 from tests.bus.support import Account, BusClient, BusProcess
 
 pytestmark = pytest.mark.both_redis

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient
-from services.bus.app import create_app as create_bus
-from services.worker.main import serve as serve_worker
+from filmstrip.services.bus.app import create_app as create_bus
+from filmstrip.services.worker.main import serve as serve_worker
 from tests.api.conftest import api_settings, running_api
 
 README = Path(__file__).resolve().parents[2] / "services" / "bus" / "README.md"

@@ -12,11 +12,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bench.redis_server import RedisServer
 from filmstrip.events import EventPublisher
+from filmstrip.protocols import events as ev
+from filmstrip.services.bus import hub as hub_module
+from filmstrip.services.bus.app import HUB, SUBSCRIBER
+from filmstrip.services.bus.subscriber import EventSubscriber
 from filmstrip.tasks import cancel_and_wait
-from protocols import events as ev
-from services.bus import hub as hub_module
-from services.bus.app import HUB, SUBSCRIBER
-from services.bus.subscriber import EventSubscriber
 from tests.bus.support import Account, BusClient, RunningBus, kill_pubsub_clients
 
 pytestmark = pytest.mark.both_redis

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from filmstrip.events import EventPublisher
-from protocols import events as ev
-from protocols.ws import EventMessage
+from filmstrip.protocols import events as ev
+from filmstrip.protocols.ws import EventMessage
 from tests.bus.support import Account, BusClient
 
 pytestmark = pytest.mark.both_redis

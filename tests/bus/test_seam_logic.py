@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from protocols import ws
-from services.bus import codec
-from services.bus.cursor import BufferOverflow, DeliveryCursor
-from services.bus.lifecycle import Lifecycle, State, TransitionError
+from filmstrip.protocols import ws
+from filmstrip.services.bus import codec
+from filmstrip.services.bus.cursor import BufferOverflow, DeliveryCursor
+from filmstrip.services.bus.lifecycle import Lifecycle, State, TransitionError
 
 
 def test_decode_accepts_each_client_message() -> None:

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import WSMsgType
 
 from filmstrip.events import EventPublisher
-from protocols import events as ev
-from services.bus.app import HUB
+from filmstrip.protocols import events as ev
+from filmstrip.services.bus.app import HUB
 from tests.bus.support import Account, BusClient, RunningBus
 
 Connect = Callable[..., Awaitable[BusClient]]

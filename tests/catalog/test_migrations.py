@@ -15,7 +15,7 @@ from filmstrip.catalog.migrations import LATEST, MIGRATIONS
 from filmstrip.catalog.sqlite import SqliteCatalog
 from filmstrip.errors import LogicError
 from filmstrip.photos.failures import error_of
-from protocols.events import PhotoError
+from filmstrip.protocols.events import PhotoError
 from tests.catalog.conftest import Backend, make_photo
 
 # Made by releases before schema versions with fixtures/make_release_catalog.py: a client

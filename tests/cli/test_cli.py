@@ -19,15 +19,15 @@ from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import env_without_filmstrip
+from filmstrip.services.api.tus.protocol import OFFSET_CONTENT_TYPE
 from filmstrip.settings import Settings
-from services.api.tus.protocol import OFFSET_CONTENT_TYPE
 from tests.support.settings import replace_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli.main", *args]
+    return [sys.executable, "-m", "filmstrip.services.cli.main", *args]
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -51,7 +51,7 @@ def test_every_command_turns_faulthandler_on(tmp_path: Path) -> None:
     # A native crash in a role (a decoder fed a hostile file) must leave its stacks.
     code = (
         "import faulthandler\n"
-        "from services.cli.main import main\n"
+        "from filmstrip.services.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('faulthandler', faulthandler.is_enabled())"
     )

@@ -72,8 +72,8 @@ class Dev:
                     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 except OSError:
                     continue
-                if b"services.cli.main" in argv:
-                    found[argv[argv.index(b"services.cli.main") + 1].decode()] = int(pid)
+                if b"filmstrip.services.cli.main" in argv:
+                    found[argv[argv.index(b"filmstrip.services.cli.main") + 1].decode()] = int(pid)
         return found
 
 

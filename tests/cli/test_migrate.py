@@ -30,9 +30,9 @@ from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.catalog import catalog_for_url
 from filmstrip.catalog.migrations import LATEST
 from filmstrip.embedded.supervisor import env_without_filmstrip
+from filmstrip.services.api.queues import QUEUE_PATH
+from filmstrip.services.cli.tokens import issue_token
 from filmstrip.settings import Settings, load_settings, sqlite_url
-from services.api.queues import QUEUE_PATH
-from services.cli.tokens import issue_token
 from tests.api.conftest import start_api
 from tests.support import postgres
 from tests.support.stack import start_stack
@@ -162,7 +162,7 @@ def target(install: Install, moto_server: MotoServer) -> Target:
 async def _cli(target: Target, *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.cli.main", "migrate", *args],
+        [sys.executable, "-m", "filmstrip.services.cli.main", "migrate", *args],
         env=target.env,
         cwd=ROOT,
         capture_output=True,
@@ -408,7 +408,7 @@ async def test_a_refusal_comes_before_anything_is_written(tmp_path: Path) -> Non
     source = Target("", "", env)
     made = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.cli.main", "token", "create", "someone",
+        [sys.executable, "-m", "filmstrip.services.cli.main", "token", "create", "someone",
          "--create-catalog"],
         env=env, cwd=ROOT, capture_output=True, timeout=60,
     )  # fmt: skip

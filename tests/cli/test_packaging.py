@@ -16,6 +16,11 @@ from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import env_without_filmstrip
 
 SCRIPT = Path(sys.executable).parent / "filmstrip"
+_PROBE = (
+    "import importlib.util, filmstrip.services.api as api\n"
+    "print(api.__file__)\n"
+    "print(importlib.util.find_spec('services'), importlib.util.find_spec('protocols'))"
+)
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -50,11 +55,14 @@ def test_installed_console_script_serves_from_the_package(
         assert status == 200 and script
         status, doc = _get(f"http://127.0.0.1:{port}/v1/openapi.json")
         assert status == 200 and b'"openapi"' in doc
+        # The roles and contracts are installed under the product's name only: nothing
+        # called services or protocols lands in site-packages to collide with another's.
         out = subprocess.run(
-            [sys.executable, "-c", "import services.api, filmstrip; print(services.api.__file__)"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+            [sys.executable, "-c", _PROBE], cwd=tmp_path, env=env, capture_output=True,
+            text=True, check=True,
         )  # fmt: skip
-        assert "site-packages" in out.stdout
+        where, top_level = out.stdout.splitlines()
+        assert "site-packages" in where and top_level == "None None", out.stdout
     finally:
         proc.terminate()
         proc.wait(timeout=30)

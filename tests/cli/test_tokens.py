@@ -18,7 +18,7 @@ from tests.support.settings import replace_settings
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", *args], env=env, capture_output=True,
+        [sys.executable, "-m", "filmstrip.services.cli.main", *args], env=env, capture_output=True,
         text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
 

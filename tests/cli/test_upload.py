@@ -56,7 +56,7 @@ def _env(stack: Stack, api: str | None = None) -> dict[str, str]:
 
 def _argv(state: Path, *args: str) -> list[str]:
     return [
-        sys.executable, "-m", "services.cli.main", "upload", "--json", "--state-dir",
+        sys.executable, "-m", "filmstrip.services.cli.main", "upload", "--json", "--state-dir",
         str(state), *args,
     ]  # fmt: skip
 

@@ -11,8 +11,8 @@ import pytest
 
 from filmstrip.client import EventStream, EventStreamError
 from filmstrip.events import EventPublisher
-from protocols import events as ev
-from protocols.ws import EventMessage
+from filmstrip.protocols import events as ev
+from filmstrip.protocols.ws import EventMessage
 from tests.bus.support import Account, BusProcess
 
 MakeAccount = Callable[..., Awaitable[Account]]

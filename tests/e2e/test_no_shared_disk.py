@@ -25,7 +25,7 @@ from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
-from services.cli.tokens import issue_token
+from filmstrip.services.cli.tokens import issue_token
 from tests.support import postgres
 from tests.support.stack import ROOT, procfile_commands
 

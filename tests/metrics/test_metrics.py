@@ -16,7 +16,7 @@ from filmstrip.embedded.redis_server import free_port
 from filmstrip.metrics.exposition import start_metrics_server
 from filmstrip.metrics.stage_stats import StageTimingsBuffer, read_stage_series
 from filmstrip.queue import JobQueue, QueueOptions
-from services.bus.app import create_app as create_bus_app
+from filmstrip.services.bus.app import create_app as create_bus_app
 from tests.api.conftest import api_settings, start_api
 
 
@@ -72,8 +72,8 @@ async def test_api_metrics_count_requests_by_route_status_and_upload_bytes(
 async def test_upload_bytes_and_queue_depth_follow_an_accepted_upload(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
-    from services.api.state import STATE
-    from services.cli.tokens import issue_token
+    from filmstrip.services.api.state import STATE
+    from filmstrip.services.cli.tokens import issue_token
 
     runner, url = await start_api(api_settings(tmp_path, redis_server.url))
     try:

@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 
 from filmstrip.errors import DataError, FilmstripError, ResourceError, TemporaryError
 from filmstrip.queue import Job, JobQueue, QueueOptions
-from services.worker.processor import _count_failure
+from filmstrip.services.worker.processor import _count_failure
 
 
 def retries(category: str) -> float:

@@ -13,9 +13,9 @@ from filmstrip import keys
 from filmstrip.catalog.sqlite import SqliteCatalog
 from filmstrip.events import EventPublisher
 from filmstrip.photos import PhotoLifecycle, ready_job
+from filmstrip.protocols.events import PHOTO_PROCESSING_STARTED, STAGE_COMPLETED
 from filmstrip.queue import JobQueue
 from filmstrip.settings import load_settings
-from protocols.events import PHOTO_PROCESSING_STARTED, STAGE_COMPLETED
 from tests.photos.test_jobs import PHOTO
 
 

@@ -23,7 +23,7 @@ from filmstrip.pipeline import PipelineOptions, context, decode
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.decode import read_header
 from filmstrip.pipeline.stages import optimization
-from protocols.formats import sniff_format
+from filmstrip.protocols.formats import sniff_format
 from tests.conftest import CORPUS
 from tests.pipeline.conftest import run_pipeline
 from tests.pipeline.reference import difference, open_rgb

@@ -10,7 +10,7 @@ import pyvips
 
 from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.decode import decodes_opened, open_header
-from protocols.formats import sniff_format
+from filmstrip.protocols.formats import sniff_format
 from tests.pipeline.conftest import run_pipeline
 
 

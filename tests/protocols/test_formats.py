@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from protocols.formats import SNIFF_BYTES, sniff_format
+from filmstrip.protocols.formats import SNIFF_BYTES, sniff_format
 
 EXPECTED = {"jpeg": "jpeg", "mpo (jpeg)": "jpeg", "png": "png", "webp": "webp", "gif": "gif"}
 EXPECTED |= {"tiff": "tiff", "heic": "heif", "avif": "avif"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from protocols.jobs import PhotoProcessingJob
+from filmstrip.protocols.jobs import PhotoProcessingJob
 
 # A job as releases before this one wrote it, with the fields nothing ever read.
 OLDER_RELEASE_JOB = b"""{

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocols.generate import SCHEMA_DIR, render_all
+from filmstrip.protocols.generate import SCHEMA_DIR, render_all
 
 
 def test_schema_files_are_current() -> None:

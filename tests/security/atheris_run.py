@@ -8,7 +8,7 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["services", "aiohttp", "filmstrip.auth"]):
+with atheris.instrument_imports(include=["filmstrip.services", "aiohttp", "filmstrip.auth"]):
     from tests.security.fuzz_targets import TARGETS
 
 

@@ -11,10 +11,10 @@ from aiohttp import web
 
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient
-from services.api.app import create_app
-from services.api.serving import api_runner
-from services.api.state import STATE
-from services.cli.tokens import issue_token
+from filmstrip.services.api.app import create_app
+from filmstrip.services.api.serving import api_runner
+from filmstrip.services.api.state import STATE
+from filmstrip.services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings
 
 # The bus's fixtures (a bus on a loopback port, accounts, WebSocket clients), shared so the
@@ -47,7 +47,7 @@ async def error_of(resp: aiohttp.ClientResponse, status: int, code: str) -> dict
 @pytest.fixture
 async def make_api(redis_url: str, redis: RedisClient, tmp_path: Path) -> AsyncIterator[MakeApi]:
     """Factory: an api with extra settings (``name=value`` as in ``FILMSTRIP_NAME``), served
-    the way ``services.api.main`` serves it (``api_runner``)."""
+    the way ``filmstrip.services.api.main`` serves it (``api_runner``)."""
     runners: list[web.AppRunner] = []
     async with aiohttp.ClientSession() as session:
         test_redis_url = redis_url

@@ -13,10 +13,10 @@ from aiohttp.streams import StreamReader
 
 from filmstrip.auth import hash_token
 from filmstrip.auth.signing import sign, verify
-from services.api import edge, uploads
-from services.api.errors import ApiError
-from services.api.pacing import BodyPace
-from services.api.tus import protocol
+from filmstrip.services.api import edge, uploads
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.pacing import BodyPace
+from filmstrip.services.api.tus import protocol
 
 BOUNDARY = "fuzzboundary"
 

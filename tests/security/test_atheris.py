@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from filmstrip.auth import signing
-from services.api.tus import protocol
+from filmstrip.services.api.tus import protocol
 from tests.security.fuzz_targets import SEEDS, multipart_body, request_head, tus_headers
 
 pytest.importorskip("atheris", reason="atheris has wheels for x86_64 Linux only")

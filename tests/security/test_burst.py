@@ -27,8 +27,8 @@ from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
+from filmstrip.services.cli.tokens import issue_token
 from filmstrip.settings import sqlite_url
-from services.cli.tokens import issue_token
 from tests.support import postgres
 from tests.support.stack import ROOT, procfile_commands
 

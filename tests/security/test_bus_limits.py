@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import WSMsgType
 
+from filmstrip.protocols import ws
 from filmstrip.settings import Settings
-from protocols import ws
 from tests.bus.support import Account, BusClient, BusProcess, Closed, RunningBus
 from tests.support.settings import replace_settings
 

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols import ws
-from services.bus import codec
+from filmstrip.protocols import ws
+from filmstrip.services.bus import codec
 from tests.security.hypothesis_async import FUZZ
 
 _TYPES = ["identify", "subscribe", "unsubscribe", "resume", "ping", "pong", "", "IDENTIFY"]

@@ -18,7 +18,7 @@ import pytest
 
 from filmstrip.auth.signing import signed_query
 from filmstrip.embedded.redis_server import free_port
-from services.api.app import create_app
+from filmstrip.services.api.app import create_app
 from tests.api.conftest import Api
 from tests.security.conftest import MakeApi
 from tests.security.raw_http import Reply, exchange

@@ -13,8 +13,8 @@ from filmstrip.auth import hash_token
 from filmstrip.auth.signing import signed_query
 from filmstrip.catalog import Catalog
 from filmstrip.events import EventPublisher
-from protocols import events as ev
-from protocols import ws
+from filmstrip.protocols import events as ev
+from filmstrip.protocols import ws
 from tests.bus.support import Account, BusClient
 from tests.security.conftest import MakeApi, error_of
 

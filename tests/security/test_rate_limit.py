@@ -14,7 +14,7 @@ from filmstrip import keys
 from filmstrip.auth import hash_token
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient, WaitingRedisCluster
-from services.api.accept import check_capacity
+from filmstrip.services.api.accept import check_capacity
 from tests.security.conftest import MakeApi, error_of
 
 pytestmark = pytest.mark.both_redis

@@ -18,8 +18,8 @@ from bench.redis_server import RedisServer
 from filmstrip.catalog import catalog_for_url
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
+from filmstrip.services.cli.tokens import issue_token
 from filmstrip.settings import sqlite_url
-from services.cli.tokens import issue_token
 from tests.support import postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def procfile_commands() -> dict[str, list[str]]:
         if script.exists():
             argv[0] = str(script)
         else:
-            argv = [sys.executable, "-m", "services.cli.main", *argv[1:]]
+            argv = [sys.executable, "-m", "filmstrip.services.cli.main", *argv[1:]]
         commands[role.strip()] = argv
     return commands
 

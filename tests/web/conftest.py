@@ -10,8 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.redis_server import RedisServer
-from services.api.state import STATE
-from services.cli.tokens import issue_token
+from filmstrip.services.api.state import STATE
+from filmstrip.services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
 
 

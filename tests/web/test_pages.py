@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from services.api.web import STATIC
+from filmstrip.services.api.web import STATIC
 from tests.web.conftest import WebApi
 
 

@@ -31,9 +31,7 @@ from filmstrip.events import EventPublisher
 from filmstrip.logs import JsonFormatter
 from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
 from filmstrip.pipeline.vips import configure_vips
-from filmstrip.queue import Consumer, JobQueue, QueueOptions
-from filmstrip.settings import Settings, load_settings
-from protocols.events import (
+from filmstrip.protocols.events import (
     PHOTO_COMPLETED,
     PHOTO_DEFERRED_COMPLETED,
     PHOTO_FAILED,
@@ -41,9 +39,11 @@ from protocols.events import (
     DeferredCompletedData,
     FailedData,
 )
-from protocols.jobs import deferred_job_id_for
-from services.worker import processor as processor_module
-from services.worker.processor import PhotoProcessor
+from filmstrip.protocols.jobs import deferred_job_id_for
+from filmstrip.queue import Consumer, JobQueue, QueueOptions
+from filmstrip.services.worker import processor as processor_module
+from filmstrip.services.worker.processor import PhotoProcessor
+from filmstrip.settings import Settings, load_settings
 from tests.support import postgres
 from tests.support.loop_watch import slow_steps
 

@@ -40,8 +40,8 @@ import msgspec
 
 from filmstrip.concurrency import run_blocking
 from filmstrip.errors import FilmstripError, ResourceError
-from services.api.tus.protocol import CHECKSUM_ALGORITHMS
-from services.api.tus.store import (
+from filmstrip.services.api.tus.protocol import CHECKSUM_ALGORITHMS
+from filmstrip.services.api.tus.store import (
     Admission,
     ChecksumMismatch,
     ChunkRejected,

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from email.utils import formatdate
 
-from services.api.errors import ApiError
+from filmstrip.services.api.errors import ApiError
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"

@@ -1,5 +1,5 @@
 """tus 1.0 endpoints at ``/v1/uploads``; a finished upload becomes a photo via
-:func:`services.api.accept.accept_photo`, exactly like ``POST /v1/photos``.
+:func:`filmstrip.services.api.accept.accept_photo`, exactly like ``POST /v1/photos``.
 
 Extra headers on the PATCH that completes an upload (and on HEAD afterwards):
 ``Filmstrip-Photo-Id`` and ``Filmstrip-Duplicate`` (``true`` when the client already had
@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from filmstrip.blobs import BlobTooLarge
-from filmstrip.tasks import cancel_and_wait
-from protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
-from protocols.http import TusUploadStatus
-from services.api import quota
-from services.api.accept import (
+from filmstrip.protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
+from filmstrip.protocols.http import TusUploadStatus
+from filmstrip.services.api import quota
+from filmstrip.services.api.accept import (
     accept_photo,
     check_capacity,
     check_session,
@@ -30,15 +29,15 @@ from services.api.accept import (
     original_key,
     unsupported_type,
 )
-from services.api.aiohttp_compat import buffered_body
-from services.api.choices import upload_choices
-from services.api.errors import ApiError
-from services.api.filenames import clean_filename
-from services.api.json import json_response
-from services.api.middleware import client_of, trace_id_of
-from services.api.state import STATE, ApiState, state_of
-from services.api.tus.backends import open_tus_store
-from services.api.tus.protocol import (
+from filmstrip.services.api.aiohttp_compat import buffered_body
+from filmstrip.services.api.choices import upload_choices
+from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.filenames import clean_filename
+from filmstrip.services.api.json import json_response
+from filmstrip.services.api.middleware import client_of, trace_id_of
+from filmstrip.services.api.state import STATE, ApiState, state_of
+from filmstrip.services.api.tus.backends import open_tus_store
+from filmstrip.services.api.tus.protocol import (
     CHECKSUM_MISMATCH,
     OFFSET_CONTENT_TYPE,
     TUS_VERSION,
@@ -50,14 +49,15 @@ from services.api.tus.protocol import (
     parse_length,
     parse_metadata,
 )
-from services.api.tus.store import (
+from filmstrip.services.api.tus.store import (
     ChecksumMismatch,
     TooMuchData,
     TusStore,
     TusUpload,
     UploadGone,
 )
-from services.api.tus.sweeper import run_tus_sweeper
+from filmstrip.services.api.tus.sweeper import run_tus_sweeper
+from filmstrip.tasks import cancel_and_wait
 
 log = logging.getLogger("filmstrip.api.tus")
 

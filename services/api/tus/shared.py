@@ -42,10 +42,9 @@ from filmstrip.catalog import Catalog
 from filmstrip.catalog.tus import Part, Segment, TusRow, TusUploads
 from filmstrip.concurrency import run_blocking
 from filmstrip.errors import FilmstripError
-from filmstrip.tasks import cancel_and_wait
-from protocols.formats import SNIFF_BYTES
-from services.api.tus.protocol import CHECKSUM_ALGORITHMS
-from services.api.tus.store import (
+from filmstrip.protocols.formats import SNIFF_BYTES
+from filmstrip.services.api.tus.protocol import CHECKSUM_ALGORITHMS
+from filmstrip.services.api.tus.store import (
     Admission,
     ChecksumMismatch,
     ChunkRejected,
@@ -56,6 +55,7 @@ from services.api.tus.store import (
     UploadGone,
     UploadLocked,
 )
+from filmstrip.tasks import cancel_and_wait
 
 log = logging.getLogger("filmstrip.api.tus")
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from filmstrip.errors import FilmstripError
-from services.api.tus.store import TusStore
+from filmstrip.services.api.tus.store import TusStore
 
 log = logging.getLogger("filmstrip.api.tus")
 

@@ -17,7 +17,7 @@ import aiohttp
 import msgspec
 
 from filmstrip.client.errors import EventStreamError
-from protocols import ws
+from filmstrip.protocols import ws
 
 _server = msgspec.json.Decoder(dict[str, Any])
 _REPLY_TIMEOUT_S = 10.0
@@ -43,7 +43,7 @@ class EventStream:
     """``async with EventStream(bus_url, token) as events: async for item in events``
     (or without ``async with``, then :meth:`close` it).
 
-    Yields :class:`protocols.ws.EventMessage` (and :class:`Gap` if events were lost). The
+    Yields :class:`filmstrip.protocols.ws.EventMessage` (and :class:`Gap` if events were lost). The
     client's own room brings its upload and completion events; :meth:`follow` a photo for
     its processing stages too. ``last_event_id`` starts the stream after that event;
     without it the stream starts at the bus's newest event when it first connects
@@ -100,7 +100,7 @@ class EventStream:
         """Receive this photo's processing events too (kept across reconnects), those
         already published after the last event yielded included: the stream connects
         again, and the bus replays what the photo's room got since then, in order. At most
-        :data:`protocols.ws.MAX_IDENTIFY_PHOTOS` photos (ValueError past that)."""
+        :data:`filmstrip.protocols.ws.MAX_IDENTIFY_PHOTOS` photos (ValueError past that)."""
         if photo_id in self._photos:
             return
         if len(self._photos) >= ws.MAX_IDENTIFY_PHOTOS:

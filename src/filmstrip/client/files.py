@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
+from filmstrip.protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 
 _READ = 1024 * 1024
 

@@ -1,5 +1,5 @@
 """The api over HTTP: one aiohttp session with the token, JSON bodies decoded into the
-Structs of ``protocols.http``, busy answers (429, 503 with ``Retry-After``) and lost
+Structs of ``filmstrip.protocols.http``, busy answers (429, 503 with ``Retry-After``) and lost
 connections tried again a few times."""
 
 from __future__ import annotations
@@ -13,8 +13,14 @@ import aiohttp
 import msgspec
 
 from filmstrip.client.errors import ApiFailure
-from protocols.http import ErrorBody, HashCheckResult, Photo, SessionCreated, UploadAccepted
-from protocols.web import ClientConfig
+from filmstrip.protocols.http import (
+    ErrorBody,
+    HashCheckResult,
+    Photo,
+    SessionCreated,
+    UploadAccepted,
+)
+from filmstrip.protocols.web import ClientConfig
 
 T = TypeVar("T")
 

@@ -29,7 +29,7 @@ BACKOFF_S, BACKOFF_MAX_S, STABLE_S = 0.5, 30.0, 30.0
 
 def command(*args: str) -> list[str]:
     """The argv of ``filmstrip args`` run by this interpreter."""
-    return [sys.executable, "-m", "services.cli.main", *args]
+    return [sys.executable, "-m", "filmstrip.services.cli.main", *args]
 
 
 def env_without_filmstrip() -> dict[str, str]:

@@ -19,10 +19,10 @@ from redis.exceptions import RedisError
 from filmstrip import keys
 from filmstrip.clock import iso_utc
 from filmstrip.errors import TemporaryError
+from filmstrip.protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
 from filmstrip.redis_client import RedisClient, is_cluster
 from filmstrip.script_wire import ScriptWire
 from filmstrip.settings import Settings
-from protocols.events import CHANNEL_OF_TYPE, Event, EventMetadata
 
 # KEYS[1] client stream, KEYS[2] (optional) once-only key, both on the client's slot;
 # KEYS[3] (optional, never on a cluster) the once-key as older releases named it, honoured

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from redis.exceptions import RedisError
 
 from filmstrip import keys
+from filmstrip.protocols.web import StageSeries
 from filmstrip.redis_client import RedisClient
-from protocols.web import StageSeries
 
 log = logging.getLogger("filmstrip.metrics.stage_stats")
 

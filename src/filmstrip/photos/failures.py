@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from filmstrip.catalog import PhotoRecord, PhotoStatus
 from filmstrip.errors import Category
-from protocols.events import PhotoError
+from filmstrip.protocols.events import PhotoError
 
 # A row failed before the catalog kept codes (schema 7) has none.
 UNKNOWN_CODE = "processing_failed"

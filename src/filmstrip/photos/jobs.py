@@ -9,8 +9,7 @@ import msgspec
 from filmstrip.catalog import PhotoRecord
 from filmstrip.errors import LogicError
 from filmstrip.pipeline import resolve_stages, split_deferred, stage_making
-from filmstrip.settings import Settings
-from protocols.jobs import (
+from filmstrip.protocols.jobs import (
     JobContext,
     JobPipeline,
     JobStorage,
@@ -19,6 +18,7 @@ from protocols.jobs import (
     job_id_for,
     remake_job_id_for,
 )
+from filmstrip.settings import Settings
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(PhotoProcessingJob)

@@ -24,9 +24,7 @@ from filmstrip.photos.jobs import (
     remake_job,
 )
 from filmstrip.pipeline import resolve_stages, split_deferred
-from filmstrip.queue import AddResult, JobQueue, RetentionSpec
-from filmstrip.settings import Settings
-from protocols.events import (
+from filmstrip.protocols.events import (
     PHOTO_COMPLETED,
     PHOTO_FAILED,
     PHOTO_PROCESSING_STARTED,
@@ -36,7 +34,9 @@ from protocols.events import (
     Event,
     failure_data,
 )
-from protocols.jobs import PhotoProcessingJob
+from filmstrip.protocols.jobs import PhotoProcessingJob
+from filmstrip.queue import AddResult, JobQueue, RetentionSpec
+from filmstrip.settings import Settings
 
 log = logging.getLogger("filmstrip.photos")
 

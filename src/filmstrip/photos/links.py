@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from filmstrip.auth.signing import signed_query
 from filmstrip.catalog import DerivativeRecord
-from protocols.events import Derivative
+from filmstrip.protocols.events import Derivative
 
 
 def original_url(secret: bytes, photo_id: str, ttl_s: int) -> str:

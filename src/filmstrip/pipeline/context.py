@@ -20,7 +20,7 @@ from filmstrip.pipeline.decode import (
 )
 from filmstrip.pipeline.derivatives import Derivative
 from filmstrip.pipeline.options import PipelineOptions
-from protocols.formats import sniff_format
+from filmstrip.protocols.formats import sniff_format
 
 
 class StageContext:

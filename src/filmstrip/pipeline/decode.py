@@ -21,7 +21,7 @@ from filmstrip.pipeline.exif import orientation_from_blob
 from filmstrip.pipeline.options import PipelineOptions
 from filmstrip.pipeline.png_text import raw_profile_exif
 from filmstrip.pipeline.vips import decode_error
-from protocols.formats import ACCEPTED
+from filmstrip.protocols.formats import ACCEPTED
 
 # StageContext.watch: the block computes the image, and a cancelled stage kills it.
 Watch = Callable[[pyvips.Image], AbstractContextManager[pyvips.Image]]

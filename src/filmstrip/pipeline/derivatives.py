@@ -6,7 +6,7 @@ import msgspec
 import pyvips
 
 from filmstrip.errors import LogicError
-from protocols.formats import CONTENT_TYPES, EXTENSIONS
+from filmstrip.protocols.formats import CONTENT_TYPES, EXTENSIONS
 
 
 class Derivative(msgspec.Struct, frozen=True, kw_only=True):
