@@ -33,7 +33,7 @@ def _run(coro: Coroutine[Any, Any, int | None]) -> int:
 
 
 async def _serve_role(role: str, settings: Settings) -> int:
-    module = importlib.import_module(f"services.{role}.main")
+    module = importlib.import_module(f"filmstrip.services.{role}.main")
     serve: Callable[[Settings, asyncio.Event], Awaitable[None]] = module.serve
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
