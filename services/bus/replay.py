@@ -40,38 +40,39 @@ class ReplayReader:
         self, client_id: str, after: StreamId
     ) -> AsyncIterator[tuple[str, bytes]]:
         """``(stream id, event json)`` of every retained event after ``after``, in order."""
-        key = keys.client_events(client_id)
-        start = "(" + streamid.format_id(after)
-        while True:
-            # redis-py's stubs allow None for each item; XRANGE never returns one.
-            rows: list[Any] = await self._redis.xrange(key, min=start, max="+", count=_BATCH) or []
-            for raw_id, fields in rows:
-                body = fields.get(b"e")
-                if body is not None:
-                    yield raw_id.decode(), body
-            if len(rows) < _BATCH:
-                return
-            start = "(" + rows[-1][0].decode()
+        async for entry in self._entries(client_id, after, newest_first=False):
+            yield entry
 
     async def entries_newest_first(
         self, client_id: str, after: StreamId
     ) -> AsyncIterator[tuple[str, bytes]]:
         """``(stream id, event json)`` of the retained events after ``after``, newest first
         (a reader that finds what it wants near the end stops early)."""
+        async for entry in self._entries(client_id, after, newest_first=True):
+            yield entry
+
+    async def _entries(
+        self, client_id: str, after: StreamId, *, newest_first: bool
+    ) -> AsyncIterator[tuple[str, bytes]]:
         key = keys.client_events(client_id)
-        end = "+"
-        floor = "(" + streamid.format_id(after)
+        floor, edge = "(" + streamid.format_id(after), "+"  # edge: where the next batch starts
         while True:
+            # redis-py's stubs allow None for each item; XRANGE never returns one.
             rows: list[Any] = (
-                await self._redis.xrevrange(key, max=end, min=floor, count=_BATCH) or []
-            )
+                await self._redis.xrevrange(key, max=edge, min=floor, count=_BATCH)
+                if newest_first
+                else await self._redis.xrange(key, min=floor, max="+", count=_BATCH)
+            ) or []
             for raw_id, fields in rows:
                 body = fields.get(b"e")
                 if body is not None:
                     yield raw_id.decode(), body
             if len(rows) < _BATCH:
                 return
-            end = "(" + rows[-1][0].decode()
+            if newest_first:
+                edge = "(" + rows[-1][0].decode()
+            else:
+                floor = "(" + rows[-1][0].decode()
 
     async def head(self, client_id: str) -> StreamId:
         """The id of the client's newest retained event; with none, the millisecond before

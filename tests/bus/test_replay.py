@@ -13,7 +13,9 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from filmstrip import keys
 from filmstrip.events import EventPublisher
 from filmstrip.protocols import events as ev
+from filmstrip.services.bus import streamid
 from filmstrip.services.bus.app import HUB
+from filmstrip.services.bus.replay import ReplayReader
 from tests.bus.support import Account, BusClient, RunningBus
 
 pytestmark = pytest.mark.both_redis
@@ -289,3 +291,19 @@ async def test_a_late_live_copy_of_an_event_from_before_identify_is_left_to_the_
     replayed, resumed = await _until_resumed(c)
     assert [m["id"] for m in replayed] == [old] and resumed["last_event_id"] == new
     await c.barrier()
+
+
+async def test_the_replay_reader_reads_past_a_batch_both_ways(
+    redis: Any, publisher: EventPublisher
+) -> None:
+    """More events than one XRANGE batch (200): all of them, once each, in either order."""
+    sent = [
+        await publisher.publish(ev.PHOTO_PROGRESS, photo_id="p", client_id="c{batch}",
+                                trace_id=f"{n:032x}")
+        for n in range(450)
+    ]  # fmt: skip
+    reader = ReplayReader(redis)
+    after = streamid.parse(sent[49])
+    assert [i async for i, _ in reader.entries_after("c{batch}", after)] == sent[50:]
+    newest = [i async for i, _ in reader.entries_newest_first("c{batch}", after)]
+    assert newest == sent[50:][::-1]
