@@ -556,7 +556,7 @@ def paths() -> dict[str, Any]:
 
 
 # Answers any route may give before its handler runs (services/api/edge.py, the rate
-# limiter, aiohttp's parser through services/api/aiohttp_compat.py).
+# limiter, aiohttp's parser through filmstrip/compat/aiohttp.py).
 _MALFORMED = (
     "a malformed request (`bad_request`): a URL holding control characters, a Host that is"
     " not a host name, or what the HTTP parser refuses"

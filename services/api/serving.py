@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from filmstrip.services.api.aiohttp_compat import JsonErrorRunner
+from filmstrip.compat.aiohttp import JsonErrorRunner
 from filmstrip.settings import Settings
 
 

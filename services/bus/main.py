@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
-
+from filmstrip.compat.aiohttp import JsonErrorRunner
 from filmstrip.listening import listen
 from filmstrip.services.bus.app import HUB, create_app
 from filmstrip.services.bus.gcpolicy import GcPolicy
@@ -20,7 +19,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run the bus on settings.bus.host:bus_port until `stop` is set, then shut down
     gracefully (close sockets with 1001)."""
     app = create_app(settings)
-    runner = web.AppRunner(
+    # aiohttp's own refusals (malformed requests) in our JSON error shape, as the api's.
+    runner = JsonErrorRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=settings.bus.close_timeout_s
     )
     await runner.setup()

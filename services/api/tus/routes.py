@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from filmstrip.blobs import BlobTooLarge
+from filmstrip.compat.aiohttp import buffered_body
 from filmstrip.protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 from filmstrip.protocols.http import TusUploadStatus
 from filmstrip.services.api import quota
@@ -29,7 +30,6 @@ from filmstrip.services.api.accept import (
     original_key,
     unsupported_type,
 )
-from filmstrip.services.api.aiohttp_compat import buffered_body
 from filmstrip.services.api.choices import upload_choices
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.filenames import clean_filename

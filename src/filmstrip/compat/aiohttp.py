@@ -4,7 +4,7 @@ aiohttp answers a request its HTTP parser refuses (a URL past 8190 bytes, too ma
 headers, a duplicate or negative ``Content-Length``, ``Content-Length`` with chunked, …)
 from ``RequestHandler.handle_error``, before any middleware runs: a plain-text ``400`` and
 an ERROR log with a traceback. It has no public hook for that (aio-libs/aiohttp#3287), so
-the api's runner gives each connection a handler whose ``handle_error`` answers
+:class:`JsonErrorRunner` gives each connection a handler whose ``handle_error`` answers
 ``{"error": {"code", "message"}}`` and logs the refusal at INFO, without a traceback. It
 relies on three internals: ``AppRunner._make_server`` builds the ``Server``,
 ``Server.__call__`` builds each connection's ``RequestHandler`` from ``Server._kwargs``, and
@@ -12,23 +12,24 @@ relies on three internals: ``AppRunner._make_server`` builds the ``Server``,
 and exceptions that escaped every middleware (500). A tus PATCH cut mid-body keeps every
 byte that arrived, but once the peer is gone every public read of the body raises before
 handing over what is buffered: :func:`buffered_body` takes it through the private
-``StreamReader._read_nowait``. ``tests/api/test_aiohttp_compat.py`` fails loudly when any
-of that changes.
+``StreamReader._read_nowait``. ``tests/compat/test_aiohttp.py`` fails loudly when any of
+that changes.
 """
 
 from __future__ import annotations
 
 import logging
 
+import msgspec
 from aiohttp import StreamReader, web
 from aiohttp.web_request import BaseRequest
 
-from filmstrip.services.api.errors import error_response
+from filmstrip.protocols.http import ErrorBody, ErrorDetail
 
 #: The aiohttp release these internals were read from.
 AIOHTTP_VERSION = "3.14"
 
-log = logging.getLogger("filmstrip.api")
+log = logging.getLogger("filmstrip.http")
 
 _REASON_CHARS = 120
 
@@ -55,7 +56,8 @@ class _JsonErrorHandler(web.RequestHandler):
         if request.writer.output_size > 0:
             # As aiohttp does: part of a response went out, no other can follow.
             raise ConnectionError("response already started; cannot send the error")
-        response = error_response(status, code, text)
+        body = msgspec.json.encode(ErrorBody(error=ErrorDetail(code=code, message=text)))
+        response = web.Response(body=body, status=status, content_type="application/json")
         response.force_close()
         return response
 

@@ -1,4 +1,4 @@
-"""The aiohttp internals ``services/api/aiohttp_compat.py`` relies on: this fails loudly
+"""The aiohttp internals ``filmstrip/compat/aiohttp.py`` relies on: this fails loudly
 when an aiohttp upgrade moves them, so the JSON refusals cannot silently turn back into
 plain text."""
 
@@ -13,9 +13,9 @@ import pytest
 from aiohttp import StreamReader, web
 from aiohttp.base_protocol import BaseProtocol
 
+from filmstrip.compat import aiohttp as aiohttp_compat
+from filmstrip.compat.aiohttp import JsonErrorRunner, buffered_body, refusal_reason
 from filmstrip.embedded.redis_server import free_port
-from filmstrip.services.api import aiohttp_compat
-from filmstrip.services.api.aiohttp_compat import JsonErrorRunner, buffered_body, refusal_reason
 from tests.security.raw_http import exchange
 
 
@@ -23,7 +23,7 @@ def test_aiohttp_is_the_release_the_internals_were_read_from() -> None:
     assert aiohttp.__version__.startswith(aiohttp_compat.AIOHTTP_VERSION + "."), (
         f"aiohttp {aiohttp.__version__}: re-read RequestHandler.handle_error, Server.__call__"
         ", AppRunner._make_server and StreamReader._read_nowait, then update"
-        " services/api/aiohttp_compat.py"
+        " src/filmstrip/compat/aiohttp.py"
     )
 
 
