@@ -41,3 +41,16 @@ def test_pyvips_installs_a_vips_log_handler_that_its_exit_hook_removes() -> None
         env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"}, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_rerunnable_pipeline_reads_its_buffer_afresh_each_run() -> None:
+    # Rerunnable relies on libvips caching no pixels between two write_to_memory calls.
+    rerunnable = compat.Rerunnable(1, "uchar", "b-w", lambda image: image.linear(2, 1))
+    strip = compat.Rerunnable.WIDTH * compat.Rerunnable.HEIGHT
+    for value in (3, 7, 100):
+        pixels = bytes([value]) * (strip + 5)  # a whole strip, then part of one
+        got, out = rerunnable.run(memoryview(pixels))
+        assert (str(out.format), out.bands) == ("float", 1)
+        floats = memoryview(got).cast("f")
+        assert len(floats) == strip + 5
+        assert set(floats) == {2.0 * value + 1}

@@ -10,7 +10,7 @@ import pytest
 import pyvips
 from PIL import ImageCms
 
-from filmstrip.pipeline import icc
+from filmstrip.pipeline import decode, icc, transforms
 from filmstrip.pipeline.decode import to_srgb8
 
 
@@ -83,3 +83,15 @@ def test_other_profiles_are_still_converted(corpus: Path) -> None:
     as_stored = image.cast("int")
     diff = (to_srgb8(image).cast("int") - as_stored).abs()
     assert diff.max() > 10, "ColorSpin swaps channels: its pixels must change"
+
+
+def test_a_profile_already_seen_builds_no_new_transform(corpus: Path) -> None:
+    # lcms builds the default CMYK transform in ~17 ms; a second CMYK photo reuses it.
+    cmyk = pyvips.Image.new_from_file(str(corpus / "real" / "pil_sample_cmyk.jpg"))
+    other = cmyk.invert().copy(interpretation="cmyk")
+    transforms.clear()
+    before = transforms.built()
+    for image in (cmyk, other, cmyk):
+        got = to_srgb8(image)
+        assert got.write_to_memory() == decode._to_srgb8(image).write_to_memory()
+    assert transforms.built() - before == 1
