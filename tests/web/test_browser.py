@@ -903,6 +903,120 @@ def test_dashboard_browses_jobs_and_retries_a_failed_one(
     expect(page.locator("#paused-state")).to_have_text("Running")
 
 
+def test_filters_and_the_job_tab_are_kept_in_the_address(
+    stack: Stack, page: Any, axe: Callable[[Any], None]
+) -> None:
+    """A reload, back/forward and a shared link keep the gallery's filters and the
+    dashboard's job tab and page; a photo opened under a filter keeps it in its address."""
+    expect = playwright_api.expect
+    _, listing = _request(stack, "GET", "/v1/photos?limit=100", stack.token)
+    photos = listing["items"]
+    failed = [p["photo_id"] for p in photos if p["status"] == "failed"]
+    session_id = next(p["session_id"] for p in photos if p.get("session_id"))
+    in_session = [p for p in photos if p.get("session_id") == session_id]
+    assert failed and in_session, "earlier tests upload a failed photo and a session"
+    tiles = page.locator("#grid .tile")
+    status = page.get_by_label("Status")
+    sign_in(page, f"{stack.api}/", stack.token)
+    expect(tiles).to_have_count(len(photos))
+    status.select_option("failed")
+    expect(page).to_have_url(f"{stack.api}/?status=failed")
+    expect(tiles).to_have_count(len(failed))
+    # A photo opened under the filter keeps it; reloaded and closed, the filter is still on.
+    opened = tiles.first.get_attribute("data-photo-id")
+    tiles.first.get_by_role("button").click()
+    expect(page).to_have_url(f"{stack.api}/photos/{opened}?status=failed")
+    page.reload()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_have_attribute("data-photo-id", opened)
+    viewer.get_by_role("button", name="Close").click()
+    expect(page).to_have_url(f"{stack.api}/?status=failed")
+    expect(status).to_have_value("failed")
+    expect(tiles).to_have_count(len(failed))
+    # Back is the unfiltered gallery, forward the filtered one.
+    page.go_back()
+    expect(page).to_have_url(f"{stack.api}/")
+    expect(status).to_have_value("")
+    expect(tiles).to_have_count(len(photos))
+    page.go_forward()
+    expect(status).to_have_value("failed")
+    expect(tiles).to_have_count(len(failed))
+    # A filter changed at once after closing a photo (whose close goes back in the history,
+    # which lands later) stays as chosen.
+    tiles.first.get_by_role("button").click()
+    expect(page).to_have_url(re.compile(r"/photos/.*\?status=failed$"))
+    page.evaluate(
+        """() => new Promise((landed) => {
+            addEventListener("popstate", landed, { once: true });
+            const viewer = document.querySelector("#viewer");
+            viewer.addEventListener("close", () => {
+                const status = document.querySelector("#filter-status");
+                status.value = "completed";
+                status.dispatchEvent(new Event("change", { bubbles: true }));
+            }, { once: true });
+            viewer.querySelector("#viewer-close").click();
+        })"""
+    )
+    expect(page).to_have_url(f"{stack.api}/?status=completed")
+    expect(status).to_have_value("completed")
+    expect(tiles).to_have_count(sum(p["status"] == "completed" for p in photos))
+    # A shared link to one session's photos, at both widths.
+    for size in (PHONE, DESKTOP):
+        page.set_viewport_size(size)
+        page.goto(f"{stack.api}/?session={session_id}&status=")
+        expect(page.get_by_label("Session")).to_have_value(session_id)
+        expect(tiles).to_have_count(len(in_session))
+        look(page, axe, f"gallery-filtered-{size['width']}.png")
+
+    # The dashboard: the tab and page shown are in the address.
+    _, completed = _request(
+        stack, "GET", "/v1/queues/photo-processing/jobs?state=completed&limit=20", stack.admin_token
+    )
+    sign_in(page, f"{stack.api}/dashboard", stack.admin_token)
+    expect(page.get_by_role("tab", name=re.compile("^Failed"))).to_have_attribute(
+        "aria-selected", "true"
+    )
+    page.get_by_role("tab", name=re.compile("^Completed")).click()
+    expect(page).to_have_url(f"{stack.api}/dashboard?state=completed")
+    shared = f"{stack.api}/dashboard?state=completed"
+    first_row = "1\u2013"
+    if completed["next_offset"] is not None:
+        page.get_by_role("button", name="Next page").click()
+        expect(page).to_have_url(f"{stack.api}/dashboard?state=completed&page=2")
+        shared, first_row = f"{shared}&page=2", "21\u2013"
+    expect(page.locator("#jobs-range")).to_have_text(re.compile(f"^{first_row}"))
+    # A job's detail opened and closed there leaves the tab and page in the address.
+    page.locator("#jobs button.open-job").first.click()
+    expect(page.locator("#job")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#job")).to_be_hidden()
+    expect(page).to_have_url(shared)
+    page.reload()
+    expect(page.get_by_role("tab", name=re.compile("^Completed"))).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.locator("#jobs-range")).to_have_text(re.compile(f"^{first_row}"))
+    page.go_back()
+    if first_row != "1\u2013":
+        expect(page.locator("#jobs-range")).to_have_text(re.compile("^1\u2013"))
+        page.go_back()
+    expect(page.get_by_role("tab", name=re.compile("^Failed"))).to_have_attribute(
+        "aria-selected", "true"
+    )
+    page.go_forward()
+    expect(page.get_by_role("tab", name=re.compile("^Completed"))).to_have_attribute(
+        "aria-selected", "true"
+    )
+    for size in (PHONE, DESKTOP):
+        page.set_viewport_size(size)
+        page.goto(shared)
+        expect(page.get_by_role("tab", name=re.compile("^Completed"))).to_have_attribute(
+            "aria-selected", "true"
+        )
+        expect(page.locator("#jobs-range")).to_have_text(re.compile(f"^{first_row}"))
+        look(page, axe, f"dashboard-jobs-{size['width']}.png")
+
+
 def test_api_docs_from_the_gallery_footer_list_every_operation_from_here_alone(
     stack: Stack, page: Any
 ) -> None:

@@ -109,10 +109,41 @@ function renderBus(data) {
 
 // --- the job browser ------------------------------------------------------------------
 
-function selectTab(state, { focus = false } = {}) {
+// The tab and page shown live in the address (?state=…&page=…), so a reload, back/forward
+// and a shared link keep them.
+function browserInAddress() {
+  const q = new URLSearchParams(location.search);
+  const state = q.get("state");
+  const page = Math.max(1, Math.floor(Number(q.get("page"))) || 1);
+  const known = [...document.querySelectorAll("#job-tabs [role=tab]")].some((t) => t.dataset.state === state);
+  return { state: known ? state : "failed", offset: (page - 1) * PAGE };
+}
+
+/** The tab and page shown into the address: a new history entry, or in place (``replace``). */
+function remember(replace = false) {
+  const q = new URLSearchParams(location.search);
+  q.set("state", browser.state);
+  if (browser.offset) q.set("page", String(browser.offset / PAGE + 1));
+  else q.delete("page");
+  const url = `${location.pathname}?${q}${location.hash}`;
+  if (url === location.pathname + location.search + location.hash) return;
+  if (replace) history.replaceState(history.state, "", url);
+  else history.pushState(null, "", url);
+}
+
+function showPage(offset) {
+  browser.offset = offset;
+  remember();
+  return renderJobs();
+}
+
+/** Show the tab of ``state`` at ``offset``; ``remember`` says how the address learns it
+ * ("push", "replace", or null: it came from the address). */
+function selectTab(state, { focus = false, offset = 0, remember: how = "push" } = {}) {
   browser.state = state;
-  browser.offset = 0;
+  browser.offset = offset;
   browser.shown = "";
+  if (how) remember(how === "replace");
   for (const tab of document.querySelectorAll("#job-tabs [role=tab]")) {
     const on = tab.dataset.state === state;
     tab.setAttribute("aria-selected", String(on));
@@ -185,7 +216,7 @@ async function openJob(jobId, { push = true } = {}) {
     detail = await api(`${QUEUE}/jobs/${encodeURIComponent(jobId)}`);
   } catch (err) {
     toast(err instanceof ApiError && err.status === 404 ? `No job ${jobId} any more.` : err.message);
-    if (location.hash) history.replaceState(null, "", location.pathname);
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
     return;
   }
   if (push) history.pushState({ job: jobId }, "", `#job=${encodeURIComponent(jobId)}`);
@@ -321,7 +352,8 @@ async function start() {
   $("#sign-in").hidden = true;
   $("#app").hidden = false;
   $("#sign-out").hidden = false;
-  selectTab(browser.state).catch(() => {});
+  const shown = browserInAddress();
+  selectTab(shown.state, { offset: shown.offset, remember: null }).catch(() => {});
   await refresh();
   const id = jobInHash();
   if (id && !$("#app").hidden) await openJob(id, { push: false });
@@ -338,24 +370,23 @@ $("#job-tabs").addEventListener("keydown", (e) => {
   const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: tabs.length - 1 }[e.key];
   if (to === undefined) return;
   e.preventDefault();
-  selectTab(tabs[(to + tabs.length) % tabs.length].dataset.state, { focus: true });
+  // In place: arrowing along the tabs is one move, not an entry per tab passed.
+  selectTab(tabs[(to + tabs.length) % tabs.length].dataset.state, { focus: true, remember: "replace" });
 });
-$("#jobs-prev").addEventListener("click", () => {
-  browser.offset = Math.max(0, browser.offset - PAGE);
-  renderJobs();
-});
-$("#jobs-next").addEventListener("click", () => {
-  browser.offset += PAGE;
-  renderJobs();
-});
+$("#jobs-prev").addEventListener("click", () => showPage(Math.max(0, browser.offset - PAGE)));
+$("#jobs-next").addEventListener("click", () => showPage(browser.offset + PAGE));
 $("#job-close").addEventListener("click", closeJob);
 $("#job").addEventListener("close", () => {
   if (jobInHash()) {
     if (history.state?.job) history.back();
-    else history.replaceState(null, "", location.pathname);
+    else history.replaceState(null, "", location.pathname + location.search);
   }
 });
 window.addEventListener("popstate", () => {
+  const shown = browserInAddress();
+  if (shown.state !== browser.state || shown.offset !== browser.offset) {
+    selectTab(shown.state, { offset: shown.offset, remember: null }).catch((err) => toast(err.message));
+  }
   const id = jobInHash();
   if (id) openJob(id, { push: false });
   else closeJob();

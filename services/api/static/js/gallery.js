@@ -55,6 +55,53 @@ function busStatus(bus) {
 const PHOTO_PATH = /^\/photos\/([0-9a-f-]{36})$/;
 const photoInPath = () => PHOTO_PATH.exec(location.pathname)?.[1] || null;
 
+// The filters live in the address (?status=…&session=…, on /photos/<id> too), so a reload,
+// back/forward and a shared link keep them.
+const STATUS = $("#filter-status");
+const SESSION = $("#filter-session");
+
+function filtersInAddress() {
+  const q = new URLSearchParams(location.search);
+  const status = q.get("status") || "";
+  const session = q.get("session") || "";
+  return {
+    status: [...STATUS.options].some((o) => o.value === status) ? status : "",
+    session_id: /^[0-9a-f-]{36}$/.test(session) ? session : "",
+  };
+}
+
+function addressWith(filters) {
+  const q = new URLSearchParams(location.search);
+  for (const [name, value] of [["status", filters.status], ["session", filters.session_id]]) {
+    if (value) q.set(name, value);
+    else q.delete(name);
+  }
+  const query = q.toString();
+  return `${location.pathname}${query ? `?${query}` : ""}`;
+}
+
+// history.back() is asynchronous: the promise of its popstate while one is on its way.
+let goingBack = null;
+function goBack() {
+  goingBack = new Promise((resolve) => {
+    addEventListener("popstate", () => {
+      goingBack = null;
+      resolve();
+    }, { once: true });
+  });
+  history.back();
+}
+
+/** The address's filters on the form and the grid (reloaded only if they changed). */
+function applyAddressFilters(grid) {
+  const filters = filtersInAddress();
+  if (filters.session_id) grid.addSession(filters.session_id);
+  STATUS.value = filters.status;
+  SESSION.value = filters.session_id;
+  const same = (grid.params.status || "") === filters.status && (grid.params.session_id || "") === filters.session_id;
+  return same && grid.generation ? Promise.resolve() : grid.filter(filters);
+}
+
 /** Select several photos (the Select button, then tiles), delete them in one go. */
 function selecting(grid) {
   const toggle = $("#select-toggle");
@@ -127,8 +174,9 @@ async function start() {
   function openPhoto(photo, { replace = false } = {}) {
     const path = `/photos/${photo.photo_id}`;
     if (location.pathname !== path) {
-      if (replace || photoInPath()) history.replaceState({ photo: photo.photo_id, pushed: history.state?.pushed }, "", path);
-      else history.pushState({ photo: photo.photo_id, pushed: true }, "", path);
+      const url = path + location.search; // the filters it was opened under
+      if (replace || photoInPath()) history.replaceState({ photo: photo.photo_id, pushed: history.state?.pushed }, "", url);
+      else history.pushState({ photo: photo.photo_id, pushed: true }, "", url);
     }
     viewer.open(photo);
   }
@@ -141,7 +189,7 @@ async function start() {
     try {
       viewer.open(await api(`/v1/photos/${id}`));
     } catch (err) {
-      history.replaceState(null, "", "/");
+      history.replaceState(null, "", `/${location.search}`);
       toast(err instanceof ApiError && err.status === 404 ? "That photo is not here (deleted, or another account's)." : err.message);
     }
   }
@@ -158,15 +206,18 @@ async function start() {
       document.title = title;
       if (!photoInPath()) return; // closed by going back
       // Opened from the grid: go back to it; opened from a link: the gallery's address.
-      if (history.state?.pushed) history.back();
-      else history.replaceState(null, "", "/");
+      if (history.state?.pushed) goBack();
+      else history.replaceState(null, "", `/${location.search}`);
       // After the dialog's own focus restore (to the tile it opened from), which may come
       // later than this event: the focus goes to the tile of the photo last shown.
       const last = viewer.lastId;
       setTimeout(() => grid.focus(last), 0);
     },
   });
-  window.addEventListener("popstate", openFromPath);
+  window.addEventListener("popstate", () => {
+    applyAddressFilters(grid);
+    openFromPath();
+  });
   const uploads = new Uploads($("#uploads"), bus, {
     onDone: (photo, name) => {
       names.set(photo.photo_id, name);
@@ -217,15 +268,24 @@ async function start() {
     if (files.length) uploads.add(files);
   });
 
-  $("#filters").addEventListener("change", () => {
+  $("#filters").addEventListener("change", async () => {
     const form = new FormData($("#filters"));
-    grid.filter({ status: form.get("status"), session_id: form.get("session_id") });
+    const filters = { status: form.get("status"), session_id: form.get("session_id") };
+    // A back from the photo view still on its way would land after this entry and put
+    // the address's older filters back: this change waits for it.
+    if (goingBack) {
+      await goingBack;
+      STATUS.value = filters.status;
+      SESSION.value = filters.session_id;
+    }
+    history.pushState(null, "", addressWith(filters));
+    grid.filter(filters);
   });
   // Shown only now that every control is wired: a file picked earlier would be lost.
   $("#sign-in").hidden = true;
   $("#app").hidden = false;
   $("#sign-out").hidden = false;
-  await Promise.all([grid.reload(), openFromPath()]);
+  await Promise.all([applyAddressFilters(grid), openFromPath()]);
 }
 
 $("#sign-in-form").addEventListener("submit", async (e) => {
