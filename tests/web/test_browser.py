@@ -707,9 +707,16 @@ def test_timeline_groups_photos_by_day_and_deletes_a_selection(
         button.click()
         expect(button).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#selection-count")).to_have_text("2 selected")
+    # A day's date stands above its photos on a phone and beside them on a wide screen,
+    # where a day of one photo is then one tile tall.
+    beside = """s => s.querySelector('.day-head').getBoundingClientRect().right
+                     <= s.querySelector('.tile').getBoundingClientRect().left"""
+    day = page.locator("#grid section.day").first
     page.set_viewport_size(PHONE)
+    assert not day.evaluate(beside)
     look(page, axe, "timeline-select-390.png")
     page.set_viewport_size(DESKTOP)
+    assert day.evaluate(beside)
     look(page, axe, "timeline-select-1400.png")
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#selection-bar").get_by_role("button", name="Delete").click()
