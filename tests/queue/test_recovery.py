@@ -134,6 +134,28 @@ async def test_graceful_stop_hands_back_unfinished_jobs_at_once(
     assert second.calls == [("photo:stuck", 1)]
 
 
+async def test_a_handed_back_job_keeps_its_priority(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    """A job handed back at shutdown returns to its own band: ahead of a later job of
+    lower priority (3), which a job put back in the default band (5) would follow."""
+    queue = make_queue(visibility_timeout_ms=60_000, shutdown_grace_s=0.05)
+    await queue.add("photo:urgent", b"", priority=2)
+    started = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with running(Recorder(handler).consumer(queue)):
+        await started.wait()
+    await queue.add("photo:later", b"", priority=3)
+    second = Recorder()
+    async with running(second.consumer(queue, concurrency=1)):
+        await wait_for(lambda: _state(queue, "photo:later", JobState.COMPLETED))
+    assert [job_id for job_id, _ in second.calls] == ["photo:urgent", "photo:later"]
+
+
 async def test_graceful_stop_lets_running_jobs_finish_within_the_grace(
     make_queue: Callable[..., JobQueue],
 ) -> None:
