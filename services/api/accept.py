@@ -26,6 +26,7 @@ from filmstrip.catalog import (
 from filmstrip.errors import FilmstripError
 from filmstrip.protocols.http import UploadAccepted
 from filmstrip.protocols.jobs import job_id_for
+from filmstrip.services.api.backlog import TOTAL_LIMIT_FACTOR
 from filmstrip.services.api.choices import UploadChoices
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.json import json_response
@@ -70,15 +71,13 @@ async def check_session(state: ApiState, client: ClientRecord, session_id: str |
 async def check_capacity(state: ApiState) -> None:
     """Refuse before reading a body when the queue is unreachable or too deep (503)."""
     settings = state.settings
-    # Follow-up jobs wait in the lowest band behind every upload: a backlog of them delays
-    # no new photo's thumbnails, so it refuses uploads only at ten times the limit, which
-    # bounds the memory they hold in Redis (about 1 KB each).
-    bands = 10
+    # Only the bands new uploads wait in count against the limit (TOTAL_LIMIT_FACTOR).
+    limit, bands = settings.queue.max_waiting, 10
     jobs = settings.jobs
     if jobs.defer_optimization and settings.queue.priority < jobs.deferred_priority:
         bands = jobs.deferred_priority - 1
     try:
-        ahead, total = await state.backlog.read(state.queue, bands, settings.queue.max_waiting)
+        ahead, total = await state.backlog.read(state.queue, bands, limit)
     except MaxConnectionsError:
         raise  # the process is busy, the queue may be fine: 503 server_busy
     except (FilmstripError, RedisError) as exc:
@@ -88,7 +87,7 @@ async def check_capacity(state: ApiState) -> None:
             "the job queue is unreachable; try again shortly",
             headers={"Retry-After": "5"},
         ) from exc
-    if ahead >= settings.queue.max_waiting or total >= 10 * settings.queue.max_waiting:
+    if ahead >= limit or total >= TOTAL_LIMIT_FACTOR * limit:
         raise ApiError(
             503,
             "queue_full",
@@ -119,10 +118,6 @@ async def accept_photo(
     settings = state.settings
     await check_session(state, client, session_id)
 
-    existing = await state.catalog.find_by_sha256(client.id, sha256)
-    if existing is not None:
-        return await _duplicate(state, existing, blob_key)
-
     record = PhotoRecord(
         id=photo_id,
         client_id=client.id,
@@ -146,26 +141,22 @@ async def accept_photo(
     except QuotaExceeded as exc:
         raise from_quota_error(exc) from None
     except DuplicatePhoto as exc:
-        # Another upload of these bytes was recorded while this one was being stored.
+        # The catalog keeps one photo per client and bytes (recorded before, or by an
+        # upload racing this one on any api host).
         first = await state.catalog.get_photo(exc.photo_id, client.id)
         if first is None:  # deleted meanwhile: sent again, this upload is recorded
             raise ApiError(
                 409, "upload_conflict", "a photo of these bytes was deleted meanwhile; send again"
             ) from None
-        return await _duplicate(state, first, blob_key)
+        await delete_quietly(state, blob_key)
+        return UploadAccepted(
+            photo_id=first.id, job_id=first.job_id, status=first.status, duplicate=True
+        )
     if not queued:
         # Redis failed: the next upload asks it again, and is refused while it is down.
         state.backlog.forget()
     log.info("photo accepted", extra={"photo_id": photo_id, "bytes": size})
     return UploadAccepted(photo_id=photo_id, job_id=job_id, status=PhotoStatus.QUEUED)
-
-
-async def _duplicate(state: ApiState, first: PhotoRecord, blob_key: str) -> UploadAccepted:
-    """The answer for bytes the client already has as ``first``: this upload's blob goes."""
-    await delete_quietly(state, blob_key)
-    return UploadAccepted(
-        photo_id=first.id, job_id=first.job_id, status=first.status, duplicate=True
-    )
 
 
 def accepted_response(body: UploadAccepted) -> web.Response:

@@ -11,6 +11,10 @@ from filmstrip.queue import JobQueue
 
 #: How long a reading stands in for a new one while the queue is under half its limit.
 FRESH_S = 1.0
+#: All bands together may hold this many times the limit: follow-up jobs wait in the lowest
+#: band behind every upload and delay no new photo's thumbnails, so they refuse uploads only
+#: there, which bounds the memory they hold in Redis (about 1 KB each).
+TOTAL_LIMIT_FACTOR = 10
 
 
 @dataclass
@@ -32,7 +36,7 @@ class BacklogReader:
         """(waiting in bands 1..``top_band``, waiting in all bands), as ``queue.backlog``."""
         ahead, total = self.ahead + self.since, self.total + self.since
         fresh = time.monotonic() - self.read_at < FRESH_S
-        if fresh and 2 * ahead < limit and 2 * total < 10 * limit:
+        if fresh and 2 * ahead < limit and 2 * total < TOTAL_LIMIT_FACTOR * limit:
             self.since += 1
             return ahead, total
         self.ahead, self.total = await queue.backlog(top_band)
