@@ -229,6 +229,26 @@ async def test_a_settle_sent_again_after_its_reply_was_lost_is_recognised(
     assert stale == [0]
 
 
+async def test_a_late_settle_of_a_reclaimed_delivery_leaves_the_new_one_alone(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    # A worker that hung past the visibility timeout wakes and settles a job that was
+    # reclaimed and is now running elsewhere: its outcome must not end the new delivery.
+    queue = make_queue(visibility_timeout_ms=VIS)
+    await queue.add("photo:1", b"")
+    (old,) = (await queue.step("hung", 1, [])).jobs
+    await asyncio.sleep(VIS * 1.5 / 1000)
+    await _reclaim(queue)
+    (new,) = (await queue.step("w2", 1, [])).jobs
+    assert new.entry_id != old.entry_id
+    for outcome in (Outcome.COMPLETE, Outcome.FAIL, Outcome.HAND_BACK):
+        late = Settlement(old, outcome, error=DataError("late", code="late"))
+        assert (await queue.step("hung", 0, [late])).applied == [0], outcome
+        assert await _state(queue, "photo:1", JobState.ACTIVE), outcome
+    assert (await queue.step("w2", 0, [Settlement(new, Outcome.COMPLETE)])).applied == [1]
+    assert await _state(queue, "photo:1", JobState.COMPLETED)
+
+
 class _LosesOneReply(JobQueue):
     """A real queue whose first settling STEP is carried out by Redis, but whose reply
     never arrives, as when Redis restarts between the two."""
