@@ -22,6 +22,7 @@ from filmstrip.errors import DataError
 from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
 from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
+from filmstrip.services.api.accept import discard_unrecorded
 from filmstrip.services.api.reconciler import (
     orphan_sweep_done,
     orphan_sweep_due,
@@ -271,6 +272,22 @@ async def test_the_orphan_sweep_runs_once_per_interval_across_processes(api: Api
     assert not await orphan_sweep_due(redis)  # the other process, this round
     await asyncio.sleep(0.4)
     assert await orphan_sweep_due(redis)
+
+
+async def test_a_failed_uploads_cleanup_keeps_the_original_of_a_recorded_photo(
+    api: Api,
+) -> None:
+    # The cleanup after any upload failure asks the catalog: a blob whose photo row was
+    # committed stays, one without a row goes. (The cancelled upload below cannot reach the
+    # question itself: its catalog is closing, so it keeps the blob for the sweep.)
+    resp = await api.upload(fake_jpeg())
+    assert resp.status == 201
+    photo = await api.state.catalog.get_photo((await resp.json())["photo_id"])
+    assert photo is not None
+    await api.state.blobs.put_bytes("originals/never-recorded", b"x", content_type="image/jpeg")
+    await discard_unrecorded(api.state, photo.id, photo.blob_key)
+    await discard_unrecorded(api.state, "never-recorded", "originals/never-recorded")
+    assert await api.blob_keys("originals/") == [photo.blob_key]
 
 
 async def test_an_upload_cancelled_after_its_row_is_committed_keeps_its_original(
