@@ -157,6 +157,17 @@ async def test_photo_deleted_before_processing_is_discarded(world: World, corpus
     assert (await world.queue.counts())["waiting"] == 0
 
 
+async def test_a_photo_whose_original_is_missing_fails_as_data(world: World, corpus: Path) -> None:
+    # Taken for a deleted photo, the job would be dropped and the photo stay processing
+    # (its job exists, completed, so the reconciler leaves it alone while it is retained).
+    photo_id = await world.submit(corpus / "real/Landscape_1.jpg")
+    await world.blobs.delete(f"originals/{photo_id}")
+    await world.run_until_done([photo_id], limit_s=10)
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "failed"
+    assert (photo.error_code, photo.error_category) == ("original_missing", "DATA")
+
+
 async def test_running_twice_gives_the_same_keys_and_values(world: World, corpus: Path) -> None:
     photo_id = await world.submit(corpus / "real/Portrait_6.jpg")
     await world.run_until_done([photo_id])
