@@ -11,6 +11,7 @@ import pyvips
 from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.registry import get_stage
+from filmstrip.pipeline.vips import decode_error
 from filmstrip.settings import Settings, load_settings
 from tests.pipeline.conftest import run_pipeline
 
@@ -108,3 +109,22 @@ def test_oversized_animation_is_not_flattened_into_a_still(
     assert ctx.metadata["optimization"]["skipped"] == "animation_too_large"
     assert ctx.metadata["optimization"]["kept"] is False
     assert "optimized" not in ctx.derivatives and "thumbnail" in ctx.derivatives
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "category"),
+    [
+        ("VipsJpeg: out of memory", "out_of_memory", "RESOURCE"),
+        ("heifload: Memory allocation error: cannot allocate 96000000 bytes", "out_of_memory",
+         "RESOURCE"),
+        ("VipsJpeg: Premature end of JPEG file", "truncated_image", "DATA"),
+        ("VipsForeignLoad: image exceeds the security limit", "too_large", "DATA"),
+        ("VipsJpeg: Bogus marker length", "corrupt_image", "DATA"),
+    ],
+)  # fmt: skip
+def test_a_decoder_failure_is_categorised_by_its_cause(
+    message: str, code: str, category: str
+) -> None:
+    # Out of memory is this worker's state, not the file's: retried later, not failed.
+    error = decode_error(pyvips.Error(message), "the JPEG")
+    assert (error.code, str(error.category)) == (code, category)
