@@ -112,10 +112,6 @@ class Connection:
         self.cursor.begin_replay()
         self._holding = True
 
-    @property
-    def holding(self) -> bool:
-        return self._holding
-
     def release(self) -> None:
         """End the hold: send the live events held back, in order."""
         if not self._holding:

@@ -37,10 +37,6 @@ class DeliveryCursor:
         # None once the socket has resumed: from then on ``high`` alone dedupes.
         self._sent_early: set[StreamId] | None = set()
 
-    @property
-    def replaying(self) -> bool:
-        return self._replaying > 0
-
     def offer_live(self, sid: StreamId, frame: bytes) -> bool:
         """True if ``frame`` should be sent now; buffers it during a replay."""
         if self._replaying:

@@ -29,8 +29,6 @@ CHECKSUM_ALGORITHMS: dict[str, Hasher] = {
     "md5": hashlib.md5,
 }
 
-#: Metadata keys we read; others are kept and echoed back but mean nothing to us.
-METADATA_KEYS = ("filename", "filetype", "session_id")
 _MAX_METADATA_BYTES = 4096
 _KEY = re.compile(r"^[!-+\--~]+$")  # printable ASCII without space and comma
 _DECIMAL = re.compile(r"^[0-9]{1,19}$")
