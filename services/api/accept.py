@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 
 from aiohttp import web
@@ -29,13 +28,12 @@ from filmstrip.protocols.jobs import job_id_for
 from filmstrip.services.api.backlog import TOTAL_LIMIT_FACTOR
 from filmstrip.services.api.choices import UploadChoices
 from filmstrip.services.api.errors import ApiError
+from filmstrip.services.api.ids import SESSION_ID
 from filmstrip.services.api.json import json_response
 from filmstrip.services.api.quota import from_quota_error
 from filmstrip.services.api.state import ApiState
 
 log = logging.getLogger("filmstrip.api.uploads")
-
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def new_photo_id() -> str:
@@ -62,7 +60,7 @@ async def check_session(state: ApiState, client: ClientRecord, session_id: str |
     """Raise unless ``session_id`` is absent or an upload session of this client."""
     if session_id is None:
         return
-    if not _SESSION_ID.match(session_id):
+    if not SESSION_ID.match(session_id):
         raise ApiError(400, "bad_session_id", "session_id must be 1-64 of [A-Za-z0-9_-]")
     if await state.catalog.get_session(session_id, client.id) is None:
         raise ApiError(404, "session_not_found", f"no upload session {session_id!r}")
@@ -149,14 +147,19 @@ async def accept_photo(
                 409, "upload_conflict", "a photo of these bytes was deleted meanwhile; send again"
             ) from None
         await delete_quietly(state, blob_key)
-        return UploadAccepted(
-            photo_id=first.id, job_id=first.job_id, status=first.status, duplicate=True
-        )
+        return duplicate_of(first)
     if not queued:
         # Redis failed: the next upload asks it again, and is refused while it is down.
         state.backlog.forget()
     log.info("photo accepted", extra={"photo_id": photo_id, "bytes": size})
     return UploadAccepted(photo_id=photo_id, job_id=job_id, status=PhotoStatus.QUEUED)
+
+
+def duplicate_of(photo: PhotoRecord) -> UploadAccepted:
+    """The answer to an upload of bytes the client already has as ``photo``."""
+    return UploadAccepted(
+        photo_id=photo.id, job_id=photo.job_id, status=photo.status, duplicate=True
+    )
 
 
 def accepted_response(body: UploadAccepted) -> web.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -17,13 +16,13 @@ from filmstrip.protocols.formats import CONTENT_TYPES, EXTENSIONS
 from filmstrip.protocols.http import Photo
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.filenames import content_disposition
+from filmstrip.services.api.ids import PHOTO_ID
 from filmstrip.services.api.json import json_response
 from filmstrip.services.api.middleware import CLIENT
 from filmstrip.services.api.state import ApiState, state_of
 
 log = logging.getLogger("filmstrip.api.photos")
 
-_PHOTO_ID = re.compile(r"^[0-9a-f-]{36}$")
 # Originals and derivatives never change under the same URL (a re-processed photo writes
 # the same bytes), so browsers may keep them; "private" keeps them out of shared caches.
 _CACHE = "private, max-age=86400, immutable"
@@ -71,7 +70,7 @@ async def _owned_photo(request: web.Request) -> PhotoRecord:
     """
     state = state_of(request)
     photo_id = request.match_info["photo_id"]
-    if not _PHOTO_ID.match(photo_id):
+    if not PHOTO_ID.match(photo_id):
         raise ApiError(404, "photo_not_found", f"no photo {photo_id!r}")
     client = request.get(CLIENT)
     if client is not None:

@@ -18,13 +18,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from filmstrip.blobs import BlobTooLarge
 from filmstrip.protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
-from filmstrip.protocols.http import UploadAccepted
 from filmstrip.services.api import quota
 from filmstrip.services.api.accept import (
     accept_photo,
     accepted_response,
     check_capacity,
     discard_unrecorded,
+    duplicate_of,
     new_photo_id,
     original_key,
     unsupported_type,
@@ -63,14 +63,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             raise ApiError(400, "bad_checksum", "X-Content-SHA256 must be 64 hex digits")
         existing = await state.catalog.find_by_sha256(client.id, declared)
         if existing is not None:
-            return accepted_response(
-                UploadAccepted(
-                    photo_id=existing.id,
-                    job_id=existing.job_id,
-                    status=existing.status,
-                    duplicate=True,
-                )
-            )
+            return accepted_response(duplicate_of(existing))
 
     if request.content_length is not None and request.content_length > (
         settings.api.max_upload_bytes + 64 * 1024

@@ -40,13 +40,8 @@ def _page(name: str) -> web.FileResponse:
 
 
 async def gallery(request: web.Request) -> web.StreamResponse:
-    """``GET /``: the gallery page."""
-    return _page("index.html")
-
-
-async def photo_page(request: web.Request) -> web.StreamResponse:
-    """``GET /photos/{photo_id}``: the gallery page, which opens that photo (a link to share,
-    a view that survives a reload; the page asks the api for the photo, so no token here)."""
+    """``GET /``, and ``GET /photos/{photo_id}`` opening that photo (a link to share, a view that
+    survives a reload; the page asks the api for the photo, so no token here): the gallery."""
     return _page("index.html")
 
 
@@ -89,7 +84,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     """Pages, static files, config, dashboard data and metrics."""
     app.router.add_get("/", gallery)
-    app.router.add_get("/photos/{photo_id}", photo_page)
+    app.router.add_get("/photos/{photo_id}", gallery)
     app.router.add_get("/dashboard", dashboard_page)
     app.router.add_get("/static/{path:.+}", static_file)
     app.router.add_get("/v1/config", client_config)
