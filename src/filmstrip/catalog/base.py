@@ -137,6 +137,12 @@ def _photo(row: Row) -> PhotoRecord:
     )
 
 
+def _client(row: Row | None) -> ClientRecord | None:
+    if row is None:
+        return None
+    return ClientRecord(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3])
+
+
 def insert_statements(
     photo: PhotoRecord, outbox: OutboxEntry | None, now: str
 ) -> list[tuple[str, tuple[Any, ...]]]:
@@ -252,6 +258,15 @@ class Catalog(abc.ABC):
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return await self.run_transaction(lambda tx: tx.execute(sql, params))
 
+    async def _fetch_in(self, sql: str, values: Sequence[str], *params: Any) -> list[Row]:
+        """Rows of ``sql`` after ``params``, its ``IN ({marks})`` given ``values`` 500 at a time."""
+        rows: list[Row] = []
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows += await self._fetchall(sql.format(marks=marks), (*params, *chunk))
+        return rows
+
     async def create_schema(self) -> int:
         """Bring the schema to this release's version (see ``migrations``), once however
         many processes start at once; return the version."""
@@ -336,25 +351,22 @@ class Catalog(abc.ABC):
     async def existing_sha256(self, client_id: str, hashes: Sequence[str]) -> dict[str, str]:
         """Map each of ``hashes`` the client already has to its photo id."""
         found: dict[str, str] = {}
-        for start in range(0, len(hashes), 500):
-            chunk = list(hashes[start : start + 500])
-            marks = ", ".join("?" for _ in chunk)
-            rows = await self._fetchall(
-                f"SELECT sha256, id FROM photos WHERE client_id = ? AND sha256 IN ({marks})",
-                (client_id, *chunk),
-            )
-            for sha, pid in rows:
-                found.setdefault(sha, pid)
+        sql = "SELECT sha256, id FROM photos WHERE client_id = ? AND sha256 IN ({marks})"
+        for sha, pid in await self._fetch_in(sql, hashes, client_id):
+            found.setdefault(sha, pid)
         return found
 
     async def mark_processing(self, photo_id: str) -> bool:
         """queued|processing|failed → processing; False if the photo is gone."""
+        return await self._set_status(photo_id, PhotoStatus.PROCESSING)
+
+    async def _set_status(self, photo_id: str, status: str) -> bool:
+        """``status``, with any recorded error cleared; False if the photo is gone."""
         changed = await self.run_transaction(
             lambda tx: tx.execute(
                 "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
-                "error_code = NULL, "
-                "updated_at = ? WHERE id = ?",
-                (PhotoStatus.PROCESSING, tx.now(), photo_id),
+                "error_code = NULL, updated_at = ? WHERE id = ?",
+                (status, tx.now(), photo_id),
             )
         )
         return changed > 0
@@ -469,15 +481,7 @@ class Catalog(abc.ABC):
 
     async def requeue_photo(self, photo_id: str) -> bool:
         """Back to queued (a failed job was retried)."""
-        changed = await self.run_transaction(
-            lambda tx: tx.execute(
-                "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
-                "error_code = NULL, "
-                "updated_at = ? WHERE id = ?",
-                (PhotoStatus.QUEUED, tx.now(), photo_id),
-            )
-        )
-        return changed > 0
+        return await self._set_status(photo_id, PhotoStatus.QUEUED)
 
     async def delete_photo(self, photo_id: str, client_id: str) -> PhotoRecord | None:
         """Remove the client's photo row and its outbox entry; return what was removed."""
@@ -500,13 +504,8 @@ class Catalog(abc.ABC):
 
     async def photo_ids_present(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` have a photo row."""
-        present: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ", ".join("?" for _ in chunk)
-            rows = await self._fetchall(f"SELECT id FROM photos WHERE id IN ({marks})", chunk)
-            present.update(r[0] for r in rows)
-        return present
+        rows = await self._fetch_in("SELECT id FROM photos WHERE id IN ({marks})", ids)
+        return {r[0] for r in rows}
 
     async def photos_in_status(
         self, status: str, *, older_than_s: float, limit: int = 500
@@ -653,9 +652,7 @@ class Catalog(abc.ABC):
         row = await self._fetchone(
             "SELECT id, name, is_admin, created_at FROM clients WHERE id = ?", (client_id,)
         )
-        if row is None:
-            return None
-        return ClientRecord(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3])
+        return _client(row)
 
     async def find_client_by_name(self, name: str) -> ClientRecord | None:
         row = await self._fetchone(
@@ -663,9 +660,7 @@ class Catalog(abc.ABC):
             "ORDER BY created_at LIMIT 1",
             (name,),
         )
-        if row is None:
-            return None
-        return ClientRecord(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3])
+        return _client(row)
 
     async def add_token(self, token_hash: str, client_id: str) -> None:
         """Store a token (by its hash only) for a client."""
@@ -684,9 +679,7 @@ class Catalog(abc.ABC):
             "WHERE t.token_hash = ? AND t.revoked_at IS NULL",
             (token_hash,),
         )
-        if row is None:
-            return None
-        return ClientRecord(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3])
+        return _client(row)
 
     async def record_token_use(self, token_hash: str, *, fresh_s: float = 60.0) -> bool:
         """Stamp the token's last use with the database's clock, unless a stamp younger

@@ -307,12 +307,5 @@ class TusUploads:
 
     async def present(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are uploads (expired or not)."""
-        found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ", ".join("?" for _ in chunk)
-            rows = await self.catalog._fetchall(
-                f"SELECT id FROM tus_uploads WHERE id IN ({marks})", chunk
-            )
-            found.update(str(r[0]) for r in rows)
-        return found
+        rows = await self.catalog._fetch_in("SELECT id FROM tus_uploads WHERE id IN ({marks})", ids)
+        return {str(r[0]) for r in rows}
