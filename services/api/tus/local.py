@@ -91,11 +91,7 @@ class LocalTusStore(TusStore):
         ttl_s: float,
         admit: Admission | None = None,
     ) -> TusUpload:
-        """A new, empty upload of ``length`` bytes owned by ``client_id``.
-
-        ``admit`` is shown the client's open uploads while no other creation of that client
-        runs (in any process sharing the store), and raises to refuse this one.
-        """
+        """See :meth:`TusStore.create`; the creations of a client take turns (``_one_creation``)."""
         now = time.time()
         upload = TusUpload(
             id=uuid.uuid4().hex,

@@ -36,6 +36,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import msgspec
+
 from filmstrip.blobs import BlobNotFound
 from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore
 from filmstrip.catalog import Catalog
@@ -89,18 +91,7 @@ def data_key(upload_id: str) -> str:
 
 
 def _upload(row: TusRow) -> TusUpload:
-    return TusUpload(
-        id=row.id,
-        client_id=row.client_id,
-        length=row.length,
-        offset=row.offset,
-        metadata=row.metadata,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        content_type=row.content_type,
-        photo_id=row.photo_id,
-        duplicate=row.duplicate,
-    )
+    return msgspec.convert(row, TusUpload, from_attributes=True)
 
 
 class SharedTusStore(TusStore):
