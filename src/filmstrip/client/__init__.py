@@ -13,8 +13,8 @@ from filmstrip.client.events import EventStream, Gap
 from filmstrip.client.files import LocalFile, inspect_file
 from filmstrip.client.http import ApiClient
 from filmstrip.client.resume import ResumeStore
-from filmstrip.client.tus import upload_tus
-from filmstrip.client.upload import MULTIPART_MAX_BYTES, Uploaded, upload_file
+from filmstrip.client.tus import Uploaded, upload_tus
+from filmstrip.client.upload import MULTIPART_MAX_BYTES, upload_file
 
 __all__ = [
     "MULTIPART_MAX_BYTES",

@@ -11,6 +11,8 @@ import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping
 
+import msgspec
+
 from filmstrip.client.errors import ApiFailure
 from filmstrip.client.files import LocalFile, read_range
 from filmstrip.client.http import Answer, ApiClient, failure
@@ -31,13 +33,13 @@ _MAX_FAILURES = 8
 Progress = Callable[[int], None]
 
 
-class TusResult:
-    """The photo a finished upload became, and how many bytes an earlier run had sent."""
+class Uploaded(msgspec.Struct, frozen=True, kw_only=True):
+    """``duplicate``: the client already had these bytes (``photo_id`` is that photo);
+    ``resumed_at``: bytes an earlier, cut run had already sent."""
 
-    def __init__(self, photo_id: str, duplicate: bool, resumed_at: int) -> None:
-        self.photo_id = photo_id
-        self.duplicate = duplicate
-        self.resumed_at = resumed_at
+    photo_id: str
+    duplicate: bool
+    resumed_at: int = 0
 
 
 def _headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -66,7 +68,7 @@ async def upload_tus(
     progress: Progress | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     fields: Mapping[str, str] | None = None,
-) -> TusResult:
+) -> Uploaded:
     """Upload ``file`` (already inspected: a photo with its SHA-256) through tus, resuming
     the upload ``resume`` kept for it if the server still has it."""
     assert file.sha256 is not None, "inspect the file first"
@@ -109,7 +111,7 @@ async def upload_tus(
                 report(file.size)
                 if resume is not None:
                     await resume.drop(api.url, file.sha256)
-                return TusResult(done[0], done[1], resumed_at)
+                return Uploaded(photo_id=done[0], duplicate=done[1], resumed_at=resumed_at)
             continue
         if answer is not None and _is_final(answer):
             if resume is not None and answer.status in (404, 410, 415):
@@ -130,7 +132,7 @@ async def upload_tus(
             report(file.size)
             if resume is not None:
                 await resume.drop(api.url, file.sha256)
-            return TusResult(done[0], done[1], resumed_at)
+            return Uploaded(photo_id=done[0], duplicate=done[1], resumed_at=resumed_at)
         offset = int(head.headers.get("Upload-Offset", offset))
         report(offset)
 

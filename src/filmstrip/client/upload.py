@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-import msgspec
-
 from filmstrip.client.files import LocalFile
 from filmstrip.client.http import ApiClient
 from filmstrip.client.resume import ResumeStore
-from filmstrip.client.tus import CHUNK_BYTES, Progress, upload_tus
+from filmstrip.client.tus import CHUNK_BYTES, Progress, Uploaded, upload_tus
 
 #: Files up to this size go in one multipart request; larger ones through tus.
 MULTIPART_MAX_BYTES = 4 * 1024 * 1024
-
-
-class Uploaded(msgspec.Struct, frozen=True, kw_only=True):
-    """``duplicate``: the client already had these bytes (``photo_id`` is that photo);
-    ``resumed_at``: bytes an earlier, cut run had already sent."""
-
-    photo_id: str
-    duplicate: bool
-    resumed_at: int = 0
 
 
 async def upload_file(
@@ -42,7 +31,7 @@ async def upload_file(
     choices = {"pipeline": pipeline, "priority": None if priority is None else str(priority)}
     fields = {name: value for name, value in choices.items() if value is not None}
     if file.size > multipart_max_bytes:
-        done = await upload_tus(
+        return await upload_tus(
             api,
             file,
             session_id=session_id,
@@ -50,9 +39,6 @@ async def upload_file(
             resume=resume,
             progress=progress,
             chunk_bytes=chunk_bytes,
-        )
-        return Uploaded(
-            photo_id=done.photo_id, duplicate=done.duplicate, resumed_at=done.resumed_at
         )
     data = await asyncio.to_thread(file.path.read_bytes)
     accepted = await api.upload_bytes(
