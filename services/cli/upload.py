@@ -25,6 +25,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -140,12 +141,7 @@ async def _upload_all(api: ApiClient, state: _Run, console: Console) -> None:
     if session_id == "new":
         session_id = (await api.create_session()).session_id
         console.print(f"session {session_id}")
-    columns = (
-        TextColumn("{task.description:>10}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-    )
-    with Progress(*columns, console=console) as bars:
+    with _bars(console, TextColumn("{task.percentage:>3.0f}%")) as bars:
         inspected = await _inspect(state, bars)
         photos = [f for f in inspected if f.format is not None]
         for f in inspected:
@@ -161,31 +157,23 @@ async def _upload_all(api: ApiClient, state: _Run, console: Console) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(connected.wait(), timeout=10)
     try:
-        with Progress(
-            TextColumn("{task.description:>10}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as bars:
+        with _bars(console, DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()) as bars:
             await _send(api, state, to_send, session_id, bars)
         waiting = [
             r.photo_id for r in state.reports.values() if r.outcome == "uploaded" and r.photo_id
         ]
         if options.wait and waiting:
-            with Progress(
-                TextColumn("{task.description:>10}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=console,
-            ) as bars:
+            with _bars(console, MofNCompleteColumn(), TimeRemainingColumn()) as bars:
                 await _wait_processed(api, state, waiting, bars)
     finally:
         if events is not None:
             events.cancel()
             await asyncio.gather(events, return_exceptions=True)
+
+
+def _bars(console: Console, *columns: ProgressColumn) -> Progress:
+    """Bars that show each task's name and bar, then ``columns``."""
+    return Progress(TextColumn("{task.description:>10}"), BarColumn(), *columns, console=console)
 
 
 async def _inspect(state: _Run, bars: Progress) -> list[LocalFile]:
@@ -210,7 +198,7 @@ async def _inspect(state: _Run, bars: Progress) -> list[LocalFile]:
 async def _skip_duplicates(api: ApiClient, state: _Run, photos: list[LocalFile]) -> list[LocalFile]:
     """The photos to send: not on the server yet, each content once."""
     existing = await api.existing(f.sha256 for f in photos if f.sha256)
-    resume = _resume_store(state.options)
+    resume = ResumeStore(state.options.state_dir)
     first: dict[str, LocalFile] = {}
     to_send = []
     for f in photos:
@@ -230,16 +218,12 @@ async def _skip_duplicates(api: ApiClient, state: _Run, photos: list[LocalFile])
     return to_send
 
 
-def _resume_store(options: Options) -> ResumeStore:
-    return ResumeStore(options.state_dir)
-
-
 async def _send(
     api: ApiClient, state: _Run, files: list[LocalFile], session_id: str | None, bars: Progress
 ) -> None:
     total = bars.add_task("uploading", total=sum(f.size for f in files))
     limit = asyncio.Semaphore(max(1, state.options.concurrency))
-    resume = _resume_store(state.options)
+    resume = ResumeStore(state.options.state_dir)
 
     async def one(f: LocalFile) -> None:
         report = state.reports[f.path]
@@ -289,16 +273,13 @@ async def _follow(api: ApiClient, state: _Run, console: Console, connected: asyn
             async for item in events:
                 if isinstance(item, Gap):
                     state.changed.set()  # the wait asks the api about the rest
-                elif item.event in (PHOTO_COMPLETED, PHOTO_FAILED):
-                    reason = None
-                    if item.event == PHOTO_FAILED:
-                        error = item.data.get("error") or {}
-                        reason = str(error.get("message") or "processing failed")
-                    state.done[item.photo_id] = (
-                        "completed" if item.event == PHOTO_COMPLETED else "failed",
-                        reason,
-                        "bus",
-                    )
+                elif item.event == PHOTO_COMPLETED:
+                    state.done[item.photo_id] = ("completed", None, "bus")
+                    state.changed.set()
+                elif item.event == PHOTO_FAILED:
+                    error = item.data.get("error") or {}
+                    reason = str(error.get("message") or "processing failed")
+                    state.done[item.photo_id] = ("failed", reason, "bus")
                     state.changed.set()
     except (ApiFailure, EventStreamError) as exc:
         console.print(f"live progress unavailable ({exc}); asking the api instead")
