@@ -130,12 +130,7 @@ class SocketHandler:
         elif isinstance(message, ws.Subscribe):
             room = photo_room(message.photo_id)
             if room not in conn.rooms and conn.photo_rooms >= self._s.bus.max_photos_per_socket:
-                raise Refused(
-                    ws.Error(
-                        code=ws.TOO_MANY_ROOMS,
-                        message=f"at most {self._s.bus.max_photos_per_socket} photos per socket",
-                    )
-                )
+                raise self._too_many_rooms()
             await self._auth.check_photo(_client(conn), message.photo_id)
             if room in conn.rooms:
                 conn.reply(ws.Subscribed(room=room))
@@ -153,6 +148,12 @@ class SocketHandler:
         elif isinstance(message, ws.Resume):
             await self._resume(conn, message)
 
+    def _too_many_rooms(self) -> Refused:
+        limit = self._s.bus.max_photos_per_socket
+        return Refused(
+            ws.Error(code=ws.TOO_MANY_ROOMS, message=f"at most {limit} photos per socket")
+        )
+
     async def _identify(self, conn: Connection, message: ws.Identify) -> None:
         client_id = await self._auth.identify(message.token, message.session_id)
         photo_ids = [
@@ -161,12 +162,7 @@ class SocketHandler:
             if await self._auth.owns_photo(client_id, photo_id)
         ]
         if len(photo_ids) > self._s.bus.max_photos_per_socket:
-            raise Refused(
-                ws.Error(
-                    code=ws.TOO_MANY_ROOMS,
-                    message=f"at most {self._s.bus.max_photos_per_socket} photos per socket",
-                )
-            )
+            raise self._too_many_rooms()
         # Counted across every bus process (in Redis), not only this one's sockets.
         if not await self._sockets.admit(client_id, conn.socket_id):
             raise Refused(
