@@ -110,9 +110,7 @@ def job_runs(
                 runs[-1].error = _failure(data.get("error"))
 
     last_error = (
-        JobFailure(code=info.error.code, category=info.error.category, message=info.error.message)
-        if info.error
-        else None
+        msgspec.convert(info.error, JobFailure, from_attributes=True) if info.error else None
     )
     if runs and runs[-1].outcome is None:
         last = runs[-1]

@@ -22,12 +22,11 @@ from filmstrip.protocols.http import (
     QueueJobDetail,
     QueueJobPage,
     QueueOverview,
-    QueueWindow,
     QueueWindows,
     RetryAccepted,
 )
 from filmstrip.protocols.jobs import PhotoProcessingJob
-from filmstrip.queue import JobInfo, JobState, WindowStats
+from filmstrip.queue import JobInfo, JobState
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.ids import photo_of_job
 from filmstrip.services.api.job_history import history_complete, job_runs, photo_events
@@ -63,18 +62,9 @@ async def queue_overview(request: web.Request) -> web.StreamResponse:
     body = QueueOverview(
         name=state.settings.queue.name,
         paused=bool(counts["paused"]),
-        counts=QueueCounts(
-            waiting=counts["waiting"],
-            active=counts["active"],
-            delayed=counts["delayed"],
-            completed=counts["completed"],
-            failed=counts["failed"],
-        ),
-        stats=QueueWindows(
-            last_1h=_window(stats.last_1h),
-            last_24h=_window(stats.last_24h),
-            last_7d=_window(stats.last_7d),
-        ),
+        # The queue's own figures, field for field.
+        counts=msgspec.convert(counts, QueueCounts),
+        stats=msgspec.convert(stats, QueueWindows, from_attributes=True),
     )
     return json_response(body, headers=_NO_STORE)
 
@@ -195,17 +185,6 @@ async def resume(request: web.Request) -> web.StreamResponse:
     return json_response(QueueControl(paused=False))
 
 
-def _window(w: WindowStats) -> QueueWindow:
-    return QueueWindow(
-        total=w.total,
-        completed=w.completed,
-        failed=w.failed,
-        success_rate=w.success_rate,
-        avg_processing_ms=w.avg_processing_ms,
-        throughput_per_min=w.throughput_per_min,
-    )
-
-
 class _TraceOnly(msgspec.Struct):
     photo_id: str | None = None
     context: dict[str, object] = msgspec.field(default_factory=dict)
@@ -250,9 +229,5 @@ def _job_view(info: JobInfo) -> QueueJob:
         processed_at_ms=info.processed_at_ms,
         finished_at_ms=info.finished_at_ms,
         delayed_until_ms=info.delayed_until_ms,
-        error=JobFailure(
-            code=info.error.code, category=info.error.category, message=info.error.message
-        )
-        if info.error
-        else None,
+        error=msgspec.convert(info.error, JobFailure, from_attributes=True) if info.error else None,
     )
