@@ -159,33 +159,25 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.migrate_command == "catalog":
         from filmstrip.services.cli import migrate_catalog
 
-        return _run(
-            migrate_catalog.run(
-                settings,
-                migrate_catalog.Options(
-                    source=args.source,
-                    target=args.to,
-                    dry_run=args.dry_run,
-                    overwrite=args.overwrite,
-                    allow_extra=args.allow_extra,
-                    batch_rows=max(1, args.batch_rows),
-                ),
-            )
+        catalog = migrate_catalog.Options(
+            source=args.source,
+            target=args.to,
+            dry_run=args.dry_run,
+            overwrite=args.overwrite,
+            allow_extra=args.allow_extra,
+            batch_rows=max(1, args.batch_rows),
         )
+        return _run(migrate_catalog.run(settings, catalog))
     from filmstrip.services.cli import migrate_blobs
 
-    return _run(
-        migrate_blobs.run(
-            settings,
-            migrate_blobs.Options(
-                source=args.source,
-                target=args.to,
-                dry_run=args.dry_run,
-                overwrite=args.overwrite,
-                concurrency=max(1, args.concurrency),
-            ),
-        )
+    blobs = migrate_blobs.Options(
+        source=args.source,
+        target=args.to,
+        dry_run=args.dry_run,
+        overwrite=args.overwrite,
+        concurrency=max(1, args.concurrency),
     )
+    return _run(migrate_blobs.run(settings, blobs))
 
 
 def main(argv: list[str] | None = None) -> int:
