@@ -106,14 +106,11 @@ class RateLimiter:
 
     def refused_for(self, subject: str) -> float:
         """Seconds this process last told ``subject`` to wait that are still to run."""
-        until = self._refused_until.get(subject)
-        if until is None:
-            return 0.0
-        left = until - time.monotonic()
-        if left <= 0:
-            del self._refused_until[subject]
-            return 0.0
-        return left
+        left = self._refused_until.get(subject, -math.inf) - time.monotonic()
+        if left > 0:
+            return left
+        self._refused_until.pop(subject, None)  # run out: forget it
+        return 0.0
 
     def _note_refusal(self, subject: str, wait: float) -> None:
         now = time.monotonic()
@@ -134,10 +131,6 @@ async def start_limiter(app: web.Application) -> None:
     app[LIMITER] = RateLimiter(
         state.redis, rate_per_s=state.settings.api.rate_per_s, burst=state.settings.api.rate_burst
     )
-
-
-def _limiter(request: web.Request) -> RateLimiter:
-    return request.app[LIMITER]
 
 
 def _refuse(wait_s: float, who: str) -> ApiError:
@@ -161,7 +154,7 @@ async def ip_rate_middleware(request: web.Request, handler: Handler) -> web.Stre
     """429 for an IP over its rate on unauthenticated requests or refused tokens."""
     if route_template(request) in _EXEMPT:
         return await handler(request)
-    limiter = _limiter(request)
+    limiter = request.app[LIMITER]
     subject = _ip_subject(request)
     if credentials_of(request) is None:
         wait = await limiter.take(subject)
@@ -189,7 +182,7 @@ async def client_rate_middleware(request: web.Request, handler: Handler) -> web.
     """429 for an authenticated client over its rate (after the auth middleware)."""
     client = request.get(CLIENT)
     if client is not None:
-        wait = await _limiter(request).take(f"client:{client.id}")
+        wait = await request.app[LIMITER].take(f"client:{client.id}")
         if wait:
             raise _refuse(wait, "client")
     return await handler(request)
