@@ -82,10 +82,7 @@ class Lease:
         keeper = asyncio.ensure_future(self._keep(task))
         try:
             await asyncio.wait([task, keeper], return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if not task.done():  # cancelled below, before the lease is released
                 raise LeaseLost(f"lost {self.key} while its work ran")
             task.result()
             return True
