@@ -30,7 +30,7 @@ from filmstrip.services.api.choices import UploadChoices
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.ids import SESSION_ID
 from filmstrip.services.api.json import json_response
-from filmstrip.services.api.quota import from_quota_error
+from filmstrip.services.api.quota import quota_exceeded
 from filmstrip.services.api.state import ApiState
 
 log = logging.getLogger("filmstrip.api.uploads")
@@ -136,8 +136,8 @@ async def accept_photo(
         job_id, queued = await state.photos.accept(
             record, quota_bytes=settings.api.client_quota_bytes
         )
-    except QuotaExceeded as exc:
-        raise from_quota_error(exc) from None
+    except QuotaExceeded as exc:  # the final check, as the photo is recorded
+        raise quota_exceeded(exc.quota, exc.stored) from None
     except DuplicatePhoto as exc:
         # The catalog keeps one photo per client and bytes (recorded before, or by an
         # upload racing this one on any api host).

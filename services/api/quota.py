@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from filmstrip.catalog import ClientRecord, QuotaExceeded
+from filmstrip.catalog import ClientRecord
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.state import ApiState
 from filmstrip.settings import Settings
@@ -35,11 +35,6 @@ def quota_exceeded(quota: int, stored: int, *, adding: int | None = None) -> Api
         f"the client's photos take {stored} bytes of its quota of {quota}; {upload} would"
         " pass it. Delete photos to make room",
     )
-
-
-def from_quota_error(exc: QuotaExceeded) -> ApiError:
-    """The catalog's refusal (the final check, as the photo is recorded) as the 413."""
-    return quota_exceeded(exc.quota, exc.stored)
 
 
 async def stored(state: ApiState, client: ClientRecord) -> int:
