@@ -126,10 +126,7 @@ class LocalTusStore(TusStore):
     @contextlib.asynccontextmanager
     async def _one_creation(self, client_id: str) -> AsyncIterator[None]:
         """Be the only creation of ``client_id`` running, in this process and any other."""
-        lock = self._creating.get(client_id)
-        if lock is None:
-            lock = self._creating[client_id] = asyncio.Lock()
-        async with lock:
+        async with self._creating.setdefault(client_id, asyncio.Lock()):
             fd = await run_blocking(_open_creation_lock, self._client_dir(client_id))
             try:
                 deadline = time.monotonic() + self.lock_wait_s
