@@ -54,10 +54,8 @@ def host_of(request: web.Request) -> str | None:
 
 
 def route_template(request: web.Request) -> str | None:
-    """The template of the route the router matched (``/v1/photos/{photo_id}``), if any.
-
-    The router matches the raw path, so ``/v1/photos/x%2Foriginal`` is the photo route with
-    ``photo_id`` ``x/original``, though its decoded path looks like another route's."""
+    """The template of the route the router matched (``/v1/photos/{photo_id}``), if any: by
+    the raw path, so ``/v1/photos/x%2Foriginal`` is the photo route, not the original's."""
     resource = request.match_info.route.resource
     return None if resource is None else resource.canonical
 

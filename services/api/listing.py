@@ -89,11 +89,8 @@ def _sort_key(photo: PhotoRecord, sort: str) -> str:
 
 
 def _taken_bound(raw: str | None, name: str) -> str | None:
-    """An ISO date or date-time as the catalog compares ``taken_at``.
-
-    ``taken_at`` is the camera's wall-clock time (EXIF rarely says which zone), so a
-    bound is compared on its wall-clock digits too; an offset on it is ignored.
-    """
+    """An ISO date or date-time as the catalog compares ``taken_at``, the camera's wall-clock
+    time (EXIF rarely says which zone): by its wall-clock digits, any offset ignored."""
     if raw is None or raw == "":
         return None
     try:

@@ -23,11 +23,8 @@ def route_of(request: web.Request) -> str:
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count requests by route and status, time them, and count upload body bytes.
-
-    Placed outside the error middleware, so errors are counted with the status the client
-    sees rather than as exceptions.
-    """
+    """Count requests by route and status, time them, and count upload body bytes; outside
+    the error middleware, so errors count with the status the client sees."""
     started = time.perf_counter()
     status = 500
     try:

@@ -64,10 +64,8 @@ def thumbnail_url(state: ApiState, photo: PhotoRecord) -> str | None:
 
 
 async def _owned_photo(request: web.Request) -> PhotoRecord:
-    """The photo named in the path, if the caller may see it (token owner or valid signature).
-
-    Another client's photo is 404, exactly like a missing one: existence is not leaked.
-    """
+    """The photo named in the path, if the caller may see it (token owner or valid signature);
+    another client's is 404, exactly like a missing one: existence is not leaked."""
     state = state_of(request)
     photo_id = request.match_info["photo_id"]
     if not PHOTO_ID.match(photo_id):

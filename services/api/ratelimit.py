@@ -82,10 +82,8 @@ class RateLimiter:
         self._refused_until: dict[str, float] = {}
 
     async def take(self, subject: str) -> float:
-        """Spend one token of ``subject``'s bucket; seconds to wait if it is empty.
-
-        Fails open (returns 0) when Redis is unreachable; raises ``MaxConnectionsError``
-        when the process is out of Redis connections."""
+        """Spend one token of ``subject``'s bucket; seconds to wait if it is empty. Fails open
+        (0) when Redis is unreachable; ``MaxConnectionsError`` when this process is out of them."""
         try:
             allowed, wait_ms = await self._script(
                 keys=[keys.api_rate(subject)], args=[self._rate, self._burst]

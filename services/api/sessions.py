@@ -25,10 +25,8 @@ async def create_session(request: web.Request) -> web.StreamResponse:
 
 
 async def get_session(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/sessions/{id}``: photo counts by status and the photo ids, oldest first.
-
-    Another client's session is 404, exactly like a missing one.
-    """
+    """``GET /v1/sessions/{id}``: photo counts by status and the photo ids, oldest first;
+    another client's session is 404, exactly like a missing one."""
     state = state_of(request)
     session_id = request.match_info["session_id"]
     record = None

@@ -57,11 +57,8 @@ def private_paths(settings: Settings) -> list[Path]:
 
 
 def _tighten(path: Path, umask: int) -> bool:
-    """Take the bits ``umask`` masks off ``path``; True if it changed.
-
-    Only a path this user owns, and never a shared sticky directory such as /tmp, should a
-    setting point a store there.
-    """
+    """Take the bits ``umask`` masks off ``path``, if this user owns it and it is no shared
+    sticky directory such as /tmp (a setting may point a store there); True if it changed."""
     try:
         st = path.stat()
     except FileNotFoundError:

@@ -16,11 +16,8 @@ from typing import NamedTuple
 
 
 def client_tag(client_id: str) -> str:
-    """The hash tag of one client's event keys (the publish script touches them at once).
-
-    Every key of the client begins ``filmstrip:{client:<id>``, so they share a slot even
-    when the id itself holds a brace.
-    """
+    """The hash tag of one client's event keys, which the publish script touches at once
+    (each begins ``filmstrip:{client:<id>``: one slot even if the id holds a brace)."""
     return "{client:" + client_id + "}"
 
 
@@ -66,11 +63,8 @@ QUEUE_GROUP = "workers"
 
 
 def queue_tag(queue: str) -> str:
-    """The hash tag that keeps every key of one queue on one Cluster slot.
-
-    Raises ValueError for a name that would make it empty (``""`` or one starting with
-    ``}``): Redis then hashes each whole key, scattering the queue over the cluster.
-    """
+    """The hash tag that keeps every key of one queue on one Cluster slot; ValueError for a
+    name that makes it empty (Redis would hash each whole key, scattering the queue)."""
     if not queue or queue.startswith("}"):
         raise ValueError(f"queue name {queue!r} cannot be a hash tag: empty or starts with }}")
     return "{" + queue + "}"

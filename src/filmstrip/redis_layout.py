@@ -71,11 +71,8 @@ return n
 
 
 async def upgrade_layout(redis: RedisClient) -> bool:
-    """Move what layout 0 left to today's names, once per Redis; True if this call did.
-
-    A process that finds another one moving waits for it (or, should that one die, for
-    its lock to expire and takes over). Raises ``RedisError`` if Redis cannot be reached.
-    """
+    """Move what layout 0 left to today's names, once per Redis; True if this call did. One
+    that finds another moving waits for it (or, should it die, takes over once its lock ends)."""
     while not await _current(redis):
         if await redis.set(keys.layout_lock(), b"1", nx=True, px=_LOCK_MS):
             try:

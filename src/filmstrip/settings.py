@@ -427,11 +427,8 @@ def load_group(group: type[G], env: Mapping[str, str]) -> G:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Parse ``FILMSTRIP_*`` variables (and the PaaS ``PORT``, ``DATABASE_URL`` and
-    ``REDIS_URL``) into :class:`Settings`, each group from its own variables.
-
-    Raises :class:`SettingsError` naming the offending variable.
-    """
+    """:class:`Settings` from ``FILMSTRIP_*`` (and the PaaS ``PORT``, ``DATABASE_URL`` and
+    ``REDIS_URL``), each group from its own; :class:`SettingsError` names a bad variable."""
     env = os.environ if environ is None else environ
     ours = {name: value for name, value in env.items() if name.startswith(PREFIX)}
     if _env_name("database_url") in ours and _env_name("db_path") in ours:

@@ -209,11 +209,8 @@ class LocalTusStore(TusStore):
 
     @contextlib.asynccontextmanager
     async def locked(self, upload_id: str) -> AsyncIterator[None]:
-        """Hold the upload's lock; :class:`UploadLocked` if it stays busy for a while.
-
-        A client that resumes right after its connection dropped can arrive before the old
-        request has noticed; waiting a little lets that one commit and let go.
-        """
+        """Hold the upload's flock; :class:`UploadLocked` once it stays busy a while (a client
+        resuming right after a drop may come before the old request has let go)."""
         try:
             fd = await run_blocking(os.open, self.root / upload_id / _LOCK, os.O_RDWR)
         except FileNotFoundError:

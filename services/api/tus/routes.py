@@ -70,10 +70,8 @@ _CHUNK = 1024 * 1024
 
 
 def setup_tus(app: web.Application, *, background: bool = True) -> None:
-    """Add the tus routes, their store and (with ``background``) the expiry sweeper.
-
-    Call after the app's resources context is registered: the store reads ``app[STATE]``.
-    """
+    """Add the tus routes, their store and (with ``background``) the expiry sweeper; call
+    after the app's resources context is registered (the store reads ``app[STATE]``)."""
     app.router.add_route("OPTIONS", PREFIX, options)
     app.router.add_post(PREFIX, create)
     app.router.add_route("HEAD", PREFIX + "/{upload_id}", head)
@@ -293,10 +291,8 @@ async def _receive(
 async def _finish(
     request: web.Request, state: ApiState, store: TusStore, upload: TusUpload
 ) -> None:
-    """Copy the bytes to the blob store and record the photo (lock held).
-
-    Safe to repeat after a crash: the second run finds the first one's photo by SHA-256.
-    """
+    """Copy the bytes to the blob store and record the photo (lock held); safe to repeat
+    after a crash: the second run finds the first one's photo by SHA-256."""
     assert upload.content_type is not None  # sniffed before the last byte was committed
     # Before the copy: a client whose photos grew since the creation may no longer have
     # room. The upload stays complete: make room and send an empty PATCH, or DELETE it.
@@ -359,10 +355,8 @@ def _photo_headers(upload: TusUpload) -> dict[str, str]:
 
 
 async def _body(request: web.Request, idle_s: float) -> AsyncIterator[bytes]:
-    """The request body in chunks of about 1 MB; a stall of ``idle_s`` ends it.
-
-    What was buffered is still yielded when the connection drops, then the error is raised.
-    """
+    """The request body in chunks of about 1 MB; a stall of ``idle_s`` ends it. When the
+    connection drops, what was buffered is still yielded, then the error is raised."""
     buffer = bytearray()
     try:
         while True:

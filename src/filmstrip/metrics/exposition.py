@@ -51,11 +51,8 @@ def metrics_handler(
 async def start_metrics_server(
     host: str, port: int, refresh: Refresh | None = None
 ) -> web.AppRunner | None:
-    """Serve ``/metrics`` on ``host:port`` (for roles without an HTTP server).
-
-    Returns the runner to clean up, or None when the port is 0 or taken: metrics must
-    never stop a worker from working.
-    """
+    """Serve ``/metrics`` on ``host:port`` for roles without an HTTP server; the runner, or
+    None when the port is 0 or taken (metrics must never stop a worker from working)."""
     if port == 0:
         return None
     app = web.Application()

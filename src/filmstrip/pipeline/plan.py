@@ -54,12 +54,8 @@ def check_stage(name: str) -> str:
 
 
 def resolve_stages(pipeline: str, stages: list[str] | None = None) -> list[str]:
-    """The stages to run for ``pipeline``, optionally narrowed to ``stages``.
-
-    Explicit stages must be known; they run in the registry's order with duplicates
-    dropped, and ``validation`` is always first: no stage ever sees unvalidated bytes.
-    Raises :class:`LogicError` (code ``unknown_pipeline`` / ``unknown_stage``).
-    """
+    """The stages to run for ``pipeline``, optionally narrowed to known ``stages``: in the
+    registry's order, once each, ``validation`` first (no stage sees unvalidated bytes)."""
     if pipeline not in PIPELINES:
         raise LogicError(
             f"unknown pipeline {pipeline!r}; known pipelines: {', '.join(sorted(PIPELINES))}",
