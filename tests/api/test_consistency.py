@@ -19,7 +19,8 @@ from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for_url, utcnow
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import DataError
-from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
+from filmstrip.photos import PhotoLifecycle, completion_once_key, encode_job, ready_job
+from filmstrip.protocols.events import PHOTO_FAILED
 from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
 from filmstrip.services.api.accept import discard_unrecorded
@@ -198,6 +199,25 @@ async def test_stuck_photo_without_a_job_is_requeued(api: Api, status: PhotoStat
     n = await requeue_stuck(state.photos, older_than_s=0)
     assert n == 1  # only `fresh` (now old enough) lacked a job
     assert (await state.queue.counts())["waiting"] == 2
+
+
+async def test_a_requeued_photo_announces_its_outcome_over_an_earlier_ones_once_key(
+    api: Api,
+) -> None:
+    # Redis restored from an older snapshot can bring back the once-key of an outcome
+    # before a retry while losing the retry's job: the job the reconciler gives the photo
+    # must still be heard ending.
+    state = api.state
+    photo = _row(api, status=PhotoStatus.QUEUED)
+    await state.catalog.insert_photo(photo, None)
+    await _age(api, photo)
+    once = keys.event_once(photo.client_id, completion_once_key(photo.id))
+    await state.redis.set(once, "1700000000000-0")
+    assert await requeue_stuck(state.photos, older_than_s=60) == 1
+    job = ready_job(api.settings, photo)
+    assert await state.photos.fail(job, code="corrupt", category="DATA", message="bad")
+    stream = await state.redis.xrange(keys.client_events(photo.client_id))
+    assert [orjson.loads(fields[b"e"])["type"] for _, fields in stream] == [PHOTO_FAILED]
 
 
 async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api: Api) -> None:

@@ -145,6 +145,20 @@ async def test_owner_retries_a_failed_photo(api: Api) -> None:
     assert photo is not None and photo.status == "queued"
 
 
+async def test_a_retried_photo_announces_its_new_outcome(api: Api) -> None:
+    # A photo's outcome goes out once (by its once-key): a retry must reopen it, or the
+    # client never hears how the retry ended.
+    photo_id = await uploaded(api)
+    await fail(api, photo_id, _FIXABLE)
+    await _json(await api.http.post(f"{api.url}/v1/photos/{photo_id}/retry", headers=api.auth), 202)
+    await fail(api, photo_id, _FIXABLE)
+    row = await api.state.catalog.get_photo(photo_id)
+    assert row is not None and row.status == "failed"
+    stream = await api.state.redis.xrange(keys.client_events(row.client_id))
+    sent = [msgspec.json.decode(fields[b"e"])["type"] for _, fields in stream]
+    assert sent.count(PHOTO_FAILED) == 2, sent
+
+
 async def test_retry_after_the_dead_letter_was_removed_enqueues_afresh(api: Api) -> None:
     photo_id = await uploaded(api)
     await fail(api, photo_id, _FIXABLE)
