@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +18,7 @@ from filmstrip.auth import hash_token
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.redis_client import RedisClient, WaitingRedisCluster
 from filmstrip.services.api.accept import check_capacity
+from filmstrip.services.api.ratelimit import RateLimiter
 from tests.security.conftest import MakeApi, error_of
 
 pytestmark = pytest.mark.both_redis
@@ -56,14 +60,33 @@ async def test_refused_tokens_and_anonymous_requests_are_limited_per_ip(
     api = await make_api(api_rate_per_s="0.2", api_rate_burst="3")
     url = f"{api.url}/v1/photos/{NO_PHOTO}"
     bad = {"Authorization": "Bearer fst_guessed-token"}
+    # The socket's address counts, never X-Forwarded-For: a forged one gets no fresh bucket.
+    forged = (f"203.0.113.{n}" for n in range(1, 100))
     for _ in range(2):
-        await error_of(await api.http.get(url, headers=bad), 401, "invalid_token")
-    await error_of(await api.http.get(url), 401, "unauthorized")
+        headers = {**bad, "X-Forwarded-For": next(forged)}
+        await error_of(await api.http.get(url, headers=headers), 401, "invalid_token")
+    headers = {"X-Forwarded-For": next(forged)}
+    await error_of(await api.http.get(url, headers=headers), 401, "unauthorized")
     # The address has spent its bucket: guesses are refused before the token is looked up.
-    await error_of(await api.http.get(url, headers=bad), 429, "rate_limited")
-    await error_of(await api.http.get(f"{url}/original?exp=1&sig=x"), 429, "rate_limited")
+    headers = {**bad, "X-Forwarded-For": next(forged)}
+    await error_of(await api.http.get(url, headers=headers), 429, "rate_limited")
+    headers = {"X-Forwarded-For": next(forged)}
+    original = f"{url}/original?exp=1&sig=x"
+    await error_of(await api.http.get(original, headers=headers), 429, "rate_limited")
     # Probes are never limited.
     assert (await api.http.get(f"{api.url}/healthz")).status == 200
+
+
+async def test_an_idle_bucket_fills_no_further_than_its_burst(redis: RedisClient) -> None:
+    # Idle long enough to earn 10 tokens, a bucket still holds only its burst of 3.
+    limiter = RateLimiter(redis, rate_per_s=20, burst=3)
+    subject = f"idle-{uuid.uuid4().hex}"
+    assert await limiter.take(subject) == 0
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    allowed = [await limiter.take(subject) == 0 for _ in range(8)].count(True)
+    earned = math.ceil((time.monotonic() - started) * 20)
+    assert 3 <= allowed <= 3 + earned, (allowed, earned)
 
 
 async def test_limiter_fails_open_when_redis_is_down(make_api: MakeApi) -> None:
