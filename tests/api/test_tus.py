@@ -205,6 +205,10 @@ async def test_creation_with_upload(api: Api, corpus: Path) -> None:
     assert resp.status == 204
     assert resp.headers["Upload-Offset"] == str(len(data))
     assert resp.headers["Filmstrip-Photo-Id"]
+    # A finished upload takes no more bytes, and says why.
+    more = await _patch(api, url, len(data), b"more")
+    assert more.status == 409
+    assert (await more.json())["error"]["code"] == "upload_finished"
 
 
 async def test_chunks_are_logged_at_debug_unless_they_fail(
