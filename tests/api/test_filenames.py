@@ -41,6 +41,11 @@ def test_a_long_name_is_cut_on_a_character_keeping_its_extension() -> None:
     assert kept is not None
     assert len(kept.encode()) <= MAX_BYTES
     assert kept.endswith("é.jpeg")
+    # Bytes count, not characters: 204 characters of 404 bytes are cut too.
+    kept = clean_filename("é" * 200 + ".jpg")
+    assert kept is not None and len(kept.encode()) <= MAX_BYTES and kept.endswith("é.jpg")
+    # What follows the last dot past 16 bytes is no extension: cut with the rest.
+    assert clean_filename("a" * 300 + "." + "b" * 300) == "a" * MAX_BYTES
 
 
 def test_content_disposition_has_an_ascii_fallback_and_utf8_name() -> None:
