@@ -1,4 +1,5 @@
-"""The blob store contract on S3 (a moto server on loopback), plus outages."""
+"""The blob store contract on S3 (a moto server on loopback), plus outages; the same on
+SeaweedFS in test_s3_seaweedfs.py."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ async def s3_client(moto_server: MotoServer) -> AsyncIterator[object]:
     await opened.close()
 
 
-class TestS3BlobStore(BlobStoreContract):
+class S3Contract(BlobStoreContract):
+    """The contract plus S3's own behaviour, on whatever endpoint ``s3_client`` talks to."""
+
     @pytest.fixture
     async def store(self, s3_client: object) -> AsyncIterator[S3BlobStore]:
         # Each test gets its own key prefix in a shared bucket, which also exercises
@@ -98,6 +101,8 @@ class TestS3BlobStore(BlobStoreContract):
         stat = await store.stat("etag")
         assert stat is not None and stat.etag == info.etag
 
+
+class TestS3BlobStore(S3Contract):
     async def test_outage_is_unavailable_quickly_and_recovers(
         self, store: S3BlobStore, moto_server: MotoServer
     ) -> None:

@@ -1,0 +1,58 @@
+"""The blob store contract on SeaweedFS, a real S3 server that checks every signature: with
+the payload signed (plain http's default) and unsigned (``FILMSTRIP_S3_SIGN_PAYLOAD=false``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.seaweed import LoopbackSeaweedFS
+from filmstrip.blobs.s3 import S3BlobStore
+from filmstrip.settings import load_settings
+from tests.blobs.test_s3 import BUCKET, S3Contract
+
+KEYS = ("seaweed-test-key", "seaweed-test-secret")
+
+
+@pytest.fixture(scope="module")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSeaweedFS]:
+    folder: Path = tmp_path_factory.mktemp("seaweedfs")
+    with LoopbackSeaweedFS(folder, access_key=KEYS[0], secret_key=KEYS[1]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["auto", "false"], ids=["signed", "unsigned"])
+async def s3_client(
+    seaweedfs: LoopbackSeaweedFS, request: pytest.FixtureRequest
+) -> AsyncIterator[object]:
+    url = f"s3://{BUCKET}"
+    env = {
+        "FILMSTRIP_BLOB_URL": url,
+        "FILMSTRIP_S3_ENDPOINT_URL": seaweedfs.url,
+        "FILMSTRIP_S3_ACCESS_KEY_ID": KEYS[0],
+        "FILMSTRIP_S3_SECRET_ACCESS_KEY": KEYS[1],
+        "FILMSTRIP_S3_SIGN_PAYLOAD": request.param,
+    }
+    opened = await S3BlobStore.from_settings(url, load_settings(env))
+    yield opened.client
+    await opened.close()
+
+
+class TestSeaweedFSBlobStore(S3Contract):
+    async def test_a_wrong_secret_is_refused(self, seaweedfs: LoopbackSeaweedFS) -> None:
+        # Guards the suite: the server does check signatures, signed payload or not.
+        url = f"s3://{BUCKET}"
+        env = {
+            "FILMSTRIP_S3_ENDPOINT_URL": seaweedfs.url,
+            "FILMSTRIP_S3_ACCESS_KEY_ID": KEYS[0],
+            "FILMSTRIP_S3_SECRET_ACCESS_KEY": "not-the-secret",
+            "FILMSTRIP_S3_SIGN_PAYLOAD": "false",
+        }
+        store = await S3BlobStore.from_settings(url, load_settings(env))
+        try:
+            with pytest.raises(Exception, match=r"SignatureDoesNotMatch|AccessDenied|403"):
+                await store.put_bytes("x", b"x", content_type="image/jpeg")
+        finally:
+            await store.close()
