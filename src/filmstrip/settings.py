@@ -96,6 +96,9 @@ class BlobSettings(msgspec.Struct, frozen=True, kw_only=True):
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
+    # Whether a PUT's signature covers its body's SHA-256; unset or auto: over plain http
+    # only (over https, TLS already keeps the body from being changed on the way).
+    s3_sign_payload: bool | None = None
 
 
 class CatalogSettings(msgspec.Struct, frozen=True, kw_only=True):
