@@ -111,7 +111,8 @@ class BlobStoreContract:
         assert info.size == size
         assert await store.get_bytes("at-limit") == data
 
-    @pytest.mark.parametrize(("limit", "chunk"), [(10, 4), (BIG, MiB)])
+    # (10, 11): one byte over in the first chunk.
+    @pytest.mark.parametrize(("limit", "chunk"), [(10, 4), (10, 11), (BIG, MiB)])
     async def test_over_limit_stops_reading_and_leaves_nothing(
         self, store: BlobStore, limit: int, chunk: int
     ) -> None:
