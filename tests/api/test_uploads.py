@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from filmstrip.photos import decode_job
 from filmstrip.services.api.state import STATE
 from filmstrip.services.cli.tokens import issue_token
 from tests.api.conftest import Api, api_settings, start_api
+from tests.api.factories import fake_jpeg
 
 
 async def _error(resp: aiohttp.ClientResponse, status: int, code: str) -> dict[str, str]:
@@ -138,6 +140,49 @@ async def test_over_limit_while_streaming_chunked(api: Api, corpus: Path) -> Non
         headers={**api.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     await _error(resp, 413, "too_large")
+    await _assert_nothing_left(api)
+
+
+async def test_a_declared_length_over_the_limit_is_413_before_the_body_is_sent(
+    api: Api,
+) -> None:
+    # A client about to send 1 GB hears at once that it may not, not after it sent it.
+    host, port = api.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            (
+                "POST /v1/photos HTTP/1.1\r\n"
+                f"Host: {host}\r\nAuthorization: Bearer {api.token}\r\n"
+                "Content-Type: multipart/form-data; boundary=b\r\n"
+                f"Content-Length: {1 << 30}\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):
+            status = await reader.readline()
+    finally:
+        writer.close()
+    assert status.split()[1] == b"413", status
+    await _assert_nothing_left(api)
+
+
+async def test_a_compressed_upload_is_415_unsupported_encoding(api: Api) -> None:
+    # aiohttp would inflate it before any size check saw the bytes (a decompression bomb).
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + fake_jpeg() + b"\r\n--b--\r\n"
+    )
+    resp = await api.http.post(
+        f"{api.url}/v1/photos",
+        data=gzip.compress(body),
+        headers={
+            **api.auth,
+            "Content-Type": "multipart/form-data; boundary=b",
+            "Content-Encoding": "gzip",
+        },
+    )
+    await _error(resp, 415, "unsupported_encoding")
     await _assert_nothing_left(api)
 
 
