@@ -134,6 +134,33 @@ async def test_graceful_stop_hands_back_unfinished_jobs_at_once(
     assert second.calls == [("photo:stuck", 1)]
 
 
+async def test_graceful_stop_hands_back_prefetched_jobs_too(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    # Jobs taken ahead of a free slot are active in Redis: dropped at shutdown, they would
+    # wait out the visibility timeout, or be lost once the consumer leaves the group.
+    queue = make_queue(visibility_timeout_ms=60_000, shutdown_grace_s=0.05)
+    for n in range(3):
+        await queue.add(f"photo:{n}", b"")
+    started = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with running(Recorder(handler).consumer(queue, concurrency=1, prefetch=2)):
+        await started.wait()
+        await wait_for(lambda: _counted(queue, "active", 3))
+    for n in range(3):
+        info = await queue.get_job(f"photo:{n}")
+        assert info is not None and info.state is JobState.WAITING, info
+        assert info.attempts_made == 0
+    second = Recorder()
+    async with running(second.consumer(queue)):
+        await wait_for(lambda: _state(queue, "photo:2", JobState.COMPLETED))
+    assert sorted(job_id for job_id, _ in second.calls) == ["photo:0", "photo:1", "photo:2"]
+
+
 async def test_a_handed_back_job_keeps_its_priority(
     make_queue: Callable[..., JobQueue],
 ) -> None:
@@ -183,6 +210,10 @@ async def _state(queue: JobQueue, job_id: str, state: JobState) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _counted(queue: JobQueue, state: str, n: int) -> bool:
+    return (await queue.counts())[state] == n
 
 
 async def test_consumers_of_dead_workers_are_pruned_once_idle_and_empty(
@@ -247,6 +278,59 @@ async def test_a_late_settle_of_a_reclaimed_delivery_leaves_the_new_one_alone(
         assert await _state(queue, "photo:1", JobState.ACTIVE), outcome
     assert (await queue.step("w2", 0, [Settlement(new, Outcome.COMPLETE)])).applied == [1]
     assert await _state(queue, "photo:1", JobState.COMPLETED)
+
+
+class _CannotSettleFor(JobQueue):
+    """A real queue that cannot reach Redis to settle jobs for ``outage_s`` once asked."""
+
+    outage_s = 0.0
+    _until: float | None = None
+
+    async def step(self, consumer: str, want: int, settled: Sequence[Settlement]) -> Step:
+        if settled:
+            now = asyncio.get_running_loop().time()
+            if self._until is None:
+                self._until = now + self.outage_s
+            if now < self._until:
+                raise redis.exceptions.ConnectionError("Connection refused.")
+        return await super().step(consumer, want, settled)
+
+
+async def test_a_finished_job_waiting_to_be_settled_keeps_its_claim(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    # Its outcome is not in Redis yet: the heartbeat must keep renewing it, or another
+    # worker reclaims it after the visibility timeout and runs it a second time.
+    plain = make_queue(visibility_timeout_ms=VIS)
+    queue = _CannotSettleFor(plain.redis, plain.options)
+    queue.outage_s = VIS * 3 / 1000
+    await queue.add("photo:1", b"")
+    first, other = Recorder(), Recorder()
+    async with running(first.consumer(queue, name="first")):
+        await wait_for(lambda: _true(len(first.calls) == 1))
+        async with running(other.consumer(plain, name="other")):
+            await wait_for(lambda: _state(queue, "photo:1", JobState.COMPLETED))
+    assert (first.calls, other.calls) == ([("photo:1", 1)], [])
+    assert first.completed == ["photo:1"]
+
+
+async def test_a_prefetched_job_keeps_its_claim_while_it_waits_for_a_slot(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    queue = make_queue(visibility_timeout_ms=VIS)
+    await queue.add("photo:slow", b"")
+    await queue.add("photo:next", b"")
+
+    async def slow(job: Job) -> None:
+        if job.id == "photo:slow":
+            await asyncio.sleep(VIS * 3 / 1000)
+
+    first, other = Recorder(slow), Recorder()
+    async with running(first.consumer(queue, name="first", concurrency=1, prefetch=1)):
+        await wait_for(lambda: _counted(queue, "active", 2))
+        async with running(other.consumer(queue, name="other")):
+            await wait_for(lambda: _state(queue, "photo:next", JobState.COMPLETED))
+    assert (first.calls, other.calls) == ([("photo:slow", 1), ("photo:next", 1)], [])
 
 
 class _LosesOneReply(JobQueue):
