@@ -154,6 +154,7 @@ async def start_deployment(
     workers: int,
     cpus: list[int] | None,
     aside: list[int] | None,
+    sign_payload: str = "auto",
 ) -> Deployment:
     """Redis, PostgreSQL and SeaweedFS on ``infra``; the roles on their hosts."""
     redis = HostRedis(infra, cpus=cpus)
@@ -184,6 +185,7 @@ async def start_deployment(
             "FILMSTRIP_API_PORT": str(API_PORT),
             "FILMSTRIP_BUS_HOST": host.address,
             "FILMSTRIP_BUS_PORT": str(BUS_PORT),
+            "FILMSTRIP_S3_SIGN_PAYLOAD": sign_payload,
         }
         health = {
             "api": f"http://{host.address}:{API_PORT}/readyz",
@@ -321,6 +323,7 @@ async def multihost(
     fast: bool,
     workers: int,
     split: tuple[list[int], list[int]] | None,
+    sign_payload: str = "auto",
 ) -> int:
     """The run on ``network`` (made by :func:`build_network`; this thread is already in
     its clients' namespace)."""
@@ -344,7 +347,13 @@ async def multihost(
             for layout in dict.fromkeys(layouts):
                 bare_before[layout] = await asyncio.to_thread(bare_rate, sample, layout, cpus=cpus)
         dep = await start_deployment(
-            network, infra, chaos=chaos_on, workers=workers, cpus=cpus, aside=aside
+            network,
+            infra,
+            chaos=chaos_on,
+            workers=workers,
+            cpus=cpus,
+            aside=aside,
+            sign_payload=sign_payload,
         )
         catalog = catalog_for_url(dep.database_url)
         await catalog.connect()
@@ -435,6 +444,12 @@ def main() -> int:
         help="run SeaweedFS, PostgreSQL and the clients on the last N CPUs; the system"
         " (api, worker, bus, Redis) and the bare pipeline on the others",
     )
+    parser.add_argument(
+        "--s3-sign-payload",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="the roles' FILMSTRIP_S3_SIGN_PAYLOAD (auto: signed, as SeaweedFS is plain http)",
+    )
     args = parser.parse_args()
     why = unavailable()
     if why:
@@ -468,6 +483,7 @@ def main() -> int:
             fast=args.fast,
             workers=args.worker_hosts,
             split=split,
+            sign_payload=args.s3_sign_payload,
         )
         try:
             import uvloop
