@@ -33,12 +33,14 @@ from filmstrip.events import EventPublisher
 from filmstrip.photos import PhotoLifecycle
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.queue import Consumer, JobQueue, QueueOptions
+from filmstrip.services.api import backlog
 from filmstrip.services.api.app import create_app
 from filmstrip.services.api.state import STATE
 from filmstrip.services.cli.tokens import issue_token
 from filmstrip.services.worker.processor import PhotoProcessor
 from filmstrip.settings import Settings, sqlite_url
-from tests.api.conftest import api_settings
+from tests.api.conftest import api_settings, start_api
+from tests.api.factories import fake_jpeg
 from tests.support import postgres
 from tests.support.settings import replace_settings
 
@@ -352,3 +354,36 @@ async def test_redis_stopped_during_50_uploads_loses_nothing(
     assert await state.catalog.outbox_pending(older_than_s=0) == []
     counts = await state.queue.counts()
     assert counts.get("waiting", 0) == 0 and counts.get("failed", 0) == 0, counts
+
+
+async def test_an_upload_whose_enqueue_failed_makes_the_next_ask_redis(
+    own_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Far below the limit the backlog is read once a second; an upload that found Redis
+    # gone must not leave that reading standing, or uploads are taken on it for the rest
+    # of the second though the queue is down. (A reading good for a minute here, so a
+    # slow machine cannot let it lapse between the uploads.)
+    monkeypatch.setattr(backlog, "FRESH_S", 60.0)
+    runner, url = await start_api(api_settings(tmp_path, own_redis.url))
+    try:
+        _client, token = await issue_token(runner.app[STATE].catalog, "gone", admin=False)
+        auth = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as http:
+
+            async def upload(n: int) -> tuple[int, Any]:
+                form = aiohttp.FormData()
+                form.add_field("file", fake_jpeg() + bytes([n]), filename=f"{n}.jpg")
+                resp = await http.post(f"{url}/v1/photos", data=form, headers=auth)
+                return resp.status, await resp.json()
+
+            assert (await upload(1))[0] == 201
+            own_redis.stop(kill=True)
+            # Taken on the reading of a moment ago, and recorded for the outbox relay.
+            status, kept = await upload(2)
+            assert status == 201, kept
+            status, body = await upload(3)
+            assert (status, body["error"]["code"]) == (503, "queue_unavailable"), body
+        pending = await runner.app[STATE].catalog.outbox_pending(older_than_s=0)
+        assert [e.photo_id for e in pending] == [kept["photo_id"]]
+    finally:
+        await runner.cleanup()
