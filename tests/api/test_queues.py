@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.errors import LogicError, TemporaryError
 from filmstrip.protocols.events import (
@@ -157,6 +158,22 @@ async def test_a_retried_photo_announces_its_new_outcome(api: Api) -> None:
     stream = await api.state.redis.xrange(keys.client_events(row.client_id))
     sent = [msgspec.json.decode(fields[b"e"])["type"] for _, fields in stream]
     assert sent.count(PHOTO_FAILED) == 2, sent
+
+
+async def test_a_retry_the_queue_cannot_take_leaves_the_photo_failed(tmp_path: Path) -> None:
+    # The row turns queued before the job is revived; left so when Redis refuses, the
+    # photo would wait for a job in the failed set, which nothing ever repairs.
+    with RedisServer(appendonly=True) as own:
+        async with running_api(api_settings(tmp_path, own.url), "alice") as api:
+            photo_id = await uploaded(api)
+            await fail(api, photo_id, _FIXABLE)
+            own.stop(kill=True)
+            resp = await api.http.post(f"{api.url}/v1/photos/{photo_id}/retry", headers=api.auth)
+            body = await resp.json()
+            assert resp.status == 503 and body["error"]["code"] == "redis_unavailable", body
+            row = await api.state.catalog.get_photo(photo_id)
+            assert row is not None and row.status == "failed"
+            assert row.error_code == "stage_misconfigured"
 
 
 async def test_retry_after_the_dead_letter_was_removed_enqueues_afresh(api: Api) -> None:
