@@ -53,6 +53,23 @@ async def test_static_files_do_not_leak_outside_their_folder(api: WebApi) -> Non
     assert (STATIC / "index.html").is_file()
 
 
+async def test_missing_files_and_routes_answer_in_the_json_error_shape(api: WebApi) -> None:
+    for method, path, status, code in (
+        ("GET", "/static/css/nope.css", 404, "not_found"),
+        ("GET", "/static/../web.py", 404, "not_found"),
+        ("GET", "/nowhere", 404, "not_found"),
+        ("DELETE", "/", 405, "method_not_allowed"),
+        # Under /v1 a caller without a token learns nothing, not even what is no route.
+        ("GET", "/v1/nowhere", 401, "unauthorized"),
+        ("DELETE", "/v1/config", 401, "unauthorized"),
+    ):
+        resp = await api.http.request(method, f"{api.url}{path}")
+        assert resp.content_type == "application/json", (path, await resp.text())
+        body = await resp.json()
+        assert (resp.status, body["error"]["code"]) == (status, code), (path, body)
+        assert body["error"]["message"]
+
+
 async def test_config_is_public_and_points_at_the_bus_on_the_callers_host(api: WebApi) -> None:
     resp = await api.http.get(f"{api.url}/v1/config")
     assert resp.status == 200
