@@ -365,6 +365,15 @@ async def test_what_is_stuck_goes_by_the_catalogs_clock_not_the_callers(
     assert [p.id for p in await catalog.awaiting_follow_up(older_than_s=0)] == [photo.id]
 
 
+async def test_deleting_a_photo_drops_its_pending_outbox_entry(catalog: Catalog) -> None:
+    # Left behind, the relay would queue a job for a photo that is gone.
+    photo = make_photo()
+    entry = OutboxEntry(job_id=photo.job_id, photo_id=photo.id, payload="{}", priority=5)
+    await catalog.insert_photo(photo, entry)
+    assert await catalog.delete_photo(photo.id, photo.client_id) is not None
+    assert await catalog.outbox_pending(older_than_s=0) == []
+
+
 async def test_a_snapshot_keeps_seeing_the_catalog_as_it_began(catalog: Catalog) -> None:
     await catalog.create_client("a", "alice", is_admin=False)
     query = "SELECT id FROM clients ORDER BY id"
