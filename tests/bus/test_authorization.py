@@ -74,6 +74,28 @@ async def test_another_clients_photo_is_forbidden(
     await c.barrier()  # the pong comes first: alice's event was not queued for us
 
 
+async def test_another_clients_photo_named_at_identify_is_left_out(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    alice, mallory = await make_account(), await make_account()
+    c = await connect(bus)
+    identified = await c.identify(mallory.token, photo_ids=[alice.photos[0], mallory.photos[0]])
+    assert identified["photo_ids"] == [mallory.photos[0]]
+    await publisher.publish(
+        ev.PHOTO_COMPLETED, photo_id=alice.photos[0], client_id=alice.client_id,
+        trace_id="a" * 32,
+    )  # fmt: skip
+    # Published after alice's on the same connection: had hers been routed here, it
+    # would come first.
+    own = await publisher.publish(
+        ev.PHOTO_COMPLETED, photo_id=mallory.photos[0], client_id=mallory.client_id,
+        trace_id="m" * 32,
+    )  # fmt: skip
+    [msg] = await c.events(1)
+    assert msg["id"] == own
+    await c.barrier()
+
+
 async def test_another_clients_room_cannot_be_claimed(
     bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
 ) -> None:
