@@ -71,7 +71,13 @@ async def test_another_clients_photo_is_forbidden(
         ev.PHOTO_COMPLETED, photo_id=alice.photos[0], client_id=alice.client_id,
         trace_id="a" * 32,
     )  # fmt: skip
-    await c.barrier()  # the pong comes first: alice's event was not queued for us
+    # Mallory's own event, published after alice's, is the first to arrive.
+    own = await publisher.publish(
+        ev.PHOTO_COMPLETED, photo_id=mallory.photos[0], client_id=mallory.client_id,
+        trace_id="m" * 32,
+    )  # fmt: skip
+    assert [m["id"] for m in await c.events(1)] == [own]
+    await c.barrier()
 
 
 async def test_another_clients_photo_named_at_identify_is_left_out(
@@ -109,6 +115,11 @@ async def test_another_clients_room_cannot_be_claimed(
         ev.PHOTO_UPLOADED, photo_id=alice.photos[0], client_id=alice.client_id,
         trace_id="a" * 32,
     )  # fmt: skip
+    own = await publisher.publish(
+        ev.PHOTO_UPLOADED, photo_id=mallory.photos[0], client_id=mallory.client_id,
+        trace_id="m" * 32,
+    )  # fmt: skip
+    assert [m["id"] for m in await c.events(1)] == [own]
     await c.barrier()
 
 
