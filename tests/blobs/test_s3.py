@@ -32,22 +32,28 @@ def s3_env(endpoint: MotoServer | RecordingEndpoint, url: str) -> dict[str, str]
 
 
 @pytest.fixture(scope="module")
-async def s3_client(moto_server: MotoServer) -> AsyncIterator[object]:
+async def s3_opened(moto_server: MotoServer) -> AsyncIterator[S3BlobStore]:
     """One client for the module: opening one loads botocore's models (~0.3 s)."""
     url = f"s3://{BUCKET}"
     opened = await S3BlobStore.from_settings(url, load_settings(s3_env(moto_server, url)))
-    yield opened.client
+    yield opened
     await opened.close()
 
 
 class S3Contract(BlobStoreContract):
-    """The contract plus S3's own behaviour, on whatever endpoint ``s3_client`` talks to."""
+    """The contract plus S3's own behaviour, on whatever endpoint ``s3_opened`` talks to
+    (its client, and its direct GETs and PUTs)."""
 
     @pytest.fixture
-    async def store(self, s3_client: object) -> AsyncIterator[S3BlobStore]:
+    async def store(self, s3_opened: S3BlobStore) -> AsyncIterator[S3BlobStore]:
         # Each test gets its own key prefix in a shared bucket, which also exercises
         # prefix handling everywhere.
-        store = S3BlobStore(s3_client, BUCKET, prefix=f"t-{uuid.uuid4().hex[:12]}/")
+        store = S3BlobStore(
+            s3_opened.client,
+            BUCKET,
+            prefix=f"t-{uuid.uuid4().hex[:12]}/",
+            direct=s3_opened.direct,
+        )
         yield store
         await store.delete_prefix("")
         for upload in await self._uploads(store):

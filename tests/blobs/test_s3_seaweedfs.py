@@ -3,6 +3,7 @@ the payload signed (plain http's default) and unsigned (``FILMSTRIP_S3_SIGN_PAYL
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,9 +25,9 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSeaw
 
 
 @pytest.fixture(scope="module", params=["auto", "false"], ids=["signed", "unsigned"])
-async def s3_client(
+async def s3_opened(
     seaweedfs: LoopbackSeaweedFS, request: pytest.FixtureRequest
-) -> AsyncIterator[object]:
+) -> AsyncIterator[S3BlobStore]:
     url = f"s3://{BUCKET}"
     env = {
         "FILMSTRIP_BLOB_URL": url,
@@ -36,11 +37,22 @@ async def s3_client(
         "FILMSTRIP_S3_SIGN_PAYLOAD": request.param,
     }
     opened = await S3BlobStore.from_settings(url, load_settings(env))
-    yield opened.client
+    yield opened
     await opened.close()
 
 
 class TestSeaweedFSBlobStore(S3Contract):
+    async def test_direct_requests_are_accepted(self, store: S3BlobStore) -> None:
+        # Not through the fallback: the server takes the direct path's own signatures.
+        assert store.direct is not None
+        full = store.prefix + "originals/p.jpg"
+        etag = await store.direct.put(full, b"abc", "image/jpeg")
+        assert etag is not None and etag.strip('"') == hashlib.md5(b"abc").hexdigest()
+        resp = await store.direct.get(full)
+        assert resp is not None
+        assert await resp.read() == b"abc"
+        resp.release()
+
     async def test_a_wrong_secret_is_refused(self, seaweedfs: LoopbackSeaweedFS) -> None:
         # Guards the suite: the server does check signatures, signed payload or not.
         url = f"s3://{BUCKET}"
@@ -52,6 +64,8 @@ class TestSeaweedFSBlobStore(S3Contract):
         }
         store = await S3BlobStore.from_settings(url, load_settings(env))
         try:
+            assert store.direct is not None
+            assert await store.direct.put(store.prefix + "x", b"x", "image/jpeg") is None
             with pytest.raises(Exception, match=r"SignatureDoesNotMatch|AccessDenied|403"):
                 await store.put_bytes("x", b"x", content_type="image/jpeg")
         finally:

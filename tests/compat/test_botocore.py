@@ -55,3 +55,24 @@ def test_put_bodies_stay_bytes_once_the_builtin_handler_is_unregistered() -> Non
     compat.send_bodies_as_bytes(client)
     assert body_after_parameter_build("PutObject") == b"abc"
     assert body_after_parameter_build("UploadPart") == b"abc"
+
+
+def test_a_request_signed_outside_a_client_follows_the_config_s_payload_signing() -> None:
+    import hashlib
+
+    from botocore.awsrequest import AWSRequest
+    from botocore.config import Config
+    from botocore.credentials import Credentials
+
+    def content_hash(sign: bool) -> str:
+        request = AWSRequest(method="PUT", url="http://127.0.0.1:9/b/k", data=b"abc")
+        config = Config(s3={"payload_signing_enabled": sign})
+        compat.sign_s3_request(
+            request, credentials=Credentials("x", "y"), region="us-east-1", config=config
+        )
+        assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=x/")
+        return str(request.headers["X-Amz-Content-SHA256"])
+
+    assert content_hash(True) == hashlib.sha256(b"abc").hexdigest()
+    # Over plain http: only the config can turn it off.
+    assert content_hash(False) == "UNSIGNED-PAYLOAD"

@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import aioboto3
+import aiohttp
 from aiobotocore.session import AioSession
 from botocore.config import Config
 from botocore.exceptions import (
@@ -48,6 +49,7 @@ from filmstrip.blobs.base import (
     ContentEtag,
 )
 from filmstrip.blobs.fs import guess_content_type
+from filmstrip.blobs.s3_direct import DirectS3
 from filmstrip.blobs.s3_timestamps import parse_timestamp
 from filmstrip.blobs.validation import check_key, check_prefix
 from filmstrip.compat.botocore import send_bodies_as_bytes, share_endpoint_resolution
@@ -64,7 +66,13 @@ _NO_BUCKET = "NoSuchBucket"
 _TRANSIENT = frozenset(
     {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"}
 )
-_TRANSPORT = (ConnectionError, HTTPClientError, ResponseStreamingError, IncompleteReadError)
+_TRANSPORT = (
+    ConnectionError,
+    HTTPClientError,
+    ResponseStreamingError,
+    IncompleteReadError,
+    aiohttp.ClientError,  # a body read through DirectS3
+)
 
 
 def client_config(*, sign_payload: bool = True) -> Config:
@@ -128,8 +136,10 @@ class S3BlobStore(BlobStore):
         region: str = "us-east-1",
         create_bucket: bool = True,
         exit_stack: contextlib.AsyncExitStack | None = None,
+        direct: DirectS3 | None = None,
     ) -> None:
         self.client = client
+        self.direct = direct
         self.bucket = bucket
         self.prefix = prefix
         self.region = region
@@ -160,7 +170,34 @@ class S3BlobStore(BlobStore):
         )
         share_endpoint_resolution(client)
         send_bodies_as_bytes(client)
-        return cls(client, bucket, prefix=prefix, region=settings.blobs.s3_region, exit_stack=stack)
+        config = client.meta.config
+        http = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=config.max_pool_connections),
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=config.connect_timeout, sock_read=config.read_timeout
+                ),
+                skip_auto_headers=("Content-Type",),
+            )
+        )
+        credentials = await botocore_session.get_credentials()
+        direct = credentials and DirectS3(
+            http,
+            endpoint_url=client.meta.endpoint_url,
+            bucket=bucket,
+            region=client.meta.region_name,
+            credentials=credentials,
+            config=config,
+            user_agent=USER_AGENT,
+        )
+        return cls(
+            client,
+            bucket,
+            prefix=prefix,
+            region=settings.blobs.s3_region,
+            exit_stack=stack,
+            direct=direct,
+        )
 
     async def close(self) -> None:
         """Close the client and its connection pool."""
@@ -212,6 +249,16 @@ class S3BlobStore(BlobStore):
     ) -> BlobInfo:
         """One PutObject (S3 answers only once the object is stored: always durable)."""
         full = self._key(key)
+        if self.direct is not None and self.direct.takes(full):
+            etag = await self.direct.put(full, data, content_type)
+            if etag is not None:
+                return BlobInfo(
+                    key=key,
+                    size=len(data),
+                    etag=etag.strip('"'),
+                    content_type=content_type,
+                    modified=time.time(),
+                )
         resp = await self._writing(
             lambda: self.client.put_object(
                 Bucket=self.bucket, Key=full, Body=data, ContentType=content_type
@@ -405,6 +452,18 @@ class S3BlobStore(BlobStore):
     ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
         """GetObject; the body streams as it is iterated."""
         full = self._key(key)
+        if self.direct is not None and self.direct.takes(full):
+            got = await self.direct.get(full)
+            if got is not None:
+                modified = got.headers.get("Last-Modified")
+                info = BlobInfo(
+                    key=key,
+                    size=int(got.headers["Content-Length"]),
+                    etag=got.headers.get("ETag", "").strip('"'),
+                    content_type=got.headers.get("Content-Type") or guess_content_type(key),
+                    modified=parse_timestamp(modified).timestamp() if modified else time.time(),
+                )
+                return info, _BodyChunks(_ResponseBody(got), chunk_size)
         try:
             with _errors(key):
                 resp = await self.client.get_object(Bucket=self.bucket, Key=full)
@@ -561,6 +620,19 @@ class _MultipartUpload:
             await self.client.abort_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
             )
+
+
+class _ResponseBody:
+    """An aiohttp response's body as _BodyChunks reads a botocore one."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+
+    async def read(self, size: int) -> bytes:
+        return await self._resp.content.read(size)
+
+    def close(self) -> None:
+        self._resp.release()
 
 
 class _BodyChunks:

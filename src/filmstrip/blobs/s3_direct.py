@@ -1,0 +1,89 @@
+"""The two requests of every photo, a GET and a PUT of one object, sent with aiohttp and
+signed with botocore's SigV4 signer, without the rest of botocore.
+
+botocore spends ~1.3 ms of CPU on each request beyond what aiohttp's own GET or PUT costs
+(its events, request and response objects, endpoint rules, parsing; bench/s3_requests.py),
+which is most of the worker's event loop per photo. Only the answer that matters goes
+this way: a 2xx. Anything else (an error status, a connection or timeout failure) yields
+None and the caller sends the request again through the aioboto3 client, so retries and
+the meaning of every error stay in one place (``filmstrip.blobs.s3``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+from botocore.awsrequest import AWSRequest
+from yarl import URL
+
+from filmstrip.compat.botocore import sign_s3_request
+
+# Keys sent this way need no percent-encoding (the roles' keys: originals/<id>.jpg,
+# derivatives/<id>/thumb.webp); any other goes through botocore.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9._/-]+")
+_FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+class DirectS3:
+    """GET and PUT of plain keys in one bucket, path-style, on ``endpoint_url``."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        endpoint_url: str,
+        bucket: str,
+        region: str,
+        credentials: Any,
+        config: Any,
+        user_agent: str,
+    ) -> None:
+        self.http = http
+        self.base = f"{endpoint_url.rstrip('/')}/{bucket}/"
+        self.region = region
+        self.credentials = credentials
+        # The client's: the signer reads payload_signing_enabled from it.
+        self.config = config
+        self.user_agent = user_agent
+
+    def takes(self, key: str) -> bool:
+        """Whether ``key`` (with its prefix) can go this way."""
+        return _PLAIN_KEY.fullmatch(key) is not None
+
+    async def _signed(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> dict[str, str]:
+        frozen = await self.credentials.get_frozen_credentials()
+        request = AWSRequest(method=method, url=url, headers=headers, data=body)
+        sign_s3_request(request, credentials=frozen, region=self.region, config=self.config)
+        return {**dict(request.headers.items()), "User-Agent": self.user_agent}
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str | None:
+        """PutObject; the ETag, or None if it did not succeed."""
+        url = self.base + key
+        headers = {"Content-Type": content_type, "Content-Length": str(len(data))}
+        try:
+            signed = await self._signed("PUT", url, headers, data)
+            async with self.http.put(URL(url, encoded=True), data=data, headers=signed) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    return None
+                return str(resp.headers.get("ETag", ""))
+        except _FAILURES:
+            return None
+
+    async def get(self, key: str) -> aiohttp.ClientResponse | None:
+        """GetObject's response, its body unread (the caller releases it); None if it did
+        not succeed."""
+        url = self.base + key
+        try:
+            signed = await self._signed("GET", url, {}, b"")
+            resp = await self.http.get(URL(url, encoded=True), headers=signed)
+        except _FAILURES:
+            return None
+        if resp.status != 200 or "Content-Length" not in resp.headers:
+            resp.release()
+            return None
+        return resp

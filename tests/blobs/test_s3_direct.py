@@ -1,0 +1,36 @@
+"""A plain key's GET and PUT go out once each through aiohttp, signed, carrying our user
+agent; any other key, and any answer but a 2xx, go through the aioboto3 client."""
+
+from __future__ import annotations
+
+from filmstrip import __version__
+from filmstrip.blobs.s3 import S3BlobStore
+from filmstrip.settings import load_settings
+from tests.blobs.test_s3 import s3_env
+from tests.support.recording_endpoint import recording_endpoint
+
+AGENT = f"filmstrip/{__version__}"
+
+
+async def test_a_plain_key_is_one_direct_request_and_another_key_goes_through_botocore() -> None:
+    url = "s3://direct"
+    async with recording_endpoint() as endpoint:
+        store = await S3BlobStore.from_settings(url, load_settings(s3_env(endpoint, url)))
+        try:
+            assert store.direct is not None
+            await store.put_bytes("derivatives/p1/thumb.webp", b"abc", content_type="image/webp")
+            await store.open_stream("originals/p1.jpg")
+            await store.put_bytes("originals/a b.jpg", b"abc", content_type="image/jpeg")
+        finally:
+            await store.close()
+    sent = [(r.method, r.path, r.headers.get("User-Agent")) for r in endpoint.requests]
+    assert sent[:2] == [
+        ("PUT", "/direct/derivatives/p1/thumb.webp", AGENT),
+        ("GET", "/direct/originals/p1.jpg", AGENT),
+    ]
+    # botocore appends its own versions to the agent.
+    assert [(m, p) for m, p, _ in sent[2:]] == [("PUT", "/direct/originals/a b.jpg")]
+    assert sent[2][2] != AGENT and sent[2][2].startswith(AGENT)
+    for r in endpoint.requests:
+        assert r.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=test/")
+    assert endpoint.requests[0].headers["Content-Type"] == "image/webp"
