@@ -12,6 +12,7 @@ import pytest
 from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.errors import LogicError, TemporaryError
+from filmstrip.photos import ready_job
 from filmstrip.protocols.events import (
     PHOTO_COMPLETED,
     PHOTO_DEFERRED_COMPLETED,
@@ -152,9 +153,11 @@ async def test_a_retried_photo_announces_its_new_outcome(api: Api) -> None:
     photo_id = await uploaded(api)
     await fail(api, photo_id, _FIXABLE)
     await _json(await api.http.post(f"{api.url}/v1/photos/{photo_id}/retry", headers=api.auth), 202)
-    await fail(api, photo_id, _FIXABLE)
     row = await api.state.catalog.get_photo(photo_id)
-    assert row is not None and row.status == "failed"
+    assert row is not None and row.status == "queued"
+    # The retried job fails again, as the worker's failure hook records it.
+    job = ready_job(api.settings, row)
+    assert await api.state.photos.fail(job, code="still", category="LOGIC", message="again")
     stream = await api.state.redis.xrange(keys.client_events(row.client_id))
     sent = [msgspec.json.decode(fields[b"e"])["type"] for _, fields in stream]
     assert sent.count(PHOTO_FAILED) == 2, sent
