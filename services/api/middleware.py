@@ -16,7 +16,12 @@ from filmstrip.errors import FilmstripError
 from filmstrip.events import new_trace_id
 from filmstrip.logs import trace_id_var
 from filmstrip.services.api.edge import Handler, credentials_of, route_template
-from filmstrip.services.api.errors import ApiError, error_response, from_filmstrip_error
+from filmstrip.services.api.errors import (
+    UNAVAILABLE,
+    ApiError,
+    error_response,
+    from_filmstrip_error,
+)
 from filmstrip.services.api.state import ApiState, state_of
 
 log = logging.getLogger("filmstrip.api")
@@ -105,7 +110,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         resp = error_response(
             503,
             "redis_unavailable",
-            "the queue is unreachable; try again shortly",
+            UNAVAILABLE["redis_unavailable"],
             {"Retry-After": "5"},
         )
     except HttpProcessingError as exc:

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.auth import hash_token
+from filmstrip.services.api.errors import UNAVAILABLE
 from filmstrip.services.api.reconciler import sweep_orphan_blobs
 from tests.api.conftest import EVERY_BLOB, Api, api_settings, running_api
 from tests.support import postgres
@@ -79,7 +80,10 @@ async def test_postgresql_down_means_503_and_nothing_lost(
             gate.set()
             refused = await cut
             assert refused.status == 503, await refused.text()
-            assert (await refused.json())["error"]["code"] == "catalog_unavailable"
+            error = (await refused.json())["error"]
+            assert error["code"] == "catalog_unavailable"
+            # The driver's own words name the database's host and port: for the log only.
+            assert error["message"] == UNAVAILABLE["catalog_unavailable"], error
             assert refused.headers["Retry-After"]
             # So is the next upload (its token cannot be checked), and readiness says why.
             again = await api.upload(_photo(corpus, "Landscape_2.jpg"))

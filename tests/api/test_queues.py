@@ -23,6 +23,7 @@ from filmstrip.protocols.events import (
 from filmstrip.protocols.jobs import PhotoProcessingJob
 from filmstrip.queue import Consumer, Job
 from filmstrip.redis_client import RedisClient
+from filmstrip.services.api.errors import UNAVAILABLE
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import bearer, client_token, complete, fail, uploaded
 
@@ -174,6 +175,8 @@ async def test_a_retry_the_queue_cannot_take_leaves_the_photo_failed(tmp_path: P
             resp = await api.http.post(f"{api.url}/v1/photos/{photo_id}/retry", headers=api.auth)
             body = await resp.json()
             assert resp.status == 503 and body["error"]["code"] == "redis_unavailable", body
+            # Not Redis's address nor the once-key's name: those are for the log.
+            assert body["error"]["message"] == UNAVAILABLE["redis_unavailable"], body
             row = await api.state.catalog.get_photo(photo_id)
             assert row is not None and row.status == "failed"
             assert row.error_code == "stage_misconfigured"
