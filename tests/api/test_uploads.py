@@ -242,6 +242,15 @@ async def test_unknown_session_is_404_and_blob_removed(api: Api, corpus: Path) -
     await _assert_nothing_left(api)
 
 
+@pytest.mark.parametrize(
+    "session_id", ["x" * 65, "no spaces", "é"], ids=["65 chars", "space", "non-ASCII"]
+)
+async def test_a_malformed_session_id_is_400_and_blob_removed(api: Api, session_id: str) -> None:
+    resp = await api.upload(fake_jpeg(), fields={"session_id": session_id})
+    await _error(resp, 400, "bad_session_id")
+    await _assert_nothing_left(api)
+
+
 async def test_no_token_and_bad_token_are_401(api: Api) -> None:
     resp = await api.http.get(f"{api.url}/v1/photos/00000000-0000-0000-0000-000000000000")
     await _error(resp, 401, "unauthorized")
