@@ -14,7 +14,12 @@ the Redis main thread's CPU, the commands that cost most; then the memory still 
 photo once all is done, by kind of key, and what bounds each kind. The target (#26) is
 <= 0.4 ms of Redis CPU per photo: >= 2,500 photos/s per Redis.
 
-    python -m bench.redis_cost [--photos 50] [--upload-concurrency 4] [--code DIR]
+    python -m bench.redis_cost [--photos 50] [--upload-concurrency 4] [--code DIR] [--requests]
+
+``--requests`` also lists each phase's requests per photo by role and kind (script calls by
+script, commands by their key's shape) with the Redis time of each, from the slow log set to
+log every command; ``--inner`` adds the commands each script ran, from MONITOR, which costs
+Redis much CPU, so its times and CPU figures are then far off.
 
 ``--code DIR`` runs the roles from another checkout (an older one, for a before/after in one
 sitting: run the two alternately).
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -35,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pyvips
 import redis.asyncio as aioredis
 
@@ -44,6 +51,7 @@ from filmstrip.catalog.sqlite import SqliteCatalog
 from filmstrip.embedded.redis_server import RedisServer, free_port
 from filmstrip.embedded.supervisor import Role, Supervisor, env_without_filmstrip
 from filmstrip.services.cli.tokens import issue_token
+from filmstrip.tasks import cancel_and_wait
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 0.4
@@ -61,6 +69,119 @@ KINDS = [
     ("events: once-keys", re.compile(r"^filmstrip:\{client:[^}]*\}:once:")),
     ("stage stats", re.compile(r"^filmstrip:stats:")),
 ]
+
+
+MONITOR_RE = re.compile(rb"^[\d.]+ \[\d+ ([^\]]*)\] (.*)$", re.S)
+ARG_RE = re.compile(rb'"((?:[^"\\]|\\.)*)"')
+ID_RE = re.compile(r"[A-Za-z0-9_-]{12,}|\d+")
+
+
+def script_names() -> dict[str, str]:
+    """The sha of each script the roles run (this checkout's), by name."""
+    import hashlib
+
+    from filmstrip.events import publisher
+    from filmstrip.queue import lua
+
+    bodies = {name: lua.PRELUDE + getattr(lua, name) for name in (
+        "ADD", "STEP", "ACTIVATE", "RECLAIM", "CANCEL", "RETRY_FAILED", "REMOVE_FAILED",
+        "PROGRESS", "COUNTS")}  # fmt: skip
+    bodies["PUBLISH"] = publisher.PUBLISH_SCRIPT
+    return {hashlib.sha1(b.encode()).hexdigest(): name for name, b in bodies.items()}
+
+
+def shape(key: bytes) -> str:
+    """A key with its ids blanked: the kind of key a command touched."""
+    return ID_RE.sub("*", key.decode(errors="replace"))
+
+
+def label(args: list[bytes], names: dict[str, str]) -> str:
+    """A request by kind: a script call by the script's name, a command by its key's shape."""
+    cmd = args[0].decode().upper()
+    if cmd in ("EVALSHA", "EVAL") and len(args) > 2:
+        sha = args[1].decode()
+        what = "script " + names.get(sha, sha[:8])
+        return what + (f" ({shape(args[3])})" if int(args[2]) else "")
+    return cmd + (f" {shape(args[1])}" if len(args) > 1 else "")
+
+
+class Requests:
+    """What MONITOR and the slow log (at 0 µs) saw in each phase: requests by role and kind,
+    the Redis time of each (the slow log's), and the commands each script call ran."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.phase = ""
+        self.roles: dict[int, str] = {}  # client port -> role
+        self.top: Counter[tuple[str, str, str]] = Counter()
+        self.usec: Counter[tuple[str, str, str]] = Counter()
+        self.logged: Counter[tuple[str, str, str]] = Counter()
+        self.inner: Counter[tuple[str, str, str, str]] = Counter()
+        self.names = script_names()
+
+    def role(self, port: int) -> str:
+        if port not in self.roles:
+            for role in self.supervisor.names:
+                proc = self.supervisor.process(role)
+                if proc is None or proc.poll() is not None:
+                    continue
+                with contextlib.suppress(psutil.Error):
+                    for c in psutil.Process(proc.pid).net_connections("tcp"):
+                        if c.raddr:
+                            self.roles[c.laddr.port] = role
+        return self.roles.setdefault(port, "bench")
+
+    async def start(self, redis: aioredis.Redis, phase: str) -> None:
+        await redis.config_set("slowlog-max-len", 1_000_000)
+        await redis.config_set("slowlog-log-slower-than", 0)
+        await redis.slowlog_reset()
+        self.phase = phase
+
+    async def end(self, redis: aioredis.Redis) -> None:
+        phase, self.phase = self.phase, ""
+        await redis.config_set("slowlog-log-slower-than", 10_000)
+        for entry in await redis.execute_command("SLOWLOG", "GET", "-1"):
+            _id, _t, usec, args, client = entry[:5]
+            port = int(client.rsplit(b":", 1)[1]) if b":" in client else 0
+            what = (phase, self.role(port), label(args, self.names))
+            self.usec[what] += usec
+            self.logged[what] += 1
+        await redis.slowlog_reset()
+
+    async def run(self, url: str) -> None:
+        redis = aioredis.Redis.from_url(url)
+        last: tuple[str, str, str] | None = None
+        try:
+            async with redis.monitor() as monitor:
+                assert monitor.connection is not None
+                while True:
+                    line = await monitor.connection.read_response()
+                    m = MONITOR_RE.match(line)
+                    if m is None or not self.phase:
+                        continue
+                    client, args = m.group(1), ARG_RE.findall(m.group(2))
+                    if client == b"lua":
+                        if last is not None:
+                            self.inner[(*last, args[0].decode().upper())] += 1
+                        continue
+                    port = int(client.rsplit(b":", 1)[1]) if b":" in client else 0
+                    last = (self.phase, self.role(port), label(args, self.names))
+                    self.top[last] += 1
+        finally:
+            await redis.aclose()
+
+    def report(self, photos: int) -> None:
+        print("\nrequests per photo by phase and role (a pipeline's commands listed one by one), "
+              "µs of Redis time per photo (slow log), and the commands a script ran inside")  # fmt: skip
+        for (phase, role, what), n in sorted((self.top or self.logged).items()):
+            if role == "bench":
+                continue
+            usec = self.usec[(phase, role, what)] / photos
+            print(f"    {phase:7} {role:7} {n / photos:6.2f} {usec:7.1f} µs  {what}")
+            inner = [f"{c} {k / n:.1f}" for (*top, c), k in self.inner.items()
+                     if tuple(top) == (phase, role, what)]  # fmt: skip
+            if inner:
+                print(f"{'':35}each: {', '.join(inner)}")
 
 
 def photo_bytes() -> bytes:
@@ -177,7 +298,9 @@ def report(name: str, d: dict[str, Any], photos: int) -> float:
     return cpu_ms
 
 
-async def run(photos_n: int, concurrency: int, code: Path) -> None:
+async def run(
+    photos_n: int, concurrency: int, code: Path, requests: bool = False, inner: bool = False
+) -> None:
     data = Path(tempfile.mkdtemp(prefix="filmstrip-redis-cost-"))
     redis_server = RedisServer(data / "redis", appendonly=True)
     redis_server.start()
@@ -231,6 +354,8 @@ async def run(photos_n: int, concurrency: int, code: Path) -> None:
     done = asyncio.Event()
     stats = ClientStats()
     listener: asyncio.Task[None] | None = None
+    watch = Requests(supervisor) if requests else None
+    monitor = asyncio.create_task(watch.run(redis_server.url)) if inner and watch else None
     try:
         supervisor.start("api", "bus")
         await asyncio.to_thread(supervisor.wait_ready, "api", "bus", timeout=60)
@@ -247,17 +372,24 @@ async def run(photos_n: int, concurrency: int, code: Path) -> None:
         idle = delta(idle0, await snapshot(redis))
         mem0 = int((await redis.info("memory"))["used_memory"])
 
+        if watch is not None:
+            await watch.start(redis, "api")
         a0 = await snapshot(redis)
         ids = await upload_all(endpoints.api_urls[0], token, photos, concurrency)
         api = without_idle(delta(a0, await snapshot(redis)), idle)
 
         w0 = await snapshot(redis)
+        if watch is not None:
+            await watch.end(redis)
+            await watch.start(redis, "worker")
         supervisor.start("worker")
         polls = await wait_drained(redis)
         deadline = time.monotonic() + 30
         while len(stats.completion) < len(ids) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         worker = without_idle(delta(w0, await snapshot(redis)), idle, polls)
+        if watch is not None:
+            await watch.end(redis)
         await asyncio.sleep(0.5)
         mem1 = int((await redis.info("memory"))["used_memory"])
         kinds = await memory_by_kind(redis)
@@ -283,7 +415,11 @@ async def run(photos_n: int, concurrency: int, code: Path) -> None:
               "(used_memory after / before)")  # fmt: skip
         for kind, size in kinds.most_common():
             print(f"    {kind:30} {size / photos_n / 1024:7.2f} KB per photo")
+        if watch is not None:
+            watch.report(photos_n)
     finally:
+        if monitor is not None:
+            await cancel_and_wait(monitor)
         done.set()
         if listener is not None:
             await asyncio.wait_for(listener, 5)
@@ -298,8 +434,11 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=50)
     parser.add_argument("--upload-concurrency", type=int, default=4)
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout the roles run")
+    parser.add_argument("--requests", action="store_true", help="list requests (slow log)")
+    parser.add_argument("--inner", action="store_true", help="and scripts' commands (MONITOR)")
     args = parser.parse_args()
-    asyncio.run(run(args.photos, args.upload_concurrency, args.code.resolve()))
+    asyncio.run(run(args.photos, args.upload_concurrency, args.code.resolve(), args.requests,
+                    args.inner))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ class PhotoProcessor:
             follow_up = deferred if owed_stages(deferred, known) else []
             await self.photos.ready(
                 spec,
+                job,
                 follow_up=follow_up,
                 metadata=known,
                 derivatives=photo.derivatives,
@@ -156,6 +157,7 @@ class PhotoProcessor:
         total_ms = round((time.perf_counter() - started) * 1000, 1)
         await self.photos.ready(
             spec,
+            job,
             follow_up=deferred,
             metadata=metadata,
             derivatives=records,

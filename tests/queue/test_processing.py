@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from filmstrip import keys
 from filmstrip.errors import ResourceError, TemporaryError
-from filmstrip.queue import Job, JobQueue, JobState
+from filmstrip.queue import Job, JobQueue, JobState, Outcome, Settlement
 from tests.queue.conftest import Recorder, add_many, running, wait_for
 
 pytestmark = pytest.mark.both_redis
@@ -162,3 +162,37 @@ async def test_delayed_job_runs_after_its_delay(make_queue: Callable[..., JobQue
     info = await queue.get_job("later")
     assert info is not None and info.processed_at_ms is not None
     assert info.processed_at_ms - info.created_at_ms >= 150
+
+
+async def test_a_completion_queues_the_jobs_its_delivery_adds_with_it(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    queue = make_queue()
+    await queue.add("photo:1", b"first")
+
+    async def follow(job: Job) -> None:
+        if job.id == "photo:1":
+            job.then_add("deferred:1", b'{"later": 1}', priority=10)
+
+    rec = Recorder(follow)
+    async with running(rec.consumer(queue)):
+        await wait_for(lambda: _true(rec.completed == ["photo:1", "deferred:1"]))
+    follow_up = await queue.get_job("deferred:1")
+    assert follow_up is not None
+    assert (follow_up.priority, follow_up.payload) == (10, b'{"later": 1}')
+
+
+async def test_a_delivery_that_does_not_complete_queues_nothing_of_its_own(
+    make_queue: Callable[..., JobQueue],
+) -> None:
+    queue = make_queue(attempts=2)
+    await queue.add("photo:1", b"")
+    (taken,) = (await queue.step("w1", 1, [])).jobs
+    taken.then_add("deferred:1", b"", priority=10)
+    retry = Settlement(taken, Outcome.RETRY, 10_000, TemporaryError("blip", code="blip"))
+    assert (await queue.step("w1", 0, [retry])).applied == [1]
+    assert await queue.get_job("deferred:1") is None
+    # A completion sent for a delivery that was taken back adds nothing either.
+    late = Settlement(taken, Outcome.COMPLETE)
+    assert (await queue.step("w1", 0, [late])).applied == [0]
+    assert await queue.get_job("deferred:1") is None

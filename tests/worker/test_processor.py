@@ -8,7 +8,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -40,7 +40,7 @@ from filmstrip.protocols.events import (
     FailedData,
 )
 from filmstrip.protocols.jobs import deferred_job_id_for
-from filmstrip.queue import Consumer, JobQueue, QueueOptions
+from filmstrip.queue import Consumer, JobQueue, QueueOptions, Settlement, Step
 from filmstrip.services.worker import processor as processor_module
 from filmstrip.services.worker.processor import PhotoProcessor
 from filmstrip.settings import Settings, load_settings
@@ -368,25 +368,26 @@ async def test_a_failed_follow_up_job_leaves_the_photo_ready(world: World, corpu
     assert await world.catalog.awaiting_follow_up(older_than_s=0) == []
 
 
-class _QueueBlinks(_Wrapping[JobQueue]):
-    """The real queue, except that the first add of a follow-up job fails."""
+class _SettleBlinks(_Wrapping[JobQueue]):
+    """The real queue, except that the first settle queueing a follow-up job fails before
+    Redis runs it."""
 
     def __init__(self, inner: JobQueue) -> None:
         super().__init__(inner)
         self.refused = 0
 
-    async def add(self, job_id: str, payload: bytes, **kw: object) -> object:
-        if job_id.startswith("deferred:") and not self.refused:
+    async def step(self, consumer: str, want: int, settled: Sequence[Settlement]) -> Step:
+        if any(d.job.then for d in settled) and not self.refused:
             self.refused += 1
             raise RedisConnectionError("Redis blinked")
-        return await self._inner.add(job_id, payload, **kw)  # type: ignore[arg-type]
+        return await self._inner.step(consumer, want, settled)
 
 
-async def test_a_follow_up_lost_with_redis_is_queued_by_the_redelivered_job(
+async def test_a_follow_up_whose_settle_redis_refused_is_queued_when_it_is_sent_again(
     world: World, corpus: Path
 ) -> None:
-    blinking = _QueueBlinks(world.queue)
-    world.processor.photos.queue = blinking  # type: ignore[assignment]
+    blinking = _SettleBlinks(world.queue)
+    world.queue = blinking  # type: ignore[assignment]
     photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     assert blinking.refused == 1
@@ -397,19 +398,20 @@ async def test_a_follow_up_lost_with_redis_is_queued_by_the_redelivered_job(
 
 
 class _QueueForgets(_Wrapping[JobQueue]):
-    """The real queue, except that follow-up jobs are acknowledged and never stored: what
-    a Redis restart does to writes of the last second before it."""
+    """The real queue, except that the follow-up jobs queued with a completion are never
+    stored: what a Redis restart does to writes of the last second before it (here the
+    completion is kept, the worst case)."""
 
-    async def add(self, job_id: str, payload: bytes, **kw: object) -> object:
-        if job_id.startswith("deferred:"):
-            return None
-        return await self._inner.add(job_id, payload, **kw)  # type: ignore[arg-type]
+    async def step(self, consumer: str, want: int, settled: Sequence[Settlement]) -> Step:
+        for d in settled:
+            d.job.then.clear()
+        return await self._inner.step(consumer, want, settled)
 
 
 async def test_a_photo_whose_follow_up_was_forgotten_is_found_by_the_catalog(
     world: World, corpus: Path
 ) -> None:
-    world.processor.photos.queue = _QueueForgets(world.queue)  # type: ignore[assignment]
+    world.queue = _QueueForgets(world.queue)  # type: ignore[assignment]
     photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     photo = await world.catalog.get_photo(photo_id)
@@ -517,13 +519,13 @@ async def test_a_follow_up_for_a_deleted_photo_drops_its_kept_original(
     world.processor.originals = kept
 
     class _DeletesAfterEnqueue(_Wrapping[JobQueue]):
-        async def add(self, job_id: str, payload: bytes, **kwargs: Any) -> object:
-            result = await self._inner.add(job_id, payload, **kwargs)
-            if job_id.startswith("deferred:"):
+        async def step(self, consumer: str, want: int, settled: Sequence[Settlement]) -> Step:
+            result = await self._inner.step(consumer, want, settled)
+            for job_id, _, _ in (later for d in settled for later in d.job.then):
                 await world.catalog.delete_photo(job_id.split(":")[1], "c")
             return result
 
-    world.processor.photos.queue = _DeletesAfterEnqueue(world.queue)  # type: ignore[assignment]
+    world.queue = _DeletesAfterEnqueue(world.queue)  # type: ignore[assignment]
     photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
     await world.run_until_done([photo_id])
     assert await world.catalog.get_photo(photo_id) is None

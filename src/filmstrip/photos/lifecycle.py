@@ -35,7 +35,7 @@ from filmstrip.protocols.events import (
     failure_data,
 )
 from filmstrip.protocols.jobs import PhotoProcessingJob
-from filmstrip.queue import AddResult, JobQueue, RetentionSpec
+from filmstrip.queue import AddResult, Job, JobQueue, RetentionSpec
 from filmstrip.settings import Settings
 
 log = logging.getLogger("filmstrip.photos")
@@ -134,6 +134,7 @@ class PhotoLifecycle:
     async def ready(
         self,
         job: PhotoProcessingJob,
+        delivery: Job,
         *,
         follow_up: list[str],
         metadata: dict[str, Any],
@@ -141,12 +142,13 @@ class PhotoLifecycle:
         taken_at: str | None,
         ms: float,
     ) -> None:
-        """The photo's results are in the catalog: queue its follow-up job for the stages in
-        ``follow_up`` (before the announcement: if that fails the job is retried, and the
-        retry queues it again, once by its id), then announce it ready with what a client
-        needs to show it."""
+        """The photo's results are in the catalog: announce it ready with what a client needs
+        to show it; its follow-up job for the stages in ``follow_up`` is queued with
+        ``delivery``'s completion, in the same Redis call (a delivery that does not complete
+        queues none: the job's next delivery does, once by its id)."""
         if follow_up:
-            await self.enqueue(follow_up_job(job, follow_up, self.settings.jobs.deferred_priority))
+            later = follow_up_job(job, follow_up, self.settings.jobs.deferred_priority)
+            delivery.then_add(later.id, encode_job(later), later.pipeline.priority)
         thumbhash = metadata.get("thumbhash")
         data = CompletedData(
             derivatives=self.derivative_links(job.photo_id, derivatives),

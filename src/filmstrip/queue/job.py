@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
@@ -69,6 +69,15 @@ class Job:
     deferrals: int
     backoff_ms: int
     store: ProgressStore
+    # Jobs to queue with this delivery's completion: (id, payload, priority) each.
+    then: list[tuple[str, bytes, int]] = field(default_factory=list)
+
+    def then_add(self, job_id: str, payload: bytes, priority: int) -> None:
+        """Queue a job (the queue's default options; once by its id) in the same step that
+        stores this delivery's completion: atomically with it, and not if it fails."""
+        if not 1 <= priority <= 10:
+            raise ValueError(f"priority must be 1..10, got {priority}")
+        self.then.append((job_id, payload, priority))
 
     async def update_progress(self, percent: int) -> bool:
         """Store 0..100 on the job; False if this delivery no longer owns the job."""

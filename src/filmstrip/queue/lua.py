@@ -183,8 +183,9 @@ return {created, state}
 
 # Apply the outcomes of finished jobs, then take up to ``want`` new jobs, highest band first.
 # ARGV[6] consumer, [7] want, [8] limiter max, [9] limiter window ms, [10] outcomes as one
-# msgpack array of [id, eid, band, kind, delay ms, category, code, message] (kind: c complete,
-# f fail, r retry, d defer, h hand back), or '' for none.
+# msgpack array of [id, eid, band, kind, delay ms, category, code, message, then] (kind: c
+# complete, f fail, r retry, d defer, h hand back; then, on a completion only: jobs to add
+# with it, [id, n, priority] each, its payload ARGV[n], the queue's default options), or ''.
 # -> {applied flags (1 applied, 2 applied by an earlier call, 0 not this delivery's job any
 # more), jobs (8 fields each), paused, limiter wait ms, ms to next delayed or -1}
 STEP = r"""
@@ -224,6 +225,13 @@ if ARGV[10] ~= '' then
           'leid', eid)
         completed[#completed + 1] = id
         roc = cur[4] or DEF_ROC
+        local later = o[9]
+        if later then
+          for k = 1, #later do
+            local a = later[k]
+            add_job(a[1], ARGV[a[2]], a[3], '', '', 0, '', '', now)
+          end
+        end
       elseif kind == 'f' then
         f = f + 1
         t = t + now - tonumber(cur[3])

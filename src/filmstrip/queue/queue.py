@@ -15,7 +15,7 @@ from filmstrip.queue import lua
 from filmstrip.queue.job import AddResult, Job, JobError, JobInfo, JobState
 from filmstrip.queue.metrics import WINDOWS, QueueStats, window_stats
 from filmstrip.queue.options import QueueOptions, RetentionSpec, retention_args
-from filmstrip.queue.policy import Settlement
+from filmstrip.queue.policy import Outcome, Settlement
 from filmstrip.redis_client import RedisClient
 from filmstrip.script_wire import ScriptWire
 
@@ -253,16 +253,26 @@ class JobQueue:
     # What a Consumer calls (one script call or one pipeline each); nothing else needs them.
 
     async def step(self, consumer: str, want: int, settled: Sequence[Settlement]) -> Step:
-        """Apply ``settled`` and take up to ``want`` waiting jobs for ``consumer`` (band 1
+        """Apply ``settled`` (a completion with the jobs its delivery queues with it: see
+        :meth:`Job.then_add`) and take up to ``want`` waiting jobs for ``consumer`` (band 1
         first, due delayed jobs promoted first, within the limiter), in one script call."""
         packed = b""
+        # The payloads of jobs added with a completion go as arguments of their own after
+        # the outcomes (the script's msgpack decoder reads no binary strings).
+        payloads: list[bytes] = []
         if settled:
             # One msgpack blob: packing hundreds of small arguments costs more client CPU
             # than the whole script costs Redis.
             rows: list[tuple[Any, ...]] = []
             for d in settled:
                 job, err = d.job, d.error
-                if err is None:
+                if job.then and d.outcome is Outcome.COMPLETE:
+                    then = []
+                    for job_id, payload, prio in job.then:
+                        payloads.append(payload)
+                        then.append((job_id, 10 + len(payloads), prio))
+                    rows.append((job.id, job.entry_id, job.priority, "c", 0, "", "", "", then))
+                elif err is None:
                     rows.append((job.id, job.entry_id, job.priority, d.outcome.value, d.delay_ms))
                 else:
                     rows.append((
@@ -281,7 +291,7 @@ class JobQueue:
         tail = self._limiter_b + bulk(packed)
         step_wire = self._wires["STEP"]
         applied, flat, paused, limited, next_due = await step_wire.encoded(
-            args, b"".join((head, bulk(want), tail))
+            (*args, *payloads), b"".join((head, bulk(want), tail, *map(bulk, payloads)))
         )
         return Step(applied, self._jobs(flat), bool(paused), int(limited), int(next_due))
 
