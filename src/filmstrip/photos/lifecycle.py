@@ -45,8 +45,10 @@ def _dimension(value: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-#: How long an event may wait for the next of its job to go out with it in one Redis call.
-HOLD_S = 0.1
+#: How long an event may wait for the next of its job to go out with it in one Redis call:
+#: long enough for a typical photo's ready path (started, stages, completion in one call,
+#: not two: each call costs the shared Redis ~0.1 ms), short enough that progress stays live.
+HOLD_S = 0.25
 
 
 def completion_once_key(photo_id: str) -> str:
