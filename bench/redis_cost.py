@@ -171,8 +171,8 @@ class Requests:
             await redis.aclose()
 
     def report(self, photos: int) -> None:
-        print("\nrequests per photo by phase and role (a pipeline's commands listed one by one), "
-              "µs of Redis time per photo (slow log), and the commands a script ran inside")  # fmt: skip
+        print("\nrequests per photo by phase and role (a pipeline's commands one by one), µs of "
+              "Redis time per photo (slow log), and the commands a script ran inside")  # fmt: skip
         for (phase, role, what), n in sorted((self.top or self.logged).items()):
             if role == "bench":
                 continue
