@@ -15,6 +15,7 @@
     await queue.retry_failed(job_id); await queue.remove_failed(job_id)
 
     async def handler(job: Job) -> None: ...   # raise a FilmstripError to fail
+    job.then_add("next:123", payload, priority=10)   # queued with job's completion, atomically
     consumer = Consumer(queue, handler, on_failed=..., on_completed=..., on_active=...,
                         concurrency=3, prefetch=0, name="worker-<host>-<pid>")
     consumer.install_signal_handlers()    # SIGTERM/SIGINT -> graceful stop
