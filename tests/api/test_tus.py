@@ -306,6 +306,15 @@ async def test_too_large_is_413(api: Api, corpus: Path) -> None:
     assert resp.status == 413
     assert await _offset(api, url) == 0
 
+    # Chunked, the body has no length to refuse it by: the store stops at the byte past.
+    async def one_byte_over() -> AsyncIterator[bytes]:
+        yield data[:101]
+
+    resp = await _patch(api, url, 0, one_byte_over())  # type: ignore[arg-type]
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "exceeds_length"
+    assert await _offset(api, url) == 0
+
 
 async def test_not_a_photo_is_415_and_forgotten(api: Api, tus_backend: TusBackend) -> None:
     text = b"just some text, certainly not a photo; " * 10
