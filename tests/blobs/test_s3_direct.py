@@ -3,6 +3,10 @@ agent; any other key, and any answer but a 2xx, go through the aioboto3 client."
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from filmstrip import __version__
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.settings import load_settings
@@ -34,3 +38,24 @@ async def test_a_plain_key_is_one_direct_request_and_another_key_goes_through_bo
     for r in endpoint.requests:
         assert r.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=test/")
     assert endpoint.requests[0].headers["Content-Type"] == "image/webp"
+
+
+async def test_a_store_refusing_direct_requests_is_told_once_and_still_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each refused request costs two; an operator must hear of it, once, not per request.
+    url = "s3://direct"
+    async with recording_endpoint(lambda r: 403 if r.headers["User-Agent"] == AGENT else 200) as (
+        endpoint
+    ):
+        store = await S3BlobStore.from_settings(url, load_settings(s3_env(endpoint, url)))
+        try:
+            with caplog.at_level(logging.WARNING, logger="filmstrip.blobs.s3"):
+                for n in range(3):
+                    info = await store.put_bytes(f"d/p{n}.webp", b"abc", content_type="image/webp")
+                    assert info.size == 3
+        finally:
+            await store.close()
+    assert [r.headers["User-Agent"] == AGENT for r in endpoint.requests] == [True, False] * 3
+    refusals = [r for r in caplog.records if getattr(r, "code", None) == "s3_direct_refused"]
+    assert len(refusals) == 1 and "403" in refusals[0].getMessage()

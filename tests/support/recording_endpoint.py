@@ -3,7 +3,7 @@ client sent: how tests see the S3 client's requests on the wire."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -26,18 +26,19 @@ class RecordingEndpoint:
 
 
 @asynccontextmanager
-async def recording_endpoint() -> AsyncIterator[RecordingEndpoint]:
-    """Serve on a free loopback port until the block ends."""
+async def recording_endpoint(
+    status: Callable[[Recorded], int] = lambda _: 200,
+) -> AsyncIterator[RecordingEndpoint]:
+    """Serve on a free loopback port until the block ends, answering ``status(request)``."""
     endpoint = RecordingEndpoint(url="")
 
     async def any_request(request: web.Request) -> web.Response:
         body = await request.read()
-        endpoint.requests.append(
-            Recorded(
-                request.method, request.path, CIMultiDictProxy(CIMultiDict(request.headers)), body
-            )
+        recorded = Recorded(
+            request.method, request.path, CIMultiDictProxy(CIMultiDict(request.headers)), body
         )
-        return web.Response(headers={"ETag": '"0"'})
+        endpoint.requests.append(recorded)
+        return web.Response(status=status(recorded), headers={"ETag": '"0"'})
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", any_request)

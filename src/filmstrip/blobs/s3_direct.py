@@ -11,6 +11,7 @@ the meaning of every error stay in one place (``filmstrip.blobs.s3``).
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -24,6 +25,11 @@ from filmstrip.compat.botocore import sign_s3_request
 # derivatives/<id>/thumb.webp); any other goes through botocore.
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9._/-]+")
 _FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
+# Answers that say the store will not take a request signed this way (rather than that the
+# object is missing or the store is down, which botocore's request then reports).
+_REFUSALS = frozenset({400, 403, 405, 501})
+
+log = logging.getLogger("filmstrip.blobs.s3")
 
 
 class DirectS3:
@@ -47,6 +53,18 @@ class DirectS3:
         # The client's: the signer reads payload_signing_enabled from it.
         self.config = config
         self.user_agent = user_agent
+        self._warned: set[int] = set()
+
+    def _refused(self, method: str, status: int) -> None:
+        """Say once per status that the store refuses direct requests: each then costs two."""
+        if status in _REFUSALS and status not in self._warned:
+            self._warned.add(status)
+            log.warning(
+                "the S3 store answered a direct %s with %d; such requests go through botocore",
+                method,
+                status,
+                extra={"code": "s3_direct_refused"},
+            )
 
     def takes(self, key: str) -> bool:
         """Whether ``key`` (with its prefix) can go this way."""
@@ -69,6 +87,7 @@ class DirectS3:
             async with self.http.put(URL(url, encoded=True), data=data, headers=signed) as resp:
                 await resp.read()
                 if resp.status != 200:
+                    self._refused("PUT", resp.status)
                     return None
                 return str(resp.headers.get("ETag", ""))
         except _FAILURES:
@@ -84,6 +103,7 @@ class DirectS3:
         except _FAILURES:
             return None
         if resp.status != 200 or "Content-Length" not in resp.headers:
+            self._refused("GET", resp.status)
             resp.release()
             return None
         return resp
