@@ -15,6 +15,30 @@ Connect = Callable[..., Awaitable[BusClient]]
 MakeAccount = Callable[..., Awaitable[Account]]
 
 
+async def _only_own_arrives(
+    c: BusClient,
+    publisher: EventPublisher,
+    type_: str,
+    alice: Account,
+    mallory: Account,
+    *,
+    sessions: bool = False,
+) -> dict[str, object]:
+    """Publish alice's event, then mallory's; the first to reach mallory's socket must be
+    hers: had alice's been routed here, it would have come first."""
+    await publisher.publish(
+        type_, photo_id=alice.photos[0], client_id=alice.client_id, trace_id="a" * 32,
+        session_id=alice.sessions[0] if sessions else None,
+    )  # fmt: skip
+    own = await publisher.publish(
+        type_, photo_id=mallory.photos[0], client_id=mallory.client_id, trace_id="m" * 32,
+        session_id=mallory.sessions[0] if sessions else None,
+    )  # fmt: skip
+    [msg] = await c.events(1)
+    assert msg["id"] == own
+    return msg
+
+
 async def test_unknown_token_is_refused_and_closed(bus: str, connect: Connect) -> None:
     c = await connect(bus)
     await c.send({"type": "identify", "token": "fst_not-a-token"})
@@ -43,16 +67,8 @@ async def test_another_clients_session_is_forbidden(
     # The socket is still unidentified: it may retry with its own session, and it never
     # sees alice's upload events.
     await c.identify(mallory.token, session_id=mallory.sessions[0])
-    await publisher.publish(
-        ev.PHOTO_UPLOADED, photo_id=alice.photos[0], client_id=alice.client_id,
-        trace_id="a" * 32, session_id=alice.sessions[0],
-    )  # fmt: skip
-    own = await publisher.publish(
-        ev.PHOTO_UPLOADED, photo_id=mallory.photos[0], client_id=mallory.client_id,
-        trace_id="m" * 32, session_id=mallory.sessions[0],
-    )  # fmt: skip
-    [msg] = await c.events(1)
-    assert msg["id"] == own and msg["metadata"]["client_id"] == mallory.client_id
+    msg = await _only_own_arrives(c, publisher, ev.PHOTO_UPLOADED, alice, mallory, sessions=True)
+    assert msg["metadata"]["client_id"] == mallory.client_id
 
 
 async def test_another_clients_photo_is_forbidden(
@@ -67,16 +83,7 @@ async def test_another_clients_photo_is_forbidden(
     # Unknown photos get the same answer, so ids cannot be probed.
     await c.send({"type": "subscribe", "photo_id": "p_does_not_exist"})
     assert (await c.expect("error"))["code"] == "forbidden"
-    await publisher.publish(
-        ev.PHOTO_COMPLETED, photo_id=alice.photos[0], client_id=alice.client_id,
-        trace_id="a" * 32,
-    )  # fmt: skip
-    # Mallory's own event, published after alice's, is the first to arrive.
-    own = await publisher.publish(
-        ev.PHOTO_COMPLETED, photo_id=mallory.photos[0], client_id=mallory.client_id,
-        trace_id="m" * 32,
-    )  # fmt: skip
-    assert [m["id"] for m in await c.events(1)] == [own]
+    await _only_own_arrives(c, publisher, ev.PHOTO_COMPLETED, alice, mallory)
     await c.barrier()
 
 
@@ -87,18 +94,7 @@ async def test_another_clients_photo_named_at_identify_is_left_out(
     c = await connect(bus)
     identified = await c.identify(mallory.token, photo_ids=[alice.photos[0], mallory.photos[0]])
     assert identified["photo_ids"] == [mallory.photos[0]]
-    await publisher.publish(
-        ev.PHOTO_COMPLETED, photo_id=alice.photos[0], client_id=alice.client_id,
-        trace_id="a" * 32,
-    )  # fmt: skip
-    # Published after alice's on the same connection: had hers been routed here, it
-    # would come first.
-    own = await publisher.publish(
-        ev.PHOTO_COMPLETED, photo_id=mallory.photos[0], client_id=mallory.client_id,
-        trace_id="m" * 32,
-    )  # fmt: skip
-    [msg] = await c.events(1)
-    assert msg["id"] == own
+    await _only_own_arrives(c, publisher, ev.PHOTO_COMPLETED, alice, mallory)
     await c.barrier()
 
 
@@ -111,15 +107,7 @@ async def test_another_clients_room_cannot_be_claimed(
     await c.send({"type": "identify", "token": mallory.token, "client_id": alice.client_id})
     assert (await c.expect("error"))["code"] == "bad_message"
     await c.identify(mallory.token)
-    await publisher.publish(
-        ev.PHOTO_UPLOADED, photo_id=alice.photos[0], client_id=alice.client_id,
-        trace_id="a" * 32,
-    )  # fmt: skip
-    own = await publisher.publish(
-        ev.PHOTO_UPLOADED, photo_id=mallory.photos[0], client_id=mallory.client_id,
-        trace_id="m" * 32,
-    )  # fmt: skip
-    assert [m["id"] for m in await c.events(1)] == [own]
+    await _only_own_arrives(c, publisher, ev.PHOTO_UPLOADED, alice, mallory)
     await c.barrier()
 
 
