@@ -7,7 +7,6 @@ transaction, then the job is enqueued (the outbox relay retries if Redis fails h
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable
@@ -17,6 +16,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from filmstrip.blobs import BlobTooLarge
+from filmstrip.errors import LogicError
 from filmstrip.protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 from filmstrip.services.api import quota
 from filmstrip.services.api.accept import (
@@ -122,21 +122,19 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
 
     photo_id = new_photo_id()
     blob_key = original_key(photo_id)
-    digest = hashlib.sha256()
-    size = 0
 
     async def chunks() -> AsyncIterator[bytes]:
-        nonlocal size
         chunk = first
         while chunk:
-            digest.update(chunk)
-            size += len(chunk)
             yield chunk
             chunk = await _parse(pace, part.read_chunk(_CHUNK))
             pace.received(len(chunk))
 
     try:
-        await state.blobs.put_stream(blob_key, chunks(), content_type=content_type, max_bytes=limit)
+        # The store hashes what it writes: hashing here too cost a 3 MB upload ~2 ms more.
+        stored = await state.blobs.put_stream(
+            blob_key, chunks(), content_type=content_type, max_bytes=limit
+        )
     except BlobTooLarge:
         if limit < settings.api.max_upload_bytes:
             raise quota.quota_exceeded(
@@ -150,7 +148,10 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
         trailing = await _trailing_fields(reader, pace)
         session_id = trailing.get("session_id") or session_id
         choices = upload_choices(settings, client, {**fields, **trailing})
-        if declared and declared != digest.hexdigest():
+        sha256 = stored.sha256
+        if sha256 is None:
+            raise LogicError("the blob store did not hash the upload", code="unhashed_upload")
+        if declared and declared != sha256:
             # The client said what it sent; what arrived differs (a proxy or a bug mangled it).
             raise ApiError(
                 400, "checksum_mismatch", "the file's SHA-256 differs from X-Content-SHA256"
@@ -162,8 +163,8 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             photo_id=photo_id,
             blob_key=blob_key,
             content_type=content_type,
-            size=size,
-            sha256=digest.hexdigest(),
+            size=stored.size,
+            sha256=sha256,
             session_id=session_id,
             filename=multipart_filename(part.filename),
             choices=choices,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator, Iterable
 
@@ -91,6 +92,7 @@ class BlobStoreContract:
             i += 1
         info = await store.put_stream("big/blob.bin", Source(pieces), content_type="image/tiff")
         assert info.size == BIG
+        assert info.sha256 == hashlib.sha256(data).hexdigest()
         assert await store.get_bytes("big/blob.bin") == data
         stat = await store.stat("big/blob.bin")
         assert stat is not None
@@ -100,6 +102,7 @@ class BlobStoreContract:
     async def test_put_stream_empty(self, store: BlobStore) -> None:
         info = await store.put_stream("empty", Source([]), content_type="image/gif")
         assert info.size == 0
+        assert info.sha256 == hashlib.sha256(b"").hexdigest()
         assert await store.get_bytes("empty") == b""
 
     @pytest.mark.parametrize("size", [10, BIG])
@@ -109,6 +112,7 @@ class BlobStoreContract:
             "at-limit", chunks_of(data, MiB), content_type="image/jpeg", max_bytes=size
         )
         assert info.size == size
+        assert info.sha256 == hashlib.sha256(data).hexdigest()
         assert await store.get_bytes("at-limit") == data
 
     # (10, 11): one byte over in the first chunk.

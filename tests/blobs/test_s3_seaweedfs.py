@@ -53,6 +53,19 @@ class TestSeaweedFSBlobStore(S3Contract):
         assert await resp.read() == b"abc"
         resp.release()
 
+    async def test_a_put_signed_with_the_body_hash_it_is_given_is_accepted(
+        self, store: S3BlobStore
+    ) -> None:
+        # put_stream hands the upload's SHA-256 to the signer. SeaweedFS checks the
+        # signature over it but, unlike AWS, not the body against it: that the hash is the
+        # body's is the contract suite's `info.sha256` check.
+        assert store.direct is not None
+        full, data = store.prefix + "originals/h.jpg", b"abc"
+        right = hashlib.sha256(data).hexdigest()
+        assert await store.direct.put(full, data, "image/jpeg", sha256=right) is not None
+        assert await store.get_bytes("originals/h.jpg") == data
+        await store.delete("originals/h.jpg")
+
     async def test_a_wrong_secret_is_refused(self, seaweedfs: LoopbackSeaweedFS) -> None:
         # Guards the suite: the server does check signatures, signed payload or not.
         url = f"s3://{BUCKET}"

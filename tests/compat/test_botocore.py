@@ -76,3 +76,26 @@ def test_a_request_signed_outside_a_client_follows_the_config_s_payload_signing(
     assert content_hash(True) == hashlib.sha256(b"abc").hexdigest()
     # Over plain http: only the config can turn it off.
     assert content_hash(False) == "UNSIGNED-PAYLOAD"
+
+
+def test_a_known_body_hash_signs_as_the_hash_botocore_computes() -> None:
+    import hashlib
+
+    from botocore.awsrequest import AWSRequest
+    from botocore.config import Config
+    from botocore.credentials import Credentials
+
+    def signed(sign: bool, sha256: str | None) -> str:
+        request = AWSRequest(method="PUT", url="http://127.0.0.1:9/b/k", data=b"abc")
+        compat.sign_s3_request(
+            request, credentials=Credentials("x", "y"), region="us-east-1",
+            config=Config(s3={"payload_signing_enabled": sign}), sha256=sha256,
+        )  # fmt: skip
+        assert "x-amz-content-sha256" in request.headers["Authorization"]  # a signed header
+        return str(request.headers["X-Amz-Content-SHA256"])
+
+    known = hashlib.sha256(b"abc").hexdigest()
+    assert signed(True, known) == signed(True, None) == known
+    assert signed(True, "0" * 64) == "0" * 64  # taken as given, not computed again
+    # Unsigned bodies stay unsigned whatever the caller knows.
+    assert signed(False, known) == signed(False, None) == "UNSIGNED-PAYLOAD"

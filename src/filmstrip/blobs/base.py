@@ -19,6 +19,8 @@ class BlobInfo(msgspec.Struct, frozen=True, kw_only=True):
     etag: str
     content_type: str
     modified: float  # seconds since the epoch
+    # Hex SHA-256 of the bytes, from the writes that hashed them (``put_stream`` always).
+    sha256: str | None = None
 
 
 class BlobNotFound(DataError):

@@ -134,6 +134,7 @@ class FileBlobStore(BlobStore):
                 etag=meta.sha256,
                 content_type=meta.content_type,
                 modified=st.st_mtime,
+                sha256=meta.sha256,
             )
         return BlobInfo(
             key=key,
@@ -258,6 +259,7 @@ class FileBlobStore(BlobStore):
             etag=digest,
             content_type=content_type,
             modified=st.st_mtime,
+            sha256=digest,
         )
 
     async def delete(self, key: str) -> None:

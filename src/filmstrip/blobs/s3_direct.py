@@ -71,19 +71,29 @@ class DirectS3:
         return _PLAIN_KEY.fullmatch(key) is not None
 
     async def _signed(
-        self, method: str, url: str, headers: dict[str, str], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        sha256: str | None = None,
     ) -> dict[str, str]:
         frozen = await self.credentials.get_frozen_credentials()
         request = AWSRequest(method=method, url=url, headers=headers, data=body)
-        sign_s3_request(request, credentials=frozen, region=self.region, config=self.config)
+        sign_s3_request(
+            request, credentials=frozen, region=self.region, config=self.config, sha256=sha256
+        )
         return {**dict(request.headers.items()), "User-Agent": self.user_agent}
 
-    async def put(self, key: str, data: bytes, content_type: str) -> str | None:
-        """PutObject; the ETag, or None if it did not succeed."""
+    async def put(
+        self, key: str, data: bytes, content_type: str, *, sha256: str | None = None
+    ) -> str | None:
+        """PutObject (``sha256``: the body's, if known); the ETag, or None if it did not
+        succeed."""
         url = self.base + key
         headers = {"Content-Type": content_type, "Content-Length": str(len(data))}
         try:
-            signed = await self._signed("PUT", url, headers, data)
+            signed = await self._signed("PUT", url, headers, data, sha256)
             async with self.http.put(URL(url, encoded=True), data=data, headers=signed) as resp:
                 await resp.read()
                 if resp.status != 200:
