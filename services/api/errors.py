@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from filmstrip.errors import Category, FilmstripError
+from filmstrip.errors import Category, FilmstripError, public_message
 from filmstrip.protocols.http import ErrorBody, ErrorDetail
 from filmstrip.services.api.json import json_response
 
@@ -38,22 +38,12 @@ def error_response(
     return json_response(body, status=status, headers=headers)
 
 
-# What a client is told when a part of the system is down: the error's own message names
-# hosts, keys and driver errors, which are for the operator's log, not for every caller.
-UNAVAILABLE = {
-    "catalog_unavailable": "the photo catalog is unreachable; try again shortly",
-    "redis_unavailable": "the queue is unreachable; try again shortly",
-    "catalog_conflict": "the photo catalog is busy; try again shortly",
-    "blob_store_unavailable": "photo storage is unreachable; try again shortly",
-}
-
-
 def from_filmstrip_error(exc: FilmstripError) -> ApiError:
     """Map a core error to HTTP by its category (TEMPORARY/RESOURCE are the server's problem);
     a server-side failure's details stay in the log."""
+    message = public_message(exc.category, exc.code, exc.message)
     if exc.category in (Category.TEMPORARY, Category.RESOURCE):
-        message = UNAVAILABLE.get(exc.code, exc.message)
         return ApiError(503, exc.code, message, headers={"Retry-After": "5"})
     if exc.category is Category.DATA:
-        return ApiError(422, exc.code, exc.message)
-    return ApiError(500, exc.code, "internal server error")
+        return ApiError(422, exc.code, message)
+    return ApiError(500, exc.code, message)

@@ -12,16 +12,11 @@ from redis.exceptions import MaxConnectionsError, RedisError
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import ClientRecord
-from filmstrip.errors import FilmstripError
+from filmstrip.errors import PUBLIC_MESSAGES, FilmstripError
 from filmstrip.events import new_trace_id
 from filmstrip.logs import trace_id_var
 from filmstrip.services.api.edge import Handler, credentials_of, route_template
-from filmstrip.services.api.errors import (
-    UNAVAILABLE,
-    ApiError,
-    error_response,
-    from_filmstrip_error,
-)
+from filmstrip.services.api.errors import ApiError, error_response, from_filmstrip_error
 from filmstrip.services.api.state import ApiState, state_of
 
 log = logging.getLogger("filmstrip.api")
@@ -110,7 +105,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         resp = error_response(
             503,
             "redis_unavailable",
-            UNAVAILABLE["redis_unavailable"],
+            PUBLIC_MESSAGES["redis_unavailable"],
             {"Retry-After": "5"},
         )
     except HttpProcessingError as exc:

@@ -24,6 +24,36 @@ class Category(enum.StrEnum):
         return self is not Category.DATA
 
 
+# What a client reads of a failure on the server's side, by code: the error's own message
+# names hosts, ports, keys and driver errors, which are for the operator (the log, the job's
+# record in the queue), not for every caller.
+PUBLIC_MESSAGES = {
+    "catalog_unavailable": "the photo catalog is unreachable; try again shortly",
+    "redis_unavailable": "the queue is unreachable; try again shortly",
+    "catalog_conflict": "the photo catalog is busy; try again shortly",
+    "blob_store_unavailable": "photo storage is unreachable; try again shortly",
+    "event_unpublished": "the event stream is unreachable; try again shortly",
+    "io_error": "a service the server depends on did not answer; try again shortly",
+    "blob_store_full": "photo storage is full; try again later",
+    "upload_locked": "another request is busy with this upload; try again shortly",
+    # RESOURCE failures of one photo: what is true of it, without the decoder's text.
+    "out_of_memory": "the server ran out of memory processing this photo; try again later",
+    "stage_timeout": "processing this photo took longer than the server allows; try again later",
+}
+_SERVER_SIDE = "the server could not finish this for now; try again shortly"
+_INTERNAL = "internal server error"
+
+
+def public_message(category: Category, code: str, message: str) -> str:
+    """What a client may read of a failure: a DATA error's own ``message`` (its input is at
+    fault), else a fixed sentence by ``code`` and ``category``."""
+    if category is Category.DATA:
+        return message
+    if category is Category.LOGIC:
+        return _INTERNAL
+    return PUBLIC_MESSAGES.get(code, _SERVER_SIDE)
+
+
 class FilmstripError(Exception):
     """An error with a category and a machine-readable code."""
 

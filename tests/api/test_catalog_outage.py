@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.auth import hash_token
-from filmstrip.services.api.errors import UNAVAILABLE
+from filmstrip.errors import PUBLIC_MESSAGES
 from filmstrip.services.api.reconciler import sweep_orphan_blobs
 from tests.api.conftest import EVERY_BLOB, Api, api_settings, running_api
 from tests.support import postgres
@@ -83,7 +83,7 @@ async def test_postgresql_down_means_503_and_nothing_lost(
             error = (await refused.json())["error"]
             assert error["code"] == "catalog_unavailable"
             # The driver's own words name the database's host and port: for the log only.
-            assert error["message"] == UNAVAILABLE["catalog_unavailable"], error
+            assert error["message"] == PUBLIC_MESSAGES["catalog_unavailable"], error
             assert refused.headers["Retry-After"]
             # So is the next upload (its token cannot be checked), and readiness says why.
             again = await api.upload(_photo(corpus, "Landscape_2.jpg"))

@@ -11,7 +11,7 @@ import pytest
 
 from bench.redis_server import RedisServer
 from filmstrip import keys
-from filmstrip.errors import LogicError, TemporaryError
+from filmstrip.errors import PUBLIC_MESSAGES, LogicError, TemporaryError
 from filmstrip.photos import ready_job
 from filmstrip.protocols.events import (
     PHOTO_COMPLETED,
@@ -23,7 +23,6 @@ from filmstrip.protocols.events import (
 from filmstrip.protocols.jobs import PhotoProcessingJob
 from filmstrip.queue import Consumer, Job
 from filmstrip.redis_client import RedisClient
-from filmstrip.services.api.errors import UNAVAILABLE
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import bearer, client_token, complete, fail, uploaded
 
@@ -176,7 +175,7 @@ async def test_a_retry_the_queue_cannot_take_leaves_the_photo_failed(tmp_path: P
             body = await resp.json()
             assert resp.status == 503 and body["error"]["code"] == "redis_unavailable", body
             # Not Redis's address nor the once-key's name: those are for the log.
-            assert body["error"]["message"] == UNAVAILABLE["redis_unavailable"], body
+            assert body["error"]["message"] == PUBLIC_MESSAGES["redis_unavailable"], body
             row = await api.state.catalog.get_photo(photo_id)
             assert row is not None and row.status == "failed"
             assert row.error_code == "stage_misconfigured"
