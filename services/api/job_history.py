@@ -122,11 +122,11 @@ def job_runs(
             last.outcome, last.error, last_error = "failed", last_error, None
             last.finished_at_ms = info.finished_at_ms
     if last_error is not None:
-        # The job's last error belongs to its most recent failed run.
+        # The job's last error belongs to its most recent failed run; it has the detail its
+        # photo.failed event leaves out (that is the client's message).
         for run in reversed(runs):
             if run.outcome == "failed":
-                if run.error is None:
-                    run.error = last_error
+                run.error = last_error
                 break
             if run.outcome == "ended":
                 run.outcome, run.error = "failed", last_error

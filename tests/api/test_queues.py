@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 
 from bench.redis_server import RedisServer
 from filmstrip import keys
+from filmstrip.blobs import open_blob_store
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import PUBLIC_MESSAGES, LogicError, TemporaryError
 from filmstrip.photos import ready_job
 from filmstrip.protocols.events import (
@@ -23,8 +26,10 @@ from filmstrip.protocols.events import (
 from filmstrip.protocols.jobs import PhotoProcessingJob
 from filmstrip.queue import Consumer, Job
 from filmstrip.redis_client import RedisClient
+from filmstrip.services.worker.processor import PhotoProcessor
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import bearer, client_token, complete, fail, uploaded
+from tests.support.settings import replace_settings
 
 Q = "/v1/queues/photo-processing"
 # A failure a retry may cure (a bug or a setting, fixed since).
@@ -331,3 +336,63 @@ async def test_job_detail_tells_each_run_with_its_error_and_stage_times(
         assert (await _json(missing, 404))["error"]["code"] == "job_not_found"
         refused = await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=api.auth)
         assert refused.status == 403
+
+
+async def test_a_storage_outage_tells_the_client_no_address_and_the_admin_all_of_it(
+    tmp_path: Path, redis_url: str, redis: RedisClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = api_settings(tmp_path, redis_url, job_backoff_ms="50")
+    async with running_api(settings, "alice") as api:
+        admin = bearer(await client_token(api, "ops", admin=True))
+        photo_id = await uploaded(api)
+        # The worker's S3 is down: nothing listens at its endpoint.
+        port = free_port()
+        down = replace_settings(
+            settings,
+            blob_url="s3://photos",
+            s3_endpoint_url=f"http://127.0.0.1:{port}",
+            s3_access_key_id="test",
+            s3_secret_access_key="test",
+        )
+        blobs = await open_blob_store(down)
+        processor = PhotoProcessor(settings, photos=api.state.photos, blobs=blobs)
+        failed = asyncio.Event()
+
+        async def on_failed(job: Job, error: Any) -> None:
+            await processor.on_failed(job, error)
+            failed.set()
+
+        consumer = Consumer(api.state.queue, processor.handle, on_failed=on_failed)
+        task = asyncio.create_task(consumer.run())
+        try:
+            with caplog.at_level(logging.WARNING, "filmstrip.worker"):
+                await asyncio.wait_for(failed.wait(), 60)
+        finally:
+            await consumer.stop()
+            await task
+            await blobs.close()
+
+        address = f"127.0.0.1:{port}"
+        public = {
+            "code": "blob_store_unavailable",
+            "category": "TEMPORARY",
+            "message": PUBLIC_MESSAGES["blob_store_unavailable"],
+            "retryable": True,
+        }
+        resp = await api.http.get(f"{api.url}/v1/photos/{photo_id}", headers=api.auth)
+        assert address not in await resp.text()
+        assert (await _json(resp, 200))["error"] == public
+        row = await api.state.catalog.get_photo(photo_id)
+        assert row is not None
+        stream = await api.state.redis.xrange(keys.client_events(row.client_id))
+        sent = [msgspec.json.decode(fields[b"e"]) for _, fields in stream]
+        [event] = [e for e in sent if e["type"] == PHOTO_FAILED]
+        assert event["data"]["error"] == public
+        # The operator keeps the detail: the log line, the job's record and its last run.
+        [logged] = [r for r in caplog.records if r.getMessage() == "photo failed"]
+        assert address in getattr(logged, "error", "")
+        job_id = f"photo:{photo_id}"
+        detail = await _json(await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=admin), 200)
+        assert detail["job"]["state"] == "failed" and detail["job"]["attempts_made"] == 3
+        assert address in detail["job"]["error"]["message"]
+        assert address in detail["runs"][-1]["error"]["message"]

@@ -26,7 +26,8 @@ from filmstrip.blobs import BlobInfo, BlobStore, open_blob_store
 from filmstrip.blobs.local_cache import LocalBlobCache
 from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, open_catalog, utcnow
 from filmstrip.concurrency import configure_pool
-from filmstrip.errors import DataError, TemporaryError
+from filmstrip.embedded.redis_server import free_port
+from filmstrip.errors import PUBLIC_MESSAGES, DataError, TemporaryError
 from filmstrip.events import EventPublisher
 from filmstrip.logs import JsonFormatter
 from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
@@ -46,6 +47,7 @@ from filmstrip.services.worker.processor import PhotoProcessor
 from filmstrip.settings import Settings, load_settings
 from tests.support import postgres
 from tests.support.loop_watch import slow_steps
+from tests.support.settings import replace_settings
 
 READY_FILES = ("preview.jpg", "thumbnail.webp")
 SIGNING_SECRET = b"the-api-key"
@@ -366,6 +368,44 @@ async def test_a_failed_follow_up_job_leaves_the_photo_ready(world: World, corpu
     stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
     assert stored == {d.key for d in photo.derivatives}
     assert await world.catalog.awaiting_follow_up(older_than_s=0) == []
+
+
+async def test_a_follow_up_failed_by_a_storage_outage_shows_the_photo_no_address(
+    world: World, corpus: Path
+) -> None:
+    # The optimised copy goes to an S3 that is down (nothing listens at its endpoint).
+    port = free_port()
+    down = await open_blob_store(
+        replace_settings(
+            world.settings,
+            blob_url="s3://photos",
+            s3_endpoint_url=f"http://127.0.0.1:{port}",
+            s3_access_key_id="test",
+            s3_secret_access_key="test",
+        )
+    )
+
+    async def outage(key: str) -> None:
+        await down.put_bytes(key, b"", content_type="image/webp")
+
+    world.processor.blobs = _Hooked(world.blobs, "/optimized", outage)  # type: ignore[assignment]
+    try:
+        photo_id = await world.submit(corpus / "real/Sony_Cybershot.jpg")
+        await world.run_until_done([photo_id])
+    finally:
+        await down.close()
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed", photo
+    # The photo's metadata is its client's: the failure as the client reads it.
+    assert (photo.processing_metadata or {})["optimization"] == {
+        "failed": True,
+        "code": "blob_store_unavailable",
+        "category": "TEMPORARY",
+        "message": PUBLIC_MESSAGES["blob_store_unavailable"],
+    }
+    job = await world.queue.get_job(deferred_job_id_for(photo_id))
+    assert job is not None and job.error is not None
+    assert f"127.0.0.1:{port}" in job.error.message
 
 
 class _SettleBlinks(_Wrapping[JobQueue]):

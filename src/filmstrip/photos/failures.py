@@ -4,7 +4,7 @@ may help, from the failure the worker or reconciler reported or from the catalog
 from __future__ import annotations
 
 from filmstrip.catalog import PhotoRecord, PhotoStatus
-from filmstrip.errors import Category
+from filmstrip.errors import Category, public_message
 from filmstrip.protocols.events import PhotoError
 
 # A row failed before the catalog kept codes (schema 7) has none.
@@ -12,12 +12,14 @@ UNKNOWN_CODE = "processing_failed"
 
 
 def photo_error(*, code: str, category: str, message: str) -> PhotoError:
-    """The error of a failure, ``retryable`` unless the input itself is at fault."""
+    """The error of a failure as its client reads it: a server-side failure's ``message`` (hosts,
+    keys, driver text) is replaced by one by code; ``retryable`` unless the input is at fault."""
     try:
         kind = Category(category)
     except ValueError:
         kind = Category.LOGIC  # not one of ours: a bug, which a fixed release may pass
-    return PhotoError(code=code, category=kind, message=message, retryable=kind.retry_may_help)
+    public = public_message(kind, code, message)
+    return PhotoError(code=code, category=kind, message=public, retryable=kind.retry_may_help)
 
 
 def error_of(photo: PhotoRecord) -> PhotoError | None:

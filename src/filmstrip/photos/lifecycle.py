@@ -185,7 +185,9 @@ class PhotoLifecycle:
     ) -> None:
         """Record the failed follow-up on the photo, which stays ready: neither a redelivered
         upload job nor the reconciler queues it again for a result that will not come."""
-        failure = {"failed": True, "code": code, "category": category, "message": message}
+        # The photo's metadata is its client's to read: the error as the client sees it.
+        error = photo_error(code=code, category=category, message=message)
+        failure = {"failed": True, "code": code, "category": category, "message": error.message}
         await self.catalog.add_deferred_results(
             job.photo_id,
             metadata=dict.fromkeys(job.pipeline.stages, failure),
