@@ -77,16 +77,7 @@ _HTTP_CODES = {
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as ``{"error": {"code", "message"}}`` with a fitting status."""
     try:
-        response = await handler(request)
-        if (
-            response.status >= 400
-            and not response.prepared
-            and response.content_type != "application/json"
-        ):
-            # e.g. the static files' own bare 404: answer in our error shape too.
-            code = _HTTP_CODES.get(response.status, "http_error")
-            return error_response(response.status, code, response.reason or code)
-        return response
+        return await handler(request)
     except ApiError as exc:
         resp = error_response(exc.status, exc.code, exc.message, exc.headers)
     except FilmstripError as exc:
