@@ -187,7 +187,7 @@ class S3BlobStore(BlobStore):
             bucket=bucket,
             region=client.meta.region_name,
             credentials=credentials,
-            config=config,
+            sign_payload=sign_payload(settings.blobs),
             user_agent=USER_AGENT,
         )
         return cls(

@@ -1,4 +1,4 @@
-"""botocore below its documented surface, for three measured gains. Fits botocore 1.40.
+"""botocore below its documented surface, for two measured gains. Fits botocore 1.40.
 
 One endpoint resolution per bucket, not per object: a backport of botocore's fix for its
 S3 endpoint cache (boto/botocore#3528, merged upstream as #3692). botocore resolves every
@@ -17,13 +17,6 @@ loop. Every body the store sends is already in memory and at most one part (8 Mi
 wait buys nothing: it adds a round trip to each PUT (measured against moto on loopback:
 15-30% of a 100 kB PUT's client CPU, 10-15% of the server's, and a fifth of its time).
 
-A request signed outside a client (``filmstrip.blobs.s3_direct``): botocore's
-``S3SigV4Auth`` takes whether to sign the body's SHA-256 from the client config it finds
-in the request's ``context``, which only a client's own requests carry. A body whose
-SHA-256 the caller already has (an upload hashed as it streamed in) is not hashed again:
-the signer's ``payload`` is given it, where ``_should_sha256_sign_payload`` says the body is
-signed (~2 ms of CPU a 3 MB upload).
-
 ``tests/compat/test_botocore.py`` fails loudly when any of these internals changes;
 ``tests/blobs/test_s3_endpoints.py`` and ``test_s3_bodies.py`` check what they do.
 """
@@ -32,8 +25,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.handlers import convert_body_to_file_like_object
 
 #: The botocore release these internals were read from.
@@ -55,36 +46,6 @@ def share_endpoint_resolution(client: Any) -> bool:
     # A filtered copy for this client: the rule set's own definitions stay as they are.
     resolver._param_definitions = {k: v for k, v in params.items() if k not in UNREFERENCED}  # type: ignore[union-attr]
     return True
-
-
-class _KnownBodyAuth(S3SigV4Auth):  # type: ignore[misc]  # botocore is untyped
-    """S3's signer, told its body's SHA-256 rather than hashing the body."""
-
-    def __init__(self, credentials: Any, region: str, sha256: str) -> None:
-        super().__init__(credentials, "s3", region)
-        self.known_sha256 = sha256
-
-    def payload(self, request: AWSRequest) -> str:
-        if self._should_sha256_sign_payload(request):
-            return self.known_sha256
-        return str(super().payload(request))
-
-
-def sign_s3_request(
-    request: AWSRequest,
-    *,
-    credentials: Any,
-    region: str,
-    config: Any,
-    sha256: str | None = None,
-) -> None:
-    """Sign ``request`` (SigV4, S3's rules) as a client with ``config`` would: its body's
-    SHA-256 (``sha256`` if given) signed or not as ``config.s3['payload_signing_enabled']`` says."""
-    request.context["client_config"] = config
-    if sha256 is None:
-        S3SigV4Auth(credentials, "s3", region).add_auth(request)
-    else:
-        _KnownBodyAuth(credentials, region, sha256).add_auth(request)
 
 
 def send_bodies_as_bytes(client: Any) -> None:
