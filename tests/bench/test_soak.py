@@ -62,7 +62,9 @@ def test_small_chaos_soak_keeps_every_guarantee(corpus: Path) -> None:
 @pytest.mark.timeout(LIMIT_S + 60)
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a CPU to set aside")
 def test_clean_soak_with_s3_off_the_measured_cpus(corpus: Path) -> None:
-    proc = _soak("--clean", "--aside-cpus", "1", "-n", "20", "--clients", "4")
+    # Two uploads a client: the bare pipeline runs four times on a sample of the run's size
+    # (and warms up on as many), so the size of the run is most of this test's time.
+    proc = _soak("--clean", "--aside-cpus", "1", "-n", "8", "--clients", "4")
     stdout = proc.stdout
     cpus = sorted(os.sched_getaffinity(0))
     assert f"CPUs {cpus[:-1]}: the system and the bare pipeline" in stdout, stdout
@@ -79,7 +81,7 @@ def test_clean_soak_on_an_s3_it_did_not_start(corpus: Path) -> None:
     # bucket of its own, verify there, and remove the bucket after a good run.
     with MotoServer() as s3:
         creds = {"AWS_ACCESS_KEY_ID": "elsewhere", "AWS_SECRET_ACCESS_KEY": "elsewhere"}
-        proc = _soak("--clean", "--s3-endpoint", s3.url, "-n", "12", "--clients", "3", env=creds)
+        proc = _soak("--clean", "--s3-endpoint", s3.url, "-n", "6", "--clients", "3", env=creds)
         stdout = proc.stdout
         assert f"blobs S3 at {s3.url}, bucket filmstrip-soak-" in stdout, stdout
         assert "s3 (moto)" not in stdout  # no moto of its own to count
