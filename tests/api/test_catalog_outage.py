@@ -86,10 +86,12 @@ async def test_postgresql_down_means_503_and_nothing_lost(
             assert error["message"] == PUBLIC_MESSAGES["catalog_unavailable"], error
             assert refused.headers["Retry-After"]
             # So is the next upload (its token cannot be checked), and readiness says why.
-            again = await api.upload(_photo(corpus, "Landscape_2.jpg"))
+            # Asked at once: each waits out the pool's checkout timeout (3 s) before it answers.
+            again, ready = await asyncio.gather(
+                api.upload(_photo(corpus, "Landscape_2.jpg")), api.http.get(f"{api.url}/readyz")
+            )
             assert again.status == 503
             assert (await again.json())["error"]["code"] == "catalog_unavailable"
-            ready = await api.http.get(f"{api.url}/readyz")
             assert ready.status == 503 and (await ready.json())["checks"]["catalog"] != "ok"
 
             private_postgres.start()
