@@ -81,7 +81,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     replay = ReplayReader(redis, maxlen=settings.bus.replay_maxlen, age_s=settings.bus.replay_age_s)
     hub = Hub(replay)
     subscriber = EventSubscriber(
-        settings.redis.url, hub.publish, hub.catch_up_all, nodes=cluster_nodes(redis)
+        settings.redis.url, hub.publish, hub.subscribed, nodes=cluster_nodes(redis)
     )
     # A socket counts this long after its bus last refreshed it: three presence rounds.
     sockets = ClientSockets(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from filmstrip.protocols.events import PHOTO_UPLOADED
 from filmstrip.services.bus import streamid, wire
@@ -39,6 +40,9 @@ class Hub:
         self.dropped = 0
         self.added = 0  # sockets accepted since start
         self.removed = 0  # sockets gone since start
+        # How many times the event subscription has come up: a socket whose identify read
+        # its stream's head across a change of it was in no catch-up (see ``subscribed``).
+        self.subscriptions = 0
 
     # --- membership ------------------------------------------------------------------------
 
@@ -205,23 +209,44 @@ class Hub:
             self.delivered += len(released) + sent
         return sent
 
-    async def catch_up_all(self) -> None:
-        """After the subscription was lost and restored: replay each socket's gap.
+    def subscribed(self) -> Coroutine[Any, Any, None]:
+        """The event subscription is (again) up: hold back the live events of every
+        identified socket, at once, before the subscription's first event, and return the
+        catch-up that replays each one's gap and then releases them.
+
+        A live event sent before its socket's gap would raise the socket's cursor past the
+        gap, and the replay, which starts at the cursor, would never send it.
+        """
+        self.subscriptions += 1
+        held = [c for c in self.connections if c.client_id is not None and c.lifecycle.open]
+        for conn in held:
+            conn.cursor.begin_replay()
+        return self._catch_up(held)
+
+    async def _catch_up(self, held: list[Connection]) -> None:
+        """Replay each held socket's gap, then send it the live events held meanwhile.
 
         Redis may still be coming back (its old connections fail at first), so sockets
-        whose replay failed are tried again a few times; one whose gap still cannot be
-        replayed is closed with 1012, so its client reconnects and resumes instead of
-        silently missing what was published in the gap.
+        whose replay failed are tried again a few times (still held); one whose gap still
+        cannot be replayed is closed with 1012, so its client reconnects and resumes
+        instead of silently missing what was published in the gap.
         """
-        pending = [c for c in self.connections if c.client_id is not None and c.lifecycle.open]
-        log.info("catching up sockets after resubscribing", extra={"sockets": len(pending)})
+        log.info("catching up sockets after subscribing", extra={"sockets": len(held)})
+        holding = set(held)
+        try:
+            await self._replay_gaps(held, holding)
+        finally:
+            for conn in holding:
+                self._release(conn)
+
+    async def _replay_gaps(self, pending: list[Connection], holding: set[Connection]) -> None:
         delay = CATCH_UP_FIRST_DELAY_S
+        error = ""
         for round_ in range(CATCH_UP_ROUNDS):
             if round_:
                 await asyncio.sleep(delay)
                 delay *= 2
             failed = []
-            error = ""
             for conn in pending:
                 if not conn.lifecycle.open:
                     continue
@@ -230,6 +255,9 @@ class Hub:
                 except Exception as exc:
                     failed.append(conn)
                     error = str(exc)
+                else:
+                    holding.discard(conn)
+                    self._release(conn)
                 await asyncio.sleep(0)
             if not failed:
                 return
@@ -240,6 +268,13 @@ class Hub:
                 extra={"socket_id": conn.socket_id, "error": error},
             )
             await conn.close(1012, "events could not be replayed; reconnect and resume")
+
+    def _release(self, conn: Connection) -> None:
+        """End a catch-up's hold on ``conn``: send the live events it held, in order."""
+        frames = conn.cursor.end_replay(resumed=False)
+        for frame in frames:
+            conn.send(frame)
+        self.delivered += len(frames)
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every socket (shutdown)."""

@@ -37,8 +37,11 @@ _CONNECT_TIMEOUT_S = 5.0
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, on_message: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, on_message: Callable[[bytes], None], on_subscribed: Callable[[], None]
+    ) -> None:
         self._on_message = on_message
+        self._on_subscribed = on_subscribed
         self._buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.subscribed = 0
@@ -82,6 +85,12 @@ class _Protocol(asyncio.Protocol):
             elif kind == b"subscribe":
                 self.subscribed += 1
                 if self.subscribed == len(CHANNELS) and not self.ready.done():
+                    # Here, not once ``ready`` wakes its waiter: events may follow in this
+                    # very chunk, and the hub must hold its sockets back before the first.
+                    try:
+                        self._on_subscribed()
+                    except Exception:
+                        log.exception("could not start the catch-up")
                     self.ready.set_result(None)
         elif isinstance(value, resp.RespError):
             self._fail(ConnectionError(f"redis refused the subscription: {value}"))
@@ -103,8 +112,11 @@ class _Protocol(asyncio.Protocol):
 class EventSubscriber:
     """Reads every event channel and hands each message to ``on_message`` at once.
 
-    After a reconnect, ``on_resubscribed`` runs so the hub can fill the gap from the replay
-    streams. ``redis_url`` is redis://, rediss:// or unix:// (user and password honoured).
+    Each time the channels are subscribed (the first time too: sockets may have identified
+    while Redis was down), ``on_subscribed`` is called at once, before the first event of
+    the subscription is handed on, and the coroutine it returns runs as a task: the hub
+    holds its sockets' live events back and fills the gap from the replay streams.
+    ``redis_url`` is redis://, rediss:// or unix:// (user and password honoured).
     ``nodes``, on a cluster, lists the ``(host, port)`` of its nodes: each failed or lost
     subscription moves to the next of the URL's node and these.
     """
@@ -113,18 +125,18 @@ class EventSubscriber:
         self,
         redis_url: str,
         on_message: Callable[[bytes], None],
-        on_resubscribed: Callable[[], Coroutine[Any, Any, None]],
+        on_subscribed: Callable[[], Coroutine[Any, Any, None]],
         *,
         nodes: Callable[[], Sequence[tuple[str, int]]] | None = None,
     ) -> None:
         self._url = urlsplit(redis_url)
         self._on_message = on_message
-        self._on_resubscribed = on_resubscribed
+        self._on_subscribed = on_subscribed
         self._nodes = nodes
         self._turn = 0  # which of the candidate nodes the next connection tries
         self.node: tuple[str, int] | None = None  # where the subscription is (TCP only)
         self.ready = asyncio.Event()
-        self._catch_up: asyncio.Task[None] | None = None
+        self._catch_ups: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -137,8 +149,12 @@ class EventSubscriber:
         finally:
             # A catch-up still replaying must not outlive the subscriber (and the Redis
             # client it replays through, which the bus closes next).
-            if self._catch_up is not None:
-                await cancel_and_wait(self._catch_up)
+            await cancel_and_wait(*self._catch_ups)
+
+    def _subscribed(self) -> None:
+        task = asyncio.create_task(self._on_subscribed())
+        self._catch_ups.add(task)
+        task.add_done_callback(self._catch_ups.discard)
 
     async def _run(self) -> None:
         backoff = _BACKOFF_MIN_S
@@ -151,7 +167,6 @@ class EventSubscriber:
                 backoff = _BACKOFF_MIN_S
                 if not first:
                     log.info("resubscribed to event channels")
-                    self._catch_up = asyncio.create_task(self._on_resubscribed())
                 first = False
                 await self._watch(proto)
                 log.warning("event subscription lost")
@@ -170,7 +185,7 @@ class EventSubscriber:
         url = self._url
 
         def factory() -> _Protocol:
-            return _Protocol(self._on_message)
+            return _Protocol(self._on_message, self._subscribed)
 
         if url.scheme == "unix":
             _, proto = await loop.create_unix_connection(factory, url.path)

@@ -160,3 +160,40 @@ async def test_a_catch_up_still_running_stops_with_the_subscriber(
     await asyncio.wait_for(started.wait(), 5)
     await cancel_and_wait(running)
     assert stopped.is_set()
+
+
+async def _publish(publisher: EventPublisher, acc: Account, **data: Any) -> str:
+    return await publisher.publish(
+        ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
+        trace_id="0" * 32, data=data,
+    )  # fmt: skip
+
+
+async def test_a_live_event_never_overtakes_the_gap_it_follows(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An event published after the bus resubscribed, but before the catch-up got to the
+    socket (its first replay failed, as after a Redis restart), must not raise the
+    socket's cursor past the gap: the gap is sent, then the live event."""
+    bus, acc, c = await _listening(start_bus, make_account, connect)
+    hub = bus.app[HUB]
+    replay = hub.replay
+    tried = asyncio.Event()
+
+    async def flaky(*args: Any, **kwargs: Any) -> int:
+        if not tried.is_set():
+            tried.set()
+            raise RedisConnectionError("Connection closed by server.")
+        return await replay(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "replay", flaky)
+    gap = await _gap_after_a_lost_subscription(bus, acc, publisher, redis)
+    await asyncio.wait_for(tried.wait(), 10)  # resubscribed; the catch-up retries in 0.2 s
+    live = await _publish(publisher, acc, live=True)
+    assert [m["id"] for m in await c.events(2)] == [gap, live]
+    await c.barrier()
