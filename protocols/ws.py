@@ -167,4 +167,5 @@ ERROR_CODES = (
 CLOSE_GOING_AWAY = 1001  # bus shutting down: reconnect (elsewhere) and resume
 CLOSE_POLICY = 1008  # unauthorized or revoked token, identify timeout, too many sockets
 CLOSE_TOO_BIG = 1009  # a frame over the size limit
+CLOSE_SERVICE_RESTART = 1012  # events could not be replayed: reconnect and resume
 CLOSE_TRY_AGAIN_LATER = 1013  # the client did not read its events fast enough

@@ -172,11 +172,16 @@ class SocketHandler:
                 )
             )
         conn.token_hash = hash_token(message.token)
+        subscriptions = self._hub.subscriptions
         conn.floor = await self._replay.head(client_id)
         conn.cursor.join_at(conn.floor)
         conn.lifecycle.move(State.IDENTIFIED)
         self._hub.identified(conn, client_id)
-        if message.last_event_id is not None:
+        # The event subscription came up while the head was read: what was published
+        # between the head and the subscription came live to no one, and the hub's
+        # catch-up did not count this socket (not yet identified). Replay it here.
+        behind = self._hub.subscriptions != subscriptions
+        if message.last_event_id is not None or behind:
             conn.hold()  # from joining the rooms until the replay is sent
         conn.reply(
             ws.Identified(
@@ -193,7 +198,21 @@ class SocketHandler:
             self._hub.join(conn, photo_room(photo_id))
         if message.last_event_id is not None:
             # If Redis fails here the socket stays identified: ``resume`` may try again.
+            # This replay also covers the gap of a socket ``behind``: it reads to the end.
             await self._replay_after(conn, message.last_event_id)
+        elif behind:
+            await self._catch_up(conn)
+
+    async def _catch_up(self, conn: Connection) -> None:
+        """Replay the events after the socket's floor, held since identify; if Redis fails,
+        close it so its client resumes rather than silently missing them."""
+        try:
+            await self._hub.replay(conn, conn.floor, resume=False)
+        except RedisError as exc:
+            log.warning("catch-up after identify failed: %s", exc)
+            await conn.close(ws.CLOSE_SERVICE_RESTART, "events could not be replayed; resume")
+        finally:
+            conn.release()
 
     async def _resume(self, conn: Connection, message: ws.Resume) -> None:
         if conn.resumed_from is not None:

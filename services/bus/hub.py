@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from filmstrip.protocols import ws
 from filmstrip.protocols.events import PHOTO_UPLOADED
 from filmstrip.services.bus import streamid, wire
 from filmstrip.services.bus.connection import Connection
@@ -267,7 +268,9 @@ class Hub:
                 "catch-up failed; closing the socket so its client resumes",
                 extra={"socket_id": conn.socket_id, "error": error},
             )
-            await conn.close(1012, "events could not be replayed; reconnect and resume")
+            await conn.close(
+                ws.CLOSE_SERVICE_RESTART, "events could not be replayed; reconnect and resume"
+            )
 
     def _release(self, conn: Connection) -> None:
         """End a catch-up's hold on ``conn``: send the live events it held, in order."""

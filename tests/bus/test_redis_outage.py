@@ -14,7 +14,7 @@ from bench.redis_server import RedisServer
 from filmstrip.events import EventPublisher
 from filmstrip.protocols import events as ev
 from filmstrip.services.bus import hub as hub_module
-from filmstrip.services.bus.app import HUB, SUBSCRIBER
+from filmstrip.services.bus.app import HANDLER, HUB, SUBSCRIBER
 from filmstrip.services.bus.subscriber import EventSubscriber
 from filmstrip.tasks import cancel_and_wait
 from tests.bus.support import Account, BusClient, RunningBus, kill_pubsub_clients
@@ -196,4 +196,41 @@ async def test_a_live_event_never_overtakes_the_gap_it_follows(
     await asyncio.wait_for(tried.wait(), 10)  # resubscribed; the catch-up retries in 0.2 s
     live = await _publish(publisher, acc, live=True)
     assert [m["id"] for m in await c.events(2)] == [gap, live]
+    await c.barrier()
+
+
+async def test_a_socket_identifying_across_a_resubscription_gets_the_gap(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A socket whose identify read its stream's head before the subscription came back,
+    and finished after the catch-up had taken its list, still gets what was published in
+    the gap."""
+    bus = await start_bus()
+    acc = await make_account()
+    reader = bus.app[HANDLER]._replay
+    head = reader.head
+    read, go = asyncio.Event(), asyncio.Event()
+
+    async def slow_head(client_id: str) -> Any:
+        floor = await head(client_id)
+        read.set()
+        await go.wait()
+        return floor
+
+    monkeypatch.setattr(reader, "head", slow_head)
+    c = await connect(bus.url)
+    await c.send({"type": "identify", "token": acc.token})
+    await asyncio.wait_for(read.wait(), 10)
+    subscriber = bus.app[SUBSCRIBER]
+    subscriber.ready.clear()  # set again by the resubscription
+    gap = await _gap_after_a_lost_subscription(bus, acc, publisher, redis)
+    await asyncio.wait_for(subscriber.ready.wait(), 10)
+    go.set()
+    await c.expect("identified")
+    assert [m["id"] for m in await c.events(1)] == [gap]
     await c.barrier()
