@@ -9,6 +9,10 @@
   failed with the job's error, and its client told;
 - a completed photo whose deferred stages (optimization) never reported and whose
   follow-up job is gone (Redis lost the last second of writes) gets its follow-up again.
+- a photo marked failed whose failure event never went out (the worker's failure hook
+  marks the row, then announces: the worker died in between, or Redis stayed down through
+  its retries) is announced, under the once-key, while the event is within the replay
+  window.
 
 One api process at a time runs a round, holding a lease in Redis (filmstrip/lease.py) that
 a process which dies mid-round stops renewing; after a finished round the others skip
@@ -28,7 +32,7 @@ from filmstrip.blobs import BlobStore
 from filmstrip.catalog import Catalog, PhotoStatus
 from filmstrip.errors import FilmstripError
 from filmstrip.lease import Lease, LeaseLost
-from filmstrip.photos import PhotoLifecycle, ready_job
+from filmstrip.photos import PhotoLifecycle, completion_once_key, ready_job
 from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import JobState
 from filmstrip.redis_client import RedisClient
@@ -125,6 +129,38 @@ async def requeue_stuck(photos: PhotoLifecycle, *, older_than_s: float) -> int:
     return repaired
 
 
+# The database's and Redis's clocks may differ this much: a once-key set at the edge of the
+# replay window could be gone already, and its failure would be announced twice.
+_CLOCK_SLACK_S = 60.0
+
+
+async def announce_lost_failures(photos: PhotoLifecycle, *, older_than_s: float) -> int:
+    """Announce the failures of the photos that failed ``older_than_s`` ago or more, but
+    within the replay window, whose failure event never went out; return how many."""
+    # The once-key of a failure lives as long as its event is kept for replay.
+    window_s = photos.settings.bus.replay_age_s - _CLOCK_SLACK_S
+    if window_s <= older_than_s:
+        return 0
+    failed = await photos.catalog.failed_within(older_than_s=older_than_s, newer_than_s=window_s)
+    if not failed:
+        return 0
+    async with photos.queue.redis.pipeline(transaction=False) as pipe:
+        for photo in failed:
+            pipe.exists(keys.event_once(photo.client_id, completion_once_key(photo.id)))
+        told = await pipe.execute()
+    announced = 0
+    for photo, seen in zip(failed, told, strict=True):
+        if seen:
+            continue
+        await photos.announce_failure(photo)
+        announced += 1
+        log.warning(
+            "failed photo's event was never published; announced",
+            extra={"photo_id": photo.id, "code": photo.error_code, "trace_id": photo.trace_id},
+        )
+    return announced
+
+
 async def requeue_follow_ups(photos: PhotoLifecycle, *, older_than_s: float) -> int:
     """Give a follow-up job back to completed photos lacking deferred results without one."""
     if not photos.settings.jobs.defer_optimization:
@@ -165,6 +201,7 @@ async def reconcile_once(
             return
         ran = True
         await requeue_stuck(photos, older_than_s=settings.api.stuck_after_s)
+        await announce_lost_failures(photos, older_than_s=settings.api.stuck_after_s)
         await requeue_follow_ups(photos, older_than_s=settings.api.stuck_after_s)
         if await orphan_sweep_due(redis):
             await sweep_orphan_blobs(photos.catalog, blobs, grace_s=settings.api.orphan_grace_s)

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for_url, utcnow
+from filmstrip.catalog.base import shift_time
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import DataError
 from filmstrip.photos import PhotoLifecycle, completion_once_key, encode_job, ready_job
@@ -27,6 +28,7 @@ from filmstrip.services.api.accept import discard_unrecorded
 from filmstrip.services.api.reconciler import (
     orphan_sweep_done,
     orphan_sweep_due,
+    reconcile_once,
     requeue_follow_ups,
     requeue_stuck,
     sweep_orphan_blobs,
@@ -245,6 +247,49 @@ async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api
     # Settled: the next round has nothing to do, and the job was not queued again.
     assert await requeue_stuck(state.photos, older_than_s=0) == 0
     assert (await state.queue.counts())["waiting"] == 0
+
+
+async def _failed_ago(api: Api, seconds: float) -> PhotoRecord:
+    """A photo marked failed ``seconds`` ago (by the catalog's clock) whose failure event
+    never went out: its worker died between the catalog write and the announcement."""
+    state = api.state
+    photo = _row(api, status=PhotoStatus.PROCESSING)
+    await state.catalog.insert_photo(photo, None)
+    assert await state.catalog.fail_photo(photo.id, error="bad", category="DATA", code="corrupt")
+    stamp = shift_time(await state.catalog._now(), -seconds)
+    await state.catalog._execute("UPDATE photos SET updated_at = ? WHERE id = ?", (stamp, photo.id))
+    return photo
+
+
+async def _failures_sent(api: Api, photo: PhotoRecord) -> list[str]:
+    stream = await api.state.redis.xrange(keys.client_events(photo.client_id))
+    sent = [orjson.loads(fields[b"e"]) for _, fields in stream]
+    return [e["data"]["error"]["code"] for e in sent if e["photo_id"] == photo.id]
+
+
+async def test_a_failure_whose_event_never_went_out_is_announced_by_the_reconciler(
+    api: Api,
+) -> None:
+    """The worker marks a photo failed after its job is settled (dead-lettered), then
+    announces it: a worker that dies in between leaves a failed row nobody announces."""
+    state = api.state
+    stuck_s = api.settings.api.stuck_after_s
+    lost = await _failed_ago(api, stuck_s + 5)
+    fresh = await _failed_ago(api, 0)  # its worker may still be announcing it
+    ancient = await _failed_ago(api, api.settings.bus.replay_age_s + 5)  # past replay
+    told = await _failed_ago(api, stuck_s + 5)
+    assert await state.photos.fail(
+        ready_job(api.settings, told), code="corrupt", category="DATA", message="bad"
+    )
+    assert await reconcile_once(state.photos, state.redis, state.blobs)
+    assert await _failures_sent(api, lost) == ["corrupt"]
+    assert await _failures_sent(api, fresh) == []
+    assert await _failures_sent(api, ancient) == []
+    assert await _failures_sent(api, told) == ["corrupt"]  # once, not again
+    # Announced under the once-key: a later round sends nothing more.
+    await state.redis.delete(keys.reconciler_round_gate())
+    assert await reconcile_once(state.photos, state.redis, state.blobs)
+    assert await _failures_sent(api, lost) == ["corrupt"]
 
 
 async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -> None:

@@ -518,6 +518,23 @@ class Catalog(abc.ABC):
         )
         return [_photo(r) for r in rows]
 
+    async def failed_within(
+        self, *, older_than_s: float, newer_than_s: float, limit: int = 500
+    ) -> list[PhotoRecord]:
+        """Failed photos unchanged for ``older_than_s`` but changed within ``newer_than_s``
+        (by the database's clock), newest first."""
+        rows = await self._fetchall(
+            f"SELECT {PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at <= ? "
+            "AND updated_at > ? ORDER BY updated_at DESC LIMIT ?",
+            (
+                PhotoStatus.FAILED,
+                await self._ago(older_than_s),
+                await self._ago(newer_than_s),
+                limit,
+            ),
+        )
+        return [_photo(r) for r in rows]
+
     async def awaiting_follow_up(
         self, *, older_than_s: float, limit: int = 500
     ) -> list[PhotoRecord]:

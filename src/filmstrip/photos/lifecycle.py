@@ -14,7 +14,7 @@ from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecor
 from filmstrip.errors import Category, FilmstripError, TemporaryError
 from filmstrip.events import EventPublisher, forget_once
 from filmstrip.photos import links
-from filmstrip.photos.failures import UNKNOWN_CODE, photo_error
+from filmstrip.photos.failures import UNKNOWN_CODE, error_of, photo_error
 from filmstrip.photos.jobs import (
     encode_job,
     follow_up_job,
@@ -179,6 +179,15 @@ class PhotoLifecycle:
         data = failure_data(error)
         await self._announce(job, PHOTO_FAILED, data)
         return True
+
+    async def announce_failure(self, photo: PhotoRecord) -> None:
+        """Tell the client of the failed ``photo`` its outcome, unless it was told (by the
+        once-key): the failure hook marks the row first and announces after, so a worker
+        that dies in between leaves this to the reconciler."""
+        error = error_of(photo)
+        if error is not None:
+            job = ready_job(self.settings, photo)
+            await self._announce(job, PHOTO_FAILED, failure_data(error))
 
     async def follow_up_failed(
         self, job: PhotoProcessingJob, *, code: str, category: str, message: str
