@@ -7,6 +7,7 @@ import asyncio
 import faulthandler
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -149,10 +150,52 @@ def _upload(settings: Settings, args: argparse.Namespace) -> int:
         priority=args.priority,
     )
     try:
-        return _run(upload.run(options))
+        return _run(_interruptible(upload.run(options)))
     except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to send the rest", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
+
+
+INTERRUPTED = "\ninterrupted: run the same command again to send the rest"
+# How long Ctrl-C waits for the upload to unwind before the command leaves anyway.
+INTERRUPT_GRACE_S = 1.0
+
+
+async def _interruptible(work: Coroutine[Any, Any, int]) -> int:
+    """``work``, which Ctrl-C cancels; if it has not ended ``INTERRUPT_GRACE_S`` later, the
+    command exits 130 at once: a cancelled aiohttp request still writing its body was seen
+    to finish the whole upload first, and what the next run needs was kept before it began."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def leave() -> None:
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        if sys.stderr.isatty():
+            sys.stderr.write("\x1b[?25h")  # the progress display hides the cursor
+            sys.stderr.flush()
+        os._exit(130)
+
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+        loop.call_later(INTERRUPT_GRACE_S, leave)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        status = await work
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    if interrupted:  # the cancellation was lost on the way: still an interrupted run
+        raise KeyboardInterrupt
+    return status
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
