@@ -82,15 +82,19 @@ async def test_events_published_while_unsubscribed_are_caught_up(
     await c.barrier()
 
 
+async def _publish(publisher: EventPublisher, acc: Account, **data: Any) -> str:
+    return await publisher.publish(
+        ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
+        trace_id="0" * 32, data=data,
+    )  # fmt: skip
+
+
 async def _gap_after_a_lost_subscription(
     bus: RunningBus, acc: Account, publisher: EventPublisher, redis: aioredis.Redis
 ) -> str:
     """Cut the bus's subscription, publish one event into the gap; its id."""
     assert await kill_pubsub_clients(redis) >= 1
-    return await publisher.publish(
-        ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
-        trace_id="0" * 32, data={"gap": True},
-    )  # fmt: skip
+    return await _publish(publisher, acc, gap=True)
 
 
 async def test_a_catch_up_that_fails_at_first_is_tried_again(
@@ -160,13 +164,6 @@ async def test_a_catch_up_still_running_stops_with_the_subscriber(
     await asyncio.wait_for(started.wait(), 5)
     await cancel_and_wait(running)
     assert stopped.is_set()
-
-
-async def _publish(publisher: EventPublisher, acc: Account, **data: Any) -> str:
-    return await publisher.publish(
-        ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
-        trace_id="0" * 32, data=data,
-    )  # fmt: skip
 
 
 async def test_a_live_event_never_overtakes_the_gap_it_follows(
