@@ -117,8 +117,8 @@ class TestS3BlobStore(S3Contract):
         moto_server.stop()
         try:
             started = time.monotonic()
-            # At once: each backs off between its attempts (up to 3 s), which in turn cost
-            # the test 5 s; each must still fail on its own.
+            # At once: each backs off between its two attempts (up to 1 s), which in turn
+            # would add up; each must still fail on its own.
             outcomes = await asyncio.gather(
                 store.ping(),
                 store.put_bytes("during", b"d", content_type="image/jpeg"),

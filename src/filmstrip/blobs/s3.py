@@ -80,7 +80,8 @@ def client_config(*, sign_payload: bool = True) -> Config:
     return Config(
         connect_timeout=2,
         read_timeout=10,
-        retries={"max_attempts": 2, "mode": "standard"},
+        # Two sends in all: botocore's ``max_attempts`` counts retries (2 sent 3 times).
+        retries={"total_max_attempts": 2, "mode": "standard"},
         max_pool_connections=32,
         # Path-style works with every S3 clone on a custom endpoint; AWS accepts it too.
         # Hashing a body for its signature costs ~0.7 ms of CPU per MB (SHA-256), the api's
