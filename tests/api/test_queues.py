@@ -338,6 +338,47 @@ async def test_job_detail_tells_each_run_with_its_error_and_stage_times(
         assert refused.status == 403
 
 
+async def test_a_retried_job_keeps_the_error_of_its_earlier_run(api: Api) -> None:
+    # The photo.failed event tells the client "internal server error" only: the job's own
+    # record is where the operator reads why the run before the retry failed.
+    admin = bearer(await client_token(api, "ops", admin=True))
+    photo_id = await uploaded(api)
+    job_id = f"photo:{photo_id}"
+    info = await api.state.queue.get_job(job_id)
+    assert info is not None
+    spec = msgspec.json.decode(info.payload, type=PhotoProcessingJob)
+
+    async def publish(type_: str, data: dict[str, Any]) -> None:
+        await api.state.events.publish(
+            type_,
+            photo_id=photo_id,
+            client_id=spec.context.client_id,
+            trace_id=spec.context.trace_id,
+            data=data,
+        )
+
+    async def works(job: Job) -> None:
+        await publish(PHOTO_PROCESSING_STARTED, {"attempt": job.attempt})
+        await publish(PHOTO_COMPLETED, {"status": "completed"})
+
+    await publish(PHOTO_PROCESSING_STARTED, {"attempt": 1})
+    await fail(api, photo_id, _FIXABLE)
+    await _json(await api.http.post(f"{api.url}{Q}/jobs/{job_id}/retry", headers=admin), 202)
+    why = {
+        "code": "stage_misconfigured",
+        "category": "LOGIC",
+        "message": "the thumbnail stage is misconfigured",
+    }
+    detail = await _json(await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=admin), 200)
+    [before] = detail["runs"]
+    assert before["outcome"] == "failed" and before["error"] == why
+    await _run_once(api, works)
+    detail = await _json(await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=admin), 200)
+    before, retry = detail["runs"]
+    assert before["outcome"] == "failed" and before["error"] == why
+    assert retry["outcome"] == "completed" and retry["error"] is None
+
+
 async def test_a_storage_outage_tells_the_client_no_address_and_the_admin_all_of_it(
     tmp_path: Path, redis_url: str, redis: RedisClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -422,7 +422,8 @@ end
 return 0
 """
 
-# ARGV[6] id -> 1 if a failed job went back to waiting with fresh attempts.
+# ARGV[6] id -> 1 if a failed job went back to waiting with fresh attempts. Its last error
+# stays, as after any later run: the admin's job history shows it on the run that failed.
 RETRY_FAILED = r"""
 local id = ARGV[6]
 local jk = JP .. id
@@ -431,7 +432,7 @@ if d[1] ~= 'failed' then return 0 end
 if d[2] and d[2] ~= '' then redis.call('XDEL', DLQ, d[2]) end
 redis.call('ZREM', FAILED, id)
 redis.call('HSET', jk, 'made', 0, 'stl', 0, 'def', 0, 'dlq', '', 'prog', 0)
-redis.call('HDEL', jk, 'err', 'code', 'cat', 'ft', 'pt')
+redis.call('HDEL', jk, 'ft', 'pt')
 enqueue(id, jk, tonumber(d[3]))
 return 1
 """
