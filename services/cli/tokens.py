@@ -77,7 +77,9 @@ async def _open(settings: Settings, command: str, *, create: bool = False) -> Ca
     """The catalog, said on stderr; None (and why, on stderr) if there is none yet."""
     label = catalog_label(settings)
     try:
-        catalog = await open_catalog(settings, create=create)
+        # A command run by hand: an unreachable server fails it at once, not after the
+        # roles' wait for one still starting.
+        catalog = await open_catalog(settings, create=create, wait=False)
     except CatalogMissing:
         print(
             f"filmstrip token {command}: there is no catalog at {label}. Run it with the"
@@ -88,7 +90,8 @@ async def _open(settings: Settings, command: str, *, create: bool = False) -> Ca
         )
         return None
     except TemporaryError as exc:
-        print(f"filmstrip token {command}: the catalog at {label} did not answer: {exc}",
+        why = " ".join(str(exc).split())  # libpq's errors run over several lines
+        print(f"filmstrip token {command}: the catalog at {label} did not answer: {why}",
               file=sys.stderr)  # fmt: skip
         return None
     print(f"catalog: {label}", file=sys.stderr)

@@ -72,6 +72,21 @@ async def test_the_search_for_lost_follow_ups_can_use_its_index(catalog: Postgre
     assert "photos_follow_up" in details and "Sort" not in details, details
 
 
+async def test_a_catalog_that_does_not_wait_serves_after_its_one_attempt() -> None:
+    # A command's catalog (wait=False) opens its pool without waiting for it to fill.
+    reason = postgres.unreachable()
+    if reason:
+        pytest.skip(reason)
+    catalog = PostgresCatalog(postgres.create_database(), wait=False)
+    await catalog.connect()
+    try:
+        await catalog.create_client("c1", "carol", is_admin=False)
+        client = await catalog.find_client_by_name("carol")
+        assert client is not None and client.id == "c1"
+    finally:
+        await catalog.close()
+
+
 async def test_connections_a_restart_killed_are_replaced_unseen(
     private_postgres: postgres.PrivatePostgres,
 ) -> None:

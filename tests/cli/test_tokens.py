@@ -7,10 +7,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
 from filmstrip.catalog import open_catalog
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.settings import Settings
 from tests.cli.test_cli import ROOT, _env
 from tests.support.settings import replace_settings
@@ -72,6 +74,23 @@ def test_the_catalog_named_hides_a_password(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "the catalog at postgresql://filmstrip:***@127.0.0.1:1/none did not answer" in out.stderr
     assert "s3cret" not in out.stderr + out.stdout and "Traceback" not in out.stderr
+
+
+def test_a_catalog_that_refuses_connections_fails_a_token_command_at_once(
+    tmp_path: Path,
+) -> None:
+    # A role waits up to 10 s for a server still starting; a command run by hand says why
+    # it cannot connect and leaves.
+    url = f"postgresql://filmstrip@127.0.0.1:{free_port()}/none"
+    started = time.monotonic()
+    out = _cli(_env(tmp_path, FILMSTRIP_DATABASE_URL=url), "token", "list")
+    took = time.monotonic() - started
+    assert out.returncode == 1 and out.stdout == ""
+    [line] = out.stderr.splitlines()
+    assert line.startswith(f"filmstrip token list: the catalog at {url} did not answer: "), line
+    assert "Connection refused" in line
+    # Loose (a shared machine; the interpreter's start is most of it): the hang was 10 s.
+    assert took < 5, f"took {took:.1f} s"
 
 
 async def test_token_list_shows_clients_roles_and_use_never_the_token(tmp_path: Path) -> None:

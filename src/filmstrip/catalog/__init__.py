@@ -36,8 +36,9 @@ __all__ = [
 ]
 
 
-def catalog_for_url(url: str, *, pool_size: int = 4) -> Catalog:
-    """The catalog driver for ``url``, chosen by its scheme (not yet connected)."""
+def catalog_for_url(url: str, *, pool_size: int = 4, wait: bool = True) -> Catalog:
+    """The catalog driver for ``url``, chosen by its scheme (not yet connected); ``wait``
+    False: a server catalog that cannot be reached fails its connect at once."""
     backend = database_backend(url)
     if backend == "sqlite":
         from filmstrip.catalog.sqlite import SqliteCatalog
@@ -46,7 +47,7 @@ def catalog_for_url(url: str, *, pool_size: int = 4) -> Catalog:
     if backend == "postgresql":
         from filmstrip.catalog.postgres import PostgresCatalog
 
-        return PostgresCatalog(url, pool_size=pool_size)
+        return PostgresCatalog(url, pool_size=pool_size, wait=wait)
     scheme = url.partition(":")[0]
     raise LogicError(f"no catalog driver for {scheme!r} URLs", code="bad_catalog_url")
 
@@ -60,11 +61,12 @@ class CatalogMissing(LogicError):
         self.url = url
 
 
-async def open_catalog(settings: Settings, *, create: bool = True) -> Catalog:
+async def open_catalog(settings: Settings, *, create: bool = True, wait: bool = True) -> Catalog:
     """The configured catalog, connected and with its schema in place. With ``create``
-    False, a catalog that does not exist yet is not made: :class:`CatalogMissing`."""
+    False, a catalog that does not exist yet is not made: :class:`CatalogMissing`.
+    ``wait`` as :func:`catalog_for_url` takes it."""
     url = settings.effective_database_url
-    catalog = catalog_for_url(url, pool_size=settings.catalog.database_pool_size)
+    catalog = catalog_for_url(url, pool_size=settings.catalog.database_pool_size, wait=wait)
     if create:
         await catalog.connect()
         return catalog

@@ -46,6 +46,10 @@ _CONNECT_DEFAULTS = {
     "keepalives_interval": "5",
     "keepalives_count": "3",
 }
+# How long a role's start waits for a server that is down (perhaps still starting).
+_START_WAIT_S = 10.0
+# A command run by hand makes one attempt instead, given up after this long (libpq's least).
+_COMMAND_CONNECT_TIMEOUT = "2"
 # How long a call waits for a connection before answering catalog_unavailable; with the
 # server up, only while the pool grows.
 _CHECKOUT_TIMEOUT_S = 3.0
@@ -130,14 +134,21 @@ class _PgTransaction(Transaction):
 
 class PostgresCatalog(Catalog):
     """A pool of ``pool_size`` connections and as many threads. Plain reads run in
-    autocommit, one round trip each; transactions lock what they read before writing it."""
+    autocommit, one round trip each; transactions lock what they read before writing it.
+    ``wait``: :meth:`connect` waits out a server that is down, as a role starting does;
+    without it, one attempt (a command run by hand), failing with that attempt's error."""
 
-    def __init__(self, url: str, *, pool_size: int = 4) -> None:
-        params = {**_CONNECT_DEFAULTS, **conninfo_to_dict(url)}
+    def __init__(self, url: str, *, pool_size: int = 4, wait: bool = True) -> None:
+        defaults = _CONNECT_DEFAULTS
+        if not wait:
+            defaults = {**defaults, "connect_timeout": _COMMAND_CONNECT_TIMEOUT}
+        params = {**defaults, **conninfo_to_dict(url)}
         self.url = url
         self.pool_size = pool_size
+        self.wait = wait
+        self._conninfo = make_conninfo("", **params)
         self._pool = ConnectionPool(
-            make_conninfo("", **params),
+            self._conninfo,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
@@ -159,7 +170,10 @@ class PostgresCatalog(Catalog):
             self._executor.submit(barrier.wait)
         await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
         try:
-            await self._on_thread(lambda: self._pool.open(wait=True, timeout=10.0))
+            if self.wait:
+                await self._on_thread(lambda: self._pool.open(wait=True, timeout=_START_WAIT_S))
+            else:
+                await self._on_thread(self._open_after_one_attempt)
         except psycopg.OperationalError as exc:
             await self.close()
             raise _unavailable(exc) from exc
@@ -170,6 +184,12 @@ class PostgresCatalog(Catalog):
         except BaseException:
             await self.close()
             raise
+
+    def _open_after_one_attempt(self) -> None:
+        # The pool would retry a refused connection until its timeout, then report only
+        # that it timed out; one connection of our own fails at once, saying why.
+        psycopg.connect(self._conninfo).close()
+        self._pool.open(wait=False)
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
