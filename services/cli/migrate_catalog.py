@@ -56,15 +56,17 @@ async def run(settings: Settings, options: Options) -> int:
     bad = _bad_urls(source_url, options.target)
     if bad:
         return _fail(bad)
-    source = catalog_for_url(source_url)
-    target = catalog_for_url(options.target)
+    # A command run by hand: a server that does not answer fails it at once, not after the
+    # roles' wait for one still starting.
+    source = catalog_for_url(source_url, wait=False)
+    target = catalog_for_url(options.target, wait=False)
     try:
         # Neither is migrated yet: the plan is made before anything is written.
         await source.connect(migrate=False)
         await target.connect(migrate=False)
         return await _migrate(settings, source, target, source_url, options)
     except FilmstripError as exc:
-        return _fail(str(exc))
+        return _fail(" ".join(str(exc).split()))  # libpq's errors run over several lines
     finally:
         await target.close()
         await source.close()

@@ -29,6 +29,7 @@ from filmstrip.auth import hash_token
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.catalog import catalog_for_url
 from filmstrip.catalog.migrations import LATEST
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import env_without_filmstrip
 from filmstrip.services.api.queues import QUEUE_PATH
 from filmstrip.services.cli.tokens import issue_token
@@ -419,3 +420,30 @@ async def test_a_refusal_comes_before_anything_is_written(tmp_path: Path) -> Non
     assert refused.returncode == 1
     assert "REFUSED: the target holds" in refused.stdout
     assert foreign.read_bytes() == before  # not even migrated
+
+
+async def test_a_target_that_refuses_connections_fails_the_command_at_once(
+    tmp_path: Path,
+) -> None:
+    # A role waits up to 10 s for a server still starting; a command run by hand says why
+    # it cannot connect and leaves.
+    env = env_without_filmstrip()
+    env.update(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", FILMSTRIP_DATA_DIR=str(tmp_path))
+    made = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "filmstrip.services.cli.main", "token", "create", "someone",
+         "--create-catalog"],
+        env=env, cwd=ROOT, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    closed = f"postgresql://filmstrip@127.0.0.1:{free_port()}/none"
+
+    started = time.monotonic()
+    out = await _cli(Target("", "", env), "catalog", "--to", closed)
+    took = time.monotonic() - started
+
+    assert out.returncode == 1, out.stdout
+    [line] = out.stderr.splitlines()
+    assert line.startswith("filmstrip migrate catalog: ") and "Connection refused" in line, line
+    # Loose (a shared machine; the interpreter's start is most of it): the hang was 10 s.
+    assert took < 5, f"took {took:.1f} s"
