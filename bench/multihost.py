@@ -9,6 +9,9 @@ stuck, no event missed, no blob orphaned.
     python -m bench.multihost                     # 2,000 uploads with chaos
     python -m bench.multihost -n 30 --fast        # a small run (what the test runs)
     python -m bench.multihost --clean --aside-cpus 1   # no chaos, beside the bare pipeline
+                                                       # (and beside it again while the
+                                                       # aside CPU replays the run's S3
+                                                       # and catalog work: bench/neighbour)
     python -m bench.multihost --clean --worker-hosts 1 # photos/s with one worker host
 
 Root only (network namespaces). Traffic stays between the namespaces it made; the root
@@ -36,6 +39,7 @@ from bench.affinity import pin_tree, split_cpus
 from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample
 from bench.hosts import Host, Network, cleanup_stale, enter_netns, unavailable
 from bench.infra import HostPostgres, HostRedis
+from bench.neighbour import DERIVATIVE_BYTES, Neighbour, commits
 from bench.procstat import cpu_seconds, tree_cpu_seconds
 from bench.role_process import Proc
 from bench.seaweed import SeaweedFS
@@ -374,6 +378,7 @@ async def multihost(
                 await chaos(dep, stats, n, stop, fast=fast, log=chaos_log)
 
             deployment = dep
+            commits_before = await commits(dep.database_url)
 
             run = await run_load(
                 tokens=tokens,
@@ -386,17 +391,32 @@ async def multihost(
                 cpus=cpus,
                 fast=fast,
                 chaos=strike if chaos_on else None,
+                aside=aside,
+            )
+            per_photo_commits = (await commits(dep.database_url) - commits_before) / max(
+                1, run.report["completed"]
             )
         finally:
             await catalog.close()
         report = run.report
         run_figures(report, dep.procs, run.cpu_used, run.rate, run.elapsed, run.shares)
         if not chaos_on:
+            neighbour = Neighbour(
+                store_env=dep.store_env(), database_url=dep.database_url, photos=sample,
+                rate=run.rate, transactions=per_photo_commits,
+            )  # fmt: skip
             await bare_figures(
                 report, layouts=list(dict.fromkeys(layouts)), sample=sample, cpus=cpus,
                 before=bare_before, rate=run.rate, cpu_used=run.cpu_used,
                 own=("api", "worker", "bus", "redis"), loop_cpu=run.loop_cpu, cores=cores,
+                neighbour=neighbour.running if aside else None, aside=aside,
+                aside_busy=run.aside_shares[0] if run.aside_shares else None,
             )  # fmt: skip
+            if aside:
+                report["neighbour load (per photo)"] = (
+                    f"S3: the original put and read back, {len(DERIVATIVE_BYTES)} derivatives"
+                    f" put; {per_photo_commits:.1f} catalog transactions"
+                )
         notes = [
             "hosts: "
             + ", ".join(f"{h.name} {h.address}" for h in network.hosts.values())

@@ -30,6 +30,7 @@ class RunResult:
     rate: float  # completed photos/s, first upload to last completion or empty queue
     elapsed: float
     shares: tuple[float, ...]  # (busy, idle, stolen) of the measured CPUs
+    aside_shares: tuple[float, ...] | None = None  # the same of the aside CPUs, if any
 
 
 async def run_load(
@@ -44,6 +45,7 @@ async def run_load(
     cpus: list[int] | None,
     fast: bool,
     chaos: Chaos | None = None,
+    aside: list[int] | None = None,
 ) -> RunResult:
     n = sum(len(plan) for plan in plans)
     clients = len(plans)
@@ -67,6 +69,7 @@ async def run_load(
     cpu_at_start = cpu_by_kind()
     loop_cpu_at_start = sum(p.loop_cpu_s() for p in procs() if p.role == "worker")
     ticks_at_start = cpu_times(cpus)
+    aside_at_start = cpu_times(aside) if aside else None
     started = time.monotonic()
     runners = [
         asyncio.create_task(
@@ -88,6 +91,7 @@ async def run_load(
         # work is done only when the queue is empty.
         drained_at = await wait_drained(redis_url, limit_s=max(5.0, deadline - time.monotonic()))
         shares = cpu_shares(ticks_at_start, cpu_times(cpus))
+        aside_shares = cpu_shares(aside_at_start, cpu_times(aside)) if aside_at_start else None
         stop_chaos.set()
         if chaos_task:
             await chaos_task
@@ -104,4 +108,4 @@ async def run_load(
             task.cancel()
     span = report.pop("_e2e_span")
     rate = report["completed"] / max(1e-9, max(span[1], drained_at) - span[0])
-    return RunResult(report, problems, cpu_used, loop_cpu, rate, elapsed, shares)
+    return RunResult(report, problems, cpu_used, loop_cpu, rate, elapsed, shares, aside_shares)
