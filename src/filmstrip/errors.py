@@ -39,6 +39,7 @@ PUBLIC_MESSAGES = {
     # RESOURCE failures of one photo: what is true of it, without the decoder's text.
     "out_of_memory": "the server ran out of memory processing this photo; try again later",
     "stage_timeout": "processing this photo took longer than the server allows; try again later",
+    "stalled": "processing this photo stopped more than once on the server; try again later",
 }
 _SERVER_SIDE = "the server could not finish this for now; try again shortly"
 _INTERNAL = "internal server error"

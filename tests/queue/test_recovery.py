@@ -11,7 +11,7 @@ import pytest
 import redis.exceptions
 
 from filmstrip import keys
-from filmstrip.errors import DataError
+from filmstrip.errors import Category, DataError
 from filmstrip.queue import Job, JobQueue, JobState, Outcome, Settlement, Step
 from tests.queue.conftest import Recorder, running, wait_for
 
@@ -102,9 +102,12 @@ async def test_a_job_that_stalls_too_often_is_dead_lettered(
         await wait_for(lambda: _true(len(rec.failed) == 1))
     assert rec.calls == []
     job_id, error = rec.failed[0]
+    # Retryable by its owner: the worker may have died of its host, not of the file.
     assert job_id == "photo:poison" and error.code == "stalled"
+    assert error.category is Category.RESOURCE
     failed = await queue.list_jobs("failed")
     assert [j.id for j in failed] == ["photo:poison"]
+    assert failed[0].error is not None and failed[0].error.category == "RESOURCE"
 
 
 async def test_graceful_stop_hands_back_unfinished_jobs_at_once(

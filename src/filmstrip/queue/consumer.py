@@ -334,10 +334,13 @@ class Consumer:
             for job in reclaimed.dead:
                 log.error("job %s stalled more than %d times; dead-lettered", job.id, o.max_stalled)
                 if self.on_failed is not None:
+                    # RESOURCE, not DATA: a worker dies from the file (a decoder crash) as
+                    # well as from its host (memory, a forced restart), and the two look
+                    # alike here; the owner may retry it, a DATA failure never.
                     error = FilmstripError(
                         "the job stalled repeatedly (its worker died or hung)",
                         code="stalled",
-                        category=Category.DATA,
+                        category=Category.RESOURCE,
                     )
                     self._hook(self.on_failed(job, error))
 

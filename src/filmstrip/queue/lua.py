@@ -360,7 +360,7 @@ for p = 1, 10 do
           local stl = redis.call('HINCRBY', jk, 'stl', 1)
           if stl > max_stalled then
             local x = redis.call('HMGET', jk, 'data', 'made', 'att')
-            dead_letter(id, jk, 'DATA', 'stalled',
+            dead_letter(id, jk, 'RESOURCE', 'stalled',
               'job stalled ' .. stl .. ' times (its worker died or hung)', now)
             failed = failed + 1
             local k = #dead
