@@ -28,6 +28,7 @@ import contextlib
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ from bench.affinity import pin_tree, split_cpus
 from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample
 from bench.hosts import Host, Network, cleanup_stale, enter_netns, unavailable
 from bench.infra import HostPostgres, HostRedis
-from bench.neighbour import DERIVATIVE_BYTES, Neighbour, commits
+from bench.neighbour import Neighbour, commits, stored_shape
 from bench.procstat import cpu_seconds, tree_cpu_seconds
 from bench.role_process import Proc
 from bench.seaweed import SeaweedFS
@@ -401,9 +402,11 @@ async def multihost(
         report = run.report
         run_figures(report, dep.procs, run.cpu_used, run.rate, run.elapsed, run.shares)
         if not chaos_on:
+            shape = await stored_shape(dep.store_env())
             neighbour = Neighbour(
                 store_env=dep.store_env(), database_url=dep.database_url, photos=sample,
-                rate=run.rate, transactions=per_photo_commits,
+                rate=run.rate, transactions=per_photo_commits, shape=shape, aside=aside or [],
+                busy=run.aside_shares[0] if run.aside_shares else None,
             )  # fmt: skip
             await bare_figures(
                 report, layouts=list(dict.fromkeys(layouts)), sample=sample, cpus=cpus,
@@ -414,8 +417,11 @@ async def multihost(
             )  # fmt: skip
             if aside:
                 report["neighbour load (per photo)"] = (
-                    f"S3: the original put and read back, {len(DERIVATIVE_BYTES)} derivatives"
-                    f" put; {per_photo_commits:.1f} catalog transactions"
+                    f"S3: the original put and read back, {shape[1]:.1f} derivatives put"
+                    f" ({shape[0]:.2f} of the original's bytes); {per_photo_commits:.1f}"
+                    f" catalog transactions; at {run.rate:.1f} photos/s times"
+                    f" {statistics.median(neighbour.factors or [1.0]):.2f} (median), steered"
+                    " to the run's busy share of the aside CPUs"
                 )
         notes = [
             "hosts: "
