@@ -100,7 +100,8 @@ class PhotoProcessor:
             await self._process_deferred(job, spec)
             return
         photo_id = spec.photo_id
-        photo = await self.photos.catalog.get_photo(photo_id)
+        started = time.perf_counter()
+        photo = await self.photos.start(spec, job.attempt)
         if photo is None:
             log.info("photo was deleted; job discarded", extra={"photo_id": photo_id})
             return
@@ -121,8 +122,6 @@ class PhotoProcessor:
                 ms=0.0,
             )
             return
-        started = time.perf_counter()
-        await self.photos.start(spec, job.attempt)
         data = await self._original(spec)
         if data is None:
             return

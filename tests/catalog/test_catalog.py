@@ -51,7 +51,10 @@ async def test_ownership_scoping(catalog: Catalog) -> None:
 async def test_processing_lifecycle(catalog: Catalog) -> None:
     photo = make_photo()
     await catalog.insert_photo(photo, None)
-    assert await catalog.mark_processing(photo.id)
+    before = await catalog.mark_processing(photo.id)
+    assert before is not None and before.status == PhotoStatus.QUEUED
+    processing = await catalog.get_photo(photo.id)
+    assert processing is not None and processing.status == PhotoStatus.PROCESSING
     d = DerivativeRecord(
         name="thumbnail", key="k", content_type="image/webp", width=1, height=2, bytes=3
     )
@@ -62,6 +65,9 @@ async def test_processing_lifecycle(catalog: Catalog) -> None:
     assert done is not None and done.status == "completed"
     assert done.derivatives == [d] and done.processing_metadata == {"width": 1}
     assert done.processed_at is not None
+    # A redelivered job's start finds the photo completed and leaves it so.
+    assert await catalog.mark_processing(photo.id) == done
+    assert await catalog.get_photo(photo.id) == done
     # A deleted photo cannot be completed or failed (the worker discards its results).
     await catalog.delete_photo(photo.id, photo.client_id)
     assert not await catalog.complete_photo(photo.id, metadata={}, derivatives=[], taken_at=None)
@@ -231,6 +237,7 @@ async def test_photos_awaiting_their_follow_up_are_tracked_until_it_reports(
     assert await _awaiting(catalog) == {owing.id}
 
     # A reprocess in flight is not completed: the reconciler leaves it to its own job.
+    await catalog.requeue_photo(owing.id)
     await catalog.mark_processing(owing.id)
     assert await _awaiting(catalog) == set()
     await catalog.complete_photo(
@@ -272,7 +279,7 @@ async def test_a_cancelled_caller_waits_for_its_transaction_to_end(catalog: Cata
     assert time.monotonic() - started >= 0.25  # it was let finish, not abandoned
     client = await catalog.get_client(photo.id)  # and it committed
     assert client is not None and client.name == "slow"
-    assert await catalog.mark_processing("nobody") is False  # the connection still works
+    assert await catalog.mark_processing("nobody") is None  # the connection still works
 
 
 async def test_a_transaction_that_raises_leaves_nothing(catalog: Catalog) -> None:

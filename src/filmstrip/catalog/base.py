@@ -181,6 +181,15 @@ def _charge(client_id: str, size: int) -> tuple[str, tuple[Any, ...]]:
     )
 
 
+def _status_statement(photo_id: str, status: str, now: str) -> tuple[str, tuple[Any, ...]]:
+    """The statement that gives a photo ``status`` with any recorded error cleared."""
+    return (
+        "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
+        "error_code = NULL, updated_at = ? WHERE id = ?",
+        (status, now, photo_id),
+    )
+
+
 class QuotaExceeded(DataError):
     """Recording a photo would take its client past its quota; nothing was recorded."""
 
@@ -356,20 +365,21 @@ class Catalog(abc.ABC):
             found.setdefault(sha, pid)
         return found
 
-    async def mark_processing(self, photo_id: str) -> bool:
-        """queued|processing|failed → processing; False if the photo is gone."""
-        return await self._set_status(photo_id, PhotoStatus.PROCESSING)
+    async def mark_processing(self, photo_id: str) -> PhotoRecord | None:
+        """queued|processing|failed → processing, a completed photo left as it is; the row
+        as it was before (None if the photo is gone). One transaction: a job's start needs
+        the row anyway, and a separate read before it would cost a round trip more."""
 
-    async def _set_status(self, photo_id: str, status: str) -> bool:
-        """``status``, with any recorded error cleared; False if the photo is gone."""
-        changed = await self.run_transaction(
-            lambda tx: tx.execute(
-                "UPDATE photos SET status = ?, processing_error = NULL, error_category = NULL, "
-                "error_code = NULL, updated_at = ? WHERE id = ?",
-                (status, tx.now(), photo_id),
+        def work(tx: Transaction) -> Row | None:
+            rows = tx.fetchall(
+                f"SELECT {PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,), lock=True
             )
-        )
-        return changed > 0
+            if rows and rows[0][7] != PhotoStatus.COMPLETED:
+                tx.execute(*_status_statement(photo_id, PhotoStatus.PROCESSING, tx.now()))
+            return rows[0] if rows else None
+
+        row = await self.run_transaction(work)
+        return _photo(row) if row is not None else None
 
     async def complete_photo(
         self,
@@ -480,8 +490,12 @@ class Catalog(abc.ABC):
         return changed > 0
 
     async def requeue_photo(self, photo_id: str) -> bool:
-        """Back to queued (a failed job was retried)."""
-        return await self._set_status(photo_id, PhotoStatus.QUEUED)
+        """Back to queued (a failed job was retried), any recorded error cleared; False if
+        the photo is gone."""
+        changed = await self.run_transaction(
+            lambda tx: tx.execute(*_status_statement(photo_id, PhotoStatus.QUEUED, tx.now()))
+        )
+        return changed > 0
 
     async def delete_photo(self, photo_id: str, client_id: str) -> PhotoRecord | None:
         """Remove the client's photo row and its outbox entry; return what was removed."""

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import RedisError
 
-from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord
+from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord, PhotoStatus
 from filmstrip.errors import Category, FilmstripError, TemporaryError
 from filmstrip.events import EventPublisher, forget_once
 from filmstrip.photos import links
@@ -128,10 +128,14 @@ class PhotoLifecycle:
 
     # --- started, ready, failed (the worker; failed also the reconciler) ----------------------
 
-    async def start(self, job: PhotoProcessingJob, attempt: int) -> None:
-        """The ready job's delivery ``attempt`` begins: the photo is processing."""
-        await self.catalog.mark_processing(job.photo_id)
-        await self.notify(job, PHOTO_PROCESSING_STARTED, {"attempt": attempt}, hold=True)
+    async def start(self, job: PhotoProcessingJob, attempt: int) -> PhotoRecord | None:
+        """The ready job's delivery ``attempt`` begins: the photo is processing, unless it
+        is completed already (a redelivery), which is left as it is. The photo as it was
+        before; None if it is gone."""
+        photo = await self.catalog.mark_processing(job.photo_id)
+        if photo is not None and photo.status != PhotoStatus.COMPLETED:
+            await self.notify(job, PHOTO_PROCESSING_STARTED, {"attempt": attempt}, hold=True)
+        return photo
 
     async def ready(
         self,
