@@ -121,6 +121,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
             tasks.append(asyncio.create_task(run_reconciler(state.photos, redis, blobs)))
         yield
         await cancel_and_wait(*tasks)
+        await state.photos.close()
         await blobs.close()
         await catalog.close()
         await redis.aclose()

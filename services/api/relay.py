@@ -29,6 +29,8 @@ async def relay_once(photos: PhotoLifecycle, *, min_age_s: float = 2.0) -> int:
             log.warning("outbox relay paused: %s", exc)
             break
         moved += 1
+    # Their entries, in one transaction (unless an upload's took them meanwhile).
+    await photos.forget_relayed()
     if moved:
         log.info("outbox relay enqueued %d job(s)", moved)
     return moved

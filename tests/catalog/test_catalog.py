@@ -17,6 +17,7 @@ from filmstrip.catalog import (
     DerivativeRecord,
     DuplicatePhoto,
     OutboxEntry,
+    PhotoRecord,
     PhotoStatus,
     QuotaExceeded,
 )
@@ -35,6 +36,26 @@ async def test_row_and_outbox_are_atomic(catalog: Catalog) -> None:
         await catalog.insert_photo(photo, entry)
     assert len(await catalog.outbox_pending(older_than_s=0)) == 1
     await catalog.outbox_done(photo.job_id)
+    assert await catalog.outbox_pending(older_than_s=0) == []
+
+
+async def test_an_insert_forgets_the_relayed_entries_only_if_it_commits(catalog: Catalog) -> None:
+    def entry(photo: PhotoRecord) -> OutboxEntry:
+        return OutboxEntry(job_id=photo.job_id, photo_id=photo.id, payload="{}", priority=5)
+
+    queued = [make_photo(), make_photo()]
+    for photo in queued:
+        await catalog.insert_photo(photo, entry(photo))
+    relayed = [p.job_id for p in queued]
+    # Refused (a duplicate of the first's bytes): rolled back whole, the entries stay.
+    twin = make_photo(sha256=queued[0].sha256)
+    with pytest.raises(DuplicatePhoto):
+        await catalog.insert_photo(twin, entry(twin), relayed=relayed)
+    assert {e.job_id for e in await catalog.outbox_pending(older_than_s=0)} == set(relayed)
+    latest = make_photo()
+    await catalog.insert_photo(latest, entry(latest), relayed=[*relayed, "gone"])
+    assert [e.job_id for e in await catalog.outbox_pending(older_than_s=0)] == [latest.job_id]
+    await catalog.outbox_done(latest.job_id, "gone")
     assert await catalog.outbox_pending(older_than_s=0) == []
 
 

@@ -190,6 +190,16 @@ def _status_statement(photo_id: str, status: str, now: str) -> tuple[str, tuple[
     )
 
 
+def _forget_outbox(tx: Transaction, job_ids: Collection[str]) -> None:
+    """Delete the outbox entries of ``job_ids``, in one order whoever deletes them (two
+    transactions deleting the same rows in different orders could deadlock)."""
+    ordered = sorted(job_ids)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        tx.execute(f"DELETE FROM outbox WHERE job_id IN ({marks})", chunk)
+
+
 class QuotaExceeded(DataError):
     """Recording a photo would take its client past its quota; nothing was recorded."""
 
@@ -298,17 +308,25 @@ class Catalog(abc.ABC):
     # --- photos ------------------------------------------------------------------------
 
     async def insert_photo(
-        self, photo: PhotoRecord, outbox: OutboxEntry | None, *, quota_bytes: int = 0
+        self,
+        photo: PhotoRecord,
+        outbox: OutboxEntry | None,
+        *,
+        quota_bytes: int = 0,
+        relayed: Collection[str] = (),
     ) -> None:
         """Insert a photo row and (atomically) its outbox entry; raise :class:`DuplicatePhoto`
         instead if the client already has a photo of these bytes. With ``quota_bytes``,
         raise :class:`QuotaExceeded` instead if the client's originals would pass it. The
         row's ``updated_at`` and the entry's ``created_at`` are the database's now,
-        whatever the records say."""
+        whatever the records say. The outbox entries of the jobs ``relayed`` (queued
+        since) are forgotten in the same transaction (not if it raises), sparing each
+        one a transaction of its own."""
 
         def work(tx: Transaction) -> None:
             for sql, params in insert_statements(photo, outbox, tx.now()):
                 tx.execute(sql, params)
+            _forget_outbox(tx, relayed)
             # The charge holds the client's row until commit, so a concurrent upload of the
             # same bytes (another request, another api host) waits here and then sees this
             # one: the client's first photo of these bytes is the only one recorded.
@@ -653,9 +671,9 @@ class Catalog(abc.ABC):
             for r in rows
         ]  # fmt: skip
 
-    async def outbox_done(self, job_id: str) -> None:
-        """The job is on the queue: forget the entry."""
-        await self._execute("DELETE FROM outbox WHERE job_id = ?", (job_id,))
+    async def outbox_done(self, *job_ids: str) -> None:
+        """The jobs are on the queue: forget their entries, in one transaction."""
+        await self.run_transaction(lambda tx: _forget_outbox(tx, job_ids))
 
     # --- clients and tokens ------------------------------------------------------------
 

@@ -50,6 +50,11 @@ def _dimension(value: Any) -> int | None:
 #: not two: each call costs the shared Redis ~0.1 ms), short enough that progress stays live.
 HOLD_S = 0.25
 
+#: How long the outbox entries of queued jobs may wait for the next upload's transaction to
+#: delete them before one of their own does: well under the relay's age for taking an
+#: entry as stranded (2 s), so no relay queues such a job a second time.
+OUTBOX_FORGET_S = 0.5
+
 
 def completion_once_key(photo_id: str) -> str:
     """The once-key of a photo's outcome (ready or failed): its client hears it once."""
@@ -80,6 +85,11 @@ class PhotoLifecycle:
         self._held: dict[str, list[Event]] = {}
         self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._flushes: set[asyncio.Task[None]] = set()
+        # The jobs queued from the outbox whose entries are still to be deleted: the next
+        # upload's transaction does it, or forget_relayed within OUTBOX_FORGET_S.
+        self._relayed: set[str] = set()
+        self._forget_timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     async def enqueue(
         self, job: PhotoProcessingJob, *, remove_on_complete: RetentionSpec | None = None
@@ -106,7 +116,12 @@ class PhotoLifecycle:
             payload=encode_job(job).decode(),
             priority=job.pipeline.priority,
         )
-        await self.catalog.insert_photo(photo, entry, quota_bytes=quota_bytes)
+        relayed = self._take_relayed()
+        try:
+            await self.catalog.insert_photo(photo, entry, quota_bytes=quota_bytes, relayed=relayed)
+        except BaseException:
+            self._keep_relayed(relayed)  # rolled back: still to delete
+            raise
         # Announced before it is queued: a worker quick to take the job would otherwise
         # publish photo.processing.started ahead of photo.uploaded.
         data = {"job_id": job.id, "bytes": photo.bytes, "content_type": photo.content_type}
@@ -121,10 +136,59 @@ class PhotoLifecycle:
         return job.id, True
 
     async def relay(self, entry: OutboxEntry) -> None:
-        """Queue the job of an outbox entry, then drop the entry (dedupe by id makes a second
-        relay of it harmless)."""
+        """Queue the job of an outbox entry; the entry is deleted soon after, riding in the
+        next upload's transaction when one comes (dedupe by id makes a second relay of it,
+        should this process die first, harmless)."""
         await self.queue.add(entry.job_id, entry.payload.encode(), priority=entry.priority)
-        await self.catalog.outbox_done(entry.job_id)
+        self._keep_relayed([entry.job_id])
+
+    async def forget_relayed(self) -> None:
+        """Delete, in one transaction, the outbox entries of the jobs queued since the last
+        upload's transaction (on a timer, after a relay round, and before the process
+        ends); those it could not delete stay for the next attempt."""
+        relayed = self._take_relayed()
+        if not relayed:
+            return
+        try:
+            await self.catalog.outbox_done(*relayed)
+        except BaseException:
+            self._keep_relayed(relayed)
+            raise
+
+    async def close(self) -> None:
+        """Finish what is in flight and delete the outbox entries still to delete (call
+        before the catalog closes; what fails is left to another process's relay)."""
+        self._closed = True
+        if self._forget_timer is not None:
+            self._forget_timer.cancel()
+            self._forget_timer = None
+        await asyncio.gather(*self._flushes, return_exceptions=True)
+        await self._forget_quietly()
+
+    def _take_relayed(self) -> list[str]:
+        # Taken whole, so two transactions of this process never delete the same entries.
+        relayed, self._relayed = list(self._relayed), set()
+        return relayed
+
+    def _keep_relayed(self, job_ids: list[str]) -> None:
+        self._relayed.update(job_ids)
+        if self._relayed and self._forget_timer is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._forget_timer = loop.call_later(OUTBOX_FORGET_S, self._forget_later)
+
+    def _forget_later(self) -> None:
+        self._forget_timer = None
+        task = asyncio.create_task(self._forget_quietly())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _forget_quietly(self) -> None:
+        try:
+            await self.forget_relayed()
+        except FilmstripError as exc:
+            # The relay's next round tries again; a relay meanwhile only queues a job twice,
+            # which dedupe by id makes a no-op.
+            log.warning("outbox entries not deleted yet: %s", exc)
 
     # --- started, ready, failed (the worker; failed also the reconciler) ----------------------
 
