@@ -178,3 +178,26 @@ async def test_a_photo_costs_the_catalog_a_fixed_number_of_transactions(
         "read get_photo": PHOTOS,
         "tx add_deferred_results": PHOTOS,
     }, calls
+
+
+async def test_the_relay_and_reconciler_reads_are_one_round_trip_each(catalog_url: str) -> None:
+    """They run every few seconds in every api process, photos or not: the database's
+    clock they go by is read in the same statement, not in one of its own."""
+    catalog = counting_catalog(catalog_url)
+    await catalog.connect()
+    try:
+        catalog.calls.clear()
+        await catalog.outbox_pending(older_than_s=2)
+        for status in (PhotoStatus.QUEUED, PhotoStatus.PROCESSING):
+            await catalog.photos_in_status(status, older_than_s=600)
+        await catalog.failed_within(older_than_s=600, newer_than_s=3600)
+        await catalog.awaiting_follow_up(older_than_s=600)
+    finally:
+        await catalog.close()
+    assert catalog.calls == [
+        "read outbox_pending",
+        "read photos_in_status",
+        "read photos_in_status",
+        "read failed_within",
+        "read awaiting_follow_up",
+    ]

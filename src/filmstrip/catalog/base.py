@@ -16,6 +16,7 @@ import asyncio
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -220,6 +221,14 @@ class DuplicatePhoto(DataError):
         self.photo_id = photo_id
 
 
+@dataclass(frozen=True)
+class Ago:
+    """A query parameter: the time ``seconds`` before the database's now (see
+    ``Catalog._fetchall_aged``), so repairs go by the clock every host shares."""
+
+    seconds: float
+
+
 class Snapshot(abc.ABC):
     """A read-only transaction held open across calls: every call sees the catalog as it
     was when the snapshot began, whatever other connections commit meanwhile."""
@@ -266,9 +275,13 @@ class Catalog(abc.ABC):
         """The database's clock, as stored times are written."""
         return await self.run_transaction(lambda tx: tx.now())
 
-    async def _ago(self, seconds: float) -> str:
-        """``seconds`` before the database's now, as stored times are written."""
-        return shift_time(await self._now(), -seconds)
+    async def _fetchall_aged(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Rows of one read whose :class:`Ago` parameters stand for times that long before
+        the database's now, as stored times are written (one reading of it for all)."""
+        if any(isinstance(p, Ago) for p in params):
+            now = await self._now()
+            params = [shift_time(now, -p.seconds) if isinstance(p, Ago) else p for p in params]
+        return await self._fetchall(sql, params)
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self._fetchall(sql, params)
@@ -543,10 +556,10 @@ class Catalog(abc.ABC):
         self, status: str, *, older_than_s: float, limit: int = 500
     ) -> list[PhotoRecord]:
         """Photos that have sat in ``status`` for ``older_than_s`` by the database's clock."""
-        rows = await self._fetchall(
+        rows = await self._fetchall_aged(
             f"SELECT {PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at <= ? "
             "ORDER BY updated_at LIMIT ?",
-            (status, await self._ago(older_than_s), limit),
+            (status, Ago(older_than_s), limit),
         )
         return [_photo(r) for r in rows]
 
@@ -555,15 +568,10 @@ class Catalog(abc.ABC):
     ) -> list[PhotoRecord]:
         """Failed photos unchanged for ``older_than_s`` but changed within ``newer_than_s``
         (by the database's clock), newest first."""
-        rows = await self._fetchall(
+        rows = await self._fetchall_aged(
             f"SELECT {PHOTO_COLUMNS} FROM photos WHERE status = ? AND updated_at <= ? "
             "AND updated_at > ? ORDER BY updated_at DESC LIMIT ?",
-            (
-                PhotoStatus.FAILED,
-                await self._ago(older_than_s),
-                await self._ago(newer_than_s),
-                limit,
-            ),
+            (PhotoStatus.FAILED, Ago(older_than_s), Ago(newer_than_s), limit),
         )
         return [_photo(r) for r in rows]
 
@@ -572,10 +580,10 @@ class Catalog(abc.ABC):
     ) -> list[PhotoRecord]:
         """Completed photos, unchanged for ``older_than_s`` by the database's clock, still
         awaiting a deferred stage's result (its follow-up job never reported)."""
-        rows = await self._fetchall(
+        rows = await self._fetchall_aged(
             f"SELECT {PHOTO_COLUMNS} FROM photos WHERE follow_up IS NOT NULL "
             "AND updated_at <= ? AND status = ? ORDER BY updated_at LIMIT ?",
-            (await self._ago(older_than_s), PhotoStatus.COMPLETED, limit),
+            (Ago(older_than_s), PhotoStatus.COMPLETED, limit),
         )
         return [_photo(r) for r in rows]
 
@@ -658,10 +666,10 @@ class Catalog(abc.ABC):
 
     async def outbox_pending(self, *, older_than_s: float, limit: int = 100) -> list[OutboxEntry]:
         """Outbox entries ``older_than_s`` by the database's clock, oldest first."""
-        rows = await self._fetchall(
+        rows = await self._fetchall_aged(
             "SELECT job_id, photo_id, payload, priority, created_at, attempts FROM outbox "
             "WHERE created_at <= ? ORDER BY created_at LIMIT ?",
-            (await self._ago(older_than_s), limit),
+            (Ago(older_than_s), limit),
         )
         return [
             OutboxEntry(

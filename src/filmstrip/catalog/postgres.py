@@ -25,15 +25,23 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from filmstrip.catalog.base import Catalog, Row, Snapshot, Transaction, settle
+from filmstrip.catalog.base import Ago, Catalog, Row, Snapshot, Transaction, settle
 from filmstrip.errors import TemporaryError
 
 T = TypeVar("T")
 
 log = logging.getLogger("filmstrip.catalog.postgres")
 
+
+def _stored_time(moment: str) -> str:
+    """SQL for the timestamptz ``moment`` written as the catalog stores times."""
+    return f"to_char(({moment}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+
 # The database's clock, written as the catalog stores times.
-_NOW_SQL = "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+_NOW_SQL = f"SELECT {_stored_time('now()')}"
+# A parameter's seconds before it: computed in the query that uses it, not a read before.
+_AGO_SQL = _stored_time("now() - make_interval(secs => ?::float8)")
 # One advisory lock key for schema migrations ("filmstrp" as a big-endian int64).
 _SCHEMA_LOCK = int.from_bytes(b"filmstrp", "big")
 # Connection defaults a URL may override: give up on an unreachable server after 5 s, and
@@ -238,6 +246,20 @@ class PostgresCatalog(Catalog):
 
     async def _now(self) -> str:
         return str((await self._fetchall(_NOW_SQL))[0][0])
+
+    async def _fetchall_aged(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        # Each Ago's "?" becomes the database's own arithmetic: one round trip, not two.
+        parts = sql.split("?")
+        text, values = [parts[0]], []
+        for param, rest in zip(params, parts[1:], strict=True):
+            if isinstance(param, Ago):
+                text.append(_AGO_SQL)
+                values.append(param.seconds)
+            else:
+                text.append("?")
+                values.append(param)
+            text.append(rest)
+        return await self._fetchall("".join(text), values)
 
     def _transact(self, work: Callable[[Transaction], T]) -> T:
         """``work`` in one transaction, run again after a serialization failure or deadlock,
