@@ -43,3 +43,16 @@ def test_each_token_is_due_once_per_interval() -> None:
     assert len(uses._recorded) <= 3
     time.sleep(0.06)
     assert uses.due("b")
+
+
+def test_a_use_is_due_again_once_its_interval_has_passed() -> None:
+    """Past the interval a token is due again (its last use keeps being stamped); when the
+    memory is full, only the entries past the interval are dropped, never the fresh ones."""
+    uses = TokenUse(every_s=0.1, max_tokens=2)
+    assert uses.due("a")
+    time.sleep(0.12)
+    assert uses.due("a")  # memory not full: due because its interval passed
+    time.sleep(0.12)
+    assert uses.due("b")  # "a" is now past its interval, "b" fresh
+    assert uses.due("c")  # full: "a" is dropped to make room, "b" kept
+    assert not uses.due("b")

@@ -28,6 +28,15 @@ def test_round_trip_and_expiry() -> None:
     assert not verify(SECRET, path, exp, sig, now=int(exp) + 1)
 
 
+def test_a_url_lives_at_least_its_ttl() -> None:
+    """The expiry is rounded up to the minute, never down: a URL for 60 s still opens 60 s
+    later, however late in its minute it was made."""
+    for now in (1000, 1019, 1020, 1079):
+        path, exp, sig = _parts(signed_query(SECRET, "/v1/photos/p/original", 60, now=now))
+        assert verify(SECRET, path, exp, sig, now=now + 60), now
+        assert int(exp) < now + 120 and int(exp) % 60 == 0
+
+
 def test_tampering_is_detected() -> None:
     path, exp, sig = _parts(signed_query(SECRET, "/v1/photos/p/original", 60, now=1000))
     assert not verify(SECRET, "/v1/photos/q/original", exp, sig, now=1000)

@@ -57,6 +57,21 @@ async def test_listing_shows_clients_roles_and_times_never_the_hash(catalog: Cat
     assert every[2].revoked_at is not None
 
 
+async def test_revoking_counts_and_stamps_only_live_tokens(catalog: Catalog) -> None:
+    """A second revoke is "no such live token" and keeps the first time of revocation;
+    revoking a client's tokens counts only those still live."""
+    await catalog.create_client("c1", "bob", is_admin=False)
+    for h in "abc":
+        await catalog.add_token(h * 64, "c1")
+    assert await catalog.revoke_token("a" * 64)
+    (first,) = [t.revoked_at for t in await catalog.list_tokens(revoked=True) if t.revoked_at]
+    await asyncio.sleep(0.01)  # stamps are to the millisecond
+    assert not await catalog.revoke_token("a" * 64)
+    assert await catalog.revoke_client_tokens("c1") == 2
+    stamps = [t.revoked_at for t in await catalog.list_tokens(revoked=True)]
+    assert stamps.count(first) == 1 and all(stamps)
+
+
 async def test_open_without_create_refuses_a_catalog_that_is_not_there(
     backend: Backend, tmp_path: Path
 ) -> None:
