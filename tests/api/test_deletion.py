@@ -10,6 +10,7 @@ async def test_delete_removes_row_blobs_and_waiting_job(api: Api) -> None:
     keep = await uploaded(api)
     gone = await uploaded(api)
     await complete(api, gone)  # a derivative blob exists now
+    await complete(api, keep)  # and one the delete must leave alone
     # Both jobs are still waiting (no worker runs here): the deleted one must be cancelled.
     assert await api.waiting_jobs() == 2
     assert any(f.startswith(f"derivatives/{gone}/") for f in api.blob_files())
@@ -23,8 +24,9 @@ async def test_delete_removes_row_blobs_and_waiting_job(api: Api) -> None:
     assert not [f for f in api.blob_files() if gone in f]
     # The other photo is untouched.
     assert await api.state.catalog.get_photo(keep) is not None
-    assert [f for f in api.blob_files() if keep in f and not f.startswith(".meta/")] == [
-        f"originals/{keep}"
+    assert sorted(f for f in api.blob_files() if keep in f and not f.startswith(".meta/")) == [
+        f"derivatives/{keep}/thumbnail.webp",
+        f"originals/{keep}",
     ]
     assert await api.state.queue.get_job(f"photo:{keep}") is not None
 
