@@ -123,6 +123,21 @@ def test_real_file(entry: dict[str, Any], options: PipelineOptions, corpus: Path
     _assert_upright(entry, data, ctx)
 
 
+@pytest.mark.parametrize(("preview", "thumbnail"), [("png", "avif"), ("avif", "png")])
+def test_every_derivative_format_drops_the_metadata(
+    preview: str, thumbnail: str, options: PipelineOptions, corpus: Path
+) -> None:
+    """The PNG and AVIF a deployment may choose for its renditions carry no EXIF (GPS) either;
+    the defaults (JPEG, WebP) are checked on every file above."""
+    data = (corpus / "real/FujiFilm_FinePixS2Pro.jpg").read_bytes()  # small, with GPS
+    chosen = msgspec.structs.replace(options, preview_format=preview, thumbnail_format=thumbnail)
+    assert read_header(data, "jpeg", options).exif  # which the derivatives must not keep
+    ctx = run_pipeline(data, chosen, "quick_processing")
+    for name, fmt in (("preview", preview), ("thumbnail", thumbnail)):
+        assert ctx.derivatives[name].ext == fmt
+        _assert_no_metadata(ctx.derivatives[name].data, f"{fmt} {name}")
+
+
 def _assert_upright(entry: dict[str, Any], data: bytes, ctx: StageContext) -> None:
     ours = Image.open(io.BytesIO(ctx.derivatives["preview"].data)).convert("RGB")
     if entry["path"] == "real/red-at-12-oclock-with-color-profile.jpg":
@@ -208,8 +223,15 @@ def test_every_format_is_held_to_the_limits_before_decoding(
     data = (corpus / "real" / name).read_bytes()
     header = read_header(data, sniff_format(data[:64]) or "", options)
     _forbid_decoding(monkeypatch)
-    with pytest.raises(AssertionError, match="decoded"):  # within the limits: decoded
-        run_pipeline(data, options, "quick_processing")
+    at_limits = msgspec.structs.replace(
+        options,
+        max_pixels=header.pixels,
+        max_dimension=max(header.width, header.height),
+        max_frames=header.frames,
+    )
+    for within in (options, at_limits):  # a limit is the most allowed, not the least refused
+        with pytest.raises(AssertionError, match="decoded"):  # within the limits: decoded
+            run_pipeline(data, within, "quick_processing")
     for limit, code in (
         ({"max_pixels": header.pixels - 1}, "too_many_pixels"),
         ({"max_dimension": max(header.width, header.height) - 1}, "too_large_dimension"),
