@@ -11,7 +11,7 @@ from aiohttp import ClientSession
 
 from filmstrip import keys
 from filmstrip.services.bus import app as bus_app
-from filmstrip.services.bus.app import PRESENCE
+from filmstrip.services.bus.app import HUB, PRESENCE
 from tests.bus.support import Account, BusClient, RunningBus
 
 pytestmark = pytest.mark.both_redis
@@ -60,7 +60,15 @@ async def test_presence_counts_sockets_and_expires(
     await presence.report()
     assert await redis.zscore(keys.bus_instances(), presence.instance_id) is not None
     record = await redis.hgetall(keys.bus_instance(presence.instance_id))
-    assert (record[b"sockets"], record[b"identified"]) == (b"3", b"1")
+    assert (record[b"sockets"], record[b"identified"], record[b"rooms"]) == (b"3", b"1", b"1")
+    # A socket that closes leaves its rooms: the room of its client goes with its last member.
+    await sockets[0].ws.close()
+    async with asyncio.timeout(2):
+        while bus.app[HUB].identified_count:
+            await asyncio.sleep(0.01)
+    await presence.report()
+    record = await redis.hgetall(keys.bus_instance(presence.instance_id))
+    assert (record[b"sockets"], record[b"identified"], record[b"rooms"]) == (b"2", b"0", b"0")
     assert 0 < await redis.pttl(keys.bus_instance(presence.instance_id)) <= 600
     await presence.withdraw()
     assert not await redis.exists(keys.bus_instance(presence.instance_id))
