@@ -84,6 +84,24 @@ def test_cursor_flushes_held_live_events_in_stream_order(resumed: bool) -> None:
     assert cur.offer_live((8, 0), b"live-8")
 
 
+def test_cursor_sends_nothing_twice_after_the_first_resume() -> None:
+    """Once ``high`` alone dedupes: a catch-up replay skips the event at ``high`` itself, and
+    a photo joined later backfills only what no room of the socket received."""
+    cur = DeliveryCursor(buffer_limit=10)
+    cur.begin_replay()
+    assert cur.end_replay(resumed=True) == []
+    assert cur.offer_live((5, 0), b"live-5")
+    cur.begin_replay()
+    sent = [sid for sid in [(4, 0), (5, 0), (6, 0)]
+            if cur.accept_replayed(sid, (1, 0), resume=False)]  # fmt: skip
+    assert sent == [(6, 0)]
+    assert cur.end_replay(resumed=False) == []
+    fresh = DeliveryCursor(buffer_limit=10)  # before any resume: a live copy sent already
+    assert fresh.offer_live((5, 0), b"live-5")
+    assert not fresh.accept_backfill((5, 0))
+    assert fresh.accept_backfill((3, 0)) and not fresh.accept_backfill((3, 0))
+
+
 def test_cursor_overflow_during_replay() -> None:
     cur = DeliveryCursor(buffer_limit=2)
     cur.begin_replay()
