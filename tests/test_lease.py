@@ -43,3 +43,16 @@ async def test_work_that_outlives_its_lease_is_cancelled(redis: aioredis.Redis) 
         await lease.run(work)
     assert cancelled.is_set()
     assert await redis.get("test:lease") == b"someone else"  # not released: not ours
+
+
+async def test_work_that_fails_raises_and_lets_go(redis: aioredis.Redis) -> None:
+    """The work's own error reaches the caller (a failed round is not a done one), and the
+    lease is released for the next holder."""
+    lease = Lease(redis, "test:lease", ttl_s=10)
+
+    async def work() -> None:
+        raise ValueError("the round failed")
+
+    with pytest.raises(ValueError, match="the round failed"):
+        await lease.run(work)
+    assert not await redis.exists("test:lease")
