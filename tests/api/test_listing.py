@@ -103,6 +103,10 @@ async def test_sort_by_date_taken_and_taken_range(api: Api) -> None:
     assert await _all_ids(api, sort="taken", taken_before="2021-06-01T10:00:00") == [ids[1]]
     in_2021 = await _all_ids(api, taken_after="2021-01-01", taken_before="2022-01-01T00:00:00Z")
     assert in_2021 == [ids[0]]
+    # A bound is by wall-clock digits, its offset ignored: at ten, inclusive after, not before.
+    at_ten = "2021-06-01T10:00:00+02:00"
+    assert await _all_ids(api, sort="taken", taken_after=at_ten) == [ids[2], ids[0]]
+    assert await _all_ids(api, sort="taken", taken_before=at_ten) == [ids[1]]
 
 
 @pytest.mark.parametrize(
