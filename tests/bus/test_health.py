@@ -64,7 +64,9 @@ async def test_presence_counts_sockets_and_expires(
     # A socket that closes leaves its rooms: the room of its client goes with its last member.
     await sockets[0].ws.close()
     async with asyncio.timeout(2):
-        while bus.app[HUB].identified_count:
+        while True:
+            if not bus.app[HUB].identified_count:
+                break
             await asyncio.sleep(0.01)
     await presence.report()
     record = await redis.hgetall(keys.bus_instance(presence.instance_id))
