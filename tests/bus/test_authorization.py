@@ -180,3 +180,10 @@ async def test_photo_rooms_per_socket_are_capped(
     await c.subscribe(acc.photos[0])  # already in it: still fine
     await c.send({"type": "subscribe", "photo_id": acc.photos[1]})
     assert (await c.expect("error"))["code"] == "too_many_rooms"
+    # The same cap at identify: a photo named twice is one room, two photos are too many.
+    twice = await connect(bus.url)
+    joined = await twice.identify(acc.token, photo_ids=[acc.photos[0], acc.photos[0]])
+    assert joined["photo_ids"] == [acc.photos[0]]
+    both = await connect(bus.url)
+    await both.send({"type": "identify", "token": acc.token, "photo_ids": acc.photos})
+    assert (await both.expect("error"))["code"] == "too_many_rooms"
