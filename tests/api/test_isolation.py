@@ -148,3 +148,7 @@ async def test_a_sig_parameter_opens_only_the_blob_routes(api: Api) -> None:
         f"{api.url}/v1/photos/{photo}/original", params={"sig": "x", "exp": "9999999999"}
     )
     assert blob.status == 403
+    # Without a signature a blob route asks for a token, as every other route does.
+    bare = await api.http.get(f"{api.url}/v1/photos/{photo}/original")
+    assert bare.status == 401 and (await bare.json())["error"]["code"] == "unauthorized"
+    assert bare.headers["WWW-Authenticate"].startswith("Bearer")
