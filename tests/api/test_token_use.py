@@ -35,6 +35,17 @@ async def test_a_request_stamps_its_tokens_last_use(api: Api) -> None:
     assert (await _last_used(api) or "") > first
 
 
+async def test_an_unknown_token_costs_no_catalog_write(api: Api) -> None:
+    """Only a token that authenticated is stamped: random tokens sent by anyone must not
+    each cost a write (nor fill the memory of stamped tokens)."""
+    bogus = "fst_" + "x" * 43
+    async with api.http.get(
+        f"{api.url}/v1/photos", headers={"Authorization": f"Bearer {bogus}"}
+    ) as resp:
+        assert resp.status == 401
+    assert api.state.token_use.due(hash_token(bogus))  # never taken as recorded
+
+
 def test_each_token_is_due_once_per_interval() -> None:
     uses = TokenUse(every_s=0.05, max_tokens=3)
     assert uses.due("a") and not uses.due("a") and uses.due("b")
