@@ -40,6 +40,7 @@ from bench.affinity import pin_tree, split_cpus
 from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample
 from bench.hosts import Host, Network, cleanup_stale, enter_netns, unavailable
 from bench.infra import HostPostgres, HostRedis
+from bench.interleave import SlicedBare
 from bench.neighbour import Neighbour, commits, stored_shape
 from bench.procstat import cpu_seconds, tree_cpu_seconds
 from bench.role_process import Proc
@@ -341,6 +342,7 @@ async def multihost(
     infra = network.hosts["infra"]
     code = 1
     dep: Deployment | None = None
+    sliced: SlicedBare | None = None
     try:
         if aside is not None:
             pin_tree(os.getpid(), aside)
@@ -351,6 +353,10 @@ async def multihost(
         if not chaos_on:
             for layout in dict.fromkeys(layouts):
                 bare_before[layout] = await asyncio.to_thread(bare_rate, sample, layout, cpus=cpus)
+        if not chaos_on and cpus:
+            # Started and warmed up now, idle until the run stops the system for a slice.
+            sliced = SlicedBare(sample, list(dict.fromkeys(layouts)), cpus)
+            await asyncio.to_thread(sliced.start)
         dep = await start_deployment(
             network,
             infra,
@@ -380,6 +386,20 @@ async def multihost(
 
             deployment = dep
             commits_before = await commits(dep.database_url)
+            interleave = None
+            if sliced is not None:
+
+                def measured_pids() -> list[int]:
+                    pids = [p.popen.pid for p in deployment.procs if p.popen is not None]
+                    redis = deployment.redis.proc
+                    return pids + ([redis.pid] if redis is not None else [])
+
+                slicing = sliced
+
+                async def slice_between(stop: asyncio.Event) -> None:
+                    await slicing.run(measured_pids(), stop)
+
+                interleave = (slice_between, sliced.stopped_within)
 
             run = await run_load(
                 tokens=tokens,
@@ -393,6 +413,7 @@ async def multihost(
                 fast=fast,
                 chaos=strike if chaos_on else None,
                 aside=aside,
+                interleave=interleave,
             )
             per_photo_commits = (await commits(dep.database_url) - commits_before) / max(
                 1, run.report["completed"]
@@ -415,6 +436,8 @@ async def multihost(
                 neighbour=neighbour.running if aside else None, aside=aside,
                 aside_busy=run.aside_shares[0] if run.aside_shares else None,
             )  # fmt: skip
+            if sliced is not None:
+                interleaved_figures(report, sliced, run.rate)
             if aside:
                 report["neighbour load (per photo)"] = (
                     f"S3: the original put and read back, {shape[1]:.1f} derivatives put"
@@ -439,10 +462,33 @@ async def multihost(
             notes, chaos_log, report, run.problems,
         )  # fmt: skip
     finally:
+        if sliced is not None:
+            sliced.close()
         if dep is not None:
             with contextlib.suppress(Exception):
                 await stop_deployment(dep)
     return code
+
+
+def interleaved_figures(report: dict[str, Any], sliced: SlicedBare, rate: float) -> None:
+    """The bare pipeline measured in slices during the run, and the ratio against it."""
+    best: tuple[float, Layout] | None = None
+    parts = []
+    cores = len(sliced.cpus or []) or 1
+    for layout in sliced.layouts:
+        cpu, covered = sliced.cpu_per_photo(layout)
+        if not covered:
+            continue
+        bare = min(layout.processes, cores) / cpu
+        parts.append(f"{layout}: {bare:.2f} ({covered:.0%} of the sample measured)")
+        if best is None or bare > best[0]:
+            best = (bare, layout)
+    stopped = sum(b - a for a, b in sliced.stopped_s)
+    report["bare pipeline photos/s in slices during the run"] = (
+        "; ".join(parts) + f"; the system stopped {len(sliced.stopped_s)} times, {stopped:.0f} s"
+    )
+    if best is not None:
+        report["ratio end-to-end / bare in slices during the run"] = f"{rate / best[0]:.2f}"
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -19,6 +19,7 @@ from bench.soak_verify import wait_drained
 # chaos(stats, stop): strikes until ``stop`` is set, seeing what the clients saw so far.
 Chaos = Callable[[list[ClientStats], asyncio.Event], Awaitable[None]]
 Check = Callable[[list[ClientStats]], Awaitable[tuple[dict[str, Any], list[str]]]]
+Interleave = tuple[Callable[[asyncio.Event], Awaitable[None]], Callable[[float, float], float]]
 
 
 @dataclass
@@ -46,7 +47,11 @@ async def run_load(
     fast: bool,
     chaos: Chaos | None = None,
     aside: list[int] | None = None,
+    interleave: Interleave | None = None,
 ) -> RunResult:
+    """The run. ``interleave`` (a clean run): ``(run, stopped_within)``; ``run(stop)`` goes
+    on beside the load until the queue drains, and the rate leaves out the seconds
+    ``stopped_within(start, end)`` says the system was stopped."""
     n = sum(len(plan) for plan in plans)
     clients = len(plans)
     stats = [ClientStats() for _ in range(clients)]
@@ -55,6 +60,8 @@ async def run_load(
     stop_chaos = asyncio.Event()
 
     chaos_task = asyncio.create_task(chaos(stats, stop_chaos)) if chaos else None
+    stop_slices = asyncio.Event()
+    slices = asyncio.create_task(interleave[0](stop_slices)) if interleave else None
 
     async def sampler() -> None:
         while not all_done.is_set():
@@ -90,6 +97,9 @@ async def run_load(
         # Then for the follow-up jobs (optimization runs after "completed"): the photos'
         # work is done only when the queue is empty.
         drained_at = await wait_drained(redis_url, limit_s=max(5.0, deadline - time.monotonic()))
+        stop_slices.set()
+        if slices is not None:
+            await slices
         shares = cpu_shares(ticks_at_start, cpu_times(cpus))
         aside_shares = cpu_shares(aside_at_start, cpu_times(aside)) if aside_at_start else None
         stop_chaos.set()
@@ -104,8 +114,13 @@ async def run_load(
     finally:
         all_done.set()
         stop_chaos.set()
+        stop_slices.set()
         for task in [*runners, sampling, reporting, *([chaos_task] if chaos_task else [])]:
             task.cancel()
+        if slices is not None and not slices.done():
+            slices.cancel()
     span = report.pop("_e2e_span")
-    rate = report["completed"] / max(1e-9, max(span[1], drained_at) - span[0])
+    end = max(span[1], drained_at)
+    stopped = interleave[1](span[0], end) if interleave else 0.0
+    rate = report["completed"] / max(1e-9, end - span[0] - stopped)
     return RunResult(report, problems, cpu_used, loop_cpu, rate, elapsed, shares, aside_shares)
