@@ -9,9 +9,8 @@ stuck, no event missed, no blob orphaned.
     python -m bench.multihost                     # 2,000 uploads with chaos
     python -m bench.multihost -n 30 --fast        # a small run (what the test runs)
     python -m bench.multihost --clean --aside-cpus 1   # no chaos, beside the bare pipeline
-                                                       # (and beside it again while the
-                                                       # aside CPU replays the run's S3
-                                                       # and catalog work: bench/neighbour)
+                                                       # (also in slices during the run:
+                                                       # bench/interleave)
     python -m bench.multihost --clean --worker-hosts 1 # photos/s with one worker host
 
 Root only (network namespaces). Traffic stays between the namespaces it made; the root
@@ -28,7 +27,6 @@ import contextlib
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -41,7 +39,7 @@ from bench.bare_pipeline import BARE_SAMPLE, Layout, bare_rate, bare_sample
 from bench.hosts import Host, Network, cleanup_stale, enter_netns, unavailable
 from bench.infra import HostPostgres, HostRedis
 from bench.interleave import SlicedBare
-from bench.neighbour import Neighbour, commits, stored_shape
+from bench.postgres import commits
 from bench.procstat import cpu_seconds, tree_cpu_seconds
 from bench.role_process import Proc
 from bench.seaweed import SeaweedFS
@@ -423,29 +421,18 @@ async def multihost(
         report = run.report
         run_figures(report, dep.procs, run.cpu_used, run.rate, run.elapsed, run.shares)
         if not chaos_on:
-            shape = await stored_shape(dep.store_env())
-            neighbour = Neighbour(
-                store_env=dep.store_env(), database_url=dep.database_url, photos=sample,
-                rate=run.rate, transactions=per_photo_commits, shape=shape, aside=aside or [],
-                busy=run.aside_shares[0] if run.aside_shares else None,
-            )  # fmt: skip
             await bare_figures(
                 report, layouts=list(dict.fromkeys(layouts)), sample=sample, cpus=cpus,
                 before=bare_before, rate=run.rate, cpu_used=run.cpu_used,
                 own=("api", "worker", "bus", "redis"), loop_cpu=run.loop_cpu, cores=cores,
-                neighbour=neighbour.running if aside else None, aside=aside,
-                aside_busy=run.aside_shares[0] if run.aside_shares else None,
             )  # fmt: skip
             if sliced is not None:
                 interleaved_figures(report, sliced, run.rate)
-            if aside:
-                report["neighbour load (per photo)"] = (
-                    f"S3: the original put and read back, {shape[1]:.1f} derivatives put"
-                    f" ({shape[0]:.2f} of the original's bytes); {per_photo_commits:.1f}"
-                    f" catalog transactions; at {run.rate:.1f} photos/s times"
-                    f" {statistics.median(neighbour.factors or [1.0]):.2f} (median), steered"
-                    " to the run's busy share of the aside CPUs"
-                )
+            if run.aside_shares:
+                report["aside CPUs busy during the run"] = f"{run.aside_shares[0]:.0%}"
+            report["catalog transactions per photo (PostgreSQL's count)"] = (
+                f"{per_photo_commits:.1f}"
+            )
         notes = [
             "hosts: "
             + ", ".join(f"{h.name} {h.address}" for h in network.hosts.values())

@@ -34,3 +34,15 @@ def drop_database(url: str, server: str = SERVER_URL) -> None:
     name = conninfo_to_dict(url)["dbname"]
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def commits(database_url: str) -> int:
+    """Transactions committed in the catalog's database so far (PostgreSQL's statistics)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        # Statistics are flushed at most once a second; a fresh snapshot reads them now.
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        cur = await conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0

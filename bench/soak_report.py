@@ -4,12 +4,10 @@ the bare pipeline on the same CPUs, and where the CPU went per process kind."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Collection
 from typing import Any
 
 from bench.bare_pipeline import Layout, bare_rate
-from bench.procstat import cpu_shares, cpu_times
 from bench.role_process import Proc
 
 
@@ -52,9 +50,6 @@ async def bare_figures(
     own: Collection[str],
     loop_cpu: float,
     cores: int,
-    neighbour: Callable[[], AbstractAsyncContextManager[object]] | None = None,
-    aside: list[int] | None = None,
-    aside_busy: float | None = None,
 ) -> None:
     """Run the bare pipeline again (after the system) and put the comparison in the
     table: the faster layout's mean rate, the ratio, and the CPU per photo of the
@@ -76,23 +71,6 @@ async def bare_figures(
         f" after {afters[best]:.1f}{others})"
     )
     report["ratio end-to-end / bare (target >= 0.85)"] = f"{rate / bare:.2f}"
-    if neighbour is not None:
-        # Once more beside the work the aside CPUs did during the run (bench/neighbour.py):
-        # the same machine the system had, not one with an idle neighbour.
-        loaded: dict[Layout, float] = {}
-        busy: list[float] = []
-        for layout in layouts:
-            ticks = cpu_times(aside)
-            async with neighbour():
-                loaded[layout] = (await asyncio.to_thread(bare_rate, sample, layout, cpus=cpus))[0]
-            busy.append(cpu_shares(ticks, cpu_times(aside))[0])
-        near = max(layouts, key=lambda layout: loaded[layout])
-        during = "" if aside_busy is None else f"; during the run {aside_busy:.0%}"
-        report["bare pipeline photos/s beside the run's neighbour load"] = (
-            f"{loaded[near]:.1f} ({near} threads; aside CPUs busy"
-            f" {min(busy):.0%}-{max(busy):.0%}{during})"
-        )
-        report["ratio end-to-end / bare beside that load"] = f"{rate / loaded[near]:.2f}"
     # The same comparison in CPU, counting only the system's own processes: the clients
     # and an S3 server share the cores in some runs but are not Filmstrip.
     done = max(1, report["completed"])
