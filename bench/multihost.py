@@ -459,6 +459,8 @@ async def multihost(
 
 def interleaved_figures(report: dict[str, Any], sliced: SlicedBare, rate: float) -> None:
     """The bare pipeline measured in slices during the run, and the ratio against it."""
+    if not sliced.stopped_s:
+        return  # a run shorter than one interval
     best: tuple[float, Layout] | None = None
     parts = []
     cores = len(sliced.cpus or []) or 1
