@@ -14,7 +14,7 @@ import aiosqlite
 
 from filmstrip.catalog.base import Catalog, Row, Snapshot, Transaction, format_time, settle
 from filmstrip.catalog.write_lock import WriteLock
-from filmstrip.compat.aiosqlite import run_on_thread
+from filmstrip.compat.aiosqlite import connect, run_on_thread
 from filmstrip.errors import TemporaryError
 
 T = TypeVar("T")
@@ -87,7 +87,7 @@ class _Connection:
 
     async def open(self, path: str, *pragmas: str) -> None:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        self.conn = await aiosqlite.connect(path, isolation_level=None)
+        self.conn = await connect(path, isolation_level=None)
         for pragma in pragmas:
             await self.conn.execute(f"PRAGMA {pragma}")
 
