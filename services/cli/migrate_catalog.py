@@ -66,7 +66,7 @@ async def run(settings: Settings, options: Options) -> int:
         await target.connect(migrate=False)
         return await _migrate(settings, source, target, source_url, options)
     except FilmstripError as exc:
-        return _fail(" ".join(str(exc).split()))  # libpq's errors run over several lines
+        return _fail(str(exc))
     finally:
         await target.close()
         await source.close()

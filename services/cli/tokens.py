@@ -90,8 +90,7 @@ async def _open(settings: Settings, command: str, *, create: bool = False) -> Ca
         )
         return None
     except TemporaryError as exc:
-        why = " ".join(str(exc).split())  # libpq's errors run over several lines
-        print(f"filmstrip token {command}: the catalog at {label} did not answer: {why}",
+        print(f"filmstrip token {command}: the catalog at {label} did not answer: {exc}",
               file=sys.stderr)  # fmt: skip
         return None
     print(f"catalog: {label}", file=sys.stderr)

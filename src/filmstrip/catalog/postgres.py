@@ -77,7 +77,10 @@ def _dialect(sql: str) -> str:
 
 
 def _unavailable(exc: BaseException) -> TemporaryError:
-    return TemporaryError(f"catalog unavailable: {exc}", code="catalog_unavailable")
+    # libpq's errors run over several lines ("... failed: Connection refused\n\tIs the
+    # server running ..."): one line, for a log line or a command's message alike.
+    why = " ".join(str(exc).split())
+    return TemporaryError(f"catalog unavailable: {why}", code="catalog_unavailable")
 
 
 class _PgTransaction(Transaction):
