@@ -49,13 +49,9 @@ class Layout:
         return f"{self.processes} process{'es' if self.processes > 1 else ''} x {self.threads}"
 
 
-def _loop(
-    photos: list[bytes],
-    threads: int,
-    ready: Callable[[], None] | None = None,
-    go: Event | None = None,
-) -> tuple[float, float]:
-    """Run the stages on ``photos`` on ``threads`` threads: (seconds, CPU seconds)."""
+def stage_runner() -> Callable[[bytes], None]:
+    """A function that runs full_processing's stages on one photo (libvips configured as
+    the worker configures it); imported here, in the process that runs it."""
     from filmstrip.pipeline import resolve_stages
     from filmstrip.pipeline.context import StageContext
     from filmstrip.pipeline.registry import get_stage
@@ -71,6 +67,17 @@ def _loop(
         for stage in stages:
             stage.run(ctx)
 
+    return one
+
+
+def _loop(
+    photos: list[bytes],
+    threads: int,
+    ready: Callable[[], None] | None = None,
+    go: Event | None = None,
+) -> tuple[float, float]:
+    """Run the stages on ``photos`` on ``threads`` threads: (seconds, CPU seconds)."""
+    one = stage_runner()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, photos[:WARMUP]))
         if ready is not None and go is not None:

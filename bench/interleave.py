@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from multiprocessing.queues import Queue
 from typing import Any
 
-from bench.bare_pipeline import WARMUP, Layout
+from bench.bare_pipeline import WARMUP, Layout, stage_runner
 from bench.procstat import children
 
 SLICE_S = 3.0  # each slice of bare pipeline
@@ -39,21 +39,7 @@ def _serve(
     """A bare pipeline process: warm up, then run ``seconds``-long slices on command."""
     if cpus is not None:
         os.sched_setaffinity(0, cpus)
-    from filmstrip.pipeline import resolve_stages
-    from filmstrip.pipeline.context import StageContext
-    from filmstrip.pipeline.registry import get_stage
-    from filmstrip.pipeline.vips import configure_vips
-    from filmstrip.settings import load_settings
-
-    options = load_settings({}).pipeline
-    configure_vips(options)
-    stages = [get_stage(s) for s in resolve_stages("full_processing", None)]
-
-    def one(data: bytes) -> None:
-        ctx = StageContext(data, options)
-        for stage in stages:
-            stage.run(ctx)
-
+    one = stage_runner()
     for _, data in photos[:WARMUP]:
         one(data)
     out.put("ready")
