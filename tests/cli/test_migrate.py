@@ -399,14 +399,11 @@ async def test_a_catalog_of_an_older_release_is_upgraded_copied_and_extra_rows_r
     assert "kept 1 rows of clients that only the target has" in allowed.stdout
 
 
-async def test_a_refusal_comes_before_anything_is_written(tmp_path: Path) -> None:
-    # The target: a catalog of release 10e62e0 (before schema versions) with its own rows.
-    foreign = tmp_path / "foreign.db"
-    foreign.write_bytes((ROOT / "tests/catalog/fixtures/release-10e62e0.db").read_bytes())
-    before = foreign.read_bytes()
+async def _embedded_catalog(data_dir: Path) -> dict[str, str]:
+    """The environment of an embedded install in ``data_dir`` whose catalog a token
+    command has just made (the source of a ``migrate catalog`` run with no ``--from``)."""
     env = env_without_filmstrip()
-    env.update(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", FILMSTRIP_DATA_DIR=str(tmp_path))
-    source = Target("", "", env)
+    env.update(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", FILMSTRIP_DATA_DIR=str(data_dir))
     made = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "filmstrip.services.cli.main", "token", "create", "someone",
@@ -414,6 +411,15 @@ async def test_a_refusal_comes_before_anything_is_written(tmp_path: Path) -> Non
         env=env, cwd=ROOT, capture_output=True, timeout=60,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
+    return env
+
+
+async def test_a_refusal_comes_before_anything_is_written(tmp_path: Path) -> None:
+    # The target: a catalog of release 10e62e0 (before schema versions) with its own rows.
+    foreign = tmp_path / "foreign.db"
+    foreign.write_bytes((ROOT / "tests/catalog/fixtures/release-10e62e0.db").read_bytes())
+    before = foreign.read_bytes()
+    source = Target("", "", await _embedded_catalog(tmp_path))
 
     refused = await _cli(source, "catalog", "--to", sqlite_url(str(foreign)))
 
@@ -427,15 +433,7 @@ async def test_a_target_that_refuses_connections_fails_the_command_at_once(
 ) -> None:
     # A role waits up to 10 s for a server still starting; a command run by hand says why
     # it cannot connect and leaves.
-    env = env_without_filmstrip()
-    env.update(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", FILMSTRIP_DATA_DIR=str(tmp_path))
-    made = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "filmstrip.services.cli.main", "token", "create", "someone",
-         "--create-catalog"],
-        env=env, cwd=ROOT, capture_output=True, timeout=60,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    env = await _embedded_catalog(tmp_path)
     closed = f"postgresql://filmstrip@127.0.0.1:{free_port()}/none"
 
     started = time.monotonic()
