@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,27 @@ from tests.support.settings import replace_settings
 Q = "/v1/queues/photo-processing"
 # A failure a retry may cure (a bug or a setting, fixed since).
 _FIXABLE = LogicError("the thumbnail stage is misconfigured", code="stage_misconfigured")
+
+
+async def _publisher(
+    api: Api, job_id: str
+) -> tuple[PhotoProcessingJob, Callable[[str, dict[str, Any]], Awaitable[None]]]:
+    """Queued job ``job_id``, and a function that publishes an event of its photo as its
+    worker would."""
+    info = await api.state.queue.get_job(job_id)
+    assert info is not None
+    spec = msgspec.json.decode(info.payload, type=PhotoProcessingJob)
+
+    async def publish(type_: str, data: dict[str, Any]) -> None:
+        await api.state.events.publish(
+            type_,
+            photo_id=spec.photo_id,
+            client_id=spec.context.client_id,
+            trace_id=spec.context.trace_id,
+            data=data,
+        )
+
+    return spec, publish
 
 
 async def _json(resp: Any, status: int) -> Any:
@@ -259,18 +281,7 @@ async def test_job_detail_tells_each_run_with_its_error_and_stage_times(
         admin = bearer(await client_token(api, "ops", admin=True))
         photo_id = await uploaded(api)
         job_id = f"photo:{photo_id}"
-        info = await api.state.queue.get_job(job_id)
-        assert info is not None
-        spec = msgspec.json.decode(info.payload, type=PhotoProcessingJob)
-
-        async def publish(type_: str, data: dict[str, Any]) -> None:
-            await api.state.events.publish(
-                type_,
-                photo_id=photo_id,
-                client_id=spec.context.client_id,
-                trace_id=spec.context.trace_id,
-                data=data,
-            )
+        spec, publish = await _publisher(api, job_id)
 
         async def flaky(job: Job) -> None:
             await publish(PHOTO_PROCESSING_STARTED, {"attempt": job.attempt})
@@ -344,18 +355,7 @@ async def test_a_retried_job_keeps_the_error_of_its_earlier_run(api: Api) -> Non
     admin = bearer(await client_token(api, "ops", admin=True))
     photo_id = await uploaded(api)
     job_id = f"photo:{photo_id}"
-    info = await api.state.queue.get_job(job_id)
-    assert info is not None
-    spec = msgspec.json.decode(info.payload, type=PhotoProcessingJob)
-
-    async def publish(type_: str, data: dict[str, Any]) -> None:
-        await api.state.events.publish(
-            type_,
-            photo_id=photo_id,
-            client_id=spec.context.client_id,
-            trace_id=spec.context.trace_id,
-            data=data,
-        )
+    _, publish = await _publisher(api, job_id)
 
     async def works(job: Job) -> None:
         await publish(PHOTO_PROCESSING_STARTED, {"attempt": job.attempt})
