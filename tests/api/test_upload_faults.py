@@ -351,7 +351,17 @@ async def test_redis_stopped_during_50_uploads_loses_nothing(
     assert {r[0] for r in rows} == accepted
     originals = {info.key async for info in state.blobs.list("originals/")}
     assert originals == {f"originals/{pid}" for pid in accepted}
-    assert await state.catalog.outbox_pending(older_than_s=0) == []
+    pending = await state.catalog.outbox_pending(older_than_s=0)
+    assert {e.photo_id for e in pending} <= accepted, pending
+    # An accepted photo's entry may outlive its job by one relay round: when the outage
+    # cut the answer to an enqueue Redis had applied, the job ran, and the relay (entries
+    # 2 s old, every 2 s) dedupes it and deletes the entry.
+    for _ in range(100):
+        if not pending:
+            break
+        await asyncio.sleep(0.1)
+        pending = await state.catalog.outbox_pending(older_than_s=0)
+    assert pending == []
     counts = await state.queue.counts()
     assert counts.get("waiting", 0) == 0 and counts.get("failed", 0) == 0, counts
 
