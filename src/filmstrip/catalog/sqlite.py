@@ -89,7 +89,7 @@ class _Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         self.conn = await connect(path, isolation_level=None)
         for pragma in pragmas:
-            await self.conn.execute(f"PRAGMA {pragma}")
+            await _pragma(self.conn, pragma)
 
     async def close(self) -> None:
         conn, self.conn = self.conn, None
@@ -129,6 +129,23 @@ def _in_transaction(
     finally:
         if lock is not None:
             lock.release()
+
+
+async def _pragma(conn: aiosqlite.Connection, pragma: str, *, within_s: float = 10.0) -> None:
+    """``PRAGMA pragma``, tried again while the database is locked. Processes opening a new
+    catalog at once (``filmstrip dev`` starts three) each switch it to WAL, which needs
+    the database alone; SQLite answers such a clash at once rather than through the busy
+    timeout (it would deadlock), so a moment later is the only wait there is."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            await conn.execute(f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if not busy or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 class SqliteCatalog(Catalog):
