@@ -273,7 +273,9 @@ def test_gallery_upload_live_progress_view_and_delete(
     expect(viewer).to_be_visible()
     expect(viewer).to_have_attribute("data-photo-id", photo_id)
     page.reload()
-    expect(viewer).to_be_visible()
+    # A whole page load (sign-in, the photo, its preview): the suite's other process may
+    # be running a soak beside it, so it gets the live wait, not the default 5 s.
+    expect(viewer).to_be_visible(timeout=LIVE_MS)
     expect(viewer).to_have_attribute("data-photo-id", photo_id)
     expect(viewer.locator('dd[data-field="camera"]')).to_have_text("Canon EOS 7D")
 
