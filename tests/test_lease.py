@@ -56,3 +56,24 @@ async def test_work_that_fails_raises_and_lets_go(redis: aioredis.Redis) -> None
     with pytest.raises(ValueError, match="the round failed"):
         await lease.run(work)
     assert not await redis.exists("test:lease")
+
+
+async def test_a_renew_that_fails_is_tried_again_while_the_lease_stands(
+    redis: aioredis.Redis,
+) -> None:
+    """One failed renew does not end the work: the keeper tries again until the lease
+    would lapse. The failure is a WRONGTYPE reply, the one Redis error a test can cause
+    at a chosen moment without losing the key (redis-py rides out a short cut itself)."""
+    lease = Lease(redis, "test:lease", ttl_s=0.9)  # renewed every 0.3 s
+
+    async def work() -> None:
+        await redis.delete("test:lease")
+        await redis.hset("test:lease", "not", "a string")  # the 0.3 s renew fails
+        await asyncio.sleep(0.45)
+        await redis.delete("test:lease")
+        await redis.set("test:lease", lease.token, px=900)
+        await asyncio.sleep(0.8)  # past the first lease's end: renewed since
+        assert await redis.get("test:lease") == lease.token.encode()
+
+    assert await lease.run(work)
+    assert not await redis.exists("test:lease")
