@@ -90,12 +90,10 @@ class ReplayReader:
         first = info.get("first-entry")
         if not first:
             return False
-        deleted = info.get("max-deleted-entry-id")
-        if deleted is not None:  # Redis 7 keeps the newest id trimmed away
-            return streamid.parse(deleted) > after
-        # Redis 6.2 keeps no trace of a trim. Trims take the oldest entries, by length (the
-        # stream then stays at its cap or above) or by age, so an event after ``after`` can
-        # be gone only if the stream is at its cap or ``after`` is older than the age window.
+        # Neither Redis line records a trim: 7's max-deleted-entry-id counts XDEL only.
+        # Trims take the oldest entries, by length (the stream then stays at its cap or
+        # above) or by age, so an event after ``after`` can be gone only if the stream is
+        # at its cap or ``after`` is older than the age window.
         window_start_ms = time.time() * 1000 - self._age_ms + _CLOCK_SLACK_MS
         if int(info.get("length", 0)) < self._maxlen and after[0] >= window_start_ms:
             return False
