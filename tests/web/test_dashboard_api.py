@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from filmstrip import keys
 from filmstrip.metrics.stage_stats import StageTimingsBuffer
 from tests.api.factories import complete
@@ -15,10 +17,23 @@ async def test_dashboard_needs_an_admin_token(api: WebApi) -> None:
     assert (await api.http.get(f"{api.url}/v1/dashboard", headers=api.auth)).status == 403
 
 
+async def _early_in_a_minute(api: WebApi) -> int:
+    """Redis's time (the dashboard's clock) in ms, at least 10 s before its minute ends.
+
+    What the test files under this minute must still be this minute when the dashboard
+    reads it; on a loaded machine the upload and the request in between can take a good
+    part of a second, and a minute that ended meanwhile moved every figure one bar left.
+    """
+    now_s, micro = await api.state.redis.time()
+    if now_s % 60 >= 50:
+        await asyncio.sleep(60 - now_s % 60 - micro / 1e6 + 0.05)
+        now_s, _ = await api.state.redis.time()
+    return int(now_s) * 1000
+
+
 async def test_dashboard_reports_counts_throughput_stages_and_bus_processes(api: WebApi) -> None:
     redis = api.state.redis
-    now_s, _ = await redis.time()
-    now_ms = int(now_s) * 1000
+    now_ms = await _early_in_a_minute(api)
     minute = now_ms // 60_000
     prefix = keys.queue_stats_prefix(api.settings.queue.name)
     await redis.hset(f"{prefix}m:{minute}", mapping={"c": 7, "f": 2, "t": 900})
