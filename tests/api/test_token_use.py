@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
-from filmstrip.auth import hash_token
+import pytest
+
+from filmstrip.auth import hash_token, token_use
 from filmstrip.auth.token_use import TokenUse
 from tests.api.conftest import Api
 
@@ -46,24 +47,44 @@ async def test_an_unknown_token_costs_no_catalog_write(api: Api) -> None:
     assert api.state.token_use.due(hash_token(bogus))  # never taken as recorded
 
 
-def test_each_token_is_due_once_per_interval() -> None:
+class _Clock:
+    """``time.monotonic`` for token_use, moved on by the test alone: with the real one, a
+    test preempted for the interval (50 ms, on a loaded machine) saw a token due twice."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    fake = _Clock()
+    monkeypatch.setattr(token_use, "time", fake)
+    return fake
+
+
+def test_each_token_is_due_once_per_interval(clock: _Clock) -> None:
     uses = TokenUse(every_s=0.05, max_tokens=3)
     assert uses.due("a") and not uses.due("a") and uses.due("b")
     for name in "cdef":  # past max_tokens the memory is cut, never grows without bound
         uses.due(name)
     assert len(uses._recorded) <= 3
-    time.sleep(0.06)
+    clock.now += 0.049
+    assert not uses.due("f")
+    clock.now += 0.002
     assert uses.due("b")
 
 
-def test_a_use_is_due_again_once_its_interval_has_passed() -> None:
+def test_a_use_is_due_again_once_its_interval_has_passed(clock: _Clock) -> None:
     """Past the interval a token is due again (its last use keeps being stamped); when the
     memory is full, only the entries past the interval are dropped, never the fresh ones."""
     uses = TokenUse(every_s=0.1, max_tokens=2)
     assert uses.due("a")
-    time.sleep(0.12)
+    clock.now += 0.12
     assert uses.due("a")  # memory not full: due because its interval passed
-    time.sleep(0.12)
+    clock.now += 0.12
     assert uses.due("b")  # "a" is now past its interval, "b" fresh
     assert uses.due("c")  # full: "a" is dropped to make room, "b" kept
     assert not uses.due("b")
