@@ -58,7 +58,9 @@ async def test_a_burst_waits_for_a_free_connection(make_redis: OpenRedis) -> Non
 
 async def test_a_pool_dry_past_the_wait_is_out_of_connections(make_redis: OpenRedis) -> None:
     redis = await make_redis(redis_max_connections="1", redis_pool_wait_s="0.3")
-    holder = asyncio.create_task(redis.blpop(["nothing-comes"], timeout=1))  # the one connection
+    # The one connection, held until the test lets it go (not for a fixed time, which a
+    # loaded machine could use up before both calls below had waited theirs out).
+    holder = asyncio.create_task(redis.blpop(["let-go"], timeout=60))
     await asyncio.sleep(0.1)
     started = time.monotonic()
     with pytest.raises(MaxConnectionsError):
@@ -67,7 +69,9 @@ async def test_a_pool_dry_past_the_wait_is_out_of_connections(make_redis: OpenRe
     with pytest.raises(MaxConnectionsError):
         async with redis.pipeline(transaction=False) as pipe:
             await pipe.get("x").execute()
-    assert await holder is None
+    assert not holder.done()
+    await (await make_redis()).rpush("let-go", "now")
+    assert await asyncio.wait_for(holder, 10) in ([b"let-go", b"now"], (b"let-go", b"now"))
     assert await redis.ping()  # and the returned connection serves again
 
 
