@@ -283,21 +283,25 @@ async def test_photos_awaiting_their_follow_up_are_tracked_until_it_reports(
 
 async def test_a_cancelled_caller_waits_for_its_transaction_to_end(catalog: Catalog) -> None:
     photo = make_photo()
+    began, ended = threading.Event(), threading.Event()
 
     def slow_insert(tx: Transaction) -> None:
+        began.set()
         time.sleep(0.3)
         tx.execute(
             "INSERT INTO clients (id, name, is_admin, created_at) VALUES (?, ?, 0, ?)",
             (photo.id, "slow", "2026-01-01T00:00:00.000Z"),
         )
+        ended.set()
 
-    started = time.monotonic()
     task = asyncio.create_task(catalog.run_transaction(slow_insert))
-    await asyncio.sleep(0.05)
+    # Cancelled once its transaction runs (a fixed 50 ms could end before it began, on a
+    # loaded machine: a cancel before the start is another case).
+    assert await asyncio.to_thread(began.wait, 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started >= 0.25  # it was let finish, not abandoned
+    assert ended.is_set()  # it was let finish, not abandoned
     client = await catalog.get_client(photo.id)  # and it committed
     assert client is not None and client.name == "slow"
     assert await catalog.mark_processing("nobody") is None  # the connection still works
