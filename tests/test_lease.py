@@ -11,10 +11,12 @@ from filmstrip.lease import Lease, LeaseLost
 
 
 async def test_only_the_owner_renews_or_releases(redis: aioredis.Redis) -> None:
-    first = Lease(redis, "test:lease", ttl_s=0.1)
+    # 0.5 s: the second acquire must come while the first lease holds, a Redis round trip
+    # later, which a loaded machine can stretch past a tighter lease.
+    first = Lease(redis, "test:lease", ttl_s=0.5)
     assert await first.acquire()
-    assert not await Lease(redis, "test:lease", ttl_s=0.1).acquire()
-    await asyncio.sleep(0.15)  # the first holder stalled past its lease
+    assert not await Lease(redis, "test:lease", ttl_s=0.5).acquire()
+    await asyncio.sleep(0.6)  # the first holder stalled past its lease
     second = Lease(redis, "test:lease", ttl_s=10)
     assert await second.acquire()
     # The late first holder can neither extend nor remove the second one's lease.
