@@ -97,7 +97,8 @@ class Unsubscribed(msgspec.Struct, frozen=True, tag="unsubscribed", kw_only=True
 
 class Resumed(msgspec.Struct, frozen=True, tag="resumed", kw_only=True):
     """Replay is over; live events follow. ``truncated`` means the replay stream no longer
-    holds every event after ``last_event_id`` (trimmed by length or age)."""
+    holds every event after ``last_event_id`` (trimmed by length or age), or may not (that id
+    is older than the replay window)."""
 
     replayed: int
     last_event_id: str

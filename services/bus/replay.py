@@ -82,19 +82,23 @@ class ReplayReader:
         return streamid.parse(found)
 
     async def truncated_after(self, client_id: str, after: StreamId) -> bool:
-        """Whether an event after ``after`` was trimmed away (by length or age)."""
+        """Whether an event after ``after`` was trimmed away (by length or age), or may
+        have been: the stream expires a window after its last event."""
+        window_start_ms = time.time() * 1000 - self._age_ms + _CLOCK_SLACK_MS
         try:
             info = await self._redis.xinfo_stream(keys.client_events(client_id))
         except ResponseError:
-            return False  # no stream: nothing was ever kept, or all of it expired
+            info = {}  # no stream: nothing published for a whole window, or ever
         first = info.get("first-entry")
         if not first:
-            return False
+            # An event after ``after`` would have kept the stream alive if it came inside
+            # the window: only an id from before the window can have missed one (a phone
+            # offline for days, its photo done minutes after it left).
+            return after[0] < window_start_ms
         # Neither Redis line records a trim: 7's max-deleted-entry-id counts XDEL only.
         # Trims take the oldest entries, by length (the stream then stays at its cap or
         # above) or by age, so an event after ``after`` can be gone only if the stream is
         # at its cap or ``after`` is older than the age window.
-        window_start_ms = time.time() * 1000 - self._age_ms + _CLOCK_SLACK_MS
         if int(info.get("length", 0)) < self._maxlen and after[0] >= window_start_ms:
             return False
         return streamid.parse(first[0]) > after

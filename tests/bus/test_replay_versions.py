@@ -116,3 +116,16 @@ async def test_a_trim_inside_the_window_under_the_cap(
     reader = ReplayReader(redis, maxlen=1000, age_s=86_400)
     assert not await reader.truncated_after("c1", streamid.parse(sent[0]))
     assert not await reader.truncated_after("c1", streamid.parse(sent[1]))
+
+
+async def test_a_stream_gone_with_its_window(
+    server: tuple[int, _Server], redis: aioredis.Redis
+) -> None:
+    """The stream expires a window after its last event. A resume from before the window
+    may have missed events that went with it (a phone offline for two days, its photo
+    done a minute after it left); one from inside the window cannot have."""
+    now_ms = int(time.time() * 1000)
+    reader = ReplayReader(redis, maxlen=1000, age_s=3600)
+    assert await reader.truncated_after("c1", (now_ms - 2 * 3_600_000, 0))
+    assert await reader.truncated_after("c1", (0, 0))  # "0": whatever was ever kept
+    assert not await reader.truncated_after("c1", (now_ms - 5_000, 0))
