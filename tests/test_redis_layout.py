@@ -4,6 +4,7 @@ key names keeps working (replay streams moved, once-keys honoured, queued jobs s
 from __future__ import annotations
 
 import asyncio
+import time
 
 import redis.asyncio as aioredis
 
@@ -23,7 +24,12 @@ async def test_an_upgrade_moves_replay_streams_and_keeps_queued_jobs(
     # What an older release left: replay streams (with their TTL), a presence set...
     a = [await redis.xadd(LEGACY + "a", {"e": f'{{"n":{n}}}'}) for n in range(3)]
     await redis.pexpire(LEGACY + "a", 50_000)
-    b_old = [await redis.xadd(LEGACY + "b", {"e": f'{{"n":{n}}}'}) for n in range(2)]
+    # Client b's are a second older than the new release's event below: ids made in one
+    # millisecond on the two streams would be equal, and the merge keeps one entry per id.
+    past_ms = int(time.time() * 1000) - 1000
+    b_old = [
+        await redis.xadd(LEGACY + "b", {"e": f'{{"n":{n}}}'}, id=f"{past_ms}-{n}") for n in range(2)
+    ]
     await redis.zadd(keys.LEGACY_BUS_INSTANCES, {"bus-gone": 1})
     # ...and jobs waiting in the queue, whose names did not change.
     old_queue = JobQueue(redis, QueueOptions(name="photo-processing", block_ms=50))
