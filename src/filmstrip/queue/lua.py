@@ -346,10 +346,15 @@ for p = 1, 10 do
   local s = KEYS[p]
   local cur = ARGV[9 + p]
   if redis.call('EXISTS', s) == 1 then
-    local r = redis.call('XAUTOCLAIM', s, G, consumer, min_idle, cur, 'COUNT', count)
+    -- JUSTID, then each entry by id: Redis 6.2 returns an entry deleted from the stream
+    -- (by anyone but the queue, which acknowledges first) as nil and keeps it pending,
+    -- so without its id it could never be acknowledged away.
+    local r = redis.call('XAUTOCLAIM', s, G, consumer, min_idle, cur, 'COUNT', count, 'JUSTID')
     cur = r[1]
     for j = 1, #r[2] do
-      local eid, fields = r[2][j][1], r[2][j][2]
+      local eid = r[2][j]
+      local entry = redis.call('XRANGE', s, eid, eid)[1]
+      local fields = entry and entry[2]
       redis.call('XACK', s, G, eid)
       redis.call('XDEL', s, eid)
       if fields then
