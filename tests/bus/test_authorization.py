@@ -87,6 +87,22 @@ async def test_another_clients_photo_is_forbidden(
     await c.barrier()
 
 
+async def test_ids_holding_a_nul_are_not_yours_on_either_catalog(
+    bus: str, connect: Connect, make_account: MakeAccount
+) -> None:
+    # PostgreSQL cannot compare text holding a NUL: its catalog refused the lookup, and the
+    # socket got no answer, where on SQLite it got "not yours" like any unknown id.
+    acc = await make_account()
+    c = await connect(bus)
+    await c.send({"type": "identify", "token": acc.token, "session_id": "s\x00"})
+    assert (await c.expect("error"))["code"] == "forbidden"
+    identified = await c.identify(acc.token, photo_ids=["p\x00", acc.photos[0]])
+    assert identified["photo_ids"] == [acc.photos[0]]
+    await c.send({"type": "subscribe", "photo_id": acc.photos[0] + "\x00"})
+    assert (await c.expect("error"))["code"] == "forbidden"
+    await c.barrier()
+
+
 async def test_another_clients_photo_named_at_identify_is_left_out(
     bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
 ) -> None:

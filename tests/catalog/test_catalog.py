@@ -161,6 +161,22 @@ async def test_tokens_are_looked_up_by_hash_and_revocable(catalog: Catalog) -> N
     assert await catalog.client_for_token("h1") is None
 
 
+async def test_an_id_holding_a_nul_is_no_photo_or_session_on_either_backend(
+    catalog: Catalog,
+) -> None:
+    # A bus client names ids of its own (any 1-128 characters): PostgreSQL cannot hold a
+    # NUL in text and refused the query outright, where SQLite simply found no row.
+    photo = make_photo(session_id="s1")
+    await catalog.create_session("s1", "c1")
+    await catalog.insert_photo(photo, None)
+    assert await catalog.get_photo(photo.id + "\x00") is None
+    assert await catalog.get_photo(photo.id + "\x00", "c1") is None
+    assert await catalog.get_photo(photo.id, "c1\x00") is None
+    assert await catalog.get_session("s1\x00") is None
+    assert await catalog.get_session("s1\x00", "c1") is None
+    assert await catalog.get_photo(photo.id, "c1") is not None
+
+
 async def test_sessions_list_their_photos(catalog: Catalog) -> None:
     session = await catalog.create_session("s1", "c1")
     assert await catalog.get_session("s1", "c1") == session

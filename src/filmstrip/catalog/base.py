@@ -99,6 +99,13 @@ def search_key(text: str) -> str:
     return unicodedata.normalize("NFC", text).casefold()
 
 
+def _keyable(*values: str | None) -> bool:
+    """Whether ``values`` could be keys in either catalog: PostgreSQL's text holds no NUL
+    and refuses a query that compares one, where SQLite simply finds no row. A lookup by
+    such a value (an id a client names) answers "none" on both without asking."""
+    return not any(v is not None and "\x00" in v for v in values)
+
+
 def _like_pattern(text: str) -> str:
     """A LIKE pattern (``ESCAPE '\\'``) matching any value that contains ``text``."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -368,6 +375,8 @@ class Catalog(abc.ABC):
 
     async def get_photo(self, photo_id: str, client_id: str | None = None) -> PhotoRecord | None:
         """One photo; with ``client_id``, only if that client owns it."""
+        if not _keyable(photo_id, client_id):
+            return None
         if client_id is None:
             row = await self._fetchone(
                 f"SELECT {PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,)
@@ -823,6 +832,8 @@ class Catalog(abc.ABC):
         self, session_id: str, client_id: str | None = None
     ) -> SessionRecord | None:
         """One session; with ``client_id``, only if that client created it."""
+        if not _keyable(session_id):
+            return None
         row = await self._fetchone(
             "SELECT id, client_id, created_at FROM upload_sessions WHERE id = ?", (session_id,)
         )
