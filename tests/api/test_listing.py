@@ -122,6 +122,9 @@ async def test_sort_by_date_taken_and_taken_range(api: Api) -> None:
         ({"session_id": "no spaces"}, "bad_session_id"),
         ({"cursor": "!!not-base64!!"}, "bad_cursor"),
         ({"cursor": encode_cursor("taken", "2020", "x")}, "bad_cursor"),
+        # No cursor made holds a control character; PostgreSQL could not compare a NUL.
+        ({"cursor": encode_cursor("uploaded", "2020\x00", "x")}, "bad_cursor"),
+        ({"cursor": encode_cursor("uploaded", "2020", "x\x1f")}, "bad_cursor"),
     ],
 )
 async def test_bad_queries_are_400(api: Api, query: dict[str, str], code: str) -> None:
