@@ -18,7 +18,7 @@ import pytest
 
 from bench.moto_server import MotoServer
 from bench.tcp_proxy import TcpProxy
-from filmstrip.blobs import BlobInfo
+from filmstrip.blobs import BlobInfo, BlobStoreUnavailable
 from filmstrip.blobs import copy as blob_copy
 from filmstrip.blobs.base import ContentEtag
 from filmstrip.blobs.copy import BlobCopyResult, Outcome
@@ -197,22 +197,42 @@ async def test_a_target_blob_that_differs_is_reported_and_kept_unless_overwritin
     assert await _contents(target) == await _contents(source)
 
 
-async def test_a_source_file_that_no_longer_matches_its_sha256_is_not_copied(
-    source: FileBlobStore, target: S3BlobStore
-) -> None:
-    path = source.root / "originals/05"
+def _flip_a_bit(path: Path) -> None:
+    """A flipped bit on disk: same inode, size and mtime (the sidecar's SHA-256 stands)."""
     st = path.stat()
     data = bytearray(path.read_bytes())
-    data[10] ^= 0x40  # a flipped bit on disk: same inode, size and mtime
+    data[10] ^= 0x40
     with path.open("r+b") as fh:
         fh.write(data)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+async def test_a_source_file_that_no_longer_matches_its_sha256_is_not_copied(
+    source: FileBlobStore, target: S3BlobStore
+) -> None:
+    _flip_a_bit(source.root / "originals/05")
 
     result = await _run(source, target)
 
     assert [k for k, _ in result.outcomes[Outcome.SOURCE_CORRUPT].examples] == ["originals/05"]
     assert result.faults == 1
     assert await target.stat("originals/05") is None  # not left in the target
+
+
+async def test_a_source_file_corrupted_after_its_copy_keeps_the_good_copy_when_overwriting(
+    source: FileBlobStore, target: S3BlobStore
+) -> None:
+    # A second run after the source rotted: the target's copy is the good one. Reported as
+    # a conflict, --overwrite would replace it, find the source corrupt and delete it.
+    await _run(source, target)
+    good = SMALL["originals/05"]
+    _flip_a_bit(source.root / "originals/05")
+
+    result = await _run(source, target, overwrite=True)
+
+    assert [k for k, _ in result.outcomes[Outcome.SOURCE_CORRUPT].examples] == ["originals/05"]
+    assert result.count(Outcome.REPLACED) == 0 and result.faults == 1
+    assert await target.get_bytes("originals/05") == good
 
 
 async def test_a_blob_deleted_from_the_source_meanwhile_is_skipped(
@@ -232,6 +252,46 @@ async def test_a_dry_run_writes_nothing(source: FileBlobStore, target: S3BlobSto
 
     assert result.count(Outcome.COPIED) == len(SMALL) + 1
     assert [info async for info in target.list()] == []
+
+
+async def test_a_dry_run_that_would_overwrite_writes_nothing(
+    source: FileBlobStore, target: S3BlobStore
+) -> None:
+    await _run(source, target)
+    other = bytes([SMALL["originals/03"][0] ^ 1]) + SMALL["originals/03"][1:]
+    await target.put_bytes("originals/03", other, content_type="image/jpeg")
+    before = await _contents(target)
+
+    result = await _run(source, target, write=False, overwrite=True)
+
+    assert [k for k, _ in result.outcomes[Outcome.CONFLICT].examples] == ["originals/03"]
+    assert result.count(Outcome.REPLACED) == 0
+    assert await _contents(target) == before
+
+
+async def test_a_blob_whose_upload_failed_for_a_moment_is_sent_again(
+    source: FileBlobStore, s3: S3BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blob_copy, "RETRY_DELAY_S", 0.01)
+    blinked: list[str] = []
+
+    class Blinking(S3BlobStore):
+        """Each blob's first upload fails as S3 does for a moment (a 503, a reset)."""
+
+        async def put_stream(self, key: str, chunks: AsyncIterable[bytes], **kw: Any) -> BlobInfo:
+            if key not in blinked:
+                blinked.append(key)
+                raise BlobStoreUnavailable("S3 answered 503 SlowDown")
+            return await super().put_stream(key, chunks, **kw)
+
+    target = _target(s3, Blinking)
+    try:
+        result = await _run(source, target)
+        assert result.count(Outcome.COPIED) == len(SMALL) + 1 and result.faults == 0
+        assert sorted(blinked) == sorted([*SMALL, BIG_KEY])
+        assert await _contents(target) == await _contents(source)
+    finally:
+        await target.delete_prefix("")
 
 
 class _OtherEtags(S3BlobStore):
@@ -254,6 +314,21 @@ class _Garbling(S3BlobStore):
     ) -> BlobInfo:
         data = b"".join([c async for c in chunks])
         return await self.put_bytes(key, data[::-1] + b"!", content_type=content_type)
+
+
+class _Losing(_OtherEtags):
+    """A store with other ETags that answers an upload and keeps nothing."""
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_type: str,
+        max_bytes: int | None = None,
+    ) -> BlobInfo:
+        size = sum([len(c) async for c in chunks])
+        return BlobInfo(key=key, size=size, etag="kms", content_type=content_type, modified=0.0)
 
 
 async def test_a_store_with_other_etags_is_checked_by_reading_back(
@@ -279,6 +354,16 @@ async def test_a_copy_whose_bytes_differ_is_a_mismatch_and_removed(
         assert [info async for info in target.list()] == []  # the next run copies them again
     finally:
         await target.delete_prefix("")
+
+
+async def test_a_copy_the_target_does_not_hold_when_read_back_is_a_mismatch(
+    source: FileBlobStore, s3: S3BlobStore
+) -> None:
+    # Counted as copied, a blob the target lost would be gone once the source is retired.
+    target = _target(s3, _Losing)
+    result = await _run(source, target)
+    assert result.count(Outcome.MISMATCH) == len(SMALL) + 1
+    assert result.count(Outcome.COPIED) == 0 and result.bytes_copied == 0
 
 
 async def test_uploads_at_once_stay_within_the_concurrency(
