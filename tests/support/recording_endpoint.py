@@ -1,5 +1,6 @@
-"""A plain loopback HTTP server that answers every request with 200 and records what the
-client sent: how tests see the S3 client's requests on the wire."""
+"""A plain loopback HTTP server that answers every request (with 200, unless told
+otherwise) and records what the client sent: how tests see the S3 client's requests on
+the wire, and give it the answers a real store gives rarely."""
 
 from __future__ import annotations
 
@@ -28,17 +29,19 @@ class RecordingEndpoint:
 @asynccontextmanager
 async def recording_endpoint(
     status: Callable[[Recorded], int] = lambda _: 200,
+    body: Callable[[Recorded], bytes] = lambda _: b"",
 ) -> AsyncIterator[RecordingEndpoint]:
-    """Serve on a free loopback port until the block ends, answering ``status(request)``."""
+    """Serve on a free loopback port until the block ends, answering ``status(request)``
+    with ``body(request)`` (an error's XML, say)."""
     endpoint = RecordingEndpoint(url="")
 
     async def any_request(request: web.Request) -> web.Response:
-        body = await request.read()
+        sent = await request.read()
         recorded = Recorded(
-            request.method, request.path, CIMultiDictProxy(CIMultiDict(request.headers)), body
+            request.method, request.path, CIMultiDictProxy(CIMultiDict(request.headers)), sent
         )
         endpoint.requests.append(recorded)
-        return web.Response(status=status(recorded), headers={"ETag": '"0"'})
+        return web.Response(status=status(recorded), body=body(recorded), headers={"ETag": '"0"'})
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", any_request)
