@@ -94,6 +94,16 @@ async def test_a_cache_that_cannot_write_is_a_miss(tmp_path: Path) -> None:
     assert await cache.take("originals/a") is None
 
 
+async def test_a_write_that_fails_leaves_no_partial_file(tmp_path: Path) -> None:
+    # A full disk fails the write or the rename; what was written must not stay behind
+    # until it ages out (on a full disk, of all places).
+    cache = _cache(tmp_path)
+    in_the_way = cache._path("originals/a")
+    in_the_way.mkdir()  # the rename into place fails: a directory holds the name
+    await cache.put("originals/a", b"abc")
+    assert list(tmp_path.iterdir()) == [in_the_way]
+
+
 def test_only_a_remote_store_gets_one(tmp_path: Path) -> None:
     base = {"FILMSTRIP_DATA_DIR": str(tmp_path)}
     assert LocalBlobCache.for_originals(load_settings(base)) is None
