@@ -19,13 +19,14 @@ from filmstrip import keys
 from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for_url, utcnow
 from filmstrip.catalog.base import shift_time
 from filmstrip.embedded.redis_server import free_port
-from filmstrip.errors import DataError
-from filmstrip.photos import PhotoLifecycle, completion_once_key, encode_job, ready_job
+from filmstrip.errors import DataError, TemporaryError
+from filmstrip.photos import PhotoLifecycle, completion_once_key, encode_job, lifecycle, ready_job
 from filmstrip.protocols.events import PHOTO_FAILED
 from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
 from filmstrip.services.api.accept import discard_unrecorded
 from filmstrip.services.api.reconciler import (
+    announce_lost_failures,
     orphan_sweep_done,
     orphan_sweep_due,
     reconcile_once,
@@ -114,6 +115,18 @@ async def test_outbox_relay_keeps_an_entry_whose_enqueue_failed(api: Api) -> Non
     assert await relay_once(state.photos, min_age_s=0) == 1
     assert await state.queue.get_job(entry.job_id) is not None
     assert await _pending(api) == []
+
+
+async def test_the_relay_leaves_the_entry_of_an_upload_that_queued_its_own_job(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upload queued its job; its entry waits (OUTBOX_FORGET_S) to be deleted. Relayed
+    # meanwhile, a job that had already run and been removed would run again.
+    monkeypatch.setattr(lifecycle, "OUTBOX_FORGET_S", 60.0)
+    resp = await api.upload(fake_jpeg())
+    assert resp.status == 201
+    assert len(await _pending(api)) == 1
+    assert await relay_once(api.state.photos, min_age_s=60) == 0
 
 
 async def test_orphan_blobs_are_swept_after_grace(api: Api, corpus: Path) -> None:
@@ -249,6 +262,40 @@ async def test_a_photo_whose_job_was_dead_lettered_unmarked_is_marked_failed(api
     assert (await state.queue.counts())["waiting"] == 0
 
 
+async def test_a_photo_whose_job_waits_out_a_retry_is_left_alone(api: Api) -> None:
+    """A job that failed an attempt and waits for its next one carries that attempt's
+    error too: only a dead-lettered job's photo is marked failed."""
+    state = api.state
+    photo = _row(api, status=PhotoStatus.PROCESSING)
+    await state.catalog.insert_photo(photo, None)
+    await _age(api, photo)
+    await state.photos.enqueue(ready_job(api.settings, photo))
+    (taken,) = (await state.queue.step("worker", 1, [])).jobs
+    blip = TemporaryError("Redis blinked", code="io_error")
+    await state.queue.step("worker", 0, [Settlement(taken, Outcome.RETRY, error=blip)])
+    info = await state.queue.get_job(photo.job_id)
+    assert info is not None and info.state is JobState.DELAYED and info.error is not None
+
+    assert await requeue_stuck(state.photos, older_than_s=60) == 0
+    row = await state.catalog.get_photo(photo.id)
+    assert row is not None and row.status == PhotoStatus.PROCESSING
+    assert await state.redis.xrange(keys.client_events(photo.client_id)) == []
+
+
+async def test_a_photo_deleted_before_its_failure_is_recorded_is_not_announced(
+    api: Api,
+) -> None:
+    # The reconciler (or a worker's failure hook) marks a photo failed that its client
+    # deleted meanwhile: nothing is recorded, and the client hears of no failure.
+    state = api.state
+    photo = _row(api, status=PhotoStatus.PROCESSING)
+    await state.catalog.insert_photo(photo, None)
+    assert await state.catalog.delete_photo(photo.id, photo.client_id)
+    job = ready_job(api.settings, photo)
+    assert not await state.photos.fail(job, code="corrupt", category="DATA", message="bad")
+    assert await state.redis.xrange(keys.client_events(photo.client_id)) == []
+
+
 async def _failed_ago(api: Api, seconds: float) -> PhotoRecord:
     """A photo marked failed ``seconds`` ago (by the catalog's clock) whose failure event
     never went out: its worker died between the catalog write and the announcement."""
@@ -290,6 +337,20 @@ async def test_a_failure_whose_event_never_went_out_is_announced_by_the_reconcil
     await state.redis.delete(keys.reconciler_round_gate())
     assert await reconcile_once(state.photos, state.redis, state.blobs)
     assert await _failures_sent(api, lost) == ["corrupt"]
+
+
+async def test_a_failure_at_the_edge_of_the_replay_window_is_not_announced(api: Api) -> None:
+    """A failure's once-key lives as long as its event is kept for replay, by Redis's
+    clock: near the end of the window it may be gone already though its event went out
+    (the database's clock may run behind), and announcing it would tell the client twice."""
+    edge = await _failed_ago(api, api.settings.bus.replay_age_s - 30)
+    inside = await _failed_ago(api, api.settings.bus.replay_age_s - 300)
+    older_than_s = api.settings.api.stuck_after_s
+    assert await announce_lost_failures(api.state.photos, older_than_s=older_than_s) == 1
+    assert await _failures_sent(api, edge) == []
+    assert await _failures_sent(api, inside) == ["corrupt"]
+    # Told now: the next round neither sends it nor counts (and logs) it again.
+    assert await announce_lost_failures(api.state.photos, older_than_s=older_than_s) == 0
 
 
 async def test_completed_photos_missing_their_follow_up_get_it_again(api: Api) -> None:
