@@ -4,27 +4,38 @@ call; an announcement's once-key still keeps its outcome from being told twice."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 import orjson
 import redis.asyncio as aioredis
 
 from filmstrip import keys
+from filmstrip.catalog import PhotoStatus
 from filmstrip.catalog.sqlite import SqliteCatalog
+from filmstrip.errors import TemporaryError
 from filmstrip.events import EventPublisher
 from filmstrip.photos import PhotoLifecycle, ready_job
-from filmstrip.protocols.events import PHOTO_PROCESSING_STARTED, STAGE_COMPLETED
+from filmstrip.protocols.events import (
+    PHOTO_FAILED,
+    PHOTO_PROCESSING_STARTED,
+    STAGE_COMPLETED,
+    Event,
+)
 from filmstrip.queue import JobQueue
 from filmstrip.settings import load_settings
 from tests.photos.test_jobs import PHOTO
 
 
-def _lifecycle(redis: aioredis.Redis, tmp_path: Path) -> PhotoLifecycle:
+def _lifecycle(
+    redis: aioredis.Redis, tmp_path: Path, events: EventPublisher | None = None
+) -> PhotoLifecycle:
     # notify and the publisher touch neither the catalog nor the queue.
     settings = load_settings({})
     catalog = SqliteCatalog(str(tmp_path / "unused.db"))
     return PhotoLifecycle(
-        settings, catalog, JobQueue(redis), EventPublisher(redis), signing_secret=b"k"
+        settings, catalog, JobQueue(redis), events or EventPublisher(redis), signing_secret=b"k"
     )
 
 
@@ -87,3 +98,36 @@ async def test_a_batch_tells_its_last_event_once_by_its_key(redis: aioredis.Redi
     stages = [orjson.loads(fields[b"e"])["data"]["stage"] for _eid, fields in stream]
     assert stages == ["a", "done", "b"]
     assert stream[1][0].decode() == first
+
+
+class _Blinking(EventPublisher):
+    """The real publisher, except that its first call fails before Redis runs it."""
+
+    blinks = 1
+
+    async def publish_events(self, events: Sequence[Event], *, once_key: str | None = None) -> str:
+        if self.blinks:
+            self.blinks -= 1
+            raise TemporaryError("Redis blinked", code="redis_unavailable")
+        return await super().publish_events(events, once_key=once_key)
+
+
+async def test_an_announcement_that_redis_refused_once_goes_out_with_its_held_events(
+    redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    # The outcome is retried through a blip, and the events held back for it go with it:
+    # a client would otherwise see a photo fail that never started.
+    photos = _lifecycle(redis, tmp_path, _Blinking(redis))
+    failed = msgspec.structs.replace(
+        PHOTO, status=PhotoStatus.FAILED, error_code="corrupt", error_category="DATA"
+    )
+    job = ready_job(photos.settings, failed)
+    await photos.notify(job, PHOTO_PROCESSING_STARTED, {"attempt": 1}, hold=True)
+    await photos.notify(job, STAGE_COMPLETED, {"stage": "validation"}, hold=True)
+    await photos.announce_failure(failed)
+    events = [e for _id, e in await _stream(redis)]
+    assert [(e["type"], e["data"].get("stage")) for e in events] == [
+        (PHOTO_PROCESSING_STARTED, None),
+        (STAGE_COMPLETED, "validation"),
+        (PHOTO_FAILED, None),
+    ]
