@@ -188,6 +188,25 @@ async def test_running_twice_gives_the_same_keys_and_values(world: World, corpus
     assert first.processing_metadata == second.processing_metadata
 
 
+async def test_a_redelivery_after_completion_tells_the_client_nothing_new(
+    world: World, corpus: Path, redis: aioredis.Redis
+) -> None:
+    # A job whose completion Redis lost is delivered again: the photo stays as it was, and
+    # its client neither sees it start again nor hears it complete twice.
+    photo_id = await world.submit(corpus / "real/Landscape_1.jpg")
+    await world.run_until_done([photo_id])
+    first = await world.catalog.get_photo(photo_id)
+    assert first is not None and first.status == "completed"
+    job = ready_job(world.settings, first)
+    await world.queue.add(f"{job.id}:again", encode_job(job))
+    await world.run_until_done([photo_id])
+    again = await world.catalog.get_photo(photo_id)
+    assert again is not None and again.updated_at == first.updated_at
+    types = await _event_types(redis, "c")
+    assert types.count("photo.processing.started") == 1, types
+    assert types.count("photo.processing.completed") == 1, types
+
+
 T = TypeVar("T")
 
 
