@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from filmstrip import __version__
+from filmstrip.blobs import BlobNotFound, BlobStoreUnavailable
 from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.settings import load_settings
 from tests.blobs.test_s3 import s3_env
@@ -59,3 +60,22 @@ async def test_a_store_refusing_direct_requests_is_told_once_and_still_served(
     assert [r.headers["User-Agent"] == AGENT for r in endpoint.requests] == [True, False] * 3
     refusals = [r for r in caplog.records if getattr(r, "code", None) == "s3_direct_refused"]
     assert len(refusals) == 1 and "403" in refusals[0].getMessage()
+
+
+async def test_a_missing_blob_or_a_store_outage_is_not_taken_for_a_refusal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Only the answers that say the store will not take direct requests are told: a 404 or
+    # a 503 says nothing of the sort, and each status would be told once as if it did.
+    url = "s3://direct"
+    async with recording_endpoint(lambda r: 503 if r.method == "PUT" else 404) as endpoint:
+        store = await S3BlobStore.from_settings(url, load_settings(s3_env(endpoint, url)))
+        try:
+            with caplog.at_level(logging.WARNING, logger="filmstrip.blobs.s3"):
+                with pytest.raises(BlobNotFound):
+                    await store.open_stream("originals/p1.jpg")
+                with pytest.raises(BlobStoreUnavailable):
+                    await store.put_bytes("d/p1.webp", b"abc", content_type="image/webp")
+        finally:
+            await store.close()
+    assert [r for r in caplog.records if getattr(r, "code", None) == "s3_direct_refused"] == []
