@@ -129,6 +129,21 @@ async def test_the_relay_leaves_the_entry_of_an_upload_that_queued_its_own_job(
     assert await relay_once(api.state.photos, min_age_s=60) == 0
 
 
+async def test_an_uploads_entry_is_deleted_soon_when_no_upload_follows(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No later upload's transaction takes it: its own timer must, well before the relay
+    # (entries 2 s old) takes it for stranded and queues its job a second time.
+    monkeypatch.setattr(lifecycle, "OUTBOX_FORGET_S", 0.05)
+    resp = await api.upload(fake_jpeg())
+    assert resp.status == 201
+    for _ in range(50):  # about a second
+        if not await _pending(api):
+            break
+        await asyncio.sleep(0.02)
+    assert await _pending(api) == []
+
+
 async def test_orphan_blobs_are_swept_after_grace(api: Api, corpus: Path) -> None:
     state = api.state
     resp = await api.upload((corpus / "real/Landscape_1.jpg").read_bytes())
