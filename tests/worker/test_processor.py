@@ -481,6 +481,26 @@ async def test_a_photo_whose_follow_up_was_forgotten_is_found_by_the_catalog(
     assert [p.id for p in awaiting] == [photo_id]
 
 
+async def test_a_redelivery_after_completion_queues_the_follow_up_it_lost(
+    world: World, corpus: Path
+) -> None:
+    # Redis lost the completion and the follow-up job queued with it: the ready job comes
+    # again, finds the photo completed and owing its optimisation, and queues it.
+    real = world.queue
+    world.queue = _QueueForgets(real)  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg")
+    await world.run_until_done([photo_id])
+    first = await world.catalog.get_photo(photo_id)
+    assert first is not None and "optimization" not in (first.processing_metadata or {})
+    world.queue = real
+    job = ready_job(world.settings, first)
+    await world.queue.add(f"{job.id}:again", encode_job(job))
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and "optimization" in (photo.processing_metadata or {})
+    assert await world.catalog.awaiting_follow_up(older_than_s=0) == []
+
+
 class _RecordingFails(_Wrapping[Catalog]):
     """The real catalog, except that recording deferred results fails as DATA (after the
     follow-up job stored its copy)."""
