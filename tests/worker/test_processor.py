@@ -265,6 +265,35 @@ async def test_a_failed_derivative_put_retries_the_photo_and_loses_nothing(
     assert flaky.durable == [False] * len(flaky.puts)
 
 
+class _ResetOnce(_Wrapping[BlobStore]):
+    """The real store, except that the first read of a whole blob fails as a connection
+    reset does (an OSError, not one of the store's own errors)."""
+
+    def __init__(self, inner: BlobStore) -> None:
+        super().__init__(inner)
+        self.resets = 0
+
+    async def get_bytes(self, key: str) -> bytes:
+        if not self.resets:
+            self.resets += 1
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return await self._inner.get_bytes(key)
+
+
+async def test_an_io_error_while_processing_is_retried_not_failed(
+    world: World, corpus: Path
+) -> None:
+    # An exception no layer categorised (OSError, ConnectionError, a RedisError) is
+    # TEMPORARY: the photo must not fail for good on a blip.
+    resetting = _ResetOnce(world.blobs)
+    world.processor.blobs = resetting  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_1.jpg")
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert resetting.resets == 1
+    assert photo is not None and photo.status == "completed", photo
+
+
 async def _event_types(redis: aioredis.Redis, client_id: str) -> list[str]:
     """The client's replay stream, oldest first: the order events were published in."""
     entries = await redis.xrange(keys.client_events(client_id))
