@@ -281,6 +281,20 @@ async def test_a_target_holding_rows_the_source_lacks_is_refused_unless_allowed(
     assert await target.get_client("c9") is not None
 
 
+async def test_a_target_whose_tables_differ_at_the_same_version_is_refused(
+    source: Catalog, target: Catalog
+) -> None:
+    # Both at this release's schema, yet a table of the target has another column (by
+    # hand, or a fork's migration): rows cannot be compared, nor copied without loss.
+    await target.create_schema()
+    await target._execute("ALTER TABLE clients ADD COLUMN nickname TEXT")
+
+    plan = await catalog_copy.inspect(source, target)
+
+    assert len(plan.refusals) == 1 and plan.refusals[0].startswith("table clients differs")
+    assert plan.tables == []
+
+
 @pytest.mark.parametrize("side", ["source", "target"])
 async def test_a_catalog_with_a_newer_schema_is_refused(
     side: str, source: Catalog, target: Catalog
