@@ -16,6 +16,9 @@ import orjson
 
 from bench.soak_photos import Plan
 
+# How long a client waits for its socket's first identify before it uploads anyway.
+IDENTIFY_WAIT_S = 60.0
+
 
 @dataclass
 class Endpoints:
@@ -58,7 +61,12 @@ async def run_client(
         else None
     )
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
-        listener = asyncio.create_task(listen(token, endpoints, stats, all_done, idx))
+        identified = asyncio.Event()
+        listener = asyncio.create_task(listen(token, endpoints, stats, all_done, idx, identified))
+        # Upload only once the socket has identified, as a client must: events published
+        # before it joined are not replayed to a socket that gives no id to resume from.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(identified.wait(), IDENTIFY_WAIT_S)
         rng = random.Random(idx)
         for data, is_bad in photos:
             for attempt in range(60):
@@ -92,10 +100,15 @@ async def run_client(
 
 
 async def listen(
-    token: str, endpoints: Endpoints, stats: ClientStats, done: asyncio.Event, idx: int = 0
+    token: str,
+    endpoints: Endpoints,
+    stats: ClientStats,
+    done: asyncio.Event,
+    idx: int = 0,
+    identified: asyncio.Event | None = None,
 ) -> None:
     """Hold a WebSocket; reconnect (to the next bus) and resume from the last event id
-    after any drop."""
+    after any drop. ``identified`` is set once the first socket has identified."""
     last_id: str | None = None
     turn = idx
     async with aiohttp.ClientSession() as session:
@@ -121,6 +134,8 @@ async def listen(
                             # Nothing seen yet: after a drop, resume from where this
                             # socket joined, or what was published meanwhile is missed.
                             last_id = msg["last_event_id"]
+                            if identified is not None:
+                                identified.set()
                         if "event" not in msg:
                             continue
                         last_id = msg["id"]
