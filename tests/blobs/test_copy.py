@@ -235,6 +235,23 @@ async def test_a_source_file_corrupted_after_its_copy_keeps_the_good_copy_when_o
     assert await target.get_bytes("originals/05") == good
 
 
+async def test_a_rotten_source_never_overwrites_a_target_blob_of_another_size(
+    source: FileBlobStore, target: S3BlobStore
+) -> None:
+    # Sizes differ, so the conflict is found without reading the source; --overwrite must
+    # still find the source corrupt before its copy goes over the target's blob.
+    await _run(source, target)
+    theirs = SMALL["originals/05"] + b"an older version, longer"
+    await target.put_bytes("originals/05", theirs, content_type="image/jpeg")
+    _flip_a_bit(source.root / "originals/05")
+
+    result = await _run(source, target, overwrite=True)
+
+    assert [k for k, _ in result.outcomes[Outcome.SOURCE_CORRUPT].examples] == ["originals/05"]
+    assert result.count(Outcome.REPLACED) == 0
+    assert await target.get_bytes("originals/05") == theirs
+
+
 async def test_a_blob_deleted_from_the_source_meanwhile_is_skipped(
     source: FileBlobStore, target: S3BlobStore
 ) -> None:

@@ -225,6 +225,12 @@ class _BlobCopy:
             outcome, detail = await self._compare(existing)
             if outcome is not Outcome.CONFLICT or not (overwrite and self.write):
                 return outcome, detail
+            if existing.size != self.listed.size:
+                # Told apart by size alone, so the source was not read: read it now, or a
+                # rotten source would be found only after its copy replaced the target's.
+                corrupt = _source_corrupt(*await self._read_source())
+                if corrupt:
+                    return Outcome.SOURCE_CORRUPT, corrupt
             outcome, detail = await self._upload()
             return (Outcome.REPLACED, detail) if outcome is Outcome.COPIED else (outcome, detail)
         if not self.write:
@@ -236,16 +242,21 @@ class _BlobCopy:
         if existing.size != self.listed.size:
             size = self.listed.size
             return Outcome.CONFLICT, f"{existing.size} bytes in the target, {size} in the source"
-        info, chunks = await self.source.open_stream(self.key)
-        digests = _Digests(self.target.content_etag())
-        async for _ in _hashed(chunks, digests):
-            pass
+        info, digests = await self._read_source()
         corrupt = _source_corrupt(info, digests)
         if corrupt:
             return Outcome.SOURCE_CORRUPT, corrupt
         if await self._equal(existing.etag, digests):
             return Outcome.PRESENT, ""
         return Outcome.CONFLICT, "same size, other content"
+
+    async def _read_source(self) -> tuple[BlobInfo, _Digests]:
+        """Read the source blob through the hashes."""
+        info, chunks = await self.source.open_stream(self.key)
+        digests = _Digests(self.target.content_etag())
+        async for _ in _hashed(chunks, digests):
+            pass
+        return info, digests
 
     async def _upload(self) -> tuple[Outcome, str]:
         info, chunks = await self.source.open_stream(self.key)
