@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
 import msgspec
 
+from filmstrip.services.api.edge import is_text
+
 _decoder = msgspec.json.Decoder(tuple[str, str, str])
-# No key or id a cursor is made of holds a control character (and PostgreSQL cannot
-# compare a NUL): a cursor whose JSON escapes one was not made here.
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class BadCursor(ValueError):
@@ -35,7 +33,8 @@ def decode_cursor(cursor: str, sort: str) -> tuple[str, str]:
         made_for, key, photo_id = _decoder.decode(raw)
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise BadCursor("the cursor is malformed") from None
-    if _CONTROL.search(key) or _CONTROL.search(photo_id):
+    if not (is_text(key) and is_text(photo_id)):
+        # No key or id a cursor is made of is other than text: its JSON escaped one.
         raise BadCursor("the cursor is malformed")
     if made_for != sort:
         raise BadCursor(f"the cursor belongs to sort={made_for!r}, not sort={sort!r}")

@@ -69,10 +69,16 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` holds no control character (NUL included) and no lone surrogate:
+    text a client may hand the api (PostgreSQL cannot even compare a NUL)."""
+    return _NOT_TEXT.search(value) is None
+
+
 def check_url(path: str, query: Mapping[str, str]) -> None:
     """Raise a 400 ``ApiError`` if the decoded path or query holds controls or surrogates."""
-    if _NOT_TEXT.search(path) or any(
-        _NOT_TEXT.search(key) or _NOT_TEXT.search(value) for key, value in query.items()
+    if not is_text(path) or not all(
+        is_text(key) and is_text(value) for key, value in query.items()
     ):
         raise ApiError(
             400, "bad_request", "the URL holds control characters or bytes that are not UTF-8"
