@@ -177,6 +177,27 @@ async def test_an_id_holding_a_nul_is_no_photo_or_session_on_either_backend(
     assert await catalog.get_photo(photo.id, "c1") is not None
 
 
+# What neither database can take as a key: PostgreSQL's text holds no NUL (it refuses the
+# query), and neither driver can encode a lone surrogate (a file name that was not UTF-8,
+# as os.listdir hands it over).
+UNKEYABLE = ("x\x00", "\udcff")
+
+
+async def test_a_batch_lookup_holding_unkeyable_values_answers_for_the_others(
+    catalog: Catalog,
+) -> None:
+    # The orphan sweeps ask about ids read from the blob store's listing: one such name
+    # must not stop every later round of the sweep.
+    photo = make_photo()
+    await catalog.insert_photo(photo, None)
+    assert await catalog.photo_ids_present([*UNKEYABLE, photo.id]) == {photo.id}
+    assert await catalog.photo_ids_present(list(UNKEYABLE)) == set()
+    sha = photo.sha256 or ""
+    assert await catalog.existing_sha256("c1", [*UNKEYABLE, sha]) == {sha: photo.id}
+    assert await catalog.get_photo(UNKEYABLE[1]) is None
+    assert await catalog.get_session(UNKEYABLE[1]) is None
+
+
 async def test_sessions_list_their_photos(catalog: Catalog) -> None:
     session = await catalog.create_session("s1", "c1")
     assert await catalog.get_session("s1", "c1") == session

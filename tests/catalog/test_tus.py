@@ -25,6 +25,17 @@ async def _upload(
     return upload_id
 
 
+async def test_the_leftover_sweeps_lookup_answers_beside_names_no_database_can_hold(
+    catalog: Catalog,
+) -> None:
+    # The sweep asks about upload ids read from the blob store's key names: a NUL (which
+    # PostgreSQL refuses) or bytes that were not UTF-8 (which no driver encodes) are no
+    # upload, and must not fail the lookup for the rest.
+    rows = TusUploads(catalog)
+    upload = await _upload(rows)
+    assert await rows.present(["x\x00", "\udcff", upload]) == {upload}
+
+
 async def test_one_lease_holder_at_a_time_and_a_lapsed_one_is_fenced_out(
     catalog: Catalog,
 ) -> None:

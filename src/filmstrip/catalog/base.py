@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -99,11 +100,17 @@ def search_key(text: str) -> str:
     return unicodedata.normalize("NFC", text).casefold()
 
 
+# NUL, and the lone surrogates of bytes that were not UTF-8: see _keyable.
+_UNKEYABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _keyable(*values: str | None) -> bool:
     """Whether ``values`` could be keys in either catalog: PostgreSQL's text holds no NUL
-    and refuses a query that compares one, where SQLite simply finds no row. A lookup by
-    such a value (an id a client names) answers "none" on both without asking."""
-    return not any(v is not None and "\x00" in v for v in values)
+    and refuses a query that compares one (SQLite simply finds no row), and neither driver
+    can encode a lone surrogate (a name that was not UTF-8, as ``os.listdir`` gives it).
+    A lookup by such a value (an id a client names, a key a listing found) answers "none"
+    on both without asking."""
+    return not any(v is not None and _UNKEYABLE.search(v) for v in values)
 
 
 def _like_pattern(text: str) -> str:
@@ -298,7 +305,9 @@ class Catalog(abc.ABC):
         return await self.run_transaction(lambda tx: tx.execute(sql, params))
 
     async def _fetch_in(self, sql: str, values: Sequence[str], *params: Any) -> list[Row]:
-        """Rows of ``sql`` after ``params``, its ``IN ({marks})`` given ``values`` 500 at a time."""
+        """Rows of ``sql`` after ``params``, its ``IN ({marks})`` given ``values`` 500 at a
+        time; a value that cannot be a key matches no row (see :func:`_keyable`)."""
+        values = [v for v in values if _keyable(v)]
         rows: list[Row] = []
         for start in range(0, len(values), 500):
             chunk = values[start : start + 500]
