@@ -11,13 +11,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from bench.redis_server import RedisServer
 from filmstrip import keys
-from filmstrip.catalog import OutboxEntry, PhotoRecord, PhotoStatus, catalog_for_url, utcnow
+from filmstrip.catalog import (
+    OutboxEntry,
+    PhotoRecord,
+    PhotoStatus,
+    QuotaExceeded,
+    catalog_for_url,
+    utcnow,
+)
 from filmstrip.catalog.base import shift_time
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import DataError, TemporaryError
@@ -143,6 +151,35 @@ async def test_an_uploads_entry_is_deleted_soon_when_no_upload_follows(
             break
         await asyncio.sleep(0.02)
     assert await _pending(api) == []
+
+
+async def test_an_upload_whose_transaction_rolls_back_leaves_no_outbox_entry(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry is written in the photo row's transaction: refused there (the client had
+    these bytes already, or its quota ran out at the final check), the upload records no
+    row and no entry. An entry that escaped the rollback would be relayed 2 s later as a
+    job for a photo that does not exist, and charged against nothing."""
+    monkeypatch.setattr(lifecycle, "OUTBOX_FORGET_S", 60.0)  # the first's entry stays put
+    data = fake_jpeg()
+    first = await api.upload(data)
+    assert first.status == 201
+    kept = await _pending(api)
+    assert len(kept) == 1
+    # The same bytes again: found only inside the insert's transaction (no checksum
+    # header for the api to look it up by first), which rolls back.
+    again = await api.upload(data)
+    assert again.status == 200 and (await again.json())["duplicate"] is True
+    assert await _pending(api) == kept
+    assert await api.photo_count() == 1
+    # Over the quota at the final check (the client's stored bytes are past 1).
+    client = await api.state.catalog.find_client_by_name("alice")
+    assert client is not None
+    over = msgspec.structs.replace(_row(api), client_id=client.id, sha256="ab" * 32)
+    with pytest.raises(QuotaExceeded):
+        await api.state.photos.accept(over, quota_bytes=1)
+    assert await _pending(api) == kept
+    assert await api.state.catalog.get_photo(over.id) is None
 
 
 async def test_orphan_blobs_are_swept_after_grace(api: Api, corpus: Path) -> None:
