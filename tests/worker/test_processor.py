@@ -27,7 +27,7 @@ from filmstrip.blobs.local_cache import LocalBlobCache
 from filmstrip.catalog import Catalog, PhotoRecord, PhotoStatus, open_catalog, utcnow
 from filmstrip.concurrency import configure_pool
 from filmstrip.embedded.redis_server import free_port
-from filmstrip.errors import PUBLIC_MESSAGES, DataError, TemporaryError
+from filmstrip.errors import PUBLIC_MESSAGES, DataError, FilmstripError, TemporaryError
 from filmstrip.events import EventPublisher
 from filmstrip.logs import JsonFormatter
 from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
@@ -41,7 +41,7 @@ from filmstrip.protocols.events import (
     FailedData,
 )
 from filmstrip.protocols.jobs import deferred_job_id_for
-from filmstrip.queue import Consumer, JobQueue, QueueOptions, Settlement, Step
+from filmstrip.queue import Consumer, Job, JobQueue, QueueOptions, Settlement, Step
 from filmstrip.services.worker import processor as processor_module
 from filmstrip.services.worker.processor import PhotoProcessor
 from filmstrip.settings import Settings, load_settings
@@ -292,6 +292,64 @@ async def test_an_io_error_while_processing_is_retried_not_failed(
     photo = await world.catalog.get_photo(photo_id)
     assert resetting.resets == 1
     assert photo is not None and photo.status == "completed", photo
+
+
+class _DeletedAtRead(_Wrapping[BlobStore]):
+    """The real store, except that the first read of an original is preceded by the photo's
+    deletion as the api makes it (the row, then the original): a client deleting the photo
+    after its job started and before the worker read the original."""
+
+    def __init__(self, inner: BlobStore, catalog: Catalog) -> None:
+        super().__init__(inner)
+        self._catalog = catalog
+        self.status_when_deleted: str | None = None
+
+    async def get_bytes(self, key: str) -> bytes:
+        if key.startswith("originals/") and self.status_when_deleted is None:
+            removed = await self._catalog.delete_photo(key.removeprefix("originals/"), "c")
+            assert removed is not None
+            self.status_when_deleted = removed.status
+            await self._inner.delete(key)
+        return await self._inner.get_bytes(key)
+
+
+async def test_a_photo_deleted_after_its_job_started_is_dropped_not_failed(
+    world: World, corpus: Path, redis: aioredis.Redis
+) -> None:
+    # Its original is gone because the photo is: the job ends on that delivery, and
+    # neither a failed photo nor a failure (a dead-lettered job, an event) is recorded.
+    deleting = _DeletedAtRead(world.blobs, world.catalog)
+    world.processor.blobs = deleting  # type: ignore[assignment]
+    photo_id = await world.submit(corpus / "real/Landscape_1.jpg")
+    attempts: list[int] = []
+    failures: list[str] = []
+
+    async def handle(job: Job) -> None:
+        attempts.append(job.attempt)
+        await world.processor.handle(job)
+
+    async def on_failed(job: Job, error: FilmstripError) -> None:
+        failures.append(error.code)
+        await world.processor.on_failed(job, error)
+
+    consumer = Consumer(world.queue, handle, on_failed=on_failed, concurrency=1)
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                counts = await world.queue.counts()
+                if attempts and not counts["waiting"] + counts["active"] + counts["delayed"]:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await consumer.stop()
+        await task
+    assert deleting.status_when_deleted == PhotoStatus.PROCESSING  # the job had started
+    assert (attempts, failures) == ([1], [])
+    assert (await world.queue.counts()).get("failed", 0) == 0
+    assert await _events(redis, "c", PHOTO_FAILED) == []
+    assert await world.catalog.get_photo(photo_id) is None
+    assert [b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")] == []
 
 
 async def _event_types(redis: aioredis.Redis, client_id: str) -> list[str]:
