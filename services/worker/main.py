@@ -29,7 +29,8 @@ log = logging.getLogger("filmstrip.worker")
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Consume photo jobs until ``stop`` is set, then hand back what is in flight."""
     configure_vips(settings.pipeline)
-    configure_pool(settings.worker.pipeline_threads)
+    # Its threads start libvips' (in the stages): all of them run as batch work.
+    configure_pool(settings.worker.pipeline_threads, slice_ms=settings.worker.cpu_slice_ms)
     # No reply timeout: the consumer's XREADGROUP blocks longer on purpose.
     redis = await open_redis(settings)
     catalog = await open_catalog(settings)

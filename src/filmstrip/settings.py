@@ -258,11 +258,17 @@ class JobSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WorkerSettings(
-    msgspec.Struct, frozen=True, kw_only=True, rename=_prefixed(worker="metrics_host metrics_port")
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename=_prefixed(worker="metrics_host metrics_port cpu_slice_ms"),
 ):
     """The worker role (services/worker)."""
 
     pipeline_threads: NonNegative = 0  # 0 = number of CPUs
+    # The pipeline threads run as batch work in slices this long (filmstrip/cpu_slices.py):
+    # workers sharing a core switch less; event loops still go first. 0 leaves it as is.
+    cpu_slice_ms: Annotated[int, msgspec.Meta(ge=0, le=100)] = 100
     # With a remote blob store, the worker keeps each original it fetched on local disk
     # for the photo's follow-up job (filmstrip/blobs/local_cache.py), shared by the
     # workers of a host. 0 turns it off; entries older than the age are dropped.
