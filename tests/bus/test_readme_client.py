@@ -1,6 +1,7 @@
 """The minimal client in services/bus/README.md works as written: its Python block, run
 against a real api, bus and worker (in this process, on loopback ports), uploads a photo
-and follows it from its upload to its completion, missing none of its events."""
+and follows it from its upload to its completion, missing none of its events, and returns at
+once for a duplicate of a photo already done."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ async def test_the_readme_client_follows_its_upload_to_completion(
             client.update(API=api.url, BUS=f"ws://127.0.0.1:{bus_port}/ws", TOKEN=api.token)
             follow: Callable[[str], Awaitable[list[str]]] = client["upload_and_follow"]
             seen = await asyncio.wait_for(follow(str(corpus / "real/Canon_EOS_7D.jpg")), 60)
+            # The same bytes again are a 200 duplicate of a photo already done: no event
+            # will come, so the client must not wait for one.
+            again = await asyncio.wait_for(follow(str(corpus / "real/Canon_EOS_7D.jpg")), 10)
     finally:
         stop.set()
         await worker
@@ -61,3 +65,4 @@ async def test_the_readme_client_follows_its_upload_to_completion(
         "photo.processing.stage.completed",
         "photo.processing.completed",
     ], seen
+    assert again == [], again
