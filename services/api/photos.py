@@ -174,13 +174,18 @@ async def _send_blob(
         return web.Response(status=304, headers=headers)
     response = web.StreamResponse(status=200, headers=headers)
     response.content_length = info.size
-    await response.prepare(request)
-    if request.method != "HEAD":
-        async for chunk in body:
-            await response.write(chunk)
-    else:
-        await _drain(body)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        if request.method != "HEAD":
+            async for chunk in body:
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        # The client went away mid-answer (a browser dropping an image it no longer
+        # shows): nothing failed here, and nothing is left to send. It got a 200.
+        log.debug("client closed the connection mid-download", extra={"path": request.path})
+    finally:
+        await _drain(body)  # a stream left open holds a file or an S3 connection
     return response
 
 
