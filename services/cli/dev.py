@@ -17,18 +17,22 @@ import sys
 import time
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
 from filmstrip.embedded.redis_server import RedisServer
 from filmstrip.embedded.supervisor import Role, RoleFailed, Supervisor, command
 from filmstrip.logs import setup_logging
+from filmstrip.redis_client import open_redis
 from filmstrip.services.cli.dev_output import RoleOutput
 from filmstrip.services.cli.tokens import issue_token
-from filmstrip.settings import Settings, database_backend
+from filmstrip.settings import Settings, database_backend, redacted_url
 
 log = logging.getLogger("filmstrip.dev")
 
 ROLES = ("api", "worker", "bus")
+REDIS_WAIT_S = 10.0  # a given Redis that is still starting
 
 
 async def _dev_token(settings: Settings) -> str:
@@ -46,6 +50,23 @@ async def _dev_token(settings: Settings) -> str:
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
+
+
+async def _redis_silent(settings: Settings, within_s: float) -> str | None:
+    """None once the Redis the settings name answers a PING; why not, after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            client = await open_redis(settings, command_timeout_s=2)
+            try:
+                await client.ping()
+                return None
+            finally:
+                await client.aclose()
+        except (RedisError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                return str(exc) or type(exc).__name__
+        await asyncio.sleep(0.5)
 
 
 def _health(role: str, settings: Settings) -> str | None:
@@ -75,6 +96,17 @@ def run_dev(settings: Settings) -> int:
         redis = RedisServer(settings.embedded_redis_dir.resolve(), appendonly=True)
         redis.start()
         env["FILMSTRIP_REDIS_URL"] = redis.url
+    else:
+        # Else every role would retry it for a minute and dev end without naming it.
+        why = asyncio.run(_redis_silent(settings, within_s=REDIS_WAIT_S))
+        if why is not None:
+            name = "FILMSTRIP_REDIS_URL" if "FILMSTRIP_REDIS_URL" in os.environ else "REDIS_URL"
+            log.error(
+                "redis at %s (%s) does not answer: %s; start it, or unset %s so that dev runs "
+                "its own",
+                redacted_url(settings.redis.url), name, why, name,
+            )  # fmt: skip
+            return 1
     token = asyncio.run(_dev_token(settings))
     ready = stopping = False
 

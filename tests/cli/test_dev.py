@@ -242,3 +242,21 @@ def _send(method: str, url: str, body: bytes, headers: dict[str, str]) -> str:
 
 if sys.platform != "linux":  # /proc and ptys
     pytestmark = pytest.mark.skip("Linux only")
+
+
+def test_a_given_redis_that_does_not_answer_stops_dev_with_one_line_naming_it(
+    start_dev: StartDev,
+) -> None:
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    started = time.monotonic()
+    dev = start_dev(FILMSTRIP_REDIS_URL=url)
+    assert dev.proc.wait(timeout=60) == 1
+    output = dev.rest()
+    text = "".join(output)
+    assert time.monotonic() - started < 30  # not the roles' minute of retries
+    assert BANNER not in text and "Traceback" not in text
+    last = output[-1]
+    assert "does not answer" in last and "FILMSTRIP_REDIS_URL" in last, text
+    assert url.replace(":s3cret", "") in last or "127.0.0.1" in last, last
+    assert "s3cret" not in text
+    assert _redis_pids_for(dev.data) == [], "dev started a redis-server of its own"
