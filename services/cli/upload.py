@@ -48,6 +48,7 @@ from filmstrip.protocols.events import PHOTO_COMPLETED, PHOTO_FAILED
 # How long the processing wait goes without an event before asking the api directly, and
 # how many photos it asks about then (the api's rate limit is per client).
 _QUIET_S = 10.0
+_ON_SERVER = "already on the server"
 _POLL_BATCH = 50
 
 
@@ -159,9 +160,11 @@ async def _upload_all(api: ApiClient, state: _Run, console: Console) -> None:
     try:
         with _bars(console, DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()) as bars:
             await _send(api, state, to_send, session_id, bars)
-        waiting = [
+        unfinished = await _earlier_outcomes(api, state)
+        uploaded = [
             r.photo_id for r in state.reports.values() if r.outcome == "uploaded" and r.photo_id
         ]
+        waiting = list(dict.fromkeys(uploaded + unfinished))
         if options.wait and waiting:
             with _bars(console, MofNCompleteColumn(), TimeRemainingColumn()) as bars:
                 await _wait_processed(api, state, waiting, bars)
@@ -169,6 +172,33 @@ async def _upload_all(api: ApiClient, state: _Run, console: Console) -> None:
         if events is not None:
             events.cancel()
             await asyncio.gather(events, return_exceptions=True)
+
+
+async def _earlier_outcomes(api: ApiClient, state: _Run) -> list[str]:
+    """Record how the server's copies of this run's duplicates were processed: one that
+    failed fails here too, with its reason. The ids of those still being processed."""
+    copies: dict[str, list[FileReport]] = {}
+    for report in state.reports.values():
+        # (A copy of a file sent in this run has that file's outcome.)
+        if report.outcome == "duplicate" and report.photo_id and report.reason == _ON_SERVER:
+            copies.setdefault(report.photo_id, []).append(report)
+    if not copies:
+        return []
+    unfinished: list[str] = []
+    for status in ("failed", "queued", "processing"):
+        # A client's failed or unfinished photos are few beside its completed ones.
+        async for photo in api.photos_in(status):
+            for report in copies.pop(photo.photo_id, []):
+                if status == "failed":
+                    reason = photo.error.message if photo.error else "processing failed"
+                    report.processing, report.processing_via = "failed", "api"
+                    report.reason = f"{_ON_SERVER}, where processing failed: {reason}"
+                elif photo.photo_id not in unfinished:
+                    unfinished.append(photo.photo_id)
+    for reports in copies.values():  # the rest are completed
+        for report in reports:
+            report.processing, report.processing_via = "completed", "api"
+    return unfinished
 
 
 def _bars(console: Console, *columns: ProgressColumn) -> Progress:
@@ -207,7 +237,7 @@ async def _skip_duplicates(api: ApiClient, state: _Run, photos: list[LocalFile])
         report.bytes = f.size
         if f.sha256 in existing:
             report.outcome, report.photo_id = "duplicate", existing[f.sha256]
-            report.reason = "already on the server"
+            report.reason = _ON_SERVER
             await resume.drop(api.url, f.sha256)  # a run cut after its last byte left one
         elif f.sha256 in first:
             report.outcome = "duplicate"
@@ -253,7 +283,7 @@ async def _send(
         report.resumed_at = result.resumed_at
         report.outcome = "duplicate" if result.duplicate else "uploaded"
         if result.duplicate:
-            report.reason = "already on the server"
+            report.reason = _ON_SERVER
 
     await asyncio.gather(*(one(f) for f in files))
     # A second copy of a file sent in this run is a duplicate of that photo.
@@ -313,7 +343,7 @@ async def _wait_processed(
                     state.done[photo_id] = (photo.status, reason, "api")
             quiet_since = time.monotonic()
     for report in state.reports.values():
-        if report.photo_id in state.done and report.outcome == "uploaded":
+        if report.photo_id in state.done and report.processing is None:
             report.processing, reason, report.processing_via = state.done[report.photo_id]
             if report.processing == "failed":
                 report.reason = f"processing failed: {reason}"

@@ -137,10 +137,31 @@ async def test_a_folder_goes_in_once_and_a_text_file_fails_the_run(
         "duplicate",
     )
     assert again["Canon_EOS_7D.jpg"]["photo_id"] == reports["Canon_EOS_7D.jpg"]["photo_id"]
+    for name, report in again.items():  # how the server's copies went, asked of the api
+        if name != "notes.txt":
+            assert (report["processing"], report["processing_via"]) == ("completed", "api")
     assert await _photo_count(http, stack) == before + 3
     # Without it, a run of photos the server has is a success.
     status, _, err = await _upload(stack, state, str(folder / "day2"))
     assert status == 0, err
+
+
+async def test_a_file_whose_copy_on_the_server_failed_fails_the_run_again(
+    stack: Stack, corpus: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jpg"  # a JPEG by its bytes that no decoder can read
+    broken.write_bytes((corpus / "bad/missing-sos.jpg").read_bytes())
+    status, reports, err = await _upload(stack, tmp_path / "state", str(broken))
+    assert status == 1, err
+    assert reports["broken.jpg"]["processing"] == "failed", reports
+    why = reports["broken.jpg"]["reason"].removeprefix("processing failed: ")
+
+    status, again, err = await _upload(stack, tmp_path / "state", str(broken))
+    assert status == 1, err
+    report = again["broken.jpg"]
+    assert (report["outcome"], report["processing"]) == ("duplicate", "failed"), report
+    assert report["reason"] == f"already on the server, where processing failed: {why}"
+    assert f"failed: {broken}: already on the server, where processing failed" in err
 
 
 async def test_the_run_chooses_the_pipeline_and_priority(

@@ -5,9 +5,10 @@ connections tried again a few times."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -17,6 +18,7 @@ from filmstrip.protocols.http import (
     ErrorBody,
     HashCheckResult,
     Photo,
+    PhotoPage,
     SessionCreated,
     UploadAccepted,
 )
@@ -26,6 +28,8 @@ T = TypeVar("T")
 
 #: Digests per ``POST /v1/photos/check`` (the api's limit).
 CHECK_BATCH = 1000
+#: Photos per page of ``GET /v1/photos`` (the api's most).
+LIST_PAGE = 200
 _RETRY_STATUSES = frozenset({429, 503})
 _MAX_RETRY_AFTER_S = 30.0
 
@@ -143,6 +147,17 @@ class ApiClient:
             )
             found.update(result.existing)
         return found
+
+    async def photos_in(self, status: str) -> AsyncIterator[Photo]:
+        """Every one of the caller's photos in ``status``, a page at a time."""
+        query = f"/v1/photos?status={status}&limit={LIST_PAGE}"
+        cursor: str | None = ""
+        while cursor is not None:
+            path = query + (f"&cursor={quote(cursor, safe='')}" if cursor else "")
+            page = await self.call("GET", path, PhotoPage)
+            for photo in page.items:
+                yield photo
+            cursor = page.next_cursor
 
     async def create_session(self) -> SessionCreated:
         return await self.call("POST", "/v1/sessions", SessionCreated)
