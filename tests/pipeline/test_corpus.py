@@ -50,16 +50,54 @@ ACCEPTED_BAD = {
 # hopper_bad_exif.jpg, truncated_app14.jpg (libjpeg: corrupt data), xcsn0g01.png (bad
 # CRC), invalid_multiframe.gif (a broken frame).
 
-BAD_CODES = {
-    "unsupported_format",
-    "empty_file",
-    "corrupt_image",
-    "truncated_image",
-    "too_many_pixels",
-    "too_large_dimension",
-    "too_large",
-    "too_many_frames",
+# What each refused file gets, the code saying what is wrong with it (a client shows or
+# acts on it; the api gives the same code for the same fault): the decoder's own message
+# said "truncated" of a zero-width or oversized GIF, and "too_large" (the api's code for a
+# file over the byte limit) of a JPEG edge over 65500 px.
+REFUSED = {
+    "bad/16384x16384.png": "too_many_pixels",
+    "bad/17000x17000.avif": "too_many_pixels",
+    "bad/BlueSquare_truncated.jpg": "truncated_image",
+    "bad/bmp-invalid-bpp.bmp": "unsupported_type",
+    "bad/bomb_30000x30000.png": "too_many_pixels",
+    "bad/broken_data_stream.png": "corrupt_image",  # whole chunks, garbage in the stream
+    # It seeks past its own end.
+    "bad/crash-0c7e0e8e11ce787078f00b5b0ca409a167f070e0.tif": "truncated_image",
+    "bad/decompression_bomb.gif": "too_large_dimension",  # a 65535 px frame: 65535x66601
+    "bad/derive-huffman-codes-overflow.jpg": "corrupt_image",
+    "bad/empty.jpg": "empty_file",
+    "bad/hopper_bad_exif.jpg": "corrupt_image",
+    "bad/html_with_script.jpg": "unsupported_type",
+    "bad/image_invalid.jpg": "unsupported_type",
+    "bad/invalid_multiframe.gif": "corrupt_image",
+    "bad/max_size.jpg": "too_large_dimension",  # 65535x65535
+    "bad/missing-sof.jpg": "truncated_image",  # SOI and nothing after it
+    "bad/missing-sos.jpg": "corrupt_image",
+    "bad/null_height.jpg": "corrupt_image",  # 0 px wide: no pixels
+    "bad/oom-225817ca0f8c663be7ab4b9e717b02c661e66834.tif": "corrupt_image",
+    "bad/photo.jpg": "unsupported_type",
+    "bad/script.svg": "unsupported_type",
+    "bad/truncated.gif": "truncated_image",
+    "bad/truncated_app14.jpg": "corrupt_image",
+    "bad/truncated_image.png": "truncated_image",  # cut inside IDAT: libpng says "read error"
+    "bad/truncated_jpeg.jpg": "truncated_image",
+    "bad/xcsn0g01.png": "corrupt_image",
+    "bad/xd9n2c08.png": "corrupt_image",
+    "bad/xdtn0g01.png": "corrupt_image",
+    "bad/xhdn0g08.png": "corrupt_image",
+    "bad/xs1n0g01.png": "unsupported_type",
+    "bad/zero_width.gif": "corrupt_image",  # a 0 px wide screen: no pixels
 }
+# Where the manifest's ``expect`` names the fault, the code that names it (first match).
+MANIFEST_SAYS = (
+    ("pixel limit", "too_many_pixels"),
+    ("dimensions over limit", "too_large_dimension"),
+    ("zero-size", "corrupt_image"),
+    ("zero height", "corrupt_image"),
+    ("empty upload", "empty_file"),
+    ("not an image", "unsupported_type"),
+    ("reject: truncated", "truncated_image"),
+)
 
 
 def _fit(width: int, height: int, box: int) -> tuple[int, int]:
@@ -176,13 +214,27 @@ def test_bad_file(entry: dict[str, Any], options: PipelineOptions, corpus: Path)
             run_pipeline(data, options, "full_processing")
         error = info.value
         assert error.category is Category.DATA
-        assert error.code in BAD_CODES
+        assert error.code == REFUSED[entry["path"]], error.message
         # A reason a person can act on, without libvips call-site noise or a raw repr.
         assert len(error.message) > 15 and "unable to call" not in error.message
         assert "Vips" not in error.message.split("(")[0]
     # The process keeps serving: the next photo still goes through.
     good = (corpus / "real/hopper.tif").read_bytes()
     assert run_pipeline(good, options, "quick_processing").derivatives["thumbnail"].width == 128
+
+
+def test_the_codes_say_what_the_manifest_says(corpus: Path) -> None:
+    """Every refused bad file has a pinned code, the one its manifest entry names if any."""
+    entries = json.loads((corpus / "manifest.json").read_text())
+    bad = {e["path"]: e for e in entries if e["kind"] == "bad"}
+    assert set(REFUSED) == bad.keys() - ACCEPTED_BAD.keys()
+    named = 0
+    for path, code in REFUSED.items():
+        said = next((c for words, c in MANIFEST_SAYS if words in bad[path]["expect"]), None)
+        if said is not None:
+            named += 1
+            assert code == said, (path, bad[path]["expect"])
+    assert named >= 15  # the manifest names the fault of most of them
 
 
 def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +252,8 @@ def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("name", "code"),
     [("16384x16384.png", "too_many_pixels"), ("bomb_30000x30000.png", "too_many_pixels"),
-     ("17000x17000.avif", "too_many_pixels"), ("max_size.jpg", "too_large")],
+     ("17000x17000.avif", "too_many_pixels"), ("max_size.jpg", "too_large_dimension"),
+     ("decompression_bomb.gif", "too_large_dimension"), ("zero_width.gif", "corrupt_image")],
 )  # fmt: skip
 def test_bombs_are_refused_from_the_header(
     name: str, code: str, options: PipelineOptions, corpus: Path, monkeypatch: pytest.MonkeyPatch
@@ -209,7 +262,7 @@ def test_bombs_are_refused_from_the_header(
     with pytest.raises(DataError) as info:
         run_pipeline((corpus / "bad" / name).read_bytes(), options, "quick_processing")
     assert info.value.code == code
-    assert "MP" in info.value.message or "65500" in info.value.message
+    assert any(word in info.value.message for word in ("MP", "65500", "no pixels"))
 
 
 @pytest.mark.parametrize(

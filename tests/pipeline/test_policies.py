@@ -118,7 +118,9 @@ def test_oversized_animation_is_not_flattened_into_a_still(
         ("heifload: Memory allocation error: cannot allocate 96000000 bytes", "out_of_memory",
          "RESOURCE"),
         ("VipsJpeg: Premature end of JPEG file", "truncated_image", "DATA"),
-        ("VipsForeignLoad: image exceeds the security limit", "too_large", "DATA"),
+        ("VipsForeignLoad: image exceeds the security limit", "too_many_pixels", "DATA"),
+        ("VipsJpeg: Maximum supported image dimension is 65500 pixels", "too_large_dimension",
+         "DATA"),
         ("VipsJpeg: Bogus marker length", "corrupt_image", "DATA"),
     ],
 )  # fmt: skip

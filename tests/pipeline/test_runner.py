@@ -62,7 +62,7 @@ async def test_stage_errors_pass_through_unchanged(options: PipelineOptions) -> 
     ctx = StageContext(b"<svg xmlns='http://www.w3.org/2000/svg'/>", options)
     with pytest.raises(DataError) as info:
         await run_stage(get_stage("validation"), ctx)
-    assert info.value.code == "unsupported_format" and "SVG" in info.value.message
+    assert info.value.code == "unsupported_type" and "SVG" in info.value.message
 
 
 async def test_stages_never_block_the_loop(options: PipelineOptions, corpus: Path) -> None:

@@ -17,6 +17,7 @@ from filmstrip.catalog import PhotoStatus
 from filmstrip.embedded.supervisor import Role, Supervisor, command, env_without_filmstrip
 from filmstrip.settings import Settings
 from tests.api.conftest import Api
+from tests.pipeline.test_corpus import REFUSED
 from tests.security.conftest import MakeApi
 from tests.security.hostile_files import Hostile, generated
 
@@ -111,6 +112,7 @@ async def test_hostile_files_are_refused_or_fail_as_data(
     files = corpus_bad(corpus, manifest) + await asyncio.to_thread(generated, corpus)
     accepted: dict[str, Hostile] = {}
     problems: list[str] = []
+    codes: dict[str, str] = {}  # a corpus file → the code the api or the worker gave it
     for hostile in files:
         resp = await api.upload(hostile.data, filename=hostile.name.rsplit("/", 1)[-1])
         body = await resp.json()
@@ -118,6 +120,7 @@ async def test_hostile_files_are_refused_or_fail_as_data(
             accepted[body["photo_id"]] = hostile
         elif resp.status in (400, 413, 415):
             assert body["error"]["code"] and body["error"]["message"]
+            codes[hostile.name] = body["error"]["code"]
         else:
             problems.append(f"{hostile.name}: answered {resp.status} {body}")
     await _settle(api, worker, list(accepted))
@@ -128,6 +131,7 @@ async def test_hostile_files_are_refused_or_fail_as_data(
         assert photo is not None
         outcomes[hostile.name] = photo.status
         if photo.status == PhotoStatus.FAILED:
+            codes[hostile.name] = str(photo.error_code)
             if photo.error_category != "DATA" or not photo.processing_error:
                 problems.append(
                     f"{hostile.name}: failed as {photo.error_category}: {photo.processing_error}"
@@ -141,6 +145,8 @@ async def test_hostile_files_are_refused_or_fail_as_data(
     }
     print("outcomes:", by_status, f"refused by the api: {len(files) - len(accepted)}")
     assert problems == [], "\n".join(problems)
+    # One code per fault, whichever of the api or the worker refused the file.
+    assert {n: c for n, c in codes.items() if n in REFUSED} == REFUSED
     # The cases that must not pass both gates, beyond the corpus's own checks.
     for name in ("png-65535x65535-header", "jpeg-claims-64250x64250", "png-bomb-over-cap"):
         assert outcomes.get(name) == PhotoStatus.FAILED, (name, outcomes.get(name))

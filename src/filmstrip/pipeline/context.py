@@ -106,7 +106,7 @@ class StageContext:
                 raise DataError(
                     "the file is not a JPEG, PNG, WebP, GIF, TIFF, HEIC or AVIF image "
                     f"({what_is(self.data[:64])})",
-                    code="unsupported_format",
+                    code="unsupported_type",
                 )
             header, opened = open_header(self.data, fmt, self.options)
             check_limits(header, self.options)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import pillow_heif
 import pyvips
 
-from filmstrip.errors import DataError
+from filmstrip.errors import DataError, FilmstripError
 from filmstrip.pipeline import icc, transforms
+from filmstrip.pipeline.declared import declared_size, ends_early
 from filmstrip.pipeline.exif import orientation_from_blob
 from filmstrip.pipeline.options import PipelineOptions
 from filmstrip.pipeline.png_text import raw_profile_exif
-from filmstrip.pipeline.vips import decode_error
+from filmstrip.pipeline.vips import decode_error, describe
 from filmstrip.protocols.formats import ACCEPTED
 
 # StageContext.watch: the block computes the image, and a cancelled stage kills it.
@@ -144,6 +145,11 @@ def open_header(data: bytes, fmt: str, options: PipelineOptions) -> tuple[Header
             icc=_get_blob(image, "icc-profile-data"),
         )
     except pyvips.Error as exc:
+        # The decoder's own limits and checks can fire before ours could: a size the
+        # header declares says what is wrong better than the decoder's message.
+        declared = declared_size(data, fmt)
+        if declared is not None:
+            check_size(format_name(fmt), *declared, options)
         raise decode_error(exc, what) from None
     if (
         family is None
@@ -152,7 +158,7 @@ def open_header(data: bytes, fmt: str, options: PipelineOptions) -> tuple[Header
     ):
         raise DataError(
             f"the file looks like {format_name(fmt)} but libvips read it as {loader}",
-            code="unsupported_format",
+            code="unsupported_type",
         )
     if fmt == "avif" and heif_compression not in (None, "av1"):
         raise DataError(f"AVIF file with {heif_compression} compression", code="corrupt_image")
@@ -162,24 +168,31 @@ def open_header(data: bytes, fmt: str, options: PipelineOptions) -> tuple[Header
 def check_limits(header: Header, options: PipelineOptions) -> None:
     """Refuse images whose declared size would cost too much to decode."""
     name = format_name(header.format)
-    if header.width <= 0 or header.height <= 0:
-        raise DataError(f"the {name} image declares no pixels", code="corrupt_image")
-    if max(header.width, header.height) > options.max_dimension:
-        raise DataError(
-            f"the {name} image is {header.width}x{header.height}: an edge is longer than the "
-            f"limit of {options.max_dimension} px",
-            code="too_large_dimension",
-        )
-    if header.pixels > options.max_pixels:
-        raise DataError(
-            f"the {name} image is {header.width}x{header.height} "
-            f"({header.pixels / 1e6:.1f} MP), over the limit of {options.max_pixels / 1e6:g} MP",
-            code="too_many_pixels",
-        )
+    check_size(name, header.width, header.height, options)
     if header.frames > options.max_frames:
         raise DataError(
             f"the {name} image has {header.frames} frames, over the limit of {options.max_frames}",
             code="too_many_frames",
+        )
+
+
+def check_size(name: str, width: int, height: int, options: PipelineOptions) -> None:
+    """Refuse a ``name`` image (``JPEG``…) declaring no pixels, or too many to decode."""
+    if width <= 0 or height <= 0:
+        raise DataError(
+            f"the {name} image is {width}x{height}: it declares no pixels", code="corrupt_image"
+        )
+    if max(width, height) > options.max_dimension:
+        raise DataError(
+            f"the {name} image is {width}x{height}: an edge is longer than the "
+            f"limit of {options.max_dimension} px",
+            code="too_large_dimension",
+        )
+    if width * height > options.max_pixels:
+        raise DataError(
+            f"the {name} image is {width}x{height} "
+            f"({width * height / 1e6:.1f} MP), over the limit of {options.max_pixels / 1e6:g} MP",
+            code="too_many_pixels",
         )
 
 
@@ -213,7 +226,7 @@ def decode_rendition(
             image = upright(image, header).copy_memory()
         return image
     except pyvips.Error as exc:
-        raise decode_error(exc, what) from None
+        raise _pixels_error(exc, what, data, header.format) from None
 
 
 def decodes_opened(header: Header, options: PipelineOptions) -> bool:
@@ -283,7 +296,18 @@ def decode_full(
         image = pyvips.Image.new_from_buffer(data, "", **kwargs)
         return to_srgb8(upright(image, header))
     except pyvips.Error as exc:
-        raise decode_error(exc, what) from None
+        raise _pixels_error(exc, what, data, header.format) from None
+
+
+def _pixels_error(exc: BaseException, what: str, data: bytes, fmt: str) -> FilmstripError:
+    """:func:`decode_error` for a failed pixel decode, told a file that stops early."""
+    error = decode_error(exc, what)
+    if error.code == "corrupt_image" and ends_early(data, fmt):
+        return DataError(
+            f"{what} is truncated or its data ends early ({describe(exc)})",
+            code="truncated_image",
+        )
+    return error
 
 
 def upright(image: pyvips.Image, header: Header) -> pyvips.Image:
@@ -389,6 +413,7 @@ __all__ = [
     "ACCEPTED",
     "Header",
     "check_limits",
+    "check_size",
     "decode_full",
     "decode_rendition",
     "decodes_opened",

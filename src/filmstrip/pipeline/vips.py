@@ -25,7 +25,8 @@ VIPS_LOADERS = (
 )
 
 _TRUNCATED = re.compile(r"premature end|unexpected end|truncat|bad seek|end of (?:file|data)", re.I)
-_TOO_LARGE = re.compile(r"security limit|maximum supported image dimension|too large", re.I)
+_TOO_LONG = re.compile(r"maximum supported image dimension", re.I)
+_TOO_LARGE = re.compile(r"security limit|too large", re.I)
 _OUT_OF_MEMORY = re.compile(r"out of memory|cannot allocate|failed to allocate", re.I)
 _NOISE = re.compile(
     r"^(unable to call|unable to load from|unable to copy to memory|unable to write|"
@@ -89,8 +90,17 @@ def describe(exc: BaseException) -> str:
 def decode_error(exc: BaseException, what: str) -> FilmstripError:
     """A categorised error for a libvips (or codec) failure while decoding ``what``."""
     detail = describe(exc)
+    # The codes check_size gives for the same files when their header can be read:
+    # ``too_large`` is the api's, for a file over the upload's byte limit.
+    if _TOO_LONG.search(detail):
+        return DataError(
+            f"{what} has an edge longer than the decoder allows ({detail})",
+            code="too_large_dimension",
+        )
     if _TOO_LARGE.search(detail):
-        return DataError(f"{what} is larger than the decoder allows ({detail})", code="too_large")
+        return DataError(
+            f"{what} has more pixels than the decoder allows ({detail})", code="too_many_pixels"
+        )
     if _OUT_OF_MEMORY.search(detail):
         return ResourceError(
             f"out of memory while decoding {what} ({detail})", code="out_of_memory"
