@@ -266,7 +266,7 @@ class BatchPublisher:
         async with self._redis.pipeline(transaction=False) as pipe:
             for acc, step in events:
                 ev = Event(
-                    id="", type="photo.processing.progress", channel=CHANNEL_PROCESSING,
+                    id="", type="photo.processing.stage.completed", channel=CHANNEL_PROCESSING,
                     photo_id=acc["photo"],
                     data={"photo_id": acc["photo"], "t": time.time(), "step": step,
                           "progress": 50},

@@ -16,7 +16,6 @@ CHANNELS = (CHANNEL_UPLOAD, CHANNEL_PROCESSING, CHANNEL_COMPLETION)
 PHOTO_UPLOADED = "photo.uploaded"
 STAGE_COMPLETED = "photo.processing.stage.completed"
 PHOTO_PROCESSING_STARTED = "photo.processing.started"
-PHOTO_PROGRESS = "photo.processing.progress"
 PHOTO_COMPLETED = "photo.processing.completed"
 PHOTO_FAILED = "photo.processing.failed"
 # After ``completed``: the follow-up job ran the deferred stages (optimization); ``data``
@@ -27,7 +26,6 @@ CHANNEL_OF_TYPE: dict[str, str] = {
     PHOTO_UPLOADED: CHANNEL_UPLOAD,
     PHOTO_PROCESSING_STARTED: CHANNEL_PROCESSING,
     STAGE_COMPLETED: CHANNEL_PROCESSING,
-    PHOTO_PROGRESS: CHANNEL_PROCESSING,
     PHOTO_COMPLETED: CHANNEL_COMPLETION,
     PHOTO_FAILED: CHANNEL_COMPLETION,
     PHOTO_DEFERRED_COMPLETED: CHANNEL_PROCESSING,
@@ -62,7 +60,43 @@ class Derivative(msgspec.Struct, frozen=True, kw_only=True):
     bytes: int
 
 
-class CompletedData(msgspec.Struct, frozen=True, kw_only=True):
+class EventData(msgspec.Struct, frozen=True, kw_only=True):
+    """What every event's ``data`` carries: ``photo_id``, the event's own, repeated."""
+
+    photo_id: str
+
+
+class UploadedData(EventData, frozen=True, kw_only=True):
+    """The ``data`` of ``photo.uploaded``: the original is stored and job ``job_id`` queued;
+    ``bytes`` and ``content_type`` are the original's (the type as sniffed from the bytes)."""
+
+    job_id: str
+    bytes: int
+    content_type: str
+
+
+class StartedData(EventData, frozen=True, kw_only=True):
+    """The ``data`` of ``photo.processing.started``: delivery ``attempt`` of the job began
+    (1 first; more after a retry, a ``RESOURCE`` deferral or a lost worker)."""
+
+    attempt: int
+
+
+class StageCompletedData(EventData, frozen=True, kw_only=True):
+    """The ``data`` of ``photo.processing.stage.completed``: ``stage`` took ``ms``;
+    ``progress`` is the job's percentage done after it (the first job's stages share 90,
+    the follow-up's end at 100); ``result`` is the stage's summary (``validation``:
+    ``format``, ``width``, ``height``, ``frames``; ``metadata``: ``width``, ``height``,
+    ``format``, ``camera``, ``gps``; ``thumbnails``: each rendition's ``width``, ``height``,
+    ``bytes``; ``optimization``: whether a copy was ``kept`` and what it saved)."""
+
+    stage: str
+    progress: int
+    ms: float
+    result: dict[str, Any]
+
+
+class CompletedData(EventData, frozen=True, kw_only=True):
     """The ``data`` of ``photo.processing.completed``: enough to show the photo without
     asking the api. ``width``/``height`` are the photo's, upright; ``taken_at`` is the
     EXIF date taken (null if none); ``thumbhash`` is a base64 ThumbHash placeholder;
@@ -77,7 +111,7 @@ class CompletedData(msgspec.Struct, frozen=True, kw_only=True):
     ms: float
 
 
-class DeferredCompletedData(msgspec.Struct, frozen=True, kw_only=True):
+class DeferredCompletedData(EventData, frozen=True, kw_only=True):
     """The ``data`` of ``photo.processing.deferred.completed``: the follow-up job's
     ``stages`` and their ``results``, and every derivative the photo has now (the
     optimised copy among them when it was kept)."""
@@ -87,24 +121,27 @@ class DeferredCompletedData(msgspec.Struct, frozen=True, kw_only=True):
     results: dict[str, Any]
 
 
-class FailedData(msgspec.Struct, frozen=True, kw_only=True):
+class FailedData(EventData, frozen=True, kw_only=True):
     """The ``data`` of ``photo.processing.failed``."""
 
     status: Literal["failed"] = "failed"
     error: PhotoError
 
 
-#: The ``data`` of the events that carry a schema of their own, by event type.
-DATA_OF_TYPE: dict[str, type[msgspec.Struct]] = {
+#: The ``data`` of every event type.
+DATA_OF_TYPE: dict[str, type[EventData]] = {
+    PHOTO_UPLOADED: UploadedData,
+    PHOTO_PROCESSING_STARTED: StartedData,
+    STAGE_COMPLETED: StageCompletedData,
     PHOTO_COMPLETED: CompletedData,
     PHOTO_DEFERRED_COMPLETED: DeferredCompletedData,
     PHOTO_FAILED: FailedData,
 }
 
 
-def failure_data(error: PhotoError) -> dict[str, Any]:
+def failure_data(photo_id: str, error: PhotoError) -> dict[str, Any]:
     """The ``data`` of a ``photo.processing.failed`` event."""
-    return msgspec.to_builtins(FailedData(error=error))  # type: ignore[no-any-return]
+    return msgspec.to_builtins(FailedData(photo_id=photo_id, error=error))  # type: ignore[no-any-return]
 
 
 class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ import msgspec
 import orjson
 
 from filmstrip.protocols import openapi
-from filmstrip.protocols.events import CompletedData, DeferredCompletedData, Event, FailedData
+from filmstrip.protocols.events import DATA_OF_TYPE, Event
 from filmstrip.protocols.jobs import PhotoProcessingJob
 from filmstrip.protocols.ws import ClientMessage, EventMessage, ServerMessage
 
@@ -48,8 +48,7 @@ def render_all() -> dict[str, bytes]:
         "job.schema.json": _schema([PhotoProcessingJob], "PhotoProcessingJob"),
         "event.schema.json": _schema([Event], "Event (Redis pub/sub)"),
         "event-data.schema.json": _schema(
-            [CompletedData, DeferredCompletedData, FailedData],
-            "Event data: photo.processing.completed, .deferred.completed, .failed",
+            list(DATA_OF_TYPE.values()), "Event data, by type: " + ", ".join(DATA_OF_TYPE)
         ),
         "ws-client.schema.json": _schema([ClientMessage], "WebSocket: client to bus"),
         "ws-server.schema.json": _schema([ServerMessage, EventMessage], "WebSocket: bus to client"),

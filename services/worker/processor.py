@@ -33,6 +33,7 @@ from filmstrip.protocols.events import (
     PHOTO_DEFERRED_COMPLETED,
     STAGE_COMPLETED,
     DeferredCompletedData,
+    StageCompletedData,
 )
 from filmstrip.protocols.jobs import PhotoProcessingJob
 from filmstrip.queue import Job
@@ -211,12 +212,14 @@ class PhotoProcessor:
             progress = int(progress_to * index / len(stages))
             await self._progress(job, progress)
             # Held up to HOLD_S: a fast photo's stage events go out with its completion.
-            await self.photos.notify(
-                spec,
-                STAGE_COMPLETED,
-                {"stage": name, "progress": progress, "ms": timings[name], "result": summary},
-                hold=True,
+            data = StageCompletedData(
+                photo_id=spec.photo_id,
+                stage=name,
+                progress=progress,
+                ms=timings[name],
+                result=summary,
             )
+            await self.photos.notify(spec, STAGE_COMPLETED, msgspec.to_builtins(data), hold=True)
             # DEBUG: the job's INFO line carries every stage's time.
             log.debug(
                 "stage done", extra={"photo_id": spec.photo_id, "stage": name, "ms": timings[name]}
@@ -272,6 +275,7 @@ class PhotoProcessor:
             PHOTO_DEFERRED_COMPLETED,
             msgspec.to_builtins(
                 DeferredCompletedData(
+                    photo_id=photo_id,
                     stages=stages,
                     derivatives=self.photos.derivative_links(photo_id, merged),
                     results=results,

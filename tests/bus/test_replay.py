@@ -61,7 +61,7 @@ async def test_resume_replays_missed_events_in_order_then_live(
 
     missed = [await _upload(publisher, acc, 2)]
     progress = await publisher.publish(
-        ev.PHOTO_PROGRESS, photo_id=acc.photos[0], client_id=acc.client_id,
+        ev.STAGE_COMPLETED, photo_id=acc.photos[0], client_id=acc.client_id,
         trace_id="0" * 32, data={"progress": 40},
     )  # fmt: skip
     missed.append(progress)
@@ -87,7 +87,7 @@ async def test_replay_skips_events_for_rooms_the_socket_is_not_in(
     c = await connect(bus)
     await c.identify(acc.token)
     await publisher.publish(
-        ev.PHOTO_PROGRESS, photo_id=acc.photos[0], client_id=acc.client_id, trace_id="0" * 32
+        ev.STAGE_COMPLETED, photo_id=acc.photos[0], client_id=acc.client_id, trace_id="0" * 32
     )
     upload = await _upload(publisher, acc)
     # It got the upload live (client room) but not the progress (photo room not joined).
@@ -234,7 +234,7 @@ async def test_publisher_follows_the_bus_replay_settings(redis: Any) -> None:
         redis, replace_settings(Settings(), bus_replay_maxlen=7, bus_replay_age_s=60)
     )
     for n in range(300):
-        await pub.publish(ev.PHOTO_PROGRESS, photo_id="p", client_id="c", trace_id=f"{n:032x}")
+        await pub.publish(ev.STAGE_COMPLETED, photo_id="p", client_id="c", trace_id=f"{n:032x}")
     # MAXLEN ~ trims whole nodes, so "about 7" is at most one node (100 entries) more.
     assert await redis.xlen(keys.client_events("c")) <= 107
     assert 0 < await redis.pttl(keys.client_events("c")) <= 60_000
@@ -323,7 +323,7 @@ async def test_the_replay_reader_reads_past_a_batch_both_ways(
 ) -> None:
     """More events than one XRANGE batch (200): all of them, once each, in either order."""
     sent = [
-        await publisher.publish(ev.PHOTO_PROGRESS, photo_id="p", client_id="c{batch}",
+        await publisher.publish(ev.STAGE_COMPLETED, photo_id="p", client_id="c{batch}",
                                 trace_id=f"{n:032x}")
         for n in range(450)
     ]  # fmt: skip

@@ -76,8 +76,8 @@ async def test_processing_event_reaches_only_the_photo_room(
     await watcher.subscribe(acc.photos[0])
     other = await connect(bus)
     await other.identify(acc.token)  # client room only: no processing events
-    await _publish(publisher, acc, ev.PHOTO_PROGRESS, photo=1, data={"progress": 10})
-    eid = await _publish(publisher, acc, ev.PHOTO_PROGRESS, photo=0, data={"progress": 50})
+    await _publish(publisher, acc, ev.STAGE_COMPLETED, photo=1, data={"progress": 10})
+    eid = await _publish(publisher, acc, ev.STAGE_COMPLETED, photo=0, data={"progress": 50})
     [msg] = await watcher.events(1)
     assert (msg["type"], msg["id"], msg["data"]["progress"]) == ("processing.event", eid, 50)
     await watcher.barrier()
@@ -106,7 +106,7 @@ async def test_unsubscribe_stops_photo_events(
     await c.subscribe(acc.photos[0])
     await c.send({"type": "unsubscribe", "photo_id": acc.photos[0]})
     assert (await c.expect("unsubscribed"))["room"] == f"photo:{acc.photos[0]}"
-    await _publish(publisher, acc, ev.PHOTO_PROGRESS)
+    await _publish(publisher, acc, ev.STAGE_COMPLETED)
     last = await _publish(publisher, acc, ev.PHOTO_UPLOADED)
     [msg] = await c.events(1)
     assert msg["id"] == last

@@ -40,12 +40,12 @@ async def test_slow_client_is_closed_with_1013_and_others_keep_up(
             break
         for _ in range(8):
             await publisher.publish(
-                ev.PHOTO_PROGRESS, photo_id=slow_acc.photos[0], client_id=slow_acc.client_id,
+                ev.STAGE_COMPLETED, photo_id=slow_acc.photos[0], client_id=slow_acc.client_id,
                 trace_id="s" * 32, data={"blob": blob},
             )  # fmt: skip
         fast_ids.append(
             await publisher.publish(
-                ev.PHOTO_PROGRESS,
+                ev.STAGE_COMPLETED,
                 photo_id=fast_acc.photos[0],
                 client_id=fast_acc.client_id,
                 trace_id="f" * 32,

@@ -41,13 +41,13 @@ async def test_the_stream_follows_photos_and_resumes_by_itself_after_its_bus_die
         await events.connect()  # identify, subscribe, resume: from now on
         e1 = await _publish(publisher, acc, ev.PHOTO_UPLOADED, 1)
         assert (await _next(events)).id == e1
-        e2 = await _publish(publisher, acc, ev.PHOTO_PROGRESS, 2)  # photo room only
+        e2 = await _publish(publisher, acc, ev.STAGE_COMPLETED, 2)  # photo room only
         assert (await _next(events)).id == e2
 
         running.stop()  # SIGKILL: no goodbye; the stream finds out when it reads
         missed = [
             await _publish(publisher, acc, ev.PHOTO_UPLOADED, 3),
-            await _publish(publisher, acc, ev.PHOTO_PROGRESS, 4),
+            await _publish(publisher, acc, ev.STAGE_COMPLETED, 4),
         ]
         again = BusProcess(running.settings, running.port)
         again.start()
@@ -76,10 +76,10 @@ async def test_following_a_photo_late_still_brings_its_earlier_events_once(
         uploaded = await _publish(publisher, acc, ev.PHOTO_UPLOADED, 1)
         assert (await _next(events)).id == uploaded
         # Its first stage is published before anyone follows the photo (its room only).
-        stage = await _publish(publisher, acc, ev.PHOTO_PROGRESS, 2)
+        stage = await _publish(publisher, acc, ev.STAGE_COMPLETED, 2)
         done = await _publish(publisher, acc, ev.PHOTO_COMPLETED, 3)  # client room too
         await events.follow(acc.photos[0])
         got = [(await _next(events)).id, (await _next(events)).id]
         assert got == [stage, done]
-        live = await _publish(publisher, acc, ev.PHOTO_PROGRESS, 4)
+        live = await _publish(publisher, acc, ev.STAGE_COMPLETED, 4)
         assert (await _next(events)).id == live

@@ -23,7 +23,7 @@ MakeAccount = Callable[..., Awaitable[Account]]
 
 
 async def _publish_all(pub: EventPublisher, acc: Account) -> None:
-    for type_ in (ev.PHOTO_UPLOADED, ev.PHOTO_PROGRESS, ev.PHOTO_COMPLETED):
+    for type_ in (ev.PHOTO_UPLOADED, ev.STAGE_COMPLETED, ev.PHOTO_COMPLETED):
         await pub.publish(
             type_, photo_id=acc.photos[0], client_id=acc.client_id, trace_id="t" * 32,
             session_id=acc.sessions[0],

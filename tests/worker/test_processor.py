@@ -33,9 +33,11 @@ from filmstrip.logs import JsonFormatter
 from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.protocols.events import (
+    DATA_OF_TYPE,
     PHOTO_COMPLETED,
     PHOTO_DEFERRED_COMPLETED,
     PHOTO_FAILED,
+    STAGE_COMPLETED,
     CompletedData,
     DeferredCompletedData,
     FailedData,
@@ -61,7 +63,8 @@ class World:
     queue: JobQueue
     processor: PhotoProcessor
 
-    async def submit(self, source: Path, *, with_sha256: bool = False) -> str:
+    async def submit(self, source: Path, *, with_sha256: bool = False, as_api: bool = False) -> str:
+        """Store ``source`` and queue its job; ``as_api``: as the api does (announced)."""
         photo_id = str(uuid.uuid4())
         data = await asyncio.to_thread(source.read_bytes)
         sha256 = hashlib.sha256(data).hexdigest() if with_sha256 else None
@@ -73,6 +76,9 @@ class World:
             job_id=f"photo:{photo_id}", trace_id=uuid.uuid4().hex, uploaded_at=now,
             updated_at=now,
         )  # fmt: skip
+        if as_api:
+            await self.processor.photos.accept(photo, quota_bytes=0)
+            return photo_id
         await self.catalog.insert_photo(photo, None)
         job = ready_job(self.settings, photo)
         await self.queue.add(job.id, encode_job(job))
@@ -425,6 +431,28 @@ async def test_the_completion_event_is_enough_to_show_the_photo(
     error = msgspec.convert(failed["data"], FailedData).error
     assert (error.category, error.retryable) == ("DATA", False)
     assert error.code != "processing_failed" and error.message
+
+
+async def test_every_event_s_data_is_what_protocols_says(
+    world: World, corpus: Path, redis: aioredis.Redis
+) -> None:
+    """Each event's ``data`` has exactly the fields of its type's Struct (the bus README's
+    table and event-data.schema.json come from them), ``photo_id`` among them."""
+    good = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg", as_api=True)
+    bad = await world.submit(corpus / "bad/truncated_jpeg.jpg", as_api=True)
+    await world.run_until_done([good, bad])
+    entries = await redis.xrange(keys.client_events("c"))
+    events = [orjson.loads(fields[b"e"]) for _id, fields in entries]
+    assert {e["type"] for e in events} == set(DATA_OF_TYPE)
+    for event in events:
+        struct = DATA_OF_TYPE[event["type"]]
+        data = msgspec.convert(event["data"], struct)
+        assert set(event["data"]) == set(struct.__struct_fields__), event
+        assert data.photo_id == event["photo_id"]
+    stages = [e["data"] for e in events if e["type"] == STAGE_COMPLETED]
+    assert [(s["stage"], s["progress"]) for s in stages if s["photo_id"] == good] == [
+        ("validation", 30), ("metadata", 60), ("thumbnails", 90), ("optimization", 100)
+    ]  # fmt: skip
 
 
 class _Hooked(_Wrapping[BlobStore]):

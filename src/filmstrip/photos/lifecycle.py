@@ -32,6 +32,8 @@ from filmstrip.protocols.events import (
     CompletedData,
     Derivative,
     Event,
+    StartedData,
+    UploadedData,
     failure_data,
 )
 from filmstrip.protocols.jobs import PhotoProcessingJob
@@ -124,8 +126,10 @@ class PhotoLifecycle:
             raise
         # Announced before it is queued: a worker quick to take the job would otherwise
         # publish photo.processing.started ahead of photo.uploaded.
-        data = {"job_id": job.id, "bytes": photo.bytes, "content_type": photo.content_type}
-        await self.notify(job, PHOTO_UPLOADED, data)
+        data = UploadedData(
+            photo_id=photo.id, job_id=job.id, bytes=photo.bytes, content_type=photo.content_type
+        )
+        await self.notify(job, PHOTO_UPLOADED, msgspec.to_builtins(data))
         try:
             await self.relay(entry)
         except (FilmstripError, RedisError) as exc:
@@ -198,7 +202,8 @@ class PhotoLifecycle:
         before; None if it is gone."""
         photo = await self.catalog.mark_processing(job.photo_id)
         if photo is not None and photo.status != PhotoStatus.COMPLETED:
-            await self.notify(job, PHOTO_PROCESSING_STARTED, {"attempt": attempt}, hold=True)
+            data = StartedData(photo_id=job.photo_id, attempt=attempt)
+            await self.notify(job, PHOTO_PROCESSING_STARTED, msgspec.to_builtins(data), hold=True)
         return photo
 
     async def ready(
@@ -221,6 +226,7 @@ class PhotoLifecycle:
             delivery.then_add(later.id, encode_job(later), later.pipeline.priority)
         thumbhash = metadata.get("thumbhash")
         data = CompletedData(
+            photo_id=job.photo_id,
             derivatives=self.derivative_links(job.photo_id, derivatives),
             width=_dimension(metadata.get("width")),
             height=_dimension(metadata.get("height")),
@@ -244,7 +250,7 @@ class PhotoLifecycle:
             job.photo_id, error=error.message, category=error.category, code=error.code
         ):
             return False
-        data = failure_data(error)
+        data = failure_data(job.photo_id, error)
         await self._announce(job, PHOTO_FAILED, data)
         return True
 
@@ -255,7 +261,7 @@ class PhotoLifecycle:
         error = error_of(photo)
         if error is not None:
             job = ready_job(self.settings, photo)
-            await self._announce(job, PHOTO_FAILED, failure_data(error))
+            await self._announce(job, PHOTO_FAILED, failure_data(job.photo_id, error))
 
     async def follow_up_failed(
         self, job: PhotoProcessingJob, *, code: str, category: str, message: str
