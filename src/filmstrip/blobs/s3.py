@@ -708,7 +708,8 @@ def _raise_client_error(exc: ClientError, key: str | None) -> NoReturn:
         raise BlobNotFound(key or "") from exc
     if status >= 500 or code in _TRANSIENT:
         raise BlobStoreUnavailable(f"S3 answered {status} {code}: {exc}") from exc
-    raise LogicError(f"S3 refused the request: {status} {code}: {exc}", code=code) from exc
+    # S3's own code stays in the message, for the log: a client sees a code of ours.
+    raise LogicError(f"S3 refused the request: {status} {code}: {exc}", code="s3_refused") from exc
 
 
 def _etag(resp: Any) -> str:
