@@ -69,6 +69,8 @@ def _gif(data: bytes) -> tuple[int, int] | None:
 
 def _first_frame(data: bytes) -> tuple[int, int] | None:
     """The right and bottom edge of the first image descriptor, or ``None``."""
+    if len(data) < 13:
+        return None
     at = 13
     if data[10] & 0x80:  # global colour table
         at += 3 * (2 << (data[10] & 0x07))
