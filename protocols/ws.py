@@ -47,7 +47,8 @@ class Identify(_FromClient, frozen=True, tag="identify"):
 class Subscribe(_FromClient, frozen=True, tag="subscribe"):
     """Join the room of a photo the client owns; after ``subscribed`` come the events the
     photo published that this socket did not get (since it identified, or since its
-    ``last_event_id``), in order, then its live ones."""
+    ``last_event_id``) and newer than any of the photo it was sent, in order, then its live
+    ones."""
 
     photo_id: ShortId
 

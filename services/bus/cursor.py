@@ -73,10 +73,13 @@ class DeliveryCursor:
         self._sent(sid)
         return True
 
-    def accept_backfill(self, sid: StreamId) -> bool:
+    def accept_backfill(self, sid: StreamId, *, newer_than: StreamId = ZERO) -> bool:
         """True if ``sid``, an event of a photo the socket has just joined that none of its
         other rooms received, should be sent: it may be below ``high`` (that photo's
-        history comes after newer events of the socket's other rooms), never twice."""
+        history comes after newer events of the socket's other rooms), never twice, and
+        never at or below ``newer_than``, the newest event of that photo already sent."""
+        if sid <= newer_than:
+            return False
         if self._sent_early is not None and sid in self._sent_early:
             return False
         self._sent(sid)

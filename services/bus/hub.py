@@ -170,10 +170,12 @@ class Hub:
         joined: Callable[[], None],
     ) -> int:
         """Join the photo's room, call ``joined()`` (to answer ``subscribed``), then send the
-        photo's events after ``after`` that none of the socket's other rooms brought it, in
-        order, then the live events held back meanwhile: a client that subscribes after its
-        upload's ``201`` misses nothing. Returns how many were sent from the stream. If
-        Redis fails, the socket is left out of the room, nothing was sent, and it raises."""
+        photo's events after ``after`` that none of the socket's other rooms brought it and
+        that are newer than the newest of the photo those rooms did bring, in order, then the
+        live events held back meanwhile: a client that subscribes after its upload's ``201``
+        misses nothing and never gets a photo's event after a newer one of it. Returns how
+        many were sent from the stream. If Redis fails, the socket is left out of the room,
+        nothing was sent, and it raises."""
         client_id = conn.client_id
         assert client_id is not None
         room = photo_room(photo_id)
@@ -181,6 +183,8 @@ class Hub:
         self.join(conn, room)
         conn.cursor.begin_replay()  # live events of the room wait until its past is sent
         found: list[wire.RoutedEvent] = []
+        # The photo's events the socket's other rooms brought (or are bringing) it.
+        brought: list[StreamId] = []
         sent = 0
         try:
             try:
@@ -191,7 +195,9 @@ class Hub:
                         continue
                     if event.photo_id != photo_id:
                         continue
-                    if room in event.rooms and not others.intersection(event.rooms):
+                    if others.intersection(event.rooms):
+                        brought.append(event.id)
+                    elif room in event.rooms:
                         found.append(event)
                     if event.type == PHOTO_UPLOADED:
                         break  # the photo's first event: nothing of it is older
@@ -199,8 +205,13 @@ class Hub:
                 self.leave(conn, room)
                 raise
             joined()
+            # Live events are held, so those at or below ``high`` were sent before the
+            # catch-up: an older event of the photo after them would take its state back
+            # (processing after completed). A newer one still on its way arrives after.
+            high = conn.cursor.high
+            had = max((sid for sid in brought if sid <= high), default=streamid.ZERO)
             for event in reversed(found):
-                if conn.cursor.accept_backfill(event.id):
+                if conn.cursor.accept_backfill(event.id, newer_than=had):
                     conn.send(event.frame)
                     sent += 1
         finally:
