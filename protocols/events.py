@@ -10,7 +10,8 @@ import msgspec
 CHANNEL_UPLOAD = "photo:upload"
 CHANNEL_PROCESSING = "photo:processing"
 CHANNEL_COMPLETION = "photo:completion"
-CHANNELS = (CHANNEL_UPLOAD, CHANNEL_PROCESSING, CHANNEL_COMPLETION)
+CHANNEL_DELETION = "photo:deletion"
+CHANNELS = (CHANNEL_UPLOAD, CHANNEL_PROCESSING, CHANNEL_COMPLETION, CHANNEL_DELETION)
 
 # Event types.
 PHOTO_UPLOADED = "photo.uploaded"
@@ -21,6 +22,9 @@ PHOTO_FAILED = "photo.processing.failed"
 # After ``completed``: the follow-up job ran the deferred stages (optimization); ``data``
 # lists the photo's derivatives now, so a client can offer the optimised copy.
 PHOTO_DEFERRED_COMPLETED = "photo.processing.deferred.completed"
+# The photo was deleted (``DELETE /v1/photos/{id}``): its client's other devices drop it,
+# and a replay that brings its earlier events ends with this one.
+PHOTO_DELETED = "photo.deleted"
 
 CHANNEL_OF_TYPE: dict[str, str] = {
     PHOTO_UPLOADED: CHANNEL_UPLOAD,
@@ -29,9 +33,10 @@ CHANNEL_OF_TYPE: dict[str, str] = {
     PHOTO_COMPLETED: CHANNEL_COMPLETION,
     PHOTO_FAILED: CHANNEL_COMPLETION,
     PHOTO_DEFERRED_COMPLETED: CHANNEL_PROCESSING,
+    PHOTO_DELETED: CHANNEL_DELETION,
 }
 
-Channel = Literal["photo:upload", "photo:processing", "photo:completion"]
+Channel = Literal["photo:upload", "photo:processing", "photo:completion", "photo:deletion"]
 
 
 class PhotoError(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,6 +133,13 @@ class FailedData(EventData, frozen=True, kw_only=True):
     error: PhotoError
 
 
+class DeletedData(EventData, frozen=True, kw_only=True):
+    """The ``data`` of ``photo.deleted``: the photo, its original and every derivative are
+    gone (their URLs answer 404); nothing of it published after this counts."""
+
+    status: Literal["deleted"] = "deleted"
+
+
 #: The ``data`` of every event type.
 DATA_OF_TYPE: dict[str, type[EventData]] = {
     PHOTO_UPLOADED: UploadedData,
@@ -136,6 +148,7 @@ DATA_OF_TYPE: dict[str, type[EventData]] = {
     PHOTO_COMPLETED: CompletedData,
     PHOTO_DEFERRED_COMPLETED: DeferredCompletedData,
     PHOTO_FAILED: FailedData,
+    PHOTO_DELETED: DeletedData,
 }
 
 

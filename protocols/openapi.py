@@ -322,7 +322,8 @@ def _photo_paths() -> dict[str, Any]:
             "delete": {
                 "summary": "Delete a photo, its original, its derivatives and a waiting job",
                 "description": "Idempotent in effect: a second call answers 404 "
-                "`photo_not_found`. A worker mid-job for the photo discards its results.",
+                "`photo_not_found`. A worker mid-job for the photo discards its results. "
+                "The client's sockets on the bus then get `photo.deleted`.",
                 "parameters": [_PHOTO_ID],
                 "responses": {
                     **_NO_CONTENT,

@@ -119,9 +119,9 @@ class Error(msgspec.Struct, frozen=True, tag="error", kw_only=True):
 
 class EventMessage(msgspec.Struct, frozen=True, kw_only=True):
     """An event delivered to a client. ``type`` is the seed's socket event name
-    (``upload.event``, ``processing.event``, ``completion.event``); ``event`` is the
-    event's own type such as ``photo.processing.completed``; ``id`` is its position in the
-    client's replay stream, the value to pass to ``resume``."""
+    (``upload.event``, ``processing.event``, ``completion.event``, ``deletion.event``);
+    ``event`` is the event's own type such as ``photo.processing.completed``; ``id`` is its
+    position in the client's replay stream, the value to pass to ``resume``."""
 
     type: str
     id: str
@@ -139,6 +139,7 @@ SOCKET_EVENT_OF_CHANNEL = {
     "photo:upload": "upload.event",
     "photo:processing": "processing.event",
     "photo:completion": "completion.event",
+    "photo:deletion": "deletion.event",
 }
 
 # --- error codes --------------------------------------------------------------------------

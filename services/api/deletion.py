@@ -3,7 +3,9 @@
 The row goes first, in one transaction with its outbox entry: once it is gone every other
 party treats what remains as garbage (the worker discards a job for a missing photo and
 removes derivatives it wrote meanwhile; the reconciler sweeps blobs without a row). So a
-failure after that point still ends clean, and the caller gets 204.
+failure after that point still ends clean, and the caller gets 204. Right after the commit
+``photo.deleted`` goes to the client's room (``PhotoLifecycle.deleted``), so its other
+devices drop the photo.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ async def delete_photo(request: web.Request) -> web.StreamResponse:
     if removed is None:
         raise ApiError(404, "photo_not_found", f"no photo {photo_id!r}")
     extra = {"photo_id": photo_id, "trace_id": removed.trace_id}
+    await state.photos.deleted(removed)
 
     try:
         # Only a waiting or delayed job is removed; an active one finds no row and stops.

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from filmstrip.protocols.events import CHANNEL_COMPLETION, CHANNEL_PROCESSING, CHANNEL_UPLOAD
+from filmstrip.protocols.events import (
+    CHANNEL_COMPLETION,
+    CHANNEL_DELETION,
+    CHANNEL_PROCESSING,
+    CHANNEL_UPLOAD,
+)
 
 
 def client_room(client_id: str) -> str:
@@ -19,11 +24,14 @@ def photo_room(photo_id: str) -> str:
 
 def rooms_for(channel: str, photo_id: str, client_id: str, session_id: str | None) -> list[str]:
     """Upload → client and session rooms; processing → photo room; completion → photo and
-    client rooms. A socket in several of them still gets the event once."""
+    client rooms; deletion → client room (every socket of the client is in it). A socket
+    in several of them still gets the event once."""
     if channel == CHANNEL_PROCESSING:
         return [photo_room(photo_id)]
     if channel == CHANNEL_COMPLETION:
         return [photo_room(photo_id), client_room(client_id)]
+    if channel == CHANNEL_DELETION:
+        return [client_room(client_id)]
     if channel == CHANNEL_UPLOAD:
         rooms = [client_room(client_id)]
         if session_id:

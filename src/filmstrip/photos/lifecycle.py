@@ -26,10 +26,12 @@ from filmstrip.photos.jobs import (
 from filmstrip.pipeline import resolve_stages, split_deferred
 from filmstrip.protocols.events import (
     PHOTO_COMPLETED,
+    PHOTO_DELETED,
     PHOTO_FAILED,
     PHOTO_PROCESSING_STARTED,
     PHOTO_UPLOADED,
     CompletedData,
+    DeletedData,
     Derivative,
     Event,
     StartedData,
@@ -56,6 +58,16 @@ HOLD_S = 0.25
 #: delete them before one of their own does: well under the relay's age for taking an
 #: entry as stranded (2 s), so no relay queues such a job a second time.
 OUTBOX_FORGET_S = 0.5
+
+
+#: Waits before each retry of a deletion's event: through a Redis blip of about a second,
+#: not longer, since the ``DELETE`` answers only after it.
+DELETION_RETRY_S = (0.1, 0.3, 0.6)
+
+
+def deletion_once_key(photo_id: str) -> str:
+    """The once-key of a photo's deletion: a retry after a lost reply does not repeat it."""
+    return f"{photo_id}:deleted"
 
 
 def completion_once_key(photo_id: str) -> str:
@@ -193,6 +205,33 @@ class PhotoLifecycle:
             # The relay's next round tries again; a relay meanwhile only queues a job twice,
             # which dedupe by id makes a no-op.
             log.warning("outbox entries not deleted yet: %s", exc)
+
+    # --- deleted (the api) ----------------------------------------------------------------------
+
+    async def deleted(self, photo: PhotoRecord) -> bool:
+        """Announce ``photo``, whose row is already gone, as deleted to its client: once (by
+        its once-key), retried through a Redis blip; False (logged) if it could not be, and
+        the deletion stands: the client's other devices then learn it over HTTP (404)."""
+        data = msgspec.to_builtins(DeletedData(photo_id=photo.id))
+        for delay in (*DELETION_RETRY_S, None):
+            try:
+                await self.events.publish(
+                    PHOTO_DELETED,
+                    photo_id=photo.id,
+                    client_id=photo.client_id,
+                    session_id=photo.session_id,
+                    trace_id=photo.trace_id,
+                    data=data,
+                    once_key=deletion_once_key(photo.id),
+                )
+                return True
+            except FilmstripError as exc:
+                if delay is None:
+                    log.warning("photo.deleted not published: %s", exc,
+                                extra={"photo_id": photo.id})  # fmt: skip
+                    return False
+                await asyncio.sleep(delay)
+        return False
 
     # --- started, ready, failed (the worker; failed also the reconciler) ----------------------
 
