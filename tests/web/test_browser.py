@@ -1074,3 +1074,25 @@ def test_api_docs_from_the_gallery_footer_list_every_operation_from_here_alone(
     ]
     assert not elsewhere, elsewhere
     assert f"{stack.api}/docs/assets/swagger-ui-bundle.js" in requested
+
+
+def test_a_photo_deleted_on_another_device_leaves_the_open_gallery(
+    stack: Stack, page: Any, corpus: Path, tmp_path: Path
+) -> None:
+    expect = playwright_api.expect
+    # Bytes no other test sends (a duplicate would be another test's photo): the JPEG with
+    # a few bytes after its end, which decoders ignore.
+    path = tmp_path / "elsewhere.jpg"
+    path.write_bytes((corpus / "real/Canon_EOS_7D.jpg").read_bytes() + uuid.uuid4().bytes)
+    photo_id = upload(stack, path, stack.token)
+    wait_for_status(stack, photo_id, "completed")
+    sign_in(page, f"{stack.api}/?page=100", stack.token)
+    expect(page.locator("#bus-status")).to_have_text("Live", timeout=LIVE_MS)
+    tile = page.locator(f'#grid .tile[data-photo-id="{photo_id}"]')
+    tile.locator("button").click()
+    expect(page.locator("#viewer")).to_be_visible()
+    # The other device deletes it: this page learns it from the bus, with no reload.
+    assert _request(stack, "DELETE", f"/v1/photos/{photo_id}", stack.token)[0] == 204
+    expect(page.locator("#viewer")).to_be_hidden()
+    expect(page.locator("#toast")).to_have_text("That photo was deleted on another device.")
+    expect(tile).to_have_count(0)

@@ -119,6 +119,8 @@ export class Bus extends EventTarget {
     if (!msg.event || !msg.id) return; // subscribed, resumed, pong
     if (this.seen.has(msg.id)) return;
     this.seen.add(msg.id);
+    // A deleted photo brings nothing more, and a reconnect asking for it would be refused.
+    if (msg.event === "photo.deleted") this.photos.delete(msg.photo_id);
     if (!this.lastEventId || compareIds(msg.id, this.lastEventId) > 0) this.lastEventId = msg.id;
     this.dispatchEvent(new CustomEvent("photo", { detail: msg }));
   }

@@ -232,6 +232,11 @@ async function start() {
   bus.addEventListener("photo", (e) => {
     uploads.handle(e.detail);
     grid.handle(e.detail);
+    // Open here, deleted on another device: the view shows nothing that exists any more.
+    if (e.detail.event === "photo.deleted" && viewer.photo?.photo_id === e.detail.photo_id) {
+      viewer.close();
+      toast("That photo was deleted on another device.");
+    }
   });
   bus.start();
 

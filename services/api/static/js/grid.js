@@ -171,12 +171,19 @@ export class PhotoGrid {
   }
 
   /** Completion events for photos uploaded elsewhere (another tab) refresh their tile, and
-   * so does the follow-up job's (the optimised copy appears). */
+   * so does the follow-up job's (the optimised copy appears); a photo deleted elsewhere
+   * leaves the grid. */
   async handle(event) {
+    if (event.event === "photo.deleted") {
+      this.remove(event.photo_id);
+      return;
+    }
     if (!REFRESHING_EVENTS.has(event.event)) return;
     if (!this.photos.has(event.photo_id)) return;
     try {
-      this.upsert(await api(`/v1/photos/${event.photo_id}`));
+      const photo = await api(`/v1/photos/${event.photo_id}`);
+      // Deleted (photo.deleted) while this was asked: it stays gone.
+      if (this.photos.has(event.photo_id)) this.upsert(photo);
     } catch {
       // the tile stays as it was
     }

@@ -138,6 +138,13 @@ export class Uploads {
       }
       return;
     }
+    if (event.event === "photo.deleted") {
+      // Deleted (elsewhere) before its outcome: nothing more will come, nor need asking.
+      item.done = true;
+      clearTimeout(item.timer);
+      this.status(item, "Deleted", "deleted");
+      return;
+    }
     const stageEls = item.li.querySelectorAll(".stages li");
     switch (event.event) {
       case "photo.processing.started":
