@@ -56,6 +56,10 @@ class Connection:
         # The client stream's last id when the socket identified: a catch-up after a lost
         # subscription starts here at the earliest, so it never replays older history.
         self.floor: StreamId = (0, 0)
+        # Per photo room the socket left, its cursor then: a subscribe again catches up
+        # only from there (what came before, it had). Oldest first, at most as many as
+        # the photos a socket may follow.
+        self.left_photos: dict[str, StreamId] = {}
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
         self._close_timeout = close_timeout_s
         self._sender: asyncio.Task[None] | None = None

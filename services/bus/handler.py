@@ -143,7 +143,7 @@ class SocketHandler:
             )
         elif isinstance(message, ws.Unsubscribe):
             room = photo_room(message.photo_id)
-            self._hub.leave(conn, room)
+            self._hub.leave_photo(conn, message.photo_id, keep=self._s.bus.max_photos_per_socket)
             conn.reply(ws.Unsubscribed(room=room))
         elif isinstance(message, ws.Resume):
             await self._resume(conn, message)

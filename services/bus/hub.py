@@ -65,6 +65,18 @@ class Hub:
         conn.rooms.discard(room)
         self.rooms.leave(room, conn)
 
+    def leave_photo(self, conn: Connection, photo_id: str, *, keep: int) -> None:
+        """Unsubscribe ``conn`` from a photo, remembering where it stood (for the newest
+        ``keep`` photos left), so a later subscribe does not send what it had again."""
+        room = photo_room(photo_id)
+        if room not in conn.rooms:
+            return
+        self.leave(conn, room)
+        conn.left_photos.pop(photo_id, None)
+        conn.left_photos[photo_id] = conn.cursor.high
+        while len(conn.left_photos) > keep:
+            del conn.left_photos[next(iter(conn.left_photos))]
+
     def remove(self, conn: Connection) -> None:
         """Forget a socket that has gone."""
         self.rooms.leave_all(conn.rooms, conn)
@@ -179,6 +191,8 @@ class Hub:
         client_id = conn.client_id
         assert client_id is not None
         room = photo_room(photo_id)
+        # Followed before: what the photo published up to the unsubscribe, it was sent.
+        after = max(after, conn.left_photos.get(photo_id, streamid.ZERO))
         others = set(conn.rooms)
         self.join(conn, room)
         conn.cursor.begin_replay()  # live events of the room wait until its past is sent
@@ -205,6 +219,7 @@ class Hub:
                 self.leave(conn, room)
                 raise
             joined()
+            conn.left_photos.pop(photo_id, None)
             # Live events are held, so those at or below ``high`` were sent before the
             # catch-up: an older event of the photo after them would take its state back
             # (processing after completed). A newer one still on its way arrives after.

@@ -142,3 +142,25 @@ async def test_after_identify_with_last_event_id_a_subscribe_brings_what_came_af
     await c.subscribe(acc.photos[0])
     assert [m["id"] for m in await c.events(1)] == [after]
     await c.barrier()
+
+
+async def test_subscribing_again_after_an_unsubscribe_sends_only_what_came_meanwhile(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    """Resumed (so no set of ids sent dedupes), the socket leaves a photo and follows it
+    again: what it had from the photo's room must not come twice."""
+    acc = await make_account()
+    seen = await _publish(publisher, acc, ev.PHOTO_UPLOADED, photo=1)
+    c = await connect(bus)
+    await c.identify(acc.token, last_event_id=seen)
+    assert await _until_resumed(c) == []
+    await c.subscribe(acc.photos[0])
+    started = await _publish(publisher, acc, ev.PHOTO_PROCESSING_STARTED)
+    assert [m["id"] for m in await c.events(1)] == [started]
+    await c.send({"type": "unsubscribe", "photo_id": acc.photos[0]})
+    await c.expect("unsubscribed")
+    stage = await _publish(publisher, acc, ev.STAGE_COMPLETED)  # while it was away
+    await c.barrier()
+    await c.subscribe(acc.photos[0])
+    assert [m["id"] for m in await c.events(1)] == [stage]
+    await c.barrier()
