@@ -160,3 +160,10 @@ async def test_the_listing_finds_photos_by_name_in_any_case_page_by_page(api: Ap
     resp = await api.http.get(f"{api.url}/v1/photos", params={"q": "x" * 256}, headers=api.auth)
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "bad_query"
+
+
+async def test_the_longest_name_kept_is_found_by_all_of_it(api: Api) -> None:
+    """A name may be ``MAX_BYTES`` long, so a ``q`` of that length is a search, not a 400."""
+    longest = "a" * (MAX_BYTES - 4) + ".jpg"
+    await _upload(api, longest)
+    assert await _names(api, q=longest) == [longest]
