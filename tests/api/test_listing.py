@@ -56,6 +56,14 @@ async def test_pages_cover_every_photo_once_newest_first(api: Api) -> None:
     assert last["next_cursor"] is None
 
 
+async def test_a_page_is_never_cached(api: Api) -> None:
+    """A page changes with every upload and its signed URLs expire: no cache may keep it."""
+    await uploaded(api)
+    resp = await api.http.get(f"{api.url}/v1/photos", headers=api.auth)
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
 async def test_paging_is_stable_while_photos_are_uploaded(api: Api) -> None:
     before = await _newest_first(api, [await uploaded(api) for _ in range(8)])
     seen: list[str] = []
@@ -121,6 +129,7 @@ async def test_sort_by_date_taken_and_taken_range(api: Api) -> None:
         ({"taken_before": "2024-13-01"}, "bad_date"),
         ({"session_id": "no spaces"}, "bad_session_id"),
         ({"cursor": "!!not-base64!!"}, "bad_cursor"),
+        ({"cursor": "café"}, "bad_cursor"),  # base64 of text that is not ASCII
         ({"cursor": encode_cursor("taken", "2020", "x")}, "bad_cursor"),
         # No cursor made holds a control character; PostgreSQL could not compare a NUL.
         ({"cursor": encode_cursor("uploaded", "2020\x00", "x")}, "bad_cursor"),
