@@ -26,6 +26,8 @@ async def test_session_counts_follow_its_photos(api: Api) -> None:
     assert body["session_id"] == session and body["created_at"]
     assert body["photo_ids"] == [failed, done, waiting]
     assert body["counts"] == {"queued": 1, "processing": 0, "completed": 1, "failed": 1, "total": 3}
+    # Counts change with every upload: no cache may answer for the server.
+    assert resp.headers["Cache-Control"] == "no-store"
 
 
 async def test_create_answers_location(api: Api) -> None:
