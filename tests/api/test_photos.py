@@ -1,0 +1,56 @@
+"""Reading a photo's bytes: signed derivative URLs, HEAD and conditional requests."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.api.conftest import Api
+from tests.api.factories import complete, fake_jpeg, uploaded
+
+
+async def _view(api: Api, photo_id: str) -> dict[str, object]:
+    resp = await api.http.get(f"{api.url}/v1/photos/{photo_id}", headers=api.auth)
+    assert resp.status == 200
+    body: dict[str, object] = await resp.json()
+    return body
+
+
+async def test_a_derivatives_signed_url_opens_without_a_token(api: Api) -> None:
+    """What an ``<img src>`` does: the URL in the answer is all it takes."""
+    photo_id = await uploaded(api)
+    await complete(api, photo_id)
+    derivatives = (await _view(api, photo_id))["derivatives"]
+    assert isinstance(derivatives, list)
+    resp = await api.http.get(f"{api.url}{derivatives[0]['url']}")
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"] == "image/webp"
+    assert await resp.read() == b"RIFF....WEBP"
+
+
+async def test_head_answers_the_headers_and_no_body(api: Api) -> None:
+    """A HEAD's answer has the GET's length and no body: bytes after it would be read as
+    the next answer on the same connection."""
+    data = fake_jpeg()
+    photo_id = await uploaded(api, data=data)
+    url = f"{api.url}{(await _view(api, photo_id))['original_url']}"
+    connector = aiohttp.TCPConnector(limit=1)  # one connection: the GET follows the HEAD on it
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async with http.head(url) as head:
+            assert head.status == 200
+            assert head.headers["Content-Length"] == str(len(data))
+            assert head.headers["Content-Type"] == "image/jpeg"
+        async with http.get(url) as got:
+            assert got.status == 200
+            assert await got.read() == data
+
+
+async def test_any_etag_of_a_list_in_if_none_match_is_a_304(api: Api) -> None:
+    """Caches send every ETag they hold, comma-separated with spaces."""
+    photo_id = await uploaded(api)
+    url = f"{api.url}{(await _view(api, photo_id))['original_url']}"
+    etag = (await api.http.get(url)).headers["ETag"]
+    for held in (f'"other", {etag}', f"{etag}, \"other\"", f'"a",{etag} ,"b"'):
+        again = await api.http.get(url, headers={"If-None-Match": held})
+        assert again.status == 304, held
+        assert again.headers["ETag"] == etag
+    assert (await api.http.get(url, headers={"If-None-Match": '"other"'})).status == 200
