@@ -26,3 +26,15 @@ async def test_control_characters_in_a_part_header_are_400(api: Api) -> None:
     assert answer["error"]["code"] == "bad_multipart"
     assert await api.photo_count() == 0
     assert api.blob_files() == []
+
+
+async def test_a_body_that_claims_gzip_but_is_not_gets_the_json_error_shape(api: Api) -> None:
+    """Bodies are read as sent, never inflated: a broken gzip stream is a JSON route's
+    own 400, with a code, not a plain-text refusal from under the handler."""
+    resp = await api.http.post(
+        f"{api.url}/v1/photos/check",
+        data=b"\x1f\x8b\x08\x00 this is no deflate stream",
+        headers={**api.auth, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["code"] == "bad_json"
