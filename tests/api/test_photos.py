@@ -54,3 +54,22 @@ async def test_any_etag_of_a_list_in_if_none_match_is_a_304(api: Api) -> None:
         assert again.status == 304, held
         assert again.headers["ETag"] == etag
     assert (await api.http.get(url, headers={"If-None-Match": '"other"'})).status == 200
+
+
+async def test_a_derivative_a_byte_short_or_gone_is_never_served(api: Api) -> None:
+    """Browsers keep derivatives as immutable: one shorter than the catalog records, by
+    even a byte, is a 503 to retry while it is made again, never a 200."""
+    photo_id = await uploaded(api)
+    await complete(api, photo_id)  # records 12 bytes
+    key = f"derivatives/{photo_id}/thumbnail.webp"
+    derivatives = (await _view(api, photo_id))["derivatives"]
+    assert isinstance(derivatives, list)
+    url = f"{api.url}{derivatives[0]['url']}"
+    await api.state.blobs.put_bytes(key, b"RIFF....WEB", content_type="image/webp")
+    for _damage in ("short", "gone"):
+        resp = await api.http.get(url)
+        body = await resp.json()
+        assert resp.status == 503, body
+        assert body["error"]["code"] == "derivative_remaking"
+        assert int(resp.headers["Retry-After"]) > 0
+        await api.state.blobs.delete(key)
