@@ -149,3 +149,54 @@ async def test_trickled_upload_body_is_408_and_leaves_nothing(make_api: MakeApi)
     assert "below the minimum of 100000" in error["message"]
     writer.close()
     await _nothing_left(api)
+
+
+async def test_a_fast_start_does_not_buy_a_trickle(make_api: MakeApi) -> None:
+    """The floor is on the average since the body began: bytes sent up front stop counting
+    for a client once it then trickles long enough to fall under it."""
+    api = await make_api(upload_idle_timeout_s="0.5", upload_min_bytes_per_s="100000")
+    reader, writer = await _open(api)
+    # Past the first read (up to 256 KiB, taken to sniff the type), 110 kB arrive at once.
+    start = _part_head() + b"\xff\xd8\xff\xe0" + b"\x00" * (256 * 1024 + 110_000)
+    writer.write(_upload_head(api, 399_000) + start)
+    await writer.drain()
+
+    async def trickle() -> None:
+        try:
+            while True:
+                writer.write(b"\x00" * 100)
+                await writer.drain()
+                await asyncio.sleep(0.02)
+        except ConnectionError:
+            pass
+
+    sender = asyncio.create_task(trickle())
+    try:
+        status, body = await _response(reader)
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    assert status == 408
+    error = body["error"]
+    assert isinstance(error, dict) and "below the minimum of 100000" in error["message"]
+    writer.close()
+    await _nothing_left(api)
+
+
+async def test_a_body_above_the_floor_is_taken_however_long_it_streams(
+    make_api: MakeApi,
+) -> None:
+    """Small writes at a good pace, for longer than the idle timeout: every byte counts
+    towards the average, not only the latest read."""
+    api = await make_api(upload_idle_timeout_s="0.3", upload_min_bytes_per_s="20000")
+    reader, writer = await _open(api)
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    chunks = [_part_head() + b"\xff\xd8\xff\xe0"] + [b"\x00" * 2000] * 40 + [tail]
+    writer.write(_upload_head(api, sum(map(len, chunks))))
+    for chunk in chunks:  # 2 kB every 20 ms: about 100 kB/s for 0.8 s
+        writer.write(chunk)
+        await writer.drain()
+        await asyncio.sleep(0.02)
+    status, body = await _response(reader)
+    assert status == 201, body
+    writer.close()
