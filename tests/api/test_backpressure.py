@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.redis_server import RedisServer
+from filmstrip.services.api import backlog
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import fake_jpeg, uploaded
 
@@ -83,3 +84,56 @@ async def test_far_below_the_limit_the_backlog_is_read_once_a_second_not_per_upl
         assert (await api.upload(fake_jpeg())).status == 201
     assert reads == 1
     assert await api.waiting_jobs() == 3
+
+
+@pytest.fixture
+def readings_stay_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reading stands in for Redis for the whole test, however slow the machine: what
+    is checked is that one is never trusted near the limit."""
+    monkeypatch.setattr(backlog, "FRESH_S", 600.0)
+
+
+async def _accepted(apis: list[Api], count: int) -> int:
+    """How many of ``count`` uploads, sent in turn to each of ``apis``, were accepted."""
+    statuses = [(await apis[n % len(apis)].upload(fake_jpeg())).status for n in range(count)]
+    assert set(statuses) <= {201, 503}, statuses
+    return statuses.count(201)
+
+
+async def test_uploads_one_process_let_through_count_until_it_reads_again(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path, readings_stay_fresh: None
+) -> None:
+    """Between two readings an api process adds its own uploads to the last one: a burst
+    into one process stops at the limit, not at whatever the reading said."""
+    settings = api_settings(tmp_path, redis_server.url, queue_max_waiting="10")
+    async with running_api(settings, "erin") as api:
+        assert await _accepted([api], 14) == 10
+        assert await api.waiting_jobs() == 10
+
+
+async def test_two_processes_with_fresh_readings_do_not_pass_the_limit_together(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path, readings_stay_fresh: None
+) -> None:
+    """A reading is trusted only under half the limit, so the other processes' uploads
+    meanwhile would have to fill the other half: two processes fill it, and no more."""
+    one = api_settings(tmp_path / "one", redis_server.url, queue_max_waiting="10")
+    two = api_settings(tmp_path / "two", redis_server.url, queue_max_waiting="10")
+    async with running_api(one, "finn") as a, running_api(two, "gail") as b:
+        assert await _accepted([a, b], 24) == 10
+        assert await a.waiting_jobs() == 10
+
+
+async def test_follow_ups_queued_since_the_last_reading_are_seen_near_their_limit(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path, readings_stay_fresh: None
+) -> None:
+    """Workers queue follow-ups the api does not count: once all bands hold half of their
+    limit (ten times the upload limit), every check reads Redis again."""
+    settings = api_settings(tmp_path, redis_server.url, queue_max_waiting="10")
+    async with running_api(settings, "hana") as api:  # 100 jobs in all bands at most
+        for n in range(60):
+            await api.state.queue.add(f"deferred:test-{n}", b"{}", priority=10)
+        assert (await api.upload(fake_jpeg())).status == 201  # read: 0 ahead, 60 in all
+        for n in range(60, 105):  # workers finish photos meanwhile: 106 jobs in all
+            await api.state.queue.add(f"deferred:test-{n}", b"{}", priority=10)
+        resp = await api.upload(fake_jpeg())
+        assert resp.status == 503 and (await resp.json())["error"]["code"] == "queue_full"
