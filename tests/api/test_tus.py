@@ -25,11 +25,18 @@ from tusclient.client import TusClient
 
 from bench.redis_server import RedisServer
 from filmstrip.auth import hash_token
+from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore
 from filmstrip.catalog import PhotoStatus
 from filmstrip.protocols import openapi
 from filmstrip.services.api.app import create_app
+from filmstrip.services.api.tus.shared import (
+    MAX_PARTS,
+    MAX_SEGMENTS,
+    SharedTusStore,
+    part_size_for,
+)
 from filmstrip.services.api.tus.store import UploadLocked
-from tests.api.conftest import Api, TusBackend, api_settings, running_api
+from tests.api.conftest import EVERY_BLOB, Api, TusBackend, api_settings, running_api
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}
@@ -663,3 +670,187 @@ async def test_small_chunks_are_not_read_back_on_every_patch(
     # Read back: the first part's worth once, the last tail once (the copy into the
     # original streams, it does not read whole). Every PATCH reading the tail: ~200 MiB.
     assert read <= 2 * len(data), read
+
+
+# --- the shared store's guarantees, one at a time (a mutation round found each untested) --
+
+S3_ONLY = pytest.mark.parametrize("tus_backend", ["s3"], indirect=True)
+
+
+def test_an_upload_of_any_length_leaves_half_its_part_numbers_spare() -> None:
+    """Parts grow with the upload, so that checksum failures (each spends a number) cannot
+    exhaust S3's 10,000 before an upload of any length is done."""
+    for length in (1, PART_SIZE * 5000, PART_SIZE * 5000 + 1, 80 * 1024**3, 5 * 1024**4):
+        size = part_size_for(length)
+        assert size >= PART_SIZE and size % MIB == 0, length
+        assert -(-length // size) <= MAX_PARTS // 2, length
+
+
+async def test_a_first_patch_shorter_than_the_type_check_is_sniffed_with_the_next(
+    api: Api, corpus: Path
+) -> None:
+    """The type is told from the upload's first 64 bytes, whichever PATCHes brought them:
+    a client whose first chunk is tiny still uploads its photo."""
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    for start, end in ((0, 2), (2, 40), (40, len(data))):
+        resp = await _patch(api, url, start, data[start:end])
+        assert resp.status == 204, await resp.text()
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    photo = await api.state.catalog.get_photo(photo_id)
+    assert photo is not None and photo.content_type == "image/jpeg"
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+
+
+async def test_a_chunked_patch_running_past_the_length_from_an_offset_is_413(
+    api: Api, corpus: Path
+) -> None:
+    """Without a Content-Length the store counts from the committed offset, not from 0."""
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, 1000)
+    assert (await _patch(api, url, 0, data[:600])).status == 204
+
+    async def past_the_end() -> AsyncIterator[bytes]:
+        yield data[600:1001]
+
+    resp = await _patch(api, url, 600, past_the_end())  # type: ignore[arg-type]
+    assert resp.status == 413, await resp.text()
+    assert (await resp.json())["error"]["code"] == "exceeds_length"
+    assert await _offset(api, url) == 600
+    resp = await _patch(api, url, 600, data[600:1000])
+    assert resp.status == 204 and resp.headers["Filmstrip-Photo-Id"]
+
+
+async def test_a_patch_waits_for_the_writer_still_holding_the_upload(
+    api: Api, tus_backend: TusBackend
+) -> None:
+    """A client resuming right after its connection dropped can arrive before the server
+    has let the old request go: its PATCH waits for it, and is not turned away."""
+    url = await _create(api, 1000)
+    upload_id = url.rsplit("/", 1)[1]
+    old = tus_backend.store(api)  # the dropped request, in another api process
+    holding = asyncio.Event()
+
+    async def old_request() -> None:
+        async with old.locked(upload_id):
+            holding.set()
+            await asyncio.sleep(0.5)
+
+    task = asyncio.create_task(old_request())
+    await holding.wait()
+    resp = await _patch(api, url, 0, b"\xff\xd8\xff\xe0" + b"\x00" * 100)
+    await task
+    assert resp.status == 204, await resp.text()
+    assert await _offset(api, url) == 104
+
+
+@S3_ONLY
+async def test_a_lease_is_renewed_while_its_writer_holds_it(
+    api: Api, tus_backend: TusBackend
+) -> None:
+    """A PATCH may stream for longer than a lease lives: no other process takes the upload
+    from under it meanwhile, and its commit still counts."""
+    url = await _create(api, 1000)
+    upload_id = url.rsplit("/", 1)[1]
+    holder = tus_backend.store(api, lease_s=1.0)
+    rival = tus_backend.store(api, lease_s=1.0, lock_wait_s=0.05)
+    async with holder.locked(upload_id):
+        await asyncio.sleep(1.5)
+        with pytest.raises(UploadLocked):
+            async with rival.locked(upload_id):
+                pass
+        upload = await holder.get(upload_id)
+        assert upload is not None
+        await holder.save(upload)  # a commit fenced by the lease: still ours
+
+
+@S3_ONLY
+async def test_tail_objects_that_went_into_a_part_are_deleted(
+    big_api: Api, tus_backend: TusBackend
+) -> None:
+    """Bytes are held once while an upload waits for its next PATCH: a tail joined into a
+    part goes as soon as the part is recorded, not when the upload ends."""
+    api = big_api
+    data = _big_jpeg(20 * MIB)
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[: 3 * MIB])).status == 204  # a tail object
+    # With the tail these bytes fill a part (8 MiB); 1 MiB is the new tail.
+    assert (await _patch(api, url, 3 * MIB, data[3 * MIB : 9 * MIB])).status == 204
+    held = await tus_backend.bytes_held(api)
+    assert len(held) == 2 and held[0].startswith("multipart "), held
+
+
+@S3_ONLY
+async def test_a_tail_of_many_small_patches_is_folded(
+    api: Api, tus_backend: TusBackend, corpus: Path
+) -> None:
+    """Tiny PATCHes each leave an object; past MAX_SEGMENTS they are folded into one, so
+    that joining the tail never reads thousands of them."""
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    for n in range(MAX_SEGMENTS + 2):
+        resp = await _patch(api, url, n * 50, data[n * 50 : (n + 1) * 50])
+        assert resp.status == 204, await resp.text()
+    held = await tus_backend.bytes_held(api)
+    assert 0 < len(held) <= MAX_SEGMENTS, len(held)
+    resp = await _patch(api, url, (MAX_SEGMENTS + 2) * 50, data[(MAX_SEGMENTS + 2) * 50 :])
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+
+
+@S3_ONLY
+async def test_a_patch_whose_commit_is_refused_leaves_no_object(
+    big_api: Api, tus_backend: TusBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer whose lease was taken over writes its tail, then finds its commit fenced
+    off: the object it wrote goes with it, nothing waits for the sweeper."""
+    api = big_api
+    url = await _create(api, PART_SIZE + 4)
+    upload_id = url.rsplit("/", 1)[1]
+    store = tus_backend.store(api)
+    assert isinstance(store, SharedTusStore)
+
+    async def fenced(*args: object, **kwargs: object) -> None:
+        return None  # what the catalog answers a writer whose lease is someone else's
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"\xff\xd8\xff\xe0" + b"\x00" * 100
+
+    async def a_part_and_more() -> AsyncIterator[bytes]:
+        yield b"\xff\xd8\xff\xe0" + b"\x00" * PART_SIZE
+
+    async with store.locked(upload_id):
+        upload = await store.get(upload_id)
+        assert upload is not None
+        monkeypatch.setattr(store.rows, "commit", fenced)
+        with pytest.raises(UploadLocked):
+            await store.append(upload, body(), ttl_s=60)
+        assert await tus_backend.bytes_held(api) == []
+        # A part's worth opens a multipart upload first, and records it at once: refused,
+        # it is aborted then and there.
+        with pytest.raises(UploadLocked):
+            await store.append(upload, a_part_and_more(), ttl_s=60)
+    assert await tus_backend.bytes_held(api) == []
+
+
+@S3_ONLY
+async def test_the_sweep_takes_orphans_and_only_orphans(
+    api: Api, tus_backend: TusBackend, corpus: Path
+) -> None:
+    """Objects and multipart uploads under ``uploads/`` with no row (a crash between
+    writing and recording) go once old; a live upload's, however old, stay."""
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[:3000])).status == 204
+    blobs = api.state.blobs
+    assert isinstance(blobs, S3BlobStore)
+    orphan = uuid.uuid4().hex
+    await blobs.put_bytes(f"uploads/{orphan}/tail-0", b"x", content_type="a/b")
+    await blobs.create_parts(f"uploads/{orphan}/data", content_type="a/b")
+    # Every object counts as old here; no row has expired.
+    assert await tus_backend.store(api).sweep(stale_s=EVERY_BLOB) == 0
+    assert not [f for f in await tus_backend.leftovers(api) if orphan in f]
+    resp = await _patch(api, url, 3000, data[3000:])
+    assert resp.status == 204, await resp.text()
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
