@@ -126,6 +126,19 @@ async def test_expiry_goes_by_the_databases_clock(catalog: Catalog) -> None:
     assert await rows.get(upload) is None
 
 
+async def test_a_commit_slides_the_expiry_from_the_databases_now(catalog: Catalog) -> None:
+    """Uploads expire after the expiry without a PATCH, not after their creation: each
+    commit moves ``Upload-Expires``, so a long upload that goes on is never swept."""
+    rows = TusUploads(catalog)
+    upload = await _upload(rows, ttl_s=60)
+    assert await rows.lease(upload, "w", 10)
+    row = await rows.commit(upload, "w", offset=10, ttl_s=600)
+    assert row is not None and row.expires_at - row.created_at >= 599
+    await rows.release(upload, "w")
+    assert await rows.expired(after_s=61) == []
+    assert [r.id for r in await rows.expired(after_s=601)] == [upload]
+
+
 async def test_a_commit_cannot_touch_the_lease(catalog: Catalog) -> None:
     rows = TusUploads(catalog)
     upload = await _upload(rows)
