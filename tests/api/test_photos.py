@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from urllib.parse import parse_qs, urlsplit
+
 import aiohttp
 
 from tests.api.conftest import Api
@@ -73,3 +76,18 @@ async def test_a_derivative_a_byte_short_or_gone_is_never_served(api: Api) -> No
         assert body["error"]["code"] == "derivative_remaking"
         assert int(resp.headers["Retry-After"]) > 0
         await api.state.blobs.delete(key)
+
+
+async def test_the_signed_urls_in_an_answer_live_the_configured_ttl(api: Api) -> None:
+    """A page of ``<img src>`` keeps working for FILMSTRIP_SIGNED_URL_TTL_S after it was
+    fetched (rounded up to the minute), not until the next minute."""
+    photo_id = await uploaded(api)
+    await complete(api, photo_id)
+    before = time.time()
+    view = await _view(api, photo_id)
+    derivatives = view["derivatives"]
+    assert isinstance(derivatives, list)
+    ttl = api.settings.api.signed_url_ttl_s
+    for url in (str(view["original_url"]), derivatives[0]["url"]):
+        expires = int(parse_qs(urlsplit(url).query)["exp"][0])
+        assert int(before) + ttl <= expires <= time.time() + ttl + 60, url
