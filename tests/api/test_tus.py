@@ -27,6 +27,7 @@ from bench.redis_server import RedisServer
 from filmstrip.auth import hash_token
 from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore
 from filmstrip.catalog import PhotoStatus
+from filmstrip.errors import FilmstripError
 from filmstrip.protocols import openapi
 from filmstrip.services.api.app import create_app
 from filmstrip.services.api.tus.shared import (
@@ -854,3 +855,33 @@ async def test_the_sweep_takes_orphans_and_only_orphans(
     assert resp.status == 204, await resp.text()
     photo_id = resp.headers["Filmstrip-Photo-Id"]
     assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
+
+
+@S3_ONLY
+async def test_one_failed_renewal_does_not_give_the_lease_up(
+    api: Api, tus_backend: TusBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal the catalog could not answer (a blip) is tried again at the next turn:
+    the writer keeps the upload."""
+    url = await _create(api, 1000)
+    upload_id = url.rsplit("/", 1)[1]
+    holder = tus_backend.store(api, lease_s=1.0)
+    rival = tus_backend.store(api, lease_s=1.0, lock_wait_s=0.05)
+    assert isinstance(holder, SharedTusStore)
+    renew = holder.rows.renew
+    failures = 0
+
+    async def blip(upload_id: str, owner: str, ttl_s: float) -> bool:
+        nonlocal failures
+        if not failures:
+            failures += 1
+            raise FilmstripError("the catalog did not answer", code="catalog_unavailable")
+        return await renew(upload_id, owner, ttl_s)
+
+    monkeypatch.setattr(holder.rows, "renew", blip)
+    async with holder.locked(upload_id):
+        await asyncio.sleep(1.5)
+        assert failures == 1
+        with pytest.raises(UploadLocked):
+            async with rival.locked(upload_id):
+                pass
