@@ -38,6 +38,7 @@ from filmstrip.services.api.tus.shared import (
 )
 from filmstrip.services.api.tus.store import UploadLocked
 from tests.api.conftest import EVERY_BLOB, Api, TusBackend, api_settings, running_api
+from tests.api.factories import new_session
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}
@@ -885,3 +886,24 @@ async def test_one_failed_renewal_does_not_give_the_lease_up(
         with pytest.raises(UploadLocked):
             async with rival.locked(upload_id):
                 pass
+
+
+async def test_an_upload_into_another_clients_session_is_refused_at_creation(
+    api: Api, tus_backend: TusBackend
+) -> None:
+    """As with a multipart upload, before any byte is sent: a client would otherwise send
+    a whole photo to learn the session was never its own."""
+    bob = await api.new_token("bob")
+    theirs = await new_session(api, token=bob)
+    for session_id, status, code in (
+        (theirs, 404, "session_not_found"),
+        ("no such session", 400, "bad_session_id"),
+    ):
+        encoded = base64.b64encode(session_id.encode()).decode()
+        headers = _headers(
+            api, **{"Upload-Length": "1000", "Upload-Metadata": f"session_id {encoded}"}
+        )
+        resp = await api.http.post(f"{api.url}/v1/uploads", headers=headers)
+        assert resp.status == status, await resp.text()
+        assert (await resp.json())["error"]["code"] == code
+    assert await tus_backend.leftovers(api) == []
