@@ -156,9 +156,9 @@ async def test_a_fast_start_does_not_buy_a_trickle(make_api: MakeApi) -> None:
     for a client once it then trickles long enough to fall under it."""
     api = await make_api(upload_idle_timeout_s="0.5", upload_min_bytes_per_s="100000")
     reader, writer = await _open(api)
-    # Past the first read (up to 256 KiB, taken to sniff the type), 110 kB arrive at once.
-    start = _part_head() + b"\xff\xd8\xff\xe0" + b"\x00" * (256 * 1024 + 110_000)
-    writer.write(_upload_head(api, 399_000) + start)
+    # 150 kB at once, then 5 kB/s: under the floor on average after about 1.6 s.
+    start = _part_head() + b"\xff\xd8\xff\xe0" + b"\x00" * 150_000
+    writer.write(_upload_head(api, 300_000) + start)
     await writer.drain()
 
     async def trickle() -> None:
@@ -199,4 +199,26 @@ async def test_a_body_above_the_floor_is_taken_however_long_it_streams(
         await asyncio.sleep(0.02)
     status, body = await _response(reader)
     assert status == 201, body
+    writer.close()
+
+
+async def test_the_first_bytes_count_towards_the_average_too(make_api: MakeApi) -> None:
+    """The bytes read to sniff the type (up to 256 KiB) are body bytes like the rest: a
+    client that sent most of its file at once and the rest more slowly averages well
+    above the floor and is not cut."""
+    api = await make_api(upload_idle_timeout_s="0.5", upload_min_bytes_per_s="100000")
+    reader, writer = await _open(api)
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    start = _part_head() + b"\xff\xd8\xff\xe0" + b"\x00" * 340_000
+    rest = [b"\x00" * 5_000] * 10  # 25 kB/s for 2 s: under the floor on its own
+    writer.write(_upload_head(api, len(start) + 50_000 + len(tail)) + start)
+    await writer.drain()
+    for chunk in rest:
+        await asyncio.sleep(0.2)
+        writer.write(chunk)
+        await writer.drain()
+    writer.write(tail)
+    await writer.drain()
+    status, body = await _response(reader)
+    assert status == 201, body  # 390 kB in 2 s: about 195 kB/s on average
     writer.close()
