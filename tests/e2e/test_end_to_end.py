@@ -171,7 +171,8 @@ async def test_a_photo_followed_after_its_201_misses_none_of_its_events(
     stack: Stack, http: aiohttp.ClientSession, corpus: Path
 ) -> None:
     """A plain client (no resume): identify, upload, wait until the photo is processed,
-    only then subscribe: it still gets the photo's processing events."""
+    only then subscribe: it still gets what it lacks of the photo's events, never one older
+    than what it already has."""
     async with aiohttp.ClientSession() as session, session.ws_connect(stack.bus) as socket:
         await socket.send_json({"type": "identify", "token": stack.token})
         got = [await socket.receive_json(timeout=10)]
@@ -184,12 +185,13 @@ async def test_a_photo_followed_after_its_201_misses_none_of_its_events(
             got.append(await socket.receive_json(timeout=10))
     names = [m.get("event") or m["type"] for m in got if m.get("photo_id", photo_id) == photo_id]
     # The client's room brought the upload and the completion live; the subscribe brings
-    # what only the photo's room got, in order, after its answer.
+    # what only the photo's room got after the completion (the follow-up job's), in order.
+    # Its started and first stages are older than the completion: a UI would go back.
     assert names[:3] == ["identified", "photo.uploaded", "photo.processing.completed"], names
     subscribed = names.index("subscribed")
-    assert names[subscribed + 1] == "photo.processing.started", names
-    assert names[subscribed + 1 :].count("photo.processing.stage.completed") == len(STAGES)
-    assert names[-2:] == ["photo.processing.deferred.completed", "pong"], names
+    assert names[subscribed + 1 :] == [
+        "photo.processing.stage.completed", "photo.processing.deferred.completed", "pong",
+    ], names  # fmt: skip
 
 
 async def _ready_with_follow_up(http: aiohttp.ClientSession, stack: Stack, photo_id: str) -> Any:

@@ -441,6 +441,9 @@ async def test_every_event_s_data_is_what_protocols_says(
     good = await world.submit(corpus / "real/Olympus_PEN_E-P3.jpg", as_api=True)
     bad = await world.submit(corpus / "bad/truncated_jpeg.jpg", as_api=True)
     await world.run_until_done([good, bad])
+    gone = await world.catalog.delete_photo(bad, "c")
+    assert gone is not None
+    assert await world.processor.photos.deleted(gone)  # as the api announces a deletion
     entries = await redis.xrange(keys.client_events("c"))
     events = [orjson.loads(fields[b"e"]) for _id, fields in entries]
     assert {e["type"] for e in events} == set(DATA_OF_TYPE)
