@@ -236,9 +236,10 @@ async def _parse(pace: BodyPace, step: Awaitable[T]) -> T:
     """One read of the multipart body, paced; a malformed body is the client's 400."""
     try:
         return await pace.read(step)
-    except (ValueError, HttpProcessingError) as exc:
+    except (ValueError, RuntimeError, HttpProcessingError) as exc:
         # aiohttp's multipart reader reports bad boundaries, part headers and lengths
-        # this way; left alone they would be 500s.
+        # this way, and a _charset_ field too long to name a charset as a RuntimeError
+        # (aiohttp 3.14); left alone they would be 500s.
         raise _malformed(exc) from None
 
 
