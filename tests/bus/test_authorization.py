@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import Catalog
 from filmstrip.events import EventPublisher
 from filmstrip.protocols import events as ev
-from filmstrip.services.bus.app import RECHECKER
+from filmstrip.services.bus.app import HUB, RECHECKER
 from tests.bus.support import Account, BusClient, RunningBus
 
 Connect = Callable[..., Awaitable[BusClient]]
@@ -39,8 +40,12 @@ async def _only_own_arrives(
     return msg
 
 
-async def test_unknown_token_is_refused_and_closed(bus: str, connect: Connect) -> None:
-    c = await connect(bus)
+async def test_unknown_token_is_refused_and_closed(
+    start_bus: Callable[..., Awaitable[RunningBus]], connect: Connect
+) -> None:
+    # A long identify timeout: the close must come from the refusal, not from that timer.
+    bus = await start_bus(bus_identify_timeout_s=60.0)
+    c = await connect(bus.url)
     await c.send({"type": "identify", "token": "fst_not-a-token"})
     err = await c.expect("error")
     assert err["code"] == "unauthorized"
@@ -151,17 +156,55 @@ async def test_unidentified_socket_is_closed_after_the_timeout(bus: str, connect
 
 
 async def test_sockets_per_client_are_capped(
-    bus: str, connect: Connect, make_account: MakeAccount
+    start_bus: Callable[..., Awaitable[RunningBus]], connect: Connect, make_account: MakeAccount
 ) -> None:
+    # A long identify timeout: the close must come from the refusal, not from that timer.
+    bus = await start_bus(bus_identify_timeout_s=60.0)
     acc = await make_account()
     limit = 20  # the default bus_max_sockets_per_client
-    held = [await connect(bus) for _ in range(limit)]
+    held = [await connect(bus.url) for _ in range(limit)]
     for c in held:
         await c.identify(acc.token)
-    extra = await connect(bus)
+    extra = await connect(bus.url)
     await extra.send({"type": "identify", "token": acc.token})
     assert (await extra.expect("error"))["code"] == "too_many_sockets"
     assert await extra.closed() == 1008
+
+
+async def test_a_closed_socket_frees_its_place_under_the_cap_at_once(
+    start_bus: Callable[..., Awaitable[RunningBus]], connect: Connect, make_account: MakeAccount
+) -> None:
+    """A client at its cap that closes a socket may open another straight away, not only
+    once the closed one's count has expired (three presence rounds, here 30 s)."""
+    bus = await start_bus(bus_max_sockets_per_client=2, bus_presence_interval_s=10.0)
+    acc = await make_account()
+    first, second = await connect(bus.url), await connect(bus.url)
+    await first.identify(acc.token)
+    await second.identify(acc.token)
+    await first.ws.close()
+    async with asyncio.timeout(5):
+        while True:
+            if bus.app[HUB].identified_count == 1:
+                break
+            await asyncio.sleep(0.01)
+    third = await connect(bus.url)
+    await third.identify(acc.token)
+
+
+async def test_the_cap_holds_for_sockets_open_longer_than_a_count_lasts(
+    start_bus: Callable[..., Awaitable[RunningBus]], connect: Connect, make_account: MakeAccount
+) -> None:
+    """A socket's count lasts three presence rounds (0.6 s here) unless its bus renews
+    it: a socket open for longer still counts."""
+    bus = await start_bus(bus_max_sockets_per_client=1)
+    acc = await make_account()
+    held = await connect(bus.url)
+    await held.identify(acc.token)
+    await asyncio.sleep(1.5)
+    extra = await connect(bus.url)
+    await extra.send({"type": "identify", "token": acc.token})
+    assert (await extra.expect("error"))["code"] == "too_many_sockets"
+    await held.barrier()
 
 
 async def test_revoked_tokens_sockets_are_closed_at_the_next_recheck(
