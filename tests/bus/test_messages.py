@@ -19,7 +19,9 @@ async def test_malformed_json_gets_bad_message_and_socket_stays_usable(
     c = await connect(bus)
     await c.identify(acc.token)
     for junk in ("{not json", "[]", '{"type": "explode"}', '{"type": "subscribe"}',
-                 '{"type": "resume", "last_event_id": "yesterday"}'):  # fmt: skip
+                 '{"type": "resume", "last_event_id": "yesterday"}',
+                 # Deeper than Python's recursion limit, well under the 4 KB frame cap.
+                 '{"x":' + "[" * 1500 + "]" * 1500 + ', "type": "ping"}'):  # fmt: skip
         await c.ws.send_str(junk)
         err = await c.expect("error")
         assert err["code"] == "bad_message", (junk, err)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from filmstrip.protocols import ws
-from filmstrip.services.bus import codec
+from filmstrip.services.bus import codec, streamid
 from filmstrip.services.bus.cursor import BufferOverflow, DeliveryCursor
 from filmstrip.services.bus.lifecycle import Lifecycle, State, TransitionError
 
@@ -24,11 +24,22 @@ def test_decode_accepts_each_client_message() -> None:
     "frame",
     ["", "{", "null", '{"type":"identify"}', '{"type":"identify","token":""}',
      '{"type":"resume","last_event_id":"1-2-3"}', '{"type":"subscribe","photo_id":7}',
-     '{"type":"ping","extra":1}'],
+     '{"type":"ping","extra":1}',
+     # Under the 4 KB frame cap, yet deeper than the interpreter's recursion limit: msgspec
+     # looks for the tag past the nested value and raises RecursionError, not a
+     # ValidationError.
+     '{"x":' + "[" * 1500 + "]" * 1500 + ',"type":"ping"}'],
 )  # fmt: skip
 def test_decode_refuses_bad_frames(frame: str) -> None:
     with pytest.raises(codec.BadMessage):
         codec.decode(frame)
+
+
+def test_a_bare_millisecond_id_means_its_first_sequence_number() -> None:
+    """``"<ms>"`` is ``<ms>-0`` (as in Redis): a resume from it replays ``<ms>-1``."""
+    assert streamid.parse("1700000000000") == (1700000000000, 0)
+    assert streamid.parse(b"0") == streamid.ZERO
+    assert streamid.parse("1700000000000-1") > streamid.parse("1700000000000")
 
 
 def test_lifecycle_refuses_messages_in_the_wrong_state() -> None:
