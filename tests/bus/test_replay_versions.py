@@ -57,6 +57,8 @@ async def test_a_trim_to_the_cap_is_a_gap_before_what_it_removed(
     assert await redis.xtrim(keys.client_events("c1"), maxlen=5, approximate=False) == 3
     reader = ReplayReader(redis, maxlen=5)
     assert await reader.truncated_after("c1", streamid.parse(sent[1]))  # sent[2] is gone
+    # From the oldest event kept, everything after it is kept too.
+    assert not await reader.truncated_after("c1", streamid.parse(sent[3]))
     assert not await reader.truncated_after("c1", streamid.parse(sent[5]))
 
 
