@@ -164,3 +164,36 @@ async def test_subscribing_again_after_an_unsubscribe_sends_only_what_came_meanw
     await c.subscribe(acc.photos[0])
     assert [m["id"] for m in await c.events(1)] == [stage]
     await c.barrier()
+
+
+async def test_another_photos_upload_does_not_end_the_backfill_of_a_subscribed_one(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    """The backfill reads newest first and stops at the photo's own upload event: a newer
+    upload of another photo is not where this photo's history begins."""
+    acc = await make_account()
+    c = await connect(bus)
+    await c.identify(acc.token)
+    uploaded = await _publish(publisher, acc, ev.PHOTO_UPLOADED)
+    started = await _publish(publisher, acc, ev.PHOTO_PROCESSING_STARTED)
+    other = await _publish(publisher, acc, ev.PHOTO_UPLOADED, photo=1)
+    assert [m["id"] for m in await c.events(2)] == [uploaded, other]  # the client's room
+    await c.subscribe(acc.photos[0])
+    assert [m["id"] for m in await c.events(1)] == [started]
+    await c.barrier()
+
+
+async def test_after_a_resume_a_subscribe_sends_nothing_the_client_room_brought(
+    bus: str, connect: Connect, make_account: MakeAccount, publisher: EventPublisher
+) -> None:
+    """Once a socket has resumed, only its rooms tell what it has: a completion it got
+    through its client's room is not sent again by the photo's backfill."""
+    acc = await make_account()
+    seen = await _publish(publisher, acc, ev.PHOTO_UPLOADED)
+    c = await connect(bus)
+    await c.identify(acc.token, last_event_id=seen)
+    assert await _until_resumed(c) == []
+    completed = await _publish(publisher, acc, ev.PHOTO_COMPLETED)
+    assert [m["id"] for m in await c.events(1)] == [completed]
+    await c.subscribe(acc.photos[0])
+    await c.barrier()  # the pong comes next: no second copy of the completion
