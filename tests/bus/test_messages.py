@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType
@@ -49,6 +50,22 @@ async def test_message_flood_is_rate_limited(
     assert pongs + limited == 100
     # The burst (40, one spent on identify) always passes; the rest depends on refill.
     assert pongs >= 39 and limited >= 1
+
+
+async def test_a_rate_limited_client_is_served_again_after_a_pause(
+    start_bus: Callable[..., Awaitable[RunningBus]], connect: Connect, make_account: MakeAccount
+) -> None:
+    """The bucket refills with time: a limit is a pause, not the end of the socket."""
+    bus = await start_bus(bus_rate_burst=3, bus_rate_per_s=20.0)
+    acc = await make_account()
+    c = await connect(bus.url)
+    await c.identify(acc.token)  # one of the three
+    for _ in range(5):
+        await c.send({"type": "ping"})
+    replies = [(await c.recv())["type"] for _ in range(5)]
+    assert "error" in replies
+    await asyncio.sleep(0.3)  # six tokens' worth, capped at three
+    await c.barrier()
 
 
 async def test_a_client_that_stops_answering_pings_is_dropped(
