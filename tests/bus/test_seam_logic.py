@@ -1,13 +1,23 @@
-"""The pure parts: message decoding, the lifecycle's refusals, and the delivery cursor."""
+"""The pure parts: message decoding, the lifecycle's refusals, the delivery cursor, the hub's
+owner check and the subscription's parsing."""
 
 from __future__ import annotations
 
+from typing import cast
+
+import orjson
 import pytest
 
+from filmstrip.protocols import events as ev
 from filmstrip.protocols import ws
-from filmstrip.services.bus import codec, streamid
+from filmstrip.services.bus import codec, cursor, streamid, subscriber
+from filmstrip.services.bus.connection import Connection
 from filmstrip.services.bus.cursor import BufferOverflow, DeliveryCursor
+from filmstrip.services.bus.hub import Hub
 from filmstrip.services.bus.lifecycle import Lifecycle, State, TransitionError
+from filmstrip.services.bus.replay import ReplayReader
+from filmstrip.services.bus.routing import photo_room
+from filmstrip.services.bus.streamid import StreamId
 
 
 def test_decode_accepts_each_client_message() -> None:
@@ -111,6 +121,64 @@ def test_cursor_sends_nothing_twice_after_the_first_resume() -> None:
     assert fresh.offer_live((5, 0), b"live-5")
     assert not fresh.accept_backfill((5, 0))
     assert fresh.accept_backfill((3, 0)) and not fresh.accept_backfill((3, 0))
+
+
+def test_cursor_of_a_socket_that_never_resumes_stops_keeping_ids_at_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ids sent before a first resume are kept up to a cap, then dropped (a socket
+    that never resumes must not grow forever): a late resume then dedupes by ``high``
+    alone, and may miss an event, never repeat one."""
+    monkeypatch.setattr(cursor, "_EARLY_CAP", 3)
+    cur = DeliveryCursor(buffer_limit=10)
+    for n in (2, 3, 4, 5):  # (1, 0) never came live
+        assert cur.offer_live((n, 0), b"live")
+    cur.begin_replay()
+    assert not cur.accept_replayed((1, 0), (0, 0), resume=True)
+    assert cur.accept_replayed((6, 0), (0, 0), resume=True)
+
+
+class _Socket:
+    """What ``Hub.publish`` uses of a connection: its client and the offer of a frame."""
+
+    socket_id = "s"
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.got: list[StreamId] = []
+
+    def offer_live(self, sid: StreamId, frame: bytes) -> bool:
+        self.got.append(sid)
+        return True
+
+
+def test_the_hub_sends_no_socket_another_clients_event() -> None:
+    """Rooms are joined only after authorization; should a bug ever put a socket in
+    another client's photo room, the hub still leaves that client's events out."""
+    hub = Hub(cast(ReplayReader, None))  # publish never reads the replay stream
+    alice, mallory = _Socket("c_alice"), _Socket("c_mallory")
+    for sock in (alice, mallory):
+        hub.rooms.join(photo_room("p_alice"), cast(Connection, sock))
+    body = orjson.dumps({
+        "type": ev.PHOTO_PROCESSING_STARTED, "channel": ev.CHANNEL_PROCESSING,
+        "photo_id": "p_alice", "data": {}, "metadata": {"client_id": "c_alice"},
+        "timestamp": "2026-01-01T00:00:00Z",
+    })  # fmt: skip
+    hub.publish(b"1700000000000-0 " + body)
+    assert (alice.got, mallory.got, hub.delivered) == ([(1700000000000, 0)], [], 1)
+
+
+async def test_the_subscription_hands_on_each_message_once_across_chunks() -> None:
+    """What a chunk parsed is dropped from the buffer: the next chunk neither hands the
+    earlier messages on again nor makes the buffer grow with every event."""
+    got: list[bytes] = []
+    proto = subscriber._Protocol(got.append, lambda: None)
+    one = b"*3\r\n$7\r\nmessage\r\n$12\r\nphoto:upload\r\n$3\r\n1-0\r\n"
+    two = b"*3\r\n$7\r\nmessage\r\n$12\r\nphoto:upload\r\n$3\r\n2-0\r\n"
+    proto.data_received(one + two[:10])
+    proto.data_received(two[10:])
+    assert got == [b"1-0", b"2-0"]
+    assert not proto._buf
 
 
 def test_cursor_overflow_during_replay() -> None:
