@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import pytest
 from aiohttp import WSMsgType
 
 from filmstrip.events import EventPublisher
 from filmstrip.protocols import events as ev
 from filmstrip.services.bus.app import HUB
+from filmstrip.services.bus.streamid import StreamId
 from tests.bus.support import Account, BusClient, RunningBus
 
 Connect = Callable[..., Awaitable[BusClient]]
@@ -75,3 +78,48 @@ async def test_slow_client_is_closed_with_1013_and_others_keep_up(
     assert received > 0
     assert msg.type is WSMsgType.CLOSE
     assert (msg.data, msg.extra) == (1013, "send queue full: the client reads too slowly")
+
+
+async def test_too_many_live_events_during_a_replay_close_the_socket_with_1013(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Live events held back while a replay runs are capped at the send queue's size; the
+    one past it closes the socket with 1013 (its client resumes), never vanishes while the
+    socket carries on with a hole in its events."""
+    bus = await start_bus(bus_send_queue=4)
+    acc = await make_account()
+    reader = bus.app[HUB]._replay
+    entries_after = reader.entries_after
+    read, go = asyncio.Event(), asyncio.Event()
+
+    async def slow_replay(client_id: str, after: StreamId) -> AsyncIterator[tuple[str, bytes]]:
+        entries = [entry async for entry in entries_after(client_id, after)]
+        read.set()  # what the replay sends is read: later events come live only
+        await go.wait()
+        for entry in entries:
+            yield entry
+
+    monkeypatch.setattr(reader, "entries_after", slow_replay)
+    c = await connect(bus.url)
+    identified = await c.identify(acc.token)
+    [conn] = [x for x in bus.app[HUB].connections if x.client_id == acc.client_id]
+    await c.send({"type": "resume", "last_event_id": identified["last_event_id"]})
+    await asyncio.wait_for(read.wait(), 10)
+    for n in range(5):  # one more than the queue
+        await publisher.publish(
+            ev.PHOTO_UPLOADED, photo_id=acc.photos[0], client_id=acc.client_id,
+            trace_id="t" * 32, data={"n": n},
+        )  # fmt: skip
+    try:
+        async with asyncio.timeout(5):
+            while True:
+                if not conn.lifecycle.open:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        go.set()
+    assert await c.closed() == 1013
