@@ -25,16 +25,17 @@ async def test_a_catalog_outage_is_unavailable_not_a_photo_of_someone_else(
         assert not await auth.owns_photo("bob", photo.id)
         private_postgres.stop()
         # Side by side: each waits out the pool's connection timeout.
-        owns, check, token = await asyncio.wait_for(
+        owns, check, identify, token = await asyncio.wait_for(
             asyncio.gather(
                 auth.owns_photo("alice", photo.id),
                 auth.check_photo("alice", photo.id),
+                auth.identify("fst_any-token", None),
                 auth.token_valid("f" * 64, "alice"),
                 return_exceptions=True,
             ),
             15,
         )
-        for refused in (owns, check):
+        for refused in (owns, check, identify):
             assert isinstance(refused, Refused)
             assert refused.error.code == ws.UNAVAILABLE
             assert "unavailable" in refused.error.message
