@@ -231,3 +231,35 @@ async def test_a_socket_identifying_across_a_resubscription_gets_the_gap(
     await c.expect("identified")
     assert [m["id"] for m in await c.events(1)] == [gap]
     await c.barrier()
+
+
+async def test_a_subscribe_that_redis_refused_brings_the_photos_past_when_retried(
+    start_bus: Callable[..., Awaitable[RunningBus]],
+    connect: Connect,
+    make_account: MakeAccount,
+    publisher: EventPublisher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A subscribe whose backfill Redis refused leaves the socket out of the photo's
+    room: the retry is a whole subscribe, past events included, not a bare 'subscribed'."""
+    bus, acc, c = await _listening(start_bus, make_account, connect)
+    started = await publisher.publish(
+        ev.PHOTO_PROCESSING_STARTED, photo_id=acc.photos[0], client_id=acc.client_id,
+        trace_id="0" * 32,
+    )  # fmt: skip
+    reader = bus.app[HUB]._replay
+    newest_first = reader.entries_newest_first
+    failures = [1]
+
+    def flaky(client_id: str, after: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise RedisConnectionError("redis went away")
+        return newest_first(client_id, after)
+
+    monkeypatch.setattr(reader, "entries_newest_first", flaky)
+    await c.send({"type": "subscribe", "photo_id": acc.photos[0]})
+    assert (await c.expect("error"))["code"] == "unavailable"
+    await c.subscribe(acc.photos[0])
+    assert [m["id"] for m in await c.events(1)] == [started]
+    await c.barrier()
