@@ -172,7 +172,7 @@ async def start_deployment(
     await asyncio.to_thread(s3.start)
     await wait_store(dep.store_env())
     cores = len(cpus) if cpus else (os.cpu_count() or 1)
-    base = role_env(chaos=chaos, threads=worker_threads(workers, cores))
+    base = role_env(chaos=chaos, threads=worker_threads(workers, cores), packed=workers > cores)
     roles = []
     for name, host in network.hosts.items():
         role = name.rstrip("0123456789")

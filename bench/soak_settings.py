@@ -16,9 +16,9 @@ def worker_threads(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
-def role_env(*, chaos: bool, threads: int) -> dict[str, str]:
+def role_env(*, chaos: bool, threads: int, packed: bool = False) -> dict[str, str]:
     """This process's environment without its Filmstrip settings, plus the soaks'
-    (``threads``: each worker's pipeline threads)."""
+    (``threads``: each worker's pipeline threads; ``packed``: more workers than cores)."""
     env = env_without_filmstrip()
     env.update(
         PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}",
@@ -29,6 +29,9 @@ def role_env(*, chaos: bool, threads: int) -> dict[str, str]:
         # several workers per host would set it (the default, one per CPU, suits one).
         FILMSTRIP_PIPELINE_THREADS=str(threads),
     )
+    if packed:
+        # As the README tells a deployment with more workers than cores.
+        env.update(FILMSTRIP_WORKER_CPU_SLICE_MS="100")
     if chaos:
         # A clean run keeps the defaults: its figures are of the system as deployed, and
         # a 5 s visibility timeout alone renews every claim each 1.7 s instead of 10 s.

@@ -108,7 +108,9 @@ def _worker_threads(redis_server: RedisServer, tmp_path: Path, **env: str) -> li
 def test_the_worker_role_runs_its_pipeline_threads_as_batch(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    main, *others = _worker_threads(redis_server, tmp_path, FILMSTRIP_PIPELINE_THREADS="2")
+    main, *others = _worker_threads(
+        redis_server, tmp_path, FILMSTRIP_PIPELINE_THREADS="2", FILMSTRIP_WORKER_CPU_SLICE_MS="100"
+    )
     assert main[1] == os.SCHED_OTHER
     batch = [a for a in others if a[1] == os.SCHED_BATCH]
     assert len(batch) == 2, others
@@ -116,8 +118,8 @@ def test_the_worker_role_runs_its_pipeline_threads_as_batch(
         assert {a[5] for a in batch} == {100_000_000}
 
 
-def test_the_worker_role_keeps_the_defaults_when_told(
+def test_the_worker_role_keeps_the_kernel_s_defaults_unless_told(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    threads = _worker_threads(redis_server, tmp_path, FILMSTRIP_WORKER_CPU_SLICE_MS="0")
+    threads = _worker_threads(redis_server, tmp_path)
     assert {a[1] for a in threads} == {os.SCHED_OTHER}

@@ -1,12 +1,13 @@
 """Ask Linux to run a CPU-bound thread as batch work, in long time slices.
 
 Two workers sharing a core otherwise take turns every ~1.4 ms (EEVDF's base slice), and
-each turn refills the caches the other one's encode evicted: about 11 % more CPU per
-photo (bench/README.md, "CPU slices"). As SCHED_BATCH with a long slice (the
-``sched_attr`` runtime, honoured for normal tasks since Linux 6.12; older kernels keep
-their own) each runs up to that long, while a thread that waits on the network (an event
-loop: default slice, not batch) still preempts it when it wakes. Threads a batch thread
-starts inherit it: libvips starts its workers from the thread that first needs them.
+each turn refills the caches the other one's encode evicted: ~5 % more CPU per photo
+(bench/README.md, ``cpu_slices``). As SCHED_BATCH with a long slice (the ``sched_attr``
+runtime, honoured for normal tasks since Linux 6.12; older kernels keep their own) each
+runs up to that long, while a thread that waits on the network (an event loop: default
+slice, not batch) still preempts it when it wakes, if the kernel finds it due. Threads a
+batch thread starts inherit it: libvips starts its workers from the thread that first
+needs them.
 """
 
 from __future__ import annotations

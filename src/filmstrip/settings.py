@@ -267,8 +267,9 @@ class WorkerSettings(
 
     pipeline_threads: NonNegative = 0  # 0 = number of CPUs
     # The pipeline threads run as batch work in slices this long (filmstrip/cpu_slices.py):
-    # workers sharing a core switch less; event loops still go first. 0 leaves it as is.
-    cpu_slice_ms: Annotated[int, msgspec.Meta(ge=0, le=100)] = 100
+    # for more workers than cores on a host. Off by default: on one machine it lengthened
+    # the soak's upload p99 (bench/README.md).
+    cpu_slice_ms: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     # With a remote blob store, the worker keeps each original it fetched on local disk
     # for the photo's follow-up job (filmstrip/blobs/local_cache.py), shared by the
     # workers of a host. 0 turns it off; entries older than the age are dropped.
