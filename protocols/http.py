@@ -80,6 +80,11 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
     photo_ids: list[str]
 
 
+#: Every listing's page size (``limit``): by default, and at most (over it: ``400 bad_limit``).
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 200
+
+
 class PhotoPage(msgspec.Struct, frozen=True, kw_only=True):
     """One page of ``GET /v1/photos``; pass ``next_cursor`` as ``cursor`` for the next."""
 

@@ -14,6 +14,8 @@ import msgspec
 
 from filmstrip.protocols.formats import CONTENT_TYPES
 from filmstrip.protocols.http import (
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
     ErrorBody,
     HashCheck,
     HashCheckResult,
@@ -120,8 +122,8 @@ _ADMIN_ERRORS = {**_AUTH_ERRORS, "403": _error("the token is not an admin token 
 _UNAVAILABLE = {"503": _retry_later("Redis, the catalog or the blob store is unreachable")}
 _LIMIT = _query(
     "limit",
-    {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-    "page size; over 200 is 400 `bad_limit`",
+    {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX, "default": PAGE_SIZE_DEFAULT},
+    f"page size; over {PAGE_SIZE_MAX} is 400 `bad_limit`",
 )
 
 _DATE_OR_DATE_TIME = {

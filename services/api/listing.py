@@ -12,7 +12,7 @@ from aiohttp import web
 
 from filmstrip.catalog import PhotoRecord, PhotoStatus
 from filmstrip.catalog.base import taken_sort_key
-from filmstrip.protocols.http import PhotoPage
+from filmstrip.protocols.http import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PhotoPage
 from filmstrip.services.api.cursors import BadCursor, decode_cursor, encode_cursor
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.ids import SESSION_ID
@@ -21,8 +21,6 @@ from filmstrip.services.api.middleware import client_of
 from filmstrip.services.api.photos import photo_body
 from filmstrip.services.api.state import state_of
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 SORTS = ("uploaded", "taken")
 # A file name is at most 255 bytes (services/api/filenames.py): a longer q matches nothing.
 MAX_QUERY = 255
@@ -33,7 +31,7 @@ async def list_photos(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     client = client_of(request)
     query = request.query
-    limit = parse_limit(query.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    limit = parse_limit(query.get("limit"), default=PAGE_SIZE_DEFAULT, maximum=PAGE_SIZE_MAX)
     sort = query.get("sort", "uploaded")
     if sort not in SORTS:
         raise ApiError(400, "bad_sort", "sort must be 'uploaded' or 'taken'")

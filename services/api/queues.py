@@ -14,6 +14,8 @@ from filmstrip.errors import LogicError
 from filmstrip.photos import decode_job
 from filmstrip.photos.jobs import split_stages
 from filmstrip.protocols.http import (
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
     JobFailure,
     JobPhoto,
     QueueControl,
@@ -75,7 +77,9 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
     job_state = request.query.get("state", JobState.FAILED.value)
     if job_state not in _STATES:
         raise ApiError(400, "bad_state", f"state must be one of {', '.join(_STATES)}")
-    limit = parse_limit(request.query.get("limit"), default=50, maximum=200)
+    limit = parse_limit(
+        request.query.get("limit"), default=PAGE_SIZE_DEFAULT, maximum=PAGE_SIZE_MAX
+    )
     try:
         offset = int(request.query.get("offset") or 0)
     except ValueError:

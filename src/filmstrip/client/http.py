@@ -15,6 +15,7 @@ import msgspec
 
 from filmstrip.client.errors import ApiFailure
 from filmstrip.protocols.http import (
+    PAGE_SIZE_MAX,
     ErrorBody,
     HashCheckResult,
     Photo,
@@ -28,8 +29,6 @@ T = TypeVar("T")
 
 #: Digests per ``POST /v1/photos/check`` (the api's limit).
 CHECK_BATCH = 1000
-#: Photos per page of ``GET /v1/photos`` (the api's most).
-LIST_PAGE = 200
 _RETRY_STATUSES = frozenset({429, 503})
 _MAX_RETRY_AFTER_S = 30.0
 
@@ -150,7 +149,7 @@ class ApiClient:
 
     async def photos_in(self, status: str) -> AsyncIterator[Photo]:
         """Every one of the caller's photos in ``status``, a page at a time."""
-        query = f"/v1/photos?status={status}&limit={LIST_PAGE}"
+        query = f"/v1/photos?status={status}&limit={PAGE_SIZE_MAX}"
         cursor: str | None = ""
         while cursor is not None:
             path = query + (f"&cursor={quote(cursor, safe='')}" if cursor else "")
