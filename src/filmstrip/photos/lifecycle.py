@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -60,9 +62,23 @@ HOLD_S = 0.25
 OUTBOX_FORGET_S = 0.5
 
 
+#: Waits before each retry of a photo's outcome (ready or failed): it must reach the client.
+ANNOUNCE_RETRY_S = (0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0)
 #: Waits before each retry of a deletion's event: through a Redis blip of about a second,
 #: not longer, since the ``DELETE`` answers only after it.
 DELETION_RETRY_S = (0.1, 0.3, 0.6)
+
+
+async def _through_blips(call: Callable[[], Awaitable[object]], waits: Sequence[float]) -> None:
+    """``call()``, tried again after each of ``waits`` while it fails with a FilmstripError
+    (a Redis blip); the last failure is raised."""
+    for wait in waits:
+        try:
+            await call()
+            return
+        except FilmstripError:
+            await asyncio.sleep(wait)
+    await call()
 
 
 def deletion_once_key(photo_id: str) -> str:
@@ -213,25 +229,22 @@ class PhotoLifecycle:
         its once-key), retried through a Redis blip; False (logged) if it could not be, and
         the deletion stands: the client's other devices then learn it over HTTP (404)."""
         data = msgspec.to_builtins(DeletedData(photo_id=photo.id))
-        for delay in (*DELETION_RETRY_S, None):
-            try:
-                await self.events.publish(
-                    PHOTO_DELETED,
-                    photo_id=photo.id,
-                    client_id=photo.client_id,
-                    session_id=photo.session_id,
-                    trace_id=photo.trace_id,
-                    data=data,
-                    once_key=deletion_once_key(photo.id),
-                )
-                return True
-            except FilmstripError as exc:
-                if delay is None:
-                    log.warning("photo.deleted not published: %s", exc,
-                                extra={"photo_id": photo.id})  # fmt: skip
-                    return False
-                await asyncio.sleep(delay)
-        return False
+        publish = functools.partial(
+            self.events.publish,
+            PHOTO_DELETED,
+            photo_id=photo.id,
+            client_id=photo.client_id,
+            session_id=photo.session_id,
+            trace_id=photo.trace_id,
+            data=data,
+            once_key=deletion_once_key(photo.id),
+        )
+        try:
+            await _through_blips(publish, DELETION_RETRY_S)
+        except FilmstripError as exc:
+            log.warning("photo.deleted not published: %s", exc, extra={"photo_id": photo.id})
+            return False
+        return True
 
     # --- started, ready, failed (the worker; failed also the reconciler) ----------------------
 
@@ -430,18 +443,13 @@ class PhotoLifecycle:
         # A photo's outcome must reach its client: retry through a Redis blip, then fail
         # (the caller's attempt is retried and announces again, at most once by the key).
         event = self._event(job, type_, data)
-        delay = 0.2
-        for attempt in range(8):
-            try:
-                await self._send(job, event, once_key=completion_once_key(job.photo_id))
-                return
-            except FilmstripError as exc:
-                if attempt == 7:
-                    raise TemporaryError(
-                        f"could not announce {type_}: {exc}", code="event_unpublished"
-                    ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        send = functools.partial(self._send, job, event, once_key=completion_once_key(job.photo_id))
+        try:
+            await _through_blips(send, ANNOUNCE_RETRY_S)
+        except FilmstripError as exc:
+            raise TemporaryError(
+                f"could not announce {type_}: {exc}", code="event_unpublished"
+            ) from exc
 
     def _event(self, job: PhotoProcessingJob, type_: str, data: dict[str, Any]) -> Event:
         return self.events.event(
