@@ -89,21 +89,31 @@ def _loop(
 
 
 def _child(
-    photos: list[bytes], threads: int, cpus: list[int] | None, go: Event, out: Queue[Any]
+    photos: list[bytes],
+    threads: int,
+    cpus: list[int] | None,
+    slice_ms: int,
+    go: Event,
+    out: Queue[Any],
 ) -> None:
+    # Before any thread starts: the pool's and libvips' threads inherit both.
     if cpus is not None:
-        # Before any thread starts: the pool's and libvips' threads inherit it.
         os.sched_setaffinity(0, cpus)
+    if slice_ms:
+        from filmstrip.cpu_slices import run_as_batch
+
+        assert run_as_batch(slice_ms), "the kernel refused batch scheduling"
     out.put(_loop(photos, threads, lambda: out.put("ready"), go))
 
 
 def bare_rate(
-    photos: list[bytes], layout: Layout, *, cpus: list[int] | None = None
+    photos: list[bytes], layout: Layout, *, cpus: list[int] | None = None, slice_ms: int = 0
 ) -> tuple[float, float]:
     """Photos/s of the bare pipeline in ``layout`` and its CPU seconds per photo. With
     several processes each takes its share; the rate is over the slowest one. With
-    ``cpus`` every process runs on those CPUs only."""
-    if layout.processes == 1 and cpus is None:
+    ``cpus`` every process runs on those CPUs only; with ``slice_ms`` as batch work in
+    slices that long, as the worker's pool (filmstrip.cpu_slices)."""
+    if layout.processes == 1 and cpus is None and not slice_ms:
         seconds, cpu = _loop(photos, layout.threads)
         return len(photos) / seconds, cpu / len(photos)
     # spawn: a forked child would inherit this process's libvips threads mid-state.
@@ -111,7 +121,8 @@ def bare_rate(
     go, out = ctx.Event(), ctx.Queue()
     children = [
         ctx.Process(
-            target=_child, args=(photos[i :: layout.processes], layout.threads, cpus, go, out)
+            target=_child,
+            args=(photos[i :: layout.processes], layout.threads, cpus, slice_ms, go, out),
         )
         for i in range(layout.processes)
     ]

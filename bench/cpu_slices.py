@@ -11,54 +11,11 @@ alternate round by round, so the ratios hold on a machine whose speed drifts. Li
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import statistics
-import time
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
-from typing import Any
 
-from bench.bare_pipeline import WARMUP, stage_runner
+from bench.bare_pipeline import Layout, bare_rate
 from bench.soak_photos import corpus_sources
-
-
-def _child(cpu: int, slice_ms: int, photos: list[bytes], go: Event, out: Queue[Any]) -> None:
-    os.sched_setaffinity(0, [cpu])
-    if slice_ms:
-        from filmstrip.cpu_slices import run_as_batch
-
-        # Before libvips starts its threads: they inherit it, as from the worker's pool.
-        assert run_as_batch(slice_ms), "the kernel refused batch scheduling"
-    one = stage_runner()
-    for data in photos[:WARMUP]:
-        one(data)
-    out.put("ready")
-    go.wait()
-    cpu_before = time.process_time()
-    for data in photos:
-        one(data)
-    out.put((time.process_time() - cpu_before) / len(photos))
-
-
-def cpu_per_photo(processes: int, cpu: int, slice_ms: int, photos: list[bytes]) -> float:
-    """CPU ms per photo, averaged over ``processes`` running the stages together on ``cpu``."""
-    ctx = multiprocessing.get_context("spawn")
-    go, out = ctx.Event(), ctx.Queue()
-    children = [
-        ctx.Process(target=_child, args=(cpu, slice_ms, photos, go, out)) for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    try:
-        for _ in children:
-            assert out.get(timeout=300) == "ready"
-        go.set()
-        results = [out.get(timeout=900) for _ in children]
-    finally:
-        for child in children:
-            child.join(timeout=60)
-    return 1000 * statistics.fmean(results)
 
 
 def main() -> None:
@@ -68,7 +25,7 @@ def main() -> None:
     parser.add_argument("--slice-ms", type=int, default=100)
     args = parser.parse_args()
     good, _ = corpus_sources()
-    photos = good * 2
+    photos = good * 2  # each process's share
     layouts = {
         "one pipeline alone": (1, 0),
         "two, the kernel's default slices": (2, 0),
@@ -77,7 +34,10 @@ def main() -> None:
     figures: dict[str, list[float]] = {name: [] for name in layouts}
     for round_ in range(1, args.rounds + 1):
         for name, (processes, slice_ms) in layouts.items():
-            figures[name].append(cpu_per_photo(processes, args.cpu, slice_ms, photos))
+            _rate, cpu = bare_rate(
+                photos * processes, Layout(processes, 1), cpus=[args.cpu], slice_ms=slice_ms
+            )
+            figures[name].append(1000 * cpu)
         print(f"round {round_}: " + ", ".join(f"{v[-1]:.1f}" for v in figures.values()))
     alone, default, batch = (statistics.median(v) for v in figures.values())
     print(f"\nCPU ms per photo on CPU {args.cpu} ({len(photos)} photos a process, medians):")
