@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import struct
 
+from filmstrip.pipeline.png_text import png_chunks
+
 # JPEG start-of-frame markers: C0-CF but DHT (C4), JPG (C8) and DAC (CC).
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers without a length field.
@@ -95,11 +97,7 @@ def ends_early(data: bytes, fmt: str) -> bool:
     a cut file, where libpng says only "read error"."""
     if fmt != "png":
         return False
-    at = 8
-    while at + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[at : at + 4])
-        kind = data[at + 4 : at + 8]
+    for kind, _body, _length in png_chunks(data):
         if kind == b"IEND" or not kind.isalpha():  # the end, or garbage: not a cut file
             return False
-        at += 12 + length  # length, type, body, CRC
     return True

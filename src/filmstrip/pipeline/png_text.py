@@ -10,6 +10,7 @@ chunk may be a decompression bomb.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _KEYWORDS = (b"Raw profile type exif", b"Raw profile type APP1")
@@ -18,23 +19,28 @@ _KEYWORDS = (b"Raw profile type exif", b"Raw profile type APP1")
 MAX_TEXT = 256 * 1024
 
 
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes, int]]:
+    """Each chunk of the PNG ``data`` past its signature whose header is there: its type,
+    its body (short when the file is cut inside it) and the length the header declares."""
+    at = len(_SIGNATURE)
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        yield data[at + 4 : at + 8], data[at + 8 : at + 8 + length], length
+        at += 12 + length  # length, type, body, CRC
+
+
 def raw_profile_exif(data: bytes) -> bytes | None:
     """The EXIF block of the first raw profile text chunk in the PNG ``data``; None when
     there is none or it cannot be read."""
     if not data.startswith(_SIGNATURE):
         return None
-    at = len(_SIGNATURE)
-    while at + 8 <= len(data):
-        length = int.from_bytes(data[at : at + 4], "big")
-        kind = data[at + 4 : at + 8]
-        body = data[at + 8 : at + 8 + length]
+    for kind, body, length in png_chunks(data):
         if kind == b"IEND" or len(body) < length:
             return None
         if kind in (b"tEXt", b"zTXt", b"iTXt"):
             text = _profile_text(kind, body)
             if text is not None:
                 return _decode_profile(text)
-        at += 12 + length  # length, type, body, CRC
     return None
 
 
