@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 import uuid
@@ -16,8 +17,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from bench.moto_server import MotoServer
 from bench.redis_server import RedisServer
 from filmstrip import keys
+from filmstrip.blobs.s3 import S3BlobStore
 from filmstrip.catalog import (
     OutboxEntry,
     PhotoRecord,
@@ -33,6 +36,7 @@ from filmstrip.photos import PhotoLifecycle, completion_once_key, encode_job, li
 from filmstrip.protocols.events import PHOTO_FAILED
 from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
+from filmstrip.redis_client import RedisClient
 from filmstrip.services.api.accept import discard_unrecorded
 from filmstrip.services.api.reconciler import (
     announce_lost_failures,
@@ -46,7 +50,7 @@ from filmstrip.services.api.reconciler import (
 from filmstrip.services.api.relay import relay_once
 from filmstrip.services.api.state import STATE
 from filmstrip.services.cli.tokens import issue_token
-from tests.api.conftest import EVERY_BLOB, Api, api_settings, start_api
+from tests.api.conftest import EVERY_BLOB, Api, api_settings, running_api, start_api
 from tests.api.factories import fake_jpeg
 
 
@@ -209,6 +213,56 @@ async def test_an_orphan_whose_name_is_not_utf8_is_swept_with_the_others(api: Ap
     (root / "originals").joinpath(os.fsdecode(b"stray-\xff.jpg")).write_bytes(b"y")
     assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=EVERY_BLOB) == 2
     assert api.blob_files() == []
+
+
+@pytest.fixture(params=["files", "s3"])
+async def any_store_api(
+    request: pytest.FixtureRequest, redis_url: str, redis: RedisClient, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """The api over the files store, or over an S3 bucket on moto (real HTTP)."""
+    extra: dict[str, str] = {}
+    if request.param == "s3":
+        moto: MotoServer = request.getfixturevalue("moto_server")
+        extra = {
+            "blob_url": f"s3://sweep-{uuid.uuid4().hex[:12]}",
+            "s3_endpoint_url": moto.url,
+            "s3_access_key_id": "test",
+            "s3_secret_access_key": "test",
+        }
+    async with running_api(api_settings(tmp_path, redis_url, **extra), "alice") as running:
+        yield running
+
+
+async def _put_unnamable(api: Api, key: str) -> None:
+    """A blob under ``key``, which the store's own calls refuse, as another tool leaves it."""
+    blobs = api.state.blobs
+    if isinstance(blobs, S3BlobStore):
+        await blobs.ensure_bucket()
+        await blobs.client.put_object(Bucket=blobs.bucket, Key=blobs.prefix + key, Body=b"z")
+        return
+    path = Path(api.settings.effective_blob_url.removeprefix("file://")) / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"z")
+
+
+async def test_an_orphan_whose_key_the_store_refuses_is_stepped_over_once(
+    any_store_api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key S3 holds but no store call may name (a NUL; on the files store, whose names
+    hold no NUL, a backslash) made the blob layer refuse its delete: the sweep stopped
+    there, every round, and the orphans after it were never swept."""
+    api = any_store_api
+    state = api.state
+    bad = "originals/x\x00y" if isinstance(state.blobs, S3BlobStore) else "originals/x\\y"
+    orphans = [str(uuid.uuid4()) for _ in range(2)]
+    for orphan in orphans:
+        await state.blobs.put_bytes(f"originals/{orphan}", b"x", content_type="image/jpeg")
+    await _put_unnamable(api, bad)
+    with caplog.at_level(logging.WARNING, "filmstrip.api.reconciler"):
+        assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=EVERY_BLOB) == 2
+    assert await api.blob_keys("originals/") == [bad]
+    told = [r for r in caplog.records if repr(bad) in r.getMessage()]
+    assert len(told) == 1 and told[0].levelno == logging.WARNING
 
 
 async def test_the_orphan_sweep_goes_by_the_catalogs_clock(

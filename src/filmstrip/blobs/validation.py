@@ -29,6 +29,16 @@ def check_key(key: str) -> str:
     return key
 
 
+def is_valid_key(key: str) -> bool:
+    """Whether :func:`check_key` takes ``key``: a listing may hold keys no store call can
+    name (written by another tool, or by hand), which a sweep must step over."""
+    try:
+        check_key(key)
+    except LogicError:
+        return False
+    return True
+
+
 def check_prefix(prefix: str) -> str:
     """Return ``prefix`` if listing by it cannot reach outside the store (``""`` is fine)."""
     if not prefix:
