@@ -40,6 +40,7 @@ import msgspec
 
 from filmstrip.blobs import BlobNotFound
 from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore
+from filmstrip.blobs.validation import is_valid_key
 from filmstrip.catalog import Catalog
 from filmstrip.catalog.tus import Part, Segment, TusRow, TusUploads
 from filmstrip.concurrency import run_blocking
@@ -453,11 +454,11 @@ class SharedTusStore(TusStore):
     async def _sweep_leftovers(self, cutoff: float) -> None:
         objects: dict[str, list[str]] = {}
         async for info in self.blobs.list(_PREFIX):
-            if info.modified < cutoff:
+            if info.modified < cutoff and _nameable(info.key):
                 objects.setdefault(info.key.split("/")[1], []).append(info.key)
         multiparts: dict[str, list[tuple[str, str]]] = {}
         async for key, multipart_id, started in self.blobs.list_parts_uploads(_PREFIX):
-            if started < cutoff:
+            if started < cutoff and _nameable(key):
                 multiparts.setdefault(key.split("/")[1], []).append((key, multipart_id))
         present = await self.rows.present([*objects, *multiparts])
         for upload_id, keys in objects.items():
@@ -467,3 +468,12 @@ class SharedTusStore(TusStore):
             if upload_id not in present:
                 for key, multipart_id in uploads:
                     await self.blobs.abort_parts(key, multipart_id)
+
+
+def _nameable(key: str) -> bool:
+    """Whether the sweep can name ``key``; one put there by another tool or by hand (a NUL,
+    a backslash) is left, said once, so that it does not stop the sweep of the others."""
+    if is_valid_key(key):
+        return True
+    log.warning("leftover %r under uploads/ has a key the blob store refuses; left", key)
+    return False
