@@ -179,6 +179,10 @@ def tus_paths() -> dict[str, Any]:
                     "400": _error("bad header"),
                     **_COMMON,
                     "409": _error("Upload-Offset is not the committed offset"),
+                    "410": _error(
+                        "the server lost part of the upload's stored bytes (`upload_truncated`,"
+                        " `upload_incomplete`): the upload was dropped; start it again"
+                    ),
                     "413": _error(
                         "the body runs past Upload-Length (`exceeds_length`), or the complete"
                         " upload does not fit the client's quota (`quota_exceeded`; it is kept:"

@@ -36,7 +36,7 @@ from filmstrip.services.api.tus.shared import (
     SharedTusStore,
     part_size_for,
 )
-from filmstrip.services.api.tus.store import UploadLocked
+from filmstrip.services.api.tus.store import UploadBroken, UploadLocked
 from tests.api.conftest import EVERY_BLOB, Api, TusBackend, api_settings, running_api
 from tests.api.factories import new_session
 
@@ -677,6 +677,63 @@ async def test_small_chunks_are_not_read_back_on_every_patch(
 # --- the shared store's guarantees, one at a time (a mutation round found each untested) --
 
 S3_ONLY = pytest.mark.parametrize("tus_backend", ["s3"], indirect=True)
+
+
+async def _lose_bytes(api: Api, tus_backend: TusBackend, upload_id: str, how: str) -> None:
+    """What a store that lost some of an upload's committed bytes holds: its file or its
+    tail object cut short (``cut``) or gone (``lost``)."""
+    if tus_backend.name == "files":
+        path = api.settings.effective_tus_dir / upload_id / "data"
+        if how == "cut":
+            with path.open("r+b") as f:
+                f.truncate(1000)
+        else:
+            path.unlink()
+        return
+    blobs = api.state.blobs
+    [tail] = [info.key async for info in blobs.list(f"uploads/{upload_id}/")]
+    if how == "cut":
+        await blobs.put_bytes(tail, b"x" * 1000, content_type="application/octet-stream")
+    else:
+        await blobs.delete(tail)
+
+
+@S3_ONLY
+async def test_joining_an_upload_the_row_says_is_incomplete_breaks_it(
+    api: Api, tus_backend: TusBackend
+) -> None:
+    """The routes join an upload only once its offset reached its length; a row that says
+    otherwise then is a broken upload (answered 410 and dropped), not a server bug's 500."""
+    url = await _create(api, 5000)
+    assert (await _patch(api, url, 0, b"\xff\xd8\xff\xe0" + bytes(2996))).status == 204
+    store = tus_backend.store(api)
+    upload = await store.get(url.rsplit("/", 1)[1])
+    assert upload is not None
+    with pytest.raises(UploadBroken) as broken:
+        async for _ in store.iter_bytes(upload, hashlib.sha256()):
+            pass
+    assert broken.value.code == "upload_incomplete"
+
+
+@pytest.mark.parametrize("how", ["cut", "lost"])
+async def test_an_upload_whose_stored_bytes_were_lost_is_dropped_with_a_410(
+    api: Api, tus_backend: TusBackend, corpus: Path, how: str
+) -> None:
+    """Bytes lost from the bucket or the disk under a committed offset answered 500 to
+    every PATCH (a tus client retries those for ever) and kept the rest; a lost tail object
+    answered 404 while HEAD still offered the upload; a cut file was silently padded with
+    zeros. Now: 410 with its code, nothing of the upload kept, no photo, and HEAD 404."""
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    url = await _create(api, len(data))
+    assert (await _patch(api, url, 0, data[:3000])).status == 204
+    await _lose_bytes(api, tus_backend, url.rsplit("/", 1)[1], how)
+    resp = await _patch(api, url, 3000, data[3000:])
+    assert resp.status == 410, await resp.text()
+    assert (await resp.json())["error"]["code"] == "upload_truncated"
+    assert (await api.http.head(url, headers=_headers(api))).status == 404
+    assert await tus_backend.leftovers(api) == []
+    assert await api.blob_keys("originals/") == []
+    assert await api.photo_count() == 0
 
 
 def test_an_upload_of_any_length_leaves_half_its_part_numbers_spare() -> None:

@@ -39,7 +39,7 @@ from typing import BinaryIO
 import msgspec
 
 from filmstrip.concurrency import run_blocking
-from filmstrip.errors import FilmstripError, ResourceError
+from filmstrip.errors import ResourceError
 from filmstrip.services.api.tus.protocol import CHECKSUM_ALGORITHMS
 from filmstrip.services.api.tus.store import (
     Admission,
@@ -49,6 +49,7 @@ from filmstrip.services.api.tus.store import (
     TooMuchData,
     TusStore,
     TusUpload,
+    UploadBroken,
     UploadGone,
     UploadLocked,
 )
@@ -281,13 +282,18 @@ class LocalTusStore(TusStore):
         self, upload: TusUpload, digest: hashlib._Hash, *, chunk_size: int = 1024 * 1024
     ) -> AsyncIterator[bytes]:
         """The committed bytes in chunks, feeding ``digest`` on the way (off the loop)."""
-        handle = await run_blocking(open, self.root / upload.id / _DATA, "rb")
+        try:
+            handle = await run_blocking(open, self.root / upload.id / _DATA, "rb")
+        except FileNotFoundError:  # the lock file is there: only the bytes were lost
+            raise UploadBroken(
+                f"upload {upload.id} lost its data", code="upload_truncated"
+            ) from None
         try:
             remaining = upload.offset
             while remaining > 0:
                 chunk = await run_blocking(_read_hashed, handle, min(chunk_size, remaining), digest)
                 if not chunk:
-                    raise FilmstripError(f"upload {upload.id} lost bytes", code="upload_truncated")
+                    raise UploadBroken(f"upload {upload.id} lost bytes", code="upload_truncated")
                 remaining -= len(chunk)
                 yield chunk
         finally:
@@ -363,7 +369,14 @@ def _try_flock(fd: int) -> bool:
 
 
 def _open_at(path: Path, offset: int) -> BinaryIO:
-    handle = open(path, "r+b")  # noqa: SIM115 - closed by _close_at
+    try:
+        handle = open(path, "r+b")  # noqa: SIM115 - closed by _close_at
+    except FileNotFoundError:  # the lock file is there: only the bytes were lost
+        raise UploadBroken(f"{path} is gone", code="upload_truncated") from None
+    if os.fstat(handle.fileno()).st_size < offset:
+        # Truncating up to the offset would fill the lost bytes with zeros.
+        handle.close()
+        raise UploadBroken(f"{path} is shorter than its offset", code="upload_truncated")
     # Drop any tail a crashed writer left beyond the committed offset.
     handle.truncate(offset)
     handle.seek(offset)

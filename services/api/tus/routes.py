@@ -54,6 +54,7 @@ from filmstrip.services.api.tus.store import (
     TooMuchData,
     TusStore,
     TusUpload,
+    UploadBroken,
     UploadGone,
 )
 from filmstrip.services.api.tus.sweeper import run_tus_sweeper
@@ -257,7 +258,29 @@ async def _receive(
         return _progress_headers(upload)
     if request.content_length is not None and offset + request.content_length > upload.length:
         raise ApiError(413, "exceeds_length", f"the body runs past Upload-Length ({upload.length})")
+    try:
+        return await _take(request, state, store, upload, checksum)
+    except UploadBroken as exc:
+        # Every retry would meet the same loss: the upload goes, with what is left of its
+        # bytes, and the client is told to start again (tus clients do not retry a 410).
+        log.error(
+            "tus upload's stored bytes were lost; dropped it",
+            extra={"upload_id": upload.id, "code": exc.code, "reason": exc.message},
+        )
+        await store.delete(upload.id)
+        raise ApiError(
+            410, exc.code, "the server lost part of this upload's bytes; start it again"
+        ) from None
 
+
+async def _take(
+    request: web.Request,
+    state: ApiState,
+    store: TusStore,
+    upload: TusUpload,
+    checksum: tuple[str, bytes] | None,
+) -> dict[str, str]:
+    """Append the body, sniff the type, and finish once complete (lock held)."""
     try:
         upload, cut = await store.append(
             upload,

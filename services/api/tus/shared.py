@@ -55,6 +55,7 @@ from filmstrip.services.api.tus.store import (
     TooMuchData,
     TusStore,
     TusUpload,
+    UploadBroken,
     UploadGone,
     UploadLocked,
 )
@@ -344,11 +345,22 @@ class SharedTusStore(TusStore):
             try:
                 piece = await self.blobs.get_bytes(segment.key)
             except BlobNotFound:
-                raise UploadGone(upload_id) from None  # deleted under us
+                raise await self._tail_missing(upload_id, segment) from None
             if len(piece) != segment.size:
-                raise FilmstripError(f"upload {upload_id} lost bytes", code="upload_truncated")
+                raise UploadBroken(f"upload {upload_id} lost bytes", code="upload_truncated")
             data += piece
         return bytes(data)
+
+    async def _tail_missing(self, upload_id: str, segment: Segment) -> FilmstripError:
+        """Why a tail object the row named is not there: the upload was deleted, or another
+        process took it over and folded its tail (this one's lease lapsed), or, with the row
+        still naming it, its bytes were lost."""
+        row = await self._row(upload_id)
+        if row is None:
+            return UploadGone(upload_id)
+        if segment not in row.tail:
+            return UploadLocked(upload_id)
+        return UploadBroken(f"upload {upload_id} lost {segment.key!r}", code="upload_truncated")
 
     async def _start_parts(self, row: TusRow) -> str:
         """Open the upload's multipart upload and record it at once (fenced), so that no
@@ -403,14 +415,14 @@ class SharedTusStore(TusStore):
             total += len(chunk)
             yield chunk
         if total != row.length:
-            raise FilmstripError(f"upload {row.id} lost bytes", code="upload_truncated")
+            raise UploadBroken(f"upload {row.id} lost bytes", code="upload_truncated")
 
     async def _assemble(self, row: TusRow, content_type: str) -> str:
         """The key of one object holding the whole upload, made once."""
         if row.data_key is not None:
             return row.data_key
         if row.offset != row.length:
-            raise FilmstripError(f"upload {row.id} is not complete", code="upload_incomplete")
+            raise UploadBroken(f"upload {row.id} is not complete", code="upload_incomplete")
         key = data_key(row.id)
         if row.multipart_id is None and len(row.tail) == 1:
             key = row.tail[0].key  # it never filled a part, and came in one PATCH

@@ -67,6 +67,12 @@ class UploadGone(FilmstripError):
         super().__init__(f"upload {upload_id} is gone", code="upload_not_found")
 
 
+class UploadBroken(FilmstripError):
+    """What the store holds of the upload no longer matches its committed state (bytes
+    lost from the bucket or the disk): it cannot go on, and is dropped for the client to
+    start again (retrying would meet the same loss)."""
+
+
 class ChunkRejected(FilmstripError):
     """A chunk was discarded: its checksum did not match, or it ran past the length."""
 
