@@ -25,7 +25,7 @@ from redis.crc import key_slot
 from bench.redis_cluster import RedisCluster
 from filmstrip import keys
 from filmstrip.errors import DataError
-from filmstrip.events import EventPublisher, forget_once
+from filmstrip.events import EventPublisher, forget_once, park_once, restore_once
 from filmstrip.lease import Lease
 from filmstrip.metrics.stage_stats import StageTimingsBuffer, read_stage_series
 from filmstrip.queue import JobQueue, Outcome, QueueOptions, Settlement
@@ -163,6 +163,13 @@ async def test_queue_scripts_on_the_cluster(redis: RedisClient) -> None:
 
 async def test_event_publishing_on_the_cluster(redis: RedisClient) -> None:
     publisher = EventPublisher(redis)
+
+    async def publish() -> str:
+        return await publisher.publish(
+            "photo.processing.completed", photo_id="p", client_id="c{1}", trace_id="0" * 32,
+            once_key="p:done",
+        )  # fmt: skip
+
     first = await publisher.publish(
         "photo.processing.completed", photo_id="p", client_id="c{1}", trace_id="0" * 32,
         once_key="p:done",
@@ -179,6 +186,16 @@ async def test_event_publishing_on_the_cluster(redis: RedisClient) -> None:
     )  # fmt: skip
     assert third != first
     assert await redis.xlen(keys.client_events("c{1}")) == 2
+    # A retry's reopening, put back when its queue step failed: still told, not again.
+    await park_once(redis, "c{1}", "p:done")
+    await restore_once(redis, "c{1}", "p:done")
+    assert await publish() == third
+    # Reopened for good, the new outcome's key is the one kept.
+    await park_once(redis, "c{1}", "p:done")
+    fourth = await publish()
+    await restore_once(redis, "c{1}", "p:done")
+    assert fourth != third and await publish() == fourth
+    assert await redis.xlen(keys.client_events("c{1}")) == 3
 
 
 async def test_the_bus_replay_head_on_the_cluster(redis: RedisClient) -> None:

@@ -27,6 +27,7 @@ from filmstrip.protocols.events import (
 from filmstrip.protocols.jobs import PhotoProcessingJob
 from filmstrip.queue import Consumer, Job
 from filmstrip.redis_client import RedisClient
+from filmstrip.services.api.reconciler import announce_lost_failures
 from filmstrip.services.worker.processor import PhotoProcessor
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import bearer, client_token, complete, fail, uploaded
@@ -206,6 +207,37 @@ async def test_a_retry_the_queue_cannot_take_leaves_the_photo_failed(tmp_path: P
             row = await api.state.catalog.get_photo(photo_id)
             assert row is not None and row.status == "failed"
             assert row.error_code == "stage_misconfigured"
+
+
+async def test_a_retry_the_queue_refused_does_not_announce_the_failure_again(
+    tmp_path: Path,
+) -> None:
+    """A retry reopens the photo's outcome (its once-key) before the queue step; when that
+    step failed with the once-key already gone (here Redis full: the reset goes through,
+    the enqueue of a job whose dead letter an admin removed does not), the row went back
+    to failed without it, and the reconciler, seeing a failure nobody was told of,
+    announced it a second time: two photo.processing.failed for one failure."""
+    with RedisServer(appendonly=True) as own:
+        async with running_api(api_settings(tmp_path, own.url), "alice") as api:
+            photo_id = await uploaded(api)
+            await fail(api, photo_id, _FIXABLE)
+            assert await api.state.queue.remove_failed(f"photo:{photo_id}")
+            redis = api.state.redis
+            await redis.config_set("maxmemory-policy", "noeviction")
+            await redis.config_set("maxmemory", "1")
+            try:
+                resp = await api.http.post(
+                    f"{api.url}/v1/photos/{photo_id}/retry", headers=api.auth
+                )
+            finally:
+                await redis.config_set("maxmemory", "0")
+            assert resp.status == 503, await resp.text()
+            row = await api.state.catalog.get_photo(photo_id)
+            assert row is not None and row.status == "failed"
+            await announce_lost_failures(api.state.photos, older_than_s=-1)
+            stream = await redis.xrange(keys.client_events(row.client_id))
+            sent = [msgspec.json.decode(fields[b"e"])["type"] for _, fields in stream]
+            assert sent.count(PHOTO_FAILED) == 1, sent
 
 
 async def test_retry_after_the_dead_letter_was_removed_enqueues_afresh(api: Api) -> None:

@@ -173,6 +173,52 @@ async def forget_once(redis: RedisClient, client_id: str, once_key: str) -> None
         ) from exc
 
 
+# KEYS[1] the once-key, KEYS[2] its parked copy (one slot). RENAME, unlike a SET back, is
+# taken by a Redis full to its maxmemory: what refused the queue step must not refuse this.
+_PARK_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+else
+  redis.call('DEL', KEYS[2])
+end
+"""
+_RESTORE_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('DEL', KEYS[2])
+  else
+    redis.call('RENAME', KEYS[2], KEYS[1])
+  end
+end
+"""
+
+
+async def park_once(redis: RedisClient, client_id: str, once_key: str) -> None:
+    """:func:`forget_once`, keeping the key aside for :func:`restore_once`: a retry reopens
+    a photo's outcome before its queue step, and puts the old one back if that step fails."""
+    await _once_script(redis, _PARK_SCRIPT, client_id, once_key)
+    try:
+        await redis.delete(keys.legacy_event_once(once_key))
+    except RedisError as exc:
+        raise TemporaryError(
+            f"could not reset {once_key}: {exc}", code="redis_unavailable"
+        ) from exc
+
+
+async def restore_once(redis: RedisClient, client_id: str, once_key: str) -> None:
+    """Put back the once-key :func:`park_once` set aside, unless one was set since."""
+    await _once_script(redis, _RESTORE_SCRIPT, client_id, once_key)
+
+
+async def _once_script(redis: RedisClient, script: str, client_id: str, once_key: str) -> None:
+    once = keys.event_once(client_id, once_key)
+    parked = keys.event_once(client_id, f"{once_key}:parked")
+    try:
+        await redis.eval(script, 2, once, parked)
+    except RedisError as exc:
+        raise TemporaryError(f"could not move {once_key}: {exc}", code="redis_unavailable") from exc
+
+
 def new_trace_id() -> str:
     """A W3C-compatible 32-hex trace id."""
     return uuid.uuid4().hex

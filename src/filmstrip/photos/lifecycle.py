@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from filmstrip.catalog import Catalog, DerivativeRecord, OutboxEntry, PhotoRecord, PhotoStatus
 from filmstrip.errors import Category, FilmstripError, TemporaryError
-from filmstrip.events import EventPublisher, forget_once
+from filmstrip.events import EventPublisher, forget_once, park_once, restore_once
 from filmstrip.photos import links
 from filmstrip.photos.failures import UNKNOWN_CODE, error_of, photo_error
 from filmstrip.photos.jobs import (
@@ -341,10 +341,14 @@ class PhotoLifecycle:
         """
         if photo is not None:
             await self.catalog.requeue_photo(photo.id)
+        parked = False
         try:
             if photo is not None:
-                # The failure was announced under the once-key; the retry's outcome must be too.
-                await forget_once(self.queue.redis, photo.client_id, completion_once_key(photo.id))
+                # The failure was announced under the once-key; the retry's outcome must be
+                # too. Reopened before the queue step, or a worker quick to take the job
+                # could announce its outcome under the old key, which would swallow it.
+                await park_once(self.queue.redis, photo.client_id, completion_once_key(photo.id))
+                parked = True
             revived = await self.queue.retry_failed(job_id)
             if not revived and photo is not None:
                 # The dead letter is gone (removed by an admin, or trimmed): enqueue afresh.
@@ -357,7 +361,23 @@ class PhotoLifecycle:
                     category=photo.error_category or Category.TEMPORARY,
                     code=photo.error_code or UNKNOWN_CODE,
                 )
+                if parked:
+                    await self._restore_told(photo)
             raise
+
+    async def _restore_told(self, photo: PhotoRecord) -> None:
+        """After a retry that failed: the restored failure was announced, so its once-key
+        comes back, or the reconciler would announce it a second time."""
+        restore = functools.partial(
+            restore_once, self.queue.redis, photo.client_id, completion_once_key(photo.id)
+        )
+        try:
+            await _through_blips(restore, DELETION_RETRY_S)
+        except FilmstripError as exc:
+            log.warning(
+                "could not restore a failed retry's once-key; its failure may be announced again",
+                extra={"photo_id": photo.id, "error": str(exc)},
+            )
 
     async def requeue(self, photo: PhotoRecord) -> None:
         """Give a queued or processing photo whose job was lost its job again."""
