@@ -240,6 +240,24 @@ async def test_a_retry_the_queue_refused_does_not_announce_the_failure_again(
             assert sent.count(PHOTO_FAILED) == 1, sent
 
 
+async def test_a_job_revived_by_a_retry_that_seemed_to_fail_announces_its_outcome(
+    api: Api,
+) -> None:
+    """A retry whose queue step went through but whose reply was lost puts the photo back
+    to failed with its once-key: the revived job's run must still be heard ending."""
+    photo_id = await uploaded(api)
+    await fail(api, photo_id, _FIXABLE)
+    assert await api.state.queue.retry_failed(f"photo:{photo_id}")  # the lost reply's work
+    row = await api.state.catalog.get_photo(photo_id)
+    assert row is not None and row.status == "failed"
+    job = ready_job(api.settings, row)
+    assert await api.state.photos.start(job, 1) is not None
+    assert await api.state.photos.fail(job, code="still", category="LOGIC", message="again")
+    stream = await api.state.redis.xrange(keys.client_events(row.client_id))
+    sent = [msgspec.json.decode(fields[b"e"])["type"] for _, fields in stream]
+    assert sent.count(PHOTO_FAILED) == 2, sent
+
+
 async def test_retry_after_the_dead_letter_was_removed_enqueues_afresh(api: Api) -> None:
     photo_id = await uploaded(api)
     await fail(api, photo_id, _FIXABLE)

@@ -253,6 +253,10 @@ class PhotoLifecycle:
         is completed already (a redelivery), which is left as it is. The photo as it was
         before; None if it is gone."""
         photo = await self.catalog.mark_processing(job.photo_id)
+        if photo is not None and photo.status == PhotoStatus.FAILED:
+            # A retry whose api saw its queue step fail (a reply lost after the job was
+            # revived) put the failure's once-key back: this run's outcome must be heard.
+            await forget_once(self.queue.redis, photo.client_id, completion_once_key(photo.id))
         if photo is not None and photo.status != PhotoStatus.COMPLETED:
             data = StartedData(photo_id=job.photo_id, attempt=attempt)
             await self.notify(job, PHOTO_PROCESSING_STARTED, msgspec.to_builtins(data), hold=True)
