@@ -30,6 +30,7 @@ from filmstrip.catalog import PhotoStatus
 from filmstrip.errors import FilmstripError
 from filmstrip.protocols import openapi
 from filmstrip.services.api.app import create_app
+from filmstrip.services.api.tus import shared as tus_shared
 from filmstrip.services.api.tus.shared import (
     MAX_PARTS,
     MAX_SEGMENTS,
@@ -557,6 +558,23 @@ async def big_api(
 
 def _big_jpeg(size: int) -> bytes:
     return b"\xff\xd8\xff\xe0" + os.urandom(size - 4)
+
+
+@pytest.mark.parametrize("tus_backend", ["s3"], indirect=True)
+async def test_an_upload_out_of_part_numbers_is_dropped_with_a_410(
+    big_api: Api, tus_backend: TusBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of part numbers (each checksum failure spends one) the upload cannot go on: it
+    answered 500 and stayed; now 410 too_many_parts, and nothing of it is kept."""
+    api = big_api
+    data = _big_jpeg(2 * PART_SIZE + 1)
+    url = await _create(api, len(data))
+    # After the creation, which sizes its parts by the limit: the second part is one over.
+    monkeypatch.setattr(tus_shared, "MAX_PARTS", 1)
+    resp = await _patch(api, url, 0, data)
+    assert resp.status == 410, await resp.text()
+    assert (await resp.json())["error"]["code"] == "too_many_parts"
+    assert await tus_backend.leftovers(api) == []
 
 
 async def test_a_large_upload_in_odd_chunks_arrives_whole(big_api: Api) -> None:

@@ -50,7 +50,6 @@ from filmstrip.services.api.tus.protocol import CHECKSUM_ALGORITHMS
 from filmstrip.services.api.tus.store import (
     Admission,
     ChecksumMismatch,
-    ChunkRejected,
     OpenUploads,
     TooMuchData,
     TusStore,
@@ -379,7 +378,7 @@ class SharedTusStore(TusStore):
         if number is None:
             raise UploadLocked(row.id)
         if number > MAX_PARTS:
-            raise ChunkRejected(
+            raise UploadBroken(
                 f"upload {row.id} has used all {MAX_PARTS} part numbers; start it again",
                 code="too_many_parts",
             )
