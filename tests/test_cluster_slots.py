@@ -196,6 +196,13 @@ async def test_event_publishing_on_the_cluster(redis: RedisClient) -> None:
     await restore_once(redis, "c{1}", "p:done")
     assert fourth != third and await publish() == fourth
     assert await redis.xlen(keys.client_events("c{1}")) == 3
+    # With no key to set aside (an outcome nobody was told of), a park drops a stale parked
+    # one: a failed retry's restore must not bring back an older outcome's key over it.
+    await redis.delete(keys.event_once("c{1}", "p:done"))
+    await redis.set(keys.event_once("c{1}", "p:done:parked"), third)
+    await park_once(redis, "c{1}", "p:done")
+    await restore_once(redis, "c{1}", "p:done")
+    assert not await redis.exists(keys.event_once("c{1}", "p:done"))
 
 
 async def test_the_bus_replay_head_on_the_cluster(redis: RedisClient) -> None:
