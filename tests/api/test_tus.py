@@ -27,6 +27,7 @@ from bench.redis_server import RedisServer
 from filmstrip.auth import hash_token
 from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore
 from filmstrip.catalog import PhotoStatus
+from filmstrip.catalog.tus import Segment
 from filmstrip.errors import FilmstripError
 from filmstrip.protocols import openapi
 from filmstrip.services.api.app import create_app
@@ -37,7 +38,7 @@ from filmstrip.services.api.tus.shared import (
     SharedTusStore,
     part_size_for,
 )
-from filmstrip.services.api.tus.store import UploadBroken, UploadLocked
+from filmstrip.services.api.tus.store import UploadBroken, UploadGone, UploadLocked
 from tests.api.conftest import EVERY_BLOB, Api, TusBackend, api_settings, running_api
 from tests.api.factories import new_session
 
@@ -731,6 +732,28 @@ async def test_joining_an_upload_the_row_says_is_incomplete_breaks_it(
         async for _ in store.iter_bytes(upload, hashlib.sha256()):
             pass
     assert broken.value.code == "upload_incomplete"
+
+
+@S3_ONLY
+async def test_a_missing_tail_object_is_told_apart_by_the_row(
+    api: Api, tus_backend: TusBackend
+) -> None:
+    """A tail object not found is lost bytes only while the row still names it: one the
+    row no longer names was folded by a process that took the upload over (this one's
+    lease lapsed: upload_locked), and with no row the upload was deleted (gone)."""
+    url = await _create(api, 5000)
+    assert (await _patch(api, url, 0, b"\xff\xd8\xff\xe0" + bytes(2996))).status == 204
+    upload_id = url.rsplit("/", 1)[1]
+    store = tus_backend.store(api)
+    assert isinstance(store, SharedTusStore)
+    row = await store._row(upload_id)
+    assert row is not None
+    [named] = row.tail
+    folded = Segment(f"uploads/{upload_id}/tail-folded", 10)
+    assert isinstance(await store._tail_missing(upload_id, named), UploadBroken)
+    assert isinstance(await store._tail_missing(upload_id, folded), UploadLocked)
+    await store.delete(upload_id)
+    assert isinstance(await store._tail_missing(upload_id, named), UploadGone)
 
 
 @pytest.mark.parametrize("how", ["cut", "lost"])
