@@ -231,6 +231,7 @@ def test_gallery_upload_live_progress_view_and_delete(
     expect(viewer.locator('dd[data-field="file"]')).to_have_text("Canon_EOS_7D.jpg")
     expect(viewer.locator('dd[data-field="camera"]')).to_have_text("Canon EOS 7D")
     expect(viewer.locator('dd[data-field="dimensions"]')).to_have_text("600 \u00d7 900")
+    expect(viewer.locator('dd[data-field="format"]')).to_have_text("JPEG")
     # The date as the reader's language writes it (this context is en-US), not ISO 8601.
     expect(viewer.locator('dd[data-field="taken"]')).to_have_text("December 12, 2010 at 12:41 PM")
     expect(viewer.locator('dd[data-field="exposure"]')).to_contain_text(re.compile(r"\d s"))
@@ -467,7 +468,8 @@ def test_a_german_reader_gets_dates_and_numbers_in_german(stack: Stack, browser:
                         f.formatExposure({ f_number: 2.8, exposure_time: 0.004, iso: 1600,
                                            focal_length: 50 }),
                         f.formatCoordinates({ lat: 48.858370, lon: -2.294481 }),
-                        f.formatBytes(2_345_678)];
+                        f.formatBytes(2_345_678),
+                        f.formatName("heif"), f.formatName("avif"), f.formatName("jxl")];
             }"""
         )
     finally:
@@ -478,6 +480,9 @@ def test_a_german_reader_gets_dates_and_numbers_in_german(stack: Stack, browser:
         "\u0192/2,8 \u00b7 1/250 s \u00b7 ISO 1.600 \u00b7 50 mm",
         "48,85837\u00b0 N, 2,29448\u00b0 W",
         "2,3 MB",
+        "HEIC",
+        "AVIF",
+        "JXL",
     ]
 
 

@@ -3,6 +3,15 @@
 const nf = (options = {}) => new Intl.NumberFormat(undefined, options);
 const ISO = /^(\d{4})-(\d\d)-(\d\d)(?:T(\d\d):(\d\d)(?::(\d\d))?(?:\.\d+)?)?(Z|[+-]\d\d:?\d\d)?$/;
 
+// The pipeline names a format as its decoder does (HEIC and AVIF are both "heif" files to
+// libvips, told apart by their compression); a reader knows a file by its kind.
+const FORMAT_NAMES = { jpeg: "JPEG", png: "PNG", webp: "WebP", gif: "GIF", tiff: "TIFF", heif: "HEIC", avif: "AVIF" };
+
+/** A format as a reader names it: "HEIC", not "heif". */
+export function formatName(format) {
+  return FORMAT_NAMES[format] || (format ? String(format).toUpperCase() : null);
+}
+
 /** A camera's date taken: the wall-clock time the camera wrote, in the reader's words (an
  * offset, when the camera recorded one, is said rather than applied). */
 export function formatTaken(iso) {

@@ -3,7 +3,7 @@
 // download, retry (only when it can help) and delete.
 
 import { api, ApiError } from "./api.js";
-import { formatBytes, formatCoordinates, formatExposure, formatMoment, formatTaken, mapLink } from "./format.js";
+import { formatBytes, formatCoordinates, formatExposure, formatMoment, formatName, formatTaken, mapLink } from "./format.js";
 import { failureText, photoFailure, photoName, SHOWABLE } from "./photo.js";
 
 const SWIPE_PX = 50;
@@ -25,7 +25,7 @@ export function exifRows(photo, filename) {
     ["Exposure", formatExposure(exif)],
     ["Location", gps ? { text: formatCoordinates(gps), href: mapLink(gps) } : null],
     ["Dimensions", meta.width ? `${meta.width} × ${meta.height}` : null],
-    ["Format", meta.format],
+    ["Format", formatName(meta.format)],
     ["Size", formatBytes(photo.bytes)],
     ["Uploaded", formatMoment(photo.uploaded_at)],
   ].filter(([, value]) => value);
