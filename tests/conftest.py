@@ -9,6 +9,7 @@ it that asks for ``redis_server`` itself (to restart or kill it) runs on the sin
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,12 +21,26 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from bench.moto_server import MotoServer
 from bench.redis_cluster import RedisCluster
 from bench.redis_server import RedisServer
+from filmstrip.embedded.redis_server import redis_server_binary
 from filmstrip.redis_client import RedisClient, open_redis
 from filmstrip.settings import load_settings
 from tests.support import postgres
 from tests.support.redis_cluster import strict_scripts
 
 REDIS_KINDS = ("single", "cluster")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A run told to use other engines (scripts/test's second pass) must use them, not
+    pass quietly on the defaults."""
+    if postgres.catalog_backend() == "postgresql" and (reason := postgres.unreachable()):
+        raise pytest.UsageError(f"FILMSTRIP_TEST_CATALOG=postgresql, but {reason}")
+    wanted = os.environ.get("FILMSTRIP_TEST_REDIS_SERVER")
+    if wanted and redis_server_binary() != wanted:
+        raise pytest.UsageError(
+            f"FILMSTRIP_TEST_REDIS_SERVER={wanted}, but redis-server on PATH is "
+            f"{redis_server_binary()}"
+        )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
