@@ -97,12 +97,25 @@ async def _open(settings: Settings, command: str, *, create: bool = False) -> Ca
     return catalog
 
 
+def _not_text(command: str, what: str, value: str | None) -> bool:
+    """Whether ``value`` (from argv) holds bytes that are not UTF-8, said on stderr: the
+    catalog keeps text, so it could be neither stored nor looked up."""
+    try:
+        (value or "").encode()
+    except UnicodeEncodeError:
+        print(f"filmstrip token {command}: the {what} is not valid UTF-8 text", file=sys.stderr)
+        return True
+    return False
+
+
 async def create(
     settings: Settings, name: str, *, admin: bool | None, create_catalog: bool = False
 ) -> int:
     """Print a new token for ``name``; only its hash is stored. ``admin`` as in
     :func:`ensure_client`; what happened to the role goes to stderr. A catalog that does
     not exist yet is made only with ``create_catalog``."""
+    if _not_text("create", "client name", name):
+        return 2
     catalog = await _open(settings, "create", create=create_catalog)
     if catalog is None:
         return 1
@@ -158,6 +171,8 @@ async def revoke(settings: Settings, token: str | None, client_name: str | None)
     """Revoke one token, or every token of a client."""
     if not token and not client_name:
         print("filmstrip token revoke: give a token or --client NAME", file=sys.stderr)
+        return 2
+    if _not_text("revoke", "token", token) or _not_text("revoke", "client name", client_name):
         return 2
     catalog = await _open(settings, "revoke")
     if catalog is None:

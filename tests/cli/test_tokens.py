@@ -123,3 +123,26 @@ async def test_token_list_shows_clients_roles_and_use_never_the_token(tmp_path: 
         assert secret not in out.stdout + out.stderr
     with_revoked = _cli(env, "token", "list", "--revoked")
     assert "gone" in with_revoked.stdout and "REVOKED" in with_revoked.stdout
+
+
+def test_a_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    # A name typed in a Latin-1 terminal reaches Python as surrogate escapes, which no
+    # catalog can store or look up: one line and exit 2, not a traceback (nor a new catalog).
+    env = _env(tmp_path)
+    db = tmp_path / "var" / "filmstrip.db"
+    latin1 = b"caf\xe9"
+    commands = [
+        (("token", "create", latin1, "--create-catalog"), "create: the client name"),
+        (("token", "revoke", "--client", latin1), "revoke: the client name"),
+        (("token", "revoke", b"fst_\xff"), "revoke: the token"),
+    ]
+    for args, said in commands:
+        out = subprocess.run(
+            [sys.executable, "-m", "filmstrip.services.cli.main", *args], env=env,
+            capture_output=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert out.returncode == 2 and out.stdout == b"", out.stderr
+        assert out.stderr.decode().splitlines() == [
+            f"filmstrip token {said} is not valid UTF-8 text"
+        ]
+        assert not db.exists()
