@@ -11,7 +11,13 @@ import pytest
 
 from filmstrip.pipeline.plan import PIPELINES
 from filmstrip.protocols.jobs import PIPELINE_NAMES
-from filmstrip.settings import SettingsError, database_backend, load_settings, sqlite_path
+from filmstrip.settings import (
+    SettingsError,
+    database_backend,
+    load_settings,
+    redacted_url,
+    sqlite_path,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,3 +121,74 @@ def test_a_role_with_an_unknown_default_pipeline_does_not_start(tmp_path: Path) 
         "use one of full_processing, quick_processing"
     )
     assert not (tmp_path / "filmstrip.db").exists()  # stopped before opening anything
+
+
+def test_paas_variables_set_but_empty_are_as_if_unset() -> None:
+    s = load_settings({"PORT": "", "DATABASE_URL": "", "REDIS_URL": ""})
+    assert s == load_settings({})
+
+
+def test_the_paas_port_keeps_a_host_set_on_purpose() -> None:
+    assert load_settings({"PORT": "5000", "FILMSTRIP_API_HOST": "10.0.0.2"}).api.host == "10.0.0.2"
+
+
+@pytest.mark.parametrize(
+    ("env", "starts"),
+    [
+        ({"PORT": "web"}, "PORT='web' is not valid"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' must be"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL='mysql://x/y' must be"),
+        ({"FILMSTRIP_REDIS_URL": "localhost:6379"}, "FILMSTRIP_REDIS_URL="),
+    ],
+)
+def test_the_message_names_the_variable_the_value_came_from(
+    env: dict[str, str], starts: str
+) -> None:
+    # Not FILMSTRIP_… for a value the PaaS handed over: that is the one to fix.
+    with pytest.raises(SettingsError) as failed:
+        load_settings(env)
+    assert str(failed.value).startswith(starts), failed.value
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("on", True), ("YES", True), ("1", True), ("off", False), ("", False), ("auto", None)],
+)
+def test_switches_read_the_usual_words(raw: str, value: bool | None) -> None:
+    s = load_settings({"FILMSTRIP_LOG_JSON": raw, "FILMSTRIP_S3_SIGN_PAYLOAD": raw})
+    assert s.logs.log_json is value and s.blobs.s3_sign_payload is value
+
+
+def test_values_the_checks_accept() -> None:
+    s = load_settings(
+        {
+            "FILMSTRIP_REDIS_URL": "unix:///run/redis.sock",
+            "FILMSTRIP_UMASK": "0027",
+            "FILMSTRIP_LOG_LEVEL": "debug",
+            "FILMSTRIP_API_HOST": "0.0.0.0",
+            "FILMSTRIP_API_PORT": "9000",
+        }
+    )
+    assert s.file_umask == 0o027 and s.redis.url == "unix:///run/redis.sock"
+    assert s.effective_api_url == "http://127.0.0.1:9000"  # where a client on this host goes
+    given = load_settings({"FILMSTRIP_API_URL": "https://photos.example/"})
+    assert given.effective_api_url == "https://photos.example"
+
+
+@pytest.mark.parametrize(
+    ("env", "starts"),
+    [
+        ({"FILMSTRIP_DATABASE_URL": "sqlite:///"}, "FILMSTRIP_DATABASE_URL='sqlite:///' must be"),
+        ({"FILMSTRIP_THUMBNAIL_FORMAT": "gif"}, "FILMSTRIP_THUMBNAIL_FORMAT must be one of"),
+        ({"FILMSTRIP_LOG_LEVEL": "loud"}, "FILMSTRIP_LOG_LEVEL must be DEBUG"),
+    ],
+)
+def test_values_the_checks_refuse(env: dict[str, str], starts: str) -> None:
+    with pytest.raises(SettingsError) as failed:
+        load_settings(env)
+    assert str(failed.value).startswith(starts), failed.value
+
+
+def test_a_url_without_a_password_is_shown_as_it_is() -> None:
+    assert redacted_url("postgresql://app@db/photos") == "postgresql://app@db/photos"
+    assert redacted_url("redis://:pw@r:6379/0") == "redis://:***@r:6379/0"
