@@ -26,7 +26,8 @@ PREFIX = "/v1/uploads"
 CHUNK_BYTES = 8 * 1024 * 1024
 # Pieces of a chunk handed to the connection, each reported as progress.
 _PIECE = 256 * 1024
-# PATCHes in a row that may fail (cut, busy, checksum) before the upload gives up.
+# PATCHes in a row that may fail (cut, busy, checksum) with no progress before the upload
+# gives up.
 _MAX_FAILURES = 8
 
 #: Called with how many bytes of the file the server has (or is being sent), as they go.
@@ -133,7 +134,10 @@ async def upload_tus(
             if resume is not None:
                 await resume.drop(api.url, file.sha256)
             return Uploaded(photo_id=done[0], duplicate=done[1], resumed_at=resumed_at)
-        offset = int(head.headers.get("Upload-Offset", offset))
+        at = int(head.headers.get("Upload-Offset", offset))
+        if at > offset:
+            failures = 0  # the bytes got there, only the answer was lost: not stuck
+        offset = at
         report(offset)
 
 
