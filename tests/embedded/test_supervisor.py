@@ -16,6 +16,9 @@ import pytest
 
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.embedded.supervisor import (
+    BACKOFF_MAX_S,
+    BACKOFF_S,
+    STABLE_S,
     Role,
     RoleFailed,
     Supervisor,
@@ -161,3 +164,73 @@ def test_a_role_that_keeps_dying_starts_again_each_time_later(tmp_path: Path) ->
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     # 0.5 s, then 1, then 2, each plus the moment it takes to exit and be seen.
     assert gaps[0] >= 0.5 and gaps[1] >= 1.0 and 2.0 <= gaps[2] < 5, gaps
+
+
+def test_a_role_that_runs_but_never_answers_is_reported_after_the_timeout(tmp_path: Path) -> None:
+    silent = Role("silent", [sys.executable, "-c", "import time; time.sleep(60)"],
+                  env_without_filmstrip(), f"http://127.0.0.1:{free_port()}/")  # fmt: skip
+    supervisor = Supervisor([silent])
+    try:
+        supervisor.start()
+        started = time.monotonic()
+        with pytest.raises(RoleFailed, match="silent did not answer its health check in 1"):
+            supervisor.wait_ready(timeout=1)
+        assert time.monotonic() - started < 10
+    finally:
+        supervisor.stop(timeout=10)
+
+
+def test_only_a_200_is_an_answer(tmp_path: Path) -> None:
+    role = _http_role("lost", tmp_path)
+    assert role.health is not None
+    role.health += "no-such-page"  # the server answers 404 there
+    supervisor = Supervisor([role])
+    try:
+        supervisor.start()
+        with pytest.raises(RoleFailed, match="did not answer"):
+            supervisor.wait_ready(timeout=3)
+    finally:
+        supervisor.stop(timeout=10)
+
+
+def test_start_leaves_a_running_role_alone(tmp_path: Path) -> None:
+    supervisor = Supervisor([Role("s", [sys.executable, "-c", STUBBORN], env_without_filmstrip(),
+                                  log=tmp_path / "s.log")])  # fmt: skip
+    try:
+        supervisor.start()
+        first = supervisor.process("s")
+        supervisor.start()
+        assert supervisor.process("s") is first
+    finally:
+        supervisor.kill()
+
+
+def test_the_backoff_is_capped_and_forgotten_after_a_stable_run() -> None:
+    supervisor = Supervisor([Role("dies", [sys.executable, "-c", "pass"], env_without_filmstrip())])
+    slot = supervisor.slots["dies"]
+    try:
+        supervisor.start()
+        assert slot.proc is not None
+        slot.proc.wait(timeout=30)
+        slot.backoff = BACKOFF_MAX_S * 0.75  # it died often, just after each start
+        supervisor.keep_running()
+        assert slot.backoff == BACKOFF_MAX_S
+        slot.restart_at, slot.started = None, time.monotonic() - STABLE_S - 1
+        supervisor.keep_running()  # this death came after a stable run
+        assert slot.restart_at is not None
+        assert slot.restart_at - time.monotonic() <= BACKOFF_S
+    finally:
+        supervisor.stop(timeout=5)
+
+
+def test_a_role_stopped_on_purpose_is_not_started_again() -> None:
+    supervisor = Supervisor([Role("dies", [sys.executable, "-c", "pass"], env_without_filmstrip())])
+    supervisor.start()
+    first = supervisor.process("dies")
+    assert first is not None
+    first.wait(timeout=30)
+    supervisor.keep_running()  # its restart is due in BACKOFF_S
+    supervisor.stop(timeout=5)
+    time.sleep(BACKOFF_S + 0.2)
+    supervisor.keep_running()
+    assert supervisor.process("dies") is first
