@@ -201,7 +201,7 @@ async def test_tus_says_duplicate_and_puts_the_photo_in_its_session(
 async def test_progress_reaches_each_chunk_s_end_as_it_goes(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
-    photo = await asyncio.to_thread(_jpeg, tmp_path / "e.jpg", 300)
+    photo = await asyncio.to_thread(_jpeg, tmp_path / "e.jpg", 500)
     seen: list[int] = []
     settings = api_settings(tmp_path, redis_server.url)
     async with running_api(settings, "ivan") as api, ApiClient(api.url, api.token) as client:
@@ -209,4 +209,5 @@ async def test_progress_reaches_each_chunk_s_end_as_it_goes(
             client, photo, progress=seen.append, multipart_max_bytes=0, chunk_bytes=CHUNK
         )
     ends = [min(end, photo.size) for end in range(CHUNK, photo.size + CHUNK, CHUNK)]
+    assert seen[:3] == [0, CHUNK, 2 * CHUNK]  # each chunk's end once it is handed over
     assert set(ends) <= set(seen) and seen == sorted(seen)
