@@ -22,7 +22,11 @@ from typing import IO
 
 import pytest
 
+from filmstrip.auth import hash_token
+from filmstrip.catalog import open_catalog
 from filmstrip.embedded.redis_server import free_port
+from filmstrip.services.cli.dev import _dev_token, _health
+from filmstrip.settings import load_settings
 from tests.cli.test_cli import _cmd, _env, _get, _redis_pids_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,3 +264,30 @@ def test_a_given_redis_that_does_not_answer_stops_dev_with_one_line_naming_it(
     assert url.replace(":s3cret", "") in last or "127.0.0.1" in last, last
     assert "s3cret" not in text
     assert _redis_pids_for(dev.data) == [], "dev started a redis-server of its own"
+
+
+def test_the_health_urls_reach_roles_bound_to_every_interface() -> None:
+    s = load_settings(
+        {
+            "FILMSTRIP_API_HOST": "0.0.0.0",
+            "FILMSTRIP_BUS_HOST": "::",
+            "FILMSTRIP_WORKER_METRICS_PORT": "0",
+        }
+    )
+    assert _health("api", s) == f"http://127.0.0.1:{s.api.port}/readyz"
+    assert _health("bus", s) == f"http://[::1]:{s.bus.port}/healthz"
+    assert _health("worker", s) is None  # no metrics server: running is enough
+
+
+async def test_the_demo_token_is_kept_until_it_stops_working(tmp_path: Path) -> None:
+    settings = load_settings({"FILMSTRIP_DATA_DIR": str(tmp_path)})
+    first = await _dev_token(settings)
+    assert await _dev_token(settings) == first  # the banner shows the same one each run
+    assert (tmp_path / "dev-token").read_text() == first + "\n"
+    catalog = await open_catalog(settings)
+    try:
+        await catalog.revoke_token(hash_token(first))
+    finally:
+        await catalog.close()
+    again = await _dev_token(settings)
+    assert again != first and (tmp_path / "dev-token").read_text() == again + "\n"

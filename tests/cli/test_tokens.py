@@ -146,3 +146,15 @@ def test_a_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
             f"filmstrip token {said} is not valid UTF-8 text"
         ]
         assert not db.exists()
+
+
+def test_revoke_says_what_it_did_to_a_client_s_tokens(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    for _ in range(2):
+        assert _cli(env, "token", "create", "dora", "--create-catalog").returncode == 0
+    neither = _cli(env, "token", "revoke")
+    assert neither.returncode == 2 and "give a token or --client NAME" in neither.stderr
+    unknown = _cli(env, "token", "revoke", "--client", "nobody")
+    assert unknown.returncode == 1 and "no client 'nobody'" in unknown.stderr
+    done = _cli(env, "token", "revoke", "--client", "dora")
+    assert done.returncode == 0 and "revoked 2 token(s)" in done.stderr

@@ -105,3 +105,14 @@ async def test_the_upload_chooses_its_pipeline_and_priority_both_ways(
         with pytest.raises(ApiFailure) as refused:
             await upload_file(client, fresh, priority=2)  # ahead of the default: admins only
         assert (refused.value.status, refused.value.code) == (403, "priority_not_allowed")
+
+
+async def test_a_file_of_exactly_the_multipart_limit_goes_in_one_request(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    photo = await asyncio.to_thread(inspect_file, _jpeg(tmp_path / "edge.jpg", 100))
+    seen: list[int] = []
+    settings = api_settings(tmp_path, redis_server.url)
+    async with running_api(settings, "erin") as api, ApiClient(api.url, api.token) as client:
+        await upload_file(client, photo, progress=seen.append, multipart_max_bytes=photo.size)
+    assert seen == [photo.size]  # tus would report 0 first, then each chunk
