@@ -5,14 +5,16 @@ listing followed through every page; the base URL taken with or without its slas
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 import pytest
 from aiohttp import web
 
-from filmstrip.client import ApiClient, ApiFailure
+from filmstrip.client import ApiClient, ApiFailure, inspect_file, upload_file
 from filmstrip.client.http import CHECK_BATCH, Answer, _retry_after, failure
 from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import Category
@@ -172,14 +174,18 @@ async def test_a_listing_is_followed_through_every_page(
 
 
 async def test_a_small_upload_names_its_digest_so_a_duplicate_is_answered_early(
-    serve: Callable[[Handler], Awaitable[Server]],
+    serve: Callable[[Handler], Awaitable[Server]], tmp_path: Path
 ) -> None:
     async def accept(_request: web.Request) -> web.StreamResponse:
         return web.json_response({"photo_id": "p", "job_id": "j", "status": "queued"}, status=201)
 
     server = await serve(accept)
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    small = await asyncio.to_thread(inspect_file, photo)
     async with ApiClient(server.url, "t") as api:
         await api.upload_bytes(b"jpeg", filename="a.jpg", sha256="ab" * 32, session_id="s9")
-    [request] = server.seen
-    assert request.headers["X-Content-SHA256"] == "ab" * 32
+        await upload_file(api, small)  # the digest of an inspected file goes with it
+    assert server.seen[0].headers["X-Content-SHA256"] == "ab" * 32
     assert b'name="session_id"' in server.bodies[0] and b"s9" in server.bodies[0]
+    assert small.sha256 and server.seen[1].headers["X-Content-SHA256"] == small.sha256
