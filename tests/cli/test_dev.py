@@ -5,6 +5,7 @@ on one readable line."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
 import queue
@@ -24,8 +25,8 @@ import pytest
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
-from filmstrip.embedded.redis_server import free_port
-from filmstrip.services.cli.dev import _dev_token, _health
+from filmstrip.embedded.redis_server import RedisServer, free_port
+from filmstrip.services.cli.dev import REDIS_WAIT_S, _dev_token, _health, _redis_silent
 from filmstrip.settings import load_settings
 from tests.cli.test_cli import _cmd, _env, _get, _redis_pids_for
 
@@ -291,3 +292,15 @@ async def test_the_demo_token_is_kept_until_it_stops_working(tmp_path: Path) -> 
         await catalog.close()
     again = await _dev_token(settings)
     assert again != first and (tmp_path / "dev-token").read_text() == again + "\n"
+
+
+async def test_a_given_redis_still_starting_is_waited_for(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    settings = load_settings({"FILMSTRIP_REDIS_URL": redis.url})
+    loop = asyncio.get_running_loop()
+    starting = loop.call_later(1.0, redis.start)  # a moment after dev first asks
+    try:
+        assert await _redis_silent(settings, within_s=REDIS_WAIT_S) is None
+    finally:
+        starting.cancel()
+        redis.stop()
