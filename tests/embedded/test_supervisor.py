@@ -234,3 +234,15 @@ def test_a_role_stopped_on_purpose_is_not_started_again() -> None:
     time.sleep(BACKOFF_S + 0.2)
     supervisor.keep_running()
     assert supervisor.process("dies") is first
+
+
+def test_a_child_s_environment_holds_none_of_filmstrip_s_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A PaaS PORT left in would win over the FILMSTRIP_API_PORT the child is given.
+    for name in ("PORT", "DATABASE_URL", "REDIS_URL", "FILMSTRIP_API_PORT"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    env = env_without_filmstrip()
+    assert not {"PORT", "DATABASE_URL", "REDIS_URL", "FILMSTRIP_API_PORT"} & env.keys()
+    assert env["LANG"] == "C.UTF-8"
