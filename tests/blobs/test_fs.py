@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from filmstrip.blobs import BlobStore, BlobStoreFull, BlobStoreUnavailable
-from filmstrip.blobs.fs import FileBlobStore, _os_error
+from filmstrip.blobs import BlobNotFound, BlobStore, BlobStoreFull, BlobStoreUnavailable, fs
+from filmstrip.blobs.fs import WRITE_BUFFER, FileBlobStore, _os_error
 from filmstrip.errors import Category, LogicError
 from tests.blobs.contract import BlobStoreContract, Source
 
@@ -69,6 +69,79 @@ class TestFileBlobStore(BlobStoreContract):
         assert info.size == 7
         assert info.content_type == "image/png"  # guessed from the key
         assert info.etag != hashlib.sha256(b"first").hexdigest()
+
+    async def test_bytes_rewritten_in_place_at_the_same_size_are_not_the_sidecars(
+        self, store: FileBlobStore
+    ) -> None:
+        # Same inode, same size: only the mtime tells the sidecar describes other bytes.
+        await store.put_bytes("same.png", b"first", content_type="image/x-custom")
+        etags = set()
+        for n, data in enumerate((b"FIRST", b"third")):
+            path = store.root / "same.png"
+            path.write_bytes(data)
+            stamp = time.time() + 10 * (n + 1)
+            os.utime(path, (stamp, stamp))
+            info = await store.stat("same.png")
+            assert info is not None and info.size == 5
+            assert info.content_type == "image/png"  # guessed from the key
+            assert info.etag != hashlib.sha256(b"first").hexdigest()
+            etags.add(info.etag)
+        assert len(etags) == 2  # a strong validator: other bytes, another ETag
+
+    async def test_a_key_through_a_blob_or_naming_a_directory_is_missing(
+        self, store: FileBlobStore
+    ) -> None:
+        # Not an outage (a TEMPORARY error a job would retry): there is no such blob.
+        await store.put_bytes("a/b", b"1", content_type="image/jpeg")
+        for key in ("a/b/c", "a"):
+            with pytest.raises(BlobNotFound):
+                await store.get_bytes(key)
+            with pytest.raises(BlobNotFound):
+                await store.open_stream(key)
+            assert await store.stat(key) is None
+
+    async def test_a_stray_dotfile_is_no_blob(self, store: FileBlobStore) -> None:
+        # A file no write of ours made (.DS_Store, an editor's swap file) has no valid key.
+        await store.put_bytes("d/x.jpg", b"x", content_type="image/jpeg")
+        (store.root / "d/.DS_Store").write_bytes(b"finder")
+        assert [i.key async for i in store.list()] == ["d/x.jpg"]
+        assert await store.delete_prefix("d/") == 1
+
+    async def test_a_failure_while_a_write_runs_leaves_no_temp_file(
+        self, store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The first write creates the temp file in an I/O thread: cleanup must wait for it.
+        real_write = fs._TempWriter.write
+
+        def slow_write(writer: fs._TempWriter, data: bytes) -> None:
+            time.sleep(0.3)
+            real_write(writer, data)
+
+        monkeypatch.setattr(fs._TempWriter, "write", slow_write)
+        source = Source([b"x" * WRITE_BUFFER, b"y"], fail_after=1)
+        with pytest.raises(ConnectionResetError):
+            await store.put_stream("w.jpg", source, content_type="image/jpeg")
+        await store.close()  # lets any write still running finish
+        assert await self.leftovers(store) == []
+
+    async def test_a_directory_pruned_under_a_write_is_made_again(
+        self, store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A delete of the directory's last blob may prune it between mkdir and rename.
+        await store.put_bytes("d/old.jpg", b"o", content_type="image/jpeg")
+        real_replace = os.replace
+        pruned: list[str] = []
+
+        def replace(src: str, dest: str) -> None:
+            if not pruned and os.path.dirname(dest) == str(store.root / "d"):
+                os.unlink(store.root / "d/old.jpg")
+                os.rmdir(store.root / "d")
+                pruned.append(str(dest))
+            real_replace(src, dest)
+
+        monkeypatch.setattr(os, "replace", replace)
+        await store.put_bytes("d/new.jpg", b"n", content_type="image/jpeg")
+        assert pruned and await store.get_bytes("d/new.jpg") == b"n"
 
     async def test_delete_prunes_empty_directories(self, store: FileBlobStore) -> None:
         await store.put_bytes("o/ab/cd/1.jpg", b"1", content_type="image/jpeg")
