@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
@@ -196,6 +197,16 @@ class BlobStoreContract:
         assert b"".join(got) == data
         assert max(len(c) for c in got) <= MiB
 
+    async def test_open_stream_tells_the_stored_type_and_time(self, store: BlobStore) -> None:
+        # Not the type the key suggests, nor the time of the read.
+        await store.put_bytes("t/raw.bin", b"x", content_type="image/heic")
+        written = time.time()
+        await asyncio.sleep(2.1)
+        info, chunks = await store.open_stream("t/raw.bin")
+        assert [chunk async for chunk in chunks] == [b"x"]
+        assert info.content_type == "image/heic"
+        assert abs(info.modified - written) < 1.5  # S3's Last-Modified is in whole seconds
+
     async def test_open_stream_can_be_abandoned(self, store: BlobStore) -> None:
         await store.put_bytes("half", b"h" * (2 * MiB), content_type="image/jpeg")
         _, chunks = await store.open_stream("half", chunk_size=1024)
@@ -238,6 +249,8 @@ class BlobStoreContract:
         assert await store.delete_prefix("p/") == 3
         assert [i.key async for i in store.list()] == ["pp/4"]
         assert await store.delete_prefix("p/") == 0
+        assert await store.delete_prefix("pp/") == 1  # a batch of one
+        await self.assert_empty(store)
 
     @pytest.mark.parametrize(
         "key",

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from filmstrip import __version__
 from filmstrip.blobs import BlobNotFound, BlobStoreUnavailable
 from filmstrip.blobs.s3 import S3BlobStore
+from filmstrip.blobs.s3_direct import DirectS3
 from filmstrip.settings import load_settings
 from tests.blobs.test_s3 import s3_env
 from tests.support.recording_endpoint import recording_endpoint
@@ -79,3 +82,45 @@ async def test_a_missing_blob_or_a_store_outage_is_not_taken_for_a_refusal(
         finally:
             await store.close()
     assert [r for r in caplog.records if getattr(r, "code", None) == "s3_direct_refused"] == []
+
+
+@pytest.mark.parametrize(
+    ("key", "taken"),
+    [
+        ("originals/p1.jpg", True),
+        ("derivatives/p1/thumb_2x.webp", True),
+        ("originals/a b.jpg", False),
+        ("originals/a+b.jpg", False),
+        ("originals/ü.jpg", False),
+        ("originals/p1.jpg?x", False),
+        ("originals/%41.jpg", False),
+    ],
+)
+async def test_only_a_key_that_needs_no_percent_encoding_goes_direct(key: str, taken: bool) -> None:
+    # The signer signs the path as given: a key S3 would see percent-encoded signs wrong.
+    async with aiohttp.ClientSession() as http:
+        direct = DirectS3(
+            http, endpoint_url="http://127.0.0.1:1", bucket="b", region="us-east-1",
+            credentials=None, sign_payload=True, user_agent=AGENT,
+        )  # fmt: skip
+        assert direct.takes(key) is taken
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://[::1]:8333",
+        "http://s3.example.net",
+        "https://s3.example.net:443",
+        "http://10.0.0.5:8333/",
+    ],
+)
+async def test_the_signed_host_is_the_one_aiohttp_would_send(endpoint: str) -> None:
+    # Host is signed, so it is sent as set: brackets round an IPv6 address (without
+    # them the header is malformed), no port where it is the scheme's default.
+    async with aiohttp.ClientSession() as http:
+        direct = DirectS3(
+            http, endpoint_url=endpoint, bucket="b", region="us-east-1",
+            credentials=None, sign_payload=True, user_agent=AGENT,
+        )  # fmt: skip
+        assert direct.host == URL(endpoint).host_port_subcomponent

@@ -56,5 +56,8 @@ async def test_a_put_over_http_carries_its_body_s_hash_unless_told_not_to(
     expected = hashlib.sha256(body).hexdigest() if signed else UNSIGNED
     assert put.headers["X-Amz-Content-SHA256"] == expected
     # Signed either way: the hash (or the word saying there is none) is among what the
-    # signature covers.
-    assert "x-amz-content-sha256" in put.headers["Authorization"]
+    # signature covers, and so is the length, which alone pins an unsigned body's size.
+    signed_headers = put.headers["Authorization"].split("SignedHeaders=")[1].split(",")[0]
+    assert {"content-length", "content-type", "x-amz-content-sha256"} <= set(
+        signed_headers.split(";")
+    )

@@ -79,3 +79,48 @@ def test_the_signing_key_is_derived_once_a_day(monkeypatch: pytest.MonkeyPatch) 
     assert derived == ["20261206", "us-east-1", "s3", "aws4_request"]
     signer.headers("GET", "h", "/b/k", access_key=KEY, secret_key=SECRET, now=day + 86_400)
     assert derived[4:] == ["20261207", "us-east-1", "s3", "aws4_request"]
+
+
+def _botocore_authorization(
+    monkeypatch: pytest.MonkeyPatch, now: int, secret: str, headers: dict[str, str]
+) -> str:
+    monkeypatch.setattr(
+        "botocore.auth.get_current_datetime",
+        lambda: datetime.fromtimestamp(now, UTC).replace(tzinfo=None),
+    )
+    request = AWSRequest(
+        method="PUT", url="http://10.0.0.2:8333/photos/originals/p1.jpg", data=b"",
+        headers=headers,
+    )  # fmt: skip
+    request.context["client_config"] = Config(s3={"payload_signing_enabled": False})
+    S3SigV4Auth(Credentials(KEY, secret, None), "s3", "eu-west-1").add_auth(request)
+    return str(request.headers["Authorization"])
+
+
+def test_a_header_value_is_signed_trimmed_with_its_spaces_collapsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An uploaded content type is the client's: it may carry runs of spaces, which the
+    # server collapses in the canonical request before it checks the signature.
+    now = calendar.timegm((2026, 12, 6, 10, 30, 0))
+    extra = {"Content-Type": " image/jpeg;  charset=binary ", "Content-Length": "0"}
+    ours = SigV4Signer("eu-west-1").headers(
+        "PUT", "10.0.0.2:8333", "/photos/originals/p1.jpg",
+        access_key=KEY, secret_key=SECRET, extra=extra, now=now,
+    )  # fmt: skip
+    assert ours["Authorization"] == _botocore_authorization(monkeypatch, now, SECRET, extra)
+
+
+def test_a_rotated_secret_signs_with_its_own_key_the_same_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Temporary credentials rotate within a day: the cached signing key is the secret's.
+    now = calendar.timegm((2026, 12, 6, 10, 30, 0))
+    extra = {"Content-Type": "image/jpeg", "Content-Length": "0"}
+    signer = SigV4Signer("eu-west-1")
+    for secret in (SECRET, "another-secret", SECRET):
+        ours = signer.headers(
+            "PUT", "10.0.0.2:8333", "/photos/originals/p1.jpg",
+            access_key=KEY, secret_key=secret, extra=extra, now=now,
+        )  # fmt: skip
+        assert ours["Authorization"] == _botocore_authorization(monkeypatch, now, secret, extra)
