@@ -79,3 +79,39 @@ async def test_a_renew_that_fails_is_tried_again_while_the_lease_stands(
 
     assert await lease.run(work)
     assert not await redis.exists("test:lease")
+
+
+async def test_a_renew_that_fails_after_many_renewals_is_tried_again(
+    redis: aioredis.Redis,
+) -> None:
+    """The lease is counted from its last renewal, not from the start of the work: a
+    Redis error long into a run does not end work whose lease still stands."""
+    lease = Lease(redis, "test:lease", ttl_s=0.6)  # renewed every 0.2 s
+
+    async def work() -> None:
+        await asyncio.sleep(1.0)  # renewed several times, well past the first lease's end
+        await redis.delete("test:lease")
+        await redis.hset("test:lease", "not", "a string")  # the next renew fails
+        await asyncio.sleep(0.3)
+        await redis.delete("test:lease")
+        await redis.set("test:lease", lease.token, px=600)
+        await asyncio.sleep(0.3)
+        assert await redis.get("test:lease") == lease.token.encode()
+
+    assert await lease.run(work)
+    assert not await redis.exists("test:lease")
+
+
+async def test_the_lease_is_renewed_long_before_it_runs_out(redis: aioredis.Redis) -> None:
+    """Renewed a third into its lifetime: a renewal left late would let the key lapse, for
+    another process to take, on the first slow round trip."""
+    lease = Lease(redis, "test:lease", ttl_s=1.5)  # renewed every 0.5 s
+    left: list[int] = []
+
+    async def work() -> None:
+        for _ in range(40):
+            left.append(await redis.pttl("test:lease"))
+            await asyncio.sleep(0.05)
+
+    assert await lease.run(work)
+    assert min(left) > 500, left  # about 1000 ms at the lowest
