@@ -129,3 +129,53 @@ async def test_a_burst_of_calls_gives_its_connections_back(redis_server: RedisSe
     finally:
         await wire.aclose()
         await client.aclose()
+
+
+async def test_a_cancelled_call_gives_its_connection_back(redis_server: RedisServer) -> None:
+    """On a pool of one, the connection a cancelled call dropped goes back to the pool
+    (closed), so the next call gets it rather than waiting out the pool."""
+    settings = load_settings(
+        {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "1",
+         "FILMSTRIP_REDIS_POOL_WAIT_S": "0.5", "FILMSTRIP_REDIS_CLUSTER": "false"}
+    )  # fmt: skip
+    client = await open_redis(settings)
+    assert isinstance(client, aioredis.Redis)
+    script = client.register_script(_ECHO_KEY)
+    await script(keys=["wire:one"], args=["warm"])  # loaded: the wire keeps its connection
+    wire = ScriptWire(client, script)
+    try:
+        assert await wire.call(["wire:one"], ["warm"]) == b"warm"
+        call = asyncio.create_task(wire.call(["wire:one"], ["cancelled"]))
+        await asyncio.sleep(0)  # sent, reply not read yet
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        assert await wire.call(["wire:one"], ["next"]) == b"next"
+    finally:
+        await wire.aclose()
+        await client.aclose()
+
+
+async def test_a_dry_pool_is_waited_out_once_even_by_a_reconnecting_wire(
+    redis_server: RedisServer,
+) -> None:
+    """Out of connections is not a dead connection: a reconnecting wire does not ask the
+    pool again (and wait a second time) before saying so."""
+    settings = load_settings(
+        {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "1",
+         "FILMSTRIP_REDIS_POOL_WAIT_S": "0.6", "FILMSTRIP_REDIS_CLUSTER": "false"}
+    )  # fmt: skip
+    client = await open_redis(settings)
+    assert isinstance(client, aioredis.Redis)
+    script = client.register_script(_ECHO_KEY)
+    await script(keys=["wire:dry"], args=["warm"])
+    wire = ScriptWire(client, script, reconnect=True)
+    held = await client.connection_pool.get_connection()
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(redis.exceptions.MaxConnectionsError):
+            await wire.call(["wire:dry"], ["x"])
+        assert asyncio.get_running_loop().time() - started < 1.1  # one 0.6 s wait, not two
+    finally:
+        await client.connection_pool.release(held)
+        await wire.aclose()
+        await client.aclose()
