@@ -179,3 +179,22 @@ async def test_a_dry_pool_is_waited_out_once_even_by_a_reconnecting_wire(
         await client.connection_pool.release(held)
         await wire.aclose()
         await client.aclose()
+
+
+async def test_a_wire_reloads_its_script_on_a_pool_of_one(redis_server: RedisServer) -> None:
+    """The NOSCRIPT reply leaves the wire holding the connection it came on: the load,
+    which goes through the pool, must not wait for it (it waited the pool out and failed
+    with MaxConnectionsError)."""
+    settings = load_settings(
+        {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "1",
+         "FILMSTRIP_REDIS_POOL_WAIT_S": "0.5", "FILMSTRIP_REDIS_CLUSTER": "false"}
+    )  # fmt: skip
+    client = await open_redis(settings)
+    assert isinstance(client, aioredis.Redis)
+    await client.script_flush()
+    wire = ScriptWire(client, client.register_script(_ECHO_KEY))
+    try:
+        assert await wire.call(["wire:small"], ["loaded"]) == b"loaded"
+    finally:
+        await wire.aclose()
+        await client.aclose()

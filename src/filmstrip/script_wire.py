@@ -127,7 +127,9 @@ class ScriptWire:
         try:
             return await self._send(packed)
         except redis.exceptions.NoScriptError:
-            # A restarted Redis forgot the script.
+            # A restarted Redis forgot the script. The load goes through the pool, so the
+            # connections kept here go back first: on a pool no larger, it waited for them.
+            await self.aclose()
             await self._redis.script_load(self._script.script)
             return await self._send(packed)
 
