@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from filmstrip import keys
-from filmstrip.events import EventPublisher
+from filmstrip.events import EventPublisher, forget_once
 from filmstrip.protocols import events as ev
 from filmstrip.services.bus import streamid
 from filmstrip.services.bus.app import HUB
@@ -332,3 +332,35 @@ async def test_the_replay_reader_reads_past_a_batch_both_ways(
     assert [i async for i, _ in reader.entries_after("c{batch}", after)] == sent[50:]
     newest = [i async for i, _ in reader.entries_newest_first("c{batch}", after)]
     assert newest == sent[50:][::-1]
+
+
+async def test_the_publisher_trims_by_age_and_its_once_keys_expire(redis: Any) -> None:
+    # Past the replay age events go (in whole nodes of 100: MINID ~ trims so), while
+    # newer ones keep the stream alive; a once-key lasts the replay window, not for ever.
+    pub = EventPublisher(redis, replay_maxlen=10_000, replay_age_s=2)
+
+    def event(n: int) -> ev.Event:
+        return pub.event(ev.STAGE_COMPLETED, photo_id="p", client_id="c", trace_id=f"{n:032x}")
+
+    await pub.publish_events([event(n) for n in range(250)])
+    await asyncio.sleep(1.2)
+    await pub.publish_events([event(250)])  # the stream lives 2 s from here
+    await asyncio.sleep(1.2)
+    await pub.publish_events([event(251)], once_key="p:done")
+    assert await redis.xlen(keys.client_events("c")) < 100
+    assert 0 < await redis.pttl(keys.event_once("c", "p:done")) <= 2000
+
+
+async def test_a_once_key_keeps_the_first_id_it_was_given(redis: Any) -> None:
+    # A retried batch publishes its other events again but not its last one, and must not
+    # move the once-key: a later retry still answers the first publication's id.
+    pub = EventPublisher(redis)
+
+    def event(n: int) -> ev.Event:
+        return pub.event(ev.STAGE_COMPLETED, photo_id="p", client_id="c", trace_id=f"{n:032x}")
+
+    first = await pub.publish_events([event(1), event(2)], once_key="p:batch")
+    assert await pub.publish_events([event(3), event(4)], once_key="p:batch") == first
+    assert await pub.publish_events([event(5)], once_key="p:batch") == first
+    await forget_once(redis, "c", "p:batch")  # a photo processed anew: its outcome goes out
+    assert await pub.publish_events([event(6)], once_key="p:batch") != first
