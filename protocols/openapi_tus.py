@@ -181,7 +181,8 @@ def tus_paths() -> dict[str, Any]:
                     "409": _error("Upload-Offset is not the committed offset"),
                     "410": _error(
                         "the server lost part of the upload's stored bytes (`upload_truncated`,"
-                        " `upload_incomplete`), or it used every S3 part number"
+                        " `upload_incomplete`), or its S3 multipart upload was aborted behind"
+                        " its back (`upload_parts_lost`), or it used every S3 part number"
                         " (`too_many_parts`): the upload was dropped; start it again"
                     ),
                     "413": _error(

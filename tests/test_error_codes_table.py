@@ -32,6 +32,7 @@ NOT_SEEN = {
     "catalog_missing": "filmstrip migrate / start-up",
     "catalog_too_new": "start-up, against a newer catalog",
     "duplicate": "answered as 200 {duplicate: true}",
+    "parts_lost": "the S3 store's, answered by tus as upload_parts_lost (or upload_locked)",
 }
 # Where the table says the code comes from (a category for errors built as values).
 CATEGORY_OF_CLASS = {

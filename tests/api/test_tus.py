@@ -12,7 +12,7 @@ import io
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from tusclient.client import TusClient
 
 from bench.redis_server import RedisServer
+from bench.seaweed import LoopbackSeaweedFS
 from filmstrip.auth import hash_token
 from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore
 from filmstrip.catalog import PhotoStatus
@@ -775,6 +776,133 @@ async def test_an_upload_whose_stored_bytes_were_lost_is_dropped_with_a_410(
     assert await tus_backend.leftovers(api) == []
     assert await api.blob_keys("originals/") == []
     assert await api.photo_count() == 0
+
+
+# --- a multipart upload aborted behind the api's back (a bucket lifecycle rule such as
+# AbortIncompleteMultipartUpload, an operator's cleanup). On SeaweedFS, a real S3 server:
+# moto answers 500 (a KeyError of its own) where S3 answers 404 NoSuchUpload.
+
+
+@pytest.fixture(scope="module")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSeaweedFS]:
+    with LoopbackSeaweedFS(
+        tmp_path_factory.mktemp("seaweedfs"), access_key="tus-key", secret_key="tus-secret"
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def seaweed_backend(seaweedfs: LoopbackSeaweedFS) -> TusBackend:
+    return TusBackend(
+        "s3",
+        {
+            "blob_url": f"s3://tus-{uuid.uuid4().hex[:12]}",
+            "s3_endpoint_url": seaweedfs.url,
+            "s3_access_key_id": seaweedfs.access_key,
+            "s3_secret_access_key": seaweedfs.secret_key,
+        },
+    )
+
+
+@pytest.fixture
+async def seaweed_api(
+    seaweed_backend: TusBackend, redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """The api taking uploads of several S3 parts, its bucket on SeaweedFS."""
+    settings = api_settings(
+        tmp_path, redis_server.url, max_upload_bytes=str(64 * MIB), **seaweed_backend.settings
+    )
+    async with running_api(settings, "alice") as running:
+        yield running
+
+
+async def _abort_parts_behind_its_back(api: Api, upload_id: str) -> None:
+    """What a lifecycle rule does to the upload's multipart upload: a plain S3 abort."""
+    blobs = api.state.blobs
+    assert isinstance(blobs, S3BlobStore)
+    [(key, multipart_id)] = [
+        (key, multipart_id)
+        async for key, multipart_id, _ in blobs.list_parts_uploads(f"uploads/{upload_id}/")
+    ]
+    await blobs.client.abort_multipart_upload(
+        Bucket=blobs.bucket, Key=blobs.prefix + key, UploadId=multipart_id
+    )
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), MIB):
+        yield data[start : start + MIB]
+
+
+async def test_a_patch_to_an_upload_whose_multipart_upload_was_aborted_is_dropped_with_a_410(
+    seaweed_api: Api, seaweed_backend: TusBackend
+) -> None:
+    """S3's NoSuchUpload to the next part answered 422 blob_not_found (a client bug's
+    code, for a loss on the server) and kept the row and the tail. Now 410
+    upload_parts_lost, nothing of the upload kept, no photo, and HEAD 404."""
+    api = seaweed_api
+    data = _big_jpeg(2 * PART_SIZE + 5)
+    url = await _create(api, len(data))
+    first = PART_SIZE + 3  # a part in the multipart upload, 3 bytes in a tail object
+    assert (await _patch(api, url, 0, data[:first])).status == 204
+    await _abort_parts_behind_its_back(api, url.rsplit("/", 1)[1])
+    resp = await _patch(api, url, first, data[first:])
+    assert resp.status == 410, await resp.text()
+    assert (await resp.json())["error"]["code"] == "upload_parts_lost"
+    assert (await api.http.head(url, headers=_headers(api))).status == 404
+    assert await seaweed_backend.leftovers(api) == []
+    assert await api.blob_keys("originals/") == []
+    assert await api.photo_count() == 0
+
+
+async def test_joining_parts_whose_multipart_upload_was_aborted_breaks_the_upload(
+    seaweed_api: Api, seaweed_backend: TusBackend
+) -> None:
+    """The join of an upload that ended at a part boundary only completes the multipart
+    upload: NoSuchUpload there is the same loss (it was a 422 blob_not_found)."""
+    api = seaweed_api
+    data = _big_jpeg(2 * PART_SIZE)
+    url = await _create(api, len(data))
+    first = PART_SIZE + 3
+    assert (await _patch(api, url, 0, data[:first])).status == 204
+    upload_id = url.rsplit("/", 1)[1]
+    store = seaweed_backend.store(api)
+    async with store.locked(upload_id):
+        upload = await store.get(upload_id)
+        assert upload is not None
+        upload, cut = await store.append(upload, _chunks(data[first:]), ttl_s=60)
+        assert cut is None and upload.offset == len(data)
+        await _abort_parts_behind_its_back(api, upload_id)
+        with pytest.raises(UploadBroken) as broken:
+            async for _ in store.iter_bytes(upload, hashlib.sha256()):
+                pass
+    assert broken.value.code == "upload_parts_lost"
+    await store.delete(upload_id)
+    assert await seaweed_backend.leftovers(api) == []
+
+
+async def test_a_missing_multipart_upload_is_told_apart_by_the_row_and_the_lease(
+    seaweed_api: Api, seaweed_backend: TusBackend
+) -> None:
+    """S3 lost the multipart upload only if the row still names it under this process's
+    lease: another multipart upload in the row, or the lease held by another process (which
+    may have joined the parts), is upload_locked; with no row the upload is gone."""
+    api = seaweed_api
+    url = await _create(api, 2 * PART_SIZE)
+    assert (await _patch(api, url, 0, _big_jpeg(PART_SIZE + 3))).status == 204
+    upload_id = url.rsplit("/", 1)[1]
+    store = seaweed_backend.store(api)
+    assert isinstance(store, SharedTusStore)
+    row = await store._row(upload_id)
+    assert row is not None and row.multipart_id is not None
+    named = row.multipart_id
+    async with store.locked(upload_id):
+        assert isinstance(await store._parts_missing(upload_id, named), UploadBroken)
+        assert isinstance(await store._parts_missing(upload_id, "another"), UploadLocked)
+    # The lease given up (its holder's lease lapsed, another process's came and went).
+    assert isinstance(await store._parts_missing(upload_id, named), UploadLocked)
+    await store.delete(upload_id)
+    assert isinstance(await store._parts_missing(upload_id, named), UploadGone)
 
 
 def test_an_upload_of_any_length_leaves_half_its_part_numbers_spare() -> None:

@@ -14,7 +14,7 @@ import pytest
 from bench.moto_server import MotoServer
 from filmstrip import __version__
 from filmstrip.blobs import BlobStore, BlobStoreUnavailable
-from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore, parse_s3_url
+from filmstrip.blobs.s3 import PART_SIZE, PartsLost, S3BlobStore, parse_s3_url
 from filmstrip.errors import Category, LogicError
 from filmstrip.settings import load_settings
 from tests.blobs.contract import BlobStoreContract, Source
@@ -86,6 +86,18 @@ class S3Contract(BlobStoreContract):
         await store.client.abort_multipart_upload(
             Bucket=store.bucket, Key=store.prefix + "dangling", UploadId=created["UploadId"]
         )
+
+    async def test_parts_a_multipart_upload_lacks_are_parts_lost(self, store: S3BlobStore) -> None:
+        # S3, moto and SeaweedFS answer InvalidPart: tus must tell that loss from a
+        # refusal (s3_refused, a 500).
+        await store.ping()
+        upload_id = await store.create_parts("mp-lost", content_type="image/jpeg")
+        etag = await store.put_part("mp-lost", upload_id, 1, b"p" * PART_SIZE)
+        with pytest.raises(PartsLost):
+            await store.complete_parts(
+                "mp-lost", upload_id, [(1, etag), (2, etag)], content_type="image/jpeg"
+            )
+        await store.abort_parts("mp-lost", upload_id)
 
     async def test_multipart_etag_shows_the_part_count(self, store: S3BlobStore) -> None:
         info = await store.put_stream(

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from filmstrip.blobs import BlobNotFound
-from filmstrip.blobs.s3 import PART_SIZE, S3BlobStore
+from filmstrip.blobs.s3 import PART_SIZE, PartsLost, S3BlobStore
 from filmstrip.blobs.validation import is_valid_key
 from filmstrip.catalog import Catalog
 from filmstrip.catalog.tus import Part, Segment, TusRow, TusUploads
@@ -382,8 +382,26 @@ class SharedTusStore(TusStore):
                 f"upload {row.id} has used all {MAX_PARTS} part numbers; start it again",
                 code="too_many_parts",
             )
-        etag = await self.blobs.put_part(data_key(row.id), multipart_id, number, data)
+        try:
+            etag = await self.blobs.put_part(data_key(row.id), multipart_id, number, data)
+        except PartsLost:
+            raise await self._parts_missing(row.id, multipart_id) from None
         return Part(number, etag, len(data))
+
+    async def _parts_missing(self, upload_id: str, multipart_id: str) -> FilmstripError:
+        """Why S3 no longer has the multipart upload: the upload was deleted, or another
+        process holds it now (it may have joined the parts), or, with the row still naming
+        it under this process's lease, S3 lost it (a lifecycle rule or a hand aborted it)."""
+        row = await self._row(upload_id)
+        if row is None:
+            return UploadGone(upload_id)
+        owner = self._leases.get(upload_id)
+        if owner is None or row.lease_owner != owner or row.multipart_id != multipart_id:
+            return UploadLocked(upload_id)
+        return UploadBroken(
+            f"upload {upload_id} lost its multipart upload {multipart_id!r}",
+            code="upload_parts_lost",
+        )
 
     async def _drop_quietly(self, keys: list[str]) -> None:
         for key in keys:
@@ -433,12 +451,15 @@ class SharedTusStore(TusStore):
             if row.tail:
                 tail = await self._read_tail(row.id, row.tail)
                 parts.append(await self._put_part(row, row.multipart_id, tail))
-            await self.blobs.complete_parts(
-                key,
-                row.multipart_id,
-                [(p.number, p.etag) for p in parts],
-                content_type=content_type,
-            )
+            try:
+                await self.blobs.complete_parts(
+                    key,
+                    row.multipart_id,
+                    [(p.number, p.etag) for p in parts],
+                    content_type=content_type,
+                )
+            except PartsLost:
+                raise await self._parts_missing(row.id, row.multipart_id) from None
         await self._commit(row.id, multipart_id=None, parts=[], tail=[], data_key=key)
         await self._drop_quietly([s.key for s in row.tail if s.key != key])
         return key

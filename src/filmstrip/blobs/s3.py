@@ -53,7 +53,7 @@ from filmstrip.blobs.s3_direct import DirectS3
 from filmstrip.blobs.s3_timestamps import parse_timestamp
 from filmstrip.blobs.validation import check_key, check_prefix
 from filmstrip.compat.botocore import send_bodies_as_bytes, share_endpoint_resolution
-from filmstrip.errors import LogicError
+from filmstrip.errors import DataError, LogicError
 from filmstrip.settings import BlobSettings, Settings
 
 T = TypeVar("T")
@@ -63,6 +63,7 @@ PART_SIZE = 8 * 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects' limit
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _NO_BUCKET = "NoSuchBucket"
+_PARTS_LOST = frozenset({"NoSuchUpload", "InvalidPart"})
 _TRANSIENT = frozenset(
     {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"}
 )
@@ -123,6 +124,15 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 class _NoSuchBucket(Exception):
     """Internal: the bucket is gone; writers create it and retry once."""
+
+
+class PartsLost(DataError):
+    """A multipart upload is gone (aborted by a bucket lifecycle rule, an operator or
+    another tool) or lacks parts it was given: what it held cannot be had back."""
+
+    def __init__(self, key: str, upload_id: str) -> None:
+        super().__init__(f"multipart upload {upload_id!r} to {key!r} lost", code="parts_lost")
+        self.key = key
 
 
 class S3BlobStore(BlobStore):
@@ -361,8 +371,8 @@ class S3BlobStore(BlobStore):
 
     async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
         """Upload part ``number`` (1-10000; at least 5 MiB unless it is the last); its ETag.
-        The same number again replaces the part."""
-        with _errors(key):
+        The same number again replaces the part; :class:`PartsLost` if the upload is gone."""
+        with _errors(key), _parts_errors(key, upload_id):
             resp = await self.client.upload_part(
                 Bucket=self.bucket,
                 Key=self._key(key),
@@ -376,8 +386,9 @@ class S3BlobStore(BlobStore):
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], *, content_type: str
     ) -> BlobInfo:
         """Join ``parts`` (number, ETag), in number order, into the object at ``key``.
-        S3 checks each ETag, so a part replaced since it was recorded fails the join."""
-        with _errors(key):
+        S3 checks each ETag, so a part replaced since it was recorded fails the join;
+        :class:`PartsLost` if the upload or one of the parts is gone."""
+        with _errors(key), _parts_errors(key, upload_id):
             resp = await self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self._key(key),
@@ -693,6 +704,18 @@ def _errors(key: str | None = None) -> Iterator[None]:
     except BotoCoreError as exc:
         # Missing credentials, bad parameters: configuration, not weather.
         raise LogicError(f"S3 client error: {exc}", code="s3_client") from exc
+
+
+@contextlib.contextmanager
+def _parts_errors(key: str, upload_id: str) -> Iterator[None]:
+    """S3's word that a multipart upload is gone (404 NoSuchUpload), or that parts named
+    in its completion are not there (400 InvalidPart), as :class:`PartsLost`."""
+    try:
+        yield
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in _PARTS_LOST:
+            raise PartsLost(key, upload_id) from exc
+        raise
 
 
 def _raise_client_error(exc: ClientError, key: str | None) -> NoReturn:
