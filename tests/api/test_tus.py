@@ -881,6 +881,38 @@ async def test_joining_parts_whose_multipart_upload_was_aborted_breaks_the_uploa
     assert await seaweed_backend.leftovers(api) == []
 
 
+async def test_finishing_an_upload_whose_multipart_upload_was_aborted_is_a_410(
+    seaweed_backend: TusBackend, redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """A complete upload the quota kept (make room, then an empty PATCH finishes it) whose
+    multipart upload was aborted meanwhile: the join's NoSuchUpload answers 410 too."""
+    data = _big_jpeg(2 * PART_SIZE)
+    settings = api_settings(
+        tmp_path,
+        redis_server.url,
+        max_upload_bytes=str(64 * MIB),
+        client_quota_bytes=str(len(data) + 1000),
+        **seaweed_backend.settings,
+    )
+    async with running_api(settings, "alice") as api:
+        url = await _create(api, len(data))
+        upload_id = url.rsplit("/", 1)[1]
+        photo = await api.upload(_big_jpeg(2000))
+        assert photo.status == 201, await photo.text()
+        resp = await _patch(api, url, 0, data)
+        assert resp.status == 413, await resp.text()
+        assert (await resp.json())["error"]["code"] == "quota_exceeded"
+        await _abort_parts_behind_its_back(api, upload_id)
+        photo_id = (await photo.json())["photo_id"]
+        deleted = await api.http.delete(f"{api.url}/v1/photos/{photo_id}", headers=_headers(api))
+        assert deleted.status in (200, 204), await deleted.text()
+        resp = await _patch(api, url, len(data), b"")
+        assert resp.status == 410, await resp.text()
+        assert (await resp.json())["error"]["code"] == "upload_parts_lost"
+        assert (await api.http.head(url, headers=_headers(api))).status == 404
+        assert await seaweed_backend.leftovers(api) == []
+
+
 async def test_a_missing_multipart_upload_is_told_apart_by_the_row_and_the_lease(
     seaweed_api: Api, seaweed_backend: TusBackend
 ) -> None:
