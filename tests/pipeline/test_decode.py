@@ -1,14 +1,18 @@
-"""What the header tells the catalog before any pixel is decoded: a still picture in a
-format that can animate is reported still."""
+"""What the header and the one decode promise: a still picture in a format that can
+animate is reported still, a header without pixels is refused as such, and a small HEIC
+is not enlarged."""
 
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from PIL import Image
 
+from filmstrip.errors import DataError
 from filmstrip.pipeline import PipelineOptions
 from filmstrip.pipeline.decode import read_header
 from tests.pipeline.conftest import run_pipeline
@@ -33,3 +37,23 @@ def test_a_single_frame_is_not_an_animation(
     # and the same formats with frames are animations
     moving = (corpus / f"real/iss634.{fmt}").read_bytes()
     assert read_header(moving, fmt, options).animated is True
+
+
+def test_a_gif_screen_without_height_is_refused_as_holding_no_pixels(
+    options: PipelineOptions, corpus: Path
+) -> None:
+    # zero_width.gif turned on its side: 32x0, which libnsgif calls truncated.
+    data = bytearray((corpus / "bad/zero_width.gif").read_bytes())
+    data[6:10] = struct.pack("<HH", 32, 0)
+    with pytest.raises(DataError) as info:
+        run_pipeline(bytes(data), options, "quick_processing")
+    assert info.value.code == "corrupt_image" and "no pixels" in info.value.message
+
+
+def test_a_small_heic_is_never_enlarged(options: PipelineOptions) -> None:
+    out = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (120, 90), "red")).save(out)
+    ctx = run_pipeline(out.getvalue(), options, "quick_processing")
+    for name in ("preview", "thumbnail"):
+        derivative = ctx.derivatives[name]
+        assert (derivative.width, derivative.height) == (120, 90), name
