@@ -57,3 +57,24 @@ def test_a_small_heic_is_never_enlarged(options: PipelineOptions) -> None:
     for name in ("preview", "thumbnail"):
         derivative = ctx.derivatives[name]
         assert (derivative.width, derivative.height) == (120, 90), name
+
+
+def test_a_heic_is_converted_through_its_embedded_profile(
+    options: PipelineOptions, corpus: Path
+) -> None:
+    # The corpus photo whose profile spins hues, as a HEIC with that profile: only a
+    # colour-managed decode puts red at 12 o'clock.
+    with Image.open(corpus / "real/red-at-12-oclock-with-color-profile.jpg") as original:
+        heif = pillow_heif.from_pillow(original.convert("RGB"))
+        heif.info["icc_profile"] = original.info["icc_profile"]
+    out = io.BytesIO()
+    heif.save(out, quality=90)
+    ctx = run_pipeline(out.getvalue(), options, "full_processing")
+    assert ctx.metadata["icc_profile"]
+    for name in ("thumbnail", "optimized"):
+        if name not in ctx.derivatives:
+            continue
+        with Image.open(io.BytesIO(ctx.derivatives[name].data)) as rendition:
+            rgb = rendition.convert("RGB")
+            r, g, b = rgb.getpixel((rgb.width // 2, round(rgb.height * 0.06)))  # type: ignore[misc]
+        assert r > 180 and g < 110 and b < 110, (name, r, g, b)
