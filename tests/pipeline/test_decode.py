@@ -78,3 +78,16 @@ def test_a_heic_is_converted_through_its_embedded_profile(
             rgb = rendition.convert("RGB")
             r, g, b = rgb.getpixel((rgb.width // 2, round(rgb.height * 0.06)))  # type: ignore[misc]
         assert r > 180 and g < 110 and b < 110, (name, r, g, b)
+
+
+def test_a_10_bit_heic_is_read_as_its_colours(options: PipelineOptions) -> None:
+    # iPhones' HDR photos are 10-bit HEIC: brought to 8 bits, not read byte by byte.
+    red = struct.pack("<3H", 0xC000, 0x4000, 0x4000) * (64 * 48)
+    out = io.BytesIO()
+    pillow_heif.from_bytes(mode="RGB;16", size=(64, 48), data=red).save(out, quality=95)
+    assert pillow_heif.open_heif(out.getvalue()).info["bit_depth"] == 10
+    ctx = run_pipeline(out.getvalue(), options, "quick_processing")
+    with Image.open(io.BytesIO(ctx.derivatives["thumbnail"].data)) as thumbnail:
+        assert (thumbnail.width, thumbnail.height) == (64, 48)
+        r, g, b = thumbnail.convert("RGB").getpixel((32, 24))  # type: ignore[misc]
+    assert abs(r - 192) < 12 and abs(g - 64) < 12 and abs(b - 64) < 12, (r, g, b)
