@@ -1,11 +1,14 @@
-"""libvips as the worker sets it up: only the loaders of the formats we accept run."""
+"""libvips as the worker sets it up (only the loaders of the formats we accept run), and
+its failures as categorised errors with a short reason."""
 
 from __future__ import annotations
 
 import pytest
 import pyvips
 
+from filmstrip.errors import Category
 from filmstrip.pipeline import PipelineOptions
+from filmstrip.pipeline.vips import decode_error, describe
 
 
 def test_a_trusted_loader_we_do_not_list_is_blocked(options: PipelineOptions) -> None:
@@ -17,3 +20,20 @@ def test_a_trusted_loader_we_do_not_list_is_blocked(options: PipelineOptions) ->
     png = pyvips.Image.black(2, 2).write_to_buffer(".png")
     source = pyvips.Source.new_from_memory(png)
     assert pyvips.Image.new_from_source(source, "").avg() == 0
+
+
+def test_an_allocation_failure_is_this_worker_s_state_not_the_file_s() -> None:
+    # Retried later (RESOURCE), not failed for good (DATA), whichever words the codec uses.
+    for message in ("tiff2vips: failed to allocate 960000 bytes", "VipsJpeg: Out of memory"):
+        error = decode_error(pyvips.Error(message), "the photo")
+        assert (error.code, error.category) == ("out_of_memory", Category.RESOURCE), message
+
+
+def test_a_decoder_s_reason_is_kept_short_and_free_of_call_site_noise() -> None:
+    noisy = "unable to call jpegload_buffer\n" + "VipsJpeg: Corrupt JPEG data: bad marker\n" * 2
+    assert describe(pyvips.Error(noisy)) == "VipsJpeg: Corrupt JPEG data: bad marker"
+    long = "\n".join(f"VipsJpeg: warning {i}: " + "x" * 40 for i in range(30))
+    assert len(describe(pyvips.Error(long))) == 300
+    assert describe(pyvips.Error("unable to call thumbnail_buffer")) == (
+        "the decoder gave no reason"
+    )
