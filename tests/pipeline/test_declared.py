@@ -26,7 +26,11 @@ def test_the_size_the_header_declares(
 def test_a_cut_png_ends_early_and_a_garbled_one_does_not(corpus: Path) -> None:
     assert ends_early((corpus / "bad/truncated_image.png").read_bytes(), "png")
     assert not ends_early((corpus / "bad/broken_data_stream.png").read_bytes(), "png")
-    assert not ends_early((corpus / "real/kimono.crop.png").read_bytes(), "png")
+    whole = (corpus / "real/kimono.crop.png").read_bytes()
+    assert not ends_early(whole, "png")
+    # Cut in IEND's CRC, after its type: the image end is there, every pixel before it.
+    assert whole.endswith(b"IEND\xae\x42\x60\x82")
+    assert not ends_early(whole[:-4], "png")
 
 
 def test_any_bytes_give_an_answer_not_an_exception(corpus: Path) -> None:
@@ -44,3 +48,16 @@ def test_any_bytes_give_an_answer_not_an_exception(corpus: Path) -> None:
                 declared_size(source[:cut], fmt)
                 declared_size(bytes(flipped), fmt)
                 ends_early(bytes(flipped), fmt)
+
+
+def test_every_kind_of_jpeg_frame_declares_its_size_after_any_fill(corpus: Path) -> None:
+    # Progressive (C2) and extended (C1) frames as well as baseline (C0): libjpeg refuses
+    # an edge over 65500 px in each before libvips has a header to give.
+    data = (corpus / "bad/max_size.jpg").read_bytes()
+    baseline = data.index(b"\xff\xc0")
+    for marker in (b"\xc0", b"\xc1", b"\xc2"):
+        frame = data[: baseline + 1] + marker + data[baseline + 2 :]
+        assert declared_size(frame, "jpeg") == (65535, 65535), marker
+    # A marker may be preceded by fill bytes (0xFF).
+    filled = data[:baseline] + b"\xff" + data[baseline:]
+    assert declared_size(filled, "jpeg") == (65535, 65535)
