@@ -95,3 +95,18 @@ def test_a_profile_already_seen_builds_no_new_transform(corpus: Path) -> None:
         got = to_srgb8(image)
         assert got.write_to_memory() == decode._to_srgb8(image).write_to_memory()
     assert transforms.built() - before == 1
+
+
+def test_an_srgb_profile_builds_no_transform(corpus: Path) -> None:
+    # The skip is the point: building the identity transform costs as much as decoding.
+    image = pyvips.Image.new_from_file(str(corpus / "real" / "Nikon_D5000.jpg"), shrink=8)
+    transforms.clear()
+    before = transforms.built()
+    to_srgb8(image).write_to_memory()
+    assert transforms.built() == before
+    # while a profile that changes colours does build one
+    spin = pyvips.Image.new_from_file(
+        str(corpus / "real" / "red-at-12-oclock-with-color-profile.jpg")
+    )
+    to_srgb8(spin).write_to_memory()
+    assert transforms.built() == before + 1
