@@ -85,3 +85,22 @@ def test_thumbhash_without_alpha_equals_it_with_opaque_alpha(corpus: Path) -> No
         rgba = bytes(tiny.bandjoin(255).write_to_memory())
         expected = base64.b64encode(rgba_to_thumbhash(tiny.width, tiny.height, rgba)).decode()
         assert thumbhash(tiny, 32) == expected, name
+
+
+def test_thumbhash_rounds_halves_up_as_the_reference_does() -> None:
+    # A 5:14 portrait: the reference's Math.round(7 * 5 / 14) = Math.round(2.5) = 3 luma
+    # columns (Python's round would give 2), stored in the low bits of the fourth byte.
+    image = (pyvips.Image.xyz(25, 70)[0] * 10).cast("uchar").copy(interpretation="b-w")
+    hash_ = base64.b64decode(thumbhash(image, 100))
+    assert not hash_[4] & 0x80 and hash_[3] & 0x07 == 3
+
+
+def test_dhash_sees_transparent_pixels_as_the_white_they_are_shown_on() -> None:
+    # Left half opaque black; right half fully transparent over a hidden pattern.
+    x = pyvips.Image.xyz(64, 64)[0]
+    hidden = (x * 97 % 256).cast("uchar")
+    left = x < 32
+    rgb = left.ifthenelse([0, 0, 0], hidden.bandjoin([hidden, hidden])).cast("uchar")
+    image = rgb.bandjoin(left.ifthenelse(255, 0).cast("uchar")).copy(interpretation="srgb")
+    shown = left.ifthenelse([0, 0, 0], [255, 255, 255]).cast("uchar")
+    assert dhash(image) == dhash(shown.copy(interpretation="srgb"))
