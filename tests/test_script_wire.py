@@ -4,7 +4,7 @@ asked to) a Redis restart; on a cluster it goes to each call's slot through redi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -21,6 +21,30 @@ from tests.conftest import redis_env
 pytestmark = pytest.mark.both_redis
 
 _ECHO_KEY = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
+
+SmallPool = Callable[[int, float], Awaitable[aioredis.Redis]]
+
+
+@pytest.fixture
+async def small_pool(redis_server: RedisServer) -> AsyncIterator[SmallPool]:
+    """Factory: a client of the single server whose pool holds ``connections`` and waits
+    ``wait_s`` when dry; closed after the test."""
+    clients: list[aioredis.Redis] = []
+
+    async def make(connections: int, wait_s: float) -> aioredis.Redis:
+        settings = load_settings(
+            {"FILMSTRIP_REDIS_URL": redis_server.url,
+             "FILMSTRIP_REDIS_MAX_CONNECTIONS": str(connections),
+             "FILMSTRIP_REDIS_POOL_WAIT_S": str(wait_s), "FILMSTRIP_REDIS_CLUSTER": "false"}
+        )  # fmt: skip
+        client = await open_redis(settings)
+        assert isinstance(client, aioredis.Redis)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
 
 
 async def test_wire_reloads_a_script_redis_forgot(redis: aioredis.Redis) -> None:
@@ -109,15 +133,10 @@ async def test_a_cancelled_call_does_not_leave_a_reply_for_the_next(
     await wire.aclose()
 
 
-async def test_a_burst_of_calls_gives_its_connections_back(redis_server: RedisServer) -> None:
+async def test_a_burst_of_calls_gives_its_connections_back(small_pool: SmallPool) -> None:
     """Calls overlapping on a small pool each get a connection, and afterwards the wire
     keeps at most ``KEEP_IDLE`` of them: other callers are not starved."""
-    settings = load_settings(
-        {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "4",
-         "FILMSTRIP_REDIS_POOL_WAIT_S": "1", "FILMSTRIP_REDIS_CLUSTER": "false"}
-    )  # fmt: skip
-    client = await open_redis(settings)
-    assert isinstance(client, aioredis.Redis)
+    client = await small_pool(4, 1)
     wire = ScriptWire(client, client.register_script(_ECHO_KEY))
     try:
         replies = await asyncio.gather(*(wire.call(["wire:burst"], [i]) for i in range(50)))
@@ -128,18 +147,12 @@ async def test_a_burst_of_calls_gives_its_connections_back(redis_server: RedisSe
             await pool.release(conn)
     finally:
         await wire.aclose()
-        await client.aclose()
 
 
-async def test_a_cancelled_call_gives_its_connection_back(redis_server: RedisServer) -> None:
+async def test_a_cancelled_call_gives_its_connection_back(small_pool: SmallPool) -> None:
     """On a pool of one, the connection a cancelled call dropped goes back to the pool
     (closed), so the next call gets it rather than waiting out the pool."""
-    settings = load_settings(
-        {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "1",
-         "FILMSTRIP_REDIS_POOL_WAIT_S": "0.5", "FILMSTRIP_REDIS_CLUSTER": "false"}
-    )  # fmt: skip
-    client = await open_redis(settings)
-    assert isinstance(client, aioredis.Redis)
+    client = await small_pool(1, 0.5)
     script = client.register_script(_ECHO_KEY)
     await script(keys=["wire:one"], args=["warm"])  # loaded: the wire keeps its connection
     wire = ScriptWire(client, script)
@@ -152,20 +165,14 @@ async def test_a_cancelled_call_gives_its_connection_back(redis_server: RedisSer
         assert await wire.call(["wire:one"], ["next"]) == b"next"
     finally:
         await wire.aclose()
-        await client.aclose()
 
 
 async def test_a_dry_pool_is_waited_out_once_even_by_a_reconnecting_wire(
-    redis_server: RedisServer,
+    small_pool: SmallPool,
 ) -> None:
     """Out of connections is not a dead connection: a reconnecting wire does not ask the
     pool again (and wait a second time) before saying so."""
-    settings = load_settings(
-        {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "1",
-         "FILMSTRIP_REDIS_POOL_WAIT_S": "0.6", "FILMSTRIP_REDIS_CLUSTER": "false"}
-    )  # fmt: skip
-    client = await open_redis(settings)
-    assert isinstance(client, aioredis.Redis)
+    client = await small_pool(1, 0.6)
     script = client.register_script(_ECHO_KEY)
     await script(keys=["wire:dry"], args=["warm"])
     wire = ScriptWire(client, script, reconnect=True)
@@ -178,23 +185,16 @@ async def test_a_dry_pool_is_waited_out_once_even_by_a_reconnecting_wire(
     finally:
         await client.connection_pool.release(held)
         await wire.aclose()
-        await client.aclose()
 
 
-async def test_a_wire_reloads_its_script_on_a_pool_of_one(redis_server: RedisServer) -> None:
+async def test_a_wire_reloads_its_script_on_a_pool_of_one(small_pool: SmallPool) -> None:
     """The NOSCRIPT reply leaves the wire holding the connection it came on: the load,
     which goes through the pool, must not wait for it (it waited the pool out and failed
     with MaxConnectionsError)."""
-    settings = load_settings(
-        {"FILMSTRIP_REDIS_URL": redis_server.url, "FILMSTRIP_REDIS_MAX_CONNECTIONS": "1",
-         "FILMSTRIP_REDIS_POOL_WAIT_S": "0.5", "FILMSTRIP_REDIS_CLUSTER": "false"}
-    )  # fmt: skip
-    client = await open_redis(settings)
-    assert isinstance(client, aioredis.Redis)
+    client = await small_pool(1, 0.5)
     await client.script_flush()
     wire = ScriptWire(client, client.register_script(_ECHO_KEY))
     try:
         assert await wire.call(["wire:small"], ["loaded"]) == b"loaded"
     finally:
         await wire.aclose()
-        await client.aclose()
