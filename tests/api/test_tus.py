@@ -40,6 +40,7 @@ from filmstrip.services.api.tus.shared import (
     part_size_for,
 )
 from filmstrip.services.api.tus.store import UploadBroken, UploadGone, UploadLocked
+from filmstrip.settings import Settings
 from tests.api.conftest import EVERY_BLOB, Api, TusBackend, api_settings, running_api
 from tests.api.factories import new_session
 
@@ -551,11 +552,15 @@ async def big_api(
     tus_backend: TusBackend, redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[Api]:
     """The api taking uploads of several S3 parts (8 MiB each)."""
-    settings = api_settings(
-        tmp_path, redis_server.url, max_upload_bytes=str(64 * MIB), **tus_backend.settings
+    async with running_api(_big_settings(tmp_path, redis_server, tus_backend), "alice") as api:
+        yield api
+
+
+def _big_settings(tmp_path: Path, redis_server: RedisServer, backend: TusBackend) -> Settings:
+    """Settings of an api on ``backend`` taking uploads of several S3 parts."""
+    return api_settings(
+        tmp_path, redis_server.url, max_upload_bytes=str(64 * MIB), **backend.settings
     )
-    async with running_api(settings, "alice") as running:
-        yield running
 
 
 def _big_jpeg(size: int) -> bytes:
@@ -809,11 +814,9 @@ async def seaweed_api(
     seaweed_backend: TusBackend, redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[Api]:
     """The api taking uploads of several S3 parts, its bucket on SeaweedFS."""
-    settings = api_settings(
-        tmp_path, redis_server.url, max_upload_bytes=str(64 * MIB), **seaweed_backend.settings
-    )
-    async with running_api(settings, "alice") as running:
-        yield running
+    settings = _big_settings(tmp_path, redis_server, seaweed_backend)
+    async with running_api(settings, "alice") as api:
+        yield api
 
 
 async def _abort_parts_behind_its_back(api: Api, upload_id: str) -> None:
