@@ -48,6 +48,29 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, object
     return status, body
 
 
+async def _response_to_a_trickle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[int, dict[str, object]]:
+    """The answer to a body that goes on at 100 bytes every 20 ms (5 kB/s): never idle, far
+    below any floor the tests set."""
+
+    async def trickle() -> None:
+        try:
+            while True:
+                writer.write(b"\x00" * 100)
+                await writer.drain()
+                await asyncio.sleep(0.02)
+        except ConnectionError:
+            pass
+
+    sender = asyncio.create_task(trickle())
+    try:
+        return await _response(reader)
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
 async def _closed(reader: asyncio.StreamReader) -> bool:
     """True once the server closed the connection (it sent nothing). Its close shows as
     EOF, a reset, or (when our last write hit the closed socket) a broken pipe."""
@@ -127,22 +150,7 @@ async def test_trickled_upload_body_is_408_and_leaves_nothing(make_api: MakeApi)
     writer.write(_upload_head(api, 300_000) + _part_head() + b"\xff\xd8\xff\xe0" + b"\x00" * 100)
     await writer.drain()
 
-    async def trickle() -> None:
-        # 100 bytes every 20 ms (5 kB/s): never idle, far below the floor.
-        try:
-            while True:
-                writer.write(b"\x00" * 100)
-                await writer.drain()
-                await asyncio.sleep(0.02)
-        except ConnectionError:
-            pass
-
-    sender = asyncio.create_task(trickle())
-    try:
-        status, body = await _response(reader)
-    finally:
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+    status, body = await _response_to_a_trickle(reader, writer)
     assert status == 408
     error = body["error"]
     assert isinstance(error, dict) and error["code"] == "request_timeout"
@@ -161,21 +169,7 @@ async def test_a_fast_start_does_not_buy_a_trickle(make_api: MakeApi) -> None:
     writer.write(_upload_head(api, 300_000) + start)
     await writer.drain()
 
-    async def trickle() -> None:
-        try:
-            while True:
-                writer.write(b"\x00" * 100)
-                await writer.drain()
-                await asyncio.sleep(0.02)
-        except ConnectionError:
-            pass
-
-    sender = asyncio.create_task(trickle())
-    try:
-        status, body = await _response(reader)
-    finally:
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+    status, body = await _response_to_a_trickle(reader, writer)
     assert status == 408
     error = body["error"]
     assert isinstance(error, dict) and "below the minimum of 100000" in error["message"]
