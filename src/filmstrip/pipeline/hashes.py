@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import operator
 
@@ -105,19 +106,21 @@ def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
 
     def encode_channel(channel: list[float], nx: int, ny: int) -> tuple[float, list[float], float]:
         # Separable DCT: project rows on the x cosines once, then columns on the y cosines.
-        fxs = [[math.cos(math.pi / w * cx * (x + 0.5)) for x in range(w)] for cx in range(nx)]
+        fxs = _cosines(w, nx)
+        fys = _cosines(h, ny)
         rows = []
         for y in range(h):
             line = channel[y * w : (y + 1) * w]
             rows.append([sum(map(operator.mul, line, fx)) for fx in fxs])
+        columns = list(zip(*rows, strict=True))
         dc = 0.0
         ac: list[float] = []
         scale = 0.0
         for cy in range(ny):
-            fy = [math.cos(math.pi / h * cy * (y + 0.5)) for y in range(h)]
+            fy = fys[cy]
             cx = 0
             while cx * ny < nx * (ny - cy):
-                f = sum(map(operator.mul, [row[cx] for row in rows], fy)) / n
+                f = sum(map(operator.mul, columns[cx], fy)) / n
                 if cx or cy:
                     ac.append(f)
                     scale = max(scale, abs(f))
@@ -160,6 +163,16 @@ def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
             out[pos] |= _round(15 * f) << ((index & 1) << 2)
             index += 1
     return bytes(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _cosines(points: int, terms: int) -> tuple[tuple[float, ...], ...]:
+    """The DCT's cosines for ``terms`` frequencies over ``points`` samples (the same
+    floats each call: the sizes repeat from photo to photo, so they are worked out once)."""
+    return tuple(
+        tuple(math.cos(math.pi / points * k * (i + 0.5)) for i in range(points))
+        for k in range(terms)
+    )
 
 
 def thumbhash_average_rgba(hash_: bytes) -> tuple[float, float, float, float]:
