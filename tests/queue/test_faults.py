@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -110,6 +111,39 @@ async def test_consumers_ride_out_a_redis_outage(
     finally:
         await consumer.stop()
         await task
+
+
+async def test_a_consumer_recreates_the_groups_a_redis_restarted_without_data_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis without persistence comes back empty: the consumer groups are gone and the
+    worker's blocking reads are refused with NOGROUP. Enqueueing makes its own band's group
+    again, so jobs still run; but the worker must recreate every band's group, or each idle
+    read fails, logs an ERROR and sleeps a second instead of blocking, for ever."""
+    with RedisServer(appendonly=False) as server:
+        client = aioredis.Redis.from_url(server.url)
+        queue = JobQueue(client, QueueOptions(name="amnesia", **FAST))  # type: ignore[arg-type]
+        rec = Recorder()
+        try:
+            with caplog.at_level(logging.WARNING, "filmstrip"):
+                async with running(rec.consumer(queue)):
+                    await queue.add("before", b"")
+                    await wait_for(lambda: _true(rec.completed == ["before"]))
+                    server.restart()  # no AOF, no RDB: nothing comes back
+                    assert await client.dbsize() == 0
+                    await queue.add("after", b"")  # a stream again, but no group on it
+                    await wait_for(lambda: _true(rec.completed == ["before", "after"]), 5)
+                    await wait_for(lambda: _groups_on_every_band(client, queue), 5)
+            assert any("groups missing" in r.getMessage() for r in caplog.records)
+        finally:
+            await client.aclose()
+
+
+async def _groups_on_every_band(client: aioredis.Redis, queue: JobQueue) -> bool:
+    for stream in queue.keys.streams:
+        if not await client.exists(stream) or not await client.xinfo_groups(stream):
+            return False
+    return True
 
 
 async def _at_least(value: object, n: int) -> bool:
