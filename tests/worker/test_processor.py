@@ -729,6 +729,32 @@ async def test_a_follow_up_for_a_deleted_photo_drops_its_kept_original(
     assert list((tmp_path / "kept").iterdir()) == []
 
 
+async def test_an_optimisation_run_again_that_keeps_nothing_deletes_the_earlier_copy(
+    world: World, corpus: Path
+) -> None:
+    """The optimised copy is made again (a remake after a power cut damaged it) under a
+    setting by which it no longer pays (a higher minimum saving): the catalog drops the copy,
+    and so must the store. The row still exists, so the orphan sweep never would."""
+    photo_id = await world.submit(corpus / "real/Sony_Cybershot.jpg")
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and {d.name for d in photo.derivatives} == {
+        "preview", "thumbnail", "optimized"
+    }  # fmt: skip
+    stricter = replace_settings(world.settings, optimize_min_saving=0.99)
+    world.processor = PhotoProcessor(
+        stricter, photos=world.processor.photos, blobs=world.processor.blobs
+    )
+    await world.processor.photos.remake(photo, "optimized")
+    await world.run_until_done([photo_id])
+    again = await world.catalog.get_photo(photo_id)
+    assert again is not None and again.status == "completed", again
+    assert (again.processing_metadata or {})["optimization"]["kept"] is False
+    assert {d.name for d in again.derivatives} == {"preview", "thumbnail"}
+    stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
+    assert stored == {d.key for d in again.derivatives}
+
+
 class _JsonLines(logging.Handler):
     """The worker's log records as the JSON lines it would write."""
 
