@@ -53,3 +53,49 @@ async def test_a_malformed_part_before_the_file_is_400(api: Api, part: str) -> N
     assert answer["error"]["code"] == "bad_multipart"
     assert await api.photo_count() == 0
     assert api.blob_files() == []
+
+
+def _file_part(boundary: str) -> bytes:
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + fake_jpeg()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "code"),
+    [
+        # multipart/form-data without a boundary: aiohttp cannot split it at all.
+        ("multipart/form-data", _file_part("b0undary") + b"\r\n--b0undary--\r\n", "bad_multipart"),
+        # A part that is itself a multipart body (the old multipart/mixed file list).
+        (
+            "multipart/form-data; boundary=outer",
+            b"--outer\r\nContent-Type: multipart/mixed; boundary=inner\r\n\r\n"
+            + _file_part("inner")
+            + b"\r\n--inner--\r\n\r\n--outer--\r\n",
+            "bad_multipart",
+        ),
+        # A form field that is not UTF-8 (Latin-1 from an old form).
+        (
+            "multipart/form-data; boundary=b0undary",
+            b'--b0undary\r\nContent-Disposition: form-data; name="session_id"\r\n\r\ncaf\xe9\r\n'
+            + _file_part("b0undary")
+            + b"\r\n--b0undary--\r\n",
+            "bad_field",
+        ),
+    ],
+    ids=["no-boundary", "nested-multipart", "field-not-utf8"],
+)
+async def test_a_body_that_cannot_be_read_as_a_form_is_400_with_its_code(
+    api: Api, content_type: str, body: bytes, code: str
+) -> None:
+    """Each is the client's error, answered as JSON with a code, with nothing stored; left
+    to aiohttp or the decoder they were 500s."""
+    resp = await api.http.post(
+        f"{api.url}/v1/photos", data=body, headers={**api.auth, "Content-Type": content_type}
+    )
+    answer = await resp.json()
+    assert resp.status == 400, answer
+    assert answer["error"]["code"] == code, answer
+    assert await api.photo_count() == 0
+    assert api.blob_files() == []
