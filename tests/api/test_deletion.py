@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Api
+from filmstrip.blobs import open_blob_store
+from filmstrip.embedded.redis_server import free_port
+from filmstrip.services.api.reconciler import sweep_orphan_blobs
+from tests.api.conftest import EVERY_BLOB, Api
 from tests.api.factories import complete, uploaded
+from tests.support.settings import replace_settings
 
 
 async def test_delete_removes_row_blobs_and_waiting_job(api: Api) -> None:
@@ -55,3 +59,37 @@ async def test_deleted_bytes_can_be_uploaded_again(api: Api) -> None:
 async def test_malformed_id_is_404(api: Api) -> None:
     resp = await api.http.delete(f"{api.url}/v1/photos/not-a-photo", headers=api.auth)
     assert resp.status == 404
+
+
+async def test_a_delete_during_a_store_outage_answers_204_and_the_sweep_takes_the_files(
+    api: Api,
+) -> None:
+    """The row goes first: the store being down when its files should go is no reason to
+    answer anything but 204 (the photo is gone for the client). Its files are orphans
+    then, which the reconciler's sweep removes once the store answers again."""
+    photo_id = await uploaded(api)
+    await complete(api, photo_id)
+    store = api.state.blobs
+    # An S3 store whose endpoint nobody listens on: each call fails as a real outage does.
+    down = await open_blob_store(
+        replace_settings(
+            api.settings,
+            blob_url="s3://photos",
+            s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
+            s3_access_key_id="test",
+            s3_secret_access_key="test",
+        )
+    )
+    api.state.blobs = down
+    try:
+        resp = await api.http.delete(f"{api.url}/v1/photos/{photo_id}", headers=api.auth)
+    finally:
+        api.state.blobs = store
+        await down.close()
+    assert resp.status == 204, await resp.text()
+    assert await api.state.catalog.get_photo(photo_id) is None
+    assert await api.state.queue.get_job(f"photo:{photo_id}") is None
+    left = [f for f in api.blob_files() if photo_id in f and not f.startswith(".meta/")]
+    assert left == [f"derivatives/{photo_id}/thumbnail.webp", f"originals/{photo_id}"]
+    assert await sweep_orphan_blobs(api.state.catalog, store, grace_s=EVERY_BLOB) == 2
+    assert [f for f in api.blob_files() if photo_id in f] == []
