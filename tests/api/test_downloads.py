@@ -1,5 +1,6 @@
-"""A client that goes away mid-download (a browser dropping an image it no longer shows)
-is not a server failure: no ERROR line, no 500 counted, and the blob's stream is closed."""
+"""Downloads: a client that goes away mid-download (a browser dropping an image it no longer
+shows) is not a server failure: no ERROR line, no 500 counted, and the blob's stream is
+closed; a file that cannot be downloaded is a 404 with its code."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 from filmstrip.blobs.base import BlobInfo, BlobStore
 from filmstrip.metrics import http as http_metrics
 from filmstrip.redis_client import RedisClient
-from tests.api.conftest import api_settings, running_api
-from tests.api.factories import fake_jpeg
+from tests.api.conftest import Api, api_settings, running_api
+from tests.api.factories import fake_jpeg, uploaded
 
 # More than loopback's socket buffers hold, so the api is still writing when the reset comes.
 SIZE = 24 * 1024 * 1024
@@ -104,3 +105,19 @@ class _Watched:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._store, name)
+
+
+async def test_what_cannot_be_downloaded_is_a_404_with_its_code(api: Api) -> None:
+    """A derivative not made yet and an original gone from the store are each a JSON 404 a
+    client can tell apart, not a 500."""
+    photo_id = await uploaded(api)
+
+    async def code_of(path: str) -> str:
+        resp = await api.http.get(f"{api.url}{path}", headers=api.auth)
+        body = await resp.json()
+        assert resp.status == 404, body
+        return str(body["error"]["code"])
+
+    assert await code_of(f"/v1/photos/{photo_id}/derivatives/preview") == "derivative_not_found"
+    await api.state.blobs.delete(f"originals/{photo_id}")
+    assert await code_of(f"/v1/photos/{photo_id}/original") == "blob_not_found"
