@@ -21,9 +21,7 @@ async def check_hashes(request: web.Request) -> web.StreamResponse:
     """``{"sha256": [...]}`` (up to 1000) → ``{"existing": {digest: photo_id}}``."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "too_large", "send at most 1000 digests per request")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "too_large", "send at most 1000 digests per request")
+    raw = await _body(request)
     try:
         check = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -33,3 +31,14 @@ async def check_hashes(request: web.Request) -> web.StreamResponse:
     hashes = sorted({h.lower() for h in check.sha256})
     existing = await state_of(request).catalog.existing_sha256(client_of(request).id, hashes)
     return json_response(HashCheckResult(existing=existing), headers={"Cache-Control": "no-store"})
+
+
+async def _body(request: web.Request) -> bytes:
+    """The whole body, up to MAX_BODY (413 past it). One ``read(n)`` returns what has
+    arrived so far, which for a body in several TCP segments is only its start."""
+    raw = bytearray()
+    while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, "too_large", "send at most 1000 digests per request")
+    return bytes(raw)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -100,3 +103,29 @@ async def test_declared_hash_that_matches_is_accepted(api: Api) -> None:
     data = fake_jpeg()
     resp = await api.upload(data, headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()})
     assert resp.status == 201, await resp.text()
+
+
+async def test_a_check_body_arriving_in_pieces_is_read_whole(api: Api) -> None:
+    """A body in several TCP segments (any batch over ~64 kB, or a slow link) is read to
+    its end, not parsed from the first piece that arrived."""
+    data = fake_jpeg()
+    photo_id = await uploaded(api, data=data)
+    have = hashlib.sha256(data).hexdigest()
+    body = json.dumps({"sha256": [have]}).encode()
+    parts = urlsplit(api.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        f"POST /v1/photos/check HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Bearer {api.token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body[:20]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(body[20:])
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer
+    assert json.loads(payload) == {"existing": {have: photo_id}}
