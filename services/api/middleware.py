@@ -65,6 +65,17 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
         trace_id_var.reset(token)
 
 
+#: The status a request is logged and counted with when its client closed the connection
+#: before any answer (nginx's convention); no client ever receives it.
+CLIENT_CLOSED = 499
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the request's client has closed its connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -109,6 +120,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         resp = error_response(exc.status, code, exc.reason or code)
+    except ConnectionResetError:
+        if not client_gone(request):
+            log.exception("unhandled error")  # a dependency's connection, not the client's
+            resp = error_response(500, "internal", "internal server error")
+        else:
+            # The client closed its connection while the handler read the body (a phone
+            # losing signal mid-upload): nothing failed here and no answer can reach it.
+            # Logged and counted as nginx's 499 "client closed request", never a 5xx.
+            log.debug("client closed the connection mid-request", extra={"path": request.path})
+            resp = web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
     except Exception:
         log.exception("unhandled error")
         resp = error_response(500, "internal", "internal server error")
