@@ -102,7 +102,8 @@ class HashCheck(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class HashCheckResult(msgspec.Struct, frozen=True, kw_only=True):
-    """Digest (lower-case hex) → the existing photo's id; absent digests are new."""
+    """Digest, as the client sent it (hex digits in any case) → the existing photo's id;
+    absent digests are new."""
 
     existing: dict[str, str]
 

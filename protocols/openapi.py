@@ -303,9 +303,12 @@ def _photo_paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json("HashCheckResult", "digest → existing photo id"),
-                    "400": _error("not JSON, or not up to 1000 hex SHA-256 digests"),
+                    "400": _error(
+                        "`bad_json`: not JSON, or not of the shape"
+                        ' `{"sha256": [64-hex-digit digests]}`'
+                    ),
                     **_AUTH_ERRORS,
-                    "413": _error("body too large"),
+                    "413": _error("`too_large`: over 1000 digests, or a body over 128 KiB"),
                     **_UNAVAILABLE,
                 },
             }

@@ -26,7 +26,19 @@ async def test_check_names_the_existing_hashes(api: Api) -> None:
     )
     body = await resp.json()
     assert resp.status == 200, body
-    assert body == {"existing": {have: photo_id}}
+    # Each digest as the client sent it: a client finds the match under its own string.
+    assert body == {"existing": {have: photo_id, have.upper(): photo_id}}
+
+
+async def test_an_upper_case_digest_is_answered_under_the_string_sent(api: Api) -> None:
+    data = fake_jpeg()
+    photo_id = await uploaded(api, data=data)
+    mixed = hashlib.sha256(data).hexdigest()[:32].upper() + hashlib.sha256(data).hexdigest()[32:]
+    resp = await api.http.post(
+        f"{api.url}/v1/photos/check", json={"sha256": [mixed]}, headers=api.auth
+    )
+    assert resp.status == 200
+    assert await resp.json() == {"existing": {mixed: photo_id}}
 
 
 async def test_check_accepts_1000_and_refuses_1001(api: Api) -> None:
@@ -38,17 +50,22 @@ async def test_check_accepts_1000_and_refuses_1001(api: Api) -> None:
     over = await api.http.post(
         f"{api.url}/v1/photos/check", json={"sha256": hashes}, headers=api.auth
     )
-    assert over.status == 400
+    answer = await over.json()
+    assert over.status == 413, answer
+    assert answer["error"]["code"] == "too_large"
 
 
 @pytest.mark.parametrize(
     ("body", "code"),
     [
         (b"not json", "bad_json"),
-        (b"{}", "bad_request"),
-        (b'{"sha256": ["abc"]}', "bad_request"),
-        (b'{"sha256": "' + b"a" * 64 + b'"}', "bad_request"),
-        (b'{"sha256": [], "extra": 1}', "bad_request"),
+        # Not of the shape {"sha256": [digests]}: bad_json too, as the error-code table says.
+        (b"{}", "bad_json"),
+        (b'{"sha256": "abc"}', "bad_json"),
+        (b'{"sha256": ["abc"]}', "bad_json"),
+        (b'{"sha256": "' + b"a" * 64 + b'"}', "bad_json"),
+        (b'{"sha256": [], "extra": 1}', "bad_json"),
+        (b'[{"sha256": []}]', "bad_json"),
     ],
 )
 async def test_bad_check_bodies_are_400(api: Api, body: bytes, code: str) -> None:
