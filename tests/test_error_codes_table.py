@@ -13,8 +13,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from filmstrip.http_errors import HTTP_CODES
 from filmstrip.photos.failures import UNKNOWN_CODE
-from filmstrip.services.api.middleware import _HTTP_CODES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "api.md"
@@ -142,7 +142,7 @@ def code_sources() -> dict[str, set[str]]:
     for tree in trees:
         _Codes(bases, found).visit(tree)
     # The framework's own errors, and the code of a photo failed before codes were kept.
-    for status, code in _HTTP_CODES.items():
+    for status, code in HTTP_CODES.items():
         found[code].add(str(status))
     found["http_error"].add("")
     found[UNKNOWN_CODE].add("TEMPORARY")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from filmstrip.errors import Category, FilmstripError, public_message
-from filmstrip.protocols.http import ErrorBody, ErrorDetail
-from filmstrip.services.api.json import json_response
+from filmstrip.http_errors import error_response
+
+__all__ = ["ApiError", "error_response", "from_filmstrip_error"]
 
 
 class ApiError(Exception):
@@ -25,17 +24,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """The JSON error body every non-2xx answer carries."""
-    # A message quoting the client's input may hold lone surrogates (bytes that were not
-    # UTF-8), which JSON cannot carry: escape them rather than fail the answer.
-    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
-    body = ErrorBody(error=ErrorDetail(code=code, message=message))
-    return json_response(body, status=status, headers=headers)
 
 
 def from_filmstrip_error(exc: FilmstripError) -> ApiError:

@@ -14,6 +14,7 @@ from filmstrip.auth import hash_token
 from filmstrip.catalog import ClientRecord
 from filmstrip.errors import PUBLIC_MESSAGES, FilmstripError
 from filmstrip.events import new_trace_id
+from filmstrip.http_errors import from_http_exception
 from filmstrip.logs import trace_id_var
 from filmstrip.services.api.edge import Handler, credentials_of, route_template
 from filmstrip.services.api.errors import ApiError, error_response, from_filmstrip_error
@@ -76,14 +77,6 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-_HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
-}
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as ``{"error": {"code", "message"}}`` with a fitting status."""
@@ -118,8 +111,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        resp = error_response(exc.status, code, exc.reason or code)
+        resp = from_http_exception(exc)  # aiohttp's own 404/405/413, with 405's Allow
     except ConnectionResetError:
         if not client_gone(request):
             log.exception("unhandled error")  # a dependency's connection, not the client's

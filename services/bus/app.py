@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from filmstrip.catalog import Catalog, open_catalog
 from filmstrip.errors import FilmstripError
+from filmstrip.http_errors import error_response, json_errors_middleware
 from filmstrip.protocols import ws
 from filmstrip.redis_client import RedisClient, cluster_nodes, open_redis
 from filmstrip.redis_layout import keep_upgrading
@@ -43,6 +44,13 @@ _SUBSCRIBE_WAIT_S = 5.0
 
 
 async def _ws(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Upgrade", "").strip().lower() != "websocket":
+        # A browser tab or curl pointed at the bus: say what the URL is for.
+        return error_response(
+            400,
+            "websocket_required",
+            "GET /ws opens a WebSocket: send 'Connection: Upgrade' and 'Upgrade: websocket'",
+        )
     return await request.app[HANDLER](request)
 
 
@@ -132,7 +140,8 @@ async def _close_sockets(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """The bus application; Redis, the catalog and the subscription start with it."""
-    app = web.Application()
+    # Every HTTP error in the api's JSON shape (a 405 keeps its Allow).
+    app = web.Application(middlewares=[json_errors_middleware])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_close_sockets)

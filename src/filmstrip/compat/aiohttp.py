@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import logging
 
-import msgspec
 from aiohttp import StreamReader, web
 from aiohttp.web_request import BaseRequest
 
-from filmstrip.protocols.http import ErrorBody, ErrorDetail
+from filmstrip.http_errors import error_response
 
 #: The aiohttp release these internals were read from.
 AIOHTTP_VERSION = "3.14"
@@ -56,8 +55,7 @@ class _JsonErrorHandler(web.RequestHandler):
         if request.writer.output_size > 0:
             # As aiohttp does: part of a response went out, no other can follow.
             raise ConnectionError("response already started; cannot send the error")
-        body = msgspec.json.encode(ErrorBody(error=ErrorDetail(code=code, message=text)))
-        response = web.Response(body=body, status=status, content_type="application/json")
+        response = error_response(status, code, text)
         response.force_close()
         return response
 
