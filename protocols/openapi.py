@@ -216,6 +216,9 @@ def _photo_paths() -> dict[str, Any]:
                     "200": _json("PhotoPage", "one page"),
                     "400": _error("bad limit, cursor, status, session id, date, sort or q"),
                     **_AUTH_ERRORS,
+                    "404": _error(
+                        "`session_not_found`: the session is another client's or does not exist"
+                    ),
                     **_UNAVAILABLE,
                 },
             },

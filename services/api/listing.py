@@ -13,6 +13,7 @@ from aiohttp import web
 from filmstrip.catalog import PhotoRecord, PhotoStatus
 from filmstrip.catalog.base import taken_sort_key
 from filmstrip.protocols.http import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PhotoPage
+from filmstrip.services.api.accept import check_session
 from filmstrip.services.api.cursors import BadCursor, decode_cursor, encode_cursor
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.ids import SESSION_ID
@@ -63,6 +64,11 @@ async def list_photos(request: web.Request) -> web.StreamResponse:
         after=after,
         filename_contains=q,
     )
+    if not rows and session_id is not None:
+        # Another client's or an unknown session is 404, as on every route. A page with
+        # rows proves the session is the client's (a photo only joins its client's own
+        # sessions), so only an empty one costs the lookup.
+        await check_session(state, client, session_id)
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(sort, _sort_key(page[-1], sort), page[-1].id) if more else None
     body = PhotoPage(items=[photo_body(state, p) for p in page], next_cursor=next_cursor)

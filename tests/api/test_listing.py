@@ -9,7 +9,7 @@ import pytest
 
 from filmstrip.services.api.cursors import encode_cursor
 from tests.api.conftest import Api
-from tests.api.factories import complete, new_session, uploaded
+from tests.api.factories import client_token, complete, new_session, uploaded
 
 
 async def _page(api: Api, **query: str | int) -> dict[str, Any]:
@@ -115,6 +115,26 @@ async def test_sort_by_date_taken_and_taken_range(api: Api) -> None:
     at_ten = "2021-06-01T10:00:00+02:00"
     assert await _all_ids(api, sort="taken", taken_after=at_ten) == [ids[2], ids[0]]
     assert await _all_ids(api, sort="taken", taken_before=at_ten) == [ids[1]]
+
+
+async def test_another_clients_or_an_unknown_session_is_404(api: Api) -> None:
+    """As on every route (docs/api.md): the listing does not answer an empty page for a
+    session the client does not have, its own empty session does."""
+    other = await client_token(api, "bob")
+    theirs = await new_session(api, token=other)
+    await uploaded(api, token=other, session_id=theirs)
+    for session_id in (theirs, "no-such-session"):
+        resp = await api.http.get(
+            f"{api.url}/v1/photos", params={"session_id": session_id}, headers=api.auth
+        )
+        body = await resp.json()
+        assert resp.status == 404, body
+        assert body["error"]["code"] == "session_not_found"
+    mine = await new_session(api)
+    assert (await _page(api, session_id=mine))["items"] == []
+    assert await _all_ids(api, session_id=mine, status="failed") == []
+    photo_id = await uploaded(api, session_id=mine)
+    assert await _all_ids(api, session_id=mine, limit=1) == [photo_id]
 
 
 @pytest.mark.parametrize(
