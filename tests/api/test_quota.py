@@ -198,7 +198,10 @@ async def test_the_quota_holds_on_multipart_uploads(
         # At the quota: refused before the body is read.
         status, code = await _error(await api.upload(_jpeg(10)))
         assert (status, code) == (413, "quota_exceeded")
-        # Bytes the client already has cost nothing: the duplicate is still answered.
+        # Bytes the client already has cost nothing: the duplicate is still answered when
+        # announced. Unannounced, the refusal comes before the body (and its hash): as
+        # README and docs/api.md say.
+        assert await _error(await api.upload(first)) == (413, "quota_exceeded")
         digest = hashlib.sha256(first).hexdigest()
         assert (await api.upload(first, headers={"X-Content-SHA256": digest})).status == 200
         # Another client has a quota of its own; deleting a photo makes room.
