@@ -4,6 +4,8 @@ for the bus's replay window, hold the rest for as long as that window reaches.""
 
 from __future__ import annotations
 
+import calendar
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +30,7 @@ from filmstrip.redis_client import RedisClient
 # approximately); read a little past any sane cap, newest first.
 _MAX_EVENTS = 5000
 _decode_event = msgspec.json.Decoder(Event).decode
+_CLOCK_SKEW_MS = 1000
 _Outcome = Literal["running", "completed", "failed", "ended"]
 
 
@@ -59,9 +62,22 @@ async def photo_events(
             continue
         if event.photo_id == photo_id:
             eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            found.append((int(eid.split("-", 1)[0]), event))
+            found.append((_made_at_ms(event, int(eid.split("-", 1)[0])), event))
     found.reverse()
     return found
+
+
+def _made_at_ms(event: Event, published_ms: int) -> int:
+    """When the event happened: its own ``timestamp``. Not its stream id's time, which is
+    when it was published: a worker holds a fast photo's started and stage events and sends
+    them with its completion in one call, so they all share that moment (a 42 ms run read
+    as 0 ms)."""
+    stamp = event.timestamp
+    try:
+        whole = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+        return whole * 1000 + int(stamp[20:23] or 0)
+    except (ValueError, TypeError):
+        return published_ms
 
 
 def _failure(raw: Any) -> JobFailure | None:
@@ -97,9 +113,13 @@ def job_runs(
         elif event.type == STAGE_COMPLETED and data.get("stage") in stages:
             stage, ms = str(data["stage"]), float(data.get("ms") or 0)
             run = runs[-1] if runs else None
-            # A follow-up or remake job announces no start: a stage seen again, or one
-            # after a finished run, begins its next run.
             if run is None or run.outcome is not None or any(s.stage == stage for s in run.stages):
+                if ready:
+                    # Each run of a ready job begins with its start event: a stage outside
+                    # one is another job's (a remake of a damaged derivative announces none).
+                    continue
+                # A follow-up job announces no start: a stage seen again, or one after a
+                # finished run, begins its next run.
                 run = begin(None, at_ms - round(ms))
             run.stages.append(StageTiming(stage=stage, ms=ms, at_ms=at_ms))
         elif runs and runs[-1].outcome is None:
@@ -112,6 +132,17 @@ def job_runs(
     last_error = (
         msgspec.convert(info.error, JobFailure, from_attributes=True) if info.error else None
     )
+    finished = info.finished_at_ms
+    if info.state in (JobState.COMPLETED, JobState.FAILED) and finished is not None:
+        # A run begun after the job ended is not the job's: a remake of its derivative,
+        # which runs the same stage as another job (allowing the clocks of the worker that
+        # stamped the events and of Redis a second apart).
+        while (
+            runs
+            and runs[-1].started_at_ms is not None
+            and (runs[-1].started_at_ms > finished + _CLOCK_SKEW_MS)
+        ):
+            runs.pop()
     if runs and runs[-1].outcome is None:
         last = runs[-1]
         if info.state is JobState.ACTIVE:

@@ -487,3 +487,40 @@ async def test_a_storage_outage_tells_the_client_no_address_and_the_admin_all_of
         assert detail["job"]["state"] == "failed" and detail["job"]["attempts_made"] == 3
         assert address in detail["job"]["error"]["message"]
         assert address in detail["runs"][-1]["error"]["message"]
+
+
+async def test_a_runs_times_are_when_its_events_happened_and_a_remake_is_not_its_run(
+    api: Api,
+) -> None:
+    """The worker holds a fast photo's started and stage events and publishes them with its
+    completion in one call: the run still spans its stages (not 0 ms). A remake of a damaged
+    derivative later runs a stage of this job's as a job of its own: not a run of this job
+    (it had no attempt and began after the job ended: a negative time)."""
+    admin = bearer(await client_token(api, "ops", admin=True))
+    photo_id = await uploaded(api)
+    job_id = f"photo:{photo_id}"
+    spec, publish = await _publisher(api, job_id)
+    photos = api.state.photos
+
+    async def works(job: Job) -> None:
+        await photos.notify(spec, PHOTO_PROCESSING_STARTED, {"attempt": job.attempt}, hold=True)
+        for stage in ("validation", "metadata", "thumbnails"):
+            await asyncio.sleep(0.015)
+            await photos.notify(spec, STAGE_COMPLETED, {"stage": stage, "ms": 15.0}, hold=True)
+        await photos.notify(spec, PHOTO_COMPLETED, {"status": "completed"})  # sends them all
+
+    await _run_once(api, works)
+    # Remakes at once (within the clocks' allowance) and later than it.
+    for wait_s in (0.0, 1.2):
+        await asyncio.sleep(wait_s)
+        await publish(STAGE_COMPLETED, {"stage": "thumbnails", "ms": 12.0})
+        await publish(PHOTO_DEFERRED_COMPLETED, {})
+
+    detail = await _json(await api.http.get(f"{api.url}{Q}/jobs/{job_id}", headers=admin), 200)
+    [run] = detail["runs"]
+    assert run["outcome"] == "completed" and run["attempt"] == 1
+    assert [s["stage"] for s in run["stages"]] == ["validation", "metadata", "thumbnails"]
+    took = run["finished_at_ms"] - run["started_at_ms"]
+    assert 40 <= took < 1000, run
+    stamps = [run["started_at_ms"], *(s["at_ms"] for s in run["stages"]), run["finished_at_ms"]]
+    assert stamps == sorted(stamps) and len(set(stamps[:-1])) == 4, run
