@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/v1/openapi.json", openapi_document)
     app.router.add_get("/readyz", health.readyz)
-    app.router.add_post("/v1/photos", uploads.upload_photo)
+    app.router.add_post("/v1/photos", uploads.upload_photo, expect_handler=uploads.expect_upload)
     app.router.add_get("/v1/photos/{photo_id}", photos.get_photo)
     app.router.add_get("/v1/photos/{photo_id}/original", photos.get_original)
     app.router.add_get("/v1/photos/{photo_id}/derivatives/{name}", photos.get_derivative)

@@ -12,6 +12,7 @@ from redis.exceptions import MaxConnectionsError, RedisError
 
 from filmstrip.auth import hash_token
 from filmstrip.catalog import ClientRecord
+from filmstrip.compat.aiohttp import refusal_reason
 from filmstrip.errors import PUBLIC_MESSAGES, FilmstripError
 from filmstrip.events import new_trace_id
 from filmstrip.http_errors import from_http_exception
@@ -107,7 +108,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # A malformed body the handler was parsing (e.g. control characters in a multipart
         # part's headers): the client's fault, not ours.
         status = exc.code if 400 <= exc.code < 500 else 400
-        resp = error_response(status, "bad_request", f"malformed request: {exc.message}"[:200])
+        resp = error_response(
+            status, "bad_request", f"malformed request: {refusal_reason(exc.message)}"
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -16,6 +16,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from filmstrip.blobs import BlobTooLarge
+from filmstrip.compat.aiohttp import default_expect_handler, refusal_reason
 from filmstrip.errors import LogicError
 from filmstrip.protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 from filmstrip.services.api import quota
@@ -44,6 +45,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FIELD_MAX = 1024
 _IGNORED_FIELD_MAX = 64 * 1024
 _MAX_FIELDS = 16
+# What a multipart body may hold beside its file (boundaries, part headers, small fields).
+_MULTIPART_SLACK = 64 * 1024
 _FORM_FIELDS = ("session_id", *CHOICE_FIELDS)
 
 T = TypeVar("T")
@@ -66,7 +69,7 @@ async def upload_photo(request: web.Request) -> web.StreamResponse:
             return accepted_response(duplicate_of(existing))
 
     if request.content_length is not None and request.content_length > (
-        settings.api.max_upload_bytes + 64 * 1024
+        settings.api.max_upload_bytes + _MULTIPART_SLACK
     ):
         raise ApiError(413, "too_large", _too_large_message(settings.api.max_upload_bytes))
     # The raw header, not request.content_type: aiohttp parses that with the email package,
@@ -244,7 +247,20 @@ async def _parse(pace: BodyPace, step: Awaitable[T]) -> T:
 
 
 def _malformed(exc: Exception) -> ApiError:
-    return ApiError(400, "bad_multipart", f"the multipart body is malformed: {exc}")
+    # aiohttp's parser errors print as "400, message:\n Invalid HTTP header: b'...'": keep
+    # the sentence, without the status and the bytes it quotes.
+    reason = refusal_reason(exc.message if isinstance(exc, HttpProcessingError) else str(exc))
+    return ApiError(400, "bad_multipart", f"the multipart body is malformed: {reason}")
+
+
+async def expect_upload(request: web.Request) -> None:
+    """``Expect: 100-continue`` on ``POST /v1/photos``: no ``100 Continue`` for a body the
+    handler refuses by its ``Content-Length`` alone (it answers 413 at once, unread), so the
+    client never starts sending it. Anything else is aiohttp's default answer."""
+    limit = state_of(request).settings.api.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit + _MULTIPART_SLACK:
+        return None
+    return await default_expect_handler(request)
 
 
 def _too_large_message(limit: int) -> str:

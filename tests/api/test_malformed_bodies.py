@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from urllib.parse import urlsplit
+
 import pytest
 
 from tests.api.conftest import Api
@@ -51,6 +54,10 @@ async def test_a_malformed_part_before_the_file_is_400(api: Api, part: str) -> N
     answer = await resp.json()
     assert resp.status == 400, answer
     assert answer["error"]["code"] == "bad_multipart"
+    # A sentence for a person: not aiohttp's "400, message:\n Invalid HTTP header: b'…'".
+    message = answer["error"]["message"]
+    assert message.startswith("the multipart body is malformed: "), message
+    assert "\n" not in message and "message:" not in message and "b'" not in message, message
     assert await api.photo_count() == 0
     assert api.blob_files() == []
 
@@ -99,3 +106,31 @@ async def test_a_body_that_cannot_be_read_as_a_form_is_400_with_its_code(
     assert answer["error"]["code"] == code, answer
     assert await api.photo_count() == 0
     assert api.blob_files() == []
+
+
+@pytest.mark.parametrize(
+    ("length", "first"),
+    [(5_000_000_000, b"HTTP/1.1 413 "), (1000, b"HTTP/1.1 100 Continue")],
+    ids=["oversized", "fits"],
+)
+async def test_expect_100_continue_is_not_promised_to_a_body_refused_by_its_length(
+    api: Api, length: int, first: bytes
+) -> None:
+    """An oversized ``Content-Length`` is answered 413 at once, without the ``100 Continue``
+    that would tell the client to send the body anyway; a body that fits is asked for."""
+    parts = urlsplit(api.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(
+            f"POST /v1/photos HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {api.token}\r\n"
+            "Content-Type: multipart/form-data; boundary=b0undary\r\n"
+            f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
+    assert head.startswith(first), head
+    if length > api.settings.api.max_upload_bytes:
+        assert b"application/json" in head

@@ -22,6 +22,7 @@ import logging
 
 from aiohttp import StreamReader, web
 from aiohttp.web_request import BaseRequest
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from filmstrip.http_errors import error_response
 
@@ -29,6 +30,10 @@ from filmstrip.http_errors import error_response
 AIOHTTP_VERSION = "3.14"
 
 log = logging.getLogger("filmstrip.http")
+
+#: What aiohttp answers ``Expect`` with when a route names no handler of its own (``100
+#: Continue``, or 417): private, for an ``expect_handler`` that does it in the end.
+default_expect_handler = _default_expect_handler
 
 _REASON_CHARS = 120
 
