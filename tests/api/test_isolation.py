@@ -107,7 +107,9 @@ async def test_client_b_reaches_nothing_of_client_a(api: Api) -> None:
     by_session = await api.http.get(
         f"{api.url}/v1/photos", params={"session_id": session}, headers=bearer(b)
     )
-    assert (await by_session.json())["items"] == []
+    # A's session does not exist for B, as on every route (docs/api.md).
+    assert by_session.status == 404
+    assert (await by_session.json())["error"]["code"] == "session_not_found"
     check = await api.http.post(
         f"{api.url}/v1/photos/check", json={"sha256": [digest]}, headers=bearer(b)
     )
