@@ -26,7 +26,14 @@ import pytest
 from filmstrip.auth import hash_token
 from filmstrip.catalog import open_catalog
 from filmstrip.embedded.redis_server import RedisServer, free_port
-from filmstrip.services.cli.dev import REDIS_WAIT_S, _dev_token, _health, _redis_silent
+from filmstrip.embedded.supervisor import Role, RoleFailed, Supervisor
+from filmstrip.services.cli.dev import (
+    REDIS_WAIT_S,
+    _dev_token,
+    _health,
+    _ports_taken,
+    _redis_silent,
+)
 from filmstrip.settings import load_settings
 from tests.cli.test_cli import _cmd, _env, _get, _redis_pids_for
 
@@ -102,7 +109,7 @@ def start_dev(tmp_path: Path) -> Iterator[StartDev]:
         ports = {k: str(free_port()) for k in ("API", "BUS", "WORKER_METRICS")}
         ports = {k: settings.get(f"FILMSTRIP_{k}_PORT", v) for k, v in ports.items()}
         env = _env(tmp_path, **{f"FILMSTRIP_{k}_PORT": v for k, v in ports.items()})
-        env.update(settings)
+        env.update(settings)  # FILMSTRIP_DATA_DIR too: another folder than tmp_path/var
         if terminal:
             leader, follower = pty.openpty()
             proc = subprocess.Popen(_cmd("dev"), env=env, cwd=ROOT, stdout=follower,
@@ -114,7 +121,7 @@ def start_dev(tmp_path: Path) -> Iterator[StartDev]:
                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip
             streams = [s for s in (proc.stdout, proc.stderr) if s is not None]
         dev = Dev(
-            proc, tmp_path / "var", f"http://127.0.0.1:{ports['API']}",
+            proc, Path(env["FILMSTRIP_DATA_DIR"]), f"http://127.0.0.1:{ports['API']}",
             f"http://127.0.0.1:{ports['BUS']}", f"http://127.0.0.1:{ports['WORKER_METRICS']}",
         )  # fmt: skip
         for stream in streams:
@@ -178,6 +185,86 @@ def test_a_role_that_cannot_start_stops_dev_with_one_line_saying_why(
     assert cause in said[0] and fix in said[0], said[0]
     assert said[0] == output[-1]  # the last word, after the others stopped
     assert _redis_pids_for(dev.data) == [], "a redis-server was left behind"
+
+
+def test_another_instance_on_its_port_is_not_taken_for_its_own_role(
+    start_dev: StartDev, tmp_path: Path
+) -> None:
+    # Another Filmstrip answers 200 on /readyz there: dev must not say it is running.
+    first = start_dev()
+    first.wait_for(BANNER)
+    port = first.api.rsplit(":", 1)[1]
+    second = start_dev(FILMSTRIP_DATA_DIR=str(tmp_path / "var2"), FILMSTRIP_API_PORT=port)
+    assert second.proc.wait(timeout=60) == 1
+    output = second.rest()
+    text = "".join(output)
+    assert BANNER not in text and "Traceback" not in text
+    said = [line for line in output if "cannot start" in line]
+    assert len(said) == 1 and said[0] == output[-1], text
+    assert "api cannot start: " in said[0] and f"port {port} on 127.0.0.1 is in use" in said[0]
+    assert "set FILMSTRIP_API_PORT" in said[0], said[0]
+    assert _redis_pids_for(tmp_path / "var2") == [], "a redis-server was left behind"
+    assert _get(f"{first.api}/readyz") == 200 and first.proc.poll() is None
+    # Had the port been free at its check and taken just after, the health answer is still
+    # not its role's: one that does not carry the identity dev gave the role is not counted.
+    role = Role(
+        "api", [sys.executable, "-c", "import time; time.sleep(2); raise SystemExit(2)"],
+        dict(os.environ), f"{first.api}/readyz", identity="not-the-first-dev",
+    )  # fmt: skip
+    supervisor = Supervisor([role])
+    supervisor.start()
+    try:
+        with pytest.raises(RoleFailed, match="exited with 2 before it was ready"):
+            supervisor.wait_ready(timeout=30)
+    finally:
+        supervisor.stop(timeout=5)
+
+
+def test_a_second_dev_on_the_same_data_dir_stops_at_once_naming_the_first(
+    start_dev: StartDev,
+) -> None:
+    first = start_dev()
+    first.wait_for(BANNER)
+    redis = _redis_pids_for(first.data)
+    assert len(redis) == 1
+    second = start_dev()  # other ports, the same data dir
+    try:
+        code = second.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        second.proc.send_signal(signal.SIGINT)
+        second.proc.wait(timeout=60)
+        ran = "".join(second.rest())
+        raise AssertionError(f"a second dev ran on the data dir:\n{ran}") from None
+    output = second.rest()
+    text = "".join(output)
+    assert code == 1, text
+    assert BANNER not in text and "Traceback" not in text
+    assert len(output) == 1, text  # one line, and nothing started
+    assert f"another filmstrip dev (pid {first.proc.pid})" in output[0], output[0]
+    assert str(first.data.resolve()) in output[0] and "FILMSTRIP_DATA_DIR" in output[0]
+    assert _redis_pids_for(first.data) == redis, "a second redis-server on the same files"
+    assert _get(f"{second.api}/readyz") == 0, "a second api started"
+    assert _get(f"{first.api}/readyz") == 200 and first.proc.poll() is None
+
+
+def test_a_port_taken_is_named_with_its_role_and_setting_before_anything_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = load_settings(
+            {
+                "FILMSTRIP_API_PORT": str(free_port()),
+                "FILMSTRIP_BUS_PORT": str(free_port()),
+                "FILMSTRIP_WORKER_METRICS_PORT": str(port),
+            }
+        )
+        said = _ports_taken(settings)
+    assert said == (
+        f"worker cannot start: port {port} on 127.0.0.1 is in use; set "
+        "FILMSTRIP_WORKER_METRICS_PORT to a free port or stop what listens there"
+    )
+    assert _ports_taken(settings) is None  # let go: free again
 
 
 def test_a_role_that_dies_later_starts_again_while_the_others_run_on(

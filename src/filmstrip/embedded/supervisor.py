@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from filmstrip.supervised import IDENTITY_HEADER
+
 log = logging.getLogger("filmstrip.supervisor")
 
 # A role that dies starts again after BACKOFF_S, doubled for each death within STABLE_S of
@@ -75,6 +77,9 @@ class Role:
     health: str | None = None  # a URL answering 200 once ready; None: running is enough
     log: Path | None = None  # stdout and stderr appended there; None: the supervisor's
     cwd: Path | None = None
+    # Given, the health answer must carry it (filmstrip.supervised): one from another
+    # process holding the port is not this role's.
+    identity: str | None = None
 
 
 def launch_here(role: Role, output: int | None = None) -> subprocess.Popen[bytes]:
@@ -146,7 +151,8 @@ class Supervisor:
                 if not self.running(name):
                     code = slot.proc.returncode if slot.proc else None
                     raise RoleFailed(name, f"exited with {code} before it was ready")
-                if slot.role.health is None or answers(slot.role.health):
+                health, identity = slot.role.health, slot.role.identity
+                if health is None or answers(health, identity=identity):
                     pending.remove(name)
             if pending and time.monotonic() > deadline:
                 raise RoleFailed(pending[0], f"did not answer its health check in {timeout} s")
@@ -190,13 +196,17 @@ class Supervisor:
                 log.info("%s started again", name, extra={"child": name})
 
 
-def answers(url: str, timeout: float = 2.0) -> bool:
-    """Whether a GET of ``url`` answers 200 (straight to its host: no proxy)."""
+def answers(url: str, timeout: float = 2.0, *, identity: str | None = None) -> bool:
+    """Whether a GET of ``url`` answers 200 (straight to its host: no proxy), and, with
+    ``identity``, carries it (the process that answers is the one given it)."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
     try:
         conn.request("GET", parts.path or "/")
-        return conn.getresponse().status == 200
+        resp = conn.getresponse()
+        if identity is not None and resp.getheader(IDENTITY_HEADER) != identity:
+            return False
+        return resp.status == 200
     except (OSError, http.client.HTTPException):
         return False
     finally:
