@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import html
+import os
 import re
+import shlex
+import sys
+from pathlib import Path
 
+from filmstrip.embedded.supervisor import env_without_filmstrip
 from filmstrip.services.api.web import STATIC
 from tests.web.conftest import WebApi
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_gallery_and_dashboard_pages_are_served_with_a_strict_csp(api: WebApi) -> None:
@@ -102,3 +111,29 @@ async def test_docs_page_and_only_the_assets_it_loads_are_served_without_a_token
     for name in ("swagger-editor-bundle.js", "..%2F__init__.py", "%2e%2e%2fcore.py"):
         refused = await api.http.get(f"{api.url}/docs/assets/{name}")
         assert refused.status == 404, name
+
+
+async def test_each_command_a_page_tells_the_reader_to_run_works_as_shown(api: WebApi) -> None:
+    # The dashboard's sign-in said `filmstrip token create --admin`, which fails (the
+    # client's name is required): a new operator pasting it got a usage error.
+    shown = []
+    for path in ("/", "/dashboard"):
+        page = await (await api.http.get(f"{api.url}{path}")).text()
+        shown += [
+            html.unescape(code) for code in re.findall(r"<code>(filmstrip [^<]*)</code>", page)
+        ]
+    assert any("--admin" in command for command in shown), shown  # the dashboard's
+    env = env_without_filmstrip()
+    env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
+    env["FILMSTRIP_DATA_DIR"] = api.settings.files.data_dir  # this api's catalog
+    if api.settings.catalog.database_url:
+        env["FILMSTRIP_DATABASE_URL"] = api.settings.catalog.database_url
+    for command in shown:
+        argv = [re.sub(r"^<[\w -]+>$", "carol", arg) for arg in shlex.split(command)]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "filmstrip.services.cli.main", *argv[1:], env=env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, (command, err.decode())
+        assert out.strip(), command  # the token it printed
