@@ -116,3 +116,21 @@ async def test_a_file_of_exactly_the_multipart_limit_goes_in_one_request(
     async with running_api(settings, "erin") as api, ApiClient(api.url, api.token) as client:
         await upload_file(client, photo, progress=seen.append, multipart_max_bytes=photo.size)
     assert seen == [photo.size]  # tus would report 0 first, then each chunk
+
+
+async def test_a_path_given_as_a_str_uploads_both_ways(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    # inspect_file took a str and kept it; upload_file then failed on str.read_bytes.
+    small = await asyncio.to_thread(inspect_file, str(_jpeg(tmp_path / "small.jpg", 100)))
+    large = _jpeg(tmp_path / "large.jpg", 300)
+    digest, size = hashlib.sha256(large.read_bytes()).hexdigest(), large.stat().st_size
+    given = LocalFile(path=str(large), size=size, format="jpeg", sha256=digest)  # type: ignore[arg-type]
+    assert isinstance(small.path, Path) and isinstance(given.path, Path)
+    settings = api_settings(tmp_path, redis_server.url)
+    async with running_api(settings, "carol") as api, ApiClient(api.url, api.token) as client:
+        store = ResumeStore(str(tmp_path / "state"))
+        one = await upload_file(client, small, resume=store)  # multipart
+        two = await upload_file(client, given, resume=store, multipart_max_bytes=0)  # tus
+        assert (await client.photo(one.photo_id)).filename == "small.jpg"
+        assert (await client.photo(two.photo_id)).filename == "large.jpg"

@@ -4,6 +4,7 @@ leading bytes say it is (the api's own table, so what we skip is what it would r
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import msgspec
@@ -14,20 +15,26 @@ _READ = 1024 * 1024
 
 
 class LocalFile(msgspec.Struct, frozen=True, kw_only=True):
-    """``format`` is None for a file that is not a photo we accept (then no ``sha256``)."""
+    """``format`` is None for a file that is not a photo we accept (then no ``sha256``);
+    ``path`` may be given as a ``str`` or any path-like (kept as a :class:`Path`)."""
 
     path: Path
     size: int
     format: str | None
     sha256: str | None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, Path):  # a str: the uploads read it as a Path
+            msgspec.structs.force_setattr(self, "path", Path(self.path))
+
     @property
     def content_type(self) -> str:
         return CONTENT_TYPES.get(self.format or "", "application/octet-stream")
 
 
-def inspect_file(path: Path) -> LocalFile:
+def inspect_file(path: str | os.PathLike[str]) -> LocalFile:
     """Sniff and hash ``path`` (blocking: run it in a thread)."""
+    path = Path(path)
     with open(path, "rb") as src:
         head = src.read(SNIFF_BYTES)
         fmt = sniff_format(head)
@@ -41,7 +48,7 @@ def inspect_file(path: Path) -> LocalFile:
     return LocalFile(path=path, size=size, format=fmt, sha256=digest.hexdigest())
 
 
-def read_range(path: Path, offset: int, length: int) -> bytes:
+def read_range(path: str | os.PathLike[str], offset: int, length: int) -> bytes:
     """``length`` bytes of ``path`` from ``offset`` (blocking: run it in a thread)."""
     with open(path, "rb") as src:
         src.seek(offset)

@@ -27,8 +27,8 @@ def default_directory() -> Path:
 class ResumeStore:
     """The resume points under ``directory`` (made on first use, private to the user)."""
 
-    def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory or default_directory()
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory) if directory else default_directory()
 
     def _path(self, api_url: str, sha256: str) -> Path:
         key = hashlib.sha256(f"{api_url.rstrip('/')}\n{sha256}".encode()).hexdigest()[:40]
