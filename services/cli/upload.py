@@ -122,7 +122,13 @@ async def run(options: Options) -> int:
         try:
             await _upload_all(api, state, console)
         except ApiFailure as exc:
-            print(f"filmstrip upload: {options.api_url}: {exc}", file=sys.stderr)
+            said = str(exc)
+            if exc.status == 0:  # never answered: where, why, and what to check
+                said = (
+                    f"{exc.message}; check that the api runs there, or name it with --api "
+                    "or FILMSTRIP_API_URL"
+                )
+            print(f"filmstrip upload: {options.api_url}: {said}", file=sys.stderr)
             return 1
     reports = list(state.reports.values())
     if options.json:
@@ -146,7 +152,9 @@ async def _upload_all(api: ApiClient, state: _Run, console: Console) -> None:
         inspected = await _inspect(state, bars)
         photos = [f for f in inspected if f.format is not None]
         for f in inspected:
-            if f.format is None:
+            if f.size == 0:
+                _fail(state, f.path, "empty file: not sent")
+            elif f.format is None:
                 _fail(state, f.path, "not a photo (by its bytes): not sent")
         to_send = await _skip_duplicates(api, state, photos)
 

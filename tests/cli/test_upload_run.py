@@ -53,13 +53,34 @@ async def test_a_run_without_a_token_or_with_a_missing_path_sends_nothing(
     assert f"no such file or folder: {gone}" in capsys.readouterr().err
 
 
-async def test_an_api_nobody_answers_for_fails_the_run(
+async def test_an_api_nobody_answers_for_fails_the_run_with_one_line_saying_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
     options = upload.Options(paths=[_jpeg(tmp_path / "a.jpg")], api_url=nobody, token="t")
     assert await upload.run(options) == 1
-    assert f"filmstrip upload: {nobody}: " in capsys.readouterr().err
+    # Not a Python repr (ClientConnectorError(ConnectionKey(…))): the address, why, and
+    # what to check.
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "hashing" not in line]  # (its bar)
+    assert said == [
+        f"filmstrip upload: {nobody}: cannot connect: Connection refused; check that the api "
+        "runs there, or name it with --api or FILMSTRIP_API_URL"
+    ], err
+
+
+async def test_an_empty_file_is_reported_as_empty_and_not_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_bytes(b"not a photo")
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing is sent, so nothing is asked
+    options = upload.Options(paths=[tmp_path], api_url=nobody, token="t", json=True)
+    assert await upload.run(options) == 1
+    reports = {Path(r["path"]).name: r for r in orjson.loads(capsys.readouterr().out)}
+    assert reports["empty.jpg"]["reason"] == "empty file: not sent"
+    assert reports["notes.jpg"]["reason"] == "not a photo (by its bytes): not sent"
+    assert {r["outcome"] for r in reports.values()} == {"failed"}
 
 
 async def test_a_refused_upload_fails_the_run_naming_why(

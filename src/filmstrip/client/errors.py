@@ -13,13 +13,17 @@ class ApiFailure(FilmstripError):
     never got an answer: ``status`` 0). TEMPORARY when trying again later may succeed,
     DATA when the request itself was refused."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, request: str = "") -> None:
         category = Category.TEMPORARY if status == 0 or status in _TEMPORARY else Category.DATA
         super().__init__(message, code=code, category=category)
         self.status = status
+        #: The request never answered (``status`` 0), e.g. ``POST http://host/v1/photos``.
+        self.request = request
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.status} {self.code})" if self.status else self.message
+        if self.status:
+            return f"{self.message} ({self.status} {self.code})"
+        return f"{self.request}: {self.message}" if self.request else self.message
 
 
 class EventStreamError(FilmstripError):

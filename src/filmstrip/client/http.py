@@ -5,6 +5,9 @@ connections tried again a few times."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -99,7 +102,8 @@ class ApiClient:
                     answer = Answer(resp.status, resp.headers.copy(), raw)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if last:
-                    raise ApiFailure(0, "unreachable", f"{method} {url}: {exc!r}") from exc
+                    why, request = unreachable(exc), f"{method} {url}"
+                    raise ApiFailure(0, "unreachable", why, request=request) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -202,6 +206,24 @@ def failure(answer: Answer) -> ApiFailure:
     except msgspec.DecodeError:
         text = answer.body[:200].decode(errors="replace").strip()
         return ApiFailure(answer.status, "http_error", text or f"HTTP {answer.status}")
+
+
+def unreachable(exc: aiohttp.ClientError | TimeoutError) -> str:
+    """Why a request got no answer, for people: ``cannot connect: Connection refused``."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, socket.gaierror):  # the name
+            reason = f"{exc.host}: {cause.strerror or cause}"
+        elif isinstance(cause, ssl.SSLError) or not cause.errno:
+            reason = str(cause) or type(cause).__name__
+        else:  # "Connect call failed (…)": the errno says it better
+            reason = os.strerror(cause.errno)
+        return f"cannot connect: {reason}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "cannot connect: timed out"
+    if isinstance(exc, TimeoutError):
+        return "no answer: timed out"
+    return f"connection lost: {exc or type(exc).__name__}"
 
 
 def _retry_after(headers: Mapping[str, str], fallback: float) -> float:
