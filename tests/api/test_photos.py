@@ -7,6 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
+from filmstrip.pipeline.plan import stage_making
+from filmstrip.protocols.jobs import remake_job_id_for
 from tests.api.conftest import Api
 from tests.api.factories import complete, fake_jpeg, uploaded
 
@@ -61,7 +63,8 @@ async def test_any_etag_of_a_list_in_if_none_match_is_a_304(api: Api) -> None:
 
 async def test_a_derivative_a_byte_short_or_gone_is_never_served(api: Api) -> None:
     """Browsers keep derivatives as immutable: one shorter than the catalog records, by
-    even a byte, is a 503 to retry while it is made again, never a 200."""
+    even a byte, is a 503 to retry while it is made again, never a 200; and it is made
+    again: the job that remakes it waits in the queue (without it the 503 lasts for ever)."""
     photo_id = await uploaded(api)
     await complete(api, photo_id)  # records 12 bytes
     key = f"derivatives/{photo_id}/thumbnail.webp"
@@ -76,6 +79,10 @@ async def test_a_derivative_a_byte_short_or_gone_is_never_served(api: Api) -> No
         assert body["error"]["code"] == "derivative_remaking"
         assert int(resp.headers["Retry-After"]) > 0
         await api.state.blobs.delete(key)
+    stage = stage_making("thumbnail")
+    assert stage is not None
+    remake = await api.state.queue.get_job(remake_job_id_for(photo_id, stage))
+    assert remake is not None and remake.state.value == "waiting", remake
 
 
 async def test_the_signed_urls_in_an_answer_live_the_configured_ttl(api: Api) -> None:
