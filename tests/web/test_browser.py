@@ -503,6 +503,19 @@ def test_retry_is_offered_only_where_it_can_help(stack: Stack, page: Any) -> Non
         }"""
     )
     assert offered == [True, False, True, False, None]
+    # A refused upload: again only when the server did not answer, timed out, was busy or
+    # asks for the bytes again; never for a refusal of the file or the request itself.
+    again = page.evaluate(
+        """async () => {
+            const { ApiError, canRetry } = await import("/static/js/api.js");
+            return [[0, "network"], [408, "request_timeout"], [429, "rate_limited"],
+                    [500, "internal"], [503, "queue_full"], [409, "upload_conflict"],
+                    [400, "empty_file"], [401, "unauthorized"], [404, "session_not_found"],
+                    [413, "too_large"], [413, "quota_exceeded"], [415, "unsupported_type"]]
+                .map(([status, code]) => canRetry(new ApiError(status, code, "m")));
+        }"""
+    )
+    assert again == [True] * 6 + [False] * 6
 
 
 def test_gallery_is_keyboard_operable(stack: Stack, page: Any) -> None:
@@ -789,6 +802,45 @@ def test_failed_upload_shows_reason_and_no_useless_retry(
     expect(page.locator('#grid .tile[data-status="failed"]')).to_have_count(0)
 
 
+def test_refused_uploads_offer_a_retry_only_where_it_can_help(
+    stack: Stack, page: Any, corpus: Path
+) -> None:
+    """A file refused as a bad file (415 not a photo, 400 empty) shows the server's reason
+    and no Retry: sent again, it is refused the same way. An upload the server never
+    answered (the api down) offers a Retry of at least 44 px at desktop width, which works
+    once the api is back."""
+    expect = playwright_api.expect
+    sign_in(page, f"{stack.api}/", stack.token)
+    page.set_input_files(
+        "#file-input",
+        [
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a photo at all\n"},
+            {"name": "empty0.jpg", "mimeType": "image/jpeg", "buffer": b""},
+        ],
+    )
+    for name, reason in (("notes.txt", "not a supported photo"), ("empty0.jpg", "empty")):
+        card = page.locator("#uploads .upload", has_text=name)
+        expect(card).to_have_attribute("data-state", "failed", timeout=LIVE_MS)
+        expect(card.locator(".upload-status")).to_contain_text(re.compile(reason, re.I))
+        expect(card.get_by_role("button", name=f"Retry {name}")).to_have_count(0)
+
+    stack.halt("web")
+    try:
+        page.set_input_files("#file-input", str(corpus / "real/Portrait_8.jpg"))
+        card = page.locator("#uploads .upload", has_text="Portrait_8.jpg")
+        expect(card).to_have_attribute("data-state", "failed", timeout=LIVE_MS)
+    finally:
+        stack.launch("web")
+        stack.supervisor.wait_ready("web")
+    retry = card.get_by_role("button", name="Retry Portrait_8.jpg")
+    expect(retry).to_be_visible()
+    box = retry.bounding_box()
+    assert box["width"] >= 44 and box["height"] >= 44, box
+    retry.click()
+    expect(card).to_have_attribute("data-state", "completed", timeout=LIVE_MS)
+    expect(retry).to_have_count(0)
+
+
 def test_dashboard_browses_jobs_and_retries_a_failed_one(
     stack: Stack, page: Any, axe: Callable[[Any], None], corpus: Path
 ) -> None:
@@ -822,14 +874,19 @@ def test_dashboard_browses_jobs_and_retries_a_failed_one(
     expect(page.locator("#stages-chart svg path")).to_have_count(4)
     expect(page.locator("#stages-chart svg text.unit").first).to_have_text("ms")
     # Over a minute that has a bar (or a point), the tooltip says what it holds.
-    bar = page.locator("#throughput-chart svg rect.bar-ok").last.bounding_box()
+    last_bar = page.locator("#throughput-chart svg rect.bar-ok").last
+    last_bar.scroll_into_view_if_needed()
+    bar = last_bar.bounding_box()
     page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
     expect(page.locator("#throughput-chart .chart-tip")).to_contain_text("completed")
     # The last point of the validation line (the first series): the chart's last point
     # may be a minute in which only a follow-up job's optimization ran.
     expect(page.locator("#stages-chart .legend li").first).to_have_text("validation")
     color = page.locator("#stages-chart svg path").first.get_attribute("stroke")
-    dot = page.locator(f'#stages-chart svg circle[fill="{color}"]').last.bounding_box()
+    # On screen first: the mouse hovers only what is in the viewport.
+    last_dot = page.locator(f'#stages-chart svg circle[fill="{color}"]').last
+    last_dot.scroll_into_view_if_needed()
+    dot = last_dot.bounding_box()
     page.mouse.move(dot["x"] + dot["width"] / 2, dot["y"] + dot["height"] / 2)
     expect(page.locator("#throughput-chart .chart-tip")).to_be_hidden()
     expect(page.locator("#stages-chart .chart-tip")).to_contain_text(

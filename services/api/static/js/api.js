@@ -11,6 +11,17 @@ export class ApiError extends Error {
   }
 }
 
+/** Whether sending the same request again can succeed. Yes when the server did not answer
+ * (status 0), timed out (408), was limited or busy (429, any 5xx: Retry-After says when) or
+ * asks for the bytes again (409 upload_conflict); no for every other refusal, which is of
+ * the request itself (a file that is not a photo, an empty or too large one, a bad token)
+ * and would be refused the same way again. */
+export function canRetry(err) {
+  if (!(err instanceof ApiError)) return false;
+  if (err.status === 0 || err.status === 408 || err.status === 429 || err.status >= 500) return true;
+  return err.code === "upload_conflict";
+}
+
 export const auth = {
   get token() {
     return localStorage.getItem(tokenKey);

@@ -1,7 +1,8 @@
 // Upload cards: one per file, with its byte progress, then its processing stages live from
-// the bus, then its thumbnail; a failure shows the reason and a retry button.
+// the bus, then its thumbnail; a failure shows the reason, and a retry button only where a
+// retry can help (canRetry for a refused upload, the error's retryable for processing).
 
-import { api, esc, uploadFile } from "./api.js";
+import { api, canRetry, esc, uploadFile } from "./api.js";
 import { photoFailure } from "./photo.js";
 
 const STAGES = ["validation", "metadata", "thumbnails", "optimization"];
@@ -98,7 +99,9 @@ export class Uploads {
       this.bus.watch(res.photo_id);
       this.scheduleResync(item);
     } catch (err) {
-      this.fail(item, err.message, () => this.retryUpload(item));
+      // A refusal of the file itself (415 not a photo, 400 empty, 413 too large) would come
+      // back the same: no button for it.
+      this.fail(item, err.message, canRetry(err) ? () => this.retryUpload(item) : null);
     }
   }
 
