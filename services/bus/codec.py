@@ -24,7 +24,7 @@ def decode(frame: str | bytes) -> ws.ClientMessage:
     except msgspec.DecodeError as exc:
         raise BadMessage(f"not JSON: {exc}") from None
     except RecursionError:
-        # A 4 KB frame of nested brackets is deeper than the interpreter's limit.
+        # A frame of nested brackets under the size limit is deeper than the interpreter's limit.
         raise BadMessage("nested too deeply") from None
 
 

@@ -195,8 +195,12 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, rename=lambda name:
     heartbeat_s: Seconds = 20.0
     # A socket that has not identified by then is closed with 1008.
     identify_timeout_s: Seconds = 10.0
-    # Larger client frames close the socket with 1009.
-    max_message_bytes: Positive = 4096
+    # Larger client frames close the socket with 1009. The largest client message is an
+    # identify at its schema's limits (protocols/ws.py: a 512-char token, a 128-char
+    # session_id, a 39-char last_event_id, 100 photo_ids of 128 chars): 14.0 KB as
+    # json.dumps writes it by default, 14.4 KB with indent=2 (a real one, with UUIDs, is
+    # 4.2 KB). 32 KiB is over twice that, and still a bound a hostile frame cannot abuse.
+    max_message_bytes: Positive = 32 * 1024
     # Frames queued per socket before it counts as too slow and is closed with 1013.
     send_queue: Positive = 256
     # Client messages per socket: a token bucket of this rate and burst.

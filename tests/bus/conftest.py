@@ -52,21 +52,22 @@ async def catalog(bus_settings: Settings) -> AsyncIterator[Catalog]:
 
 @pytest.fixture
 def make_account(catalog: Catalog) -> Callable[..., Awaitable[Account]]:
-    """Factory: a client with a token, ``sessions`` upload sessions and ``photos`` photos."""
+    """Factory: a client with a token, ``sessions`` upload sessions and ``photos`` photos
+    (with ``uuids``, session and photo ids are UUIDs as the api makes them, not short ones)."""
 
-    async def make(*, sessions: int = 1, photos: int = 2) -> Account:
+    async def make(*, sessions: int = 1, photos: int = 2, uuids: bool = False) -> Account:
         client_id = "c_" + uuid.uuid4().hex[:10]
         await catalog.create_client(client_id, client_id, is_admin=False)
         token, token_hash = new_token()
         await catalog.add_token(token_hash, client_id)
         session_ids = []
         for _ in range(sessions):
-            sid = "s_" + uuid.uuid4().hex[:10]
+            sid = str(uuid.uuid4()) if uuids else "s_" + uuid.uuid4().hex[:10]
             await catalog.create_session(sid, client_id)
             session_ids.append(sid)
         photo_ids = []
         for _ in range(photos):
-            pid = "p_" + uuid.uuid4().hex[:10]
+            pid = str(uuid.uuid4()) if uuids else "p_" + uuid.uuid4().hex[:10]
             await catalog.insert_photo(
                 PhotoRecord(
                     id=pid, client_id=client_id, session_id=session_ids[0] if session_ids else None,

@@ -35,7 +35,7 @@ def test_decode_accepts_each_client_message() -> None:
     ["", "{", "null", '{"type":"identify"}', '{"type":"identify","token":""}',
      '{"type":"resume","last_event_id":"1-2-3"}', '{"type":"subscribe","photo_id":7}',
      '{"type":"ping","extra":1}',
-     # Under the 4 KB frame cap, yet deeper than the interpreter's recursion limit: msgspec
+     # Under the frame cap, yet deeper than the interpreter's recursion limit: msgspec
      # looks for the tag past the nested value and raises RecursionError, not a
      # ValidationError.
      '{"x":' + "[" * 1500 + "]" * 1500 + ',"type":"ping"}'],

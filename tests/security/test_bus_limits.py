@@ -138,12 +138,13 @@ async def test_a_live_bus_keeps_its_sockets_counted(
 
 
 async def test_oversized_frame_closes_with_1009(
-    bus: str, connect: Connect, make_account: MakeAccount
+    bus: str, connect: Connect, make_account: MakeAccount, bus_settings: Settings
 ) -> None:
     acc = await make_account()
     c = await connect(bus)
     await c.identify(acc.token)
-    await c.ws.send_str('{"type": "ping", "pad": "' + "x" * 5000 + '"}')
+    over = bus_settings.bus.max_message_bytes
+    await c.ws.send_str('{"type": "ping", "pad": "' + "x" * over + '"}')
     assert await c.closed() == ws.CLOSE_TOO_BIG
 
 

@@ -67,7 +67,10 @@ def test_message_shaped_json(value: dict[str, Any]) -> None:
 
 
 def test_deeply_nested_json_is_a_bad_message() -> None:
-    # Within the bus's 4 KB frame limit, deeper than Python's recursion limit.
+    # Within the bus's frame limit, deeper than Python's recursion limit; the last ones as
+    # deep as the default limit (32 KiB) lets a frame go.
     _decode("[" * 2000 + "]" * 2000)
+    _decode("[" * 16_000 + "]" * 16_000)
+    _decode('{"x":' + "[" * 16_000 + "]" * 16_000 + ',"type":"ping"}')
     _decode('{"type": "ping", "x": ' + "[" * 2000 + "]" * 2000 + "}")
     _decode('{"type": "identify", "token": ' + '{"a":' * 800 + "1" + "}" * 800 + "}")
