@@ -63,8 +63,16 @@ class World:
     queue: JobQueue
     processor: PhotoProcessor
 
-    async def submit(self, source: Path, *, with_sha256: bool = False, as_api: bool = False) -> str:
-        """Store ``source`` and queue its job; ``as_api``: as the api does (announced)."""
+    async def submit(
+        self,
+        source: Path,
+        *,
+        with_sha256: bool = False,
+        as_api: bool = False,
+        pipeline: str | None = None,
+    ) -> str:
+        """Store ``source`` and queue its job; ``as_api``: as the api does (announced);
+        ``pipeline``: as an upload that names one."""
         photo_id = str(uuid.uuid4())
         data = await asyncio.to_thread(source.read_bytes)
         sha256 = hashlib.sha256(data).hexdigest() if with_sha256 else None
@@ -74,7 +82,7 @@ class World:
             id=photo_id, client_id="c", session_id=None, blob_key=f"originals/{photo_id}",
             content_type="image/jpeg", bytes=len(data), sha256=sha256, status=PhotoStatus.QUEUED,
             job_id=f"photo:{photo_id}", trace_id=uuid.uuid4().hex, uploaded_at=now,
-            updated_at=now,
+            updated_at=now, pipeline=pipeline,
         )  # fmt: skip
         if as_api:
             await self.processor.photos.accept(photo, quota_bytes=0)
@@ -431,6 +439,31 @@ async def test_the_completion_event_is_enough_to_show_the_photo(
     error = msgspec.convert(failed["data"], FailedData).error
     assert (error.category, error.retryable) == ("DATA", False)
     assert error.code != "processing_failed" and error.message
+
+
+async def test_a_quick_processing_photo_has_its_size_and_kind_like_any_photo(
+    world: World, corpus: Path, redis: aioredis.Redis
+) -> None:
+    """quick_processing skips the metadata stage (EXIF, sha256), not what validation has
+    measured: the catalog's metadata and the completion event carry the photo's upright
+    size (the bus README promises it with every completion), its format and the rest of
+    its header, like a full_processing photo's."""
+    source = corpus / "real/Canon_PowerShot_A85.jpg"  # 1704x2272 stored, orientation 8
+    quick = await world.submit(source, pipeline="quick_processing")
+    await world.run_until_done([quick])
+    photo = await world.catalog.get_photo(quick)
+    assert photo is not None and photo.status == "completed", photo
+    meta = photo.processing_metadata or {}
+    assert (meta.get("width"), meta.get("height")) == (2272, 1704), meta
+    assert meta["format"] == "jpeg" and meta["bytes"] == source.stat().st_size
+    assert meta["orientation"] == 8 and meta["frames"] == 1 and meta["animated"] is False
+    assert meta["has_alpha"] is False and meta["color_space"] == "srgb"
+    assert "icc_profile" in meta and meta["thumbhash"] and meta["phash"]
+    assert "exif" not in meta and "sha256" not in meta  # the metadata stage's own
+    [event] = await _events(redis, "c", PHOTO_COMPLETED)
+    data = msgspec.convert(event["data"], CompletedData)
+    assert (data.width, data.height) == (2272, 1704)
+    assert data.taken_at is None and data.thumbhash == meta["thumbhash"]
 
 
 async def test_every_event_s_data_is_what_protocols_says(

@@ -25,22 +25,8 @@ class Metadata:
         if not exif and header.format == "tiff":
             exif = exif_from_tiff(ctx.data)
         ctx.check_cancelled()
-        ctx.metadata.update(
-            {
-                "width": width,
-                "height": height,
-                "format": header.format,
-                "bytes": len(ctx.data),
-                "has_alpha": header.has_alpha,
-                "animated": header.animated,
-                "frames": header.frames,
-                "color_space": header.interpretation,
-                "icc_profile": icc_name(header.icc),
-                "orientation": header.orientation,
-                "exif": exif,
-                "sha256": hashlib.sha256(ctx.data).hexdigest(),
-            }
-        )
+        add_header_facts(ctx)
+        ctx.metadata.update({"exif": exif, "sha256": hashlib.sha256(ctx.data).hexdigest()})
         add_fingerprints(ctx)
         return {
             "width": width,
@@ -49,6 +35,28 @@ class Metadata:
             "camera": " ".join(v for v in (exif.get("make"), exif.get("model")) if v) or None,
             "gps": "gps" in exif,
         }
+
+
+def add_header_facts(ctx: StageContext) -> None:
+    """What the validated header says about every photo, whatever its pipeline: upright
+    size, format, bytes, alpha, frames, colour space, ICC profile, orientation. No pixels
+    decoded; idempotent (validation and metadata both call it)."""
+    header = ctx.header()
+    width, height = header.display_size
+    ctx.metadata.update(
+        {
+            "width": width,
+            "height": height,
+            "format": header.format,
+            "bytes": len(ctx.data),
+            "has_alpha": header.has_alpha,
+            "animated": header.animated,
+            "frames": header.frames,
+            "color_space": header.interpretation,
+            "icc_profile": icc_name(header.icc),
+            "orientation": header.orientation,
+        }
+    )
 
 
 def add_fingerprints(ctx: StageContext) -> None:

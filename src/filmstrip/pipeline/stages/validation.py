@@ -1,4 +1,5 @@
-"""validation: accepted format and limits from the header, then the one checked decode."""
+"""validation: accepted format and limits from the header, then the one checked decode;
+records the header's facts (size, format, …) that every photo's metadata has."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from filmstrip.pipeline.context import StageContext
 from filmstrip.pipeline.plan import OUTPUTS
+from filmstrip.pipeline.stages.metadata import add_header_facts
 
 
 class Validation:
@@ -18,5 +20,8 @@ class Validation:
     def run(self, ctx: StageContext) -> dict[str, Any]:
         header = ctx.header()
         ctx.rendition()
+        # The header's facts go into the metadata here, so a pipeline without the metadata
+        # stage (quick_processing) still records the photo's size, format and the rest.
+        add_header_facts(ctx)
         width, height = header.display_size
         return {"format": header.format, "width": width, "height": height, "frames": header.frames}
