@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from filmstrip.protocols.events import Derivative, PhotoError
 
@@ -27,6 +28,128 @@ class UploadAccepted(msgspec.Struct, frozen=True, kw_only=True):
     duplicate: bool = False
 
 
+# --- A photo's metadata: what processing found (src/filmstrip/pipeline writes it) ----------
+# Every field may be absent (UNSET): absent keys are left out of the JSON, never sent as
+# null, except the ones typed ``| None``. Clients must ignore keys they do not know.
+
+
+def _doc(description: str) -> msgspec.Meta:
+    return msgspec.Meta(description=description)
+
+
+class Gps(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the photo was taken, from its EXIF GPS tags (WGS 84)."""
+
+    lat: Annotated[float, _doc("latitude in degrees, north positive, -90..90")]
+    lon: Annotated[float, _doc("longitude in degrees, east positive, -180..180")]
+    alt: Annotated[float, _doc("altitude in metres, negative below sea level")] | UnsetType = UNSET
+
+
+class Exif(msgspec.Struct, frozen=True, kw_only=True):
+    """Camera facts from the original's EXIF (TIFF: its own tags). A fact the file does not
+    record, or records unreadably, is absent; a photo without EXIF has ``{}``."""
+
+    make: Annotated[str, _doc("camera maker, at most 256 characters")] | UnsetType = UNSET
+    model: Annotated[str, _doc("camera model, at most 256 characters")] | UnsetType = UNSET
+    lens: Annotated[str, _doc("lens model, else lens maker")] | UnsetType = UNSET
+    taken_at: (
+        Annotated[
+            str,
+            _doc(
+                "date taken (DateTimeOriginal, else DateTime): ISO 8601 local time as the"
+                " camera wrote it, `YYYY-MM-DDTHH:MM:SS`, with `.` and up to 6 digits of"
+                " fraction when it recorded sub-seconds and its `±HH:MM` offset when it"
+                " recorded one (no offset: the time zone is unknown)"
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    exposure_time: Annotated[float, _doc("seconds, e.g. 0.004 for 1/250 s")] | UnsetType = UNSET
+    f_number: Annotated[float, _doc("aperture, e.g. 2.8")] | UnsetType = UNSET
+    iso: Annotated[int, _doc("ISO speed (a recorded 0 counts as absent)")] | UnsetType = UNSET
+    focal_length: Annotated[float, _doc("millimetres (not 35 mm equivalent)")] | UnsetType = UNSET
+    gps: Gps | UnsetType = UNSET
+
+
+class Optimization(msgspec.Struct, frozen=True, kw_only=True):
+    """The optimised full-size copy (the follow-up job's ``optimization`` stage). Either its
+    outcome (``format`` … ``animated``, ``skipped`` when it was not attempted) or, when that
+    job failed for good, ``failed: true`` with ``code``, ``category`` and ``message``."""
+
+    format: Annotated[str, _doc("the copy's format: webp or avif")] | UnsetType = UNSET
+    bytes: Annotated[int, _doc("the copy's size")] | UnsetType = UNSET
+    original_bytes: Annotated[int, _doc("the original's size")] | UnsetType = UNSET
+    bytes_saved: Annotated[int, _doc("original_bytes - bytes when kept, else 0")] | UnsetType = (
+        UNSET
+    )
+    kept: (
+        Annotated[
+            bool,
+            _doc("whether the copy was kept (it must save FILMSTRIP_OPTIMIZE_MIN_SAVING)"),
+        ]
+        | UnsetType
+    ) = UNSET
+    animated: Annotated[bool, _doc("the copy stays animated")] | UnsetType = UNSET
+    skipped: Annotated[str, _doc("why no copy was tried: `animation_too_large`")] | UnsetType = (
+        UNSET
+    )
+    failed: Annotated[bool, _doc("true: the follow-up job failed")] | UnsetType = UNSET
+    code: Annotated[str, _doc("the failure's error code")] | UnsetType = UNSET
+    category: Annotated[str, _doc("the failure's category")] | UnsetType = UNSET
+    message: Annotated[str, _doc("the failure's message")] | UnsetType = UNSET
+
+
+class PhotoMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """What processing found out about a photo (null until it completed). Every processed
+    photo has the header's facts (``width`` … ``orientation``), ``thumbhash`` and ``phash``;
+    ``exif`` and ``sha256`` come from the ``metadata`` stage (``full_processing``, not
+    ``quick_processing``); ``optimization`` once the follow-up job has run (absent before it,
+    with ``quick_processing``, or while it has not been run)."""
+
+    width: Annotated[int, _doc("pixels, upright (EXIF orientation applied)")] | UnsetType = UNSET
+    height: Annotated[int, _doc("pixels, upright (EXIF orientation applied)")] | UnsetType = UNSET
+    format: (
+        Annotated[
+            str,
+            _doc("the original's format, from its bytes: jpeg, png, webp, gif, tiff, heif, avif"),
+        ]
+        | UnsetType
+    ) = UNSET
+    bytes: Annotated[int, _doc("the original's size")] | UnsetType = UNSET
+    has_alpha: Annotated[bool, _doc("the original has an alpha channel")] | UnsetType = UNSET
+    animated: Annotated[bool, _doc("a GIF or WebP of more than one frame")] | UnsetType = UNSET
+    frames: Annotated[int, _doc("frames (pages) in the original; 1 for a still")] | UnsetType = (
+        UNSET
+    )
+    color_space: (
+        Annotated[str, _doc("libvips' interpretation: srgb, cmyk, b-w, rgb16, grey16, …")]
+        | UnsetType
+    ) = UNSET
+    icc_profile: (
+        Annotated[
+            str | None,
+            _doc(
+                "the embedded ICC profile's description (at most 128 characters; `unknown`"
+                " when it has none), null when there is no profile"
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    orientation: (
+        Annotated[int, _doc("EXIF orientation 1-8, 1 when absent or out of range")] | UnsetType
+    ) = UNSET
+    exif: Exif | UnsetType = UNSET
+    sha256: Annotated[str, _doc("SHA-256 of the original, 64 hex digits")] | UnsetType = UNSET
+    thumbhash: (
+        Annotated[str, _doc("ThumbHash placeholder, base64: a blurred image to show while loading")]
+        | UnsetType
+    ) = UNSET
+    phash: (
+        Annotated[str, _doc("64-bit perceptual difference hash (dHash), 16 hex digits")] | UnsetType
+    ) = UNSET
+    optimization: Optimization | UnsetType = UNSET
+
+
 class Photo(msgspec.Struct, frozen=True, kw_only=True):
     photo_id: str
     status: str
@@ -39,7 +162,8 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     processed_at: str | None
     original_url: str
     derivatives: list[Derivative]
-    metadata: dict[str, Any] | None
+    #: What processing found (null until it completed): see PhotoMetadata.
+    metadata: PhotoMetadata | None
     #: Why a failed photo failed (null unless failed): ``retryable`` is false for a
     #: ``DATA`` failure, which ``POST /v1/photos/{id}/retry`` refuses.
     error: PhotoError | None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from filmstrip.auth.signing import verify
@@ -13,7 +15,7 @@ from filmstrip.catalog import PhotoRecord
 from filmstrip.photos import links, photo_pipeline, photo_priority
 from filmstrip.photos.failures import error_of
 from filmstrip.protocols.formats import CONTENT_TYPES, EXTENSIONS
-from filmstrip.protocols.http import Photo
+from filmstrip.protocols.http import Photo, PhotoMetadata
 from filmstrip.services.api.errors import ApiError
 from filmstrip.services.api.filenames import content_disposition
 from filmstrip.services.api.ids import PHOTO_ID
@@ -46,13 +48,21 @@ def photo_body(state: ApiState, photo: PhotoRecord) -> Photo:
         processed_at=photo.processed_at,
         original_url=links.original_url(secret, photo.id, ttl),
         derivatives=links.derivatives(secret, photo.id, photo.derivatives, ttl),
-        metadata=photo.processing_metadata,
+        metadata=photo_metadata(photo.processing_metadata),
         error=error,
         error_category=error.category if error is not None else None,
         filename=photo.filename,
         pipeline=photo_pipeline(state.settings, photo),
         priority=photo_priority(state.settings, photo),
     )
+
+
+def photo_metadata(stored: dict[str, Any] | None) -> PhotoMetadata | None:
+    """The catalog's processing metadata as the api documents it (PhotoMetadata). The
+    pipeline writes no key the Struct lacks (tests/worker checks), so nothing is dropped."""
+    if stored is None:
+        return None
+    return msgspec.convert(stored, PhotoMetadata)
 
 
 def thumbnail_url(state: ApiState, photo: PhotoRecord) -> str | None:

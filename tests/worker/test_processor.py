@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import orjson
 import pytest
+import pyvips
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -42,6 +43,7 @@ from filmstrip.protocols.events import (
     DeferredCompletedData,
     FailedData,
 )
+from filmstrip.protocols.http import PhotoMetadata
 from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import Consumer, Job, JobQueue, QueueOptions, Settlement, Step
 from filmstrip.services.worker import processor as processor_module
@@ -52,6 +54,14 @@ from tests.support.loop_watch import slow_steps
 from tests.support.settings import replace_settings
 
 READY_FILES = ("preview.jpg", "thumbnail.webp")
+
+
+def _as_documented(meta: dict[str, Any]) -> None:
+    """The api answers ``metadata`` as PhotoMetadata (the OpenAPI's type): what the pipeline
+    stored must pass through it whole, every key declared and of its declared type."""
+    assert msgspec.to_builtins(msgspec.convert(meta, PhotoMetadata)) == meta
+
+
 SIGNING_SECRET = b"the-api-key"
 
 
@@ -418,6 +428,8 @@ async def test_the_completion_event_is_enough_to_show_the_photo(
     data = msgspec.convert(event["data"], CompletedData)  # the schema protocols/ keeps
     meta = photo.processing_metadata
     assert (data.width, data.height) == (meta["width"], meta["height"])
+    assert "optimization" in meta and "exif" in meta
+    _as_documented(meta)
     assert data.taken_at == photo.taken_at and data.thumbhash == meta["thumbhash"]
     assert data.ms > 0
     ready = {d.name: d for d in photo.derivatives if d.name != "optimized"}
@@ -460,10 +472,36 @@ async def test_a_quick_processing_photo_has_its_size_and_kind_like_any_photo(
     assert meta["has_alpha"] is False and meta["color_space"] == "srgb"
     assert "icc_profile" in meta and meta["thumbhash"] and meta["phash"]
     assert "exif" not in meta and "sha256" not in meta  # the metadata stage's own
+    _as_documented(meta)
     [event] = await _events(redis, "c", PHOTO_COMPLETED)
     data = msgspec.convert(event["data"], CompletedData)
     assert (data.width, data.height) == (2272, 1704)
     assert data.taken_at is None and data.thumbhash == meta["thumbhash"]
+
+
+async def test_the_derivatives_carry_no_gps_while_the_original_keeps_it(
+    world: World, corpus: Path
+) -> None:
+    """docs/api.md: the metadata says where the photo was taken, every derivative as stored
+    (and served) has no EXIF, XMP or GPS, and the original is kept byte for byte, GPS and
+    all."""
+    source = corpus / "real/Apple_iPhone_4.jpg"  # EXIF GPS
+    photo_id = await world.submit(source)
+    await world.run_until_done([photo_id])
+    photo = await world.catalog.get_photo(photo_id)
+    assert photo is not None and photo.status == "completed", photo
+    meta = photo.processing_metadata or {}
+    assert set(meta["exif"]["gps"]) >= {"lat", "lon"}, meta
+    _as_documented(meta)
+    assert {d.name for d in photo.derivatives} >= {"preview", "thumbnail", "optimized"}
+    for derivative in photo.derivatives:
+        data = await world.blobs.get_bytes(derivative.key)
+        fields = set(pyvips.Image.new_from_buffer(data, "").get_fields())
+        assert not fields & {"exif-data", "xmp-data", "iptc-data"}, (derivative.name, fields)
+        assert b"Exif\x00\x00" not in data, derivative.name
+    original = await world.blobs.get_bytes(photo.blob_key)
+    assert original == source.read_bytes()
+    assert "exif-data" in pyvips.Image.new_from_buffer(original, "").get_fields()
 
 
 async def test_every_event_s_data_is_what_protocols_says(
@@ -535,6 +573,7 @@ async def test_a_failed_follow_up_job_leaves_the_photo_ready(world: World, corpu
     # Recorded, so nothing queues the follow-up again for a result that will not come.
     failure = (photo.processing_metadata or {})["optimization"]
     assert failure["failed"] is True and failure["category"] == "DATA", failure
+    _as_documented(photo.processing_metadata or {})
     stored = {b.key async for b in world.blobs.list(f"derivatives/{photo_id}/")}
     assert stored == {d.key for d in photo.derivatives}
     assert await world.catalog.awaiting_follow_up(older_than_s=0) == []

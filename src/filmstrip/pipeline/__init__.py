@@ -18,7 +18,11 @@ enlarge; every derivative is upright (EXIF orientation applied), sRGB, first fra
 animation (``optimized`` stays animated), and carries no metadata at all (no EXIF, GPS,
 XMP or ICC). All renditions and the fingerprints come from one shrink-on-load decode.
 
-Metadata keys (``ctx.metadata``, JSON-able, the catalog's ``processing_metadata``):
+Metadata keys (``ctx.metadata``, JSON-able, the catalog's ``processing_metadata``; the
+api's ``PhotoMetadata`` in protocols/http.py and docs/api.md document them for clients, so
+a new key goes there too). Validation writes the header's facts (``width`` …
+``orientation``), so every pipeline has them; ``exif`` and ``sha256`` come from the
+metadata stage; ``thumbhash``/``phash`` from whichever of metadata and thumbnails runs first:
 
 - ``width``, ``height``: pixels after EXIF orientation; ``format``: jpeg, png, webp, gif,
   tiff, heif or avif (from magic bytes); ``bytes``: size of the original
