@@ -54,7 +54,8 @@ class PhotoError(msgspec.Struct, frozen=True, kw_only=True):
 
 class Derivative(msgspec.Struct, frozen=True, kw_only=True):
     """One rendition of a photo: ``url`` is signed (it works without a token) and relative
-    to the api; it expires after ``FILMSTRIP_SIGNED_URL_TTL_S``, after which
+    to the api; it expires ``FILMSTRIP_SIGNED_URL_TTL_S`` after it was made, rounded up to
+    the next whole minute (its ``exp``, so up to 59 s later), after which
     ``GET /v1/photos/{id}`` hands out fresh ones."""
 
     name: str

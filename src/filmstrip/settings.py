@@ -133,6 +133,8 @@ class ApiSettings(
     # first api process to start and shared by all (an older <data_dir>/signing.key is
     # adopted as that key).
     signing_secret: str = ""
+    # A signed URL expires this long after it is made, rounded up to the next whole minute
+    # (auth/signing.py: answers within one minute share cacheable URLs): up to 59 s later.
     signed_url_ttl_s: Positive = 3600
     # Consistency manager: how often it runs, when a blob without a row is an orphan, and
     # when a queued/processing photo without a job is stuck.
