@@ -28,6 +28,8 @@ log = logging.getLogger("filmstrip.api.photos")
 # Originals and derivatives never change under the same URL (a re-processed photo writes
 # the same bytes), so browsers may keep them; "private" keeps them out of shared caches.
 _CACHE = "private, max-age=86400, immutable"
+# How a derivative is named in a sentence ("the optimized is damaged" is not English).
+_READABLE = {"optimized": "optimized copy", "optimized_avif": "optimized AVIF copy"}
 _EXTENSION_OF_TYPE = {CONTENT_TYPES[fmt]: EXTENSIONS[fmt] for fmt in CONTENT_TYPES}
 
 
@@ -148,7 +150,8 @@ async def get_derivative(request: web.Request) -> web.StreamResponse:
     raise ApiError(
         503,
         "derivative_remaking",
-        f"the {name} is damaged or missing and is being made again; retry shortly",
+        f"the {_READABLE.get(name, name)} is damaged or missing and is being made again;"
+        " retry shortly",
         headers={"Retry-After": "2"},
     )
 

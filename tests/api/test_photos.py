@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
+from filmstrip.catalog import DerivativeRecord
 from filmstrip.pipeline.plan import stage_making
 from filmstrip.protocols.jobs import remake_job_id_for
 from tests.api.conftest import Api
@@ -83,6 +84,31 @@ async def test_a_derivative_a_byte_short_or_gone_is_never_served(api: Api) -> No
     assert stage is not None
     remake = await api.state.queue.get_job(remake_job_id_for(photo_id, stage))
     assert remake is not None and remake.state.value == "waiting", remake
+
+
+async def test_a_derivative_being_made_again_is_named_in_english(api: Api) -> None:
+    """The 503's message names the derivative as a reader would: "the optimized copy is
+    damaged or missing", not "the optimized is"."""
+    photo_id = await uploaded(api)
+    await complete(api, photo_id)  # the thumbnail, stored
+    copy = DerivativeRecord(
+        name="optimized", key=f"derivatives/{photo_id}/optimized.webp",
+        content_type="image/webp", width=1, height=1, bytes=10,
+    )  # fmt: skip
+    merged = await api.state.catalog.add_deferred_results(
+        photo_id, metadata={}, derivatives=[copy], replaces={"optimized"}
+    )
+    assert merged is not None  # recorded, never stored: missing
+    await api.state.blobs.delete(f"derivatives/{photo_id}/thumbnail.webp")
+    derivatives = (await _view(api, photo_id))["derivatives"]
+    assert isinstance(derivatives, list)
+    said = {}
+    for derivative in derivatives:
+        resp = await api.http.get(f"{api.url}{derivative['url']}")
+        assert resp.status == 503
+        said[derivative["name"]] = (await resp.json())["error"]["message"]
+    assert said["optimized"].startswith("the optimized copy is damaged or missing"), said
+    assert said["thumbnail"].startswith("the thumbnail is damaged or missing"), said
 
 
 async def test_the_signed_urls_in_an_answer_live_the_configured_ttl(api: Api) -> None:
