@@ -3,6 +3,8 @@ its failures as categorised errors with a short reason."""
 
 from __future__ import annotations
 
+import string
+
 import pytest
 import pyvips
 
@@ -32,8 +34,20 @@ def test_an_allocation_failure_is_this_worker_s_state_not_the_file_s() -> None:
 def test_a_decoder_s_reason_is_kept_short_and_free_of_call_site_noise() -> None:
     noisy = "unable to call jpegload_buffer\n" + "VipsJpeg: Corrupt JPEG data: bad marker\n" * 2
     assert describe(pyvips.Error(noisy)) == "VipsJpeg: Corrupt JPEG data: bad marker"
-    long = "\n".join(f"VipsJpeg: warning {i}: " + "x" * 40 for i in range(30))
+    # Lines that differ in words (a line differing only in its numbers is said once).
+    long = "\n".join(f"VipsJpeg: warning {c}: " + "x" * 40 for c in string.ascii_letters[:30])
     assert len(describe(pyvips.Error(long))) == 300
     assert describe(pyvips.Error("unable to call thumbnail_buffer")) == (
         "the decoder gave no reason"
     )
+
+
+def test_a_line_repeated_with_other_numbers_is_said_once() -> None:
+    # BlueSquare_truncated.jpg in the worker (usertrial.md #15): one seek error per retried
+    # read, each at another offset, then the reason that matters.
+    seeks = "".join(f"source: bad seek to {n}\n" for n in (1372, 1354, 1345, 1341))
+    said = describe(pyvips.Error(seeks + "VipsJpeg: premature end of JPEG image\n"))
+    assert said == "source: bad seek to 1372; VipsJpeg: premature end of JPEG image"
+    # Lines that differ in words are all kept.
+    tiff = "source: bad seek to 3309\ntiff2vips: Seek error at scanline 1, strip 0\n"
+    assert describe(pyvips.Error(tiff)).count(";") == 1

@@ -28,6 +28,7 @@ _TRUNCATED = re.compile(r"premature end|unexpected end|truncat|bad seek|end of (
 _TOO_LONG = re.compile(r"maximum supported image dimension", re.I)
 _TOO_LARGE = re.compile(r"security limit|too large", re.I)
 _OUT_OF_MEMORY = re.compile(r"out of memory|cannot allocate|failed to allocate", re.I)
+_NUMBERS = re.compile(r"\d+")
 _NOISE = re.compile(
     r"^(unable to call|unable to load from|unable to copy to memory|unable to write|"
     r"VipsImage: killed)",
@@ -78,11 +79,16 @@ def _limit_malloc_arenas(arenas: int) -> None:
 
 
 def describe(exc: BaseException) -> str:
-    """The useful lines of a libvips error message, without call-site noise."""
+    """The useful lines of a libvips error message, without call-site noise, each once: a
+    line that repeats an earlier one but for its numbers (``source: bad seek to 1372``,
+    ``… 1354``: one per retried read) is left out."""
     lines: list[str] = []
+    seen: set[str] = set()
     for raw in str(exc).splitlines():
         line = raw.strip()
-        if line and not _NOISE.match(line) and line not in lines:
+        shape = _NUMBERS.sub("#", line)
+        if line and not _NOISE.match(line) and shape not in seen:
+            seen.add(shape)
             lines.append(line)
     return "; ".join(lines)[:300] or "the decoder gave no reason"
 
