@@ -354,6 +354,9 @@ class QueueJobDetail(msgspec.Struct, frozen=True, kw_only=True):
     runs: list[JobRun]
     history_complete: bool
     photo: JobPhoto | None
+    #: The stages this job runs, in order: a ready job's payload lists its pipeline's every
+    #: stage, but the deferred ones (optimization) run in its follow-up ``deferred:`` job.
+    stages: list[str] = []
 
 
 class QueueControl(msgspec.Struct, frozen=True, kw_only=True):

@@ -123,12 +123,13 @@ async def get_job(request: web.Request) -> web.StreamResponse:
     if info is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}")
     spec = _spec_of(info.payload)
-    runs, complete, photo = [], False, None
+    runs, complete, photo, stages = [], False, None, []
     if spec is not None:
         events = await photo_events(state.redis, spec.context.client_id, spec.photo_id)
         # A ready job's deferred stages are its follow-up job's runs, not its own.
         own = split_stages(state.settings, spec)[0] if spec.pipeline.phase == "ready" else None
-        runs = job_runs(info, spec, events, own if own is not None else spec.pipeline.stages)
+        stages = own if own is not None else list(spec.pipeline.stages)
+        runs = job_runs(info, spec, events, stages)
         complete = history_complete(events)
         record = await state.catalog.get_photo(spec.photo_id)
         if record is not None:
@@ -148,6 +149,7 @@ async def get_job(request: web.Request) -> web.StreamResponse:
         runs=runs,
         history_complete=complete,
         photo=photo,
+        stages=stages,
     )
     return json_response(body, headers=_NO_STORE)
 

@@ -419,8 +419,12 @@ def test_dashboard_fits_a_phone(stack: Stack, page: Any, axe: Callable[[Any], No
     look(page, axe, "dashboard-390.png", full_page=True)
     # A job's detail fits the phone too.
     page.get_by_role("tab", name=re.compile("^Completed")).click()
-    page.locator("#jobs button.open-job").first.click()
+    page.locator("#jobs button.open-job", has_text=re.compile("^photo:")).first.click()
     expect(page.locator("#job .run").first).to_be_visible()
+    # Its stages are its own: a photo: job's optimization runs in its deferred: job.
+    expect(page.locator('#job-facts dd[data-field="stages"]')).to_have_text(
+        "validation, metadata, thumbnails"
+    )
     for width in (360, 390):
         assert_fits(page, width)
     page.set_viewport_size(PHONE)

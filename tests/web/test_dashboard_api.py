@@ -121,6 +121,10 @@ async def test_job_detail_names_the_photos_file_and_shows_its_thumbnail(api: Web
     before = await (await api.http.get(job, headers=api.admin)).json()
     assert before["photo"]["filename"] == "beach day.jpg"
     assert before["photo"]["thumbnail_url"] is None  # not processed yet
+    # Its own stages: the payload names the pipeline's every stage, but optimization runs
+    # in the follow-up deferred: job (the dashboard's "Stages" line shows these).
+    assert "optimization" in before["payload"]["pipeline"]["stages"]
+    assert before["stages"] == ["validation", "metadata", "thumbnails"], before
     await complete(api, photo_id)
     detail = await (await api.http.get(job, headers=api.admin)).json()
     assert "photo" in detail, detail

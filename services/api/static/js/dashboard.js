@@ -227,7 +227,8 @@ async function openJob(jobId, { push = true } = {}) {
   const facts = [
     ["State", STATE_WORDS[job.state] || job.state],
     ["Makes", phase === "ready" ? "the photo ready (thumbnail, preview, metadata)" : phase ? "the photo's optimised copy" : null],
-    ["Stages", payload?.pipeline?.stages?.join(", ")],
+    // The job's own stages: a ready job's payload also lists those its follow-up job runs.
+    ["Stages", (detail.stages?.length ? detail.stages : payload?.pipeline?.stages)?.join(", ")],
     ["Attempts", `${job.attempts_made} of ${job.attempts}`],
     ["Queued", moment(job.created_at_ms)],
     ["Started", moment(job.processed_at_ms)],
