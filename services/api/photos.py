@@ -64,7 +64,26 @@ def photo_metadata(stored: dict[str, Any] | None) -> PhotoMetadata | None:
     pipeline writes no key the Struct lacks (tests/worker checks), so nothing is dropped."""
     if stored is None:
         return None
-    return msgspec.convert(stored, PhotoMetadata)
+    try:
+        return msgspec.convert(stored, PhotoMetadata)
+    except msgspec.ValidationError as exc:
+        # A row another release (or a hand) wrote: answer what fits rather than fail the
+        # photo, and with it every listing page it is on.
+        kept = {k: v for k, v in stored.items() if _fits(k, v)}
+        log.warning(
+            "photo metadata does not fit its documented type (%s); answered without %s",
+            exc,
+            ", ".join(sorted(stored.keys() - kept.keys())),
+        )
+        return msgspec.convert(kept, PhotoMetadata)
+
+
+def _fits(key: str, value: Any) -> bool:
+    try:
+        msgspec.convert({key: value}, PhotoMetadata)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def thumbnail_url(state: ApiState, photo: PhotoRecord) -> str | None:

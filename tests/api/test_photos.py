@@ -124,3 +124,23 @@ async def test_the_signed_urls_in_an_answer_live_the_configured_ttl(api: Api) ->
     for url in (str(view["original_url"]), derivatives[0]["url"]):
         expires = int(parse_qs(urlsplit(url).query)["exp"][0])
         assert int(before) + ttl <= expires <= time.time() + ttl + 60, url
+
+
+async def test_metadata_that_does_not_fit_its_type_is_answered_without_the_misfit(
+    api: Api,
+) -> None:
+    """A row an older release (or a hand) wrote with a value of another type still answers,
+    and so does the listing it is on: the keys that fit, not a 500."""
+    photo_id = await uploaded(api)
+    stored = await api.state.catalog.complete_photo(
+        photo_id,
+        metadata={"width": "wide", "height": 10, "format": "jpeg"},
+        derivatives=[],
+        taken_at=None,
+    )
+    assert stored
+    assert (await _view(api, photo_id))["metadata"] == {"height": 10, "format": "jpeg"}
+    resp = await api.http.get(f"{api.url}/v1/photos", headers=api.auth)
+    assert resp.status == 200, await resp.text()
+    items = (await resp.json())["items"]
+    assert [item["metadata"] for item in items] == [{"height": 10, "format": "jpeg"}]
