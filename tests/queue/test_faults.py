@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from bench.redis_server import RedisServer
 from filmstrip.queue import JobQueue, QueueOptions
+from filmstrip.queue import consumer as consumer_module
 from tests.queue.conftest import FAST, Recorder, add_many, running, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,6 +138,107 @@ async def test_a_consumer_recreates_the_groups_a_redis_restarted_without_data_lo
             assert any("groups missing" in r.getMessage() for r in caplog.records)
         finally:
             await client.aclose()
+
+
+async def test_a_job_finished_during_shutdown_is_settled_once_when_redis_returns(
+    own_server: RedisServer, own_redis: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker is told to stop, Redis goes away, and only then does its running job
+    finish: the outcome cannot be stored. Shutdown must keep it and try again, so when
+    Redis comes back within the retries the job is settled: announced exactly once, not
+    left pending for another worker to run again, and the consumer leaves its group."""
+    queue = JobQueue(own_redis, QueueOptions(name="settle", **FAST))  # type: ignore[arg-type]
+    release = asyncio.Event()
+
+    async def hold(job: object) -> None:
+        await release.wait()
+
+    rec = Recorder(hold)
+    consumer = rec.consumer(queue)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await queue.add("j", b"")
+        await wait_for(lambda: _true(len(rec.calls) == 1))
+        own_server.stop()
+        consumer.request_stop()
+        with caplog.at_level(logging.WARNING, "filmstrip.queue"):
+            release.set()  # finishes inside the shutdown grace period, Redis down
+            await wait_for(lambda: _true(any("could not settle" in r.getMessage()
+                                             for r in caplog.records)))  # fmt: skip
+            own_server.start()
+            await asyncio.wait_for(task, 10)
+    finally:
+        if own_server.proc is None:
+            own_server.start()
+        if not task.done():
+            await consumer.stop()
+            await task
+    assert rec.completed == ["j"]  # announced once, by the worker that ran it
+    counts = await queue.counts()
+    assert (counts["completed"], counts["active"], counts["waiting"]) == (1, 0, 0)
+    for stream in queue.keys.streams:
+        if await own_redis.exists(stream):
+            for group in await own_redis.xinfo_groups(stream):
+                names = [c["name"] for c in await own_redis.xinfo_consumers(stream, group["name"])]
+                assert consumer.name.encode() not in names
+
+
+class _Hurried:
+    """The asyncio module with sleeps twenty times shorter, so shutdown's settle retries
+    (about 13 s in all) take well under a second; ``then`` runs at the end of the last
+    retry's wait (the fifth 2 s one), after which shutdown gives up on its settlements."""
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self.then = then
+        self.longest = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(asyncio, name)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds / 20)
+        if seconds == 2.0:
+            self.longest += 1
+            if self.longest == 5:
+                self.then()
+
+
+async def test_a_job_whose_settlement_shutdown_gives_up_on_is_redelivered(
+    own_server: RedisServer, own_redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis stays down through every settle retry and is back just as the worker gives
+    up. The worker must exit without leaving its group, since leaving drops the pending
+    entry of the job it could not settle, and the job would be lost. Instead another worker
+    runs it again, and its completion is announced once, by that worker."""
+    queue = JobQueue(own_redis, QueueOptions(name="resettle", **FAST))  # type: ignore[arg-type]
+    release = asyncio.Event()
+
+    async def hold(job: object) -> None:
+        await release.wait()
+
+    first, second = Recorder(hold), Recorder()
+    monkeypatch.setattr(consumer_module, "asyncio", _Hurried(own_server.start))
+    consumer = first.consumer(queue)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await queue.add("j", b"")
+        await wait_for(lambda: _true(len(first.calls) == 1))
+        own_server.stop()
+        consumer.request_stop()
+        release.set()
+        await asyncio.wait_for(task, 5)  # gives up on the settlement, does not hang
+    finally:
+        if own_server.proc is None:
+            own_server.start()
+        if not task.done():
+            await consumer.stop()
+            await task
+    monkeypatch.undo()
+    assert first.completed == []
+    async with running(second.consumer(queue)):
+        await wait_for(lambda: _true(second.completed == ["j"]), 5)
+    assert [c[0] for c in first.calls + second.calls] == ["j", "j"]
+    assert (await queue.counts())["completed"] == 1
 
 
 async def _groups_on_every_band(client: aioredis.Redis, queue: JobQueue) -> bool:
