@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -32,6 +33,7 @@ from filmstrip.errors import PUBLIC_MESSAGES, DataError, FilmstripError, Tempora
 from filmstrip.events import EventPublisher
 from filmstrip.logs import JsonFormatter
 from filmstrip.photos import PhotoLifecycle, encode_job, ready_job
+from filmstrip.photos import lifecycle as lifecycle_module
 from filmstrip.pipeline.vips import configure_vips
 from filmstrip.protocols.events import (
     DATA_OF_TYPE,
@@ -49,6 +51,7 @@ from filmstrip.queue import Consumer, Job, JobQueue, QueueOptions, Settlement, S
 from filmstrip.services.worker import processor as processor_module
 from filmstrip.services.worker.processor import PhotoProcessor
 from filmstrip.settings import Settings, load_settings
+from tests.queue.conftest import wait_for
 from tests.support import postgres
 from tests.support.loop_watch import slow_steps
 from tests.support.settings import replace_settings
@@ -125,6 +128,14 @@ class World:
 
 @pytest.fixture
 async def world(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[World]:
+    async with _world(redis_server, redis, tmp_path) as world:
+        yield world
+
+
+@asynccontextmanager
+async def _world(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[World]:
     settings = load_settings(
@@ -229,6 +240,71 @@ async def test_a_redelivery_after_completion_tells_the_client_nothing_new(
     types = await _event_types(redis, "c")
     assert types.count("photo.processing.started") == 1, types
     assert types.count("photo.processing.completed") == 1, types
+
+
+class _OutageAtAnnounce:
+    """The real publisher, except that its first announcement of a photo's completion
+    finds Redis stopped (the whole Redis: queue and events), which comes back ``after_s``
+    later: longer than the announcement's blip retries."""
+
+    def __init__(self, inner: EventPublisher, server: RedisServer, after_s: float) -> None:
+        self._inner = inner
+        self._server = server
+        self._after_s = after_s
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def publish_events(self, events: Sequence[Any], *, once_key: str | None = None) -> str:
+        if once_key is not None and not self.refused and events[-1].type == PHOTO_COMPLETED:
+            self._server.stop()
+            asyncio.get_running_loop().call_later(self._after_s, self._server.start)
+        try:
+            return await self._inner.publish_events(events, once_key=once_key)
+        except TemporaryError:
+            self.refused += events[-1].type == PHOTO_COMPLETED
+            raise
+
+
+async def test_an_outcome_announced_through_a_long_redis_outage_is_heard_once_after(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis stops just as the worker announces a photo ready and stays down past the
+    announcement's retries: the attempt must fail as TEMPORARY (not complete silently),
+    be retried once Redis is back, and the client's stream then holds the outcome once."""
+    monkeypatch.setattr(lifecycle_module, "ANNOUNCE_RETRY_S", (0.05, 0.1, 0.2))
+    with RedisServer(appendonly=True) as server:
+        client = aioredis.Redis.from_url(server.url)
+        try:
+            async with _world(server, client, tmp_path) as world:
+                outage = _OutageAtAnnounce(world.processor.photos.events, server, after_s=0.6)
+                world.processor.photos.events = outage  # type: ignore[assignment]
+                photo_id = await world.submit(corpus / "real/Landscape_1.jpg")
+                consumer = Consumer(world.queue, world.processor.handle, concurrency=3)
+                task = asyncio.create_task(consumer.run())
+                try:
+                    await wait_for(lambda: _announced_and_idle(client, world.queue), 20)
+                finally:
+                    await consumer.stop()
+                    await task
+                photo = await world.catalog.get_photo(photo_id)
+                assert photo is not None and photo.status == "completed", photo
+                assert outage.refused == 4  # the first try and each of the three retries
+                types = await _event_types(client, "c")
+                assert types.count(PHOTO_COMPLETED) == 1, types
+        finally:
+            await client.aclose()
+
+
+async def _announced_and_idle(client: aioredis.Redis, queue: JobQueue) -> bool:
+    try:
+        counts = await queue.counts()
+        types = await _event_types(client, "c")
+    except RedisConnectionError:
+        return False  # still down
+    busy = counts["waiting"] + counts["active"] + counts["delayed"]
+    return PHOTO_COMPLETED in types and not busy
 
 
 T = TypeVar("T")
