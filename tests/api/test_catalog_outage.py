@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,9 +18,17 @@ import redis.asyncio as aioredis
 from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.auth import hash_token
+from filmstrip.catalog import PhotoRecord, PhotoStatus, open_catalog, utcnow
+from filmstrip.catalog import postgres as postgres_catalog
+from filmstrip.embedded.redis_server import free_port
 from filmstrip.errors import PUBLIC_MESSAGES
+from filmstrip.events import EventPublisher
+from filmstrip.photos import PhotoLifecycle
+from filmstrip.queue import JobQueue
 from filmstrip.services.api.reconciler import sweep_orphan_blobs
+from filmstrip.services.api.relay import run_relay
 from tests.api.conftest import EVERY_BLOB, Api, api_settings, running_api
+from tests.queue.conftest import wait_for
 from tests.support import postgres
 
 
@@ -125,3 +135,73 @@ async def test_postgresql_down_means_503_and_nothing_lost(
         private_postgres.start()  # for the next test, if this one failed with it down
         with contextlib.suppress(Exception):
             postgres.drop_database(database, private_postgres.url)
+
+
+async def test_the_outbox_relay_outlives_a_catalog_outage_and_queues_every_job_after(
+    private_postgres: postgres.PrivatePostgres,
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Photos accepted while Redis was down wait in the outbox; PostgreSQL then goes away
+    too, so the relay's rounds fail. The relay loop must outlive those rounds: once the
+    catalog is back, every photo's job is queued (an api restart would be the only other
+    way, and nothing tells anyone one is owed)."""
+    # A call waits this long for a connection before it fails (3 s in production).
+    monkeypatch.setattr(postgres_catalog, "_CHECKOUT_TIMEOUT_S", 0.5)
+    database = postgres.create_database(private_postgres.url)
+    settings = api_settings(tmp_path, redis_server.url, database_url=database)
+    catalog = await open_catalog(settings)
+    dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}")
+    offline = PhotoLifecycle(settings, catalog, JobQueue(dead), EventPublisher(dead),
+                             signing_secret=b"k")  # fmt: skip
+    online = PhotoLifecycle(settings, catalog, JobQueue(redis), EventPublisher(redis),
+                            signing_secret=b"k")  # fmt: skip
+    relay: asyncio.Task[None] | None = None
+    try:
+        jobs = []
+        for _ in range(2):
+            job_id, queued = await offline.accept(_record(), quota_bytes=0)
+            assert not queued
+            jobs.append(job_id)
+        private_postgres.stop()
+        with caplog.at_level(logging.WARNING, "filmstrip.api.relay"):
+            relay = asyncio.create_task(run_relay(online, interval_s=0.1))
+            await wait_for(lambda: _true(relay.done() or any(  # type: ignore[union-attr]
+                "relay failed" in r.getMessage() for r in caplog.records)))  # fmt: skip
+        assert not relay.done()  # a failed round must not end the loop
+        private_postgres.start()
+        await wait_for(lambda: _all_queued(online.queue, jobs), 20)
+        assert not relay.done()
+    finally:
+        private_postgres.start()
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await relay  # (a relay that died is what the asserts above report)
+        await offline.close()
+        await online.close()
+        await catalog.close()
+        await dead.aclose()
+        with contextlib.suppress(Exception):
+            postgres.drop_database(database, private_postgres.url)
+
+
+def _record() -> PhotoRecord:
+    photo_id = str(uuid.uuid4())
+    now = utcnow()
+    return PhotoRecord(
+        id=photo_id, client_id="c", session_id=None, blob_key=f"originals/{photo_id}",
+        content_type="image/jpeg", bytes=1, sha256=None, status=PhotoStatus.QUEUED,
+        job_id=f"photo:{photo_id}", trace_id=uuid.uuid4().hex, uploaded_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+async def _all_queued(queue: JobQueue, jobs: list[str]) -> bool:
+    return all([await queue.get_job(j) for j in jobs])
+
+
+async def _true(value: bool) -> bool:
+    return value
