@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import logging
@@ -1195,3 +1196,71 @@ async def test_an_upload_into_another_clients_session_is_refused_at_creation(
         assert resp.status == status, await resp.text()
         assert (await resp.json())["error"]["code"] == code
     assert await tus_backend.leftovers(api) == []
+
+
+@S3_ONLY
+@pytest.mark.parametrize("noticed", [False, True], ids=["commit-first", "renewal-first"])
+async def test_a_writer_whose_lease_was_taken_over_spoils_and_deletes_nothing(
+    api: Api, tus_backend: TusBackend, corpus: Path, caplog: pytest.LogCaptureFixture,
+    noticed: bool,
+) -> None:  # fmt: skip
+    """An api process mid-PATCH stalls past its lease (its host was cut off) and another
+    process takes the upload over. Whether the first's body ends before its next renewal
+    (its commit is fenced off in the catalog) or after (the renewal finds the lease gone and
+    the first lets go of it at once), the first changes nothing, and giving up its lock does
+    not free the new holder's lease: the upload then completes with the right bytes."""
+    data = (corpus / "real/Landscape_1.jpg").read_bytes()
+    half = len(data) // 2
+    url = await _create(api, len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    # Renewed every 0.3 s, or (commit-first) not within the test.
+    first = tus_backend.store(api, lease_s=0.9 if noticed else 30.0)
+    rival = tus_backend.store(api, lease_s=30.0, lock_wait_s=0.05)
+    assert isinstance(first, SharedTusStore) and isinstance(rival, SharedTusStore)
+    streaming, resume = asyncio.Event(), asyncio.Event()
+
+    async def stale_body() -> AsyncIterator[bytes]:
+        yield b"\xff\xd8\xff\xe0" + b"\x00" * 1000
+        streaming.set()
+        await resume.wait()
+        yield b"\x00" * 1000
+
+    async def stale_patch() -> None:
+        async with first.locked(upload_id):
+            upload = await first.get(upload_id)
+            assert upload is not None
+            await first.append(upload, stale_body(), ttl_s=600)
+
+    async def fresh_body() -> AsyncIterator[bytes]:
+        yield data[:half]
+
+    caplog.set_level(logging.WARNING, logger="filmstrip.api.tus")
+    stale = asyncio.create_task(stale_patch())
+    await streaming.wait()
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(5):  # (again if the first's keeper renewed in between)
+            # Its lease lapses, as after a stall longer than it lives; the rival takes it.
+            assert await first.rows.renew(upload_id, first._leases[upload_id], -1.0)
+            with contextlib.suppress(UploadLocked):
+                await stack.enter_async_context(rival.locked(upload_id))
+                break
+        else:
+            raise AssertionError("the rival could not take the lapsed lease")
+        if noticed:
+            for _ in range(100):
+                if any("lost the lease" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the first writer never noticed it lost its lease")
+        resume.set()
+        with pytest.raises(UploadLocked):
+            await stale  # its commit changed nothing; it has let go of the upload
+        upload = await rival.get(upload_id)
+        assert upload is not None and upload.offset == 0  # nothing of the stale PATCH
+        upload, cut = await rival.append(upload, fresh_body(), ttl_s=600)
+        assert cut is None and upload.offset == half  # its lease is still held
+    resp = await _patch(api, url, half, data[half:])
+    assert resp.status == 204, await resp.text()
+    photo_id = resp.headers["Filmstrip-Photo-Id"]
+    assert await api.state.blobs.get_bytes(f"originals/{photo_id}") == data
