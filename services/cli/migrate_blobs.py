@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from filmstrip.blobs import BlobStore, blob_store_for_url
 from filmstrip.blobs import copy as blob_copy
 from filmstrip.blobs.copy import FAULTS, BlobCopyResult, BlobPlan, Outcome
+from filmstrip.blobs.fs import root_of_url
 from filmstrip.errors import FilmstripError
 from filmstrip.settings import Settings
 
@@ -44,6 +45,9 @@ async def run(settings: Settings, options: Options) -> int:
             "the source and the target are the same store: FILMSTRIP_BLOB_URL already names "
             "the target? give the old one with --from file:///path"
         )
+    missing = _missing_source(source_url)
+    if missing:
+        return _fail(missing)
     source: BlobStore | None = None
     target: BlobStore | None = None
     try:
@@ -56,6 +60,21 @@ async def run(settings: Settings, options: Options) -> int:
         for store in (target, source):
             if store is not None:
                 await store.close()
+
+
+def _missing_source(url: str) -> str:
+    """Why a file store source cannot be copied, or ``""``: a directory that does not exist
+    lists no blobs, and copying those would end in "Every blob verified" and the advice to
+    point every role at a store holding none."""
+    if not url.startswith("file://"):
+        return ""
+    try:
+        root = root_of_url(url)
+    except FilmstripError:
+        return ""  # opening the store says what is wrong with the URL
+    if root.is_dir():
+        return ""
+    return f"there is no store at {root} (give the old one with --from file:///path)"
 
 
 async def _migrate(

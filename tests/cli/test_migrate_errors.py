@@ -42,6 +42,24 @@ def _one_error_line(err: str, command: str) -> str:
 # --- blobs ------------------------------------------------------------------------------
 
 
+async def test_a_blob_source_that_is_not_there_is_refused_not_copied_as_empty(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --from (or FILMSTRIP_DATA_DIR) named a directory that does not exist: the
+    command copied its 0 blobs, said "Every blob verified" and told the user to point every
+    role at the new, empty, store. It must refuse, as the catalog command does."""
+    target = tmp_path / "new"
+    code = await migrate_blobs.run(
+        settings,
+        migrate_blobs.Options(source=f"file://{tmp_path}/typo", target=f"file://{target}"),
+    )
+    out, err = capsys.readouterr()
+    assert code == 1, out
+    assert f"there is no store at {tmp_path}/typo" in _one_error_line(err, "blobs")
+    assert "point every role" not in out
+    assert not target.exists()
+
+
 async def test_a_blob_target_that_does_not_answer_fails_the_command_in_one_line(
     settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
