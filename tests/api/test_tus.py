@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -181,6 +182,8 @@ async def test_cut_connection_is_resumed_by_tuspy(
     status = await api.http.get(url, headers=api.auth)
     body = await status.json()
     assert body["state"] == "done" and body["photo_id"] == photo_id
+    # In the one format every other timestamp of the API has (UTC, milliseconds, "Z").
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["expires_at"]), body
 
 
 async def test_tuspy_with_checksums_metadata_and_session(api: Api, corpus: Path) -> None:

@@ -12,11 +12,11 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 from aiohttp import web
 
 from filmstrip.blobs import BlobTooLarge
+from filmstrip.clock import iso_utc
 from filmstrip.compat.aiohttp import buffered_body
 from filmstrip.protocols.formats import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 from filmstrip.protocols.http import TusUploadStatus
@@ -183,7 +183,7 @@ async def status(request: web.Request) -> web.StreamResponse:
         state=state,
         offset=upload.offset,
         length=upload.length,
-        expires_at=datetime.fromtimestamp(upload.expires_at, UTC).isoformat(),
+        expires_at=iso_utc(upload.expires_at),
         metadata=upload.metadata,
         photo_id=upload.photo_id,
         duplicate=upload.duplicate,
