@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from filmstrip.blobs import open_blob_store
-from filmstrip.embedded.redis_server import free_port
 from filmstrip.services.api.reconciler import sweep_orphan_blobs
 from tests.api.conftest import EVERY_BLOB, Api
 from tests.api.factories import complete, uploaded
-from tests.support.settings import replace_settings
+from tests.support.settings import unreachable_s3
 
 
 async def test_delete_removes_row_blobs_and_waiting_job(api: Api) -> None:
@@ -71,15 +70,7 @@ async def test_a_delete_during_a_store_outage_answers_204_and_the_sweep_takes_th
     await complete(api, photo_id)
     store = api.state.blobs
     # An S3 store whose endpoint nobody listens on: each call fails as a real outage does.
-    down = await open_blob_store(
-        replace_settings(
-            api.settings,
-            blob_url="s3://photos",
-            s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
-            s3_access_key_id="test",
-            s3_secret_access_key="test",
-        )
-    )
+    down = await open_blob_store(unreachable_s3(api.settings))
     api.state.blobs = down
     try:
         resp = await api.http.delete(f"{api.url}/v1/photos/{photo_id}", headers=api.auth)

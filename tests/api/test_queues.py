@@ -31,7 +31,7 @@ from filmstrip.services.api.reconciler import announce_lost_failures
 from filmstrip.services.worker.processor import PhotoProcessor
 from tests.api.conftest import Api, api_settings, running_api
 from tests.api.factories import bearer, client_token, complete, fail, uploaded
-from tests.support.settings import replace_settings
+from tests.support.settings import unreachable_s3
 
 Q = "/v1/queues/photo-processing"
 # A failure a retry may cure (a bug or a setting, fixed since).
@@ -438,14 +438,7 @@ async def test_a_storage_outage_tells_the_client_no_address_and_the_admin_all_of
         photo_id = await uploaded(api)
         # The worker's S3 is down: nothing listens at its endpoint.
         port = free_port()
-        down = replace_settings(
-            settings,
-            blob_url="s3://photos",
-            s3_endpoint_url=f"http://127.0.0.1:{port}",
-            s3_access_key_id="test",
-            s3_secret_access_key="test",
-        )
-        blobs = await open_blob_store(down)
+        blobs = await open_blob_store(unreachable_s3(settings, port))
         processor = PhotoProcessor(settings, photos=api.state.photos, blobs=blobs)
         failed = asyncio.Event()
 

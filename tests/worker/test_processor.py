@@ -54,7 +54,7 @@ from filmstrip.settings import Settings, load_settings
 from tests.queue.conftest import wait_for
 from tests.support import postgres
 from tests.support.loop_watch import slow_steps
-from tests.support.settings import replace_settings
+from tests.support.settings import replace_settings, unreachable_s3
 
 READY_FILES = ("preview.jpg", "thumbnail.webp")
 
@@ -660,15 +660,7 @@ async def test_a_follow_up_failed_by_a_storage_outage_shows_the_photo_no_address
 ) -> None:
     # The optimised copy goes to an S3 that is down (nothing listens at its endpoint).
     port = free_port()
-    down = await open_blob_store(
-        replace_settings(
-            world.settings,
-            blob_url="s3://photos",
-            s3_endpoint_url=f"http://127.0.0.1:{port}",
-            s3_access_key_id="test",
-            s3_secret_access_key="test",
-        )
-    )
+    down = await open_blob_store(unreachable_s3(world.settings, port))
 
     async def outage(key: str) -> None:
         await down.put_bytes(key, b"", content_type="image/webp")
