@@ -1,15 +1,19 @@
 """What only the PostgreSQL driver does: deadlocks run again, its dialect, its query plans,
-and connections that a server restart killed while idle."""
+its statements batched into few round trips, and connections that a server restart
+killed while idle."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import psycopg
 import pytest
+from psycopg.pq import Trace
 
-from filmstrip.catalog import PhotoStatus
+from filmstrip.catalog import DerivativeRecord, PhotoStatus
 from filmstrip.catalog.base import Transaction
 from filmstrip.catalog.postgres import PostgresCatalog
 from filmstrip.errors import TemporaryError
@@ -56,6 +60,88 @@ async def test_a_deadlocked_transaction_is_run_again(catalog: PostgresCatalog) -
 async def test_a_literal_percent_sign_is_not_a_placeholder(catalog: PostgresCatalog) -> None:
     rows = await catalog._fetchall("SELECT ? || '%'", ("50",))
     assert rows == [("50%",)]
+
+
+async def test_a_literal_percent_sign_in_a_transaction_is_not_a_placeholder(
+    catalog: PostgresCatalog,
+) -> None:
+    await catalog.create_client("c1", "carol", is_admin=False)
+
+    def work(tx: Transaction) -> list[object]:
+        tx.write("UPDATE clients SET name = ? || '%' WHERE id = ?", ("50", "c1"))
+        return [r[0] for r in tx.fetchall("SELECT name FROM clients WHERE id = ?", ("c1",))]
+
+    assert await catalog.run_transaction(work) == ["50%"]
+
+
+async def _round_trips(catalog: PostgresCatalog, call: Awaitable[object]) -> list[str]:
+    """The queries ``call`` sent on the catalog's one pooled connection, a round trip each
+    (libpq's trace of the wire: each simple-query message waits for its answer)."""
+    with tempfile.TemporaryFile("w+") as trace:
+        with catalog._pool.connection() as conn:
+            conn.pgconn.trace(trace.fileno())
+            conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            await call
+        finally:
+            with catalog._pool.connection() as conn:
+                conn.pgconn.untrace()
+        trace.seek(0)
+        return [line for line in trace if line.split("\t")[:3:2] == ["F", "Query"]]
+
+
+async def test_a_job_s_catalog_writes_take_two_round_trips_each() -> None:
+    # BEGIN and the clock ride with the locking read, the write with the COMMIT: the
+    # worker's CPU per transaction halves (bench/catalog_writers.py).
+    reason = postgres.unreachable()
+    if reason:
+        pytest.skip(reason)
+    catalog = PostgresCatalog(postgres.create_database(), pool_size=1)
+    await catalog.connect()
+    try:
+        photo = make_photo()
+        assert len(await _round_trips(catalog, catalog.insert_photo(photo, None))) <= 3
+        sent = await _round_trips(catalog, catalog.mark_processing(photo.id))
+        assert len(sent) == 2, sent
+        thumb = DerivativeRecord(
+            name="thumb", key=f"derivatives/{photo.id}/thumb.webp", content_type="image/webp",
+            width=1, height=1, bytes=9,
+        )  # fmt: skip
+        done = catalog.complete_photo(
+            photo.id, metadata={"a": 1}, derivatives=[thumb], taken_at=None
+        )
+        assert len(await _round_trips(catalog, done)) == 2
+        more = catalog.add_deferred_results(
+            photo.id, metadata={"b": 2}, derivatives=[], replaces=()
+        )
+        assert len(await _round_trips(catalog, more)) == 2
+        stored = await catalog.get_photo(photo.id)
+        assert stored is not None and stored.status == PhotoStatus.COMPLETED
+        assert stored.processing_metadata == {"a": 1, "b": 2}
+        assert [d.name for d in stored.derivatives] == ["thumb"]
+    finally:
+        await catalog.close()
+
+
+async def test_a_held_write_that_fails_undoes_its_whole_transaction(
+    catalog: PostgresCatalog,
+) -> None:
+    await catalog.create_client("c1", "carol", is_admin=False)
+
+    def work(tx: Transaction) -> None:
+        tx.execute("UPDATE clients SET name = ? WHERE id = ?", ("dave", "c1"))
+        tx.write(
+            "INSERT INTO clients (id, name, is_admin, created_at, stored_bytes) "
+            "VALUES (?, ?, 0, ?, 0)",
+            ("c1", "again", tx.now()),
+        )
+
+    # Sent with the COMMIT, it fails there: nothing of the transaction stays.
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        await catalog.run_transaction(work)
+    client = await catalog.get_client("c1")
+    assert client is not None and client.name == "carol"
+    await catalog.create_client("c2", "erin", is_admin=False)  # the connection serves on
 
 
 async def test_the_search_for_lost_follow_ups_can_use_its_index(catalog: PostgresCatalog) -> None:

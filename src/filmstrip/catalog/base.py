@@ -212,7 +212,7 @@ def _forget_outbox(tx: Transaction, job_ids: Collection[str]) -> None:
     for start in range(0, len(ordered), 500):
         chunk = ordered[start : start + 500]
         marks = ", ".join("?" * len(chunk))
-        tx.execute(f"DELETE FROM outbox WHERE job_id IN ({marks})", chunk)
+        tx.write(f"DELETE FROM outbox WHERE job_id IN ({marks})", chunk)
 
 
 class QuotaExceeded(DataError):
@@ -354,7 +354,7 @@ class Catalog(abc.ABC):
 
         def work(tx: Transaction) -> None:
             for sql, params in insert_statements(photo, outbox, tx.now()):
-                tx.execute(sql, params)
+                tx.write(sql, params)
             _forget_outbox(tx, relayed)
             # The charge holds the client's row until commit, so a concurrent upload of the
             # same bytes (another request, another api host) waits here and then sees this
@@ -424,7 +424,7 @@ class Catalog(abc.ABC):
                 f"SELECT {PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,), lock=True
             )
             if rows and rows[0][7] != PhotoStatus.COMPLETED:
-                tx.execute(*_status_statement(photo_id, PhotoStatus.PROCESSING, tx.now()))
+                tx.write(*_status_statement(photo_id, PhotoStatus.PROCESSING, tx.now()))
             return rows[0] if rows else None
 
         row = await self.run_transaction(work)
@@ -465,7 +465,7 @@ class Catalog(abc.ABC):
                     for d in _derivatives_decoder.decode(rows[0][1] or "[]")
                     if d.name in keep_derivatives and d.name not in names
                 ]
-            tx.execute(
+            tx.write(
                 "UPDATE photos SET status = ?, processing_metadata = ?, derivatives = ?, "
                 "taken_at = ?, processed_at = ?, processing_error = NULL, error_category = NULL, "
                 "error_code = NULL, "
@@ -512,7 +512,7 @@ class Catalog(abc.ABC):
             ]
             merged = [*kept, *derivatives]
             owed = orjson.loads(rows[0][2] or "[]")
-            tx.execute(
+            tx.write(
                 "UPDATE photos SET processing_metadata = ?, derivatives = ?, updated_at = ?, "
                 "follow_up = ? WHERE id = ?",
                 (
@@ -557,9 +557,9 @@ class Catalog(abc.ABC):
             )
             if not rows:
                 return None
-            tx.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
-            tx.execute("DELETE FROM outbox WHERE photo_id = ?", (photo_id,))
-            tx.execute(*_charge(client_id, -int(rows[0][5])))
+            tx.write("DELETE FROM photos WHERE id = ?", (photo_id,))
+            tx.write("DELETE FROM outbox WHERE photo_id = ?", (photo_id,))
+            tx.write(*_charge(client_id, -int(rows[0][5])))
             return rows[0]
 
         row = await self.run_transaction(work)

@@ -3,8 +3,9 @@ several hosts.
 
 Each transaction runs whole on one of the driver's threads, on one pooled connection:
 ``BEGIN``, the work's statements, ``COMMIT``, with the event loop free meanwhile (measured
-in ``bench/catalog_writers.py`` against asyncpg and psycopg's async pool). There are as
-many threads as connections, so a thread never waits for one while the server is up.
+in ``bench/catalog_writers.py`` against asyncpg and psycopg's async pool), in as few round
+trips as its reads allow (see ``_PgTransaction``). There are as many threads as
+connections, so a thread never waits for one while the server is up.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from filmstrip.catalog.base import Ago, Catalog, Row, Snapshot, Transaction, settle
@@ -68,6 +70,7 @@ _RECONNECT_TIMEOUT_S = 5.0
 # Serialization failures and deadlocks: the transaction is rolled back whole and run again.
 _ATTEMPTS = 5
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+IDLE = TransactionStatus.IDLE
 
 
 @functools.lru_cache(maxsize=1024)
@@ -84,17 +87,58 @@ def _unavailable(exc: BaseException) -> TemporaryError:
 
 
 class _PgTransaction(Transaction):
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._cursor = conn.cursor()
+    """Statements on one connection, bound on the client so that several ride in one round
+    trip: a transaction's ``BEGIN`` and its clock go with its first statement, and writes
+    nobody counts go with the next statement or the ``COMMIT``. A read-then-write
+    transaction is then two round trips instead of five: half its client CPU (~145 µs
+    against ~300 here), since the thread waits and wakes twice, not five times."""
+
+    def __init__(self, conn: psycopg.Connection[Any], *, begin: bool) -> None:
+        self._cursor = psycopg.ClientCursor(conn)
         self._now: str | None = None
+        # Sent with the first round trip; then the held writes, with the next one.
+        self._opening: list[str] = ["BEGIN", _NOW_SQL] if begin else []
+        self._held: list[str] = []
+        # True once the first round trip went through, or a COMMIT was sent: from then
+        # on a lost connection may have left work done, so it is not run again.
+        self.began = False
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self._cursor.execute(_dialect(sql), tuple(params))
+        self._run(self._bound(sql, params))
         return self._cursor.rowcount
 
+    def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._held.append(self._bound(sql, params))
+
     def fetchall(self, sql: str, params: Sequence[Any] = (), *, lock: bool = False) -> list[Row]:
-        self._cursor.execute(_dialect(sql + " FOR UPDATE" if lock else sql), tuple(params))
+        self._run(self._bound(sql + " FOR UPDATE" if lock else sql, params))
         return list(self._cursor.fetchall())
+
+    def commit(self) -> None:
+        """End the transaction with the writes still held (none began if nothing was sent)."""
+        if self._opening and not self._held:
+            return
+        self.began = True
+        self._run("COMMIT")
+
+    def _bound(self, sql: str, params: Sequence[Any]) -> str:
+        return self._cursor.mogrify(_dialect(sql), tuple(params))
+
+    def _run(self, statement: str) -> None:
+        """``statement`` after what waits to be sent, in one round trip; the cursor is left
+        on its result. An error in any of them is raised here."""
+        statements = [*self._opening, *self._held, statement]
+        # Bound already, so sent as written, by the simple-query protocol (several at once).
+        self._cursor.execute("; ".join(statements))
+        self.began = True
+        if self._opening:
+            self._opening = []
+            self._cursor.nextset()  # past BEGIN's result, to the clock's
+            row = self._cursor.fetchone()
+            self._now = str(row[0]) if row is not None else None
+        self._held = []
+        while self._cursor.nextset():
+            pass
 
     def now(self) -> str:
         if self._now is None:
@@ -270,11 +314,19 @@ class PostgresCatalog(Catalog):
         attempt = 0
         while True:
             attempt += 1
-            began = False
+            tx: _PgTransaction | None = None
             try:
-                with self._pool.connection() as conn, conn.transaction():
-                    began = True
-                    return work(_PgTransaction(conn))
+                with self._pool.connection() as conn:
+                    tx = _PgTransaction(conn, begin=True)
+                    try:
+                        result = work(tx)
+                        tx.commit()
+                    except BaseException:
+                        if not conn.broken and conn.info.transaction_status != IDLE:
+                            with contextlib.suppress(psycopg.Error):
+                                conn.execute("ROLLBACK")
+                        raise
+                    return result
             except PoolTimeout as exc:
                 raise _unavailable(exc) from exc
             except _RETRYABLE as exc:
@@ -285,9 +337,10 @@ class PostgresCatalog(Catalog):
                 log.info("catalog transaction conflicted (%s); running it again", exc)
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))
             except psycopg.OperationalError as exc:
-                # A connection that died idle (a server restart) fails at BEGIN; the pool
-                # drops it, and another is tried. Past BEGIN the outcome is not ours to guess.
-                if began or attempt > self.pool_size:
+                # A connection that died idle (a server restart) fails at the first round
+                # trip; the pool drops it, and another is tried. Past it the outcome is not
+                # ours to guess.
+                if (tx is not None and tx.began) or attempt > self.pool_size:
                     raise _unavailable(exc) from exc
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[Row]:
@@ -317,7 +370,7 @@ class _PgSnapshot(Snapshot):
     async def run(self, work: Callable[[Transaction], T]) -> T:
         def call() -> T:
             try:
-                return work(_PgTransaction(self._conn))
+                return work(_PgTransaction(self._conn, begin=False))
             except psycopg.OperationalError as exc:
                 raise _unavailable(exc) from exc
 

@@ -16,6 +16,11 @@ class Transaction(abc.ABC):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return the number of rows it changed."""
 
+    def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement whose row count nobody reads: a driver may send it with the
+        transaction's next statement or its commit (an error then surfaces there)."""
+        self.execute(sql, params)
+
     @abc.abstractmethod
     def fetchall(self, sql: str, params: Sequence[Any] = (), *, lock: bool = False) -> list[Row]:
         """Rows of one query; with ``lock``, the rows stay locked against other writers
