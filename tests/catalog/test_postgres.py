@@ -100,7 +100,8 @@ async def test_a_job_s_catalog_writes_take_two_round_trips_each() -> None:
     await catalog.connect()
     try:
         photo = make_photo()
-        assert len(await _round_trips(catalog, catalog.insert_photo(photo, None))) <= 3
+        upload = catalog.insert_photo(photo, None, quota_bytes=10**9)
+        assert len(await _round_trips(catalog, upload)) == 3  # the clock, writes + checks, COMMIT
         sent = await _round_trips(catalog, catalog.mark_processing(photo.id))
         assert len(sent) == 2, sent
         thumb = DerivativeRecord(

@@ -359,21 +359,18 @@ class Catalog(abc.ABC):
             # The charge holds the client's row until commit, so a concurrent upload of the
             # same bytes (another request, another api host) waits here and then sees this
             # one: the client's first photo of these bytes is the only one recorded.
-            same = tx.fetchall(
-                "SELECT id FROM photos WHERE client_id = ? AND sha256 = ? AND id <> ? "
-                "ORDER BY uploaded_at LIMIT 1",
-                (photo.client_id, photo.sha256, photo.id),
-            )
-            if same:
-                raise DuplicatePhoto(str(same[0][0]))
-            if quota_bytes:
-                # The charge above holds the client's row until commit (PostgreSQL locks
-                # it; SQLite has one writer), so concurrent uploads cannot both slip under.
-                rows = tx.fetchall(
-                    "SELECT stored_bytes FROM clients WHERE id = ?", (photo.client_id,)
-                )
-                if rows and rows[0][0] is not None and int(rows[0][0]) > quota_bytes:
-                    raise QuotaExceeded(int(rows[0][0]), quota_bytes)
+            # Both checks in one read (with the writes above, one round trip on PostgreSQL).
+            same, stored = tx.fetchall(
+                "SELECT (SELECT id FROM photos WHERE client_id = ? AND sha256 = ? AND id <> ? "
+                "ORDER BY uploaded_at LIMIT 1), (SELECT stored_bytes FROM clients WHERE id = ?)",
+                (photo.client_id, photo.sha256, photo.id, photo.client_id),
+            )[0]
+            if same is not None:
+                raise DuplicatePhoto(str(same))
+            # The charge above holds the client's row until commit (PostgreSQL locks it;
+            # SQLite has one writer), so concurrent uploads cannot both slip under.
+            if quota_bytes and stored is not None and int(stored) > quota_bytes:
+                raise QuotaExceeded(int(stored), quota_bytes)
 
         await self.run_transaction(work)
 

@@ -124,10 +124,10 @@ class _PgTransaction(Transaction):
     def _bound(self, sql: str, params: Sequence[Any]) -> str:
         return self._cursor.mogrify(_dialect(sql), tuple(params))
 
-    def _run(self, statement: str) -> None:
-        """``statement`` after what waits to be sent, in one round trip; the cursor is left
-        on its result. An error in any of them is raised here."""
-        statements = [*self._opening, *self._held, statement]
+    def _run(self, *statements: str) -> None:
+        """``statements`` after what waits to be sent, in one round trip; the cursor is left
+        on the last result. An error in any of them is raised here."""
+        statements = (*self._opening, *self._held, *statements)
         # Bound already, so sent as written, by the simple-query protocol (several at once).
         self._cursor.execute("; ".join(statements))
         self.began = True
@@ -141,6 +141,8 @@ class _PgTransaction(Transaction):
             pass
 
     def now(self) -> str:
+        if self._now is None and self._opening:
+            self._run()  # BEGIN and the clock: nothing else is ready to go with them
         if self._now is None:
             self._now = str(self.fetchall(_NOW_SQL)[0][0])
         return self._now
