@@ -5,7 +5,9 @@ Starts ``--processes`` processes on one catalog (as the api and worker processes
 one), each with ``--tasks`` tasks that write, then keep their event loop busy for
 ``--busy-ms`` (the rest of a request's work), over and over. The implementations run in
 turn, alternating round by round (this machine's speed drifts). Prints each transaction's
-time (from asking to commit) and the writes per second, ours beside each anchor as a ratio.
+time (from asking to commit), the writes per second and the CPU each transaction cost the
+writing processes (all their threads, the loop's other work left out), ours beside each
+anchor as a ratio.
 
 ``--backend sqlite`` (the default): a photo's insert transaction (row + outbox entry) with
 ``Catalog.insert_photo``, and with the anchor, the usual aiosqlite way, which awaits
@@ -17,7 +19,9 @@ SQLite's busy handler, 1, 2, 5, 10 ... 100 ms between tries).
 inserting a photo (row + outbox entry) and then completing it (``SELECT … FOR UPDATE`` of
 its row, then ``UPDATE``), as upload and worker do. Ours: ``PostgresCatalog`` (psycopg 3,
 a sync pool, the whole transaction on a thread); anchors, sending the same statements a
-round trip per await: asyncpg's pool, and psycopg's ``AsyncConnectionPool``.
+round trip per await: asyncpg's pool, and psycopg's ``AsyncConnectionPool``. asyncpg is no
+dependency of Filmstrip's: when it is not importable, the bench installs it with pip into a
+temporary folder for the run (as the BullMQ and Socket.IO anchors are installed with npm).
 
 Usage: ``python -m bench.catalog_writers [--backend postgresql] [--processes 4] [--tasks 3]
 [--seconds 6] [--busy-ms 10] [--rounds 2]``.
@@ -27,9 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import multiprocessing
 import re
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -189,14 +197,17 @@ async def _writer(
         insert, complete, close = await _sqlite_writer(target, kind == WRITERS["sqlite"][0])
     else:
         insert, complete, close = await _postgres_writer(target, kind, args["tasks"])
-    times: dict[str, list[float]] = {"insert": [], "complete": []}
+    times: dict[str, list[float]] = {"insert": [], "complete": [], "busy cpu": []}
     stop = time.monotonic() + args["seconds"]
     busy_s = args["busy_s"]
+    cpu_before = time.process_time()
 
     async def busy() -> None:
+        spun = time.thread_time()
         spin_until = time.perf_counter() + busy_s
         while time.perf_counter() < spin_until:  # the loop's other work
             pass
+        times["busy cpu"].append(time.thread_time() - spun)
         await asyncio.sleep(0)
 
     async def task() -> None:
@@ -213,6 +224,8 @@ async def _writer(
                 await busy()
 
     await asyncio.gather(*(task() for _ in range(args["tasks"])))
+    # The process's CPU (every thread's) but for the spinning: the driver's own cost.
+    times["cpu"] = [time.process_time() - cpu_before - sum(times.pop("busy cpu"))]
     await close()
     return times
 
@@ -239,13 +252,13 @@ def run(
         child.start()
     time.sleep(1.5)  # every child imported and waiting
     start.set()
-    times: dict[str, list[float]] = {"insert": [], "complete": []}
+    times: dict[str, list[float]] = {"insert": [], "complete": [], "cpu": []}
     for _ in children:
         for name, values in out.get().items():
             times[name] += values
     for child in children:
         child.join()
-    done = sum(len(v) for v in times.values())
+    done = len(times["insert"]) + len(times["complete"])
     return times, done / args["seconds"]
 
 
@@ -263,6 +276,24 @@ async def _prepare_postgres(url: str) -> None:
     await catalog.close()
 
 
+def _cpu_per_transaction(times: dict[str, list[float]]) -> float:
+    """The writers' CPU (all their threads, the loop's other work left out) per transaction."""
+    return sum(times["cpu"]) / max(1, len(times["insert"]) + len(times["complete"])) * 1e6
+
+
+def ensure_asyncpg() -> str | None:
+    """Make asyncpg importable here and in the spawned writers; the folder it was installed
+    into for this run (None if it was importable already)."""
+    if importlib.util.find_spec("asyncpg") is not None:
+        return None
+    folder = tempfile.mkdtemp(prefix="bench-asyncpg-")
+    print("installing asyncpg (the anchor) for this run ...", flush=True)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--target", folder, "asyncpg"]
+    subprocess.run(pip, check=True)
+    sys.path.append(folder)  # spawned children get the parent's sys.path
+    return folder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=sorted(WRITERS), default="sqlite")
@@ -275,7 +306,18 @@ def main() -> int:
     opts = parser.parse_args()
     args = {"tasks": opts.tasks, "seconds": opts.seconds, "busy_s": opts.busy_ms / 1000}
     kinds = WRITERS[opts.backend]
-    times_of: dict[str, dict[str, list[float]]] = {k: {"insert": [], "complete": []} for k in kinds}
+    installed = ensure_asyncpg() if opts.backend == "postgresql" else None
+    try:
+        return _measure(opts, args, kinds)
+    finally:
+        if installed is not None:
+            shutil.rmtree(installed, ignore_errors=True)
+
+
+def _measure(opts: argparse.Namespace, args: dict[str, Any], kinds: tuple[str, ...]) -> int:
+    times_of: dict[str, dict[str, list[float]]] = {
+        k: {"insert": [], "complete": [], "cpu": []} for k in kinds
+    }
     rates_of: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(opts.rounds):
         for kind in kinds:  # alternated: this machine's speed drifts
@@ -317,6 +359,7 @@ def main() -> int:
                 (f"{name} {label}, ms", {k: summary(times_of[k][name]) * 1000 for k in kinds})
             )
     rows.append(("transactions/s", {k: statistics.fmean(rates_of[k]) for k in kinds}))
+    rows.append(("CPU per transaction, µs", {k: _cpu_per_transaction(times_of[k]) for k in kinds}))
     for label, figure in rows:
         line = f"{label:32}" + "".join(f"{figure[k]:15.2f}" for k in kinds)
         line += "".join(f"{figure[ours] / figure[a]:16.2f}" for a in anchors)
