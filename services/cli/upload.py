@@ -75,7 +75,7 @@ class FileReport(msgspec.Struct, kw_only=True):
     reason: str | None = None
     bytes: int = 0
     resumed_at: int = 0
-    processing: str | None = None  # completed / failed, once known
+    processing: str | None = None  # completed / failed / deleted, once known
     processing_via: str | None = None  # "bus" (live) or "api" (asked after a quiet spell)
 
 
@@ -83,7 +83,7 @@ class FileReport(msgspec.Struct, kw_only=True):
 class _Run:
     options: Options
     reports: dict[Path, FileReport] = field(default_factory=dict)
-    # photo id → (completed or failed, the failure's reason, "bus" or "api")
+    # photo id → (completed, failed or deleted, the failure's reason, "bus" or "api")
     done: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -345,7 +345,15 @@ async def _wait_processed(
         state.changed.clear()
         if time.monotonic() - quiet_since > _QUIET_S:
             for photo_id in sorted(pending)[:_POLL_BATCH]:
-                photo = await api.photo(photo_id)
+                try:
+                    photo = await api.photo(photo_id)
+                except ApiFailure as exc:
+                    if exc.status != 404:
+                        raise
+                    # Deleted meanwhile (from the gallery, another device): nothing more
+                    # will come of it, and the rest of the run still gets its summary.
+                    state.done[photo_id] = ("deleted", None, "api")
+                    continue
                 if photo.status in ("completed", "failed"):
                     reason = photo.error.message if photo.error else None
                     state.done[photo_id] = (photo.status, reason, "api")

@@ -1,7 +1,8 @@
 """``filmstrip upload``'s own rules, run in this process against a real api with no worker
 (photos stay queued): what it refuses before sending anything, which files it finds, a
 refused upload failing the run, a resume point left for bytes the server has being
-dropped, duplicates still being processed waited for, and ``--no-wait`` not waiting."""
+dropped, duplicates still being processed waited for, a photo deleted while it is waited
+for, and ``--no-wait`` not waiting."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 import pyvips
@@ -145,6 +147,48 @@ async def test_a_duplicate_still_being_processed_is_waited_for(
         )
         assert await upload._earlier_outcomes(client, state) == [queued.photo_id]
     assert report.processing is None
+
+
+async def test_a_photo_deleted_while_waited_for_ends_the_wait_and_is_no_failure(
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No bus here: the wait asks the api after a quiet spell, soon.
+    monkeypatch.setattr(upload, "_QUIET_S", 0.2)
+    photo = _jpeg(tmp_path / "a.jpg")
+    settings = api_settings(tmp_path, redis_server.url)
+    async with (
+        running_api(settings, "nia") as api,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {api.token}"}) as http,
+    ):
+        options = upload.Options(
+            paths=[photo], api_url=api.url, token=api.token, json=True, state_dir=tmp_path / "s"
+        )
+        run = asyncio.create_task(upload.run(options))
+        try:
+            photo_id = await _first_photo(http, api.url)  # no worker: it stays queued
+            async with http.delete(f"{api.url}/v1/photos/{photo_id}") as resp:
+                assert resp.status == 204
+            assert await asyncio.wait_for(asyncio.shield(run), 30) == 0
+        finally:
+            run.cancel()
+    [report] = orjson.loads(capsys.readouterr().out)
+    assert (report["outcome"], report["photo_id"]) == ("uploaded", photo_id)
+    assert (report["processing"], report["processing_via"]) == ("deleted", "api")
+
+
+async def _first_photo(http: aiohttp.ClientSession, api_url: str) -> str:
+    """The id of the client's first photo, once there is one."""
+    for _ in range(300):
+        async with http.get(f"{api_url}/v1/photos?limit=1") as resp:
+            items = (await resp.json())["items"]
+        if items:
+            return str(items[0]["photo_id"])
+        await asyncio.sleep(0.1)
+    raise AssertionError("the upload never arrived")
 
 
 async def test_no_wait_leaves_once_the_photos_are_sent(
