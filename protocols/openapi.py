@@ -113,6 +113,42 @@ _SIGNED = [
     {"name": "exp", "in": "query", "required": False, "schema": {"type": "string"}},
     {"name": "sig", "in": "query", "required": False, "schema": {"type": "string"}},
 ]
+_RANGE = [
+    {
+        "name": "Range",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "examples": ["bytes=1048576-"]},
+        "description": "one byte range (`bytes=first-[last]` or `bytes=-suffix`); several,"
+        " or one not of that form, get the whole file",
+    },
+    {
+        "name": "If-Range",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "the ETag of the copy the range continues; another gets all of it",
+    },
+]
+_PARTIAL = {
+    **_BINARY,
+    "description": "the range asked for",
+    "headers": {
+        "Content-Range": {
+            "description": "`bytes first-last/size`",
+            "schema": {"type": "string"},
+        }
+    },
+}
+_NOT_SATISFIABLE = {
+    **_error("the range starts past the end (`range_not_satisfiable`)"),
+    "headers": {
+        "Content-Range": {
+            "description": "`bytes */size`",
+            "schema": {"type": "string"},
+        }
+    },
+}
 _NO_CONTENT = {"204": {"description": "done; no body"}}
 _AUTH_ERRORS = {
     "401": _error("missing, unknown or revoked token"),
@@ -360,7 +396,7 @@ def _photo_paths() -> dict[str, Any]:
         "/v1/photos/{photo_id}/original": {
             "get": {
                 "summary": "The original bytes (bearer token or signed URL)",
-                "parameters": [_PHOTO_ID, *_SIGNED],
+                "parameters": [_PHOTO_ID, *_SIGNED, *_RANGE],
                 "security": [{"bearer": []}, {}],
                 "responses": {
                     "200": {
@@ -374,10 +410,12 @@ def _photo_paths() -> dict[str, Any]:
                             }
                         },
                     },
+                    "206": _PARTIAL,
                     "304": {"description": "not modified"},
                     **_AUTH_ERRORS,
                     "403": _error("bad or expired signature"),
                     "404": _error("no such photo for this client"),
+                    "416": _NOT_SATISFIABLE,
                     **_UNAVAILABLE,
                 },
             }
@@ -385,14 +423,21 @@ def _photo_paths() -> dict[str, Any]:
         "/v1/photos/{photo_id}/derivatives/{name}": {
             "get": {
                 "summary": "One derivative (thumbnail, preview, optimized)",
-                "parameters": [_PHOTO_ID, _path_param("name", {"type": "string"}), *_SIGNED],
+                "parameters": [
+                    _PHOTO_ID,
+                    _path_param("name", {"type": "string"}),
+                    *_SIGNED,
+                    *_RANGE,
+                ],
                 "security": [{"bearer": []}, {}],
                 "responses": {
                     "200": _BINARY,
+                    "206": _PARTIAL,
                     "304": {"description": "not modified"},
                     **_AUTH_ERRORS,
                     "403": _error("bad or expired signature"),
                     "404": _error("no such photo or derivative"),
+                    "416": _NOT_SATISFIABLE,
                     "503": _retry_later(
                         "Redis, the catalog or the blob store is unreachable; or the"
                         " derivative was found short or missing and is being made again"

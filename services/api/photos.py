@@ -21,6 +21,7 @@ from filmstrip.services.api.filenames import content_disposition
 from filmstrip.services.api.ids import PHOTO_ID
 from filmstrip.services.api.json import json_response
 from filmstrip.services.api.middleware import CLIENT
+from filmstrip.services.api.ranges import ByteRange, bounds, requested_range
 from filmstrip.services.api.state import ApiState, state_of
 
 log = logging.getLogger("filmstrip.api.photos")
@@ -148,13 +149,16 @@ async def get_derivative(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "derivative_not_found", f"photo has no derivative {name!r} (yet)")
     state = state_of(request)
     stored: int | None = None
+    wanted, start = _range_to_open(request)
     try:
-        info, body = await state.blobs.open_stream(record.key)
+        info, body = await state.blobs.open_stream(record.key, start=start)
     except BlobNotFound:
         pass
     else:
         if info.size == record.bytes:
-            return await _send_blob(request, info, body, record.content_type)
+            return await _send_blob(
+                request, info, body, record.content_type, wanted=wanted, opened_at=start
+            )
         await _drain(body)
         stored = info.size
     # Derivatives are written without fsync (made again from the original if need be): a
@@ -178,11 +182,24 @@ async def get_derivative(request: web.Request) -> web.StreamResponse:
 async def _stream_blob(
     request: web.Request, key: str, content_type: str, extra: dict[str, str]
 ) -> web.StreamResponse:
+    wanted, start = _range_to_open(request)
     try:
-        info, body = await state_of(request).blobs.open_stream(key)
+        info, body = await state_of(request).blobs.open_stream(key, start=start)
     except BlobNotFound:
         raise ApiError(404, "blob_not_found", "the file is gone") from None
-    return await _send_blob(request, info, body, content_type, extra)
+    return await _send_blob(
+        request, info, body, content_type, extra, wanted=wanted, opened_at=start
+    )
+
+
+def _range_to_open(request: web.Request) -> tuple[ByteRange | None, int]:
+    """The range a GET asks for, and where to open the file: where the range starts, so a
+    resumed download reads nothing twice, unless its end is what is known (a suffix) or
+    ``If-Range`` may yet ask for all of it."""
+    wanted = requested_range(request.headers.get("Range")) if request.method == "GET" else None
+    if wanted is None or wanted.first is None or "If-Range" in request.headers:
+        return wanted, 0
+    return wanted, wanted.first
 
 
 async def _send_blob(
@@ -191,11 +208,17 @@ async def _send_blob(
     body: AsyncIterator[bytes],
     content_type: str,
     extra: dict[str, str] | None = None,
+    *,
+    wanted: ByteRange | None = None,
+    opened_at: int = 0,
 ) -> web.StreamResponse:
+    """``body`` (the blob read from ``opened_at``) as the answer: all of it, the range
+    ``wanted``, or 304 for a copy the client has."""
     etag = f'"{info.etag}"'
     headers = {
         **(extra or {}),
         "ETag": etag,
+        "Accept-Ranges": "bytes",
         "Cache-Control": _CACHE,
         "Content-Type": content_type,
         "X-Content-Type-Options": "nosniff",
@@ -204,12 +227,29 @@ async def _send_blob(
     if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
         await _drain(body)
         return web.Response(status=304, headers=headers)
-    response = web.StreamResponse(status=200, headers=headers)
-    response.content_length = info.size
+    if wanted is not None and request.headers.get("If-Range", etag) != etag:
+        wanted = None  # the file changed since the client's part of it: all of it
+    chunks, status, length = body, 200, info.size
+    if wanted is not None:
+        span = bounds(wanted, info.size)
+        if span is None:
+            await _drain(body)
+            raise ApiError(
+                416,
+                "range_not_satisfiable",
+                f"the range asked for starts past the file's end ({info.size} bytes)",
+                headers={"Content-Range": f"bytes */{info.size}"},
+            )
+        first, last = span
+        status, length = 206, last - first + 1
+        headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
+        chunks = _part(body, first - opened_at, length)
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
     try:
         await response.prepare(request)
         if request.method != "HEAD":
-            async for chunk in body:
+            async for chunk in chunks:
                 await response.write(chunk)
         await response.write_eof()
     except ConnectionResetError:
@@ -219,6 +259,20 @@ async def _send_blob(
     finally:
         await _drain(body)  # a stream left open holds a file or an S3 connection
     return response
+
+
+async def _part(body: AsyncIterator[bytes], skip: int, length: int) -> AsyncIterator[bytes]:
+    """``length`` bytes of ``body`` after its first ``skip``."""
+    async for chunk in body:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        chunk, skip = chunk[skip:], 0
+        if len(chunk) >= length:
+            yield chunk[:length]
+            return
+        length -= len(chunk)
+        yield chunk
 
 
 async def _drain(body: object) -> None:

@@ -62,8 +62,8 @@ async def test_a_client_gone_mid_download_is_no_error(
         closed: list[str] = []
         open_stream = blobs.open_stream
 
-        async def watched(key: str) -> tuple[BlobInfo, AsyncIterator[bytes]]:
-            info, body = await open_stream(key)
+        async def watched(key: str, *, start: int = 0) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+            info, body = await open_stream(key, start=start)
 
             async def stream() -> AsyncIterator[bytes]:
                 try:

@@ -101,9 +101,10 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     async def open_stream(
-        self, key: str, *, chunk_size: int = CHUNK_SIZE
+        self, key: str, *, chunk_size: int = CHUNK_SIZE, start: int = 0
     ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
-        """The blob's info and an iterator over its bytes; :class:`BlobNotFound` if absent."""
+        """The blob's info (of all of it) and an iterator over its bytes from ``start`` on
+        (none when it is past the end); :class:`BlobNotFound` if absent."""
 
     @abc.abstractmethod
     async def stat(self, key: str) -> BlobInfo | None:

@@ -293,14 +293,15 @@ class FileBlobStore(BlobStore):
             raise _os_error(exc, f"reading {key!r}") from exc
 
     async def open_stream(
-        self, key: str, *, chunk_size: int = CHUNK_SIZE
+        self, key: str, *, chunk_size: int = CHUNK_SIZE, start: int = 0
     ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
-        """The blob's info and its bytes; both describe the same file even mid-overwrite."""
+        """The blob's info and its bytes from ``start``; both describe the same file even
+        mid-overwrite."""
         path = self._path(key)
-        info, fh = await self._run(self._open, key, path)
+        info, fh = await self._run(self._open, key, path, start)
         return info, _FileChunks(fh, chunk_size, self._pool)
 
-    def _open(self, key: str, path: Path) -> tuple[BlobInfo, BinaryIO]:
+    def _open(self, key: str, path: Path, start: int = 0) -> tuple[BlobInfo, BinaryIO]:
         try:
             fh = path.open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -308,7 +309,10 @@ class FileBlobStore(BlobStore):
         except OSError as exc:
             raise _os_error(exc, f"opening {key!r}") from exc
         try:
-            return self._info(key, os.fstat(fh.fileno())), fh
+            info = self._info(key, os.fstat(fh.fileno()))
+            if start:
+                fh.seek(start)  # past the end, reads give nothing
+            return info, fh
         except BaseException:
             fh.close()
             raise

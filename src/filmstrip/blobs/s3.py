@@ -466,35 +466,56 @@ class S3BlobStore(BlobStore):
         return b"".join([chunk async for chunk in chunks])
 
     async def open_stream(
-        self, key: str, *, chunk_size: int = CHUNK_SIZE
+        self, key: str, *, chunk_size: int = CHUNK_SIZE, start: int = 0
     ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
-        """GetObject; the body streams as it is iterated."""
+        """GetObject (from byte ``start``: a ranged one); the body streams as it is
+        iterated."""
         full = self._key(key)
         if self.direct is not None and self.direct.takes(full):
-            got = await self.direct.get(full)
+            got = await self.direct.get(full, start=start)
+            if got is not None and got.status == 416:
+                got.release()
+                return await self._past_the_end(key, chunk_size)
             if got is not None:
                 modified = got.headers.get("Last-Modified")
                 info = BlobInfo(
                     key=key,
-                    size=int(got.headers["Content-Length"]),
+                    size=_whole_size(
+                        got.headers.get("Content-Range"), got.headers["Content-Length"]
+                    ),
                     etag=got.headers.get("ETag", "").strip('"'),
                     content_type=got.headers.get("Content-Type") or guess_content_type(key),
                     modified=parse_timestamp(modified).timestamp() if modified else time.time(),
                 )
                 return info, _BodyChunks(_ResponseBody(got), chunk_size)
+        ranged = {"Range": f"bytes={start}-"} if start else {}
         try:
             with _errors(key):
-                resp = await self.client.get_object(Bucket=self.bucket, Key=full)
+                try:
+                    resp = await self.client.get_object(Bucket=self.bucket, Key=full, **ranged)
+                except ClientError as exc:
+                    if start and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                        return await self._past_the_end(key, chunk_size)
+                    raise
         except _NoSuchBucket:
             raise BlobNotFound(key) from None
         info = BlobInfo(
             key=key,
-            size=int(resp["ContentLength"]),
+            size=_whole_size(resp.get("ContentRange"), resp["ContentLength"]),
             etag=_etag(resp),
             content_type=str(resp.get("ContentType") or guess_content_type(key)),
             modified=_timestamp(resp.get("LastModified")),
         )
         return info, _BodyChunks(resp["Body"], chunk_size)
+
+    async def _past_the_end(
+        self, key: str, chunk_size: int
+    ) -> tuple[BlobInfo, AsyncIterator[bytes]]:
+        """What a read from past the blob's end gives: its info and no bytes."""
+        info = await self.stat(key)
+        if info is None:
+            raise BlobNotFound(key)
+        return info, _BodyChunks(_NoBody(), chunk_size)
 
     async def stat(self, key: str) -> BlobInfo | None:
         """HeadObject, or ``None``."""
@@ -651,6 +672,24 @@ class _ResponseBody:
 
     def close(self) -> None:
         self._resp.release()
+
+
+class _NoBody:
+    """The body of a read that starts past the end."""
+
+    async def read(self, size: int) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+def _whole_size(content_range: str | None, length: str | int) -> int:
+    """The whole object's size: a ranged answer's ``Content-Range`` (``bytes a-b/size``)
+    says it; an answer of all of it, its length."""
+    if content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(length)
 
 
 class _BodyChunks:

@@ -113,16 +113,21 @@ class DirectS3:
         except _FAILURES:
             return None
 
-    async def get(self, key: str) -> aiohttp.ClientResponse | None:
-        """GetObject's response, its body unread (the caller releases it); None if it did
-        not succeed."""
+    async def get(self, key: str, *, start: int = 0) -> aiohttp.ClientResponse | None:
+        """GetObject's response, its body unread (the caller releases it): from byte
+        ``start`` on, a 206, or a 416 when that is past the end; None if it did not
+        succeed."""
         url = self.base + key
         try:
-            signed = await self._signed("GET", key, EMPTY_SHA256, {})
+            signed = await self._signed(
+                "GET", key, EMPTY_SHA256, {"Range": f"bytes={start}-"} if start else {}
+            )
             resp = await self.http.get(URL(url, encoded=True), headers=signed)
         except _FAILURES:
             return None
-        if resp.status != 200 or "Content-Length" not in resp.headers:
+        if start and resp.status == 416:
+            return resp
+        if resp.status != (206 if start else 200) or "Content-Length" not in resp.headers:
             self._refused("GET", resp.status)
             resp.release()
             return None
