@@ -201,18 +201,31 @@ class TusBackend:
         )
 
 
+def moto_store(moto: MotoServer, name: str) -> dict[str, str]:
+    """Settings of an S3 store on moto (real HTTP), in a bucket of its own."""
+    return {
+        "blob_url": f"s3://{name}-{uuid.uuid4().hex[:12]}",
+        "s3_endpoint_url": moto.url,
+        "s3_access_key_id": "test",
+        "s3_secret_access_key": "test",
+    }
+
+
 @pytest.fixture(params=["files", "s3"])
 def tus_backend(request: pytest.FixtureRequest) -> TusBackend:
     """Each tus test runs on both stores (S3 on moto, over real HTTP)."""
     if request.param == "files":
         return TusBackend("files", {})
-    moto: MotoServer = request.getfixturevalue("moto_server")
-    return TusBackend(
-        "s3",
-        {
-            "blob_url": f"s3://tus-{uuid.uuid4().hex[:12]}",
-            "s3_endpoint_url": moto.url,
-            "s3_access_key_id": "test",
-            "s3_secret_access_key": "test",
-        },
-    )
+    return TusBackend("s3", moto_store(request.getfixturevalue("moto_server"), "tus"))
+
+
+@pytest.fixture(params=["files", "s3"])
+async def any_store_api(
+    request: pytest.FixtureRequest, redis_url: str, redis: RedisClient, tmp_path: Path
+) -> AsyncIterator[Api]:
+    """The api over the files store, or over an S3 bucket on moto (real HTTP)."""
+    extra: dict[str, str] = {}
+    if request.param == "s3":
+        extra = moto_store(request.getfixturevalue("moto_server"), "api")
+    async with running_api(api_settings(tmp_path, redis_url, **extra), "alice") as running:
+        yield running

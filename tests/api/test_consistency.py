@@ -17,7 +17,6 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from bench.moto_server import MotoServer
 from bench.redis_server import RedisServer
 from filmstrip import keys
 from filmstrip.blobs.s3 import S3BlobStore
@@ -36,7 +35,6 @@ from filmstrip.photos import PhotoLifecycle, completion_once_key, encode_job, li
 from filmstrip.protocols.events import PHOTO_FAILED
 from filmstrip.protocols.jobs import deferred_job_id_for
 from filmstrip.queue import JobQueue, JobState, Outcome, Settlement
-from filmstrip.redis_client import RedisClient
 from filmstrip.services.api.accept import discard_unrecorded
 from filmstrip.services.api.reconciler import (
     announce_lost_failures,
@@ -50,7 +48,7 @@ from filmstrip.services.api.reconciler import (
 from filmstrip.services.api.relay import relay_once
 from filmstrip.services.api.state import STATE
 from filmstrip.services.cli.tokens import issue_token
-from tests.api.conftest import EVERY_BLOB, Api, api_settings, running_api, start_api
+from tests.api.conftest import EVERY_BLOB, Api, api_settings, start_api
 from tests.api.factories import fake_jpeg
 
 
@@ -213,24 +211,6 @@ async def test_an_orphan_whose_name_is_not_utf8_is_swept_with_the_others(api: Ap
     (root / "originals").joinpath(os.fsdecode(b"stray-\xff.jpg")).write_bytes(b"y")
     assert await sweep_orphan_blobs(state.catalog, state.blobs, grace_s=EVERY_BLOB) == 2
     assert api.blob_files() == []
-
-
-@pytest.fixture(params=["files", "s3"])
-async def any_store_api(
-    request: pytest.FixtureRequest, redis_url: str, redis: RedisClient, tmp_path: Path
-) -> AsyncIterator[Api]:
-    """The api over the files store, or over an S3 bucket on moto (real HTTP)."""
-    extra: dict[str, str] = {}
-    if request.param == "s3":
-        moto: MotoServer = request.getfixturevalue("moto_server")
-        extra = {
-            "blob_url": f"s3://sweep-{uuid.uuid4().hex[:12]}",
-            "s3_endpoint_url": moto.url,
-            "s3_access_key_id": "test",
-            "s3_secret_access_key": "test",
-        }
-    async with running_api(api_settings(tmp_path, redis_url, **extra), "alice") as running:
-        yield running
 
 
 async def _put_unnamable(api: Api, key: str) -> None:

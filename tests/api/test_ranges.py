@@ -5,37 +5,20 @@ read, or an ``If-Range`` for an older copy get the whole file."""
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from bench.moto_server import MotoServer
-from filmstrip.redis_client import RedisClient
 from filmstrip.services.api.ranges import ByteRange, bounds, requested_range
-from tests.api.conftest import Api, api_settings, running_api
+from tests.api.conftest import Api
 from tests.api.factories import complete, fake_jpeg, uploaded
 
 MiB = 1024 * 1024
 
 
-@pytest.fixture(params=["files", "s3"])
-async def api(
-    request: pytest.FixtureRequest, redis_url: str, redis: RedisClient, tmp_path: Path
-) -> AsyncIterator[Api]:
-    """An api on the files store, or on S3 (moto, over real HTTP)."""
-    extra: dict[str, str] = {}
-    if request.param == "s3":
-        moto: MotoServer = request.getfixturevalue("moto_server")
-        extra = {
-            "blob_url": f"s3://ranges-{uuid.uuid4().hex[:12]}",
-            "s3_endpoint_url": moto.url,
-            "s3_access_key_id": "test",
-            "s3_secret_access_key": "test",
-        }
-    async with running_api(api_settings(tmp_path, redis_url, **extra), "rae") as running:
-        yield running
+@pytest.fixture
+def api(any_store_api: Api) -> Api:
+    """The api on the files store, or on S3."""
+    return any_store_api
 
 
 async def _original(api: Api, data: bytes) -> str:
