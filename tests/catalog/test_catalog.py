@@ -318,6 +318,46 @@ async def test_photos_awaiting_their_follow_up_are_tracked_until_it_reports(
     assert await _awaiting(catalog) == {plain.id}
 
 
+async def test_a_derivative_made_again_keeps_its_place(catalog: Catalog) -> None:
+    photo = make_photo()
+    await catalog.insert_photo(photo, None)
+
+    def made(*names: str, size: int = 1) -> list[DerivativeRecord]:
+        return [
+            DerivativeRecord(
+                name=n, key=f"derivatives/{photo.id}/{n}", content_type="image/webp",
+                width=size, height=size, bytes=size,
+            )
+            for n in names
+        ]  # fmt: skip
+
+    await catalog.complete_photo(
+        photo.id, metadata={}, derivatives=made("preview", "thumbnail"), taken_at=None
+    )
+    await catalog.add_deferred_results(
+        photo.id, metadata={}, derivatives=made("optimized"), replaces={"optimized"}
+    )
+    # The thumbnails stage made again (its remake ending after the optimization's).
+    merged = await catalog.add_deferred_results(
+        photo.id, metadata={}, derivatives=made("thumbnail", "preview", size=2),
+        replaces={"preview", "thumbnail"},
+    )  # fmt: skip
+    assert merged is not None
+    assert [(d.name, d.bytes) for d in merged] == [
+        ("preview", 2),
+        ("thumbnail", 2),
+        ("optimized", 1),
+    ]
+    # A stage that now keeps nothing drops its old copy; a new name goes last.
+    merged = await catalog.add_deferred_results(
+        photo.id, metadata={}, derivatives=made("ocr"), replaces={"optimized", "ocr"}
+    )
+    assert merged is not None
+    assert [d.name for d in merged] == ["preview", "thumbnail", "ocr"]
+    stored = await catalog.get_photo(photo.id)
+    assert stored is not None and stored.derivatives == merged
+
+
 async def test_a_cancelled_caller_waits_for_its_transaction_to_end(catalog: Catalog) -> None:
     photo = make_photo()
     began, ended = threading.Event(), threading.Event()

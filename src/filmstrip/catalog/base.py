@@ -504,10 +504,15 @@ class Catalog(abc.ABC):
             if not rows:
                 return None
             merged_meta = {**orjson.loads(rows[0][0] or "{}"), **metadata}
-            kept = [
-                d for d in _derivatives_decoder.decode(rows[0][1] or "[]") if d.name not in replaces
+            # A derivative made again keeps its place in the list (clients may show the
+            # first), whichever of a photo's jobs ends last.
+            fresh = {d.name: d for d in derivatives}
+            merged = [
+                fresh.pop(d.name, d)
+                for d in _derivatives_decoder.decode(rows[0][1] or "[]")
+                if d.name in fresh or d.name not in replaces
             ]
-            merged = [*kept, *derivatives]
+            merged += fresh.values()
             owed = orjson.loads(rows[0][2] or "[]")
             tx.write(
                 "UPDATE photos SET processing_metadata = ?, derivatives = ?, updated_at = ?, "
