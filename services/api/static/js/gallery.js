@@ -171,6 +171,9 @@ async function start() {
   // A photo open in the view has its own address, /photos/<id>: back closes it, forward
   // opens it again, a reload or a shared link opens it at once.
   const title = document.title;
+  // A close the address asked for (going back) must not move the address again when its
+  // event comes after the address moved on (going forward at once).
+  let closingForAddress = false;
   function openPhoto(photo, { replace = false } = {}) {
     const path = `/photos/${photo.photo_id}`;
     if (location.pathname !== path) {
@@ -178,16 +181,20 @@ async function start() {
       if (replace || photoInPath()) history.replaceState({ photo: photo.photo_id, pushed: history.state?.pushed }, "", url);
       else history.pushState({ photo: photo.photo_id, pushed: true }, "", url);
     }
+    closingForAddress = false;
     viewer.open(photo);
   }
   async function openFromPath() {
     const id = photoInPath();
     if (!id) {
+      if (viewer.isOpen) closingForAddress = true;
       viewer.close();
       return;
     }
     try {
-      viewer.open(await api(`/v1/photos/${id}`));
+      const photo = await api(`/v1/photos/${id}`);
+      closingForAddress = false;
+      viewer.open(photo);
     } catch (err) {
       history.replaceState(null, "", `/${location.search}`);
       toast(err instanceof ApiError && err.status === 404 ? "That photo is not here (deleted, or another account's)." : err.message);
@@ -204,7 +211,10 @@ async function start() {
     nameOf: (id) => names.get(id),
     onClosed: () => {
       document.title = title;
-      if (!photoInPath()) return; // closed by going back
+      if (closingForAddress || !photoInPath()) {
+        closingForAddress = false;
+        return; // closed by going back
+      }
       // Opened from the grid: go back to it; opened from a link: the gallery's address.
       if (history.state?.pushed) goBack();
       else history.replaceState(null, "", `/${location.search}`);

@@ -56,6 +56,9 @@ export class Viewer {
       if (e.target === dialog) dialog.close(); // a click on the backdrop
     });
     dialog.addEventListener("close", () => {
+      // The event comes a task after close(): a view opened again meanwhile (back, then
+      // forward, on a busy page) is not closed by it.
+      if (dialog.open) return;
       this.lastId = this.photo?.photo_id;
       this.zoom(false);
       this.photo = null;
