@@ -70,7 +70,7 @@ _RECONNECT_TIMEOUT_S = 5.0
 # Serialization failures and deadlocks: the transaction is rolled back whole and run again.
 _ATTEMPTS = 5
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
-IDLE = TransactionStatus.IDLE
+_IDLE = TransactionStatus.IDLE
 
 
 @functools.lru_cache(maxsize=1024)
@@ -324,7 +324,7 @@ class PostgresCatalog(Catalog):
                         result = work(tx)
                         tx.commit()
                     except BaseException:
-                        if not conn.broken and conn.info.transaction_status != IDLE:
+                        if not conn.broken and conn.info.transaction_status != _IDLE:
                             with contextlib.suppress(psycopg.Error):
                                 conn.execute("ROLLBACK")
                         raise
